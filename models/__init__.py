@@ -1,0 +1,1 @@
+"""Data package holding the shipped joulecast model (installed as ``joulecast_models``)."""

@@ -1,0 +1,11 @@
+"""`joulecast retrain`: placeholder until its issue lands (registered so the CLI frame is complete)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("retrain", help="(not implemented yet)")
+    def _cmd() -> None:
+        raise typer.Exit(code=2)

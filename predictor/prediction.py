@@ -1,0 +1,82 @@
+"""The :class:`Prediction` value type returned by ``predict`` and ``refine``.
+
+All energies in joules unless the name says kWh; times in seconds; power in watts. The interval is
+a nominal 90 % interval on the total energy, calibrated on grouped cross-validation folds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+J_PER_KWH = 3.6e6
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Forecast of one training run on one GPU.
+
+    Attributes:
+        energy_j: total energy of the run (training + validation passes), joules.
+        energy_per_epoch_j: energy of one epoch, joules.
+        energy_per_sample_j: energy per training sample (one forward + backward + update), joules.
+        time_s: total wall time of the run, seconds.
+        time_per_epoch_s: time of one epoch, seconds.
+        avg_power_w: average GPU board power over the run, watts.
+        interval_j: (low, high) of the nominal ``interval_level`` interval on ``energy_j``.
+        gpu: resolved GPU name (canonical row of the hardware table).
+        warnings: every default used, alias resolved and extrapolation flagged, as text.
+        log_sigma: standard deviation of log(energy) implied by the interval (used by ``refine``).
+        refinement: filled in by ``refine``: epochs measured, warm-up epochs, stable start, ...
+    """
+
+    energy_j: float
+    energy_per_epoch_j: float
+    energy_per_sample_j: float
+    time_s: float
+    time_per_epoch_s: float
+    avg_power_w: float
+    interval_j: tuple[float, float]
+    gpu: str
+    warnings: list[str] = field(default_factory=list)
+    epochs: float = 1.0
+    batch_size: int = 32
+    samples_per_epoch: int = 1
+    val_samples: int = 0
+    precision: str = "fp32"
+    interval_level: float = 0.9
+    log_sigma: float = 0.0
+    model_version: str = ""
+    model_name: str = ""
+    features: dict[str, float] = field(default_factory=dict)
+    refinement: dict[str, Any] | None = None
+
+    @property
+    def energy_kwh(self) -> float:
+        """Total energy in kilowatt-hours."""
+        return self.energy_j / J_PER_KWH
+
+    @property
+    def interval_kwh(self) -> tuple[float, float]:
+        return (self.interval_j[0] / J_PER_KWH, self.interval_j[1] / J_PER_KWH)
+
+    def replace(self, **changes: Any) -> "Prediction":
+        """A copy with ``changes`` applied (the type is frozen)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field plus ``energy_kwh``."""
+        out = asdict(self)
+        out["interval_j"] = list(self.interval_j)
+        out["energy_kwh"] = self.energy_kwh
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Prediction":
+        """Inverse of :meth:`to_dict` (extra keys such as ``energy_kwh`` are ignored)."""
+        from dataclasses import fields
+
+        names = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        kwargs["interval_j"] = tuple(kwargs["interval_j"])
+        return cls(**kwargs)
