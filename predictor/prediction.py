@@ -60,6 +60,22 @@ class Prediction:
     def interval_kwh(self) -> tuple[float, float]:
         return (self.interval_j[0] / J_PER_KWH, self.interval_j[1] / J_PER_KWH)
 
+    def co2_kg(self, grid_g_per_kwh: float | None = None, region: str | None = None, pue: float = 1.0) -> float:
+        """Kilograms of CO2e of the run: ``energy_kwh x pue x grid intensity``.
+
+        ``grid_g_per_kwh`` (g CO2e/kWh) wins; else ``region`` from the offline table in
+        :mod:`predictor.carbon` (annual averages); else the world average (Ember 2023, 481 g/kWh).
+        """
+        from predictor.carbon import co2_kg
+
+        return co2_kg(self.energy_kwh, grid_g_per_kwh=grid_g_per_kwh, region=region, pue=pue)
+
+    def cost(self, price_per_kwh: float, pue: float = 1.0) -> float:
+        """Electricity cost of the run at ``price_per_kwh`` (result in the same currency)."""
+        from predictor.carbon import cost
+
+        return cost(self.energy_kwh, price_per_kwh, pue=pue)
+
     def replace(self, **changes: Any) -> "Prediction":
         """A copy with ``changes`` applied (the type is frozen)."""
         return replace(self, **changes)
