@@ -29,7 +29,7 @@ def test_seaa_two_phases_per_run_and_totals_match_trace(seaa, shared_data):
     ref = runs.set_index("run_id")["energy_trace_J"].reindex(total.index)
     np.testing.assert_allclose(total.to_numpy(), ref.to_numpy(), rtol=1e-6)  # float32 timestamps in the parquet
     pub = runs.set_index("run_id")["pub_energy_MJ"].reindex(total.index) * 1e6
-    assert float((total / pub - 1).abs().max()) < 0.005  # published energy within 0.5 %
+    assert float((total / pub - 1).abs().max()) < 0.01  # published energy (MJ, rounded) within 1 %
     epochs = seaa.groupby("base")["epochs"].sum()
     assert (epochs == runs.set_index("run_id")["trained_epochs_total"].reindex(epochs.index)).all()
 
