@@ -1,11 +1,243 @@
-"""`joulecast score`: placeholder until its issue lands (registered so the CLI frame is complete)."""
+"""`joulecast score`: rank many candidate graphs by forecast training energy on one or more GPUs.
+
+Thin layer over :func:`predictor.batch.predict_many`: checks every output path before any work, scores,
+ranks (lowest energy first), prints a table (or JSON records), and optionally writes the ranked table
+(CSV/Parquet) and a Pareto plot (energy vs parameters, or vs a user-supplied accuracy column) as PNG.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from featurize.errors import InvalidInputError
+
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+
+def check_writable(path: Path, *, suffixes: tuple[str, ...], flag: str) -> Path:
+    """Fail before any work if ``path`` cannot be written (bad suffix, missing/readonly folder, readonly file)."""
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in suffixes:
+        raise InvalidInputError(f"{flag} {str(path)!r}: use a file ending in {' or '.join(suffixes)}")
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise InvalidInputError(f"{flag} {str(path)!r}: folder {str(parent)!r} does not exist; create it first")
+    if path.is_dir():
+        raise InvalidInputError(f"{flag} {str(path)!r} is a directory; give a file name")
+    if (path.exists() and not os.access(path, os.W_OK)) or not os.access(parent, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"{flag} {str(path)!r} is not writable; choose another location")
+    return path
+
+
+def read_accuracy(path: Path, column: str | None) -> tuple[dict[str, float], str]:
+    """``{model name: accuracy}`` and the column used, from a CSV with a ``model`` column."""
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is a user input problem here
+        raise InvalidInputError(f"--accuracy-csv {str(path)!r}: cannot read it as CSV ({err})") from err
+    if "model" not in df.columns:
+        raise InvalidInputError(f"--accuracy-csv {str(path)!r}: needs a 'model' column (file name or stem of "
+                                f"each graph) and an accuracy column; found {list(df.columns)}")
+    if column is None:
+        numeric = [c for c in df.columns if c != "model" and pd.api.types.is_numeric_dtype(df[c])]
+        if len(numeric) != 1:
+            raise InvalidInputError(f"--accuracy-csv {str(path)!r}: pick the accuracy column with "
+                                    f"--accuracy-column (numeric columns: {numeric})")
+        column = numeric[0]
+    if column not in df.columns:
+        raise InvalidInputError(f"--accuracy-csv {str(path)!r}: no column {column!r}; found {list(df.columns)}")
+    return {Path(str(m)).stem: float(v) for m, v in zip(df["model"], df[column])}, column
+
+
+def rank(df, *, region: str | None = None, grid_g_per_kwh: float | None = None, pue: float = 1.0,
+         accuracy: dict[str, float] | None = None, accuracy_name: str = "accuracy"):
+    """Ranked copy of a ``predict_many`` frame: ``rank`` by energy (per GPU), CO2 and accuracy when given."""
+    import numpy as np
+
+    out = df.copy()
+    out.insert(0, "name", [Path(m).stem if isinstance(m, str) else str(m) for m in out["model"]])
+    if region is not None or grid_g_per_kwh is not None:
+        from predictor.carbon import resolve_intensity
+
+        intensity, _ = resolve_intensity(grid_g_per_kwh, region)
+        out["co2_kg"] = out["energy_kwh"] * pue * intensity / 1000.0
+    if accuracy is not None:
+        out[accuracy_name] = [accuracy.get(n, np.nan) for n in out["name"]]
+    failed = out["error"].astype(str) != ""
+    out = out.assign(_failed=failed).sort_values(["_failed", "energy_j"], kind="stable").drop(columns="_failed")
+    out.insert(0, "rank", out.groupby("gpu", sort=False).cumcount() + 1)
+    out.loc[out["error"].astype(str) != "", "rank"] = 0
+    return out.reset_index(drop=True)
+
+
+def pareto_front(x, y) -> list[int]:
+    """Indices of points not dominated when minimising both ``x`` and ``y``."""
+    order = sorted(range(len(x)), key=lambda i: (x[i], y[i]))
+    front, best = [], math.inf
+    for i in order:
+        if y[i] < best:
+            front.append(i)
+            best = y[i]
+    return front
+
+
+def plot_pareto(ranked, path: Path, *, accuracy_name: str | None = None) -> None:
+    """Energy (kWh) vs parameters -- or vs accuracy -- per GPU, Pareto front drawn; PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = ranked[(ranked["error"].astype(str) == "")]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
+    for gpu, part in ok.groupby("gpu", sort=False):
+        if accuracy_name:
+            part = part[part[accuracy_name].notna()]
+            x = part[accuracy_name].to_numpy(float)
+            front = pareto_front(list(-x), list(part["energy_kwh"]))  # maximise accuracy, minimise energy
+        else:
+            x = part["params"].to_numpy(float)
+            front = pareto_front(list(x), list(part["energy_kwh"]))
+        pts = ax.scatter(x, part["energy_kwh"], s=14, alpha=0.6, label=gpu)
+        fx = sorted((x[i], part["energy_kwh"].iloc[i]) for i in front)
+        ax.plot([p[0] for p in fx], [p[1] for p in fx], "-", color=pts.get_facecolor()[0], lw=1.2)
+    ax.set_yscale("log")
+    if not accuracy_name:
+        ax.set_xscale("log")
+    ax.set_xlabel(accuracy_name or "parameters")
+    ax.set_ylabel("forecast training energy (kWh)")
+    ax.set_title("Candidates: energy vs " + (accuracy_name or "size") + " (line = Pareto front)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_table(ranked, path: Path) -> None:
+    if path.suffix.lower() == ".parquet":
+        ranked.to_parquet(path, index=False)
+    else:
+        ranked.to_csv(path, index=False)
+
+
+def records(ranked) -> list[dict[str, Any]]:
+    """JSON-ready rows (NaN -> null)."""
+    return json.loads(ranked.to_json(orient="records"))
+
+
+def _print_table(ranked, top: int | None, caption: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    shown = ranked if top is None else ranked.groupby("gpu", sort=False).head(top)
+    table = Table(title="joulecast score: lowest forecast training energy first", caption=caption)
+    cols = ["rank", "model", "gpu", "energy kWh", "90 % interval kWh", "time h", "avg W", "params"]
+    if "co2_kg" in ranked:
+        cols.append("CO2e kg")
+    acc = [c for c in ranked.columns if c not in _KNOWN and c != "co2_kg"]
+    cols += acc + ["note"]
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("model", "gpu", "note") else "right", overflow="fold")
+    for _, r in shown.iterrows():
+        if r["error"]:
+            table.add_row("-", r["name"], r["gpu"], *["-"] * (len(cols) - 4), f"[red]{r['error']}[/red]")
+            continue
+        cells = [str(r["rank"]), r["name"], r["gpu"], f"{r['energy_kwh']:.4g}",
+                 f"{r['interval_low_j'] / 3.6e6:.3g}-{r['interval_high_j'] / 3.6e6:.3g}",
+                 f"{r['time_s'] / 3600:.3g}", f"{r['avg_power_w']:.0f}", f"{r['params']:.3g}"]
+        if "co2_kg" in ranked:
+            cells.append(f"{r['co2_kg']:.3g}")
+        cells += [f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in acc]
+        cells.append("!" if r["warnings"] else "")
+        table.add_row(*cells)
+    Console().print(table)
+
+
+_KNOWN = {"rank", "name", "model", "gpu", "energy_j", "energy_kwh", "energy_per_epoch_j", "time_s", "avg_power_w",
+          "interval_low_j", "interval_high_j", "params", "flops_train", "warnings", "error"}
+
+
+def _parse_dims(dim: list[str] | None) -> dict[str, int] | None:
+    if not dim:
+        return None
+    out = {}
+    for item in dim:
+        name, sep, value = item.partition("=")
+        if not sep or not value.strip().lstrip("-").isdigit():
+            raise InvalidInputError(f"--dim {item!r}: write name=value, e.g. --dim seq=512")
+        out[name.strip()] = int(value)
+    return out
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("score", help="(not implemented yet)")
-    def _cmd() -> None:
-        raise typer.Exit(code=2)
+    @app.command("score", help="Rank candidate graphs (files, folders, globs) by forecast training energy.")
+    def score(
+        models: list[str] = typer.Argument(..., help="ONNX files, folders of .onnx files or globs ('runs/*.onnx')."),
+        gpu: list[str] = typer.Option(..., "--gpu", "-g", help="GPU name; repeat for a cross-GPU what-if."),
+        batch_size: int = typer.Option(32, "--batch-size", "-b", help="Training batch size."),
+        samples_per_epoch: int = typer.Option(..., "--samples-per-epoch", "-n", help="Training samples per epoch."),
+        epochs: float = typer.Option(1.0, "--epochs", "-e", help="Epochs of the run."),
+        val_samples: int = typer.Option(0, "--val-samples", help="Validation samples per epoch (forward only)."),
+        precision: str = typer.Option("fp32", "--precision", help="fp32, tf32, fp16, bf16 or fp8."),
+        dim: list[str] = typer.Option(None, "--dim", help="Symbolic dimension value, name=value (repeatable)."),
+        out: Path = typer.Option(None, "--out", "-o", help="Write the ranked table (.csv or .parquet)."),
+        pareto: Path = typer.Option(None, "--pareto", help="Write a Pareto plot (.png)."),
+        accuracy_csv: Path = typer.Option(None, "--accuracy-csv", help="CSV with 'model' + an accuracy column."),
+        accuracy_column: str = typer.Option(None, "--accuracy-column", help="Accuracy column in --accuracy-csv."),
+        top: int = typer.Option(None, "--top", help="Show only the N best per GPU in the terminal table."),
+        region: str = typer.Option(None, "--region", help="Grid region for CO2 (e.g. fr, us-ca, eu-west-1)."),
+        grid_g_per_kwh: float = typer.Option(None, "--grid-g-per-kwh", help="Grid intensity for CO2, g/kWh."),
+        pue: float = typer.Option(1.0, "--pue", help="Data-centre PUE applied to CO2."),
+        n_jobs: int = typer.Option(-1, "--n-jobs", "-j", help="Featurization processes (-1 = all cores)."),
+        model_dir: Path = typer.Option(None, "--model-dir", help="Model directory from `joulecast retrain`."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON records (ranked) on stdout, nothing else."),
+    ) -> None:
+        from predictor.batch import expand_models, predict_many
+
+        # Every check that can fail cheaply runs before featurization.
+        if out is not None:
+            check_writable(out, suffixes=TABLE_SUFFIXES, flag="--out")
+        if pareto is not None:
+            check_writable(pareto, suffixes=(".png",), flag="--pareto")
+        if top is not None and top < 1:
+            raise InvalidInputError(f"--top must be >= 1, got {top}")
+        accuracy, acc_name = (read_accuracy(accuracy_csv, accuracy_column) if accuracy_csv is not None
+                              else (None, None))
+        intensity_note = ""
+        if region is not None or grid_g_per_kwh is not None:
+            from predictor.carbon import resolve_intensity
+
+            _, intensity_note = resolve_intensity(grid_g_per_kwh, region)
+            if pue < 1.0:
+                raise InvalidInputError(f"--pue must be >= 1.0, got {pue}")
+        expand_models(models)  # empty folder / glob matching nothing -> clear error now
+        df = predict_many(models, gpu=gpu, batch_size=batch_size, samples_per_epoch=samples_per_epoch,
+                          epochs=epochs, val_samples=val_samples, precision=precision, n_jobs=n_jobs,
+                          model_dir=model_dir, dims=_parse_dims(dim), progress=None if not as_json else False)
+        ranked = rank(df, region=region, grid_g_per_kwh=grid_g_per_kwh, pue=pue, accuracy=accuracy,
+                      accuracy_name=acc_name or "accuracy")
+        if out is not None:
+            write_table(ranked, out)
+        if pareto is not None:
+            plot_pareto(ranked, pareto, accuracy_name=acc_name)
+        if as_json:
+            typer.echo(json.dumps(records(ranked)))
+            return
+        n_err = int((ranked["error"] != "").sum())
+        caption = (f"{len(ranked)} rows, {n_err} failed; batch {batch_size}, {samples_per_epoch} samples/epoch, "
+                   f"{epochs:g} epochs, {precision}. '!' = warnings (see --out/--json).")
+        if intensity_note:
+            caption += f" CO2e: {intensity_note}, PUE {pue:g}."
+        if out is not None:
+            caption += f" Wrote {out}."
+        if pareto is not None:
+            caption += f" Pareto plot: {pareto}."
+        _print_table(ranked, top, caption)

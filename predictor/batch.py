@@ -1,0 +1,303 @@
+"""Batch scoring: many candidate graphs x one or more GPUs -> one ranked-ready DataFrame.
+
+Public entry points: :func:`predict_many` and :func:`expand_models` (paths / directories / globs / ModelProtos /
+torch modules -> labelled inputs, in order).
+
+How it scales: graphs are featurized in parallel with joblib (processes by default; workers return only the
+small ``GraphFeatures.to_dict()`` dicts, never node tables), the model is loaded once, and every (graph, GPU)
+pair is predicted by one vectorised call of :func:`predictor.model.predict_frame`. Any joblib backend passes
+through, so the featurization can run on a cluster::
+
+    import joblib
+    from predictor import predict_many
+
+    # Dask: from dask.distributed import Client; client = Client("scheduler:8786")
+    with joblib.parallel_config(backend="dask"):
+        df = predict_many("candidates/*.onnx", gpu=["A100", "H100"], batch_size=64, samples_per_epoch=50_000)
+    # Ray: from ray.util.joblib import register_ray; register_ray(); then backend="ray"
+
+One bad input never raises: its row carries an ``error`` message and NaN numbers.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import os
+import warnings as _warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from featurize.errors import InvalidInputError, JoulecastError
+
+OUTPUT_COLUMNS: tuple[str, ...] = (
+    "model",
+    "gpu",
+    "energy_j",
+    "energy_kwh",
+    "energy_per_epoch_j",
+    "time_s",
+    "avg_power_w",
+    "interval_low_j",
+    "interval_high_j",
+    "params",
+    "flops_train",
+    "warnings",
+    "error",
+)
+_GLOB_CHARS = set("*?[")
+# Above this many inputs a progress bar is shown when ``progress=None`` and stderr is a terminal.
+PROGRESS_MIN_INPUTS = 50
+
+
+def _is_torch_module(obj: Any) -> bool:
+    return any(c.__module__.startswith("torch.nn") and c.__name__ == "Module" for c in type(obj).__mro__)
+
+
+def _expand_one(item: Any, index: int) -> list[tuple[str, Any]]:
+    """Labelled sources for one element of ``models`` (a directory/glob may give many)."""
+    if isinstance(item, (str, os.PathLike)):
+        text = os.fspath(item)
+        path = Path(text).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() == ".onnx" and p.is_file())
+            if not found:
+                raise InvalidInputError(
+                    f"directory {text!r} contains no .onnx files; point to a folder of ONNX graphs or a glob "
+                    f"such as '{path / '*.onnx'}'"
+                )
+            return [(str(p), str(p)) for p in found]
+        if _GLOB_CHARS & set(text):
+            found = sorted(p for p in _glob.glob(str(path), recursive=True) if Path(p).is_file())
+            if not found:
+                raise InvalidInputError(f"glob {text!r} matches no files; check the pattern and the folder")
+            return [(p, p) for p in found]
+        return [(text, text)]  # a plain path: a missing file becomes that row's error, not an exception
+    if isinstance(item, (bytes, bytearray)):
+        return [(f"bytes[{index}]", bytes(item))]
+    if type(item).__name__ == "ModelProto":
+        name = getattr(getattr(item, "graph", None), "name", "") or f"model[{index}]"
+        return [(name, item)]
+    if _is_torch_module(item):
+        return [(f"{type(item).__name__}[{index}]", item)]
+    raise InvalidInputError(
+        f"models[{index}] has unsupported type {type(item).__name__}; give .onnx paths, a directory, a glob, "
+        "onnx.ModelProto objects, ONNX bytes or torch.nn.Module objects"
+    )
+
+
+def expand_models(models: Any) -> list[tuple[str, Any]]:
+    """``(label, source)`` pairs in input order; directories and globs expand sorted by name.
+
+    Raises:
+        InvalidInputError: nothing to score (empty list, empty directory, glob matching nothing) or an
+            unsupported input type.
+    """
+    if isinstance(models, (str, os.PathLike, bytes, bytearray)) or not isinstance(models, Iterable) \
+            or type(models).__name__ == "ModelProto" or _is_torch_module(models):
+        models = [models]
+    out: list[tuple[str, Any]] = []
+    for i, item in enumerate(models):
+        out.extend(_expand_one(item, i))
+    if not out:
+        raise InvalidInputError("no models to score: `models` is empty")
+    return out
+
+
+def _featurize_one(source: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """Worker: featurize one graph; returns ``{"features": dict, "warnings": [...]} `` or ``{"error": str}``.
+
+    Runs in a worker process; only small dicts travel back (never the node table).
+    """
+    from featurize import featurize
+
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        try:
+            feats = featurize(source, **options)
+        except JoulecastError as err:
+            return {"error": f"{type(err).__name__}: {err}"}
+        except Exception as err:  # noqa: BLE001 - one bad file must not stop a batch of thousands
+            return {"error": f"{type(err).__name__}: {err}"}
+    out = feats.to_dict()
+    msgs = [str(w.message) for w in caught]
+    if feats.unsupported_ops:
+        ops = ", ".join(f"{k} x{v}" for k, v in sorted(feats.unsupported_ops.items()))
+        msgs.append(f"unsupported ops not costed: {ops}")
+    return {"features": out, "warnings": list(dict.fromkeys(msgs))}
+
+
+def _progress_wanted(progress: bool | None, n: int) -> bool:
+    if progress is not None:
+        return bool(progress)
+    import sys
+
+    return n >= PROGRESS_MIN_INPUTS and sys.stderr.isatty()
+
+
+def featurize_many(
+    sources: Sequence[Any], *, n_jobs: int = -1, backend: str | None = None, progress: bool | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Featurize ``sources`` in parallel, results in input order (``{"features"...}`` or ``{"error"...}``).
+
+    Torch modules are exported in this process (export is not safe to fan out); everything else goes to
+    joblib workers. ``backend=None`` uses the active joblib backend (loky processes unless a
+    ``joblib.parallel_config`` says otherwise).
+    """
+    from joblib import Parallel, delayed
+
+    results: list[dict[str, Any] | None] = [None] * len(sources)
+    parallel_idx = []
+    for i, src in enumerate(sources):
+        if _is_torch_module(src):
+            results[i] = _featurize_one(src, options)
+        else:
+            parallel_idx.append(i)
+    show = _progress_wanted(progress, len(sources))
+    bar = None
+    if show:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(sources), desc="featurize", unit="graph", initial=len(sources) - len(parallel_idx))
+    if len(parallel_idx) == 1 or n_jobs == 1:
+        gen = (_featurize_one(sources[i], options) for i in parallel_idx)
+    else:
+        par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator", batch_size="auto")
+        gen = par(delayed(_featurize_one)(sources[i], options) for i in parallel_idx)
+    for i, res in zip(parallel_idx, gen):
+        results[i] = res
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return results  # type: ignore[return-value]
+
+
+def _as_list(gpu: Any) -> list[Any]:
+    if isinstance(gpu, (str, bytes)) or not isinstance(gpu, Iterable):
+        return [gpu]
+    out = list(gpu)
+    if not out:
+        raise InvalidInputError("gpu is empty; name at least one GPU, e.g. gpu='A100'")
+    return out
+
+
+def predict_many(
+    models: Any,
+    *,
+    gpu: Any,
+    batch_size: int,
+    samples_per_epoch: int,
+    epochs: float = 1,
+    n_jobs: int = -1,
+    backend: str | None = None,
+    progress: bool | None = None,
+    model_dir: str | os.PathLike | None = None,
+    val_samples: int = 0,
+    precision: str = "fp32",
+    **kw: Any,
+) -> pd.DataFrame:
+    """Forecast training energy for many graphs on one or more GPUs.
+
+    Args:
+        models: ``.onnx`` paths, a directory (its ``*.onnx``), a glob, ``onnx.ModelProto``s, ONNX bytes or
+            torch modules (then pass ``example_inputs=``), or a list mixing them.
+        gpu: a GPU name or a list of names; several give a cross-GPU what-if (one row per model x GPU).
+        batch_size, samples_per_epoch, epochs, val_samples, precision: the training run, as in ``predict``.
+        n_jobs: featurization processes (joblib; -1 = all cores). backend: a joblib backend name
+            (``"loky"``, ``"threading"``, ``"dask"``, ``"ray"``...); ``None`` = the active one.
+        progress: tqdm bar; ``None`` shows it for >= 50 inputs on a terminal.
+        model_dir: a model directory from :func:`predictor.retrain`; ``None`` = the shipped model.
+        **kw: passed to ``featurize`` (``dims=``, ``input_shapes=``, ``frozen=``, ``example_inputs=``).
+
+    Returns:
+        DataFrame in input order (GPU varies fastest) with :data:`OUTPUT_COLUMNS` (energies in J and kWh,
+        time in s, power in W, the nominal 90 % interval, params, per-sample training FLOPs, warnings joined
+        by ``"; "``, ``error`` -- empty when the row succeeded).
+
+    Raises:
+        InvalidInputError: nothing to score, bad run arguments. UnknownGPUError: a GPU name not in the table.
+    """
+    from featurize import lookup_gpu
+    from predictor.model import extrapolation_warnings, load_model, predict_frame
+
+    if int(batch_size) < 1:
+        raise InvalidInputError(f"batch_size must be >= 1, got {batch_size!r}")
+    if int(samples_per_epoch) < 1:
+        raise InvalidInputError(f"samples_per_epoch must be >= 1, got {samples_per_epoch!r}")
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")  # alias notes travel on each row via GPUSpec.note
+        specs = [g if hasattr(g, "tdp_w") else lookup_gpu(g) for g in _as_list(gpu)]
+    items = expand_models(models)
+    model = load_model(model_dir)  # fail fast on a bad model dir, before any featurization
+    options = {"batch_size": int(batch_size), "precision": precision, **kw}
+    results = featurize_many([src for _, src in items], n_jobs=n_jobs, backend=backend, progress=progress,
+                             **options)
+
+    ok = [i for i, r in enumerate(results) if "features" in r]
+    pred = None
+    if ok:
+        # graph-major, GPU-minor: each graph row repeated once per GPU
+        feats = pd.DataFrame([results[i]["features"] for i in ok])
+        rows = feats.loc[feats.index.repeat(len(specs))].reset_index(drop=True)
+        row_specs = specs * len(ok)
+        pred = predict_frame(rows, row_specs, batch_size=int(batch_size), samples_per_epoch=int(samples_per_epoch),
+                             epochs=epochs, val_samples=int(val_samples), precision=precision, model=model)
+        pred = pred.reset_index(drop=True)
+        pred["warnings"] = [
+            extrapolation_warnings(model, results[ok[k // len(specs)]]["features"], gpu=row_specs[k],
+                                   precision=precision, batch_size=int(batch_size))
+            for k in range(len(pred))
+        ]
+    return _assemble(items, results, ok, specs, pred)
+
+
+def _assemble(items, results, ok, specs, pred) -> pd.DataFrame:
+    """Rows in input order, GPU fastest; predict_frame rows are assumed graph-major, GPU-minor."""
+    n_gpu = len(specs)
+    pos = {i: k for k, i in enumerate(ok)}
+    records = []
+    for i, (label, _) in enumerate(items):
+        res = results[i]
+        for g, spec in enumerate(specs):
+            rec: dict[str, Any] = {c: float("nan") for c in OUTPUT_COLUMNS}
+            rec.update(model=label, gpu=spec.name, warnings="", error="")
+            if "error" in res:
+                rec["error"] = res["error"]
+            else:
+                row = pred.iloc[pos[i] * n_gpu + g]
+                feats = res["features"]
+                rec.update(_pred_values(row))
+                rec["params"] = feats.get("params", float("nan"))
+                rec["flops_train"] = feats.get("flops_train", float("nan"))
+                msgs = list(res.get("warnings", [])) + ([spec.note] if spec.note else []) + _row_warnings(row)
+                rec["warnings"] = "; ".join(dict.fromkeys(m for m in msgs if m))
+            records.append(rec)
+    df = pd.DataFrame.from_records(records, columns=list(OUTPUT_COLUMNS))
+    df["params"] = df["params"].astype("float64")
+    return df
+
+
+def _pred_values(row: pd.Series) -> dict[str, float]:
+    energy = float(row["energy_j"])
+    return {
+        "energy_j": energy,
+        "energy_kwh": energy / 3.6e6,
+        "energy_per_epoch_j": float(row["energy_per_epoch_j"]),
+        "time_s": float(row["time_s"]),
+        "avg_power_w": float(row["avg_power_w"]),
+        "interval_low_j": float(row["interval_low_j"]),
+        "interval_high_j": float(row["interval_high_j"]),
+    }
+
+
+def _row_warnings(row: pd.Series) -> list[str]:
+    w = row.get("warnings") if hasattr(row, "get") else None
+    if w is None or (isinstance(w, float) and w != w):
+        return []
+    if isinstance(w, str):
+        return [s for s in w.split("; ") if s]
+    return [str(s) for s in w]

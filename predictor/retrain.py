@@ -1,0 +1,496 @@
+"""Retraining on the user's own measurements: validated runs -> a new, complete model directory.
+
+Public entry points: :func:`retrain` (measurements -> new model dir, atomically), :func:`validate_measurements`
+(the user-facing run-table check), :func:`read_retrain_summary` (the evaluation stored in a retrained
+model's manifest) and :data:`REQUIRED_COLUMNS` / :data:`OPTIONAL_COLUMNS` (the minimal user schema; the
+repository's ``training_data.schema`` mirrors these -- ``predictor`` never imports ``training_data``).
+
+User rows (one measured training run each)::
+
+    model, gpu, batch_size, samples_per_epoch, epochs, energy_j      (required)
+    val_samples=0, precision=fp32, time_s, frozen='', power_limit_w, architecture, scope=gpu_nvml  (optional)
+
+``model`` is an ``.onnx`` path (relative paths resolve against the CSV's folder). Energies are GPU energy of
+the whole run in joules; validation passes count forward only (the training-table convention:
+``energy_per_sample_j = energy_per_epoch_j / (samples_per_epoch + val_samples x flops_forward / flops_train)``).
+The shipped model is never modified: the new model goes to ``out_dir`` via a temporary directory + rename.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from featurize.errors import SchemaError
+from featurize.types import PRECISIONS
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("model", "gpu", "batch_size", "samples_per_epoch", "epochs", "energy_j")
+OPTIONAL_COLUMNS: dict[str, Any] = {
+    "val_samples": 0,
+    "precision": "fp32",
+    "time_s": float("nan"),
+    "frozen": "",
+    "power_limit_w": float("nan"),
+    "architecture": "",
+    "scope": "gpu_nvml",
+    "run_id": "",
+}
+USER_SOURCE = "user"
+SUMMARY_KEY = "retrain"
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+def load_measurements(measurements: Any) -> tuple[pd.DataFrame, str, Path | None]:
+    """``(table, origin, base_dir)`` from a CSV/Parquet path or a DataFrame; origin names it in errors."""
+    if isinstance(measurements, pd.DataFrame):
+        return measurements.copy(), "measurements DataFrame", None
+    if not isinstance(measurements, (str, os.PathLike)):
+        raise SchemaError(f"measurements must be a CSV/Parquet path or a pandas DataFrame, "
+                          f"got {type(measurements).__name__}")
+    path = Path(measurements).expanduser()
+    if not path.is_file():
+        raise SchemaError(f"measurements file {str(path)!r} does not exist")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, keep_default_na=True)
+    except Exception as err:  # pandas/pyarrow raise many types for unreadable files
+        raise SchemaError(f"{path}: cannot read it as {'Parquet' if path.suffix == '.parquet' else 'CSV'} "
+                          f"({type(err).__name__}: {err}); give a CSV with a header row or a Parquet file") from err
+    return df, str(path), path.resolve().parent
+
+
+# -------------------------------------------------------------------------------------------- validation
+
+def _row_label(origin: str, idx: int, is_file: bool) -> str:
+    # CSV line numbers: header is line 1, so data row idx (0-based) is line idx + 2
+    return f"{origin}: row {idx}" + (f" (line {idx + 2})" if is_file and origin.endswith(".csv") else "")
+
+
+_UNIT_FACTORS: dict[str, dict[str, float]] = {
+    "energy_j": {"j": 1.0, "kj": 1e3, "mj": 1e6, "wh": 3600.0, "kwh": 3.6e6},
+    "time_s": {"s": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0},
+    "power_limit_w": {"w": 1.0, "kw": 1e3},
+}
+_QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def _to_number(raw: Any, col: str) -> float:
+    """A cell as a float in the column's unit; ``"12.5 kJ"`` style cells convert; NaN when unparseable."""
+    if isinstance(raw, (int, float, np.integer, np.floating)) and not isinstance(raw, bool):
+        return float(raw)
+    m = _QUANTITY.match(str(raw)) if raw is not None else None
+    if not m:
+        return float("nan")
+    factor = _UNIT_FACTORS.get(col, {}).get(m.group(2).lower(), None) if m.group(2) else 1.0
+    return float(m.group(1)) * factor if factor is not None else float("nan")
+
+
+def _numeric(df: pd.DataFrame, col: str, origin: str, is_file: bool, *, integer: bool, positive: bool,
+             allow_zero: bool = False, allow_nan: bool = False) -> pd.Series:
+    values = pd.Series([_to_number(v, col) for v in df[col]], index=df.index, dtype="float64")
+    for idx, (raw, val) in enumerate(zip(df[col], values)):
+        where = _row_label(origin, idx, is_file)
+        if isinstance(val, float) and math.isnan(val):
+            if allow_nan and (raw is None or (isinstance(raw, float) and math.isnan(raw)) or str(raw).strip() == ""):
+                continue
+            units = f" or a number with a unit ({', '.join(_UNIT_FACTORS[col])})" if col in _UNIT_FACTORS else ""
+            raise SchemaError(f"{where}, column '{col}': {raw!r} is not a number"
+                              + (" (NaN/empty is not allowed)" if not allow_nan else "")
+                              + f"; give a plain number{units}")
+        if not math.isfinite(val):
+            raise SchemaError(f"{where}, column '{col}': {raw!r} is not finite")
+        if positive and (val < 0 or (val == 0 and not allow_zero)):
+            raise SchemaError(f"{where}, column '{col}': {raw!r} must be "
+                              f"{'>= 0' if allow_zero else '> 0'}")
+        if integer and val != int(val):
+            raise SchemaError(f"{where}, column '{col}': {raw!r} must be a whole number")
+    return values
+
+
+def validate_measurements(df: pd.DataFrame, *, origin: str = "measurements", base_dir: Path | None = None,
+                          check_files: bool = True) -> pd.DataFrame:
+    """Check the user's run table and return it normalised (optional columns filled, GPU names canonical).
+
+    Raises:
+        SchemaError: naming the origin, the column and the row: missing columns, non-numeric / NaN /
+            non-positive values, unknown GPU names (with close matches), unknown precisions, missing graph
+            files, exact duplicate rows.
+    """
+    is_file = origin.lower().endswith(".csv")  # CSV rows also get their line number
+    if not isinstance(df, pd.DataFrame):
+        raise SchemaError(f"{origin}: expected a table, got {type(df).__name__}")
+    df = df.copy()
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise SchemaError(
+            f"{origin}: missing required column(s) {missing}. A measurement table needs "
+            f"{', '.join(REQUIRED_COLUMNS)} (optional: {', '.join(OPTIONAL_COLUMNS)}); found {list(df.columns)}"
+        )
+    if len(df) == 0:
+        raise SchemaError(f"{origin}: the table has no rows; add at least one measured run")
+    df = df.reset_index(drop=True)
+    for col, default in OPTIONAL_COLUMNS.items():
+        if col not in df.columns:
+            df[col] = default
+    for col in ("frozen", "architecture", "scope", "run_id"):
+        df[col] = df[col].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip())
+    df["scope"] = df["scope"].replace("", OPTIONAL_COLUMNS["scope"])
+
+    df["energy_j"] = _numeric(df, "energy_j", origin, is_file, integer=False, positive=True)
+    df["batch_size"] = _numeric(df, "batch_size", origin, is_file, integer=True, positive=True).astype("int64")
+    df["samples_per_epoch"] = _numeric(df, "samples_per_epoch", origin, is_file, integer=True,
+                                       positive=True).astype("int64")
+    df["epochs"] = _numeric(df, "epochs", origin, is_file, integer=False, positive=True).astype(float)
+    df["val_samples"] = _numeric(df.fillna({"val_samples": 0}), "val_samples", origin, is_file, integer=True,
+                                 positive=True, allow_zero=True).astype("int64")
+    df["time_s"] = _numeric(df, "time_s", origin, is_file, integer=False, positive=True, allow_nan=True)
+    df["power_limit_w"] = _numeric(df, "power_limit_w", origin, is_file, integer=False, positive=True,
+                                   allow_nan=True)
+
+    precisions = df["precision"].fillna("fp32").astype(str).str.strip().str.lower()
+    for idx, prec in enumerate(precisions):
+        if prec not in PRECISIONS:
+            raise SchemaError(f"{_row_label(origin, idx, is_file)}, column 'precision': {prec!r} is not one of "
+                              f"{', '.join(PRECISIONS)}")
+    df["precision"] = precisions
+
+    df["gpu"] = _resolve_gpus(df["gpu"], origin, is_file)
+    df["model"] = _resolve_models(df["model"], origin, is_file, base_dir, check_files)
+    df["architecture"] = [a or Path(m).stem for a, m in zip(df["architecture"], df["model"])]
+
+    key = pd.Series(["|".join(map(str, r)) for r in df.drop(columns=["run_id"]).itertuples(index=False)],
+                    index=df.index)
+    dup = key.duplicated(keep="first")
+    if dup.any():
+        idx = int(np.flatnonzero(dup.to_numpy())[0])
+        first = int(np.flatnonzero((key == key.iloc[idx]).to_numpy())[0])
+        raise SchemaError(f"{_row_label(origin, idx, is_file)} duplicates row {first} (every column but run_id "
+                          f"equal; {int(dup.sum())} duplicate row(s) in all); remove the repeated rows")
+    return df
+
+
+def _resolve_gpus(values: pd.Series, origin: str, is_file: bool) -> list[str]:
+    from featurize import UnknownGPUError, lookup_gpu
+
+    memo: dict[str, str] = {}
+    out = []
+    for idx, raw in enumerate(values):
+        name = "" if raw is None or (isinstance(raw, float) and math.isnan(raw)) else str(raw).strip()
+        if not name:
+            raise SchemaError(f"{_row_label(origin, idx, is_file)}, column 'gpu': empty GPU name")
+        if name not in memo:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # an alias resolving to a default variant is fine here
+                    memo[name] = lookup_gpu(name).name
+            except UnknownGPUError as err:
+                raise SchemaError(f"{_row_label(origin, idx, is_file)}, column 'gpu': {err}") from err
+        out.append(memo[name])
+    return out
+
+
+def _resolve_models(values: pd.Series, origin: str, is_file: bool, base_dir: Path | None,
+                    check_files: bool) -> list[str]:
+    out = []
+    for idx, raw in enumerate(values):
+        text = "" if raw is None or (isinstance(raw, float) and math.isnan(raw)) else str(raw).strip()
+        if not text:
+            raise SchemaError(f"{_row_label(origin, idx, is_file)}, column 'model': empty graph path")
+        path = Path(text).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        if check_files and not path.is_file():
+            raise SchemaError(f"{_row_label(origin, idx, is_file)}, column 'model': graph file {text!r} not found"
+                              + (f" (relative paths resolve against {base_dir})" if base_dir else "")
+                              + "; give the path of the .onnx file the run trained")
+        out.append(str(path))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ featurizing
+
+def _frozen_list(text: str) -> list[str] | None:
+    parts = [p.strip() for p in str(text).split(";") if p.strip()]
+    return parts or None
+
+
+def featurize_measurements(df: pd.DataFrame, *, origin: str = "measurements", n_jobs: int = 1) -> pd.DataFrame:
+    """Graph features (``g_<key>`` columns) for every validated row; each distinct graph config once.
+
+    Raises:
+        SchemaError: a graph that cannot be read or featurized, naming the file and the first row using it.
+    """
+    from joblib import Parallel, delayed
+
+    from predictor.batch import _featurize_one
+
+    keys = list(zip(df["model"], df["batch_size"].astype(int), df["precision"], df["frozen"]))
+    distinct = list(dict.fromkeys(keys))
+    jobs = [(m, {"batch_size": int(b), "precision": p, "frozen": _frozen_list(f)}) for m, b, p, f in distinct]
+    if n_jobs == 1 or len(jobs) < 4:
+        results = [_featurize_one(m, o) for m, o in jobs]
+    else:
+        results = Parallel(n_jobs=n_jobs)(delayed(_featurize_one)(m, o) for m, o in jobs)
+    by_key = {}
+    for key, res in zip(distinct, results):
+        if "error" in res:
+            row = keys.index(key)
+            raise SchemaError(f"{origin}: row {row}, column 'model': graph {key[0]!r} cannot be featurized "
+                              f"({res['error']}); fix or replace the file")
+        by_key[key] = res["features"]
+    feats = pd.DataFrame([by_key[k] for k in keys], index=df.index)
+    return feats.rename(columns={c: f"g_{c}" for c in feats.columns})
+
+
+def to_training_rows(df: pd.DataFrame, gfeats: pd.DataFrame) -> pd.DataFrame:
+    """Validated user runs + graph features -> rows in the training-table schema (``source = "user"``)."""
+    equiv = df["samples_per_epoch"] + df["val_samples"] * gfeats["g_flops_forward"] / gfeats["g_flops_train"]
+    e_epoch = df["energy_j"] / df["epochs"]
+    t_epoch = df["time_s"] / df["epochs"]
+    rows = pd.DataFrame({
+        "source": USER_SOURCE,
+        "run_id": [r or f"user-{i}" for i, r in enumerate(df["run_id"])],
+        "gpu": df["gpu"],
+        "architecture": df["architecture"],
+        "group_arch": df["architecture"],
+        "model": df["model"],
+        "input_shape": "",
+        "batch_size": df["batch_size"].astype("int64"),
+        "samples_per_epoch": df["samples_per_epoch"].astype("int64"),
+        "val_samples": df["val_samples"].astype("int64"),
+        "epochs": df["epochs"].astype(float),
+        "precision": df["precision"],
+        "frozen": df["frozen"],
+        "trainable_fraction": gfeats["g_trainable_params"] / gfeats["g_params"].where(gfeats["g_params"] > 0),
+        "power_limit_w": df["power_limit_w"].astype(float),
+        "energy_per_epoch_j": e_epoch,
+        "time_per_epoch_s": t_epoch,
+        "avg_power_w": df["energy_j"] / df["time_s"],
+        "energy_per_sample_j": e_epoch / equiv,
+        "time_per_sample_s": t_epoch / equiv,
+        "energy_j": df["energy_j"].astype(float),
+        "time_s": df["time_s"].astype(float),
+        "scope": df["scope"],
+        "phase": "all",
+        "notes": "user measurement (joulecast retrain)",
+    }, index=df.index)
+    return pd.concat([rows, gfeats], axis=1).reset_index(drop=True)
+
+
+def _table_sha256(table: pd.DataFrame) -> str:
+    import hashlib
+
+    body = table.drop(columns=["table_sha256"], errors="ignore")
+    body = body.reindex(sorted(body.columns), axis=1)
+    return hashlib.sha256(body.to_csv(index=False, float_format="%.10g").encode()).hexdigest()
+
+
+def merge_tables(base: pd.DataFrame | None, user: pd.DataFrame) -> pd.DataFrame:
+    """User rows appended to the base table (columns unioned); a fresh ``table_sha256`` over the result."""
+    table = user.copy() if base is None else pd.concat(
+        [base.drop(columns=["table_sha256"], errors="ignore"), user], ignore_index=True, sort=False)
+    table["table_sha256"] = _table_sha256(table)
+    return table
+
+
+# ------------------------------------------------------------------------------------------- evaluating
+
+def _ape_stats(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    ape = np.abs(np.asarray(pred, float) / np.asarray(true, float) - 1.0) * 100.0
+    ratio = np.asarray(pred, float) / np.asarray(true, float)
+    return {"n_rows": int(len(ape)), "median_ape": float(np.median(ape)), "p90_ape": float(np.percentile(ape, 90)),
+            "median_pred_over_measured": float(np.median(ratio))}
+
+
+def base_model_error(user_rows: pd.DataFrame, model: Any) -> dict[str, float]:
+    """Error of an existing model (the shipped one by default) on the user's rows (energy per epoch)."""
+    from featurize import lookup_gpu
+    from predictor.model import predict_frame
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        specs = {g: lookup_gpu(g) for g in user_rows["gpu"].unique()}
+    pred = predict_frame(user_rows, [specs[g] for g in user_rows["gpu"]], batch_size=user_rows["batch_size"],
+                         samples_per_epoch=user_rows["samples_per_epoch"], epochs=1,
+                         val_samples=user_rows["val_samples"], precision=user_rows["precision"],
+                         power_limit_w=user_rows["power_limit_w"], model=model)
+    return _ape_stats(pred["energy_per_epoch_j"].to_numpy(), user_rows["energy_per_epoch_j"].to_numpy())
+
+
+def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> dict[str, Any]:
+    """Out-of-fold error of the retrained design on the user's rows, folds grouped by graph (architecture).
+
+    Each fold trains on the whole base table + the other folds' user rows and predicts the held-out graphs,
+    so the figure is what to expect for a new graph on the user's GPU(s).
+    """
+    from predictor.training import DEFAULT_FEATURES, fit_boosters, predict_log_energy, prepare, sample_weights
+
+    rows, feats, targets = prepare(table)
+    user = (rows["source"] == USER_SOURCE).to_numpy()
+    groups = rows["group_arch"].astype(str).to_numpy()
+    user_groups = sorted(set(groups[user]))
+    k = min(n_folds, len(user_groups))
+    if k < 2:
+        return {"note": "fewer than 2 distinct user graphs: no grouped evaluation possible"}
+    fold_of = {g: i % k for i, g in enumerate(user_groups)}
+    w = sample_weights(rows)
+    pred = np.full(len(rows), np.nan)
+    for f in range(k):
+        test = user & np.array([fold_of.get(g, -1) == f for g in groups])
+        b = fit_boosters(feats[~test], targets[~test], w[~test], seed=seed)
+        pred[test] = predict_log_energy(b, feats[test], list(DEFAULT_FEATURES), "time_power")
+    true = targets["energy_per_sample_j"].to_numpy()
+    out = _ape_stats(np.exp(pred[user]), true[user])
+    out.update(n_folds=k, grouped_by="graph (architecture)")
+    return out
+
+
+# -------------------------------------------------------------------------------------------- retraining
+
+def retrain(
+    measurements: Any,
+    *,
+    out_dir: str | os.PathLike,
+    base: str | None = "shipped",
+    overwrite: bool = False,
+    seed: int = 0,
+    model_dir: str | os.PathLike | None = None,
+    evaluate: bool = True,
+    cv: bool = False,
+    n_jobs: int = 1,
+) -> Path:
+    """Fit a new model on the user's measured runs (merged with the shipped training table) and write it.
+
+    Args:
+        measurements: CSV/Parquet path or DataFrame with :data:`REQUIRED_COLUMNS` (+ optional columns).
+        out_dir: the new model directory; written atomically (temp dir + rename).
+        base: ``"shipped"`` merges with the base model's training table; ``None`` / ``"none"`` trains on the
+            user's rows alone.
+        overwrite: replace an existing ``out_dir``. seed: LightGBM seeds (deterministic, single-threaded).
+        model_dir: the base model (default: the shipped one); it is read, never written.
+        evaluate: grouped out-of-fold error on the user's rows (a few extra fits) next to the base model's.
+        cv: also run the full leave-one-GPU/architecture/source-out CV for the manifest metrics (slow).
+
+    Returns:
+        The path of the new model directory; ``predict(..., model_dir=path)`` uses it. The evaluation is in
+        its ``manifest.json`` under ``"retrain"`` (see :func:`read_retrain_summary`).
+
+    Raises:
+        SchemaError: invalid measurements (see :func:`validate_measurements`), unreadable graphs.
+        InvalidInputError: ``out_dir`` exists (without ``overwrite``) or is the base model directory.
+    """
+    from featurize.errors import InvalidInputError
+    from predictor.model import MANIFEST, load_model, shipped_model_dir
+    from predictor.training import fit_model, write_card
+
+    if base not in ("shipped", None, "none"):
+        raise InvalidInputError(f"base must be 'shipped' or None, got {base!r}")
+    base = None if base == "none" else base
+    out = Path(out_dir).expanduser().resolve()
+    protected = {shipped_model_dir().resolve()}
+    if model_dir is not None:
+        protected.add(Path(model_dir).expanduser().resolve())
+    if out in protected:
+        raise InvalidInputError(f"out_dir {out} is a base/shipped model directory; retrain never writes there, "
+                                "choose a new directory")
+    if out.exists() and not overwrite:
+        raise InvalidInputError(f"out_dir {out} already exists; choose a new directory or pass overwrite=True "
+                                "(CLI: --overwrite)")
+    if out.exists() and (not out.is_dir() or (not (out / MANIFEST).is_file() and any(out.iterdir()))):
+        raise InvalidInputError(f"out_dir {out} exists and is not a model directory; refusing to replace it")
+
+    # Cheap checks first: the measurements, then the graphs, then the base model.
+    raw, origin, base_dir = load_measurements(measurements)
+    runs = validate_measurements(raw, origin=origin, base_dir=base_dir)
+    user_rows = to_training_rows(runs, featurize_measurements(runs, origin=origin, n_jobs=n_jobs))
+    base_model = load_model(model_dir) if (base == "shipped" or model_dir is not None) else _try_shipped()
+    base_table = None
+    if base == "shipped":
+        tt = base_model.path / base_model.manifest.get("training_table", {}).get("file", "training_table.parquet")
+        if not tt.is_file():
+            raise InvalidInputError(f"base model {base_model.path} ships no training table ({tt.name}); "
+                                    "retrain with base=None to train on your rows alone")
+        base_table = pd.read_parquet(tt)
+    table = merge_tables(base_table, user_rows)
+
+    summary: dict[str, Any] = {
+        "measurements": origin,
+        "user_rows": int(len(user_rows)),
+        "user_gpus": sorted(user_rows["gpu"].unique().tolist()),
+        "user_graphs": int(user_rows["model"].nunique()),
+        "base": "shipped" if base == "shipped" else "none",
+        "base_model_version": base_model.version if base_model is not None else None,
+        "base_rows": int(0 if base_table is None else len(base_table)),
+        "seed": seed,
+    }
+    if evaluate and base_model is not None:
+        summary["base_model_error_on_user_rows"] = base_model_error(user_rows, base_model)
+    if evaluate:
+        summary["new_model_grouped_cv_on_user_rows"] = user_grouped_cv(table, seed=seed)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.retrain", dir=out.parent))
+    try:
+        new_dir = fit_model(table, staging / "model", seed=seed,
+                            base_manifest=base_model.manifest if base_model is not None else None, run_cv=cv)
+        new_model = load_model(new_dir)
+        if evaluate:
+            summary["new_model_fit_error_on_user_rows"] = base_model_error(user_rows, new_model)
+        mpath = new_dir / MANIFEST
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        manifest[SUMMARY_KEY] = summary
+        manifest["model_name"] = f"{manifest['model_name']}-retrained"
+        mpath.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_card(new_dir)
+        load_model(new_dir)  # verify the finished directory before publishing it
+        _publish(new_dir, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _try_shipped():
+    """The shipped model for comparison, or None when it is not available (base=None needs no base)."""
+    from featurize.errors import ModelArtifactError
+    from predictor.model import load_model
+
+    try:
+        return load_model(None)
+    except ModelArtifactError:
+        return None
+
+
+def _publish(new_dir: Path, out: Path) -> None:
+    """Move ``new_dir`` to ``out`` with renames only; an existing ``out`` is swapped out, then removed."""
+    if not out.exists():
+        os.replace(new_dir, out)
+        return
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    os.replace(out, old)
+    try:
+        os.replace(new_dir, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_retrain_summary(model_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``"retrain"`` section of a retrained model's manifest (empty for the shipped model)."""
+    from predictor.model import load_model
+
+    return dict(load_model(model_dir).manifest.get(SUMMARY_KEY, {}))
