@@ -1,0 +1,210 @@
+"""Physics-derived features: the roofline prior and scale-free ratios, computed in ONE place.
+
+Public entry points:
+
+* :func:`physics_features` — one graph on one GPU -> ``dict`` of named features (scalars).
+* :func:`physics_arrays` — the same, vectorised over rows (numpy arrays / pandas columns); used by
+  training and by ``predictor.model.predict_frame`` so both compute identical numbers.
+* :func:`gpu_columns` — the GPU-side numbers (peak FLOP/s of the precision in use, bandwidth, ...).
+
+The prior (per training sample, seconds)::
+
+    t_compute  = flops_train / peak_flops(precision)
+    t_memory   = bytes_train / mem_bw,   bytes_train = 3 x bytes_moved_forward
+                                                       + OPT_BYTES_PER_PARAM x trainable_params / batch_size
+                 (or the featurizer's cache-aware ``dram_bytes_per_sample`` x 3 when given)
+    t_overhead = KERNELS_PER_NODE x n_nodes x LAUNCH_S / batch_size
+    t_phys     = max(t_compute, t_memory) + t_overhead                      (roofline + launch floor)
+    e_phys     = tdp_w x t_phys                                             (joules per sample)
+
+The model learns log(actual / prior); the features below are ratios and logs so that a GPU or an
+architecture never seen falls back on the prior rather than on a memorised row. No GPU name or ID.
+Graph inputs are the ``GraphFeatures.to_dict()`` keys, with or without the ``g_`` prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from featurize.errors import InvalidInputError
+from featurize.types import BYTES_PER_ELEMENT, PRECISIONS, GPUSpec
+
+LAUNCH_S = 5e-6
+"""Per-kernel launch + framework overhead, seconds (a typical CUDA launch + PyTorch dispatch)."""
+KERNELS_PER_NODE = 3.0
+"""Forward kernel + ~2 backward kernels per graph node."""
+OPT_BYTES_PER_PARAM = 28.0
+"""Adam step in fp32: read param, grad, m, v (16 B) + write param, m, v (12 B) per trainable parameter."""
+BACKWARD_BYTES_FACTOR = 3.0
+"""Training traffic ~ forward traffic x 3 (forward + input-grad + weight-grad passes)."""
+REFERENCE_YEAR = 2025
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "log_t_phys_s",
+    "log_kernel_time_s",
+    "compute_frac",
+    "memory_frac",
+    "overhead_frac",
+    "log_batch_size",
+    "log_ws_over_l2",
+    "log_weights_over_l2",
+    "log_ai_over_balance",
+    "log_machine_balance",
+    "frac_macs_conv",
+    "frac_macs_matmul",
+    "frac_macs_attention",
+    "frac_macs_recurrent",
+    "frac_flops_elementwise",
+    "trainable_frac",
+    "backward_ratio",
+    "tensor_precision",
+    "power_limit_frac",
+    "idle_frac",
+    "gpu_age_years",
+    "log_flops_per_sm",
+)
+"""Every feature :func:`physics_arrays` returns besides the prior columns (``t_*_s``, ``e_phys_j``)."""
+
+PRIOR_NAMES: tuple[str, ...] = ("t_compute_s", "t_memory_s", "t_overhead_s", "t_phys_s", "e_phys_j", "tdp_w",
+                                "power_cap_w")
+
+
+def _col(graph: Mapping[str, Any], key: str) -> np.ndarray:
+    for k in (f"g_{key}", key):
+        if k in graph:
+            return np.asarray(graph[k], dtype=float)
+    raise InvalidInputError(
+        f"graph features lack '{key}' (or 'g_{key}'); pass GraphFeatures.to_dict() or a training-table row."
+    )
+
+
+def gpu_columns(gpu: GPUSpec, precision: str) -> dict[str, float]:
+    """GPU-side numbers for ``precision``: peak FLOP/s, bandwidth, L2, TDP, idle power, launch year, SMs."""
+    if precision not in PRECISIONS:
+        raise InvalidInputError(f"precision={precision!r} is not one of {PRECISIONS}")
+    peak = gpu.peak_flops(precision)
+    if not peak or peak <= 0:
+        raise InvalidInputError(f"GPU {gpu.name} has no peak FLOP/s for precision {precision!r}; use fp32.")
+    idle = gpu.idle_power_w if gpu.idle_power_w else 0.1 * gpu.tdp_w
+    return {
+        "peak_flops": float(peak),
+        "mem_bw_bytes_per_s": float(gpu.mem_bw_bytes_per_s),
+        "l2_cache_bytes": float(gpu.l2_cache_bytes),
+        "tdp_w": float(gpu.tdp_w),
+        "idle_power_w": float(idle),
+        "launch_year": float(gpu.launch_year or REFERENCE_YEAR),
+        "sm_count": float(gpu.sm_count),
+        "tensor_precision": 0.0 if precision == "fp32" else 1.0,
+        "bytes_per_element": float(BYTES_PER_ELEMENT[precision]),
+    }
+
+
+def physics_arrays(
+    graph: Mapping[str, Any],
+    gpu: Mapping[str, Any],
+    *,
+    batch_size: Any,
+    power_limit_w: Any = None,
+    dram_bytes_per_sample: Any = None,
+) -> dict[str, np.ndarray]:
+    """Vectorised physics features.
+
+    Args:
+        graph: per-sample graph features (arrays or scalars), keys as in ``GraphFeatures.to_dict()``
+            with or without the ``g_`` prefix.
+        gpu: :func:`gpu_columns` output, one value per row or a scalar for all rows.
+        batch_size: samples per optimizer step (array or scalar).
+        power_limit_w: enforced board power limit, watts (None/NaN = the TDP).
+        dram_bytes_per_sample: cache-aware DRAM traffic of the forward pass (``featurize.cache``);
+            None = ``bytes_moved_forward``.
+
+    Returns:
+        dict of arrays: :data:`PRIOR_NAMES` + :data:`FEATURE_NAMES`.
+    """
+    g = {k: _col(graph, k) for k in (
+        "flops_train", "flops_forward", "flops_backward", "bytes_moved_forward", "trainable_params", "params",
+        "n_nodes", "weight_bytes", "max_layer_working_set_bytes", "arithmetic_intensity", "frac_macs_conv",
+        "frac_macs_matmul", "frac_macs_attention", "frac_macs_recurrent", "frac_flops_elementwise")}
+    c = {k: np.asarray(v, dtype=float) for k, v in gpu.items()}
+    bs = np.asarray(batch_size, dtype=float)
+    if np.any(~(bs >= 1)):
+        raise InvalidInputError("batch_size must be >= 1")
+    if np.any(~(g["flops_train"] > 0)):
+        raise InvalidInputError("flops_train must be > 0 (did the graph featurize to an empty model?)")
+    tdp = c["tdp_w"]
+    pl = np.full(np.broadcast(bs, tdp).shape, np.nan) if power_limit_w is None else np.asarray(power_limit_w, float)
+    cap = np.where(np.isfinite(pl) & (pl > 0), np.minimum(pl, tdp * 1.5), tdp)
+
+    fwd_bytes = g["bytes_moved_forward"] if dram_bytes_per_sample is None else np.asarray(dram_bytes_per_sample, float)
+    bytes_train = BACKWARD_BYTES_FACTOR * fwd_bytes + OPT_BYTES_PER_PARAM * g["trainable_params"] / bs
+    t_compute = g["flops_train"] / c["peak_flops"]
+    t_memory = bytes_train / c["mem_bw_bytes_per_s"]
+    t_overhead = KERNELS_PER_NODE * np.maximum(g["n_nodes"], 1.0) * LAUNCH_S / bs
+    t_phys = np.maximum(t_compute, t_memory) + t_overhead
+    balance = c["peak_flops"] / c["mem_bw_bytes_per_s"]
+    l2 = np.maximum(c["l2_cache_bytes"], 1.0)
+    # max_layer_working_set_bytes is at the evaluated batch in the featurizer; per-sample x batch is what meets L2.
+    ws = np.maximum(g["max_layer_working_set_bytes"], 1.0)
+    ai = np.maximum(g["flops_train"] / np.maximum(bytes_train, 1.0), 1e-6)
+    fwd_bwd = np.maximum(g["flops_forward"], 1.0)
+    out = {
+        "t_compute_s": t_compute,
+        "t_memory_s": t_memory,
+        "t_overhead_s": t_overhead,
+        "t_phys_s": t_phys,
+        "e_phys_j": tdp * t_phys,
+        "tdp_w": tdp * np.ones_like(t_phys),
+        "power_cap_w": cap * np.ones_like(t_phys),
+        "log_t_phys_s": np.log10(t_phys),
+        "log_kernel_time_s": np.log10(t_phys * bs / (KERNELS_PER_NODE * np.maximum(g["n_nodes"], 1.0))),
+        "compute_frac": t_compute / t_phys,
+        "memory_frac": t_memory / t_phys,
+        "overhead_frac": t_overhead / t_phys,
+        "log_batch_size": np.log2(bs),
+        "log_ws_over_l2": np.log2(ws / l2),
+        "log_weights_over_l2": np.log2(np.maximum(g["weight_bytes"], 1.0) / l2),
+        "log_ai_over_balance": np.log2(ai / balance),
+        "log_machine_balance": np.log2(balance),
+        "frac_macs_conv": g["frac_macs_conv"],
+        "frac_macs_matmul": g["frac_macs_matmul"],
+        "frac_macs_attention": g["frac_macs_attention"],
+        "frac_macs_recurrent": g["frac_macs_recurrent"],
+        "frac_flops_elementwise": g["frac_flops_elementwise"],
+        "trainable_frac": g["trainable_params"] / np.maximum(g["params"], 1.0),
+        "backward_ratio": g["flops_backward"] / fwd_bwd,
+        "tensor_precision": c["tensor_precision"] * np.ones_like(t_phys),
+        "power_limit_frac": cap / tdp,
+        "idle_frac": c["idle_power_w"] / tdp * np.ones_like(t_phys),
+        "gpu_age_years": (REFERENCE_YEAR - c["launch_year"]) * np.ones_like(t_phys),
+        "log_flops_per_sm": np.log2(c["peak_flops"] / np.maximum(c["sm_count"], 1.0) / 1e9) * np.ones_like(t_phys),
+    }
+    return {k: np.broadcast_to(v, t_phys.shape).astype(float) for k, v in out.items()}
+
+
+def physics_features(
+    graph: Mapping[str, Any],
+    gpu: GPUSpec,
+    *,
+    batch_size: int,
+    precision: str,
+    power_limit_w: float | None = None,
+    cache: Mapping[str, float] | None = None,
+) -> dict[str, float]:
+    """Physics features of one graph on one GPU (see the module docstring for the formulas).
+
+    Args:
+        graph: ``GraphFeatures.to_dict()`` or a training-table row (``g_``-prefixed keys).
+        gpu: the resolved :class:`GPUSpec`.
+        batch_size: samples per optimizer step.
+        precision: one of ``fp32, tf32, fp16, bf16, fp8`` (picks the peak FLOP/s).
+        power_limit_w: enforced power limit (None = TDP).
+        cache: optional ``featurize.cache.cache_features`` output; its ``dram_bytes_per_sample``
+            replaces ``bytes_moved_forward`` in the memory-bound time.
+    """
+    dram = None if not cache or "dram_bytes_per_sample" not in cache else cache["dram_bytes_per_sample"]
+    arrays = physics_arrays(graph, gpu_columns(gpu, precision), batch_size=batch_size,
+                            power_limit_w=power_limit_w, dram_bytes_per_sample=dram)
+    return {k: float(v) for k, v in arrays.items()}

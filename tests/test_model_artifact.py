@@ -1,0 +1,116 @@
+"""Model directory: fit -> write atomically -> load/verify round trip, tamper and version checks (synthetic data)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from featurize.errors import ModelArtifactError
+from predictor.model import feature_frame, load_model, predict_frame
+from predictor.training import conformal_quantile, fit_model, grouped_cv, prepare
+
+from test_model_synth import synth_gpus, synth_table
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("m") / "model"
+    fit_model(synth_table(), out, gpu_specs=synth_gpus(), run_cv=True)
+    return out
+
+
+def test_round_trip_predictions_match_training_code(synth_dir):
+    m = load_model(synth_dir)
+    table = synth_table()
+    rows, feats, targets = prepare(table, gpu_specs=synth_gpus())
+    specs = synth_gpus()
+    out = predict_frame(rows, [specs[g] for g in rows["gpu"]], batch_size=rows["batch_size"].to_numpy(),
+                        samples_per_epoch=100, epochs=3, val_samples=0, model=m)
+    x = feats[m.features].to_numpy()
+    expect = np.exp(m.boosters["time"].predict(x) + m.boosters["power"].predict(x)) * feats["t_phys_s"] * \
+        feats["power_cap_w"]
+    np.testing.assert_allclose(out["energy_per_sample_j"], expect, rtol=1e-12)
+    np.testing.assert_allclose(out["energy_j"], expect * 300, rtol=1e-12)
+    assert (out["interval_low_j"] < out["energy_j"]).all() and (out["energy_j"] < out["interval_high_j"]).all()
+    # in-sample fit on smooth synthetic physics is close
+    assert np.median(np.abs(out["energy_per_sample_j"] / targets["energy_per_sample_j"] - 1)) < 0.25
+
+
+def test_manifest_contents(synth_dir):
+    man = json.loads((synth_dir / "manifest.json").read_text())
+    assert man["design"] == "time_power" and set(man["boosters"]) == {"time", "power"}
+    assert set(man["files"]) == {"time.txt", "power.txt", "training_table.parquet"}
+    assert man["gpus_seen"] == ["G1", "G2", "G3", "G4"]
+    assert set(man["metrics"]["cv"]) == {"gpu", "group_arch", "source"}
+    assert 0 < man["intervals"]["log_halfwidth"] < 2
+    assert man["feature_ranges"]["batch_size"] == [16.0, 128.0]
+    assert (synth_dir / "MODEL_CARD.md").read_text().startswith("# joulecast-pre")
+    assert len(pd.read_parquet(synth_dir / "training_table.parquet")) == 96
+
+
+def test_validation_samples_cost_forward_only(synth_dir):
+    table = synth_table().iloc[:1]
+    spec = synth_gpus()[table["gpu"].iloc[0]]
+    a = predict_frame(table, spec, batch_size=32, samples_per_epoch=1000, model=synth_dir)
+    b = predict_frame(table, spec, batch_size=32, samples_per_epoch=1000, val_samples=300, model=synth_dir)
+    ratio = table["g_flops_forward"].iloc[0] / table["g_flops_train"].iloc[0]
+    assert b["energy_per_epoch_j"].iloc[0] == pytest.approx(a["energy_per_epoch_j"].iloc[0] * (1 + 0.3 * ratio))
+
+
+def test_tampered_file_is_refused(synth_dir, tmp_path):
+    copy = tmp_path / "m"
+    shutil.copytree(synth_dir, copy)
+    data = bytearray((copy / "time.txt").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (copy / "time.txt").write_bytes(bytes(data))
+    with pytest.raises(ModelArtifactError, match="sha256"):
+        load_model(copy)
+
+
+def test_missing_file_incompatible_version_and_bad_json(synth_dir, tmp_path):
+    copy = tmp_path / "m"
+    shutil.copytree(synth_dir, copy)
+    (copy / "power.txt").unlink()
+    with pytest.raises(ModelArtifactError, match="missing"):
+        load_model(copy)
+    shutil.rmtree(copy)
+    shutil.copytree(synth_dir, copy)
+    man = json.loads((copy / "manifest.json").read_text())
+    man["compatible_package"] = ">=99"
+    (copy / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ModelArtifactError, match="needs joulecast"):
+        load_model(copy)
+    (copy / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelArtifactError, match="JSON"):
+        load_model(copy)
+    with pytest.raises(ModelArtifactError, match="does not exist"):
+        load_model(tmp_path / "nope")
+    with pytest.raises(ModelArtifactError, match="manifest.json"):
+        load_model(tmp_path)
+
+
+def test_refuses_to_overwrite_and_is_deterministic(synth_dir, tmp_path):
+    with pytest.raises(FileExistsError):
+        fit_model(synth_table(), synth_dir, gpu_specs=synth_gpus())
+    out = fit_model(synth_table(), tmp_path / "again", gpu_specs=synth_gpus(), run_cv=False,
+                    base_manifest=json.loads((synth_dir / "manifest.json").read_text()))
+    a = json.loads((synth_dir / "manifest.json").read_text())["files"]
+    b = json.loads((out / "manifest.json").read_text())["files"]
+    assert a == b  # same seed + same table -> byte-identical boosters and table copy
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dir left behind
+
+
+def test_grouped_cv_holds_out_each_group():
+    res = grouped_cv(synth_table(), "gpu", gpu_specs=synth_gpus(), rounds=50)
+    oof = res["oof"]
+    assert set(oof["group"]) == {"G1", "G2", "G3", "G4"} and oof["pred_j"].notna().all()
+    assert res["metrics"]["n_groups"] == 4 and 0 <= res["metrics"]["coverage_90"] <= 1
+
+
+def test_conformal_quantile():
+    assert conformal_quantile(np.arange(1, 10), 0.9) == 9  # ceil(10 * 0.9) = 9th smallest
+    assert conformal_quantile(np.arange(1, 100), 0.5) == 50

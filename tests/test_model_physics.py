@@ -1,0 +1,81 @@
+"""featurize.physics: the roofline prior and ratios against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from featurize.errors import InvalidInputError
+from featurize.physics import FEATURE_NAMES, PRIOR_NAMES, physics_arrays, physics_features, gpu_columns
+from featurize.types import GRAPH_FEATURE_KEYS, GPUSpec
+
+GPU = GPUSpec(name="T", vendor="NVIDIA", architecture="x", tdp_w=300.0, peak_fp32_flops=10e12,
+              peak_fp16_tensor_flops=80e12, mem_bw_bytes_per_s=1e12, mem_bytes=16e9, l2_cache_bytes=4e6,
+              sm_count=80, source="user", idle_power_w=30.0, launch_year=2020)
+
+
+def graph(**kw):
+    g = {f"g_{k}": 0.0 for k in GRAPH_FEATURE_KEYS}
+    g.update({"g_flops_train": 3e9, "g_flops_forward": 1e9, "g_flops_backward": 2e9, "g_bytes_moved_forward": 1e7,
+              "g_trainable_params": 1e6, "g_params": 2e6, "g_n_nodes": 100, "g_weight_bytes": 8e6,
+              "g_max_layer_working_set_bytes": 8e6, "g_frac_macs_conv": 0.9})
+    g.update({f"g_{k}": v for k, v in kw.items()})
+    return g
+
+
+def test_hand_computed_prior_fp32():
+    f = physics_features(graph(), GPU, batch_size=32, precision="fp32")
+    t_compute = 3e9 / 10e12  # 3e-4 s
+    bytes_train = 3 * 1e7 + 28 * 1e6 / 32  # 3.0875e7 B
+    t_memory = bytes_train / 1e12
+    t_overhead = 3 * 100 * 5e-6 / 32
+    assert f["t_compute_s"] == pytest.approx(t_compute)
+    assert f["t_memory_s"] == pytest.approx(t_memory)
+    assert f["t_overhead_s"] == pytest.approx(t_overhead)
+    assert f["t_phys_s"] == pytest.approx(t_compute + t_overhead)  # compute-bound: 3e-4 > 3.1e-5
+    assert f["e_phys_j"] == pytest.approx(300 * (t_compute + t_overhead))
+    assert f["compute_frac"] == pytest.approx(t_compute / (t_compute + t_overhead))
+    assert f["log_batch_size"] == pytest.approx(5.0)
+    assert f["log_ws_over_l2"] == pytest.approx(1.0)  # 8 MB / 4 MB
+    assert f["trainable_frac"] == pytest.approx(0.5)
+    assert f["backward_ratio"] == pytest.approx(2.0)
+    assert f["idle_frac"] == pytest.approx(0.1)
+    assert f["power_limit_frac"] == 1.0 and f["power_cap_w"] == 300.0
+    assert f["tensor_precision"] == 0.0
+    assert f["gpu_age_years"] == 5.0
+    assert set(f) == set(FEATURE_NAMES) | set(PRIOR_NAMES)
+
+
+def test_precision_picks_tensor_peak_and_memory_bound_case():
+    f = physics_features(graph(bytes_moved_forward=1e9), GPU, batch_size=8, precision="fp16", power_limit_w=150)
+    assert f["t_compute_s"] == pytest.approx(3e9 / 80e12)
+    assert f["t_memory_s"] == pytest.approx((3e9 + 28e6 / 8) / 1e12)
+    assert f["memory_frac"] > 0.9 and f["tensor_precision"] == 1.0
+    assert f["power_limit_frac"] == pytest.approx(0.5) and f["power_cap_w"] == 150.0
+
+
+def test_cache_dram_bytes_override_and_unprefixed_keys():
+    g = {k.removeprefix("g_"): v for k, v in graph().items()}
+    f = physics_features(g, GPU, batch_size=1, precision="fp32", cache={"dram_bytes_per_sample": 2e6})
+    assert f["t_memory_s"] == pytest.approx((3 * 2e6 + 28e6) / 1e12)
+
+
+def test_vectorised_matches_scalar():
+    gs = [graph(flops_train=v) for v in (1e9, 5e9, 2e10)]
+    cols = {k: np.array([g[k] for g in gs]) for k in gs[0]}
+    arr = physics_arrays(cols, gpu_columns(GPU, "fp32"), batch_size=np.array([16, 32, 64]))
+    for i, g in enumerate(gs):
+        one = physics_features(g, GPU, batch_size=[16, 32, 64][i], precision="fp32")
+        for k, v in one.items():
+            assert math.isclose(arr[k][i], v, rel_tol=1e-12), k
+
+
+def test_bad_inputs_raise_project_errors():
+    with pytest.raises(InvalidInputError, match="batch_size"):
+        physics_features(graph(), GPU, batch_size=0, precision="fp32")
+    with pytest.raises(InvalidInputError, match="precision"):
+        physics_features(graph(), GPU, batch_size=1, precision="int4")
+    with pytest.raises(InvalidInputError, match="flops_train"):
+        physics_features({}, GPU, batch_size=1, precision="fp32")
