@@ -118,6 +118,7 @@ class GraphFeatures:
     nodes: Any = None  # pandas.DataFrame
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
     graph_name: str = ""
+    cache_features: dict[str, float] = field(default_factory=dict)  # set by featurize(..., gpu=)
 
     def to_dict(self) -> dict[str, float]:
         out = {k: float(getattr(self, k)) for k in GRAPH_FEATURE_KEYS}

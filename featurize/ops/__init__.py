@@ -1,0 +1,193 @@
+"""Op-handler registry: ``(domain, op_type) -> handler(view) -> OpCost``.
+
+Public entry points: :func:`register` (decorator), :func:`get_handler`, :func:`registered_ops`,
+:class:`NodeView` / :class:`TensorInfo` (the read-only view a handler receives) and :class:`OpCost`
+(the frozen cost record it returns). Handlers are small pure functions; families of ops are
+registered through factories in the sibling modules (``elementwise``, ``linear``, ``normalization``,
+``pooling``, ``data_movement``, ``recurrent``). Importing this package registers all built-in handlers.
+
+Counting conventions (see also :mod:`featurize.types`):
+
+* ``macs`` are multiply-accumulates of matmul-like ops; ``flops = 2 * macs + other arithmetic``.
+* ``bytes_read`` / ``bytes_written`` are the bytes of the node's inputs / outputs at the evaluated
+  batch size: floating tensors at the precision's element size, integer/bool tensors at their own size.
+  View-only ops (Reshape, Squeeze, Identity, ...) move nothing.
+* ``params`` are elements of the node's weight tensors (parameters only; BatchNorm running statistics
+  are buffers and are not counted as parameters).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+__all__ = [
+    "OpCost",
+    "TensorInfo",
+    "NodeView",
+    "register",
+    "get_handler",
+    "registered_ops",
+    "known_domains",
+    "OP_CLASSES",
+]
+
+# op_class values. "conv"/"matmul"/"attention"/"recurrent" carry MACs; the rest are non-MAC work.
+OP_CLASSES: tuple[str, ...] = (
+    "conv",
+    "matmul",
+    "attention",
+    "recurrent",
+    "elementwise",
+    "normalization",
+    "pooling",
+    "reduction",
+    "softmax",
+    "data_movement",
+    "zero",
+    "constant",
+    "unsupported",
+)
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """Cost of one node at the evaluated batch size (not per sample)."""
+
+    macs: float = 0.0
+    flops: float = 0.0
+    params: int = 0
+    bytes_read: float = 0.0
+    bytes_written: float = 0.0
+    op_class: str = "elementwise"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input/output of a node: resolved shape, element size in bytes, and its role.
+
+    ``is_const``: value known without running the graph (initializer, Constant, folded constant);
+    ``is_weight``: a weight/buffer tensor (float constant with more than one element, or a weight-like
+    graph input); ``is_param``: a weight that counts as a trainable-type parameter.
+    """
+
+    name: str
+    shape: tuple[int, ...] | None
+    itemsize: int
+    is_const: bool = False
+    is_weight: bool = False
+    is_param: bool = False
+
+    @property
+    def numel(self) -> int:
+        if self.shape is None:
+            return 0
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.itemsize
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape) if self.shape is not None else 0
+
+
+_EMPTY = TensorInfo("", (), 0)
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """Read-only view of one node. Missing optional inputs are ``TensorInfo`` with name ``""``."""
+
+    name: str
+    op_type: str
+    domain: str
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    attrs: Mapping[str, Any]
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        return self.attrs.get(key, default)
+
+    def inp(self, i: int) -> TensorInfo:
+        """Input ``i`` or an empty placeholder when absent/optional-empty."""
+        return self.inputs[i] if i < len(self.inputs) else _EMPTY
+
+    def has_input(self, i: int) -> bool:
+        return i < len(self.inputs) and self.inputs[i].name != ""
+
+    @property
+    def out_numel(self) -> int:
+        return self.outputs[0].numel if self.outputs else 0
+
+    @property
+    def bytes_in(self) -> int:
+        return sum(t.nbytes for t in self.inputs)
+
+    @property
+    def bytes_out(self) -> int:
+        return sum(t.nbytes for t in self.outputs)
+
+    @property
+    def weight_params(self) -> int:
+        return sum(t.numel for t in self.inputs if t.is_param)
+
+
+Handler = Callable[[NodeView], OpCost]
+_REGISTRY: dict[tuple[str, str], Handler] = {}
+
+
+def _norm_domain(domain: str) -> str:
+    return "" if domain in ("", "ai.onnx") else domain
+
+
+def register(op_type: str | tuple[str, ...], domain: str = "", *, overwrite: bool = False):
+    """Decorator registering ``fn(view) -> OpCost`` for ``op_type`` (one name or several) in ``domain``.
+
+    Registering an already-registered (domain, op_type) raises ``ValueError`` unless ``overwrite=True``.
+    """
+    names = (op_type,) if isinstance(op_type, str) else tuple(op_type)
+
+    def deco(fn: Handler) -> Handler:
+        for name in names:
+            key = (_norm_domain(domain), name)
+            if key in _REGISTRY and not overwrite:
+                raise ValueError(
+                    f"a handler for op {name!r} in domain {domain!r} is already registered; "
+                    "pass overwrite=True to replace it"
+                )
+            _REGISTRY[key] = fn
+        return fn
+
+    return deco
+
+
+def get_handler(op_type: str, domain: str = "") -> Handler | None:
+    return _REGISTRY.get((_norm_domain(domain), op_type))
+
+
+def registered_ops() -> list[tuple[str, str]]:
+    """All registered ``(domain, op_type)`` keys, sorted."""
+    return sorted(_REGISTRY)
+
+
+def known_domains() -> set[str]:
+    return {d for d, _ in _REGISTRY}
+
+
+def io_cost(view: NodeView, *, macs: float = 0.0, flops: float = 0.0, op_class: str) -> OpCost:
+    """An :class:`OpCost` reading all inputs and writing all outputs of ``view``."""
+    return OpCost(
+        macs=float(macs),
+        flops=float(flops),
+        params=view.weight_params,
+        bytes_read=float(view.bytes_in),
+        bytes_written=float(view.bytes_out),
+        op_class=op_class,
+    )
+
+
+# Register the built-in handlers (import for side effects, at the end to avoid cycles).
+from featurize.ops import data_movement, elementwise, linear, normalization, pooling, recurrent  # noqa: E402,F401

@@ -1,0 +1,557 @@
+"""Graph featurizer: a model graph in, :class:`~featurize.types.GraphFeatures` out.
+
+Public entry point: :func:`featurize`. Pipeline: load without weights (:mod:`featurize.loader`) ->
+bind symbolic dims -> strict shape inference -> one pass over the nodes through the op-handler
+registry (:mod:`featurize.ops`) -> graph-level features. Plain lists in the hot path; the ``nodes``
+DataFrame is built once at the end.
+
+Conventions (all graph-level counts are per sample = total at the evaluated batch / that batch):
+
+* Evaluated batch ``B_eval``: the first dim of the first activation input after binding (a symbolic
+  first dim is bound to ``batch_size``; a graph exported with a fixed batch is evaluated at that
+  batch). Per-sample values divide by ``B_eval``; per-node working sets are scaled to ``batch_size``.
+* Weights: float constants with more than one element (initializers, Constant / ConstantOfShape
+  outputs, weight-like graph inputs) and constants derived from them only. ``params`` counts those
+  used in parameter slots; BatchNorm running mean/variance are buffers (in ``weight_bytes`` only).
+  Nodes whose inputs are all constant are folded: class ``constant``, no cost.
+* Backward: ``requires_grad`` flows from trainable parameters downstream. A MAC op costs
+  ``2 * MACs`` per gradient it must produce (input gradient when an activation input requires grad,
+  weight gradient when its weights are trainable; attention matmuls one per activation operand); a
+  non-MAC op costs 1x its forward FLOPs when any input requires grad. So trainable weight ops cost 2x
+  forward, frozen ones 1x downstream of a trainable layer, anything upstream of all trainable
+  parameters 0, and the first trainable layer 1x (no gradient w.r.t. the data).
+* Optimizer: :data:`OPTIMIZER_FLOPS_PER_PARAM` = 10 FLOPs per trainable parameter per step (Adam:
+  two moment updates, bias correction, sqrt, divide, update), divided by ``batch_size``.
+* ``activation_bytes``: unique tensors some backward-region node saves for its backward pass
+  (:func:`_saved_inputs`). ``peak_activation_bytes``: peak of live activations in a forward liveness
+  pass in graph order (view ops alias their input; graph outputs stay live).
+* ``depth``: longest path counted in weight-bearing MAC ops. ``n_nodes``: nodes that do work at
+  run time (not folded constants or zero-cost views). ``frac_flops_elementwise``: share of forward
+  FLOPs not from MACs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from typing import Any, Iterable, Mapping
+
+import onnx
+from onnx import TensorProto
+
+from featurize.errors import InvalidInputError
+from featurize.loader import ShapeMap, bind_dims, load_model, resolve_shapes
+from featurize.ops import NodeView, OpCost, TensorInfo, get_handler, known_domains
+from featurize.types import BYTES_PER_ELEMENT, PRECISIONS, GPUSpec, GraphFeatures
+
+__all__ = ["featurize", "OPTIMIZER_FLOPS_PER_PARAM", "WEIGHT_SLOTS"]
+
+OPTIMIZER_FLOPS_PER_PARAM = 10.0
+
+_FLOAT_TYPES = frozenset(
+    {
+        TensorProto.FLOAT,
+        TensorProto.FLOAT16,
+        TensorProto.BFLOAT16,
+        TensorProto.DOUBLE,
+        TensorProto.FLOAT8E4M3FN,
+        TensorProto.FLOAT8E4M3FNUZ,
+        TensorProto.FLOAT8E5M2,
+        TensorProto.FLOAT8E5M2FNUZ,
+    }
+)
+# Input slots that hold weights, per op: used to recognise weights passed as graph inputs.
+WEIGHT_SLOTS: dict[str, frozenset[int]] = {
+    "Conv": frozenset({1, 2}),
+    "ConvTranspose": frozenset({1, 2}),
+    "Gemm": frozenset({1, 2}),
+    "MatMul": frozenset({1}),
+    "BatchNormalization": frozenset({1, 2, 3, 4}),
+    "LayerNormalization": frozenset({1, 2}),
+    "GroupNormalization": frozenset({1, 2}),
+    "InstanceNormalization": frozenset({1, 2}),
+    "LSTM": frozenset({1, 2, 3}),
+    "GRU": frozenset({1, 2, 3}),
+    "RNN": frozenset({1, 2, 3}),
+    "PRelu": frozenset({1}),
+}
+_BUFFER_SLOTS: dict[str, frozenset[int]] = {"BatchNormalization": frozenset({3, 4})}
+_ALIAS_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Dropout"})
+_MAC_CLASSES = ("conv", "matmul", "attention", "recurrent")
+_NONDETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike"})
+# Backward needs nothing saved for these (linear in their inputs, or pure data movement).
+_NO_SAVE_OPS = frozenset(
+    {
+        "Add", "Sub", "Sum", "Neg", "Concat", "Split", "Slice", "Transpose", "Gather", "Expand", "Tile",
+        "Pad", "Cast", "CastLike", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Dropout",
+        "ReduceSum", "ReduceMean", "AveragePool", "GlobalAveragePool", "Resize", "Upsample",
+        "DepthToSpace", "SpaceToDepth", "Mean", "Shape", "Size", "Where", "Equal", "Less", "Greater",
+        "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor",
+    }
+)
+_SAVE_OUTPUT_OPS = frozenset({"Softmax", "LogSoftmax", "Relu", "Sigmoid", "Tanh", "Exp"})
+
+
+def featurize(
+    source: Any,
+    *,
+    batch_size: int = 1,
+    dims: Mapping[str, int] | None = None,
+    input_shapes: Mapping[str, Iterable[int]] | None = None,
+    precision: str = "fp32",
+    frozen: Iterable[str] | str | None = None,
+    example_inputs: Any = None,
+    gpu: GPUSpec | Mapping[str, float] | None = None,
+) -> GraphFeatures:
+    """Architecture features of a model graph, per training sample.
+
+    Args:
+        source: ``.onnx`` path, ONNX bytes, ``onnx.ModelProto``, or ``torch.nn.Module`` (then
+            ``example_inputs`` is required; exported through ``torch.onnx``). Weights are never read.
+        batch_size: training batch size (> 0); binds a symbolic first input dim.
+        dims: values for named symbolic dims, e.g. ``{"seq": 512}``.
+        input_shapes: full shapes per graph input; override the declared shapes.
+        precision: one of ``fp32, tf32, fp16, bf16, fp8``; sets bytes per float element.
+        frozen: parameter-name prefixes (initializer names) that are not trained.
+        example_inputs: tensor or tuple of tensors for a torch module.
+        gpu: optional ``GPUSpec`` or ``{"l1_bytes":..., "l2_bytes":...}``; attaches cache features.
+
+    Raises:
+        GraphLoadError, UnboundDimensionError, InvalidInputError (all ``JoulecastError``).
+    """
+    batch_size = _check_batch(batch_size)
+    if precision not in PRECISIONS:
+        raise InvalidInputError(f"precision={precision!r} is not supported; use one of {PRECISIONS}.")
+    frozen_prefixes = _check_frozen(frozen)
+    if _is_torch_module(source):
+        from featurize.torch_export import export_module
+
+        source = export_module(source, example_inputs)
+    elif example_inputs is not None:
+        raise InvalidInputError("example_inputs= is only used with a torch.nn.Module source; drop it.")
+    model = load_model(source)
+    weight_inputs = _weight_like_inputs(model.graph)
+    bound = bind_dims(model, batch_size=batch_size, dims=dims, input_shapes=input_shapes, skip=weight_inputs)
+    shapes = resolve_shapes(model)
+    features = _analyse(model, shapes, weight_inputs, bound, batch_size, precision, frozen_prefixes)
+    if gpu is not None:
+        from dataclasses import replace
+
+        from featurize.cache import cache_features
+
+        features = replace(features, cache_features=cache_features(features, gpu))
+    return features
+
+
+def _check_batch(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise InvalidInputError(f"batch_size must be a positive int, got {batch_size!r}; pass e.g. batch_size=32.")
+    return batch_size
+
+
+def _check_frozen(frozen: Any) -> tuple[str, ...]:
+    if frozen is None:
+        return ()
+    if isinstance(frozen, str):
+        return (frozen,)
+    out = tuple(frozen)
+    if not all(isinstance(p, str) for p in out):
+        raise InvalidInputError("frozen= must be a parameter-name prefix or a list of them (strings).")
+    return out
+
+
+def _is_torch_module(obj: Any) -> bool:
+    return any(c.__module__.startswith("torch.nn") and c.__name__ == "Module" for c in type(obj).__mro__)
+
+
+def _weight_like_inputs(graph: onnx.GraphProto) -> frozenset[str]:
+    """Graph inputs (not initializers) that feed only weight slots of weight-bearing ops."""
+    inits = {i.name for i in graph.initializer}
+    candidates = {i.name for i in graph.input if i.name not in inits}
+    if not candidates:
+        return frozenset()
+    ok: dict[str, bool] = {}
+    for node in graph.node:
+        slots = WEIGHT_SLOTS.get(node.op_type, frozenset())
+        for i, name in enumerate(node.input):
+            if name in candidates:
+                ok[name] = ok.get(name, True) and i in slots
+    return frozenset(n for n, v in ok.items() if v)
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    if not node.attribute:
+        return {}
+    out = {}
+    for a in node.attribute:
+        if a.type == onnx.AttributeProto.INT:
+            out[a.name] = a.i
+        elif a.type == onnx.AttributeProto.INTS:
+            out[a.name] = tuple(a.ints)
+        elif a.type == onnx.AttributeProto.FLOAT:
+            out[a.name] = a.f
+        elif a.type == onnx.AttributeProto.STRING:
+            out[a.name] = a.s.decode("utf-8", "replace")
+        elif a.type == onnx.AttributeProto.FLOATS:
+            out[a.name] = tuple(a.floats)
+        else:
+            out[a.name] = onnx.helper.get_attribute_value(a)
+    return out
+
+
+def _itemsize(elem: int, elem_bytes: int, _cache: dict[int, int] = {}) -> int:  # noqa: B006
+    if elem in _FLOAT_TYPES or elem == 0:
+        return elem_bytes
+    size = _cache.get(elem)
+    if size is None:
+        try:
+            size = onnx.helper.tensor_dtype_to_np_dtype(elem).itemsize
+        except Exception:  # noqa: BLE001 - string/unknown types
+            size = 8
+        _cache[elem] = size
+    return size
+
+
+def _numel(shape: tuple[int, ...] | None) -> int:
+    n = 1
+    for d in shape or ():
+        n *= d
+    return n if shape is not None else 0
+
+
+def _analyse(
+    model: onnx.ModelProto,
+    shapes: ShapeMap,
+    weight_inputs: frozenset[str],
+    bound: dict[str, list[int]],
+    batch_size: int,
+    precision: str,
+    frozen: tuple[str, ...],
+) -> GraphFeatures:
+    g = model.graph
+    elem_bytes = BYTES_PER_ELEMENT[precision]
+    nodes = list(g.node)
+
+    # --- constants and weight roots -------------------------------------------------------------
+    const: set[str] = {i.name for i in g.initializer}
+    roots: dict[str, tuple[str, ...]] = {}  # const tensor -> weight leaves it derives from
+    leaf_numel: dict[str, int] = {}
+
+    def add_leaf(name: str) -> None:
+        shape, elem = shapes.get(name, (None, 0))
+        n = _numel(shape)
+        if elem in _FLOAT_TYPES and n > 1:
+            roots[name] = (name,)
+            leaf_numel[name] = n
+
+    for init in g.initializer:
+        add_leaf(init.name)
+    for name in weight_inputs:
+        const.add(name)
+        add_leaf(name)
+    node_const: list[bool] = []
+    for node in nodes:
+        ins = [x for x in node.input if x]
+        is_const = node.op_type not in _NONDETERMINISTIC and all(x in const for x in ins)
+        node_const.append(is_const)
+        if not is_const:
+            continue
+        const.update(node.output)
+        if node.op_type in ("Constant", "ConstantOfShape"):
+            for o in node.output:
+                add_leaf(o)
+        else:
+            derived = tuple(dict.fromkeys(r for x in ins for r in roots.get(x, ())))
+            if derived:
+                for o in node.output:
+                    roots[o] = derived
+
+    # param vs buffer: a leaf is a parameter if some run-time node uses it outside a buffer slot
+    param_leaves: set[str] = set()
+    used_leaves: set[str] = set()
+    for node, is_const in zip(nodes, node_const):
+        if is_const:
+            continue
+        buf = _BUFFER_SLOTS.get(node.op_type, frozenset())
+        for i, x in enumerate(node.input):
+            r = roots.get(x)
+            if r:
+                used_leaves.update(r)
+                if i not in buf:
+                    param_leaves.update(r)
+    trainable_leaves = {n for n in param_leaves if not (frozen and n.startswith(frozen))}
+    params = sum(leaf_numel[n] for n in param_leaves)
+    trainable_params = sum(leaf_numel[n] for n in trainable_leaves)
+    weight_bytes = sum(leaf_numel[n] for n in used_leaves) * elem_bytes
+
+    # --- evaluated batch ------------------------------------------------------------------------
+    b_eval = batch_size
+    for vi in g.input:
+        if vi.name in bound and vi.name not in weight_inputs and bound[vi.name]:
+            b_eval = bound[vi.name][0]
+            break
+    ws_scale = batch_size / b_eval
+
+    # --- per-node pass --------------------------------------------------------------------------
+    info_cache: dict[str, TensorInfo] = {}
+
+    def tinfo(name: str) -> TensorInfo:
+        t = info_cache.get(name)
+        if t is None:
+            shape, elem = shapes.get(name, (None, 0))
+            r = roots.get(name)
+            t = TensorInfo(
+                name=name,
+                shape=shape,
+                itemsize=_itemsize(elem, elem_bytes),
+                is_const=name in const,
+                is_weight=bool(r),
+                is_param=bool(r) and any(x in param_leaves for x in r),
+            )
+            info_cache[name] = t
+        return t
+
+    n = len(nodes)
+    col_name, col_op, col_dom, col_cls, col_shapes = [], [], [], [], []
+    col_macs, col_flops, col_params, col_br, col_bw, col_ws, col_tr = [], [], [], [], [], [], []
+    col_wb, col_ain, col_ainb, col_outs = [], [], [], []
+    unsupported: Counter[str] = Counter()
+    unknown_domains: set[str] = set()
+    failed: list[str] = []
+    unknown_shapes = 0
+    requires_grad: set[str] = {x for x in trainable_leaves}
+    for x in list(roots):
+        if any(r in trainable_leaves for r in roots[x]):
+            requires_grad.add(x)
+    saved: set[str] = set()
+    tot_macs = tot_flops = tot_bwd = tot_bytes = tot_wbytes = 0.0
+    cls_macs: Counter[str] = Counter()
+    nonmac_flops = 0.0
+    max_ws = 0.0
+    depth_of: dict[str, int] = {}
+    max_depth = 0
+    domains = known_domains()
+    empty = TensorInfo("", (), 0)
+
+    for idx, node in enumerate(nodes):
+        op = node.op_type
+        dom = "" if node.domain in ("", "ai.onnx") else node.domain
+        col_name.append(node.name or f"{op}_{idx}")
+        col_op.append(op)
+        col_dom.append(dom)
+        outs = tuple(tinfo(o) if o else empty for o in node.output)
+        col_shapes.append([list(t.shape) if t.shape is not None else None for t in outs])
+        col_outs.append(tuple(node.output))
+        if node_const[idx]:
+            col_cls.append("constant")
+            for col in (col_macs, col_flops, col_br, col_bw, col_ws, col_wb):
+                col.append(0.0)
+            col_params.append(0)
+            col_tr.append(False)
+            col_ain.append(())
+            col_ainb.append(())
+            continue
+        ins = tuple(tinfo(x) if x else empty for x in node.input)
+        view = NodeView(col_name[-1], op, dom, ins, outs, _attrs(node))
+        handler = get_handler(op, dom)
+        if handler is None:
+            unsupported[op if not dom else f"{dom}::{op}"] += 1
+            if dom not in domains:
+                unknown_domains.add(dom)
+            cost = OpCost(bytes_read=float(view.bytes_in), bytes_written=float(view.bytes_out), op_class="unsupported")
+        else:
+            if any(t.shape is None for t in ins if t.name) or (outs and outs[0].shape is None):
+                unknown_shapes += 1
+            try:
+                cost = handler(view)
+            except Exception as err:  # noqa: BLE001 - a handler must never abort featurization
+                failed.append(f"{col_name[-1]} ({op}): {type(err).__name__}: {err}")
+                unsupported[op if not dom else f"{dom}::{op}"] += 1
+                cost = OpCost(op_class="unsupported")
+        cls = cost.op_class
+        col_cls.append(cls)
+        col_macs.append(cost.macs)
+        col_flops.append(cost.flops)
+        col_params.append(cost.params)
+        col_br.append(cost.bytes_read)
+        col_bw.append(cost.bytes_written)
+        tot_macs += cost.macs
+        tot_flops += cost.flops
+        tot_bytes += cost.bytes_read + cost.bytes_written
+        if cost.macs:
+            cls_macs[cls] += cost.macs
+        nonmac_flops += cost.flops - 2.0 * cost.macs
+        # working set at the training batch size: weights + activations (scaled)
+        acts = [t for t in ins if t.name and not t.is_const]
+        col_ain.append(tuple(t.name for t in acts))
+        col_ainb.append(tuple(t.nbytes * ws_scale for t in acts))
+        if cls in ("zero", "constant"):
+            ws = w = 0.0
+        else:
+            w = min(float(sum(t.nbytes for t in ins if t.is_weight)), cost.bytes_read)
+            ws = w + (cost.bytes_read + cost.bytes_written - w) * ws_scale
+        col_ws.append(ws)
+        col_wb.append(w)
+        tot_wbytes += w
+        if ws > max_ws:
+            max_ws = ws
+        # backward
+        act_rg = [t for t in ins if t.name and not t.is_weight and t.name in requires_grad]
+        w_trainable = any(t.name in requires_grad for t in ins if t.is_weight)
+        col_tr.append(w_trainable)
+        if act_rg or w_trainable:
+            if cost.macs:
+                n_grads = (len(act_rg) if cls == "attention" else min(len(act_rg), 1)) + int(w_trainable)
+                tot_bwd += 2.0 * cost.macs * n_grads + (cost.flops - 2.0 * cost.macs)
+            else:
+                tot_bwd += cost.flops
+            for t in outs:
+                if t.name and (t.itemsize == elem_bytes):
+                    requires_grad.add(t.name)
+            saved.update(_saved_inputs(op, cls, ins, outs, w_trainable))
+        # depth in weight-bearing MAC ops
+        d_in = max((depth_of.get(t.name, 0) for t in ins if t.name and not t.is_const), default=0)
+        d = d_in + (1 if cost.macs and cost.params else 0)
+        for t in outs:
+            if t.name:
+                depth_of[t.name] = d
+        if d > max_depth:
+            max_depth = d
+
+    # --- liveness: peak live activation bytes during forward ------------------------------------
+    peak = _peak_live_bytes(g, nodes, node_const, tinfo, weight_inputs)
+
+    if unsupported or failed:
+        msg = "featurize: ops without a cost handler were counted as zero FLOPs: " + ", ".join(
+            f"{k} x{v}" for k, v in sorted(unsupported.items())
+        )
+        if unknown_domains:
+            msg += f". Domain(s) {sorted(unknown_domains)} have no registered ops at all"
+        if failed:
+            msg += f". Handler errors: {failed[:3]}"
+        msg += ". Register a handler with featurize.ops.register(op_type, domain=...) to cost them."
+        warnings.warn(msg, stacklevel=3)
+    if unknown_shapes:
+        warnings.warn(f"featurize: {unknown_shapes} node(s) have tensors of unknown shape; their cost is partial.", stacklevel=3)
+
+    import pandas as pd
+
+    nodes_df = pd.DataFrame(
+        {
+            "name": col_name,
+            "op_type": col_op,
+            "domain": col_dom,
+            "op_class": col_cls,
+            "output_shapes": col_shapes,
+            "macs": col_macs,
+            "flops": col_flops,
+            "params": col_params,
+            "bytes_read": col_br,
+            "bytes_written": col_bw,
+            "working_set_bytes": col_ws,
+            "trainable": col_tr,
+            "weight_bytes": col_wb,
+            "act_inputs": col_ain,
+            "act_input_bytes": col_ainb,
+            "outputs": col_outs,
+        }
+    )
+    per = 1.0 / b_eval
+    flops_forward = tot_flops * per
+    flops_backward = tot_bwd * per
+    flops_optimizer = OPTIMIZER_FLOPS_PER_PARAM * trainable_params / batch_size
+    # weights are read once per step whatever the batch: amortise them over the training batch
+    bytes_moved = (tot_bytes - tot_wbytes) * per + tot_wbytes / batch_size
+    act_bytes = sum(info_cache[x].nbytes for x in saved) * per
+    return GraphFeatures(
+        params=int(params),
+        trainable_params=int(trainable_params),
+        macs_forward=tot_macs * per,
+        flops_forward=flops_forward,
+        flops_backward=flops_backward,
+        flops_optimizer=flops_optimizer,
+        flops_train=flops_forward + flops_backward + flops_optimizer,
+        activation_bytes=float(act_bytes),
+        peak_activation_bytes=float(peak) * per,
+        weight_bytes=float(weight_bytes),
+        bytes_moved_forward=bytes_moved,
+        depth=int(max_depth),
+        n_nodes=int(sum(1 for c in col_cls if c not in ("zero", "constant"))),
+        frac_macs_conv=_frac(cls_macs["conv"], tot_macs),
+        frac_macs_matmul=_frac(cls_macs["matmul"], tot_macs),
+        frac_macs_attention=_frac(cls_macs["attention"], tot_macs),
+        frac_macs_recurrent=_frac(cls_macs["recurrent"], tot_macs),
+        frac_flops_elementwise=_frac(nonmac_flops, tot_flops),
+        arithmetic_intensity=_frac(flops_forward, bytes_moved),
+        max_layer_working_set_bytes=float(max_ws),
+        batch_size=batch_size,
+        precision=precision,
+        unsupported_ops=dict(unsupported),
+        nodes=nodes_df,
+        input_shapes={k: v for k, v in bound.items() if k not in weight_inputs},
+        graph_name=g.name,
+    )
+
+
+def _frac(a: float, b: float) -> float:
+    return float(a / b) if b else 0.0
+
+
+def _saved_inputs(op: str, cls: str, ins, outs, w_trainable: bool) -> list[str]:
+    """Activation tensors a backward-region node keeps for its backward pass."""
+    if op in _NO_SAVE_OPS or cls in ("zero", "constant", "data_movement"):
+        return []
+    acts = [t.name for t in ins if t.name and not t.is_const]
+    if cls in ("conv", "matmul", "recurrent"):
+        return acts[:1] if w_trainable or cls == "recurrent" else []
+    if cls == "attention":
+        return acts
+    if op in _SAVE_OUTPUT_OPS or cls == "softmax":
+        return [t.name for t in outs[:1] if t.name]
+    if cls in ("normalization", "pooling", "reduction"):
+        return acts[:1]
+    return acts
+
+
+def _peak_live_bytes(g, nodes, node_const, tinfo, weight_inputs) -> float:
+    """Peak sum of live activation bytes, walking nodes in graph (topological) order."""
+    storage: dict[str, str] = {}
+    inits = {i.name for i in g.initializer}
+    graph_inputs = [vi.name for vi in g.input if vi.name not in inits and vi.name not in weight_inputs]
+    for name in graph_inputs:
+        storage[name] = name
+    last_use: dict[str, int] = {}
+    for idx, node in enumerate(nodes):
+        if node_const[idx]:
+            continue
+        for x in node.input:
+            s = storage.get(x)
+            if s is not None:
+                last_use[s] = idx
+        alias = node.op_type in _ALIAS_OPS
+        src = storage.get(node.input[0]) if alias and node.input else None
+        for i, o in enumerate(node.output):
+            if o:
+                storage[o] = src if (src is not None and i == 0) else o
+                last_use.setdefault(storage[o], idx)
+    for vi in g.output:
+        s = storage.get(vi.name)
+        if s is not None:
+            last_use[s] = len(nodes)
+    live = sum(tinfo(x).nbytes for x in graph_inputs)
+    peak = live
+    freed: set[str] = set()
+    for idx, node in enumerate(nodes):
+        if node_const[idx]:
+            continue
+        for o in node.output:
+            if o and storage.get(o) == o:
+                live += tinfo(o).nbytes
+        if live > peak:
+            peak = live
+        for x in set(node.input) | set(node.output):
+            s = storage.get(x)
+            if s is not None and s not in freed and last_use.get(s, -1) <= idx:
+                freed.add(s)
+                live -= tinfo(s).nbytes
+    return float(peak)
