@@ -72,7 +72,7 @@ def _as_positive_array(values: Any, name: str) -> np.ndarray:
     if bad.size:
         i = int(bad[0])
         raise InvalidInputError(
-            f"{name}[{i}] = {arr[i]!r}: every epoch value must be a finite number > 0 "
+            f"{name}[{i}] = {float(arr[i])!r}: every epoch value must be a finite number > 0 "
             f"({bad.size} bad value(s)); drop or re-measure those epochs."
         )
     return arr

@@ -1,11 +1,122 @@
-"""`joulecast refine`: placeholder until its issue lands (registered so the CLI frame is complete)."""
+"""`joulecast refine --prior-json P.json --epochs-csv E.csv [--total-epochs N] [--max-epochs N] [--plot out.png]`.
+
+P.json is a ``Prediction.to_dict()`` JSON; E.csv has a column ``energy_j`` (one row per finished epoch, in
+order) and optionally ``time_s``. Prints the refined summary (or ``--json``); ``--plot`` writes a PNG of the
+projected total vs epochs measured, with the interval narrowing.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from featurize.errors import InvalidInputError, SchemaError
+
+
+def load_prior(path: Path):
+    from predictor.prediction import Prediction
+
+    try:
+        data = json.loads(Path(path).read_text())
+        return Prediction.from_dict(data)
+    except FileNotFoundError as err:
+        raise InvalidInputError(f"--prior-json {path}: file not found; write one with `joulecast predict ... --json`.") from err
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise SchemaError(
+            f"--prior-json {path} is not a Prediction JSON ({err}); produce it with Prediction.to_dict() "
+            f"or `joulecast predict ... --json`."
+        ) from err
+
+
+def load_epochs(path: Path):
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError as err:
+        raise InvalidInputError(f"--epochs-csv {path}: file not found.") from err
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise SchemaError(f"--epochs-csv {path} is not a readable CSV ({err}).") from err
+    if "energy_j" not in frame.columns:
+        raise SchemaError(
+            f"--epochs-csv {path} has columns {list(frame.columns)}; it needs an 'energy_j' column "
+            f"(one row per finished epoch, joules) and optionally 'time_s'."
+        )
+    energies = pd.to_numeric(frame["energy_j"], errors="coerce").tolist()
+    times = pd.to_numeric(frame["time_s"], errors="coerce").tolist() if "time_s" in frame.columns else None
+    return energies, times
+
+
+def refinement_path(prior, energies, times, **kw) -> list[tuple[int, float, float, float]]:
+    """(k, projected total J, low J, high J) after each k = 1..n measured epochs."""
+    from predictor.refine import refine
+
+    out = []
+    for k in range(1, len(energies) + 1):
+        r = refine(prior, epoch_energies_j=energies[:k], epoch_times_s=times[:k] if times else None, **kw)
+        out.append((k, r.energy_j, r.interval_j[0], r.interval_j[1]))
+    return out
+
+
+def write_plot(path: Path, prior, steps) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = [s[0] for s in steps]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=90)
+    ax.fill_between(k, [s[2] / 1e3 for s in steps], [s[3] / 1e3 for s in steps], alpha=0.25,
+                    label=f"{prior.interval_level:.0%} interval")
+    ax.plot(k, [s[1] / 1e3 for s in steps], "-o", ms=3, label="projected total")
+    ax.axhline(prior.energy_j / 1e3, color="grey", ls=":", label="prior")
+    ax.set_xlabel("epochs measured")
+    ax.set_ylabel("total energy, kJ")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("refine", help="(not implemented yet)")
-    def _cmd() -> None:
-        raise typer.Exit(code=2)
+    @app.command("refine", help="Refine a prior prediction with the energies of the epochs measured so far.")
+    def _cmd(
+        prior_json: Path = typer.Option(..., "--prior-json", help="Prediction.to_dict() JSON of the prior."),
+        epochs_csv: Path = typer.Option(..., "--epochs-csv", help="CSV with 'energy_j' (+ optional 'time_s')."),
+        total_epochs: Optional[int] = typer.Option(None, "--total-epochs", help="Planned epochs (omit if unknown)."),
+        max_epochs: Optional[int] = typer.Option(None, "--max-epochs", help="Upper end when total is unknown."),
+        phase: Optional[list[int]] = typer.Option(None, "--phase", help="Epoch index where a declared phase starts."),
+        plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of projected total vs epochs."),
+        as_json: bool = typer.Option(False, "--json", help="Print the refined Prediction as JSON."),
+    ) -> None:
+        from predictor.refine import refine
+
+        prior = load_prior(prior_json)
+        energies, times = load_epochs(epochs_csv)
+        kw = dict(total_epochs=total_epochs, max_epochs=max_epochs, phases=phase or None)
+        result = refine(prior, epoch_energies_j=energies, epoch_times_s=times, **kw)
+        if plot is not None:
+            write_plot(plot, prior, refinement_path(prior, energies, times, **kw))
+        if as_json:
+            typer.echo(json.dumps(result.to_dict(), indent=2, default=float))
+            return
+        ref = result.refinement
+        lo, hi = result.interval_j
+        typer.echo(
+            f"refined total: {result.energy_j / 1e3:.4g} kJ ({result.energy_kwh:.4g} kWh), "
+            f"{result.interval_level:.0%} interval [{lo / 1e3:.4g}, {hi / 1e3:.4g}] kJ "
+            f"(prior {prior.energy_j / 1e3:.4g} kJ)"
+        )
+        typer.echo(
+            f"epochs measured {ref['epochs_measured']}, warm-up {ref['warmup_epochs']}, stable from epoch "
+            f"{ref['stable_start']}, phase change at {ref['phase_change_at']}; projected "
+            f"{ref['projected_epoch_energy_j'] / 1e3:.4g} kJ/epoch over {ref['total_epochs_assumed']} epochs "
+            f"(range {ref['total_epochs_range'][0]}-{ref['total_epochs_range'][1]})"
+        )
+        for w in result.warnings:
+            typer.echo(f"warning: {w}")
+        if plot is not None:
+            typer.echo(f"plot written to {plot}")
