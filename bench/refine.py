@@ -177,7 +177,15 @@ def report(err: pd.DataFrame, table: pd.DataFrame) -> str:
           "whose true total falls in the refined nominal-90 % interval.", "", "## Setup", ""]
     md += ["\n".join(line.strip() for line in part.splitlines()) + "\n" for part in doc[:3]]
     md += ["## Results", "", "```", table.to_string(), "```", "", "![refine eval](refine_eval.png)", ""]
-    md += [RESULT_NOTES]
+    md += ["## Goal check (median <= 3 %, p90 <= 10 %, >= 2x better than Carbontracker)", ""]
+    for k, label in [(3, "k = 3 from the start (frozen epochs only, no schedule)"),
+                     (13, "3 fine-tuning epochs measured (k = 13, phase change detected from data)")]:
+        o_med, o_p90 = table.loc[k, ("median", "ours")], table.loc[k, ("p90", "ours")]
+        c_med = table.loc[k, ("median", "carbontracker")]
+        ok = o_med <= 3 and o_p90 <= 10 and c_med >= 2 * o_med
+        md.append(f"- {label}: ours median {o_med:.2f} %, p90 {o_p90:.2f} %; Carbontracker median {c_med:.2f} % "
+                  f"-> goal {'met' if ok else 'NOT met'}.")
+    md += ["", RESULT_NOTES]
     return "\n".join(md)
 
 
