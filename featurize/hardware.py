@@ -99,8 +99,7 @@ def normalize_gpu_name(name: str) -> str:
     text = name.lower().replace("ada lovelace", "ada")
     text = re.sub(r"(?<=[a-z])(?=\d)|(?<=\d)(?=[a-z])", " ", text)
     tokens = [t for t in re.split(r"[^a-z0-9.]+|(?<!\d)\.|\.(?!\d)", text) if t and t not in _DROP_WORDS]
-    out = tokens
-    return " ".join(sorted(out))
+    return " ".join(sorted("gb" if t == "gib" else t for t in tokens))
 
 
 def _display_key(name: str) -> str:

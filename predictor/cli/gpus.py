@@ -11,8 +11,6 @@ from typing import Any, Optional
 
 import typer
 
-from featurize.errors import UnknownGPUError
-
 COLUMNS = (
     ("name", "GPU", None),
     ("architecture", "arch", None),
@@ -40,28 +38,19 @@ def _records(query: Optional[str]) -> list[dict[str, Any]]:
         return records
     if not query:
         return []
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # the alias note is shown under the table instead
         warnings.simplefilter("ignore")
-        try:
-            spec = lookup_gpu(query)
-        except UnknownGPUError:
-            raise
+        spec = lookup_gpu(query)  # UnknownGPUError -> one red line from predictor.cli.main
     return [spec.to_dict()]
 
 
 def _clean(value: Any) -> Any:
-    try:
-        import math
+    """Plain JSON-able Python value: numpy scalars unwrapped, NaN/NA -> None."""
+    import pandas as pd
 
-        if isinstance(value, float) and math.isnan(value):
-            return None
-    except TypeError:  # pragma: no cover
-        pass
-    if hasattr(value, "item"):
-        return value.item()
-    if value is not None and type(value).__name__ == "NAType":
+    if value is None or (not isinstance(value, (str, list, tuple, dict)) and pd.isna(value)):
         return None
-    return value
+    return value.item() if hasattr(value, "item") else value
 
 
 def register(app: typer.Typer) -> None:
