@@ -50,6 +50,9 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
 _GLOB_CHARS = set("*?[")
 # Above this many inputs a progress bar is shown when ``progress=None`` and stderr is a terminal.
 PROGRESS_MIN_INPUTS = 50
+# With the default n_jobs=-1, fewer graphs than this are featurized in-process: starting worker processes
+# (~2-3 s each for the onnx/pandas imports) costs more than it saves on a few dozen graphs.
+PARALLEL_MIN_INPUTS = 32
 
 
 def _is_torch_module(obj: Any) -> bool:
@@ -113,8 +116,8 @@ def _featurize_one(source: Any, options: dict[str, Any]) -> dict[str, Any]:
     """
     from featurize import featurize
 
-    with _warnings.catch_warnings(record=True) as caught:
-        _warnings.simplefilter("always")
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")  # unsupported ops are reported below from the features themselves
         try:
             feats = featurize(source, **options)
         except JoulecastError as err:
@@ -122,11 +125,14 @@ def _featurize_one(source: Any, options: dict[str, Any]) -> dict[str, Any]:
         except Exception as err:  # noqa: BLE001 - one bad file must not stop a batch of thousands
             return {"error": f"{type(err).__name__}: {err}"}
     out = feats.to_dict()
-    msgs = [str(w.message) for w in caught]
+    if not out.get("flops_train", 0) > 0:
+        return {"error": "GraphLoadError: the graph has no countable FLOPs (empty or fully unsupported)"}
+    msgs = []
     if feats.unsupported_ops:
         ops = ", ".join(f"{k} x{v}" for k, v in sorted(feats.unsupported_ops.items()))
-        msgs.append(f"unsupported ops not costed: {ops}")
-    return {"features": out, "warnings": list(dict.fromkeys(msgs))}
+        msgs.append(f"unsupported ops counted as zero cost: {ops}; the estimate may be low and the interval "
+                    "is widened")
+    return {"features": out, "warnings": msgs}
 
 
 def _progress_wanted(progress: bool | None, n: int) -> bool:
@@ -162,7 +168,8 @@ def featurize_many(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(sources), desc="featurize", unit="graph", initial=len(sources) - len(parallel_idx))
-    if len(parallel_idx) == 1 or n_jobs == 1:
+    small = n_jobs == -1 and backend is None and len(parallel_idx) < PARALLEL_MIN_INPUTS
+    if len(parallel_idx) <= 1 or n_jobs == 1 or small:
         gen = (_featurize_one(sources[i], options) for i in parallel_idx)
     else:
         par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator", batch_size="auto")
@@ -207,7 +214,8 @@ def predict_many(
             torch modules (then pass ``example_inputs=``), or a list mixing them.
         gpu: a GPU name or a list of names; several give a cross-GPU what-if (one row per model x GPU).
         batch_size, samples_per_epoch, epochs, val_samples, precision: the training run, as in ``predict``.
-        n_jobs: featurization processes (joblib; -1 = all cores). backend: a joblib backend name
+        n_jobs: featurization processes (joblib; -1 = all cores, but fewer than 32 graphs run in-process).
+            backend: a joblib backend name
             (``"loky"``, ``"threading"``, ``"dask"``, ``"ray"``...); ``None`` = the active one.
         progress: tqdm bar; ``None`` shows it for >= 50 inputs on a terminal.
         model_dir: a model directory from :func:`predictor.retrain`; ``None`` = the shipped model.

@@ -1,0 +1,117 @@
+"""retrain end to end on synthetic measurements (base=None): a complete, verified, atomic model directory.
+
+The ``synthetic_model`` fixture (also used by the batch and CLI tests) trains on 192 runs of 24 small
+CNN/MLP graphs x 4 GPUs x 2 batch sizes whose energy follows a known roofline-like law, so the tests
+never depend on the shipped artifact being present.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from featurize.errors import InvalidInputError
+from test_batch_graphs import write_variants
+
+GPUS = ("L4", "A100", "V100", "T4")
+
+
+def synthetic_runs(paths, *, gpus=GPUS, batch_sizes=(32, 128), seed=0) -> pd.DataFrame:
+    """Runs whose energy follows t = flops_train / (0.35 peak) + launch floor, P = 0.55 TDP (+3 % noise)."""
+    from featurize import featurize, lookup_gpu
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        specs = {g: lookup_gpu(g) for g in gpus}
+        for p in paths:
+            for bs in batch_sizes:
+                f = featurize(str(p), batch_size=bs)
+                for g in gpus:
+                    t = f.flops_train / (0.35 * specs[g].peak_fp32_flops) + f.n_nodes * 15e-6 / bs
+                    e = t * 0.55 * specs[g].tdp_w * 10_000 * 3
+                    rows.append(dict(model=str(p), gpu=g, batch_size=bs, samples_per_epoch=10_000, epochs=3,
+                                     energy_j=e * rng.lognormal(0, 0.03), time_s=t * 30_000))
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="session")
+def synthetic_model(tmp_path_factory):
+    """(model_dir, runs csv path, graph paths) of a base=None model trained on synthetic runs."""
+    from predictor.retrain import retrain
+
+    root = tmp_path_factory.mktemp("synthetic_model")
+    paths = write_variants(root / "graphs", 24, seed=0)
+    runs = synthetic_runs(paths)
+    csv = root / "runs.csv"
+    runs.to_csv(csv, index=False)
+    out = retrain(csv, out_dir=root / "model", base=None, seed=0)
+    return out, csv, paths
+
+
+def test_retrain_writes_a_complete_verified_model(synthetic_model):
+    from predictor.model import load_model
+    from predictor.retrain import read_retrain_summary
+
+    out, csv, paths = synthetic_model
+    model = load_model(out)
+    man = model.manifest
+    assert {"time.txt", "power.txt", "training_table.parquet"} <= set(man["files"])
+    assert (out / "MODEL_CARD.md").is_file()
+    assert man["model_name"].endswith("-retrained")
+    assert man["training_table"]["rows"] == 192
+    assert [s["source"] for s in man["sources"]] == ["user"]
+    assert set(man["gpus_seen"]) == {"L4", "A100-SXM4-80GB", "V100-SXM2-32GB", "T4"}
+    summary = read_retrain_summary(out)
+    assert summary["user_rows"] == 192 and summary["user_graphs"] == 24 and summary["base"] == "none"
+    cv = summary["new_model_grouped_cv_on_user_rows"]
+    assert cv["n_folds"] == 5 and cv["n_rows"] == 192
+    assert cv["median_ape"] < 25.0  # held-out graphs of a smooth law
+    assert summary["new_model_fit_error_on_user_rows"]["median_ape"] < 20.0
+    table = pd.read_parquet(out / "training_table.parquet")
+    assert (table["source"] == "user").all() and table["table_sha256"].nunique() == 1
+    # the per-sample convention: epoch energy / training-sample equivalents
+    assert np.allclose(table["energy_per_sample_j"], table["energy_j"] / 3 / 10_000)
+    assert not list(out.parent.glob(".model.retrain*"))  # staging cleaned up
+
+
+def test_retrain_is_deterministic(synthetic_model, tmp_path):
+    from predictor.retrain import retrain
+
+    out, csv, _ = synthetic_model
+    again = retrain(csv, out_dir=tmp_path / "again", base=None, seed=0, evaluate=False)
+    a = json.loads((out / "manifest.json").read_text())
+    b = json.loads((again / "manifest.json").read_text())
+    assert a["files"]["time.txt"] == b["files"]["time.txt"]
+    assert a["files"]["power.txt"] == b["files"]["power.txt"]
+
+
+def test_overwrite_swaps_atomically_and_refuses_without_flag(synthetic_model, tmp_path):
+    from predictor.model import load_model
+    from predictor.retrain import retrain
+
+    _, csv, _ = synthetic_model
+    runs = pd.read_csv(csv).iloc[:48]
+    out = retrain(runs, out_dir=tmp_path / "m", base=None, evaluate=False)
+    first = (out / "manifest.json").read_text()
+    with pytest.raises(InvalidInputError, match="already exists"):
+        retrain(runs, out_dir=out, base=None, evaluate=False)
+    assert (out / "manifest.json").read_text() == first
+    runs2 = runs.assign(energy_j=runs["energy_j"] * 2)
+    retrain(runs2, out_dir=out, base=None, evaluate=False, overwrite=True)
+    assert (out / "manifest.json").read_text() != first
+    load_model(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temp or backup dirs left
+
+
+def test_predict_uses_the_retrained_model(synthetic_model):
+    from predictor import predict
+
+    out, _, paths = synthetic_model
+    p = predict(str(paths[0]), gpu="L4", batch_size=32, samples_per_epoch=10_000, epochs=3, model_dir=out)
+    assert p.model_name.endswith("-retrained") and p.energy_j > 0
