@@ -165,9 +165,22 @@ def _is_torch_module(obj: Any) -> bool:
 
 
 def _weight_like_inputs(graph: onnx.GraphProto) -> frozenset[str]:
-    """Graph inputs (not initializers) that feed only weight slots of weight-bearing ops."""
+    """Graph inputs (not initializers) that look like weights passed as inputs (export_params=False).
+
+    Initializer-like: fully static float shape (no symbolic dim), fed only into weight slots of
+    weight-bearing ops (:data:`WEIGHT_SLOTS`; for MatMul only a rank-2 second operand), never the first
+    graph input.
+    """
     inits = {i.name for i in graph.initializer}
-    candidates = {i.name for i in graph.input if i.name not in inits}
+    real = [i for i in graph.input if i.name not in inits]
+    candidates = {}
+    for vi in real[1:]:
+        tt = vi.type.tensor_type
+        static = vi.type.HasField("tensor_type") and tt.HasField("shape") and all(
+            d.HasField("dim_value") for d in tt.shape.dim
+        )
+        if static and tt.elem_type in _FLOAT_TYPES:
+            candidates[vi.name] = len(tt.shape.dim)
     if not candidates:
         return frozenset()
     ok: dict[str, bool] = {}
@@ -175,7 +188,8 @@ def _weight_like_inputs(graph: onnx.GraphProto) -> frozenset[str]:
         slots = WEIGHT_SLOTS.get(node.op_type, frozenset())
         for i, name in enumerate(node.input):
             if name in candidates:
-                ok[name] = ok.get(name, True) and i in slots
+                good = i in slots and not (node.op_type == "MatMul" and candidates[name] != 2)
+                ok[name] = ok.get(name, True) and good
     return frozenset(n for n, v in ok.items() if v)
 
 

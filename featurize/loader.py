@@ -192,20 +192,7 @@ def _shape_of(vi: onnx.ValueInfoProto) -> tuple[tuple[int, ...] | None, int]:
 
 def resolve_shapes(model: onnx.ModelProto) -> ShapeMap:
     """Shapes of every tensor: strict shape inference + data propagation, then onnxruntime if needed."""
-    # Declared output/value_info shapes may be stale (exported at another batch size): drop them so
-    # inference recomputes them instead of failing on a merge conflict.
-    del model.graph.value_info[:]
-    for vi in model.graph.output:
-        if vi.type.HasField("tensor_type"):
-            vi.type.tensor_type.ClearField("shape")
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
-    except Exception as err:  # InferenceError, ValidationError, ...
-        raise GraphLoadError(
-            f"ONNX shape inference failed: {err}. The graph is invalid for the bound input shapes; check "
-            "input_shapes=/dims=/batch_size (a graph exported with a fixed batch may need input_shapes "
-            "matching it) or re-export the model."
-        ) from err
+    inferred = _infer(model)
     g = inferred.graph
     shapes: ShapeMap = {}
     for init in g.initializer:
@@ -219,6 +206,39 @@ def resolve_shapes(model: onnx.ModelProto) -> ShapeMap:
     if missing:
         _ort_fallback(model, shapes, missing)
     return shapes
+
+
+def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Strict inference; on failure retry without the declared (maybe stale) output shapes, then
+    non-strict (some onnx function-op bodies fail strict mode). Raises the first strict error if all
+    fail, or when the non-strict pass is the only one that works and leaves shapes unknown."""
+    infer = onnx.shape_inference.infer_shapes
+    try:
+        return infer(model, check_type=True, strict_mode=True, data_prop=True)
+    except Exception as err:  # InferenceError, ValidationError, ...
+        first = err
+    del model.graph.value_info[:]
+    for vi in model.graph.output:  # exported at another batch size: let inference recompute them
+        if vi.type.HasField("tensor_type"):
+            vi.type.tensor_type.ClearField("shape")
+    try:
+        return infer(model, check_type=True, strict_mode=True, data_prop=True)
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        inferred = infer(model, strict_mode=False, data_prop=True)
+    except Exception:  # noqa: BLE001
+        inferred = None
+    if inferred is not None:
+        known = {vi.name for vi in inferred.graph.value_info} | {vi.name for vi in inferred.graph.output}
+        if all(o in known for n in inferred.graph.node for o in n.output if o):
+            warnings.warn(f"strict ONNX shape inference failed ({first}); used non-strict inference.", stacklevel=4)
+            return inferred
+    raise GraphLoadError(
+        f"ONNX shape inference failed: {first}. The graph is invalid for the bound input shapes; check "
+        "input_shapes=/dims=/batch_size (a graph exported with a fixed batch may need input_shapes "
+        "matching it) or re-export the model."
+    ) from first
 
 
 def _dummy_value(vi: onnx.ValueInfoProto):

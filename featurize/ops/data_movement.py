@@ -14,15 +14,13 @@ from featurize.ops import NodeView, OpCost, io_cost, register
 
 ZERO_COST_OPS: tuple[str, ...] = (
     "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Dropout", "Shape", "Size",
-    "Constant", "ConstantOfShape", "Range", "EyeLike", "Optional", "OptionalGetElement",
-    "OptionalHasElement", "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
-    "SequenceConstruct", "SequenceAt", "SequenceEmpty", "SplitToSequence", "ConcatFromSequence",
+    "Constant", "ConstantOfShape", "Range", "EyeLike", "RandomNormal", "RandomUniform",
+    "RandomNormalLike", "RandomUniformLike",
 )
 COPY_OPS: tuple[str, ...] = (
     "Concat", "Split", "Slice", "Transpose", "Gather", "GatherElements", "GatherND", "Expand",
-    "Tile", "Pad", "Cast", "CastLike", "ScatterND", "ScatterElements", "Scatter", "DepthToSpace",
+    "Tile", "Pad", "Cast", "CastLike", "ScatterND", "ScatterElements", "DepthToSpace",
     "SpaceToDepth", "OneHot", "Trilu", "ReverseSequence", "NonZero", "Compress", "TopK",
-    "Unique", "GridSample", "NonMaxSuppression", "RoiAlign", "CenterCropPad", "Col2Im",
 )
 RESIZE_FLOPS = {"nearest": 0, "linear": 2, "cubic": 8, "bilinear": 2}
 

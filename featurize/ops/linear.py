@@ -50,7 +50,7 @@ def _matmul_class(view: NodeView, n: int) -> str:
     return "attention" if not any(t.is_const for t in ops) else "matmul"
 
 
-@register(("MatMul", "FusedMatMul"))
+@register("MatMul")
 def handle_matmul(view: NodeView) -> OpCost:
     a = view.inp(0).shape or (1,)
     k = a[-1] if a else 1

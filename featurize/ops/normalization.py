@@ -23,7 +23,6 @@ NORM_FLOPS = 7
         "LpNormalization",
         "MeanVarianceNormalization",
         "RMSNormalization",
-        "SimplifiedLayerNormalization",
     )
 )
 def handle_norm(view: NodeView) -> OpCost:

@@ -9,9 +9,9 @@ import math
 from featurize.ops import NodeView, OpCost, io_cost, register
 
 
-@register(("MaxPool", "AveragePool", "LpPool", "MaxRoiPool"))
+@register(("MaxPool", "AveragePool", "LpPool"))
 def handle_pool(view: NodeView) -> OpCost:
-    kernel = math.prod(view.attr("kernel_shape", None) or view.attr("pooled_shape", None) or (1,))
+    kernel = math.prod(view.attr("kernel_shape", None) or (1,))
     return io_cost(view, flops=kernel * view.out_numel, op_class="pooling")
 
 
