@@ -4,7 +4,7 @@ Public entry points:
 
 * :func:`load_model` — ``model_dir=None`` -> the shipped model (``joulecast_models`` package data,
   falling back to the repository's ``models/``). Validates manifest -> compatible package range ->
-  sha256 of every artifact file -> parses the LightGBM text. Cached per directory (and file mtimes).
+  sha256 of every artifact file -> parses the LightGBM text (:class:`TreeEnsemble`, numpy inference). Cached per directory (and file mtimes).
   Any problem raises :class:`featurize.errors.ModelArtifactError` naming the file and the fix.
 * :func:`feature_frame` — graph feature rows x GPU specs -> the model's feature matrix + prior
   columns (one code path for training and inference; physics from :mod:`featurize.physics`).
@@ -154,21 +154,117 @@ def _load_uncached(path: Path) -> LoadedModel:
                 f"{fpath}: sha256 {actual[:12]}... does not match the manifest ({expected[:12]}...): the file was "
                 "modified or corrupted; reinstall joulecast or regenerate the model directory."
             )
-    import lightgbm as lgb
-
     boosters = {}
     for bname, spec in manifest["boosters"].items():
         if spec["file"] not in manifest["files"]:
             raise ModelArtifactError(f"{path}: booster file {spec['file']} is not hashed in the manifest.")
         try:
-            booster = lgb.Booster(model_str=(path / spec["file"]).read_text(encoding="utf-8"))
-        except Exception as err:  # LightGBM raises its own LightGBMError / ValueError
-            raise ModelArtifactError(f"{path / spec['file']}: LightGBM could not parse it ({err}).") from err
+            booster = TreeEnsemble.from_string((path / spec["file"]).read_text(encoding="utf-8"))
+        except (ValueError, KeyError, IndexError) as err:
+            raise ModelArtifactError(f"{path / spec['file']}: not a LightGBM model text ({err}).") from err
         if booster.feature_name() != list(manifest["features"]):
             raise ModelArtifactError(f"{path / spec['file']}: feature names {booster.feature_name()} differ from "
                                      "the manifest's ordered feature list.")
         boosters[bname] = booster
     return LoadedModel(path=path, manifest=manifest, boosters=boosters)
+
+
+class TreeEnsemble:
+    """A LightGBM ``model_to_string()`` regression model evaluated with numpy.
+
+    Importing ``lightgbm`` pulls scikit-learn and SciPy (~2 s), which would break the "import + first
+    prediction <= 2 s" goal, so inference walks the trees itself: numerical splits only (the models
+    here have no categorical features), LightGBM's missing-value rules, raw score (identity link).
+    ``tests/test_model_artifact.py`` checks it against ``lightgbm.Booster.predict`` to 1e-12.
+    """
+
+    RAW_OBJECTIVES = ("regression", "regression_l2", "l2", "huber", "fair", "regression_l1", "l1", "quantile")
+
+    def __init__(self, feature_names: list[str], trees: list[dict[str, np.ndarray]]) -> None:
+        self._names = feature_names
+        n_trees = len(trees)
+        width = max([len(t["threshold"]) for t in trees] + [1])
+        leaves = max([len(t["leaf_value"]) for t in trees] + [1])
+        self.feature = np.zeros((n_trees, width), np.int64)
+        self.threshold = np.zeros((n_trees, width))
+        self.decision = np.zeros((n_trees, width), np.int64)
+        self.left = np.full((n_trees, width), -1, np.int64)
+        self.right = np.full((n_trees, width), -1, np.int64)
+        self.leaf_value = np.zeros((n_trees, leaves))
+        self.root = np.zeros(n_trees, np.int64)
+        for i, t in enumerate(trees):
+            k = len(t["threshold"])
+            self.root[i] = 0 if k else -1
+            for name in ("feature", "threshold", "decision", "left", "right"):
+                getattr(self, name)[i, :k] = t[name]
+            self.leaf_value[i, : len(t["leaf_value"])] = t["leaf_value"]
+        self.depth = max([t["depth"] for t in trees] + [0])
+
+    def feature_name(self) -> list[str]:
+        return list(self._names)
+
+    @classmethod
+    def from_string(cls, text: str) -> "TreeEnsemble":
+        header, _, body = text.partition("\nTree=")
+        head = dict(line.split("=", 1) for line in header.splitlines() if "=" in line)
+        if head.get("num_class", "1") != "1" or head.get("num_tree_per_iteration", "1") != "1":
+            raise ValueError("only single-output regression models are supported")
+        if head.get("objective", "").split()[0] not in cls.RAW_OBJECTIVES:
+            raise ValueError(f"objective {head.get('objective')!r} has a link function; not supported")
+        names = head["feature_names"].split()
+        body = body.split("\nend of trees", 1)[0]
+        trees = []
+        for block in ("Tree=" + body).split("\nTree=") if body else []:
+            kv = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+            if int(kv.get("num_cat", "0")):
+                raise ValueError("categorical splits are not supported")
+
+            def arr(key: str, dtype: Any) -> np.ndarray:
+                return np.array(kv.get(key, "").split(), dtype=dtype)
+
+            t = {"feature": arr("split_feature", np.int64), "threshold": arr("threshold", float),
+                 "decision": arr("decision_type", np.int64), "left": arr("left_child", np.int64),
+                 "right": arr("right_child", np.int64), "leaf_value": arr("leaf_value", float)}
+            t["depth"] = cls._depth(t["left"], t["right"])
+            trees.append(t)
+        if not trees:
+            raise ValueError("no trees")
+        return cls(names, trees)
+
+    @staticmethod
+    def _depth(left: np.ndarray, right: np.ndarray) -> int:
+        if len(left) == 0:
+            return 0
+        best, stack = 0, [(0, 1)]
+        while stack:
+            node, d = stack.pop()
+            best = max(best, d)
+            stack += [(c, d + 1) for c in (left[node], right[node]) if c >= 0]
+        return best
+
+    def predict(self, x: np.ndarray, **_: Any) -> np.ndarray:
+        """Raw scores for the rows of ``x`` (n_rows x n_features), summed over all trees."""
+        x = np.asarray(x, dtype=float)
+        n, t = x.shape[0], len(self.root)
+        node = np.broadcast_to(self.root, (n, t)).copy()
+        cols = np.broadcast_to(np.arange(t), (n, t))
+        rows = np.broadcast_to(np.arange(n)[:, None], (n, t))
+        for _ in range(self.depth):
+            inner = node >= 0
+            if not inner.any():
+                break
+            nd = np.where(inner, node, 0)
+            feat = self.feature[cols, nd]
+            val = x[rows, feat]
+            dec = self.decision[cols, nd]
+            missing = (dec >> 2) & 3
+            val = np.where(np.isnan(val) & (missing != 2), 0.0, val)
+            use_default = ((missing == 1) & (np.abs(val) <= 1e-35)) | ((missing == 2) & np.isnan(val))
+            go_left = np.where(use_default, (dec & 2) > 0, val <= self.threshold[cols, nd])
+            nxt = np.where(go_left, self.left[cols, nd], self.right[cols, nd])
+            node = np.where(inner, nxt, node)
+        leaf = -node - 1
+        return self.leaf_value[cols, leaf].sum(axis=1)
 
 
 @lru_cache(maxsize=8)
@@ -234,7 +330,7 @@ def feature_frame(
 def raw_predict(model: LoadedModel, feats: pd.DataFrame) -> dict[str, np.ndarray]:
     """Per-sample time (s), average power (W) and energy (J) from a :func:`feature_frame`."""
     x = feats[model.features].to_numpy(dtype=float)
-    out = {name: b.predict(x, num_threads=1) for name, b in model.boosters.items()}
+    out = {name: b.predict(x) for name, b in model.boosters.items()}
     if model.manifest["design"] == "time_power":
         time_s = feats["t_phys_s"].to_numpy() * np.exp(out["time"])
         power_w = feats["power_cap_w"].to_numpy() * np.exp(out["power"])

@@ -114,3 +114,25 @@ def test_grouped_cv_holds_out_each_group():
 def test_conformal_quantile():
     assert conformal_quantile(np.arange(1, 10), 0.9) == 9  # ceil(10 * 0.9) = 9th smallest
     assert conformal_quantile(np.arange(1, 100), 0.5) == 50
+
+
+@pytest.mark.parametrize("objective", ["huber", "regression"])
+def test_numpy_tree_walker_matches_lightgbm(objective):
+    import lightgbm as lgb
+
+    from predictor.model import TreeEnsemble
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(600, 5))
+    x[rng.random(x.shape) < 0.05] = np.nan  # NaN-missing splits
+    x[:, 4] = np.where(rng.random(600) < 0.3, 0.0, x[:, 4])  # zeros
+    y = np.nan_to_num(x[:, 0]) * 2 + np.sin(np.nan_to_num(x[:, 1])) + rng.normal(0, 0.1, 600)
+    booster = lgb.train({"objective": objective, "num_leaves": 7, "max_depth": 4, "verbose": -1, "seed": 0,
+                         "monotone_constraints": [1, 0, 0, 0, 0]},
+                        lgb.Dataset(x, y, feature_name=[f"f{i}" for i in range(5)]), num_boost_round=40)
+    walker = TreeEnsemble.from_string(booster.model_to_string())
+    test = rng.normal(size=(300, 5))
+    test[rng.random(test.shape) < 0.1] = np.nan
+    test[:50, 4] = 0.0
+    np.testing.assert_allclose(walker.predict(test), booster.predict(test), rtol=1e-12, atol=1e-12)
+    assert walker.feature_name() == [f"f{i}" for i in range(5)]

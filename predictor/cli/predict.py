@@ -1,11 +1,91 @@
-"""`joulecast predict`: placeholder until its issue lands (registered so the CLI frame is complete)."""
+"""`joulecast predict FILE --gpu A100 ...`: forecast one training run and print a readable summary (or --json)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from featurize.errors import InvalidInputError
+
+
+def _parse_dims(items: list[str]) -> dict[str, int] | None:
+    out: dict[str, int] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip().lstrip("-").isdigit():
+            raise InvalidInputError(f"--dim {item!r} must look like name=value, e.g. --dim seq=512.")
+        out[name.strip()] = int(value)
+    return out or None
+
+
+def _fmt_j(j: float) -> str:
+    for unit, f in (("MJ", 1e6), ("kJ", 1e3)):
+        if abs(j) >= f:
+            return f"{j / f:,.3g} {unit}"
+    return f"{j:.3g} J"
+
+
+def _fmt_s(s: float) -> str:
+    if s >= 3600:
+        return f"{s / 3600:,.2f} h"
+    if s >= 60:
+        return f"{s / 60:.1f} min"
+    return f"{s:.3g} s"
+
+
+def summary_text(p, grid_text: str, co2_kg: float) -> str:
+    """Plain-text summary of a Prediction (what the CLI prints)."""
+    lo, hi = p.interval_j
+    lines = [
+        f"GPU            {p.gpu}   (batch {p.batch_size}, {p.precision}, {p.samples_per_epoch:,} samples/epoch"
+        f" + {p.val_samples:,} validation, {p.epochs:g} epochs)",
+        f"Energy         {_fmt_j(p.energy_j)} = {p.energy_kwh:.4g} kWh   "
+        f"[{p.interval_level:.0%} interval {_fmt_j(lo)} - {_fmt_j(hi)}]",
+        f"Per epoch      {_fmt_j(p.energy_per_epoch_j)}, {_fmt_s(p.time_per_epoch_s)}",
+        f"Time           {_fmt_s(p.time_s)}",
+        f"Average power  {p.avg_power_w:.0f} W",
+        f"CO2e           {co2_kg:.3g} kg (GPU energy only, PUE 1.0) at {grid_text}",
+        f"Model          {p.model_name} {p.model_version}",
+    ]
+    if p.warnings:
+        lines.append("Warnings:")
+        lines += [f"  - {w}" for w in p.warnings]
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("predict", help="(not implemented yet)")
-    def _cmd() -> None:
-        raise typer.Exit(code=2)
+    @app.command("predict", help="Forecast energy, time and power of training a model graph on a GPU.")
+    def predict_cmd(
+        file: Path = typer.Argument(..., help="ONNX model graph (weights not needed)."),
+        gpu: str = typer.Option(..., "--gpu", help="GPU name or alias, e.g. A100, 'RTX 3090'."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per step (default: graph's, else 32)."),
+        samples_per_epoch: Optional[int] = typer.Option(None, "--samples-per-epoch",
+                                                        help="Training samples per epoch (default: 1 sample)."),
+        epochs: float = typer.Option(1.0, "--epochs", help="Number of epochs."),
+        val_samples: int = typer.Option(0, "--val-samples", help="Validation samples per epoch (forward only)."),
+        precision: str = typer.Option("fp32", "--precision", help="fp32, tf32, fp16, bf16 or fp8."),
+        frozen: list[str] = typer.Option([], "--frozen", help="Parameter-name prefix not trained (repeatable)."),
+        dim: list[str] = typer.Option([], "--dim", help="Symbolic dimension, name=value (repeatable)."),
+        power_limit_w: Optional[float] = typer.Option(None, "--power-limit-w", help="Enforced power limit, W."),
+        model_dir: Optional[Path] = typer.Option(None, "--model-dir", help="Model directory (default: shipped)."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the summary."),
+    ) -> None:
+        from predictor.api import predict
+        from predictor.carbon import resolve_intensity
+
+        p = predict(str(file), gpu=gpu, batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,
+                    val_samples=val_samples, precision=precision, frozen=list(frozen) or None,
+                    dims=_parse_dims(dim), power_limit_w=power_limit_w, model_dir=model_dir)
+        intensity, where = resolve_intensity()
+        co2 = p.co2_kg(grid_g_per_kwh=intensity)
+        if as_json:
+            d = p.to_dict()
+            d.pop("features", None)
+            d.update(co2_kg=co2, grid_g_per_kwh=intensity, grid_source=where)
+            typer.echo(json.dumps(d, indent=2))
+        else:
+            where = where.removeprefix("default (no region given) ")
+            typer.echo(summary_text(p, f"{intensity:g} g CO2e/kWh, default grid: {where}", co2))
