@@ -129,8 +129,42 @@ def write_table(ranked, path: Path) -> None:
 
 
 def records(ranked) -> list[dict[str, Any]]:
-    """JSON-ready rows (NaN -> null)."""
-    return json.loads(ranked.to_json(orient="records"))
+    """JSON-ready rows (NaN -> null, numpy scalars -> Python numbers, full float precision)."""
+    out = []
+    for rec in ranked.to_dict(orient="records"):
+        clean = {}
+        for k, v in rec.items():
+            if hasattr(v, "item"):
+                v = v.item()
+            clean[k] = None if isinstance(v, float) and not math.isfinite(v) else v
+        out.append(clean)
+    return out
+
+
+def _si(x: float) -> str:
+    """Compact count: 25.6M, 132k, 4.1G."""
+    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 86400:
+        return f"{seconds / 86400:.3g} d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.3g} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds:.3g} s"
+
+
+def _energy_unit(ranked) -> tuple[str, float]:
+    """One unit for the whole table so rows compare at a glance."""
+    top = ranked["energy_j"].max()
+    if not top == top or top >= 0.1 * 3.6e6:  # NaN (all failed) or >= 0.1 kWh
+        return "kWh", 3.6e6
+    return ("kJ", 1e3) if top >= 1e3 else ("J", 1.0)
 
 
 def _print_table(ranked, top: int | None, caption: str) -> None:
@@ -138,25 +172,31 @@ def _print_table(ranked, top: int | None, caption: str) -> None:
     from rich.table import Table
 
     shown = ranked if top is None else ranked.groupby("gpu", sort=False).head(top)
+    unit, div = _energy_unit(ranked)
     table = Table(title="joulecast score: lowest forecast training energy first", caption=caption)
-    cols = ["rank", "model", "gpu", "energy kWh", "90 % interval kWh", "time h", "avg W", "params"]
+    cols = ["#", "model", "gpu", f"energy {unit}", f"90 % {unit}", "time", "W", "params"]
     if "co2_kg" in ranked:
         cols.append("CO2e kg")
     acc = [c for c in ranked.columns if c not in _KNOWN and c != "co2_kg"]
-    cols += acc + ["note"]
+    cols += acc
+    has_notes = bool((shown["warnings"].astype(str) != "").any() or (shown["error"].astype(str) != "").any())
+    if has_notes:
+        cols.append("note")
     for c in cols:
-        table.add_column(c, justify="left" if c in ("model", "gpu", "note") else "right", overflow="fold")
+        table.add_column(c, justify="left" if c in ("model", "gpu", "note") else "right", overflow="fold",
+                         min_width=8 if c == "model" else None, no_wrap=c in ("#", "W"))
     for _, r in shown.iterrows():
         if r["error"]:
             table.add_row("-", r["name"], r["gpu"], *["-"] * (len(cols) - 4), f"[red]{r['error']}[/red]")
             continue
-        cells = [str(r["rank"]), r["name"], r["gpu"], f"{r['energy_kwh']:.4g}",
-                 f"{r['interval_low_j'] / 3.6e6:.3g}-{r['interval_high_j'] / 3.6e6:.3g}",
-                 f"{r['time_s'] / 3600:.3g}", f"{r['avg_power_w']:.0f}", f"{r['params']:.3g}"]
+        cells = [str(r["rank"]), r["name"], r["gpu"], f"{r['energy_j'] / div:.3g}",
+                 f"{r['interval_low_j'] / div:.2g}-{r['interval_high_j'] / div:.2g}",
+                 _duration(r["time_s"]), f"{r['avg_power_w']:.0f}", _si(r["params"])]
         if "co2_kg" in ranked:
             cells.append(f"{r['co2_kg']:.3g}")
         cells += [f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in acc]
-        cells.append("!" if r["warnings"] else "")
+        if has_notes:
+            cells.append("!" if r["warnings"] else "")
         table.add_row(*cells)
     Console().print(table)
 
