@@ -1,0 +1,185 @@
+"""Build the featurized training table from the public sources.
+
+Usage::
+
+    python -m training_data.build_table [--shared ../shared/data] [--out training_data/table] [--n-jobs 2]
+
+Entry points: :func:`build_table` (runs DataFrame + features) and :func:`main` (CLI). Steps: load and validate every
+source (:mod:`training_data.sources`), export each zoo graph once (cached in ``training_data/cache/``), featurize each
+distinct ``(model, input_shape, batch_size, precision, frozen)`` once, join ``g_*`` columns
+(:data:`featurize.types.GRAPH_FEATURE_KEYS` + ``g_unsupported_op_count``), apply the per-sample convention
+(``energy_per_sample_j = energy_per_epoch_j / (samples_per_epoch + val_samples * g_flops_forward / g_flops_train)``,
+same for ``time_per_sample_s``), add ``group_arch`` and a deterministic ``table_sha256``. Writes
+``training_table.parquet`` and ``SUMMARY.md`` atomically (temp file + rename); rows that cannot be featurized are
+dropped and listed with their reason in the summary, never silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from featurize.types import GRAPH_FEATURE_KEYS
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SHARED = REPO.parent / "shared" / "data"
+DEFAULT_OUT = REPO / "training_data" / "table"
+FEATURE_COLUMNS = [f"g_{k}" for k in GRAPH_FEATURE_KEYS] + ["g_unsupported_op_count"]
+KEY = ["model", "input_shape", "batch_size", "precision", "frozen"]
+GROUP_ARCH = {"mobilenet_v2": "mobilenet_v2", "nasnet_mobile": "nasnet_mobile", "vgg16": "vgg16",
+              "resnet50": "resnet50", "inception_v3": "inception_v3", "shufflenet_v2": "shufflenet_v2",
+              "deepspeech2": "deepspeech2", "ncf": "ncf", "bert_base": "bert_base", "mayaki_bert": "mayaki_bert",
+              "mayaki_gpt": "mayaki_gpt"}
+
+
+def _export(model: str, input_shape: str, cache_dir: str) -> tuple[str, str]:
+    """(model, input_shape) -> path of its ONNX graph (zoo export or the user's file)."""
+    if not model.startswith("zoo:"):
+        return model, ""
+    from training_data.zoo import export_onnx
+
+    try:
+        return str(export_onnx(model, input_shape or None, Path(cache_dir))), ""
+    except Exception as err:  # noqa: BLE001 - recorded as a drop reason
+        return "", f"export failed: {type(err).__name__}: {str(err)[:200]}"
+
+
+def _featurize(path: str, model: str, input_shape: str, batch_size: int, precision: str, frozen: str) -> dict:
+    from featurize import featurize
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            dims = None
+            if model.startswith("zoo:"):
+                from training_data.zoo import featurize_dims
+
+                dims = featurize_dims(model, input_shape or None, batch_size)
+            feats = featurize(path, batch_size=int(batch_size), dims=dims, precision=precision,
+                              frozen=[p for p in frozen.split(";") if p] or None)
+        except Exception as err:  # noqa: BLE001 - recorded as a drop reason
+            return {"error": f"featurize failed: {type(err).__name__}: {str(err)[:200]}"}
+    return {f"g_{k}": v for k, v in feats.to_dict().items()}
+
+
+def featurize_runs(runs: pd.DataFrame, *, cache_dir: Path, n_jobs: int = 2, progress: bool = True) -> pd.DataFrame:
+    """One row per distinct :data:`KEY` with ``g_*`` columns or an ``error``."""
+    from joblib import Parallel, delayed
+
+    graphs = runs[["model", "input_shape"]].drop_duplicates().sort_values(["model", "input_shape"])
+    # token models with a symbolic seq share one export; export those once
+    exported = Parallel(n_jobs=n_jobs, verbose=5 if progress else 0)(
+        delayed(_export)(m, s, str(cache_dir)) for m, s in graphs.itertuples(index=False))
+    paths = {(m, s): e for (m, s), e in zip(graphs.itertuples(index=False), exported)}
+    keys = runs[KEY].drop_duplicates().sort_values(KEY).reset_index(drop=True)
+    jobs = []
+    for k in keys.itertuples(index=False):
+        path, err = paths[(k.model, k.input_shape)]
+        jobs.append((path, err, k))
+    results = Parallel(n_jobs=n_jobs, verbose=5 if progress else 0)(
+        delayed(_featurize)(p, k.model, k.input_shape, k.batch_size, k.precision, k.frozen) if not e else
+        delayed(dict)(error=e) for p, e, k in jobs)
+    feats = pd.DataFrame(results)
+    if "error" not in feats:
+        feats["error"] = np.nan
+    return pd.concat([keys, feats], axis=1)
+
+
+def content_hash(df: pd.DataFrame) -> str:
+    """sha256 of the table's CSV rendering (rows as given, floats as %.10g) -- stable across runs and platforms."""
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, float_format="%.10g", lineterminator="\n")
+    return hashlib.sha256(buf.getvalue().encode()).hexdigest()
+
+
+def finish_table(runs: pd.DataFrame, feats: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Join features, apply the per-sample convention; returns (table, dropped rows with ``drop_reason``)."""
+    merged = runs.merge(feats, on=KEY, how="left", validate="many_to_one")
+    bad = merged["error"].notna() | merged[FEATURE_COLUMNS[0]].isna()
+    dropped = merged.loc[bad, list(runs.columns)].assign(drop_reason=merged.loc[bad, "error"].fillna("no features"))
+    table = merged.loc[~bad].drop(columns=["error"]).copy()
+    ratio = table["g_flops_forward"] / table["g_flops_train"]
+    equiv = table["samples_per_epoch"] + table["val_samples"] * ratio
+    table["energy_per_sample_j"] = table["energy_per_epoch_j"] / equiv
+    table["time_per_sample_s"] = table["time_per_epoch_s"] / equiv
+    table["trainable_fraction"] = table["g_trainable_params"] / table["g_params"]
+    table["group_arch"] = table["architecture"].map(GROUP_ARCH).fillna(table["architecture"]).astype("string")
+    table = table.sort_values(["source", "run_id"], kind="mergesort").reset_index(drop=True)
+    table["table_sha256"] = content_hash(table)
+    return table, dropped
+
+
+def summary_markdown(table: pd.DataFrame, dropped: pd.DataFrame, sha: str) -> str:
+    lines = ["# Training table summary", "", f"- rows: {len(table)}; dropped: {len(dropped)}",
+             f"- table_sha256: `{sha}`", "- built by `python -m training_data.build_table` (do not edit by hand)", "",
+             "## Rows per source x GPU x architecture", "", "| source | gpu | architecture | rows |", "|---|---|---|---|"]
+    counts = table.groupby(["source", "gpu", "architecture"]).size()
+    lines += [f"| {s} | {g} | {a} | {n} |" for (s, g, a), n in counts.items()]
+    lines += ["", "## Dropped rows", ""]
+    if dropped.empty:
+        lines.append("None.")
+    else:
+        lines += ["| source | model | input_shape | reason | rows |", "|---|---|---|---|---|"]
+        for (s, m, i, r), n in dropped.groupby(["source", "model", "input_shape", "drop_reason"]).size().items():
+            lines.append(f"| {s} | {m} | {i} | {r.replace('|', '/')} | {n} |")
+    return "\n".join(lines) + "\n"
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def build_table(shared: Path, out: Path, *, n_jobs: int = 2, sources: list[str] | None = None,
+                cache_dir: Path | None = None, progress: bool = True) -> pd.DataFrame:
+    """Load, validate, featurize, write ``out/training_table.parquet`` + ``out/SUMMARY.md``; return the table."""
+    from training_data.sources import SOURCE_NAMES, _loaders
+    from training_data.zoo import CACHE_DIR
+
+    loaders = _loaders()
+    runs = pd.concat([loaders[s](Path(shared)) for s in (sources or SOURCE_NAMES)], ignore_index=True)
+    feats = featurize_runs(runs, cache_dir=Path(cache_dir or CACHE_DIR), n_jobs=n_jobs, progress=progress)
+    table, dropped = finish_table(runs, feats)
+    sha = str(table["table_sha256"].iloc[0]) if len(table) else ""
+    # build both outputs in memory first, then replace: a failure above never touches a good table
+    _atomic_write(Path(out) / "training_table.parquet", lambda p: table.to_parquet(p, index=False))
+    _atomic_write(Path(out) / "SUMMARY.md", lambda p: Path(p).write_text(summary_markdown(table, dropped, sha)))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training_data.build_table", description=__doc__.split("\n")[0])
+    parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--sources", nargs="*", default=None, help="subset of sources (default: all)")
+    args = parser.parse_args(argv)
+    from featurize.errors import JoulecastError
+
+    try:
+        table = build_table(args.shared, args.out, n_jobs=args.n_jobs, sources=args.sources)
+    except JoulecastError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(table)} rows to {args.out / 'training_table.parquet'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

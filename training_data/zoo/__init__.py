@@ -1,0 +1,213 @@
+"""The architecture zoo: every architecture in the training data, as our own PyTorch / transformers definitions.
+
+Public entry points:
+
+* :func:`get_zoo_model` ``(name, input_shape=None) -> (torch.nn.Module, example_inputs)``; ``name`` is ``<base>`` or
+  ``<base>?k=v&k=v`` (the part after ``zoo:`` in the run schema's ``model`` column).
+* :func:`export_onnx` ``(name, input_shape, cache_dir) -> Path``: a weightless ONNX graph (initializers keep their
+  names and shapes, data marked external and absent), cached by a hash of (name, shape, exporter versions).
+* :func:`featurize_args` ``(input_shape, batch_size) -> dict`` of ``dims`` for :func:`featurize.featurize`.
+* :data:`ZOO` -- base name -> :class:`ZooEntry` (factory, default input shape, symbolic dims, frozen prefix).
+
+Keras transfer-learning models (``*_tl``) keep their pretrained part under ``backbone.``: ``frozen=["backbone"]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+from urllib.parse import parse_qsl
+
+from featurize.errors import InvalidInputError
+
+CACHE_DIR = Path(__file__).resolve().parents[1] / "cache"
+EXPORT_OPSET = 18
+ZOO_VERSION = 1  # bump when a definition changes so cached exports are rebuilt
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    factory: Callable[..., object]
+    default_shape: str  # per-sample input shape
+    input_kind: str = "image"  # image | tokens | spectrogram | ids
+    dynamic_seq: bool = False
+    frozen_prefix: str = ""
+    reference_gflops: dict[str, float] = field(default_factory=dict)  # input shape -> forward GFLOPs (2 x MACs)
+    note: str = ""
+
+
+def _tl(features_fn, hidden=(), **fkw):
+    def make(classes: int = 1):
+        from training_data.zoo.cnn import TransferHead
+
+        feats, c = features_fn(**fkw)
+        return TransferHead(feats, c, tuple(hidden), classes=int(classes))
+
+    return make
+
+
+def _lazy(mod: str, fn: str, **fixed):
+    def make(**kw):
+        import importlib
+
+        return getattr(importlib.import_module(f"training_data.zoo.{mod}"), fn)(**{**fixed, **kw})
+
+    return make
+
+
+def _cnn(fn: str, **fkw):
+    def features(**kw):
+        from training_data.zoo import cnn
+
+        return getattr(cnn, fn)(**{**fkw, **kw})
+
+    return features
+
+
+ZOO: dict[str, ZooEntry] = {
+    "vgg16_tl": ZooEntry(_tl(_cnn("vgg16_features")), "3x128x128", frozen_prefix="backbone",
+                         reference_gflops={"3x128x128": 10.02877}, note="Keras VGG16 include_top=False + GAP + Dense(1)"),
+    "resnet50_tl": ZooEntry(_tl(_cnn("resnet50_features")), "3x128x128", frozen_prefix="backbone",
+                            reference_gflops={"3x128x128": 2.52438}, note="Keras ResNet50 (v1) + GAP + Dense(1)"),
+    "mobilenet_v2_a05_tl": ZooEntry(_tl(_cnn("mobilenet_v2_features", alpha=0.5), hidden=(512,)), "3x128x128",
+                                    frozen_prefix="backbone", reference_gflops={"3x128x128": 0.064028},
+                                    note="Keras MobileNetV2 alpha 0.5 + GAP + Dense(512) + Dense(1)"),
+    "nasnet_mobile_tl": ZooEntry(_tl(_cnn("nasnet_mobile_features")), "3x128x128", frozen_prefix="backbone",
+                                 reference_gflops={"3x128x128": 0.371647, "3x224x224": 1.138},
+                                 note="NASNet-A Mobile approximation (single-input cells), MACs matched"),
+    "inception_v3_tl": ZooEntry(_tl(_cnn("inception_v3_features")), "3x224x224", frozen_prefix="backbone",
+                                reference_gflops={"3x75x75": 0.4167, "3x128x128": 1.50256, "3x224x224": 5.89837},
+                                note="Keras InceptionV3 include_top=False + GAP + Dense(classes)"),
+    "resnet50": ZooEntry(_lazy("cnn", "resnet50"), "3x224x224", reference_gflops={"3x224x224": 7.72},
+                         note="ResNet50 ImageNet, 1000 classes (Keras v1 strides; torchvision v1.5 = 8.18 GFLOPs)"),
+    "shufflenet_v2_cifar": ZooEntry(_lazy("cnn", "shufflenet_v2_cifar"), "3x32x32",
+                                    note="ShuffleNetV2 1.0x, CIFAR stem, 100 classes"),
+    "deepspeech2": ZooEntry(_lazy("seq", "deepspeech2"), "161x1230", input_kind="spectrogram"),
+    "ncf": ZooEntry(_lazy("seq", "ncf"), "2", input_kind="ids"),
+    "bert_base_qa": ZooEntry(_lazy("seq", "bert_base", task="qa"), "seq384", input_kind="tokens", dynamic_seq=True),
+    "bert_base_cls": ZooEntry(_lazy("seq", "bert_base", task="cls"), "seq128", input_kind="tokens",
+                              dynamic_seq=True),
+    "mayaki_bert": ZooEntry(_lazy("seq", "mayaki_transformer", kind="bert"), "seq512", input_kind="tokens",
+                            dynamic_seq=True),
+    "mayaki_gpt": ZooEntry(_lazy("seq", "mayaki_transformer", kind="gpt"), "seq512", input_kind="tokens",
+                           dynamic_seq=True),
+}
+
+
+def parse_name(name: str) -> tuple[str, dict[str, int]]:
+    """``"mayaki_bert?layers=4&d_model=512&heads=8"`` -> ``("mayaki_bert", {...})`` (a ``zoo:`` prefix is allowed)."""
+    name = name[4:] if name.startswith("zoo:") else name
+    base, _, query = name.partition("?")
+    if base not in ZOO:
+        import difflib
+
+        close = difflib.get_close_matches(base, list(ZOO), n=3)
+        raise InvalidInputError(f"unknown zoo model {base!r}; close: {close}; known: {sorted(ZOO)}.")
+    try:
+        kwargs = {k: int(v) for k, v in parse_qsl(query, strict_parsing=bool(query))}
+    except ValueError as err:
+        raise InvalidInputError(f"zoo model {name!r}: parameters must be k=<int> pairs joined by '&'.") from err
+    return base, kwargs
+
+
+def parse_shape(input_shape: str) -> list[int]:
+    """``"3x224x224"`` -> [3, 224, 224]; ``"seq512"`` -> [512]."""
+    text = input_shape[3:] if input_shape.startswith("seq") else input_shape
+    try:
+        return [int(x) for x in text.split("x")]
+    except ValueError as err:
+        raise InvalidInputError(f"input_shape {input_shape!r}: use 'CxHxW', 'FxT', 'N' or 'seq<N>'.") from err
+
+
+def get_zoo_model(name: str, input_shape: str | None = None):
+    """Build the module (random init, eval mode) and example inputs for a batch of 2 at ``input_shape``."""
+    import torch
+
+    base, kwargs = parse_name(name)
+    entry = ZOO[base]
+    shape = parse_shape(input_shape or entry.default_shape)
+    torch.manual_seed(0)
+    module = entry.factory(**kwargs).eval()
+    if entry.input_kind == "tokens":
+        example = torch.zeros(2, shape[0], dtype=torch.long)
+    elif entry.input_kind == "ids":
+        example = torch.zeros(2, shape[0], dtype=torch.long)
+    else:
+        example = torch.zeros(2, *shape)
+    return module, example
+
+
+def _cache_key(name: str, input_shape: str) -> str:
+    import onnx
+    import torch
+
+    base, kwargs = parse_name(name)
+    entry = ZOO[base]
+    shape = "seq*" if entry.dynamic_seq else input_shape
+    blob = json.dumps([ZOO_VERSION, base, sorted(kwargs.items()), shape, EXPORT_OPSET, torch.__version__,
+                       onnx.__version__])
+    return f"{base}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def export_onnx(name: str, input_shape: str | None = None, cache_dir: Path | None = None) -> Path:
+    """Export ``name`` at ``input_shape`` (batch dim symbolic ``batch``; token models also ``seq``) without weights.
+
+    Returns the cached ``.onnx`` path. Initializers keep names (``backbone.…``) and shapes; their data is marked
+    external in a file that is never written, so the graph stays small and ``featurize`` counts params from dims.
+    """
+    import warnings
+
+    import onnx
+    import torch
+    from onnx.external_data_helper import set_external_data
+
+    base, _ = parse_name(name)
+    entry = ZOO[base]
+    input_shape = input_shape or entry.default_shape
+    cache_dir = Path(cache_dir or CACHE_DIR)
+    out = cache_dir / f"{_cache_key(name, input_shape)}.onnx"
+    if out.is_file():
+        return out
+    module, example = get_zoo_model(name, input_shape)
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    dyn = {0: batch}
+    if entry.dynamic_seq:
+        dyn[1] = torch.export.Dim("seq", min=2, max=4096)
+    arg_name = list(__import__("inspect").signature(module.forward).parameters)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(module, (example,), dynamo=True, opset_version=EXPORT_OPSET, optimize=False,
+                                    external_data=False, verbose=False, dynamic_shapes={arg_name: dyn})
+    proto = program.model_proto
+    for init in proto.graph.initializer:
+        if init.HasField("raw_data") or init.float_data or init.int64_data or init.int32_data:
+            if len(init.dims) == 0 or int(__import__("math").prod(init.dims)) <= 16:
+                continue  # keep tiny constants inline
+            set_external_data(init, location=f"{out.stem}.weights.absent")
+            init.ClearField("raw_data")
+            del init.float_data[:]
+            del init.int64_data[:]
+            del init.int32_data[:]
+            init.data_location = onnx.TensorProto.EXTERNAL
+    proto.doc_string = f"joulecast zoo:{name} input {input_shape}; weightless export"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
+    os.close(fd)
+    onnx.save_model(proto, tmp)
+    os.replace(tmp, out)
+    return out
+
+
+def featurize_dims(name: str, input_shape: str | None, batch_size: int) -> dict[str, int]:
+    """``dims=`` for :func:`featurize.featurize` on an :func:`export_onnx` graph."""
+    base, _ = parse_name(name)
+    entry = ZOO[base]
+    dims = {"batch": int(batch_size)}
+    if entry.dynamic_seq:
+        dims["seq"] = parse_shape(input_shape or entry.default_shape)[0]
+    return dims
