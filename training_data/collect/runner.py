@@ -177,12 +177,18 @@ def measure_run(cfg: RunConfig, *, energy: EnergyDevice, meter: EnergyMeter, opt
         err_text = f"out of memory: {str(err).splitlines()[0][:300]}"
         result = None
     if result is None:  # outside the except block, so the traceback's tensors can be freed
-        gc.collect()
-        if opts.torch_device.startswith("cuda"):
-            torch.cuda.empty_cache()
+        _free_memory(opts.torch_device)
         return _rows(cfg, [], energy, opts, started, extra={"skip_reason": err_text}, row_kind="skipped")
     windows, info = result
     return _rows(cfg, windows, energy, opts, started, extra=info)
+
+
+def _free_memory(torch_device: str) -> None:
+    import torch
+
+    gc.collect()
+    if torch_device.startswith("cuda"):
+        torch.cuda.empty_cache()
 
 
 def _train_and_measure(cfg, *, energy, meter, opts, builder):
@@ -370,6 +376,7 @@ def run_sweep(configs: Sequence[RunConfig], *, energy: EnergyDevice, out_dir: st
             except Exception as err:  # noqa: BLE001 - one broken config must not end a paid GPU session
                 log.exception("run %s (%s) failed: %s", cfg.run_key, cfg.model_name(), err)
                 summary.failed.append(cfg.run_key)
+                _free_memory(opts.torch_device)
                 continue
             write_run(df, run_dir, cfg.run_key)
             durations.append(time.monotonic() - t0)
