@@ -33,8 +33,9 @@ Conventions (all graph-level counts are per sample = total at the evaluated batc
 from __future__ import annotations
 
 import warnings
+from collections import abc
 from collections import Counter
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 import onnx
 from onnx import TensorProto
@@ -193,6 +194,43 @@ def _weight_like_inputs(graph: onnx.GraphProto) -> frozenset[str]:
     return frozenset(n for n, v in ok.items() if v)
 
 
+class _Node(NamedTuple):
+    """Fields of a NodeProto extracted once (protobuf field access is slow in the hot loops)."""
+
+    name: str
+    op_type: str
+    domain: str
+    ins: tuple[str, ...]
+    outs: tuple[str, ...]
+    proto: onnx.NodeProto
+
+
+class _LazyAttrs(abc.Mapping):
+    """Attribute mapping decoded on first access (most handlers never read attributes)."""
+
+    __slots__ = ("_proto", "_d")
+
+    def __init__(self, proto: onnx.NodeProto):
+        self._proto, self._d = proto, None
+
+    def _dict(self) -> dict[str, Any]:
+        if self._d is None:
+            self._d = _attrs(self._proto)
+        return self._d
+
+    def __getitem__(self, key: str) -> Any:
+        return self._dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._dict().get(key, default) if self._proto.attribute else default
+
+    def __iter__(self):
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
     if not node.attribute:
         return {}
@@ -244,7 +282,7 @@ def _analyse(
 ) -> GraphFeatures:
     g = model.graph
     elem_bytes = BYTES_PER_ELEMENT[precision]
-    nodes = list(g.node)
+    nodes = [_Node(n.name, n.op_type, n.domain, tuple(n.input), tuple(n.output), n) for n in g.node]
 
     # --- constants and weight roots -------------------------------------------------------------
     const: set[str] = {i.name for i in g.initializer}
@@ -265,19 +303,19 @@ def _analyse(
         add_leaf(name)
     node_const: list[bool] = []
     for node in nodes:
-        ins = [x for x in node.input if x]
+        ins = [x for x in node.ins if x]
         is_const = node.op_type not in _NONDETERMINISTIC and all(x in const for x in ins)
         node_const.append(is_const)
         if not is_const:
             continue
-        const.update(node.output)
+        const.update(node.outs)
         if node.op_type in ("Constant", "ConstantOfShape"):
-            for o in node.output:
+            for o in node.outs:
                 add_leaf(o)
         else:
             derived = tuple(dict.fromkeys(r for x in ins for r in roots.get(x, ())))
             if derived:
-                for o in node.output:
+                for o in node.outs:
                     roots[o] = derived
 
     # param vs buffer: a leaf is a parameter if some run-time node uses it outside a buffer slot
@@ -287,7 +325,7 @@ def _analyse(
         if is_const:
             continue
         buf = _BUFFER_SLOTS.get(node.op_type, frozenset())
-        for i, x in enumerate(node.input):
+        for i, x in enumerate(node.ins):
             r = roots.get(x)
             if r:
                 used_leaves.update(r)
@@ -314,13 +352,13 @@ def _analyse(
         if t is None:
             shape, elem = shapes.get(name, (None, 0))
             r = roots.get(name)
-            t = TensorInfo(
-                name=name,
-                shape=shape,
-                itemsize=_itemsize(elem, elem_bytes),
-                is_const=name in const,
-                is_weight=bool(r),
-                is_param=bool(r) and any(x in param_leaves for x in r),
+            t = TensorInfo.make(
+                name,
+                shape,
+                _itemsize(elem, elem_bytes),
+                name in const,
+                bool(r),
+                bool(r) and any(x in param_leaves for x in r),
             )
             info_cache[name] = t
         return t
@@ -353,9 +391,9 @@ def _analyse(
         col_name.append(node.name or f"{op}_{idx}")
         col_op.append(op)
         col_dom.append(dom)
-        outs = tuple(tinfo(o) if o else empty for o in node.output)
+        outs = tuple(tinfo(o) if o else empty for o in node.outs)
         col_shapes.append([list(t.shape) if t.shape is not None else None for t in outs])
-        col_outs.append(tuple(node.output))
+        col_outs.append(tuple(node.outs))
         if node_const[idx]:
             col_cls.append("constant")
             for col in (col_macs, col_flops, col_br, col_bw, col_ws, col_wb):
@@ -365,8 +403,8 @@ def _analyse(
             col_ain.append(())
             col_ainb.append(())
             continue
-        ins = tuple(tinfo(x) if x else empty for x in node.input)
-        view = NodeView(col_name[-1], op, dom, ins, outs, _attrs(node))
+        ins = tuple(tinfo(x) if x else empty for x in node.ins)
+        view = NodeView(col_name[-1], op, dom, ins, outs, _LazyAttrs(node.proto))
         handler = get_handler(op, dom)
         if handler is None:
             unsupported[op if not dom else f"{dom}::{op}"] += 1
@@ -538,13 +576,13 @@ def _peak_live_bytes(g, nodes, node_const, tinfo, weight_inputs) -> float:
     for idx, node in enumerate(nodes):
         if node_const[idx]:
             continue
-        for x in node.input:
+        for x in node.ins:
             s = storage.get(x)
             if s is not None:
                 last_use[s] = idx
         alias = node.op_type in _ALIAS_OPS
-        src = storage.get(node.input[0]) if alias and node.input else None
-        for i, o in enumerate(node.output):
+        src = storage.get(node.ins[0]) if alias and node.ins else None
+        for i, o in enumerate(node.outs):
             if o:
                 storage[o] = src if (src is not None and i == 0) else o
                 last_use.setdefault(storage[o], idx)
@@ -558,12 +596,12 @@ def _peak_live_bytes(g, nodes, node_const, tinfo, weight_inputs) -> float:
     for idx, node in enumerate(nodes):
         if node_const[idx]:
             continue
-        for o in node.output:
+        for o in node.outs:
             if o and storage.get(o) == o:
                 live += tinfo(o).nbytes
         if live > peak:
             peak = live
-        for x in set(node.input) | set(node.output):
+        for x in set(node.ins) | set(node.outs):
             s = storage.get(x)
             if s is not None and s not in freed and last_use.get(s, -1) <= idx:
                 freed.add(s)

@@ -182,12 +182,12 @@ def _shape_of(vi: onnx.ValueInfoProto) -> tuple[tuple[int, ...] | None, int]:
     tt = vi.type.tensor_type
     if not tt.HasField("shape"):
         return None, tt.elem_type
-    out = []
-    for d in tt.shape.dim:
-        if not d.HasField("dim_value") or d.dim_value < 0:
+    dims = tt.shape.dim
+    out = tuple(d.dim_value for d in dims)
+    for v, d in zip(out, dims):
+        if v <= 0 and (v < 0 or not d.HasField("dim_value")):
             return None, tt.elem_type
-        out.append(d.dim_value)
-    return tuple(out), tt.elem_type
+    return out, tt.elem_type
 
 
 def resolve_shapes(model: onnx.ModelProto) -> ShapeMap:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 __all__ = [
     "OpCost",
@@ -63,13 +63,13 @@ class OpCost:
     op_class: str = "elementwise"
 
 
-@dataclass(frozen=True)
-class TensorInfo:
-    """One input/output of a node: resolved shape, element size in bytes, and its role.
+class TensorInfo(NamedTuple):
+    """One input/output of a node: resolved shape, element size in bytes, and its role (immutable).
 
     ``is_const``: value known without running the graph (initializer, Constant, folded constant);
     ``is_weight``: a weight/buffer tensor (float constant with more than one element, or a weight-like
-    graph input); ``is_param``: a weight that counts as a trainable-type parameter.
+    graph input); ``is_param``: a weight that counts as a parameter. Build with :meth:`make`, which
+    fills ``numel`` / ``nbytes`` (0 when the shape is unknown).
     """
 
     name: str
@@ -78,16 +78,14 @@ class TensorInfo:
     is_const: bool = False
     is_weight: bool = False
     is_param: bool = False
+    numel: int = 0
+    nbytes: int = 0
 
-    @property
-    def numel(self) -> int:
-        if self.shape is None:
-            return 0
-        return math.prod(self.shape)
-
-    @property
-    def nbytes(self) -> int:
-        return self.numel * self.itemsize
+    @classmethod
+    def make(cls, name: str, shape: tuple[int, ...] | None, itemsize: int, is_const: bool = False,
+             is_weight: bool = False, is_param: bool = False) -> "TensorInfo":
+        n = math.prod(shape) if shape is not None else 0
+        return cls(name, shape, itemsize, is_const, is_weight, is_param, n, n * itemsize)
 
     @property
     def rank(self) -> int:
@@ -97,9 +95,12 @@ class TensorInfo:
 _EMPTY = TensorInfo("", (), 0)
 
 
-@dataclass(frozen=True)
-class NodeView:
-    """Read-only view of one node. Missing optional inputs are ``TensorInfo`` with name ``""``."""
+class NodeView(NamedTuple):
+    """Read-only view of one node. Missing optional inputs are ``TensorInfo`` with name ``""``.
+
+    ``attrs`` maps attribute names to Python values (ints, floats, str, tuples); absent attributes
+    take the default given to :meth:`attr`.
+    """
 
     name: str
     op_type: str
