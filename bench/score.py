@@ -13,6 +13,7 @@ Goal (issue 6): 10,000 ResNet-scale graphs <= 60 s on 2 cores, peak RSS <= 500 M
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import resource
 import sys
@@ -20,8 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import onnx
-from onnx import TensorProto, helper
+# bench/ holds scripts named like the packages (bench/featurize.py): keep it off the import path.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import onnx  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
 
 OPSET = 17
 
@@ -176,20 +181,64 @@ def _rss_mb() -> tuple[float, float]:
     return own, kids
 
 
-def run(family: str, n: int, n_jobs: int, workdir: Path, gpus: list[str]) -> dict:
+def _descendants() -> dict[int, dict[str, float]]:
+    """Live descendant processes (loky workers are not reaped until exit, so getrusage misses them):
+    ``{pid: {"hwm_mb": peak RSS, "cpu_s": user+system}}`` from /proc (Linux; empty elsewhere)."""
+    procs = {}
+    try:
+        parent_of = {}
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    stat = (d / "stat").read_text()
+                    parent_of[int(d.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), stat)
+                except OSError:
+                    continue
+        tick = os.sysconf("SC_CLK_TCK")
+        mine = {os.getpid()}
+        changed = True
+        while changed:
+            changed = False
+            for pid, (ppid, _) in parent_of.items():
+                if ppid in mine and pid not in mine:
+                    mine.add(pid)
+                    changed = True
+        for pid in mine - {os.getpid()}:
+            fields = parent_of[pid][1].rsplit(")", 1)[1].split()
+            hwm = 0.0
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    hwm = float(line.split()[1]) / 1024.0
+            procs[pid] = {"hwm_mb": hwm, "cpu_s": (int(fields[11]) + int(fields[12])) / tick}
+    except OSError:
+        pass
+    return procs
+
+
+def run(family: str, n: int, n_jobs: int, workdir: Path, gpus: list[str], model_dir: Path | None = None) -> dict:
     from predictor import predict_many
 
     t0 = time.perf_counter()
     make_family(family, n, workdir / family)
     t_gen = time.perf_counter() - t0
+    before = {pid: p["cpu_s"] for pid, p in _descendants().items()}
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     df = predict_many(str(workdir / family), gpu=gpus, batch_size=64, samples_per_epoch=50_000, epochs=10,
-                      n_jobs=n_jobs, progress=False)
+                      n_jobs=n_jobs, progress=False, model_dir=model_dir)
     wall = time.perf_counter() - t0
-    own, kids = _rss_mb()
+    parent_cpu = time.process_time() - cpu0
+    kids = _descendants()
+    worker_cpu = sum(p["cpu_s"] - before.get(pid, 0.0) for pid, p in kids.items())
+    own, reaped = _rss_mb()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return {"family": family, "graphs": n, "rows": len(df), "errors": int((df["error"] != "").sum()),
             "generate_s": round(t_gen, 1), "score_s": round(wall, 2), "graphs_per_s": round(n / wall, 1),
-            "peak_rss_parent_mb": round(own), "peak_rss_child_mb": round(kids)}
+            "cpu_s_parent": round(parent_cpu, 1), "cpu_s_workers": round(worker_cpu, 1),
+            "cpu_ms_per_graph": round(1000 * (parent_cpu + worker_cpu) / n, 1),
+            "peak_rss_parent_mb": round(own), "peak_rss_workers_mb": [round(p["hwm_mb"]) for p in kids.values()],
+            "peak_rss_total_mb": round(own + sum(p["hwm_mb"] for p in kids.values())),
+            "load_avg_1min": round(load, 1)}
 
 
 def main() -> None:
@@ -199,6 +248,7 @@ def main() -> None:
     ap.add_argument("--family", default="all", choices=["all", "resnet", "mlp", "bert"])
     ap.add_argument("--gpu", action="append", default=None)
     ap.add_argument("--keep", type=Path, default=None, help="write graphs here instead of a temp dir")
+    ap.add_argument("--model-dir", type=Path, default=None, help="model directory (default: shipped)")
     args = ap.parse_args()
     families = ["mlp", "resnet", "bert"] if args.family == "all" else [args.family]
     gpus = args.gpu or ["A100"]
@@ -206,7 +256,7 @@ def main() -> None:
         workdir = args.keep or Path(tmp)
         for fam in families:
             n = args.n if fam == "resnet" else max(1, args.n // 10)
-            print(run(fam, n, args.n_jobs, workdir, gpus), flush=True)
+            print(run(fam, n, args.n_jobs, workdir, gpus, args.model_dir), flush=True)
 
 
 if __name__ == "__main__":

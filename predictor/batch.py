@@ -263,49 +263,32 @@ def predict_many(
     return _assemble(items, results, ok, specs, pred)
 
 
+_PRED_COLUMNS = ("energy_j", "energy_per_epoch_j", "time_s", "avg_power_w", "interval_low_j", "interval_high_j")
+
+
 def _assemble(items, results, ok, specs, pred) -> pd.DataFrame:
-    """Rows in input order, GPU fastest; predict_frame rows are assumed graph-major, GPU-minor."""
+    """Rows in input order, GPU fastest; ``pred`` rows are graph-major, GPU-minor over the ``ok`` graphs."""
     n_gpu = len(specs)
     pos = {i: k for k, i in enumerate(ok)}
+    cols = {c: pred[c].to_numpy(float) for c in _PRED_COLUMNS} if pred is not None else {}
+    row_warn = list(pred["warnings"]) if pred is not None else []
+    nan = float("nan")
     records = []
     for i, (label, _) in enumerate(items):
         res = results[i]
         for g, spec in enumerate(specs):
-            rec: dict[str, Any] = {c: float("nan") for c in OUTPUT_COLUMNS}
-            rec.update(model=label, gpu=spec.name, warnings="", error="")
             if "error" in res:
-                rec["error"] = res["error"]
+                rec = dict.fromkeys(OUTPUT_COLUMNS, nan)
+                rec.update(model=label, gpu=spec.name, warnings="", error=res["error"])
             else:
-                row = pred.iloc[pos[i] * n_gpu + g]
+                k = pos[i] * n_gpu + g
                 feats = res["features"]
-                rec.update(_pred_values(row))
-                rec["params"] = feats.get("params", float("nan"))
-                rec["flops_train"] = feats.get("flops_train", float("nan"))
-                msgs = list(res.get("warnings", [])) + ([spec.note] if spec.note else []) + _row_warnings(row)
+                rec = {c: float(cols[c][k]) for c in _PRED_COLUMNS}
+                rec.update(model=label, gpu=spec.name, energy_kwh=rec["energy_j"] / 3.6e6,
+                           params=feats.get("params", nan), flops_train=feats.get("flops_train", nan), error="")
+                msgs = list(res.get("warnings", [])) + ([spec.note] if spec.note else []) + list(row_warn[k])
                 rec["warnings"] = "; ".join(dict.fromkeys(m for m in msgs if m))
             records.append(rec)
     df = pd.DataFrame.from_records(records, columns=list(OUTPUT_COLUMNS))
     df["params"] = df["params"].astype("float64")
     return df
-
-
-def _pred_values(row: pd.Series) -> dict[str, float]:
-    energy = float(row["energy_j"])
-    return {
-        "energy_j": energy,
-        "energy_kwh": energy / 3.6e6,
-        "energy_per_epoch_j": float(row["energy_per_epoch_j"]),
-        "time_s": float(row["time_s"]),
-        "avg_power_w": float(row["avg_power_w"]),
-        "interval_low_j": float(row["interval_low_j"]),
-        "interval_high_j": float(row["interval_high_j"]),
-    }
-
-
-def _row_warnings(row: pd.Series) -> list[str]:
-    w = row.get("warnings") if hasattr(row, "get") else None
-    if w is None or (isinstance(w, float) and w != w):
-        return []
-    if isinstance(w, str):
-        return [s for s in w.split("; ") if s]
-    return [str(s) for s in w]
