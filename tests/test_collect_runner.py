@@ -105,6 +105,18 @@ def test_rows_follow_the_run_schema(spec_file, tmp_path):
         assert bool(run["dry_run"]) is True
 
 
+def test_dry_run_refuses_the_committed_runs_folder(spec_file, capsys):
+    runs = Path(__file__).resolve().parents[1] / "training_data" / "runs"
+    assert main(["--sweep", str(spec_file), "--out", str(runs), "--device", "cpu", "--dry-run", "-q"]) == 2
+    assert "not measurements" in capsys.readouterr().err
+
+
+def test_list_prints_the_plan(spec_file, capsys):
+    assert main(["--sweep", str(spec_file), "--list", "--max-runs", "4"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and [ln.split()[1] for ln in lines[:3]] == ["mlp", "rnn", "transformer"]
+
+
 def test_model_ref_roundtrip():
     from training_data.collect.runner import model_ref
 

@@ -68,8 +68,16 @@ def _main(args: argparse.Namespace) -> int:
         print(f"{len(configs)} runs", file=sys.stderr)
         return 0
 
+    from pathlib import Path
+
+    from featurize.errors import InvalidInputError
     from training_data.collect.nvml import open_device
     from training_data.collect.runner import RunnerOptions, run_sweep
+
+    runs_dir = (Path(__file__).resolve().parents[1] / "runs").resolve()
+    if args.dry_run and Path(args.out).resolve() == runs_dir:
+        raise InvalidInputError(f"--dry-run rows are not measurements; pass --out elsewhere (e.g. /tmp/dry), "
+                                f"not {runs_dir}")
 
     kind = args.energy or ("replay" if args.dry_run else "nvml")
     energy = open_device(kind, index=args.gpu_index, trace=args.replay_trace)

@@ -51,7 +51,7 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "row_kind", "epoch_index", "is_warmup", "config_hash", "repeat", "family", "optimizer", "config_json",
     "params_count", "steps_per_epoch", "energy_method", "counter_energy_j", "integral_energy_j", "power_samples_n",
     "mean_util_pct", "mean_sm_clock_mhz", "max_mem_used_bytes", "mean_temp_c", "torch_max_mem_allocated_bytes",
-    "calib_time_s", "calib_energy_j", "gpu_name_nvml", "driver_version", "torch_version", "cuda_version",
+    "calib_time_s", "calib_energy_j", "gpu_name_nvml", "driver_version", "torch_version", "cuda_version", "torch_flags",
     "energy_device", "dry_run", "sweep_name", "started_at_utc", "hostname", "skip_reason",
 )
 ROW_KINDS: tuple[str, ...] = ("epoch", "run", "skipped")
@@ -152,7 +152,9 @@ def _make_optimizer(name: str, params):
 def _versions(torch_device: str) -> dict[str, str]:
     import torch
 
-    return {"torch_version": torch.__version__, "cuda_version": str(torch.version.cuda or "")}
+    flags = (f"matmul_tf32={torch.backends.cuda.matmul.allow_tf32};cudnn_tf32={torch.backends.cudnn.allow_tf32};"
+             f"cudnn_benchmark={torch.backends.cudnn.benchmark}")
+    return {"torch_version": torch.__version__, "cuda_version": str(torch.version.cuda or ""), "torch_flags": flags}
 
 
 def measure_run(cfg: RunConfig, *, energy: EnergyDevice, meter: EnergyMeter, opts: RunnerOptions,
