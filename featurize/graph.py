@@ -388,85 +388,115 @@ def _analyse(
     for idx, node in enumerate(nodes):
         op = node.op_type
         dom = "" if node.domain in ("", "ai.onnx") else node.domain
-        col_name.append(node.name or f"{op}_{idx}")
+        name = node.name or f"{op}_{idx}"
+        col_name.append(name)
         col_op.append(op)
         col_dom.append(dom)
-        outs = tuple(tinfo(o) if o else empty for o in node.outs)
+        outs = tuple([tinfo(o) if o else empty for o in node.outs])
         col_shapes.append([list(t.shape) if t.shape is not None else None for t in outs])
-        col_outs.append(tuple(node.outs))
+        col_outs.append(node.outs)
         if node_const[idx]:
             col_cls.append("constant")
-            for col in (col_macs, col_flops, col_br, col_bw, col_ws, col_wb):
-                col.append(0.0)
+            col_macs.append(0.0)
+            col_flops.append(0.0)
+            col_br.append(0.0)
+            col_bw.append(0.0)
+            col_ws.append(0.0)
+            col_wb.append(0.0)
             col_params.append(0)
             col_tr.append(False)
             col_ain.append(())
             col_ainb.append(())
             continue
-        ins = tuple(tinfo(x) if x else empty for x in node.ins)
-        view = NodeView(col_name[-1], op, dom, ins, outs, _LazyAttrs(node.proto))
+        ins = tuple([tinfo(x) if x else empty for x in node.ins])
+        # one pass over the inputs: weights, activations, gradients, depth, unknown shapes
+        w_bytes = bytes_in = w_params = 0
+        w_trainable = unknown = False
+        acts: list[TensorInfo] = []
+        n_act_rg = 0
+        d_in = 0
+        for t in ins:
+            if not t.name:
+                continue
+            bytes_in += t.nbytes
+            if t.shape is None:
+                unknown = True
+            if t.is_weight:
+                w_bytes += t.nbytes
+                if t.is_param:
+                    w_params += t.numel
+                if t.name in requires_grad:
+                    w_trainable = True
+            elif not t.is_const:
+                acts.append(t)
+                if t.name in requires_grad:
+                    n_act_rg += 1
+                dd = depth_of.get(t.name, 0)
+                if dd > d_in:
+                    d_in = dd
+        bytes_out = 0
+        for t in outs:
+            bytes_out += t.nbytes
+        view = NodeView(name, op, dom, ins, outs, _LazyAttrs(node.proto), bytes_in, bytes_out, w_params)
         handler = get_handler(op, dom)
         if handler is None:
             unsupported[op if not dom else f"{dom}::{op}"] += 1
             if dom not in domains:
                 unknown_domains.add(dom)
-            cost = OpCost(bytes_read=float(view.bytes_in), bytes_written=float(view.bytes_out), op_class="unsupported")
+            cost = OpCost(bytes_read=float(bytes_in), bytes_written=float(bytes_out), op_class="unsupported")
         else:
-            if any(t.shape is None for t in ins if t.name) or (outs and outs[0].shape is None):
+            if unknown or (outs and outs[0].shape is None):
                 unknown_shapes += 1
             try:
                 cost = handler(view)
             except Exception as err:  # noqa: BLE001 - a handler must never abort featurization
-                failed.append(f"{col_name[-1]} ({op}): {type(err).__name__}: {err}")
+                failed.append(f"{name} ({op}): {type(err).__name__}: {err}")
                 unsupported[op if not dom else f"{dom}::{op}"] += 1
                 cost = OpCost(op_class="unsupported")
-        cls = cost.op_class
+        cls, macs, flops, br, bw = cost.op_class, cost.macs, cost.flops, cost.bytes_read, cost.bytes_written
         col_cls.append(cls)
-        col_macs.append(cost.macs)
-        col_flops.append(cost.flops)
+        col_macs.append(macs)
+        col_flops.append(flops)
         col_params.append(cost.params)
-        col_br.append(cost.bytes_read)
-        col_bw.append(cost.bytes_written)
-        tot_macs += cost.macs
-        tot_flops += cost.flops
-        tot_bytes += cost.bytes_read + cost.bytes_written
-        if cost.macs:
-            cls_macs[cls] += cost.macs
-        nonmac_flops += cost.flops - 2.0 * cost.macs
+        col_br.append(br)
+        col_bw.append(bw)
+        tot_macs += macs
+        tot_flops += flops
+        tot_bytes += br + bw
+        if macs:
+            cls_macs[cls] += macs
+        nonmac_flops += flops - 2.0 * macs
         # working set at the training batch size: weights + activations (scaled)
-        acts = [t for t in ins if t.name and not t.is_const]
-        col_ain.append(tuple(t.name for t in acts))
-        col_ainb.append(tuple(t.nbytes * ws_scale for t in acts))
-        if cls in ("zero", "constant"):
+        col_ain.append(tuple([t.name for t in acts]))
+        col_ainb.append(tuple([t.nbytes * ws_scale for t in acts]))
+        if cls == "zero" or cls == "constant":
             ws = w = 0.0
         else:
-            w = min(float(sum(t.nbytes for t in ins if t.is_weight)), cost.bytes_read)
-            ws = w + (cost.bytes_read + cost.bytes_written - w) * ws_scale
+            w = float(min(w_bytes, br))
+            ws = w + (br + bw - w) * ws_scale
         col_ws.append(ws)
         col_wb.append(w)
         tot_wbytes += w
         if ws > max_ws:
             max_ws = ws
         # backward
-        act_rg = [t for t in ins if t.name and not t.is_weight and t.name in requires_grad]
-        w_trainable = any(t.name in requires_grad for t in ins if t.is_weight)
         col_tr.append(w_trainable)
-        if act_rg or w_trainable:
-            if cost.macs:
-                n_grads = (len(act_rg) if cls == "attention" else min(len(act_rg), 1)) + int(w_trainable)
-                tot_bwd += 2.0 * cost.macs * n_grads + (cost.flops - 2.0 * cost.macs)
+        if n_act_rg or w_trainable:
+            if macs:
+                n_grads = (n_act_rg if cls == "attention" else min(n_act_rg, 1)) + int(w_trainable)
+                tot_bwd += 2.0 * macs * n_grads + (flops - 2.0 * macs)
             else:
-                tot_bwd += cost.flops
+                tot_bwd += flops
             for t in outs:
-                if t.name and (t.itemsize == elem_bytes):
+                if t.name and t.itemsize == elem_bytes:
                     requires_grad.add(t.name)
-            saved.update(_saved_inputs(op, cls, ins, outs, w_trainable))
+            if op not in _NO_SAVE_OPS:
+                saved.update(_saved_inputs(op, cls, acts, outs, w_trainable))
         # depth in weight-bearing MAC ops
-        d_in = max((depth_of.get(t.name, 0) for t in ins if t.name and not t.is_const), default=0)
-        d = d_in + (1 if cost.macs and cost.params else 0)
-        for t in outs:
-            if t.name:
-                depth_of[t.name] = d
+        d = d_in + 1 if (macs and cost.params) else d_in
+        for o in node.outs:
+            if o:
+                depth_of[o] = d
         if d > max_depth:
             max_depth = d
 
@@ -549,11 +579,11 @@ def _frac(a: float, b: float) -> float:
     return float(a / b) if b else 0.0
 
 
-def _saved_inputs(op: str, cls: str, ins, outs, w_trainable: bool) -> list[str]:
+def _saved_inputs(op: str, cls: str, act_inputs, outs, w_trainable: bool) -> list[str]:
     """Activation tensors a backward-region node keeps for its backward pass."""
     if op in _NO_SAVE_OPS or cls in ("zero", "constant", "data_movement"):
         return []
-    acts = [t.name for t in ins if t.name and not t.is_const]
+    acts = [t.name for t in act_inputs]
     if cls in ("conv", "matmul", "recurrent"):
         return acts[:1] if w_trainable or cls == "recurrent" else []
     if cls == "attention":

@@ -39,3 +39,16 @@ def test_resnet50_structure():
     assert feats.frac_macs_conv > 0.99
     assert len(feats.nodes) == 415
     assert feats.nodes["macs"].sum() == pytest.approx(feats.macs_forward)
+
+
+def test_fixed_batch_graph_scales_to_requested_batch():
+    """light_resnet50 fixes batch 1: per-sample counts stay, working sets grow to the training batch."""
+    one = featurize(LIGHT / "light_resnet50.onnx")
+    many = featurize(LIGHT / "light_resnet50.onnx", batch_size=32)
+    assert many.macs_forward == one.macs_forward
+    assert many.flops_backward == one.flops_backward
+    assert many.flops_optimizer == pytest.approx(one.flops_optimizer / 32)
+    assert many.batch_size == 32 and many.input_shapes == {"gpu_0/data_0": [1, 3, 224, 224]}
+    # the largest layer working set is activation-dominated: ~32x larger
+    assert many.max_layer_working_set_bytes > 20 * one.max_layer_working_set_bytes
+    assert many.bytes_moved_forward < one.bytes_moved_forward  # weights amortised over 32 samples

@@ -108,6 +108,16 @@ class NodeView(NamedTuple):
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     attrs: Mapping[str, Any]
+    bytes_in: int = -1  # precomputed by the featurizer; -1 = compute from inputs
+    bytes_out: int = -1
+    weight_params: int = -1
+
+    @classmethod
+    def make(cls, name: str, op_type: str, domain: str, inputs: tuple[TensorInfo, ...],
+             outputs: tuple[TensorInfo, ...], attrs: Mapping[str, Any]) -> "NodeView":
+        """A view with the byte/parameter sums filled in."""
+        return cls(name, op_type, domain, inputs, outputs, attrs, sum(t.nbytes for t in inputs),
+                   sum(t.nbytes for t in outputs), sum(t.numel for t in inputs if t.is_param))
 
     def attr(self, key: str, default: Any = None) -> Any:
         return self.attrs.get(key, default)
@@ -122,18 +132,6 @@ class NodeView(NamedTuple):
     @property
     def out_numel(self) -> int:
         return self.outputs[0].numel if self.outputs else 0
-
-    @property
-    def bytes_in(self) -> int:
-        return sum(t.nbytes for t in self.inputs)
-
-    @property
-    def bytes_out(self) -> int:
-        return sum(t.nbytes for t in self.outputs)
-
-    @property
-    def weight_params(self) -> int:
-        return sum(t.numel for t in self.inputs if t.is_param)
 
 
 Handler = Callable[[NodeView], OpCost]
