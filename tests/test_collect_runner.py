@@ -226,3 +226,19 @@ def test_export_onnx_for_featurization(tmp_path):
     ops = {n.op_type for n in graph.graph.node}
     assert "LSTM" in ops or "MatMul" in ops or "Gemm" in ops
     assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 2
+
+
+def test_rows_with_an_nvml_gpu_name_pass_the_gpu_check(tmp_path):
+    """Rows carry NVML's device name in `gpu`; the schema resolves it through featurize.lookup_gpu."""
+    from training_data import schema
+    from training_data.collect.nvml import ReplayDevice, synthetic_trace
+
+    configs = [c for c in expand(parse_sweep(SPEC)) if c.family == "mlp"][:2]
+    dev = ReplayDevice(synthetic_trace(), loop=True, name="NVIDIA H100 80GB HBM3", power_limit_w=700.0)
+    s = run_sweep(configs, energy=dev, out_dir=tmp_path,
+                  opts=RunnerOptions(epochs=2, steps_per_epoch=1, torch_device="cpu", tiny=True))
+    assert len(s.measured) == 2
+    assert (tmp_path / "nvidia-h100-80gb-hbm3").is_dir()
+    valid = schema.validate_runs(load_runs(tmp_path), origin="replayed H100", check_gpus=True)
+    assert len(valid) == 2 * 3 and (valid["power_limit_w"] == 700.0).all()
+    assert valid["default_power_limit"].all()
