@@ -47,6 +47,7 @@ OPTIONAL_COLUMNS: dict[str, Any] = {
 }
 USER_SOURCE = "user"
 SUMMARY_KEY = "retrain"
+NEW_ROW_COL = "_retrain_new_row"  # marks this call's user rows while evaluating; dropped before fitting
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -291,6 +292,42 @@ def to_training_rows(df: pd.DataFrame, gfeats: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([rows, gfeats], axis=1).reset_index(drop=True)
 
 
+def impute_time(user_rows: pd.DataFrame, reference: Any) -> tuple[pd.DataFrame, int]:
+    """Fill time/power of rows measured without ``time_s`` so they can train the time and power boosters.
+
+    Energy alone cannot say whether a GPU is slower or hungrier than predicted; the deviation from the
+    ``reference`` model's energy is split evenly in log space: time = predicted time x sqrt(ratio),
+    power = energy / time. Returns the rows and how many were imputed (noted in the manifest summary).
+    """
+    missing = ~np.isfinite(user_rows["time_s"].to_numpy(float))
+    if not missing.any():
+        return user_rows, 0
+    rows = user_rows.copy()
+    pred = _reference_frame(rows[missing], reference)
+    ratio = rows.loc[missing, "energy_per_sample_j"].to_numpy() / pred["energy_per_sample_j"].to_numpy()
+    t_ps = pred["time_per_sample_s"].to_numpy() * np.sqrt(ratio)
+    equiv = rows.loc[missing, "energy_per_epoch_j"].to_numpy() / rows.loc[missing, "energy_per_sample_j"].to_numpy()
+    rows.loc[missing, "time_per_sample_s"] = t_ps
+    rows.loc[missing, "time_per_epoch_s"] = t_ps * equiv
+    rows.loc[missing, "time_s"] = t_ps * equiv * rows.loc[missing, "epochs"].to_numpy()
+    rows.loc[missing, "avg_power_w"] = rows.loc[missing, "energy_per_sample_j"].to_numpy() / t_ps
+    rows.loc[missing, "notes"] = rows.loc[missing, "notes"] + "; time_s not measured: time/power split imputed"
+    return rows, int(missing.sum())
+
+
+def _reference_frame(user_rows: pd.DataFrame, model: Any) -> pd.DataFrame:
+    from featurize import lookup_gpu
+    from predictor.model import predict_frame
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        specs = {g: lookup_gpu(g) for g in user_rows["gpu"].unique()}
+    return predict_frame(user_rows, [specs[g] for g in user_rows["gpu"]], batch_size=user_rows["batch_size"],
+                         samples_per_epoch=user_rows["samples_per_epoch"], epochs=1,
+                         val_samples=user_rows["val_samples"], precision=user_rows["precision"],
+                         power_limit_w=user_rows["power_limit_w"], model=model)
+
+
 def _table_sha256(table: pd.DataFrame) -> str:
     import hashlib
 
@@ -302,7 +339,8 @@ def _table_sha256(table: pd.DataFrame) -> str:
 def merge_tables(base: pd.DataFrame | None, user: pd.DataFrame) -> pd.DataFrame:
     """User rows appended to the base table (columns unioned); a fresh ``table_sha256`` over the result."""
     table = user.copy() if base is None else pd.concat(
-        [base.drop(columns=["table_sha256"], errors="ignore"), user], ignore_index=True, sort=False)
+        [base.drop(columns=["table_sha256", NEW_ROW_COL], errors="ignore"), user], ignore_index=True, sort=False)
+    table = table.drop(columns=[NEW_ROW_COL], errors="ignore")
     table["table_sha256"] = _table_sha256(table)
     return table
 
@@ -318,16 +356,7 @@ def _ape_stats(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
 
 def base_model_error(user_rows: pd.DataFrame, model: Any) -> dict[str, float]:
     """Error of an existing model (the shipped one by default) on the user's rows (energy per epoch)."""
-    from featurize import lookup_gpu
-    from predictor.model import predict_frame
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        specs = {g: lookup_gpu(g) for g in user_rows["gpu"].unique()}
-    pred = predict_frame(user_rows, [specs[g] for g in user_rows["gpu"]], batch_size=user_rows["batch_size"],
-                         samples_per_epoch=user_rows["samples_per_epoch"], epochs=1,
-                         val_samples=user_rows["val_samples"], precision=user_rows["precision"],
-                         power_limit_w=user_rows["power_limit_w"], model=model)
+    pred = _reference_frame(user_rows, model)
     return _ape_stats(pred["energy_per_epoch_j"].to_numpy(), user_rows["energy_per_epoch_j"].to_numpy())
 
 
@@ -340,7 +369,7 @@ def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> 
     from predictor.training import DEFAULT_FEATURES, fit_boosters, predict_log_energy, prepare, sample_weights
 
     rows, feats, targets = prepare(table)
-    user = (rows["source"] == USER_SOURCE).to_numpy()
+    user = rows[NEW_ROW_COL].fillna(False).astype(bool).to_numpy()
     groups = rows["group_arch"].astype(str).to_numpy()
     user_groups = sorted(set(groups[user]))
     k = min(n_folds, len(user_groups))
@@ -425,6 +454,13 @@ def retrain(
             raise InvalidInputError(f"base model {base_model.path} ships no training table ({tt.name}); "
                                     "retrain with base=None to train on your rows alone")
         base_table = pd.read_parquet(tt)
+    reference = base_model if base_model is not None else None
+    n_imputed = 0
+    if reference is not None:
+        user_rows, n_imputed = impute_time(user_rows, reference)
+    elif not np.isfinite(user_rows["time_s"].to_numpy(float)).all():
+        raise InvalidInputError("some runs have no time_s and no base model is available to split their energy "
+                                "into time and power; add a time_s column or install the shipped model")
     table = merge_tables(base_table, user_rows)
 
     summary: dict[str, Any] = {
@@ -436,11 +472,14 @@ def retrain(
         "base_model_version": base_model.version if base_model is not None else None,
         "base_rows": int(0 if base_table is None else len(base_table)),
         "seed": seed,
+        "rows_with_imputed_time": n_imputed,
     }
     if evaluate and base_model is not None:
         summary["base_model_error_on_user_rows"] = base_model_error(user_rows, base_model)
     if evaluate:
-        summary["new_model_grouped_cv_on_user_rows"] = user_grouped_cv(table, seed=seed)
+        flagged = user_rows.assign(**{NEW_ROW_COL: True})
+        eval_table = flagged if base_table is None else pd.concat([base_table, flagged], ignore_index=True)
+        summary["new_model_grouped_cv_on_user_rows"] = user_grouped_cv(eval_table, seed=seed)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.retrain", dir=out.parent))

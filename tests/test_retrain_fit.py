@@ -115,3 +115,34 @@ def test_predict_uses_the_retrained_model(synthetic_model):
     out, _, paths = synthetic_model
     p = predict(str(paths[0]), gpu="L4", batch_size=32, samples_per_epoch=10_000, epochs=3, model_dir=out)
     assert p.model_name.endswith("-retrained") and p.energy_j > 0
+
+
+def test_energy_only_runs_on_a_base_model_get_time_imputed(synthetic_model, tmp_path):
+    """Runs without time_s merge with a base model's table; their time/power split comes from the base model."""
+    from predictor import predict_many
+    from predictor.retrain import read_retrain_summary, retrain
+
+    base_dir, _, paths = synthetic_model
+    df = predict_many(paths[:12], gpu="RTX-3090", batch_size=64, samples_per_epoch=1000, model_dir=base_dir,
+                      progress=False)
+    runs = pd.DataFrame({"model": df["model"], "gpu": "RTX 3090", "batch_size": 64, "samples_per_epoch": 1000,
+                         "epochs": 1, "energy_j": 1.5 * df["energy_j"]})
+    out = retrain(runs, out_dir=tmp_path / "m", model_dir=base_dir)
+    s = read_retrain_summary(out)
+    assert s["rows_with_imputed_time"] == 12 and s["base"] == "shipped" and s["base_rows"] == 192
+    assert s["base_model_error_on_user_rows"]["median_pred_over_measured"] == pytest.approx(1 / 1.5)
+    assert s["new_model_grouped_cv_on_user_rows"]["n_rows"] == 12
+    table = pd.read_parquet(out / "training_table.parquet")
+    assert len(table) == 204 and "_retrain_new_row" not in table.columns
+    new = table.iloc[-12:]
+    assert np.allclose(new["avg_power_w"] * new["time_per_sample_s"], new["energy_per_sample_j"])
+
+
+def test_energy_only_runs_without_any_base_are_refused(synthetic_model, tmp_path, monkeypatch):
+    import predictor.retrain as rt
+
+    _, csv, _ = synthetic_model
+    runs = pd.read_csv(csv).iloc[:8].drop(columns=["time_s"])
+    monkeypatch.setattr(rt, "_try_shipped", lambda: None)
+    with pytest.raises(InvalidInputError, match="time_s"):
+        rt.retrain(runs, out_dir=tmp_path / "m", base=None)
