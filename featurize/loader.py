@@ -183,7 +183,9 @@ def _shape_of(vi: onnx.ValueInfoProto) -> tuple[tuple[int, ...] | None, int]:
     if not tt.HasField("shape"):
         return None, tt.elem_type
     dims = tt.shape.dim
-    out = tuple(d.dim_value for d in dims)
+    out = tuple([d.dim_value for d in dims])
+    if not out or min(out) > 0:  # fast path: all dims known and positive
+        return out, tt.elem_type
     for v, d in zip(out, dims):
         if v <= 0 and (v < 0 or not d.HasField("dim_value")):
             return None, tt.elem_type
