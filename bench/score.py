@@ -215,30 +215,43 @@ def _descendants() -> dict[int, dict[str, float]]:
     return procs
 
 
-def run(family: str, n: int, n_jobs: int, workdir: Path, gpus: list[str], model_dir: Path | None = None) -> dict:
-    from predictor import predict_many
-
-    t0 = time.perf_counter()
-    make_family(family, n, workdir / family)
-    t_gen = time.perf_counter() - t0
-    before = {pid: p["cpu_s"] for pid, p in _descendants().items()}
+def score_dir(graph_dir: Path, n_jobs: int, gpus: list[str], model_dir: Path | None = None) -> dict:
+    """Score every graph in ``graph_dir`` (meant to run in a fresh process, so RSS is scoring alone)."""
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    df = predict_many(str(workdir / family), gpu=gpus, batch_size=64, samples_per_epoch=50_000, epochs=10,
+    from predictor import predict_many
+
+    df = predict_many(str(graph_dir), gpu=gpus, batch_size=64, samples_per_epoch=50_000, epochs=10,
                       n_jobs=n_jobs, progress=False, model_dir=model_dir)
     wall = time.perf_counter() - t0
     parent_cpu = time.process_time() - cpu0
     kids = _descendants()
-    worker_cpu = sum(p["cpu_s"] - before.get(pid, 0.0) for pid, p in kids.items())
-    own, reaped = _rss_mb()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return {"family": family, "graphs": n, "rows": len(df), "errors": int((df["error"] != "").sum()),
-            "generate_s": round(t_gen, 1), "score_s": round(wall, 2), "graphs_per_s": round(n / wall, 1),
+    worker_cpu = sum(p["cpu_s"] for p in kids.values())
+    own, _ = _rss_mb()
+    n = len(df) // len(gpus)
+    return {"graphs": n, "rows": len(df), "errors": int((df["error"] != "").sum()),
+            "score_s": round(wall, 2), "graphs_per_s": round(n / wall, 1),
             "cpu_s_parent": round(parent_cpu, 1), "cpu_s_workers": round(worker_cpu, 1),
             "cpu_ms_per_graph": round(1000 * (parent_cpu + worker_cpu) / n, 1),
-            "peak_rss_parent_mb": round(own), "peak_rss_workers_mb": [round(p["hwm_mb"]) for p in kids.values()],
+            "peak_rss_parent_mb": round(own), "peak_rss_workers_mb": sorted(round(p["hwm_mb"]) for p in kids.values()),
             "peak_rss_total_mb": round(own + sum(p["hwm_mb"] for p in kids.values())),
-            "load_avg_1min": round(load, 1)}
+            "load_avg_1min": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None}
+
+
+def run(family: str, n: int, n_jobs: int, workdir: Path, gpus: list[str], model_dir: Path | None = None) -> dict:
+    """Generate ``n`` graphs here, then score them in a fresh interpreter (import time included)."""
+    import json
+    import subprocess
+
+    t0 = time.perf_counter()
+    make_family(family, n, workdir / family)
+    t_gen = time.perf_counter() - t0
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--score-dir", str(workdir / family),
+           "--n-jobs", str(n_jobs)] + [a for g in gpus for a in ("--gpu", g)]
+    if model_dir is not None:
+        cmd += ["--model-dir", str(model_dir)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    return {"family": family, "generate_s": round(t_gen, 1), **json.loads(out)}
 
 
 def main() -> None:
@@ -249,7 +262,13 @@ def main() -> None:
     ap.add_argument("--gpu", action="append", default=None)
     ap.add_argument("--keep", type=Path, default=None, help="write graphs here instead of a temp dir")
     ap.add_argument("--model-dir", type=Path, default=None, help="model directory (default: shipped)")
+    ap.add_argument("--score-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.score_dir is not None:  # child mode: score one folder, print one JSON line
+        import json
+
+        print(json.dumps(score_dir(args.score_dir, args.n_jobs, args.gpu or ["A100"], args.model_dir)))
+        return
     families = ["mlp", "resnet", "bert"] if args.family == "all" else [args.family]
     gpus = args.gpu or ["A100"]
     with tempfile.TemporaryDirectory() as tmp:

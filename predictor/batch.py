@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from featurize.errors import InvalidInputError, JoulecastError
+from featurize.types import PRECISIONS
 
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "model",
@@ -236,6 +237,10 @@ def predict_many(
         raise InvalidInputError(f"batch_size must be >= 1, got {batch_size!r}")
     if int(samples_per_epoch) < 1:
         raise InvalidInputError(f"samples_per_epoch must be >= 1, got {samples_per_epoch!r}")
+    if not float(epochs) > 0 or int(val_samples) < 0:
+        raise InvalidInputError(f"epochs must be > 0 and val_samples >= 0, got {epochs!r} and {val_samples!r}")
+    if precision not in PRECISIONS:
+        raise InvalidInputError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")  # alias notes travel on each row via GPUSpec.note
         specs = [g if hasattr(g, "tdp_w") else lookup_gpu(g) for g in _as_list(gpu)]

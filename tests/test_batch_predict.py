@@ -85,6 +85,10 @@ def test_bad_inputs_raise_clear_errors(tmp_path, graph_dir, synthetic_model):
         _pm([], model_dir)
     with pytest.raises(InvalidInputError, match="unsupported type"):
         expand_models([3.5])
+    with pytest.raises(InvalidInputError, match="precision"):
+        _pm(graph_dir, model_dir, precision="fp64")
+    with pytest.raises(InvalidInputError, match="batch_size"):
+        _pm(graph_dir, model_dir, batch_size=0)
     with pytest.raises(UnknownGPUError, match="Closest"):
         _pm(graph_dir, model_dir, gpu=["A100", "Z9000"])
 
