@@ -55,19 +55,32 @@ class _G:
 
     def const_i64(self, values: list[int]) -> str:
         out = self.fresh("shape")
-        self.nodes.append(helper.make_node(
-            "Constant", [], [out], name=out,
-            value=helper.make_tensor(out + "_v", TensorProto.INT64, [len(values)], values)))
+        self.nodes.append(
+            helper.make_node(
+                "Constant",
+                [],
+                [out],
+                name=out,
+                value=helper.make_tensor(out + "_v", TensorProto.INT64, [len(values)], values),
+            )
+        )
         return out
 
     def build(self, x: onnx.ValueInfoProto, y: str, y_shape: list) -> onnx.ModelProto:
-        graph = helper.make_graph(self.nodes, self.name, [x, *self.inputs],
-                                  [helper.make_tensor_value_info(y, TensorProto.FLOAT, y_shape)])
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                 producer_name="joulecast-bench")
+        graph = helper.make_graph(
+            self.nodes,
+            self.name,
+            [x, *self.inputs],
+            [helper.make_tensor_value_info(y, TensorProto.FLOAT, y_shape)],
+        )
+        return helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="joulecast-bench"
+        )
 
 
-def _conv_bn_relu(g: _G, x: str, cin: int, cout: int, k: int, stride: int, tag: str, relu: bool = True) -> str:
+def _conv_bn_relu(
+    g: _G, x: str, cin: int, cout: int, k: int, stride: int, tag: str, relu: bool = True
+) -> str:
     w = g.weight(f"{tag}.conv.weight", [cout, cin, k, k])
     y = g.node("Conv", [x, w], kernel_shape=[k, k], strides=[stride, stride], pads=[k // 2] * 4)
     bn = [g.weight(f"{tag}.bn.{p}", [cout]) for p in ("weight", "bias", "running_mean", "running_var")]
@@ -75,8 +88,9 @@ def _conv_bn_relu(g: _G, x: str, cin: int, cout: int, k: int, stride: int, tag: 
     return g.node("Relu", [y]) if relu else y
 
 
-def resnet_like(name: str, *, width: float = 1.0, depths=(3, 4, 6, 3), image: int = 224,
-                classes: int = 1000) -> onnx.ModelProto:
+def resnet_like(
+    name: str, *, width: float = 1.0, depths=(3, 4, 6, 3), image: int = 224, classes: int = 1000
+) -> onnx.ModelProto:
     """A ResNet-50-style bottleneck CNN (``width=1, depths=(3,4,6,3)`` is ResNet-50: 25.6 M params)."""
     g = _G(name)
     x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, image, image])
@@ -85,7 +99,7 @@ def resnet_like(name: str, *, width: float = 1.0, depths=(3, 4, 6, 3), image: in
     y = g.node("MaxPool", [y], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
     cin = stem
     for s, n_blocks in enumerate(depths):
-        mid = max(8, int(64 * width) * 2 ** s)
+        mid = max(8, int(64 * width) * 2**s)
         cout = mid * 4
         for b in range(n_blocks):
             stride = 2 if (b == 0 and s > 0) else 1
@@ -115,9 +129,10 @@ def mlp(name: str, *, widths=(784, 256, 256, 10)) -> onnx.ModelProto:
     return g.build(x_info, y, ["N", widths[-1]])
 
 
-def bert_like(name: str, *, layers: int = 12, d_model: int = 768, heads: int = 12, ffn: int = 3072,
-              seq: int = 128) -> onnx.ModelProto:
-    """A BERT-base-style encoder on embedded inputs (``x: [N, seq, d_model]``), 85 M encoder params at defaults."""
+def bert_like(
+    name: str, *, layers: int = 12, d_model: int = 768, heads: int = 12, ffn: int = 3072, seq: int = 128
+) -> onnx.ModelProto:
+    """A BERT-base-style encoder on embedded inputs (``x: [N, seq, d_model]``); 85 M params at defaults."""
     g = _G(name)
     x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", seq, d_model])
     dh = d_model // heads
@@ -131,20 +146,31 @@ def bert_like(name: str, *, layers: int = 12, d_model: int = 768, heads: int = 1
             h = g.node("MatMul", [inp, g.weight(f"{t}.{tag}.weight", [a, b])])
             return g.node("Add", [h, g.weight(f"{t}.{tag}.bias", [b])])
 
-        q, k, v = (g.node("Transpose", [g.node("Reshape", [lin(y, d_model, d_model, n), split])],
-                          perm=[0, 2, 1, 3]) for n in ("q", "k", "v"))
+        q, k, v = (
+            g.node("Transpose", [g.node("Reshape", [lin(y, d_model, d_model, n), split])], perm=[0, 2, 1, 3])
+            for n in ("q", "k", "v")
+        )
         kt = g.node("Transpose", [k], perm=[0, 1, 3, 2])
         scores = g.node("Mul", [g.node("MatMul", [q, kt]), g.weight(f"{t}.scale", [1])])
         att = g.node("MatMul", [g.node("Softmax", [scores], axis=-1), v])
         att = g.node("Reshape", [g.node("Transpose", [att], perm=[0, 2, 1, 3]), merge])
         y = g.node("Add", [lin(att, d_model, d_model, "o"), y])
-        y = g.node("LayerNormalization", [y, g.weight(f"{t}.ln1.weight", [d_model]),
-                                          g.weight(f"{t}.ln1.bias", [d_model])], axis=-1)
-        h = g.node("Gelu", [lin(y, d_model, ffn, "ffn1")]) if OPSET >= 20 else \
-            g.node("Relu", [lin(y, d_model, ffn, "ffn1")])
+        y = g.node(
+            "LayerNormalization",
+            [y, g.weight(f"{t}.ln1.weight", [d_model]), g.weight(f"{t}.ln1.bias", [d_model])],
+            axis=-1,
+        )
+        h = (
+            g.node("Gelu", [lin(y, d_model, ffn, "ffn1")])
+            if OPSET >= 20
+            else g.node("Relu", [lin(y, d_model, ffn, "ffn1")])
+        )
         y = g.node("Add", [lin(h, ffn, d_model, "ffn2"), y])
-        y = g.node("LayerNormalization", [y, g.weight(f"{t}.ln2.weight", [d_model]),
-                                          g.weight(f"{t}.ln2.bias", [d_model])], axis=-1)
+        y = g.node(
+            "LayerNormalization",
+            [y, g.weight(f"{t}.ln2.weight", [d_model]), g.weight(f"{t}.ln2.bias", [d_model])],
+            axis=-1,
+        )
     return g.build(x_info, y, ["N", seq, d_model])
 
 
@@ -164,8 +190,14 @@ def make_family(family: str, n: int, out_dir: Path, seed: int = 0) -> list[Path]
             model = mlp(name, widths=(784, *[rng.choice([64, 128, 256, 512, 1024]) for _ in range(k)], 10))
         elif family == "bert":
             heads = rng.choice([8, 12, 16])
-            model = bert_like(name, layers=rng.choice([6, 8, 10, 12]), d_model=64 * heads,
-                              heads=heads, ffn=4 * 64 * heads, seq=rng.choice([64, 128, 256]))
+            model = bert_like(
+                name,
+                layers=rng.choice([6, 8, 10, 12]),
+                d_model=64 * heads,
+                heads=heads,
+                ffn=4 * 64 * heads,
+                seq=rng.choice([64, 128, 256]),
+            )
         else:
             raise ValueError(f"unknown family {family!r}")
         path = out_dir / f"{name}.onnx"
@@ -221,24 +253,41 @@ def score_dir(graph_dir: Path, n_jobs: int, gpus: list[str], model_dir: Path | N
     t0 = time.perf_counter()
     from predictor import predict_many
 
-    df = predict_many(str(graph_dir), gpu=gpus, batch_size=64, samples_per_epoch=50_000, epochs=10,
-                      n_jobs=n_jobs, progress=False, model_dir=model_dir)
+    df = predict_many(
+        str(graph_dir),
+        gpu=gpus,
+        batch_size=64,
+        samples_per_epoch=50_000,
+        epochs=10,
+        n_jobs=n_jobs,
+        progress=False,
+        model_dir=model_dir,
+    )
     wall = time.perf_counter() - t0
     parent_cpu = time.process_time() - cpu0
     kids = _descendants()
     worker_cpu = sum(p["cpu_s"] for p in kids.values())
     own, _ = _rss_mb()
     n = len(df) // len(gpus)
-    return {"graphs": n, "rows": len(df), "errors": int((df["error"] != "").sum()),
-            "score_s": round(wall, 2), "graphs_per_s": round(n / wall, 1),
-            "cpu_s_parent": round(parent_cpu, 1), "cpu_s_workers": round(worker_cpu, 1),
-            "cpu_ms_per_graph": round(1000 * (parent_cpu + worker_cpu) / n, 1),
-            "peak_rss_parent_mb": round(own), "peak_rss_workers_mb": sorted(round(p["hwm_mb"]) for p in kids.values()),
-            "peak_rss_total_mb": round(own + sum(p["hwm_mb"] for p in kids.values())),
-            "load_avg_1min": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None}
+    return {
+        "graphs": n,
+        "rows": len(df),
+        "errors": int((df["error"] != "").sum()),
+        "score_s": round(wall, 2),
+        "graphs_per_s": round(n / wall, 1),
+        "cpu_s_parent": round(parent_cpu, 1),
+        "cpu_s_workers": round(worker_cpu, 1),
+        "cpu_ms_per_graph": round(1000 * (parent_cpu + worker_cpu) / n, 1),
+        "peak_rss_parent_mb": round(own),
+        "peak_rss_workers_mb": sorted(round(p["hwm_mb"]) for p in kids.values()),
+        "peak_rss_total_mb": round(own + sum(p["hwm_mb"] for p in kids.values())),
+        "load_avg_1min": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
+    }
 
 
-def run(family: str, n: int, n_jobs: int, workdir: Path, gpus: list[str], model_dir: Path | None = None) -> dict:
+def run(
+    family: str, n: int, n_jobs: int, workdir: Path, gpus: list[str], model_dir: Path | None = None
+) -> dict:
     """Generate ``n`` graphs here, then score them in a fresh interpreter (import time included)."""
     import json
     import subprocess
@@ -246,8 +295,14 @@ def run(family: str, n: int, n_jobs: int, workdir: Path, gpus: list[str], model_
     t0 = time.perf_counter()
     make_family(family, n, workdir / family)
     t_gen = time.perf_counter() - t0
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--score-dir", str(workdir / family),
-           "--n-jobs", str(n_jobs)] + [a for g in gpus for a in ("--gpu", g)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--score-dir",
+        str(workdir / family),
+        "--n-jobs",
+        str(n_jobs),
+    ] + [a for g in gpus for a in ("--gpu", g)]
     if model_dir is not None:
         cmd += ["--model-dir", str(model_dir)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]

@@ -1,7 +1,7 @@
 """Batch scoring: many candidate graphs x one or more GPUs -> one ranked-ready DataFrame.
 
-Public entry points: :func:`predict_many` and :func:`expand_models` (paths / directories / globs / ModelProtos /
-torch modules -> labelled inputs, in order).
+Public entry points: :func:`predict_many` and :func:`expand_models` (paths / directories / globs /
+ModelProtos / torch modules -> labelled inputs, in order).
 
 How it scales: graphs are featurized in parallel with joblib (processes by default; workers return only the
 small ``GraphFeatures.to_dict()`` dicts, never node tables), the model is loaded once, and every (graph, GPU)
@@ -100,8 +100,12 @@ def expand_models(models: Any) -> list[tuple[str, Any]]:
         InvalidInputError: nothing to score (empty list, empty directory, glob matching nothing) or an
             unsupported input type.
     """
-    if isinstance(models, (str, os.PathLike, bytes, bytearray)) or not isinstance(models, Iterable) \
-            or type(models).__name__ == "ModelProto" or _is_torch_module(models):
+    if (
+        isinstance(models, (str, os.PathLike, bytes, bytearray))
+        or not isinstance(models, Iterable)
+        or type(models).__name__ == "ModelProto"
+        or _is_torch_module(models)
+    ):
         models = [models]
     out: list[tuple[str, Any]] = []
     for i, item in enumerate(models):
@@ -132,8 +136,10 @@ def _featurize_one(source: Any, options: dict[str, Any]) -> dict[str, Any]:
     msgs = []
     if feats.unsupported_ops:
         ops = ", ".join(f"{k} x{v}" for k, v in sorted(feats.unsupported_ops.items()))
-        msgs.append(f"unsupported ops counted as zero cost: {ops}; the estimate may be low and the interval "
-                    "is widened")
+        msgs.append(
+            f"unsupported ops counted as zero cost: {ops}; the estimate may be low and the interval "
+            "is widened"
+        )
     return {"features": out, "warnings": msgs}
 
 
@@ -146,7 +152,11 @@ def _progress_wanted(progress: bool | None, n: int) -> bool:
 
 
 def featurize_many(
-    sources: Sequence[Any], *, n_jobs: int = -1, backend: str | None = None, progress: bool | None = None,
+    sources: Sequence[Any],
+    *,
+    n_jobs: int = -1,
+    backend: str | None = None,
+    progress: bool | None = None,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Featurize ``sources`` in parallel, results in input order (``{"features"...}`` or ``{"error"...}``).
@@ -169,7 +179,9 @@ def featurize_many(
     if show:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(sources), desc="featurize", unit="graph", initial=len(sources) - len(parallel_idx))
+        bar = tqdm(
+            total=len(sources), desc="featurize", unit="graph", initial=len(sources) - len(parallel_idx)
+        )
     small = n_jobs == -1 and backend is None and len(parallel_idx) < PARALLEL_MIN_INPUTS
     if len(parallel_idx) <= 1 or n_jobs == 1 or small:
         gen = (_featurize_one(sources[i], options) for i in parallel_idx)
@@ -239,7 +251,9 @@ def predict_many(
     if int(samples_per_epoch) < 1:
         raise InvalidInputError(f"samples_per_epoch must be >= 1, got {samples_per_epoch!r}")
     if not float(epochs) > 0 or int(val_samples) < 0:
-        raise InvalidInputError(f"epochs must be > 0 and val_samples >= 0, got {epochs!r} and {val_samples!r}")
+        raise InvalidInputError(
+            f"epochs must be > 0 and val_samples >= 0, got {epochs!r} and {val_samples!r}"
+        )
     if precision not in PRECISIONS:
         raise InvalidInputError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     with _warnings.catch_warnings():
@@ -248,8 +262,9 @@ def predict_many(
     items = expand_models(models)
     model = load_model(model_dir)  # fail fast on a bad model dir, before any featurization
     options = {"batch_size": int(batch_size), "precision": precision, **kw}
-    results = featurize_many([src for _, src in items], n_jobs=n_jobs, backend=backend, progress=progress,
-                             **options)
+    results = featurize_many(
+        [src for _, src in items], n_jobs=n_jobs, backend=backend, progress=progress, **options
+    )
 
     ok = [i for i, r in enumerate(results) if "features" in r]
     pred = None
@@ -261,20 +276,42 @@ def predict_many(
         # Vectorised, in chunks: the tree walk's temporaries grow ~30 kB per row, so 10k graphs at once would
         # add ~300 MB of peak memory; 1,024-row chunks keep it near 30 MB at no measurable speed cost.
         pred = pd.concat(
-            [predict_frame(rows.iloc[a:a + PREDICT_CHUNK_ROWS], row_specs[a:a + PREDICT_CHUNK_ROWS],
-                           batch_size=int(batch_size), samples_per_epoch=int(samples_per_epoch), epochs=epochs,
-                           val_samples=int(val_samples), precision=precision, model=model)
-             for a in range(0, len(rows), PREDICT_CHUNK_ROWS)],
-            ignore_index=True)
+            [
+                predict_frame(
+                    rows.iloc[a : a + PREDICT_CHUNK_ROWS],
+                    row_specs[a : a + PREDICT_CHUNK_ROWS],
+                    batch_size=int(batch_size),
+                    samples_per_epoch=int(samples_per_epoch),
+                    epochs=epochs,
+                    val_samples=int(val_samples),
+                    precision=precision,
+                    model=model,
+                )
+                for a in range(0, len(rows), PREDICT_CHUNK_ROWS)
+            ],
+            ignore_index=True,
+        )
         pred["warnings"] = [
-            extrapolation_warnings(model, results[ok[k // len(specs)]]["features"], gpu=row_specs[k],
-                                   precision=precision, batch_size=int(batch_size))
+            extrapolation_warnings(
+                model,
+                results[ok[k // len(specs)]]["features"],
+                gpu=row_specs[k],
+                precision=precision,
+                batch_size=int(batch_size),
+            )
             for k in range(len(pred))
         ]
     return _assemble(items, results, ok, specs, pred)
 
 
-_PRED_COLUMNS = ("energy_j", "energy_per_epoch_j", "time_s", "avg_power_w", "interval_low_j", "interval_high_j")
+_PRED_COLUMNS = (
+    "energy_j",
+    "energy_per_epoch_j",
+    "time_s",
+    "avg_power_w",
+    "interval_low_j",
+    "interval_high_j",
+)
 
 
 def _assemble(items, results, ok, specs, pred) -> pd.DataFrame:
@@ -295,8 +332,14 @@ def _assemble(items, results, ok, specs, pred) -> pd.DataFrame:
                 k = pos[i] * n_gpu + g
                 feats = res["features"]
                 rec = {c: float(cols[c][k]) for c in _PRED_COLUMNS}
-                rec.update(model=label, gpu=spec.name, energy_kwh=rec["energy_j"] / 3.6e6,
-                           params=feats.get("params", nan), flops_train=feats.get("flops_train", nan), error="")
+                rec.update(
+                    model=label,
+                    gpu=spec.name,
+                    energy_kwh=rec["energy_j"] / 3.6e6,
+                    params=feats.get("params", nan),
+                    flops_train=feats.get("flops_train", nan),
+                    error="",
+                )
                 msgs = list(res.get("warnings", [])) + ([spec.note] if spec.note else []) + list(row_warn[k])
                 rec["warnings"] = "; ".join(dict.fromkeys(m for m in msgs if m))
             records.append(rec)

@@ -5,9 +5,9 @@ Public entry points: :func:`grid_intensity` (region name/code/alias/cloud region
 :data:`DEFAULT_REGION` (``"world"``, used when neither an intensity nor a region is given).
 
 The table ``predictor/data/grid_intensity.csv`` holds **annual average** carbon intensities of electricity
-generation (g CO2e per kWh) with the source and year on every row (Ember 2023 country figures, US EIA 2022 state
-figures; entered from the published reviews, rounded). Annual averages ignore the hour-by-hour mix: a run at
-night on a wind-heavy grid can differ by 2x. Cloud region codes (``us-east-1``, ``europe-west4``, ...) are
+generation (g CO2e per kWh) with the source and year on every row (Ember 2023 country figures, US EIA 2022
+state figures; entered from the published reviews, rounded). Annual averages ignore the hour-by-hour mix: a
+run at night on a wind-heavy grid can differ by 2x. Cloud region codes (``us-east-1``, ``europe-west4``, ...) are
 aliases of the country/state that hosts the data centre, not provider-specific (market-based) figures.
 """
 
@@ -76,10 +76,10 @@ def _index() -> dict[str, GridIntensity]:
 
 
 def grid_intensity(region: str) -> GridIntensity:
-    """Look up a region by code (``"fr"``, ``"us-ca"``), name (``"France"``) or alias (``"uk"``, ``"us-east-1"``).
+    """Look up a region by code (``"fr"``, ``"us-ca"``), name (``"France"``) or alias (``"us-east-1"``).
 
     Raises:
-        InvalidInputError: unknown region; the message lists the closest names and how to pass a number instead.
+        InvalidInputError: unknown region; the message lists close names and how to pass a number instead.
     """
     if not isinstance(region, str) or not region.strip():
         raise InvalidInputError(f"region must be a non-empty string such as 'fr' or 'us-ca', got {region!r}")
@@ -122,8 +122,9 @@ def _check_pue(pue: float) -> float:
     return pue
 
 
-def co2_kg(energy_kwh: float, *, grid_g_per_kwh: float | None = None, region: str | None = None,
-           pue: float = 1.0) -> float:
+def co2_kg(
+    energy_kwh: float, *, grid_g_per_kwh: float | None = None, region: str | None = None, pue: float = 1.0
+) -> float:
     """Kilograms of CO2e for ``energy_kwh`` of GPU energy, scaled by the facility's ``pue`` (>= 1)."""
     intensity, _ = resolve_intensity(grid_g_per_kwh, region)
     return float(energy_kwh) * _check_pue(pue) * intensity / 1000.0

@@ -1,9 +1,9 @@
 """Retraining on the user's own measurements: validated runs -> a new, complete model directory.
 
-Public entry points: :func:`retrain` (measurements -> new model dir, atomically), :func:`validate_measurements`
-(the user-facing run-table check), :func:`read_retrain_summary` (the evaluation stored in a retrained
-model's manifest) and :data:`REQUIRED_COLUMNS` / :data:`OPTIONAL_COLUMNS` (the minimal user schema; the
-repository's ``training_data.schema`` mirrors these -- ``predictor`` never imports ``training_data``).
+Public entry points: :func:`retrain` (measurements -> new model dir, atomically),
+:func:`validate_measurements` (the user-facing run-table check), :func:`read_retrain_summary` (the evaluation
+stored in a retrained model's manifest) and :data:`REQUIRED_COLUMNS` / :data:`OPTIONAL_COLUMNS` (the minimal
+user schema; ``training_data.schema`` mirrors these -- ``predictor`` never imports ``training_data``).
 
 User rows (one measured training run each)::
 
@@ -12,7 +12,7 @@ User rows (one measured training run each)::
 
 ``model`` is an ``.onnx`` path (relative paths resolve against the CSV's folder). Energies are GPU energy of
 the whole run in joules; validation passes count forward only (the training-table convention:
-``energy_per_sample_j = energy_per_epoch_j / (samples_per_epoch + val_samples x flops_forward / flops_train)``).
+``energy_per_sample_j = energy_per_epoch_j / (samples_per_epoch + val_samples x flops_fwd / flops_train)``).
 The shipped model is never modified: the new model goes to ``out_dir`` via a temporary directory + rename.
 """
 
@@ -52,13 +52,16 @@ NEW_ROW_COL = "_retrain_new_row"  # marks this call's user rows while evaluating
 
 # ----------------------------------------------------------------------------------------------- loading
 
+
 def load_measurements(measurements: Any) -> tuple[pd.DataFrame, str, Path | None]:
     """``(table, origin, base_dir)`` from a CSV/Parquet path or a DataFrame; origin names it in errors."""
     if isinstance(measurements, pd.DataFrame):
         return measurements.copy(), "measurements DataFrame", None
     if not isinstance(measurements, (str, os.PathLike)):
-        raise SchemaError(f"measurements must be a CSV/Parquet path or a pandas DataFrame, "
-                          f"got {type(measurements).__name__}")
+        raise SchemaError(
+            f"measurements must be a CSV/Parquet path or a pandas DataFrame, "
+            f"got {type(measurements).__name__}"
+        )
     path = Path(measurements).expanduser()
     if not path.is_file():
         raise SchemaError(f"measurements file {str(path)!r} does not exist")
@@ -68,12 +71,15 @@ def load_measurements(measurements: Any) -> tuple[pd.DataFrame, str, Path | None
         else:
             df = pd.read_csv(path, keep_default_na=True)
     except Exception as err:  # pandas/pyarrow raise many types for unreadable files
-        raise SchemaError(f"{path}: cannot read it as {'Parquet' if path.suffix == '.parquet' else 'CSV'} "
-                          f"({type(err).__name__}: {err}); give a CSV with a header row or a Parquet file") from err
+        raise SchemaError(
+            f"{path}: cannot read it as {'Parquet' if path.suffix == '.parquet' else 'CSV'} "
+            f"({type(err).__name__}: {err}); give a CSV with a header row or a Parquet file"
+        ) from err
     return df, str(path), path.resolve().parent
 
 
 # -------------------------------------------------------------------------------------------- validation
+
 
 def _row_label(origin: str, idx: int, is_file: bool) -> str:
     # CSV line numbers: header is line 1, so data row idx (0-based) is line idx + 2
@@ -99,30 +105,45 @@ def _to_number(raw: Any, col: str) -> float:
     return float(m.group(1)) * factor if factor is not None else float("nan")
 
 
-def _numeric(df: pd.DataFrame, col: str, origin: str, is_file: bool, *, integer: bool, positive: bool,
-             allow_zero: bool = False, allow_nan: bool = False) -> pd.Series:
+def _numeric(
+    df: pd.DataFrame,
+    col: str,
+    origin: str,
+    is_file: bool,
+    *,
+    integer: bool,
+    positive: bool,
+    allow_zero: bool = False,
+    allow_nan: bool = False,
+) -> pd.Series:
     values = pd.Series([_to_number(v, col) for v in df[col]], index=df.index, dtype="float64")
     for idx, (raw, val) in enumerate(zip(df[col], values)):
         where = _row_label(origin, idx, is_file)
         if isinstance(val, float) and math.isnan(val):
-            if allow_nan and (raw is None or (isinstance(raw, float) and math.isnan(raw)) or str(raw).strip() == ""):
+            if allow_nan and (
+                raw is None or (isinstance(raw, float) and math.isnan(raw)) or str(raw).strip() == ""
+            ):
                 continue
-            units = f" or a number with a unit ({', '.join(_UNIT_FACTORS[col])})" if col in _UNIT_FACTORS else ""
-            raise SchemaError(f"{where}, column '{col}': {raw!r} is not a number"
-                              + (" (NaN/empty is not allowed)" if not allow_nan else "")
-                              + f"; give a plain number{units}")
+            units = (
+                f" or a number with a unit ({', '.join(_UNIT_FACTORS[col])})" if col in _UNIT_FACTORS else ""
+            )
+            raise SchemaError(
+                f"{where}, column '{col}': {raw!r} is not a number"
+                + (" (NaN/empty is not allowed)" if not allow_nan else "")
+                + f"; give a plain number{units}"
+            )
         if not math.isfinite(val):
             raise SchemaError(f"{where}, column '{col}': {raw!r} is not finite")
         if positive and (val < 0 or (val == 0 and not allow_zero)):
-            raise SchemaError(f"{where}, column '{col}': {raw!r} must be "
-                              f"{'>= 0' if allow_zero else '> 0'}")
+            raise SchemaError(f"{where}, column '{col}': {raw!r} must be {'>= 0' if allow_zero else '> 0'}")
         if integer and val != int(val):
             raise SchemaError(f"{where}, column '{col}': {raw!r} must be a whole number")
     return values
 
 
-def validate_measurements(df: pd.DataFrame, *, origin: str = "measurements", base_dir: Path | None = None,
-                          check_files: bool = True) -> pd.DataFrame:
+def validate_measurements(
+    df: pd.DataFrame, *, origin: str = "measurements", base_dir: Path | None = None, check_files: bool = True
+) -> pd.DataFrame:
     """Check the user's run table and return it normalised (optional columns filled, GPU names canonical).
 
     Raises:
@@ -139,7 +160,8 @@ def validate_measurements(df: pd.DataFrame, *, origin: str = "measurements", bas
     if missing:
         raise SchemaError(
             f"{origin}: missing required column(s) {missing}. A measurement table needs "
-            f"{', '.join(REQUIRED_COLUMNS)} (optional: {', '.join(OPTIONAL_COLUMNS)}); found {list(df.columns)}"
+            f"{', '.join(REQUIRED_COLUMNS)} (optional: {', '.join(OPTIONAL_COLUMNS)}); "
+            f"found {list(df.columns)}"
         )
     if len(df) == 0:
         raise SchemaError(f"{origin}: the table has no rows; add at least one measured run")
@@ -148,39 +170,57 @@ def validate_measurements(df: pd.DataFrame, *, origin: str = "measurements", bas
         if col not in df.columns:
             df[col] = default
     for col in ("frozen", "architecture", "scope", "run_id"):
-        df[col] = df[col].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip())
+        df[col] = df[col].map(
+            lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip()
+        )
     df["scope"] = df["scope"].replace("", OPTIONAL_COLUMNS["scope"])
 
     df["energy_j"] = _numeric(df, "energy_j", origin, is_file, integer=False, positive=True)
-    df["batch_size"] = _numeric(df, "batch_size", origin, is_file, integer=True, positive=True).astype("int64")
-    df["samples_per_epoch"] = _numeric(df, "samples_per_epoch", origin, is_file, integer=True,
-                                       positive=True).astype("int64")
+    df["batch_size"] = _numeric(df, "batch_size", origin, is_file, integer=True, positive=True).astype(
+        "int64"
+    )
+    df["samples_per_epoch"] = _numeric(
+        df, "samples_per_epoch", origin, is_file, integer=True, positive=True
+    ).astype("int64")
     df["epochs"] = _numeric(df, "epochs", origin, is_file, integer=False, positive=True).astype(float)
-    df["val_samples"] = _numeric(df.fillna({"val_samples": 0}), "val_samples", origin, is_file, integer=True,
-                                 positive=True, allow_zero=True).astype("int64")
+    df["val_samples"] = _numeric(
+        df.fillna({"val_samples": 0}),
+        "val_samples",
+        origin,
+        is_file,
+        integer=True,
+        positive=True,
+        allow_zero=True,
+    ).astype("int64")
     df["time_s"] = _numeric(df, "time_s", origin, is_file, integer=False, positive=True, allow_nan=True)
-    df["power_limit_w"] = _numeric(df, "power_limit_w", origin, is_file, integer=False, positive=True,
-                                   allow_nan=True)
+    df["power_limit_w"] = _numeric(
+        df, "power_limit_w", origin, is_file, integer=False, positive=True, allow_nan=True
+    )
 
     precisions = df["precision"].fillna("fp32").astype(str).str.strip().str.lower()
     for idx, prec in enumerate(precisions):
         if prec not in PRECISIONS:
-            raise SchemaError(f"{_row_label(origin, idx, is_file)}, column 'precision': {prec!r} is not one of "
-                              f"{', '.join(PRECISIONS)}")
+            raise SchemaError(
+                f"{_row_label(origin, idx, is_file)}, column 'precision': {prec!r} is not one of "
+                f"{', '.join(PRECISIONS)}"
+            )
     df["precision"] = precisions
 
     df["gpu"] = _resolve_gpus(df["gpu"], origin, is_file)
     df["model"] = _resolve_models(df["model"], origin, is_file, base_dir, check_files)
     df["architecture"] = [a or Path(m).stem for a, m in zip(df["architecture"], df["model"])]
 
-    key = pd.Series(["|".join(map(str, r)) for r in df.drop(columns=["run_id"]).itertuples(index=False)],
-                    index=df.index)
+    key = pd.Series(
+        ["|".join(map(str, r)) for r in df.drop(columns=["run_id"]).itertuples(index=False)], index=df.index
+    )
     dup = key.duplicated(keep="first")
     if dup.any():
         idx = int(np.flatnonzero(dup.to_numpy())[0])
         first = int(np.flatnonzero((key == key.iloc[idx]).to_numpy())[0])
-        raise SchemaError(f"{_row_label(origin, idx, is_file)} duplicates row {first} (every column but run_id "
-                          f"equal; {int(dup.sum())} duplicate row(s) in all); remove the repeated rows")
+        raise SchemaError(
+            f"{_row_label(origin, idx, is_file)} duplicates row {first} (every column but run_id "
+            f"equal; {int(dup.sum())} duplicate row(s) in all); remove the repeated rows"
+        )
     return df
 
 
@@ -204,8 +244,9 @@ def _resolve_gpus(values: pd.Series, origin: str, is_file: bool) -> list[str]:
     return out
 
 
-def _resolve_models(values: pd.Series, origin: str, is_file: bool, base_dir: Path | None,
-                    check_files: bool) -> list[str]:
+def _resolve_models(
+    values: pd.Series, origin: str, is_file: bool, base_dir: Path | None, check_files: bool
+) -> list[str]:
     out = []
     for idx, raw in enumerate(values):
         text = "" if raw is None or (isinstance(raw, float) and math.isnan(raw)) else str(raw).strip()
@@ -215,21 +256,26 @@ def _resolve_models(values: pd.Series, origin: str, is_file: bool, base_dir: Pat
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         if check_files and not path.is_file():
-            raise SchemaError(f"{_row_label(origin, idx, is_file)}, column 'model': graph file {text!r} not found"
-                              + (f" (relative paths resolve against {base_dir})" if base_dir else "")
-                              + "; give the path of the .onnx file the run trained")
+            raise SchemaError(
+                f"{_row_label(origin, idx, is_file)}, column 'model': graph file {text!r} not found"
+                + (f" (relative paths resolve against {base_dir})" if base_dir else "")
+                + "; give the path of the .onnx file the run trained"
+            )
         out.append(str(path))
     return out
 
 
 # ------------------------------------------------------------------------------------------ featurizing
 
+
 def _frozen_list(text: str) -> list[str] | None:
     parts = [p.strip() for p in str(text).split(";") if p.strip()]
     return parts or None
 
 
-def featurize_measurements(df: pd.DataFrame, *, origin: str = "measurements", n_jobs: int = 1) -> pd.DataFrame:
+def featurize_measurements(
+    df: pd.DataFrame, *, origin: str = "measurements", n_jobs: int = 1
+) -> pd.DataFrame:
     """Graph features (``g_<key>`` columns) for every validated row; each distinct graph config once.
 
     Raises:
@@ -250,8 +296,10 @@ def featurize_measurements(df: pd.DataFrame, *, origin: str = "measurements", n_
     for key, res in zip(distinct, results):
         if "error" in res:
             row = keys.index(key)
-            raise SchemaError(f"{origin}: row {row}, column 'model': graph {key[0]!r} cannot be featurized "
-                              f"({res['error']}); fix or replace the file")
+            raise SchemaError(
+                f"{origin}: row {row}, column 'model': graph {key[0]!r} cannot be featurized "
+                f"({res['error']}); fix or replace the file"
+            )
         by_key[key] = res["features"]
     feats = pd.DataFrame([by_key[k] for k in keys], index=df.index)
     return feats.rename(columns={c: f"g_{c}" for c in feats.columns})
@@ -262,33 +310,37 @@ def to_training_rows(df: pd.DataFrame, gfeats: pd.DataFrame) -> pd.DataFrame:
     equiv = df["samples_per_epoch"] + df["val_samples"] * gfeats["g_flops_forward"] / gfeats["g_flops_train"]
     e_epoch = df["energy_j"] / df["epochs"]
     t_epoch = df["time_s"] / df["epochs"]
-    rows = pd.DataFrame({
-        "source": USER_SOURCE,
-        "run_id": [r or f"user-{i}" for i, r in enumerate(df["run_id"])],
-        "gpu": df["gpu"],
-        "architecture": df["architecture"],
-        "group_arch": df["architecture"],
-        "model": df["model"],
-        "input_shape": "",
-        "batch_size": df["batch_size"].astype("int64"),
-        "samples_per_epoch": df["samples_per_epoch"].astype("int64"),
-        "val_samples": df["val_samples"].astype("int64"),
-        "epochs": df["epochs"].astype(float),
-        "precision": df["precision"],
-        "frozen": df["frozen"],
-        "trainable_fraction": gfeats["g_trainable_params"] / gfeats["g_params"].where(gfeats["g_params"] > 0),
-        "power_limit_w": df["power_limit_w"].astype(float),
-        "energy_per_epoch_j": e_epoch,
-        "time_per_epoch_s": t_epoch,
-        "avg_power_w": df["energy_j"] / df["time_s"],
-        "energy_per_sample_j": e_epoch / equiv,
-        "time_per_sample_s": t_epoch / equiv,
-        "energy_j": df["energy_j"].astype(float),
-        "time_s": df["time_s"].astype(float),
-        "scope": df["scope"],
-        "phase": "all",
-        "notes": "user measurement (joulecast retrain)",
-    }, index=df.index)
+    rows = pd.DataFrame(
+        {
+            "source": USER_SOURCE,
+            "run_id": [r or f"user-{i}" for i, r in enumerate(df["run_id"])],
+            "gpu": df["gpu"],
+            "architecture": df["architecture"],
+            "group_arch": df["architecture"],
+            "model": df["model"],
+            "input_shape": "",
+            "batch_size": df["batch_size"].astype("int64"),
+            "samples_per_epoch": df["samples_per_epoch"].astype("int64"),
+            "val_samples": df["val_samples"].astype("int64"),
+            "epochs": df["epochs"].astype(float),
+            "precision": df["precision"],
+            "frozen": df["frozen"],
+            "trainable_fraction": gfeats["g_trainable_params"]
+            / gfeats["g_params"].where(gfeats["g_params"] > 0),
+            "power_limit_w": df["power_limit_w"].astype(float),
+            "energy_per_epoch_j": e_epoch,
+            "time_per_epoch_s": t_epoch,
+            "avg_power_w": df["energy_j"] / df["time_s"],
+            "energy_per_sample_j": e_epoch / equiv,
+            "time_per_sample_s": t_epoch / equiv,
+            "energy_j": df["energy_j"].astype(float),
+            "time_s": df["time_s"].astype(float),
+            "scope": df["scope"],
+            "phase": "all",
+            "notes": "user measurement (joulecast retrain)",
+        },
+        index=df.index,
+    )
     return pd.concat([rows, gfeats], axis=1).reset_index(drop=True)
 
 
@@ -306,12 +358,17 @@ def impute_time(user_rows: pd.DataFrame, reference: Any) -> tuple[pd.DataFrame, 
     pred = _reference_frame(rows[missing], reference)
     ratio = rows.loc[missing, "energy_per_sample_j"].to_numpy() / pred["energy_per_sample_j"].to_numpy()
     t_ps = pred["time_per_sample_s"].to_numpy() * np.sqrt(ratio)
-    equiv = rows.loc[missing, "energy_per_epoch_j"].to_numpy() / rows.loc[missing, "energy_per_sample_j"].to_numpy()
+    equiv = (
+        rows.loc[missing, "energy_per_epoch_j"].to_numpy()
+        / rows.loc[missing, "energy_per_sample_j"].to_numpy()
+    )
     rows.loc[missing, "time_per_sample_s"] = t_ps
     rows.loc[missing, "time_per_epoch_s"] = t_ps * equiv
     rows.loc[missing, "time_s"] = t_ps * equiv * rows.loc[missing, "epochs"].to_numpy()
     rows.loc[missing, "avg_power_w"] = rows.loc[missing, "energy_per_sample_j"].to_numpy() / t_ps
-    rows.loc[missing, "notes"] = rows.loc[missing, "notes"] + "; time_s not measured: time/power split imputed"
+    rows.loc[missing, "notes"] = (
+        rows.loc[missing, "notes"] + "; time_s not measured: time/power split imputed"
+    )
     return rows, int(missing.sum())
 
 
@@ -322,10 +379,17 @@ def _reference_frame(user_rows: pd.DataFrame, model: Any) -> pd.DataFrame:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         specs = {g: lookup_gpu(g) for g in user_rows["gpu"].unique()}
-    return predict_frame(user_rows, [specs[g] for g in user_rows["gpu"]], batch_size=user_rows["batch_size"],
-                         samples_per_epoch=user_rows["samples_per_epoch"], epochs=1,
-                         val_samples=user_rows["val_samples"], precision=user_rows["precision"],
-                         power_limit_w=user_rows["power_limit_w"], model=model)
+    return predict_frame(
+        user_rows,
+        [specs[g] for g in user_rows["gpu"]],
+        batch_size=user_rows["batch_size"],
+        samples_per_epoch=user_rows["samples_per_epoch"],
+        epochs=1,
+        val_samples=user_rows["val_samples"],
+        precision=user_rows["precision"],
+        power_limit_w=user_rows["power_limit_w"],
+        model=model,
+    )
 
 
 def _table_sha256(table: pd.DataFrame) -> str:
@@ -338,8 +402,15 @@ def _table_sha256(table: pd.DataFrame) -> str:
 
 def merge_tables(base: pd.DataFrame | None, user: pd.DataFrame) -> pd.DataFrame:
     """User rows appended to the base table (columns unioned); a fresh ``table_sha256`` over the result."""
-    table = user.copy() if base is None else pd.concat(
-        [base.drop(columns=["table_sha256", NEW_ROW_COL], errors="ignore"), user], ignore_index=True, sort=False)
+    table = (
+        user.copy()
+        if base is None
+        else pd.concat(
+            [base.drop(columns=["table_sha256", NEW_ROW_COL], errors="ignore"), user],
+            ignore_index=True,
+            sort=False,
+        )
+    )
     table = table.drop(columns=[NEW_ROW_COL], errors="ignore")
     table["table_sha256"] = _table_sha256(table)
     return table
@@ -347,11 +418,16 @@ def merge_tables(base: pd.DataFrame | None, user: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------- evaluating
 
+
 def _ape_stats(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     ape = np.abs(np.asarray(pred, float) / np.asarray(true, float) - 1.0) * 100.0
     ratio = np.asarray(pred, float) / np.asarray(true, float)
-    return {"n_rows": int(len(ape)), "median_ape": float(np.median(ape)), "p90_ape": float(np.percentile(ape, 90)),
-            "median_pred_over_measured": float(np.median(ratio))}
+    return {
+        "n_rows": int(len(ape)),
+        "median_ape": float(np.median(ape)),
+        "p90_ape": float(np.percentile(ape, 90)),
+        "median_pred_over_measured": float(np.median(ratio)),
+    }
 
 
 def base_model_error(user_rows: pd.DataFrame, model: Any) -> dict[str, float]:
@@ -389,6 +465,7 @@ def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> 
 
 
 # -------------------------------------------------------------------------------------------- retraining
+
 
 def retrain(
     measurements: Any,
@@ -434,11 +511,14 @@ def retrain(
     if model_dir is not None:
         protected.add(Path(model_dir).expanduser().resolve())
     if out in protected:
-        raise InvalidInputError(f"out_dir {out} is a base/shipped model directory; retrain never writes there, "
-                                "choose a new directory")
+        raise InvalidInputError(
+            f"out_dir {out} is a base/shipped model directory; retrain never writes there, "
+            "choose a new directory"
+        )
     if out.exists() and not overwrite:
-        raise InvalidInputError(f"out_dir {out} already exists; choose a new directory or pass overwrite=True "
-                                "(CLI: --overwrite)")
+        raise InvalidInputError(
+            f"out_dir {out} already exists; choose a new directory or pass overwrite=True (CLI: --overwrite)"
+        )
     if out.exists() and (not out.is_dir() or (not (out / MANIFEST).is_file() and any(out.iterdir()))):
         raise InvalidInputError(f"out_dir {out} exists and is not a model directory; refusing to replace it")
 
@@ -449,18 +529,24 @@ def retrain(
     base_model = load_model(model_dir) if (base == "shipped" or model_dir is not None) else _try_shipped()
     base_table = None
     if base == "shipped":
-        tt = base_model.path / base_model.manifest.get("training_table", {}).get("file", "training_table.parquet")
+        tt = base_model.path / base_model.manifest.get("training_table", {}).get(
+            "file", "training_table.parquet"
+        )
         if not tt.is_file():
-            raise InvalidInputError(f"base model {base_model.path} ships no training table ({tt.name}); "
-                                    "retrain with base=None to train on your rows alone")
+            raise InvalidInputError(
+                f"base model {base_model.path} ships no training table ({tt.name}); "
+                "retrain with base=None to train on your rows alone"
+            )
         base_table = pd.read_parquet(tt)
     reference = base_model if base_model is not None else None
     n_imputed = 0
     if reference is not None:
         user_rows, n_imputed = impute_time(user_rows, reference)
     elif not np.isfinite(user_rows["time_s"].to_numpy(float)).all():
-        raise InvalidInputError("some runs have no time_s and no base model is available to split their energy "
-                                "into time and power; add a time_s column or install the shipped model")
+        raise InvalidInputError(
+            "some runs have no time_s and no base model is available to split their energy "
+            "into time and power; add a time_s column or install the shipped model"
+        )
     table = merge_tables(base_table, user_rows)
 
     summary: dict[str, Any] = {
@@ -484,8 +570,13 @@ def retrain(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.retrain", dir=out.parent))
     try:
-        new_dir = fit_model(table, staging / "model", seed=seed,
-                            base_manifest=base_model.manifest if base_model is not None else None, run_cv=cv)
+        new_dir = fit_model(
+            table,
+            staging / "model",
+            seed=seed,
+            base_manifest=base_model.manifest if base_model is not None else None,
+            run_cv=cv,
+        )
         new_model = load_model(new_dir)
         if evaluate:
             summary["new_model_fit_error_on_user_rows"] = base_model_error(user_rows, new_model)

@@ -32,13 +32,23 @@ def write_variants(out_dir: Path, n: int, *, seed: int = 0, prefix: str = "g") -
     for i in range(n):
         name = f"{prefix}{i:03d}"
         if i % 2 == 0:
-            model = gen.resnet_like(name, width=rng.choice([0.125, 0.25, 0.375]),
-                                    depths=tuple(rng.randint(1, 2) for _ in range(rng.randint(2, 4))),
-                                    image=rng.choice([32, 48, 64]), classes=rng.choice([10, 100]))
+            model = gen.resnet_like(
+                name,
+                width=rng.choice([0.125, 0.25, 0.375]),
+                depths=tuple(rng.randint(1, 2) for _ in range(rng.randint(2, 4))),
+                image=rng.choice([32, 48, 64]),
+                classes=rng.choice([10, 100]),
+            )
         else:
             k = rng.randint(1, 3)
-            model = gen.mlp(name, widths=(rng.choice([256, 784, 1024]),
-                                          *[rng.choice([128, 256, 512, 1024]) for _ in range(k)], 10))
+            model = gen.mlp(
+                name,
+                widths=(
+                    rng.choice([256, 784, 1024]),
+                    *[rng.choice([128, 256, 512, 1024]) for _ in range(k)],
+                    10,
+                ),
+            )
         path = out_dir / f"{name}.onnx"
         onnx.save(model, path)
         paths.append(path)
@@ -57,7 +67,9 @@ def test_mlp_and_bert_generators_exact_params():
     from featurize import featurize
 
     gen = bench_graphs()
-    assert featurize(gen.mlp("m", widths=(784, 256, 10)), batch_size=4).params == 784 * 256 + 256 + 256 * 10 + 10
+    assert (
+        featurize(gen.mlp("m", widths=(784, 256, 10)), batch_size=4).params == 784 * 256 + 256 + 256 * 10 + 10
+    )
     # BERT-base encoder: 12 x 7,087,872 (+ one attention scale scalar per layer). Biases that enter through an
     # Add on a graph input (6,912 per layer) are not counted as weights by the featurizer today; accept both.
     full = 12 * 7_087_872

@@ -22,7 +22,9 @@ def graph_dir(tmp_path_factory):
 def _pm(models, model_dir, **kw):
     from predictor import predict_many
 
-    args = dict(gpu="L4", batch_size=64, samples_per_epoch=5000, epochs=2, model_dir=model_dir, progress=False)
+    args = dict(
+        gpu="L4", batch_size=64, samples_per_epoch=5000, epochs=2, model_dir=model_dir, progress=False
+    )
     args.update(kw)
     return predict_many(models, **args)
 
@@ -36,11 +38,15 @@ def test_order_columns_and_cross_gpu(graph_dir, synthetic_model):
     assert list(df["model"]) == [m for m in labels for _ in range(3)]
     assert list(df["gpu"][:3]) == ["A100-SXM4-80GB", "L4", "T4"]
     bad = df[df["model"].str.endswith("missing.onnx")]
-    assert len(bad) == 3 and bad["error"].str.contains("GraphLoadError").all() and bad["energy_j"].isna().all()
+    assert (
+        len(bad) == 3 and bad["error"].str.contains("GraphLoadError").all() and bad["energy_j"].isna().all()
+    )
     good = df[df["error"] == ""]
     assert len(good) == 3 * 7
     assert (good["energy_j"] > 0).all()
-    assert (good["interval_low_j"] < good["energy_j"]).all() and (good["energy_j"] < good["interval_high_j"]).all()
+    assert (good["interval_low_j"] < good["energy_j"]).all() and (
+        good["energy_j"] < good["interval_high_j"]
+    ).all()
     assert good["energy_kwh"].mul(3.6e6).sub(good["energy_j"]).abs().max() < 1e-6
     assert (good["energy_per_epoch_j"] * 2 - good["energy_j"]).abs().max() < 1e-6 * good["energy_j"].max()
     assert good["warnings"].str.contains("ambiguous").sum() == 7  # the A100 alias note, once per A100 row

@@ -13,8 +13,16 @@ TABLE = Path(__file__).resolve().parents[1] / "predictor" / "data" / "grid_inten
 
 
 def _pred(energy_j=3.6e6 * 10):  # 10 kWh
-    return Prediction(energy_j=energy_j, energy_per_epoch_j=energy_j, energy_per_sample_j=1.0, time_s=1.0,
-                      time_per_epoch_s=1.0, avg_power_w=1.0, interval_j=(1.0, 2.0), gpu="X")
+    return Prediction(
+        energy_j=energy_j,
+        energy_per_epoch_j=energy_j,
+        energy_per_sample_j=1.0,
+        time_s=1.0,
+        time_per_epoch_s=1.0,
+        avg_power_w=1.0,
+        interval_j=(1.0, 2.0),
+        gpu="X",
+    )
 
 
 def test_table_has_source_and_year_on_every_row():
@@ -25,7 +33,23 @@ def test_table_has_source_and_year_on_every_row():
         assert 0 < float(r["g_co2e_per_kwh"]) < 1200
     codes = [r["region"] for r in rows]
     assert len(codes) == len(set(codes))
-    for needed in ("world", "eu", "us", "cn", "in", "gb", "fr", "de", "se", "no", "pl", "jp", "au", "ca", "br"):
+    for needed in (
+        "world",
+        "eu",
+        "us",
+        "cn",
+        "in",
+        "gb",
+        "fr",
+        "de",
+        "se",
+        "no",
+        "pl",
+        "jp",
+        "au",
+        "ca",
+        "br",
+    ):
         assert needed in codes
 
 

@@ -1,4 +1,4 @@
-"""`joulecast score`: ranked table, --json, --out/--pareto files, CO2 by region, and failing before any work."""
+"""`joulecast score`: ranked table, --json, --out/--pareto files, CO2 by region, failing before any work."""
 
 from __future__ import annotations
 
@@ -21,8 +21,21 @@ def cand_dir(tmp_path_factory):
 
 
 def _args(cand_dir, model_dir, *extra):
-    return ["score", str(cand_dir), "--gpu", "L4", "--batch-size", "64", "--samples-per-epoch", "5000",
-            "--epochs", "2", "--model-dir", str(model_dir), *extra]
+    return [
+        "score",
+        str(cand_dir),
+        "--gpu",
+        "L4",
+        "--batch-size",
+        "64",
+        "--samples-per-epoch",
+        "5000",
+        "--epochs",
+        "2",
+        "--model-dir",
+        str(model_dir),
+        *extra,
+    ]
 
 
 def test_json_is_ranked_records_only(cand_dir, synthetic_model, capsys):
@@ -41,8 +54,20 @@ def test_json_is_ranked_records_only(cand_dir, synthetic_model, capsys):
 def test_table_out_and_pareto_files(cand_dir, synthetic_model, tmp_path, capsys):
     acc = pd.DataFrame({"model": [f"cand00{i}.onnx" for i in range(5)], "top1": [0.7, 0.8, 0.75, 0.9, 0.6]})
     acc.to_csv(tmp_path / "acc.csv", index=False)
-    rc = main(_args(cand_dir, synthetic_model[0], "--out", str(tmp_path / "ranked.parquet"), "--pareto",
-                    str(tmp_path / "p.png"), "--accuracy-csv", str(tmp_path / "acc.csv"), "--top", "2"))
+    rc = main(
+        _args(
+            cand_dir,
+            synthetic_model[0],
+            "--out",
+            str(tmp_path / "ranked.parquet"),
+            "--pareto",
+            str(tmp_path / "p.png"),
+            "--accuracy-csv",
+            str(tmp_path / "acc.csv"),
+            "--top",
+            "2",
+        )
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "joulecast score" in out and "top1" in out
     ranked = pd.read_parquet(tmp_path / "ranked.parquet")
@@ -63,7 +88,10 @@ def test_fails_before_any_work(cand_dir, synthetic_model, tmp_path, capsys, monk
     monkeypatch.setattr(predictor.batch, "predict_many", boom)
     (tmp_path / "empty").mkdir()
     cases = [
-        (_args(cand_dir, synthetic_model[0], "--out", str(tmp_path / "no" / "such" / "dir.csv")), "does not exist"),
+        (
+            _args(cand_dir, synthetic_model[0], "--out", str(tmp_path / "no" / "such" / "dir.csv")),
+            "does not exist",
+        ),
         (_args(cand_dir, synthetic_model[0], "--out", str(tmp_path / "ranked.xlsx")), ".csv or .parquet"),
         (_args(cand_dir, synthetic_model[0], "--pareto", str(tmp_path / "p.jpg")), ".png"),
         (_args(tmp_path / "empty", synthetic_model[0]), "contains no .onnx files"),

@@ -45,8 +45,10 @@ def adapted(tmp_path_factory):
     for bs in (16, 32, 64, 128):
         df = predict_many(train, gpu=GPU, batch_size=bs, samples_per_epoch=20_000, epochs=2, progress=False)
         assert (df["error"] == "").all()
-        rows += [dict(model=m, gpu=GPU, batch_size=bs, samples_per_epoch=20_000, epochs=2, energy_j=FACTOR * e)
-                 for m, e in zip(df["model"], df["energy_j"])]
+        rows += [
+            dict(model=m, gpu=GPU, batch_size=bs, samples_per_epoch=20_000, epochs=2, energy_j=FACTOR * e)
+            for m, e in zip(df["model"], df["energy_j"])
+        ]
     out = retrain(pd.DataFrame(rows), out_dir=root / "model", evaluate=False)
     return shipped, before, out, held
 

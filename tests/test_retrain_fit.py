@@ -35,8 +35,17 @@ def synthetic_runs(paths, *, gpus=GPUS, batch_sizes=(32, 128), seed=0) -> pd.Dat
                 for g in gpus:
                     t = f.flops_train / (0.35 * specs[g].peak_fp32_flops) + f.n_nodes * 15e-6 / bs
                     e = t * 0.55 * specs[g].tdp_w * 10_000 * 3
-                    rows.append(dict(model=str(p), gpu=g, batch_size=bs, samples_per_epoch=10_000, epochs=3,
-                                     energy_j=e * rng.lognormal(0, 0.03), time_s=t * 30_000))
+                    rows.append(
+                        dict(
+                            model=str(p),
+                            gpu=g,
+                            batch_size=bs,
+                            samples_per_epoch=10_000,
+                            epochs=3,
+                            energy_j=e * rng.lognormal(0, 0.03),
+                            time_s=t * 30_000,
+                        )
+                    )
     return pd.DataFrame(rows)
 
 
@@ -118,15 +127,24 @@ def test_predict_uses_the_retrained_model(synthetic_model):
 
 
 def test_energy_only_runs_on_a_base_model_get_time_imputed(synthetic_model, tmp_path):
-    """Runs without time_s merge with a base model's table; their time/power split comes from the base model."""
+    """Runs without time_s merge with a base model's table; their time/power split comes from that model."""
     from predictor import predict_many
     from predictor.retrain import read_retrain_summary, retrain
 
     base_dir, _, paths = synthetic_model
-    df = predict_many(paths[:12], gpu="RTX-3090", batch_size=64, samples_per_epoch=1000, model_dir=base_dir,
-                      progress=False)
-    runs = pd.DataFrame({"model": df["model"], "gpu": "RTX 3090", "batch_size": 64, "samples_per_epoch": 1000,
-                         "epochs": 1, "energy_j": 1.5 * df["energy_j"]})
+    df = predict_many(
+        paths[:12], gpu="RTX-3090", batch_size=64, samples_per_epoch=1000, model_dir=base_dir, progress=False
+    )
+    runs = pd.DataFrame(
+        {
+            "model": df["model"],
+            "gpu": "RTX 3090",
+            "batch_size": 64,
+            "samples_per_epoch": 1000,
+            "epochs": 1,
+            "energy_j": 1.5 * df["energy_j"],
+        }
+    )
     out = retrain(runs, out_dir=tmp_path / "m", model_dir=base_dir)
     s = read_retrain_summary(out)
     assert s["rows_with_imputed_time"] == 12 and s["base"] == "shipped" and s["base_rows"] == 192

@@ -16,8 +16,17 @@ def graphs(tmp_path_factory):
 
 
 def _runs(graphs, n=3, **overrides):
-    rows = [{"model": str(graphs[i % len(graphs)]), "gpu": "L4", "batch_size": 32, "samples_per_epoch": 1000 + i,
-             "epochs": 2, "energy_j": 5000.0 + 10 * i} for i in range(n)]
+    rows = [
+        {
+            "model": str(graphs[i % len(graphs)]),
+            "gpu": "L4",
+            "batch_size": 32,
+            "samples_per_epoch": 1000 + i,
+            "epochs": 2,
+            "energy_j": 5000.0 + 10 * i,
+        }
+        for i in range(n)
+    ]
     df = pd.DataFrame(rows)
     for k, v in overrides.items():
         df[k] = v
@@ -45,8 +54,10 @@ def test_missing_column_named(tmp_path, graphs):
         validate_measurements(df, origin=origin, base_dir=base)
 
 
-@pytest.mark.parametrize("value, needle", [(float("nan"), "not a number"), (-5.0, "must be > 0"),
-                                           (0.0, "must be > 0"), ("lots", "not a number")])
+@pytest.mark.parametrize(
+    "value, needle",
+    [(float("nan"), "not a number"), (-5.0, "must be > 0"), (0.0, "must be > 0"), ("lots", "not a number")],
+)
 def test_bad_energy_names_row_and_column(tmp_path, graphs, value, needle):
     df = _runs(graphs).astype({"energy_j": object})
     df.loc[1, "energy_j"] = value

@@ -38,10 +38,14 @@ def collect_info(model_dir: Path | None = None) -> dict[str, Any]:
         "sources": man.get("sources", []),
         "gpus_seen": man.get("gpus_seen", []),
         "precisions_seen": man.get("precisions_seen", []),
-        "metrics": {g: {k: r.get(k) for k in ("n_groups", "median_ape", "p90_ape", "coverage_90")}
-                    for g, r in cv.items()},
-        "intervals": {k: man.get("intervals", {}).get(k) for k in ("level", "log_halfwidth", "dbgpu_factor",
-                                                                  "unsupported_ops_factor")},
+        "metrics": {
+            g: {k: r.get(k) for k in ("n_groups", "median_ape", "p90_ape", "coverage_90")}
+            for g, r in cv.items()
+        },
+        "intervals": {
+            k: man.get("intervals", {}).get(k)
+            for k in ("level", "log_halfwidth", "dbgpu_factor", "unsupported_ops_factor")
+        },
         "retrain": man.get("retrain"),
     }
 
@@ -52,16 +56,24 @@ def print_info(info: dict[str, Any]) -> None:
 
     c = Console()
     c.print(f"[bold]joulecast[/bold] {info['package_version']}")
-    c.print(f"model: {info['model_name']} {info['model_version']} ({info['design']}) at {info['model_dir']}; "
-            f"compatible with joulecast {info['compatible_package']}")
-    c.print(f"trained on {info['training_rows']} rows; GPUs: {', '.join(info['gpus_seen'])}; "
-            f"precisions: {', '.join(info['precisions_seen'])}")
+    c.print(
+        f"model: {info['model_name']} {info['model_version']} ({info['design']}) at {info['model_dir']}; "
+        f"compatible with joulecast {info['compatible_package']}"
+    )
+    c.print(
+        f"trained on {info['training_rows']} rows; GPUs: {', '.join(info['gpus_seen'])}; "
+        f"precisions: {', '.join(info['precisions_seen'])}"
+    )
     src = Table(title="training sources")
     for col in ("source", "rows", "license", "citation"):
         src.add_column(col, overflow="fold")
     for s in info["sources"]:
-        src.add_row(str(s.get("source")), str(s.get("rows", "")), str(s.get("license", "")),
-                    str(s.get("citation", "")))
+        src.add_row(
+            str(s.get("source")),
+            str(s.get("rows", "")),
+            str(s.get("license", "")),
+            str(s.get("citation", "")),
+        )
     c.print(src)
     if info["metrics"]:
         met = Table(title="grouped cross-validation (energy per epoch, absolute % error)")
@@ -69,8 +81,13 @@ def print_info(info: dict[str, Any]) -> None:
             met.add_column(col, justify="left" if col == "held out" else "right")
         for g, r in info["metrics"].items():
             cov = r.get("coverage_90")
-            met.add_row(g, str(r.get("n_groups")), f"{r['median_ape']:.1f}", f"{r['p90_ape']:.1f}",
-                        "-" if cov is None else f"{cov:.2f}")
+            met.add_row(
+                g,
+                str(r.get("n_groups")),
+                f"{r['median_ape']:.1f}",
+                f"{r['p90_ape']:.1f}",
+                "-" if cov is None else f"{cov:.2f}",
+            )
         c.print(met)
     iv = info["intervals"]
     if iv.get("log_halfwidth") is not None:
@@ -84,7 +101,9 @@ def print_info(info: dict[str, Any]) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("info", help="Package and model versions, training sources, licenses and accuracy.")
     def info_cmd(
-        model_dir: Path = typer.Option(None, "--model-dir", help="Model directory (default: the shipped model)."),
+        model_dir: Path = typer.Option(
+            None, "--model-dir", help="Model directory (default: the shipped model)."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout, nothing else."),
     ) -> None:
         info = collect_info(model_dir)

@@ -25,9 +25,11 @@ def print_summary(path: Path, summary: dict[str, Any]) -> None:
 
     console = Console()
     console.print(f"[bold]new model:[/bold] {path}")
-    console.print(f"{summary['user_rows']} user runs ({summary['user_graphs']} graphs) on "
-                  f"{', '.join(summary['user_gpus'])}; base: {summary['base']} "
-                  f"({summary['base_rows']} rows, model {summary['base_model_version']}); seed {summary['seed']}")
+    console.print(
+        f"{summary['user_rows']} user runs ({summary['user_graphs']} graphs) on "
+        f"{', '.join(summary['user_gpus'])}; base: {summary['base']} "
+        f"({summary['base_rows']} rows, model {summary['base_model_version']}); seed {summary['seed']}"
+    )
     table = Table(title="error on your runs (energy per epoch, absolute %)")
     for col in ("model", "median %", "p90 %", "median pred/measured"):
         table.add_column(col, justify="left" if col == "model" else "right")
@@ -37,8 +39,12 @@ def print_summary(path: Path, summary: dict[str, Any]) -> None:
         ("new model, fitted rows (in-sample)", summary.get("new_model_fit_error_on_user_rows")),
     ]
     for name, stats in rows:
-        table.add_row(name, _fmt(stats, "median_ape"), _fmt(stats, "p90_ape"),
-                      _fmt(stats, "median_pred_over_measured", ".3f"))
+        table.add_row(
+            name,
+            _fmt(stats, "median_ape"),
+            _fmt(stats, "p90_ape"),
+            _fmt(stats, "median_pred_over_measured", ".3f"),
+        )
     console.print(table)
     console.print(f"use it with: joulecast predict MODEL.onnx --gpu ... --model-dir {path}")
 
@@ -46,23 +52,37 @@ def print_summary(path: Path, summary: dict[str, Any]) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("retrain", help="Fit a new model on your measured runs (CSV/Parquet) into a new directory.")
     def retrain_cmd(
-        runs: Path = typer.Argument(..., help="Runs table: model, gpu, batch_size, samples_per_epoch, epochs, "
-                                              "energy_j (+ val_samples, precision, time_s, frozen)."),
+        runs: Path = typer.Argument(
+            ...,
+            help="Runs table: model, gpu, batch_size, samples_per_epoch, epochs, "
+            "energy_j (+ val_samples, precision, time_s, frozen).",
+        ),
         out: Path = typer.Option(..., "--out", "-o", help="New model directory (must not exist)."),
-        base: str = typer.Option("shipped", "--base", help="'shipped' (merge with the shipped table) or 'none'."),
+        base: str = typer.Option(
+            "shipped", "--base", help="'shipped' (merge with the shipped table) or 'none'."
+        ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out directory."),
         seed: int = typer.Option(0, "--seed", help="LightGBM seed."),
         cv: bool = typer.Option(False, "--cv", help="Also run full grouped CV for the manifest (slow)."),
         model_dir: Path = typer.Option(None, "--model-dir", help="Base model directory (default: shipped)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout, nothing else."),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print the summary as JSON on stdout, nothing else."
+        ),
     ) -> None:
         from featurize.errors import InvalidInputError
         from predictor.retrain import read_retrain_summary, retrain
 
         if base.lower() not in ("shipped", "none"):
             raise InvalidInputError(f"--base must be 'shipped' or 'none', got {base!r}")
-        path = retrain(runs, out_dir=out, base=None if base.lower() == "none" else "shipped",
-                       overwrite=overwrite, seed=seed, cv=cv, model_dir=model_dir)
+        path = retrain(
+            runs,
+            out_dir=out,
+            base=None if base.lower() == "none" else "shipped",
+            overwrite=overwrite,
+            seed=seed,
+            cv=cv,
+            model_dir=model_dir,
+        )
         summary = read_retrain_summary(path)
         if as_json:
             typer.echo(json.dumps({"model_dir": str(path), **summary}))

@@ -21,13 +21,15 @@ TABLE_SUFFIXES = (".csv", ".parquet")
 
 
 def check_writable(path: Path, *, suffixes: tuple[str, ...], flag: str) -> Path:
-    """Fail before any work if ``path`` cannot be written (bad suffix, missing/readonly folder, readonly file)."""
+    """Fail before any work if ``path`` cannot be written (bad suffix, missing/readonly folder or file)."""
     path = Path(path).expanduser()
     if path.suffix.lower() not in suffixes:
         raise InvalidInputError(f"{flag} {str(path)!r}: use a file ending in {' or '.join(suffixes)}")
     parent = path.resolve().parent
     if not parent.is_dir():
-        raise InvalidInputError(f"{flag} {str(path)!r}: folder {str(parent)!r} does not exist; create it first")
+        raise InvalidInputError(
+            f"{flag} {str(path)!r}: folder {str(parent)!r} does not exist; create it first"
+        )
     if path.is_dir():
         raise InvalidInputError(f"{flag} {str(path)!r} is a directory; give a file name")
     if (path.exists() and not os.access(path, os.W_OK)) or not os.access(parent, os.W_OK | os.X_OK):
@@ -44,21 +46,34 @@ def read_accuracy(path: Path, column: str | None) -> tuple[dict[str, float], str
     except Exception as err:  # noqa: BLE001 - any unreadable file is a user input problem here
         raise InvalidInputError(f"--accuracy-csv {str(path)!r}: cannot read it as CSV ({err})") from err
     if "model" not in df.columns:
-        raise InvalidInputError(f"--accuracy-csv {str(path)!r}: needs a 'model' column (file name or stem of "
-                                f"each graph) and an accuracy column; found {list(df.columns)}")
+        raise InvalidInputError(
+            f"--accuracy-csv {str(path)!r}: needs a 'model' column (file name or stem of "
+            f"each graph) and an accuracy column; found {list(df.columns)}"
+        )
     if column is None:
         numeric = [c for c in df.columns if c != "model" and pd.api.types.is_numeric_dtype(df[c])]
         if len(numeric) != 1:
-            raise InvalidInputError(f"--accuracy-csv {str(path)!r}: pick the accuracy column with "
-                                    f"--accuracy-column (numeric columns: {numeric})")
+            raise InvalidInputError(
+                f"--accuracy-csv {str(path)!r}: pick the accuracy column with "
+                f"--accuracy-column (numeric columns: {numeric})"
+            )
         column = numeric[0]
     if column not in df.columns:
-        raise InvalidInputError(f"--accuracy-csv {str(path)!r}: no column {column!r}; found {list(df.columns)}")
+        raise InvalidInputError(
+            f"--accuracy-csv {str(path)!r}: no column {column!r}; found {list(df.columns)}"
+        )
     return {Path(str(m)).stem: float(v) for m, v in zip(df["model"], df[column])}, column
 
 
-def rank(df, *, region: str | None = None, grid_g_per_kwh: float | None = None, pue: float = 1.0,
-         accuracy: dict[str, float] | None = None, accuracy_name: str = "accuracy"):
+def rank(
+    df,
+    *,
+    region: str | None = None,
+    grid_g_per_kwh: float | None = None,
+    pue: float = 1.0,
+    accuracy: dict[str, float] | None = None,
+    accuracy_name: str = "accuracy",
+):
     """Ranked copy of a ``predict_many`` frame: ``rank`` by energy (per GPU), CO2 and accuracy when given."""
     import numpy as np
 
@@ -72,7 +87,9 @@ def rank(df, *, region: str | None = None, grid_g_per_kwh: float | None = None, 
     if accuracy is not None:
         out[accuracy_name] = [accuracy.get(n, np.nan) for n in out["name"]]
     failed = out["error"].astype(str) != ""
-    out = out.assign(_failed=failed).sort_values(["_failed", "energy_j"], kind="stable").drop(columns="_failed")
+    out = (
+        out.assign(_failed=failed).sort_values(["_failed", "energy_j"], kind="stable").drop(columns="_failed")
+    )
     out.insert(0, "rank", out.groupby("gpu", sort=False).cumcount() + 1)
     out.loc[out["error"].astype(str) != "", "rank"] = 0
     return out.reset_index(drop=True)
@@ -183,15 +200,27 @@ def _print_table(ranked, top: int | None, caption: str) -> None:
     if has_notes:
         cols.append("note")
     for c in cols:
-        table.add_column(c, justify="left" if c in ("model", "gpu", "note") else "right", overflow="fold",
-                         min_width=8 if c == "model" else None, no_wrap=c in ("#", "W"))
+        table.add_column(
+            c,
+            justify="left" if c in ("model", "gpu", "note") else "right",
+            overflow="fold",
+            min_width=8 if c == "model" else None,
+            no_wrap=c in ("#", "W"),
+        )
     for _, r in shown.iterrows():
         if r["error"]:
             table.add_row("-", r["name"], r["gpu"], *["-"] * (len(cols) - 4), f"[red]{r['error']}[/red]")
             continue
-        cells = [str(r["rank"]), r["name"], r["gpu"], f"{r['energy_j'] / div:.3g}",
-                 f"{r['interval_low_j'] / div:.2g}-{r['interval_high_j'] / div:.2g}",
-                 _duration(r["time_s"]), f"{r['avg_power_w']:.0f}", _si(r["params"])]
+        cells = [
+            str(r["rank"]),
+            r["name"],
+            r["gpu"],
+            f"{r['energy_j'] / div:.3g}",
+            f"{r['interval_low_j'] / div:.2g}-{r['interval_high_j'] / div:.2g}",
+            _duration(r["time_s"]),
+            f"{r['avg_power_w']:.0f}",
+            _si(r["params"]),
+        ]
         if "co2_kg" in ranked:
             cells.append(f"{r['co2_kg']:.3g}")
         cells += [f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in acc]
@@ -201,8 +230,23 @@ def _print_table(ranked, top: int | None, caption: str) -> None:
     Console().print(table)
 
 
-_KNOWN = {"rank", "name", "model", "gpu", "energy_j", "energy_kwh", "energy_per_epoch_j", "time_s", "avg_power_w",
-          "interval_low_j", "interval_high_j", "params", "flops_train", "warnings", "error"}
+_KNOWN = {
+    "rank",
+    "name",
+    "model",
+    "gpu",
+    "energy_j",
+    "energy_kwh",
+    "energy_per_epoch_j",
+    "time_s",
+    "avg_power_w",
+    "interval_low_j",
+    "interval_high_j",
+    "params",
+    "flops_train",
+    "warnings",
+    "error",
+}
 
 
 def _parse_dims(dim: list[str] | None) -> dict[str, int] | None:
@@ -220,25 +264,39 @@ def _parse_dims(dim: list[str] | None) -> dict[str, int] | None:
 def register(app: typer.Typer) -> None:
     @app.command("score", help="Rank candidate graphs (files, folders, globs) by forecast training energy.")
     def score(
-        models: list[str] = typer.Argument(..., help="ONNX files, folders of .onnx files or globs ('runs/*.onnx')."),
+        models: list[str] = typer.Argument(
+            ..., help="ONNX files, folders of .onnx files or globs ('runs/*.onnx')."
+        ),
         gpu: list[str] = typer.Option(..., "--gpu", "-g", help="GPU name; repeat for a cross-GPU what-if."),
         batch_size: int = typer.Option(32, "--batch-size", "-b", help="Training batch size."),
-        samples_per_epoch: int = typer.Option(..., "--samples-per-epoch", "-n", help="Training samples per epoch."),
+        samples_per_epoch: int = typer.Option(
+            ..., "--samples-per-epoch", "-n", help="Training samples per epoch."
+        ),
         epochs: float = typer.Option(1.0, "--epochs", "-e", help="Epochs of the run."),
-        val_samples: int = typer.Option(0, "--val-samples", help="Validation samples per epoch (forward only)."),
+        val_samples: int = typer.Option(
+            0, "--val-samples", help="Validation samples per epoch (forward only)."
+        ),
         precision: str = typer.Option("fp32", "--precision", help="fp32, tf32, fp16, bf16 or fp8."),
-        dim: list[str] = typer.Option(None, "--dim", help="Symbolic dimension value, name=value (repeatable)."),
+        dim: list[str] = typer.Option(
+            None, "--dim", help="Symbolic dimension value, name=value (repeatable)."
+        ),
         out: Path = typer.Option(None, "--out", "-o", help="Write the ranked table (.csv or .parquet)."),
         pareto: Path = typer.Option(None, "--pareto", help="Write a Pareto plot (.png)."),
-        accuracy_csv: Path = typer.Option(None, "--accuracy-csv", help="CSV with 'model' + an accuracy column."),
-        accuracy_column: str = typer.Option(None, "--accuracy-column", help="Accuracy column in --accuracy-csv."),
+        accuracy_csv: Path = typer.Option(
+            None, "--accuracy-csv", help="CSV with 'model' + an accuracy column."
+        ),
+        accuracy_column: str = typer.Option(
+            None, "--accuracy-column", help="Accuracy column in --accuracy-csv."
+        ),
         top: int = typer.Option(None, "--top", help="Show only the N best per GPU in the terminal table."),
         region: str = typer.Option(None, "--region", help="Grid region for CO2 (e.g. fr, us-ca, eu-west-1)."),
         grid_g_per_kwh: float = typer.Option(None, "--grid-g-per-kwh", help="Grid intensity for CO2, g/kWh."),
         pue: float = typer.Option(1.0, "--pue", help="Data-centre PUE applied to CO2."),
         n_jobs: int = typer.Option(-1, "--n-jobs", "-j", help="Featurization processes (-1 = all cores)."),
         model_dir: Path = typer.Option(None, "--model-dir", help="Model directory from `joulecast retrain`."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON records (ranked) on stdout, nothing else."),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print JSON records (ranked) on stdout, nothing else."
+        ),
     ) -> None:
         from predictor.batch import expand_models, predict_many
 
@@ -249,8 +307,9 @@ def register(app: typer.Typer) -> None:
             check_writable(pareto, suffixes=(".png",), flag="--pareto")
         if top is not None and top < 1:
             raise InvalidInputError(f"--top must be >= 1, got {top}")
-        accuracy, acc_name = (read_accuracy(accuracy_csv, accuracy_column) if accuracy_csv is not None
-                              else (None, None))
+        accuracy, acc_name = (
+            read_accuracy(accuracy_csv, accuracy_column) if accuracy_csv is not None else (None, None)
+        )
         intensity_note = ""
         if region is not None or grid_g_per_kwh is not None:
             from predictor.carbon import resolve_intensity
@@ -259,11 +318,27 @@ def register(app: typer.Typer) -> None:
             if pue < 1.0:
                 raise InvalidInputError(f"--pue must be >= 1.0, got {pue}")
         expand_models(models)  # empty folder / glob matching nothing -> clear error now
-        df = predict_many(models, gpu=gpu, batch_size=batch_size, samples_per_epoch=samples_per_epoch,
-                          epochs=epochs, val_samples=val_samples, precision=precision, n_jobs=n_jobs,
-                          model_dir=model_dir, dims=_parse_dims(dim), progress=None if not as_json else False)
-        ranked = rank(df, region=region, grid_g_per_kwh=grid_g_per_kwh, pue=pue, accuracy=accuracy,
-                      accuracy_name=acc_name or "accuracy")
+        df = predict_many(
+            models,
+            gpu=gpu,
+            batch_size=batch_size,
+            samples_per_epoch=samples_per_epoch,
+            epochs=epochs,
+            val_samples=val_samples,
+            precision=precision,
+            n_jobs=n_jobs,
+            model_dir=model_dir,
+            dims=_parse_dims(dim),
+            progress=None if not as_json else False,
+        )
+        ranked = rank(
+            df,
+            region=region,
+            grid_g_per_kwh=grid_g_per_kwh,
+            pue=pue,
+            accuracy=accuracy,
+            accuracy_name=acc_name or "accuracy",
+        )
         if out is not None:
             write_table(ranked, out)
         if pareto is not None:
@@ -272,8 +347,10 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(records(ranked)))
             return
         n_err = int((ranked["error"] != "").sum())
-        caption = (f"{len(ranked)} rows, {n_err} failed; batch {batch_size}, {samples_per_epoch} samples/epoch, "
-                   f"{epochs:g} epochs, {precision}. '!' = warnings (see --out/--json).")
+        caption = (
+            f"{len(ranked)} rows, {n_err} failed; batch {batch_size}, {samples_per_epoch} samples/epoch, "
+            f"{epochs:g} epochs, {precision}. '!' = warnings (see --out/--json)."
+        )
         if intensity_note:
             caption += f" CO2e: {intensity_note}, PUE {pue:g}."
         if out is not None:
