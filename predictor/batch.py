@@ -169,11 +169,13 @@ def featurize_many(
 
     results: list[dict[str, Any] | None] = [None] * len(sources)
     parallel_idx = []
+    graph_options = {k: v for k, v in options.items() if k != "example_inputs"}  # torch modules only
     for i, src in enumerate(sources):
         if _is_torch_module(src):
             results[i] = _featurize_one(src, options)
         else:
             parallel_idx.append(i)
+    options = graph_options
     show = _progress_wanted(progress, len(sources))
     bar = None
     if show:
@@ -233,7 +235,8 @@ def predict_many(
             (``"loky"``, ``"threading"``, ``"dask"``, ``"ray"``...); ``None`` = the active one.
         progress: tqdm bar; ``None`` shows it for >= 50 inputs on a terminal.
         model_dir: a model directory from :func:`predictor.retrain`; ``None`` = the shipped model.
-        **kw: passed to ``featurize`` (``dims=``, ``input_shapes=``, ``frozen=``, ``example_inputs=``).
+        **kw: passed to ``featurize`` (``dims=``, ``input_shapes=``, ``frozen=``; ``example_inputs=`` goes to
+            torch modules only, the same inputs for every module in the call).
 
     Returns:
         DataFrame in input order (GPU varies fastest) with :data:`OUTPUT_COLUMNS` (energies in J and kWh,

@@ -105,3 +105,22 @@ def test_garbage_file_is_an_error_row(tmp_path, synthetic_model):
     df = _pm(tmp_path, synthetic_model[0])
     assert list(df["model"].map(lambda m: m.rsplit("/", 1)[-1])) == ["a.onnx", "b000.onnx"]
     assert df["error"].iloc[0].startswith("GraphLoadError") and df["error"].iloc[1] == ""
+
+
+def test_torch_module_next_to_onnx_files(graph_dir, synthetic_model):
+    torch = pytest.importorskip("torch")
+
+    class TinyMLP(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Linear(64, 32)
+            self.b = torch.nn.Linear(32, 10)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x)))
+
+    f = sorted(graph_dir.glob("*.onnx"))[0]
+    df = _pm([TinyMLP(), f], synthetic_model[0], example_inputs=(torch.randn(64, 64),))
+    assert list(df["model"]) == ["TinyMLP[0]", str(f)]
+    assert (df["error"] == "").all()
+    assert df["params"].iloc[0] == 64 * 32 + 32 + 32 * 10 + 10
