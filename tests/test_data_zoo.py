@@ -112,3 +112,22 @@ def test_committed_table_hash_and_columns():
     assert set(FEATURE_COLUMNS) <= set(table.columns)
     assert {"time_per_sample_s", "group_arch"} <= set(table.columns)
     assert (table["energy_per_sample_j"] > 0).all()
+
+
+def test_eval_dim_composite_expressions():
+    from training_data.zoo import _eval_dim
+
+    sym = {"batch": 8, "seq": 512}
+    assert _eval_dim("4*batch", sym) == 32
+    assert _eval_dim("seq*batch", sym) == 4096
+    assert _eval_dim("Max(1, seq - 1)", sym) == 511
+    assert _eval_dim("unknown_sym", sym) is None
+
+
+@pytest.mark.skipif(not TABLE.is_file(), reason="training table not built yet")
+def test_committed_table_frozen_rows_train_less():
+    table = pd.read_parquet(TABLE)
+    frozen = table[table["frozen"] == "backbone"]
+    assert len(frozen) > 0 and (frozen["trainable_fraction"] < 0.2).all()
+    assert (table.loc[table["frozen"] == "", "trainable_fraction"] == 1.0).all()
+    assert set(table["source"]) == {"seaa2023", "delrey", "zeus", "mayaki"}

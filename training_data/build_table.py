@@ -59,12 +59,12 @@ def _featurize(path: str, model: str, input_shape: str, batch_size: int, precisi
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            dims = None
+            source = path
             if model.startswith("zoo:"):
-                from training_data.zoo import featurize_dims
+                from training_data.zoo import bind_export
 
-                dims = featurize_dims(model, input_shape or None, batch_size)
-            feats = featurize(path, batch_size=int(batch_size), dims=dims, precision=precision,
+                source = bind_export(Path(path), model, input_shape or None, int(batch_size))
+            feats = featurize(source, batch_size=int(batch_size), precision=precision,
                               frozen=[p for p in frozen.split(";") if p] or None)
         except Exception as err:  # noqa: BLE001 - recorded as a drop reason
             return {"error": f"featurize failed: {type(err).__name__}: {str(err)[:200]}"}

@@ -211,3 +211,56 @@ def featurize_dims(name: str, input_shape: str | None, batch_size: int) -> dict[
     if entry.dynamic_seq:
         dims["seq"] = parse_shape(input_shape or entry.default_shape)[0]
     return dims
+
+
+def _eval_dim(expr: str, symbols: dict[str, int]) -> int | None:
+    """Evaluate an exporter dim expression (``"4*batch"``, ``"seq*batch"``, ``"Max(1, seq - 1)"``) or None."""
+    import ast
+    import math
+    import operator
+
+    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
+           ast.Div: operator.truediv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+    funcs = {"Max": max, "Min": min, "floor": math.floor, "ceiling": math.ceil, "FloorDiv": operator.floordiv,
+             "CeilDiv": lambda a, b: -(-a // b), "Mod": operator.mod}
+
+    def ev(node):
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return node.value
+        if isinstance(node, ast.Name):
+            return symbols[node.id]
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            return ops[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -ev(node.operand)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in funcs:
+            return funcs[node.func.id](*[ev(a) for a in node.args])
+        raise ValueError(expr)
+
+    try:
+        value = ev(ast.parse(expr, mode="eval"))
+    except (ValueError, KeyError, SyntaxError, TypeError, ZeroDivisionError):
+        return None
+    return int(value) if float(value).is_integer() and value > 0 else None
+
+
+def bind_export(path: Path, name: str, input_shape: str | None, batch_size: int):
+    """Load an :func:`export_onnx` graph with its symbolic dims made concrete, including the exporter's composite
+    ``value_info`` dims (``4*batch``, ``seq*batch``) that plain symbol binding leaves unknown -- without them ONNX shape
+    inference cannot see through dynamic Reshapes and the featurizer would have to run the whole graph."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    symbols = featurize_dims(name, input_shape, batch_size)
+    vis = list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output)
+    for vi in vis:
+        if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+            continue
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_param"):
+                value = _eval_dim(d.dim_param, symbols)
+                if value is not None:
+                    d.dim_value = value  # clears dim_param (oneof)
+    return model
