@@ -157,6 +157,32 @@ def plot(cv: dict, path: Path) -> None:
     plt.close(fig)
 
 
+TARGETS = {"gpu": 15.0, "group_arch": 20.0}
+
+
+def target_notes(cv: dict, baselines: dict, design: str, other: str, cv_other: dict) -> list[str]:
+    """Plain statements of each goal (issue 5) and whether it is met, for the model card."""
+    notes = []
+    for g, res in cv.items():
+        m = res["metrics"]
+        best = min(baselines[g].items(), key=lambda kv: kv[1]["median_ape"])
+        ratio = best[1]["median_ape"] / m["median_ape"]
+        goal = TARGETS.get(g)
+        parts = [f"leave-one-{g}-out: median {m['median_ape']:.1f} %"]
+        if goal is not None:
+            parts.append(f"(goal <= {goal:.0f} %: {'met' if m['median_ape'] <= goal else 'MISSED'})")
+        parts.append(f"best baseline {best[0]} {best[1]['median_ape']:.1f} % -> {ratio:.1f}x better "
+                     f"(goal >= 2x: {'met' if ratio >= 2 else 'MISSED'});")
+        cov = m["coverage_90"]
+        parts.append(f"90 % interval coverage {cov:.2f} (goal 0.85-0.95: {'met' if 0.85 <= cov <= 0.95 else 'MISSED'}).")
+        notes.append(" ".join(parts))
+    alt = {g: r["metrics"]["median_ape"] for g, r in cv_other.items()}
+    notes.append(f"design `{design}` shipped over `{other}`: medians " + ", ".join(
+        f"{g} {cv[g]['metrics']['median_ape']:.1f} vs {alt[g]:.1f} %" for g in cv if g in alt)
+        + "; the two-model design also gives time and power, and bounds power by the cap.")
+    return notes
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", default=str(REPO / "training_data/table/training_table.parquet"))
@@ -199,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                                     for k, v in b.items()} for g, b in baselines.items()}
         metrics["design_comparison"] = {other: {g: {k: res["metrics"][k] for k in ("median_ape", "p90_ape")}
                                                 for g, res in cv_other.items()}}
+        metrics["notes"] = target_notes(cv, baselines, design, other, cv_other)
         (mdir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         write_card(mdir)
         plot(cv, mdir / "accuracy.png")

@@ -10,9 +10,10 @@ Public entry points:
 The prior (per training sample, seconds)::
 
     t_compute  = flops_train / peak_flops(precision)
-    t_memory   = bytes_train / mem_bw,   bytes_train = 3 x bytes_moved_forward
+    t_memory   = bytes_train / mem_bw,   bytes_train = bytes_moved_forward x (1 + flops_backward / flops_forward)
                                                        + OPT_BYTES_PER_PARAM x trainable_params / batch_size
-                 (or the featurizer's cache-aware ``dram_bytes_per_sample`` x 3 when given)
+                 (backward traffic follows backward FLOPs: ~2x forward when fully trained, ~0 for a frozen
+                 backbone; the featurizer's cache-aware ``dram_bytes_per_sample`` replaces the forward bytes)
     t_overhead = KERNELS_PER_NODE x n_nodes x LAUNCH_S / batch_size
     t_phys     = max(t_compute, t_memory) + t_overhead                      (roofline + launch floor)
     e_phys     = tdp_w x t_phys                                             (joules per sample)
@@ -38,8 +39,6 @@ KERNELS_PER_NODE = 3.0
 """Forward kernel + ~2 backward kernels per graph node."""
 OPT_BYTES_PER_PARAM = 28.0
 """Adam step in fp32: read param, grad, m, v (16 B) + write param, m, v (12 B) per trainable parameter."""
-BACKWARD_BYTES_FACTOR = 3.0
-"""Training traffic ~ forward traffic x 3 (forward + input-grad + weight-grad passes)."""
 REFERENCE_YEAR = 2025
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -139,7 +138,8 @@ def physics_arrays(
     cap = np.where(np.isfinite(pl) & (pl > 0), np.minimum(pl, tdp * 1.5), tdp)
 
     fwd_bytes = g["bytes_moved_forward"] if dram_bytes_per_sample is None else np.asarray(dram_bytes_per_sample, float)
-    bytes_train = BACKWARD_BYTES_FACTOR * fwd_bytes + OPT_BYTES_PER_PARAM * g["trainable_params"] / bs
+    bwd_ratio = g["flops_backward"] / np.maximum(g["flops_forward"], 1.0)
+    bytes_train = fwd_bytes * (1.0 + bwd_ratio) + OPT_BYTES_PER_PARAM * g["trainable_params"] / bs
     t_compute = g["flops_train"] / c["peak_flops"]
     t_memory = bytes_train / c["mem_bw_bytes_per_s"]
     t_overhead = KERNELS_PER_NODE * np.maximum(g["n_nodes"], 1.0) * LAUNCH_S / bs
@@ -149,7 +149,6 @@ def physics_arrays(
     # max_layer_working_set_bytes is at the evaluated batch in the featurizer; per-sample x batch is what meets L2.
     ws = np.maximum(g["max_layer_working_set_bytes"], 1.0)
     ai = np.maximum(g["flops_train"] / np.maximum(bytes_train, 1.0), 1e-6)
-    fwd_bwd = np.maximum(g["flops_forward"], 1.0)
     out = {
         "t_compute_s": t_compute,
         "t_memory_s": t_memory,
@@ -174,7 +173,7 @@ def physics_arrays(
         "frac_macs_recurrent": g["frac_macs_recurrent"],
         "frac_flops_elementwise": g["frac_flops_elementwise"],
         "trainable_frac": g["trainable_params"] / np.maximum(g["params"], 1.0),
-        "backward_ratio": g["flops_backward"] / fwd_bwd,
+        "backward_ratio": bwd_ratio,
         "tensor_precision": c["tensor_precision"] * np.ones_like(t_phys),
         "power_limit_frac": cap / tdp,
         "idle_frac": c["idle_power_w"] / tdp * np.ones_like(t_phys),

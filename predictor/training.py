@@ -437,7 +437,7 @@ def _physics_constants() -> dict[str, float]:
     from featurize import physics
 
     return {k: getattr(physics, k) for k in ("LAUNCH_S", "KERNELS_PER_NODE", "OPT_BYTES_PER_PARAM",
-                                             "BACKWARD_BYTES_FACTOR", "REFERENCE_YEAR")}
+                                             "REFERENCE_YEAR")}
 
 
 # --------------------------------------------------------------------------------------------- model card
@@ -494,6 +494,15 @@ def model_card(manifest: Mapping[str, Any]) -> str:
         lines += ["", "Per held-out group (median % error, joulecast):", ""]
         for g, res in cv.items():
             lines.append(f"- {g}: " + ", ".join(f"{k} {v:.1f}" for k, v in res["per_group_median_ape"].items()))
+    comp = m.get("metrics", {}).get("design_comparison", {})
+    if comp and cv:
+        lines += ["", "## Design choice (grouped CV, median / p90 % error)", ""]
+        lines += ["| held out | " + " | ".join([f"`{m['design']}` (shipped)"] + [f"`{d}`" for d in comp]) + " |",
+                  "|---|" + "---|" * (1 + len(comp))]
+        for g, res in cv.items():
+            cells = [f"{res['median_ape']:.1f} / {res['p90_ape']:.1f}"]
+            cells += [f"{c[g]['median_ape']:.1f} / {c[g]['p90_ape']:.1f}" if g in c else "—" for c in comp.values()]
+            lines.append(f"| {g} | " + " | ".join(cells) + " |")
     extra = m.get("metrics", {}).get("notes")
     if extra:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in extra]

@@ -1,0 +1,75 @@
+"""Golden predictions of the shipped model (regenerate only with ``python tests/update_golden.py``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from predictor.model import MANIFEST, load_model, shipped_model_dir
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).with_name("golden") / "predictions.json"
+RTOL = 1e-4
+
+
+def _shipped_or_skip():
+    if not (shipped_model_dir() / MANIFEST).is_file():
+        pytest.skip("no shipped model in models/ yet (python -m predictor.training)")
+    return load_model()
+
+
+def test_shipped_model_loads_and_verifies():
+    m = _shipped_or_skip()
+    assert m.manifest["files"] and set(m.boosters) and m.features
+    assert "training_table.parquet" in m.manifest["files"]
+    assert m.manifest["intervals"]["log_halfwidth"] > 0
+
+
+def test_golden_predictions():
+    m = _shipped_or_skip()
+    sys.path.insert(0, str(Path(__file__).parent))
+    from update_golden import FIELDS, compute
+
+    golden = json.loads(GOLDEN.read_text())
+    assert golden[0]["model_version"] == m.version, "model changed: run python tests/update_golden.py"
+    now = compute()
+    assert len(now) == len(golden)
+    for g, n in zip(golden, now):
+        assert (g["graph"], g["gpu"]) == (n["graph"], n["gpu"])
+        for f in FIELDS:
+            assert n[f] == pytest.approx(g[f], rel=RTOL), (g["graph"], g["gpu"], f)
+
+
+@pytest.mark.timeout(300)
+def test_installed_wheel_finds_and_verifies_models(tmp_path):
+    """Build the wheel, install it into a bare --target dir, load the model from outside the repo."""
+    _shipped_or_skip()
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(wheels)], check=True, capture_output=True, cwd=tmp_path)
+    wheel = next(wheels.glob("joulecast-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+                   check=True, capture_output=True, cwd=tmp_path)
+    code = textwrap.dedent(f"""
+        import predictor.model as pm, featurize
+        m = pm.load_model()
+        assert str(m.path).startswith({str(site)!r}), m.path
+        assert pm.__file__.startswith({str(site)!r}), pm.__file__
+        assert featurize.__file__.startswith({str(site)!r})
+        from predictor import predict
+        p = predict(str(m.path / "examples" / "resnet18.onnx"), gpu="A100", batch_size=64,
+                    samples_per_epoch=50000, epochs=10)
+        print(m.version, p.energy_j)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(site)
+    res = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert float(res.stdout.split()[-1]) > 0
