@@ -47,6 +47,7 @@ OPTIONAL_COLUMNS: dict[str, Any] = {
 }
 USER_SOURCE = "user"
 SUMMARY_KEY = "retrain"
+MAX_AUTO_USER_WEIGHT = 50.0
 NEW_ROW_COL = "_retrain_new_row"  # marks this call's user rows while evaluating; dropped before fitting
 
 
@@ -392,6 +393,31 @@ def _reference_frame(user_rows: pd.DataFrame, model: Any) -> pd.DataFrame:
     )
 
 
+def user_row_weight(
+    base_table: pd.DataFrame | None, user_rows: pd.DataFrame, user_weight: float | str
+) -> float:
+    """Per-row weight multiplier for the user's rows (stored as the table's ``sample_weight`` column)."""
+    from featurize.errors import InvalidInputError
+
+    if user_weight != "auto":
+        try:
+            value = float(user_weight)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not (math.isfinite(value) and value > 0):
+            raise InvalidInputError(f"user_weight must be 'auto' or a number > 0, got {user_weight!r}")
+        return value
+    if base_table is None or len(base_table) == 0:
+        return 1.0
+    base_w = (
+        base_table["sample_weight"]
+        if "sample_weight" in base_table
+        else pd.Series(1.0, index=base_table.index)
+    )
+    ratio = float(pd.to_numeric(base_w, errors="coerce").fillna(1.0).sum()) / max(len(user_rows), 1)
+    return float(min(MAX_AUTO_USER_WEIGHT, max(1.0, ratio)))
+
+
 def _table_sha256(table: pd.DataFrame) -> str:
     import hashlib
 
@@ -478,6 +504,7 @@ def retrain(
     evaluate: bool = True,
     cv: bool = False,
     n_jobs: int = 1,
+    user_weight: float | str = "auto",
 ) -> Path:
     """Fit a new model on the user's measured runs (merged with the shipped training table) and write it.
 
@@ -490,6 +517,9 @@ def retrain(
         model_dir: the base model (default: the shipped one); it is read, never written.
         evaluate: grouped out-of-fold error on the user's rows (a few extra fits) next to the base model's.
         cv: also run the full leave-one-GPU/architecture/source-out CV for the manifest metrics (slow).
+        user_weight: LightGBM sample weight of each user row relative to a base row; ``"auto"`` makes the
+            user's rows weigh together as much as the base table, capped at :data:`MAX_AUTO_USER_WEIGHT`
+            (your own hardware should win over public data about other GPUs).
 
     Returns:
         The path of the new model directory; ``predict(..., model_dir=path)`` uses it. The evaluation is in
@@ -547,6 +577,8 @@ def retrain(
             "some runs have no time_s and no base model is available to split their energy "
             "into time and power; add a time_s column or install the shipped model"
         )
+    weight = user_row_weight(base_table, user_rows, user_weight)
+    user_rows = user_rows.assign(sample_weight=weight)
     table = merge_tables(base_table, user_rows)
 
     summary: dict[str, Any] = {
@@ -559,6 +591,7 @@ def retrain(
         "base_rows": int(0 if base_table is None else len(base_table)),
         "seed": seed,
         "rows_with_imputed_time": n_imputed,
+        "user_row_weight": weight,
     }
     if evaluate and base_model is not None:
         summary["base_model_error_on_user_rows"] = base_model_error(user_rows, base_model)

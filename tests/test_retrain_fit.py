@@ -152,6 +152,9 @@ def test_energy_only_runs_on_a_base_model_get_time_imputed(synthetic_model, tmp_
     assert s["new_model_grouped_cv_on_user_rows"]["n_rows"] == 12
     table = pd.read_parquet(out / "training_table.parquet")
     assert len(table) == 204 and "_retrain_new_row" not in table.columns
+    # "auto": the 12 user rows together weigh as much as the 192 base rows
+    assert s["user_row_weight"] == 16.0
+    assert table["sample_weight"].iloc[-12:].eq(16.0).all() and table["sample_weight"].iloc[:192].isna().all()
     new = table.iloc[-12:]
     assert np.allclose(new["avg_power_w"] * new["time_per_sample_s"], new["energy_per_sample_j"])
 
