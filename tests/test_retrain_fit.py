@@ -154,7 +154,7 @@ def test_energy_only_runs_on_a_base_model_get_time_imputed(synthetic_model, tmp_
     assert len(table) == 204 and "_retrain_new_row" not in table.columns
     # "auto": the 12 user rows together weigh as much as the 192 base rows
     assert s["user_row_weight"] == 16.0
-    assert table["sample_weight"].iloc[-12:].eq(16.0).all() and table["sample_weight"].iloc[:192].isna().all()
+    assert table["sample_weight"].iloc[-12:].eq(16.0).all() and table["sample_weight"].iloc[:192].eq(1.0).all()
     new = table.iloc[-12:]
     assert np.allclose(new["avg_power_w"] * new["time_per_sample_s"], new["energy_per_sample_j"])
 
