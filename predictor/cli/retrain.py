@@ -28,7 +28,9 @@ def print_summary(path: Path, summary: dict[str, Any]) -> None:
     console.print(
         f"{summary['user_rows']} user runs ({summary['user_graphs']} graphs) on "
         f"{', '.join(summary['user_gpus'])}; base: {summary['base']} "
-        f"({summary['base_rows']} rows, model {summary['base_model_version']}); seed {summary['seed']}"
+        f"({summary['base_rows']} rows, model {summary['base_model_version']}); seed {summary['seed']}; "
+        f"weight per run {summary.get('user_row_weight', 1.0):g}; time imputed for "
+        f"{summary.get('rows_with_imputed_time', 0)} run(s)"
     )
     table = Table(title="error on your runs (energy per epoch, absolute %)")
     for col in ("model", "median %", "p90 %", "median pred/measured"):
@@ -49,6 +51,13 @@ def print_summary(path: Path, summary: dict[str, Any]) -> None:
     console.print(f"use it with: joulecast predict MODEL.onnx --gpu ... --model-dir {path}")
 
 
+def _number(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text  # retrain() names the bad value
+
+
 def register(app: typer.Typer) -> None:
     @app.command("retrain", help="Fit a new model on your measured runs (CSV/Parquet) into a new directory.")
     def retrain_cmd(
@@ -64,6 +73,9 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out directory."),
         seed: int = typer.Option(0, "--seed", help="LightGBM seed."),
         cv: bool = typer.Option(False, "--cv", help="Also run full grouped CV for the manifest (slow)."),
+        user_weight: str = typer.Option(
+            "auto", "--user-weight", help="Weight of each of your runs vs a base row ('auto' or a number)."
+        ),
         model_dir: Path = typer.Option(None, "--model-dir", help="Base model directory (default: shipped)."),
         as_json: bool = typer.Option(
             False, "--json", help="Print the summary as JSON on stdout, nothing else."
@@ -82,6 +94,7 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             cv=cv,
             model_dir=model_dir,
+            user_weight=user_weight if user_weight == "auto" else _number(user_weight),
         )
         summary = read_retrain_summary(path)
         if as_json:
