@@ -174,9 +174,13 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame
 
 
 def sample_weights(rows: pd.DataFrame) -> np.ndarray:
-    """Each (source, gpu, group_arch) cell weighs sqrt(n) in total so large sweeps do not drown small sources."""
-    n = rows.groupby(["source", "gpu", "group_arch"])["gpu"].transform("size").to_numpy(dtype=float)
-    return 1.0 / np.sqrt(n)
+    """Row weights: uniform. Grouped CV (leave-one-GPU-out median 35 % uniform vs 41 % with each
+    (source, gpu, group_arch) cell weighing sqrt(n) and 50 % with 1/n) chose uniform.
+    An optional ``sample_weight`` column multiplies them (``retrain`` up-weights the user's own runs)."""
+    w = np.ones(len(rows), dtype=float)
+    if "sample_weight" in rows:
+        w = w * pd.to_numeric(rows["sample_weight"], errors="coerce").fillna(1.0).to_numpy(dtype=float)
+    return w
 
 
 # ------------------------------------------------------------------------------------------------ fitting
