@@ -469,7 +469,8 @@ def model_card(manifest: Mapping[str, Any]) -> str:
         "",
         "## Training data",
         f"{m['training_table']['rows']} rows (table sha256 `{m['training_table']['table_sha256'][:16]}`), "
-        f"GPUs: {', '.join(m['gpus_seen'])}; precisions: {', '.join(m['precisions_seen'])}.",
+        f"GPUs: {', '.join(m['gpus_seen'])}; precisions: {', '.join(m['precisions_seen'])}."
+        + (f" Provenance: {m['training_table']['provenance']}" if m["training_table"].get("provenance") else ""),
         "",
         "| source | rows | license | citation |",
         "|---|---|---|---|",
