@@ -41,7 +41,7 @@ import onnx
 from onnx import TensorProto
 
 from featurize.errors import InvalidInputError
-from featurize.loader import ShapeMap, bind_dims, load_model, resolve_shapes
+from featurize.loader import ShapeMap, bind_input_dims, load_model, resolve_shapes
 from featurize.ops import NodeView, OpCost, TensorInfo, get_handler, known_domains
 from featurize.types import BYTES_PER_ELEMENT, PRECISIONS, GPUSpec, GraphFeatures
 
@@ -132,8 +132,11 @@ def featurize(
         raise InvalidInputError("example_inputs= is only used with a torch.nn.Module source; drop it.")
     model = load_model(source)
     weight_inputs = _weight_like_inputs(model.graph)
-    bound = bind_dims(model, batch_size=batch_size, dims=dims, input_shapes=input_shapes, skip=weight_inputs)
-    shapes = resolve_shapes(model)
+    binding = bind_input_dims(
+        model, batch_size=batch_size, dims=dims, input_shapes=input_shapes, skip=weight_inputs
+    )
+    bound = binding.shapes
+    shapes = resolve_shapes(model, batch_positions=binding.batch_positions)
     features = _analyse(model, shapes, weight_inputs, bound, batch_size, precision, frozen_prefixes)
     if gpu is not None:
         from dataclasses import replace

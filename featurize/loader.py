@@ -12,14 +12,14 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import onnx
 from onnx import TensorProto
 
-from featurize.errors import GraphLoadError, InvalidInputError, UnboundDimensionError
+from featurize.errors import GraphLoadError, InvalidInputError, ShapeResolutionError, UnboundDimensionError
 
-__all__ = ["load_model", "bind_dims", "resolve_shapes", "ShapeMap"]
+__all__ = ["load_model", "bind_dims", "bind_input_dims", "Binding", "resolve_shapes", "ShapeMap", "FALLBACK_MAX_BYTES"]
 
 # tensor name -> (shape or None when unknown, ONNX elem_type)
 ShapeMap = dict[str, tuple[tuple[int, ...] | None, int]]
@@ -101,6 +101,17 @@ def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     return [i for i in model.graph.input if i.name not in inits]
 
 
+class Binding(NamedTuple):
+    """Result of :func:`bind_input_dims`: the concrete input shapes, and where the batch went.
+
+    ``batch_positions`` maps input name -> dim positions that took ``batch_size`` (an unnamed/symbolic
+    first dim not given in ``dims``, and every other occurrence of the same symbol).
+    """
+
+    shapes: dict[str, list[int]]
+    batch_positions: dict[str, tuple[int, ...]]
+
+
 def bind_dims(
     model: onnx.ModelProto,
     *,
@@ -116,6 +127,20 @@ def bind_dims(
     (``batch_size``). The bound symbol values are also substituted in outputs and value_info.
     ``skip``: inputs that carry weights (bound from their declared shape, never the batch).
     """
+    return bind_input_dims(
+        model, batch_size=batch_size, dims=dims, input_shapes=input_shapes, skip=skip
+    ).shapes
+
+
+def bind_input_dims(
+    model: onnx.ModelProto,
+    *,
+    batch_size: int,
+    dims: Mapping[str, int] | None = None,
+    input_shapes: Mapping[str, Any] | None = None,
+    skip: set[str] | frozenset[str] = frozenset(),
+) -> Binding:
+    """:func:`bind_dims`, also reporting which input dims were bound to ``batch_size``."""
     dims = dict(dims or {})
     input_shapes = dict(input_shapes or {})
     inputs = _graph_inputs(model)
@@ -128,6 +153,8 @@ def bind_dims(
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
             raise InvalidInputError(f"dims[{k!r}] must be a positive int, got {v!r}.")
         symbols[k] = v
+    batch_symbols: set[str] = set()
+    batch_positions: dict[str, tuple[int, ...]] = {}
     bound: dict[str, list[int]] = {}
     for vi in inputs:
         tt = vi.type.tensor_type
@@ -143,6 +170,7 @@ def bind_dims(
             bound[vi.name] = shape
             continue
         shape = []
+        at_batch = []
         for pos, d in enumerate(tt.shape.dim):
             if d.HasField("dim_value") and d.dim_value > 0:
                 shape.append(d.dim_value)
@@ -150,10 +178,14 @@ def bind_dims(
             sym = d.dim_param if d.HasField("dim_param") else ""
             if sym and sym in symbols:
                 value = symbols[sym]
+                if sym in batch_symbols:
+                    at_batch.append(pos)
             elif pos == 0 and vi.name not in skip:
                 value = batch_size
+                at_batch.append(pos)
                 if sym:
                     symbols[sym] = batch_size
+                    batch_symbols.add(sym)
             else:
                 label = repr(sym) if sym else f"(unnamed dim {pos})"
                 fix = f"dims={{{sym!r}: N}}" if sym else f"input_shapes={{{vi.name!r}: [...]}}"
@@ -165,6 +197,8 @@ def bind_dims(
             d.dim_value = value
             shape.append(value)
         bound[vi.name] = shape
+        if at_batch:
+            batch_positions[vi.name] = tuple(at_batch)
     if symbols:
         for vi in list(model.graph.output) + list(model.graph.value_info):
             if vi.type.HasField("tensor_type"):
@@ -173,7 +207,7 @@ def bind_dims(
                         value = symbols[d.dim_param]
                         d.Clear()
                         d.dim_value = value
-    return bound
+    return Binding(bound, batch_positions)
 
 
 def _shape_of(vi: onnx.ValueInfoProto) -> tuple[tuple[int, ...] | None, int]:
@@ -192,8 +226,22 @@ def _shape_of(vi: onnx.ValueInfoProto) -> tuple[tuple[int, ...] | None, int]:
     return out, tt.elem_type
 
 
-def resolve_shapes(model: onnx.ModelProto) -> ShapeMap:
-    """Shapes of every tensor: strict shape inference + data propagation, then onnxruntime if needed."""
+def resolve_shapes(
+    model: onnx.ModelProto,
+    *,
+    batch_positions: Mapping[str, tuple[int, ...]] | None = None,
+) -> ShapeMap:
+    """Shapes of every tensor, without running the graph whenever possible.
+
+    1. strict ONNX shape inference with data propagation;
+    2. for tensors still unknown, onnxruntime's ``SymbolicShapeInference`` (no execution);
+    3. only then onnxruntime on dummy inputs (:func:`_ort_fallback`): at a small batch when
+       ``batch_positions`` (from :func:`bind_input_dims`) says where the batch is, rescaling only dims
+       shown to be proportional to it; never beyond :data:`FALLBACK_MAX_BYTES` of activations.
+
+    Raises:
+        ShapeResolutionError: the run needed to measure the unknown shapes would exceed the cap.
+    """
     inferred = _infer(model)
     g = inferred.graph
     shapes: ShapeMap = {}
@@ -202,12 +250,43 @@ def resolve_shapes(model: onnx.ModelProto) -> ShapeMap:
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         if vi.name not in shapes or shapes[vi.name][0] is None:
             shapes[vi.name] = _shape_of(vi)
-    # Only tensors something reads (or graph outputs) matter; e.g. Dropout's unused mask is skipped.
-    used = {x for n in g.node for x in n.input} | {o.name for o in g.output}
-    missing = [o for n in g.node for o in n.output if o in used and shapes.get(o, (None, 0))[0] is None]
+    missing = _missing(g, shapes)
     if missing:
-        _ort_fallback(model, shapes, missing)
+        missing = _symbolic_fill(model, shapes, missing)
+    if missing:
+        _ort_fallback(model, shapes, missing, dict(batch_positions or {}))
     return shapes
+
+
+def _missing(g: onnx.GraphProto, shapes: ShapeMap) -> list[str]:
+    """Node outputs of unknown shape that matter: read by a node or graph outputs (e.g. Dropout's
+    unused mask is skipped)."""
+    used = {x for n in g.node for x in n.input} | {o.name for o in g.output}
+    return [o for n in g.node for o in n.output if o in used and shapes.get(o, (None, 0))[0] is None]
+
+
+def _symbolic_fill(model: onnx.ModelProto, shapes: ShapeMap, missing: list[str]) -> list[str]:
+    """Fill what onnxruntime's symbolic shape inference resolves (it never executes the graph);
+    returns the names still unknown. Best effort: any failure leaves ``shapes`` unchanged."""
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = SymbolicShapeInference.infer_shapes(m, auto_merge=False, guess_output_rank=False)
+    except Exception:  # noqa: BLE001 - an optional second opinion; the caller falls back
+        return missing
+    if out is None:
+        return missing
+    want = set(missing)
+    for vi in list(out.graph.value_info) + list(out.graph.output):
+        if vi.name in want:
+            shape, elem = _shape_of(vi)
+            if shape is not None:
+                shapes[vi.name] = (shape, shapes.get(vi.name, (None, 0))[1] or elem)
+    return [o for o in missing if shapes.get(o, (None, 0))[0] is None]
 
 
 def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -243,6 +322,34 @@ def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
     ) from first
 
 
+# Cap on the activation bytes (sum over every tensor of known shape) of an onnxruntime run on dummy
+# inputs: above it the run is refused with ShapeResolutionError instead of taking minutes and GBs.
+FALLBACK_MAX_BYTES = 1 << 30
+# Batch sizes of the reduced runs; two of them (neither 1, which Squeeze/broadcasting treat specially)
+# show which unknown dims are proportional to the batch.
+_PROBE_BATCHES = (2, 3)
+
+
+def _known_activation_bytes(shapes: ShapeMap, skip: set[str]) -> int:
+    """Upper bound of what a no-reuse run allocates, from the shapes known: every non-initializer tensor."""
+    total = 0
+    for name, (shape, elem) in shapes.items():
+        if shape is not None and name not in skip:
+            total += math.prod(shape) * _elem_size(elem)
+    return total
+
+
+def _elem_size(elem: int, _cache: dict[int, int] = {}) -> int:  # noqa: B006
+    size = _cache.get(elem)
+    if size is None:
+        try:
+            size = onnx.helper.tensor_dtype_to_np_dtype(elem).itemsize if elem else 4
+        except Exception:  # noqa: BLE001 - string/unknown types
+            size = 8
+        _cache[elem] = size
+    return size
+
+
 def _dummy_value(vi: onnx.ValueInfoProto):
     import numpy as np
 
@@ -253,37 +360,128 @@ def _dummy_value(vi: onnx.ValueInfoProto):
     return np.zeros(shape or (), dtype=dtype)
 
 
-def _ort_fallback(model: onnx.ModelProto, shapes: ShapeMap, missing: list[str]) -> None:
-    """Run onnxruntime on dummy inputs to measure the shapes static inference left unknown."""
-    import numpy as np
+def _rebatch(model: onnx.ModelProto, batch_positions: Mapping[str, tuple[int, ...]], batch: int) -> onnx.ModelProto:
+    """A copy of ``model`` with the batch dims of its inputs set to ``batch`` and derived shapes dropped."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for vi in m.graph.input:
+        for pos in batch_positions.get(vi.name, ()):
+            vi.type.tensor_type.shape.dim[pos].dim_value = batch
+    del m.graph.value_info[:]
+    for vi in m.graph.output:
+        if vi.type.HasField("tensor_type"):
+            vi.type.tensor_type.ClearField("shape")
+    return m
 
+
+def _probe_shapes(m: onnx.ModelProto) -> ShapeMap:
+    """Static shapes of ``m`` (non-strict: only used to estimate the size of a run)."""
     try:
-        import onnxruntime as ort
+        g = onnx.shape_inference.infer_shapes(m, strict_mode=False, data_prop=True).graph
+    except Exception:  # noqa: BLE001
+        g = m.graph
+    shapes: ShapeMap = {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        shapes[vi.name] = _shape_of(vi)
+    return shapes
 
-        m = onnx.ModelProto()
-        m.CopyFrom(model)
-        for init in m.graph.initializer:  # weights are absent: fill with zeros of the right shape
-            if init.data_location == TensorProto.EXTERNAL or not (
-                init.raw_data or init.float_data or init.int64_data or init.int32_data or init.double_data
-            ):
-                dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type)
-                filled = onnx.numpy_helper.from_array(np.zeros(tuple(init.dims), dtype=dtype), init.name)
-                init.CopyFrom(filled)
-        known = {o.name for o in m.graph.output}
-        for name in missing:
-            if name not in known:
-                m.graph.output.add().name = name
-        inits = {i.name for i in m.graph.initializer}
-        feeds = {vi.name: _dummy_value(vi) for vi in m.graph.input if vi.name not in inits}
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        names = [o.name for o in sess.get_outputs()]
-        for name, value in zip(names, sess.run(names, feeds)):
-            if name in missing:
-                elem = shapes.get(name, (None, 0))[1] or onnx.helper.np_dtype_to_tensor_dtype(value.dtype)
-                shapes[name] = (tuple(int(d) for d in value.shape), elem)
+
+def _run_ort(model: onnx.ModelProto, names: list[str]) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """Execute ``model`` on dummy inputs (weights zero-filled); ``{name: (shape, numpy dtype)}`` of ``names``."""
+    import numpy as np
+    import onnxruntime as ort
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for init in m.graph.initializer:  # weights are absent: fill with zeros of the right shape
+        if init.data_location == TensorProto.EXTERNAL or not (
+            init.raw_data or init.float_data or init.int64_data or init.int32_data or init.double_data
+        ):
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type)
+            filled = onnx.numpy_helper.from_array(np.zeros(tuple(init.dims), dtype=dtype), init.name)
+            init.CopyFrom(filled)
+    known = {o.name for o in m.graph.output}
+    for name in names:
+        if name not in known:
+            m.graph.output.add().name = name
+    inits = {i.name for i in m.graph.initializer}
+    feeds = {vi.name: _dummy_value(vi) for vi in m.graph.input if vi.name not in inits}
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    out_names = [o.name for o in sess.get_outputs()]
+    want = set(names)
+    return {
+        n: (tuple(int(d) for d in v.shape), v.dtype) for n, v in zip(out_names, sess.run(out_names, feeds)) if n in want
+    }
+
+
+def _too_big(est: int, where: str, missing: list[str]) -> ShapeResolutionError:
+    return ShapeResolutionError(
+        f"{len(missing)} tensor shape(s) (e.g. {missing[0]!r}) stay unknown after static and symbolic "
+        f"shape inference, and measuring them by running the graph {where} would allocate about "
+        f"{est / 2**30:.1f} GiB of activations (cap {FALLBACK_MAX_BYTES / 2**30:.1f} GiB). Pass the "
+        "input shapes with input_shapes= / dims= so inference can resolve them, or export the model "
+        "with static shapes (e.g. torch.onnx.export without dynamic_shapes / dynamic_axes)."
+    )
+
+
+def _ort_fallback(
+    model: onnx.ModelProto,
+    shapes: ShapeMap,
+    missing: list[str],
+    batch_positions: Mapping[str, tuple[int, ...]],
+) -> None:
+    """Measure the shapes static inference left unknown by running onnxruntime on dummy inputs.
+
+    With batch dims known and a batch above the probe sizes, the graph runs at batch 2 and 3 only. A
+    dim equal in both runs is kept; a dim exactly proportional to the batch (``d3 / 3 == d2 / 2``,
+    integral) is rescaled to the bound batch; a tensor with any other dim (or a rank change) is
+    re-measured by one run at the bound dims. Every run is refused beyond :data:`FALLBACK_MAX_BYTES`
+    of activations estimated from the shapes known for it.
+    """
+    inits = {i.name for i in model.graph.initializer}
+    batch = _bound_batch(model, batch_positions)
+    todo = list(missing)
+    try:
+        if batch is not None and batch > max(_PROBE_BATCHES):
+            runs = []
+            for b in _PROBE_BATCHES:
+                m = _rebatch(model, batch_positions, b)
+                est = _known_activation_bytes(_probe_shapes(m), inits)
+                if est > FALLBACK_MAX_BYTES:
+                    raise _too_big(est, f"at batch {b}", todo)
+                runs.append(_run_ort(m, todo))
+            (b2, r2), (b3, r3) = zip(_PROBE_BATCHES, runs)
+            left = []
+            for name in todo:
+                if name not in r2 or name not in r3 or len(r2[name][0]) != len(r3[name][0]):
+                    left.append(name)
+                    continue
+                dims = []
+                for d2, d3 in zip(r2[name][0], r3[name][0]):
+                    if d2 == d3:
+                        dims.append(d2)
+                    elif d2 % b2 == 0 and d3 % b3 == 0 and d2 // b2 == d3 // b3:
+                        dims.append(d2 // b2 * batch)
+                    else:
+                        break
+                else:
+                    elem = shapes.get(name, (None, 0))[1] or onnx.helper.np_dtype_to_tensor_dtype(r2[name][1])
+                    shapes[name] = (tuple(dims), elem)
+                    continue
+                left.append(name)
+            todo = left
+        if todo:
+            est = _known_activation_bytes(shapes, inits)
+            if est > FALLBACK_MAX_BYTES:
+                raise _too_big(est, "at the bound input shapes", todo)
+            for name, (shape, dtype) in _run_ort(model, todo).items():
+                elem = shapes.get(name, (None, 0))[1] or onnx.helper.np_dtype_to_tensor_dtype(dtype)
+                shapes[name] = (shape, elem)
+    except ShapeResolutionError:
+        raise
     except Exception as err:  # noqa: BLE001 - fallback is best effort; the caller warns about unknowns
         warnings.warn(
             f"{len(missing)} tensor shape(s) stay unknown after shape inference and the onnxruntime "
@@ -291,3 +489,11 @@ def _ort_fallback(model: onnx.ModelProto, shapes: ShapeMap, missing: list[str]) 
             "known shapes only.",
             stacklevel=3,
         )
+
+
+def _bound_batch(model: onnx.ModelProto, batch_positions: Mapping[str, tuple[int, ...]]) -> int | None:
+    """The value the batch dims were bound to (None when no input dim took the batch)."""
+    for vi in model.graph.input:
+        for pos in batch_positions.get(vi.name, ()):
+            return vi.type.tensor_type.shape.dim[pos].dim_value
+    return None
