@@ -125,7 +125,7 @@ def _featurize_one(source: Any, options: dict[str, Any]) -> dict[str, Any]:
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")  # unsupported ops are reported below from the features themselves
         try:
-            feats = featurize(source, **options)
+            feats = featurize(source, with_nodes=False, **options)
         except JoulecastError as err:
             return {"error": f"{type(err).__name__}: {err}"}
         except Exception as err:  # noqa: BLE001 - one bad file must not stop a batch of thousands

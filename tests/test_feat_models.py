@@ -52,3 +52,14 @@ def test_fixed_batch_graph_scales_to_requested_batch():
     # the largest layer working set is activation-dominated: ~32x larger
     assert many.max_layer_working_set_bytes > 20 * one.max_layer_working_set_bytes
     assert many.bytes_moved_forward < one.bytes_moved_forward  # weights amortised over 32 samples
+
+
+def test_with_nodes_false_keeps_every_feature():
+    """Batch scoring skips the node table; the feature vector and cache features must not change."""
+    gpu = {"l1_bytes": 256 * 2**10 * 108, "l2_bytes": 40 * 2**20}
+    full = featurize(LIGHT / "light_resnet50.onnx", batch_size=16, gpu=gpu)
+    lean = featurize(LIGHT / "light_resnet50.onnx", batch_size=16, gpu=gpu, with_nodes=False)
+    assert lean.nodes is None and len(full.nodes) == 415
+    assert lean.to_dict() == full.to_dict()
+    assert lean.cache_features == full.cache_features
+    assert lean.unsupported_ops == full.unsupported_ops and lean.input_shapes == full.input_shapes
