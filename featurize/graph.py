@@ -35,13 +35,13 @@ from __future__ import annotations
 import warnings
 from collections import abc
 from collections import Counter
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, Iterable, Mapping
 
 import onnx
 from onnx import TensorProto
 
 from featurize.errors import InvalidInputError
-from featurize.loader import ShapeMap, bind_input_dims, load_model, resolve_shapes
+from featurize.loader import NodeFields, ShapeMap, bind_input_dims, load_model_nodes, resolve_shapes
 from featurize.ops import NodeView, OpCost, TensorInfo, get_handler, known_domains
 from featurize.types import BYTES_PER_ELEMENT, PRECISIONS, GPUSpec, GraphFeatures
 
@@ -133,15 +133,17 @@ def featurize(
         source = export_module(source, example_inputs)
     elif example_inputs is not None:
         raise InvalidInputError("example_inputs= is only used with a torch.nn.Module source; drop it.")
-    model = load_model(source)
+    model, nodes = load_model_nodes(source)
     weight_inputs = _weight_like_inputs(model.graph)
     binding = bind_input_dims(
         model, batch_size=batch_size, dims=dims, input_shapes=input_shapes, skip=weight_inputs
     )
     bound = binding.shapes
-    shapes = resolve_shapes(model, batch_positions=binding.batch_positions)
+    shapes = resolve_shapes(model, batch_positions=binding.batch_positions, nodes=nodes)
     need_nodes = with_nodes or gpu is not None  # cache features walk the node table
-    features = _analyse(model, shapes, weight_inputs, bound, batch_size, precision, frozen_prefixes, need_nodes)
+    features = _analyse(
+        model, nodes, shapes, weight_inputs, bound, batch_size, precision, frozen_prefixes, need_nodes
+    )
     if gpu is not None:
         from dataclasses import replace
 
@@ -201,17 +203,6 @@ def _weight_like_inputs(graph: onnx.GraphProto) -> frozenset[str]:
                 good = i in slots and not (node.op_type == "MatMul" and candidates[name] != 2)
                 ok[name] = ok.get(name, True) and good
     return frozenset(n for n, v in ok.items() if v)
-
-
-class _Node(NamedTuple):
-    """Fields of a NodeProto extracted once (protobuf field access is slow in the hot loops)."""
-
-    name: str
-    op_type: str
-    domain: str
-    ins: tuple[str, ...]
-    outs: tuple[str, ...]
-    proto: onnx.NodeProto
 
 
 class _LazyAttrs(abc.Mapping):
@@ -282,6 +273,7 @@ def _numel(shape: tuple[int, ...] | None) -> int:
 
 def _analyse(
     model: onnx.ModelProto,
+    nodes: list[NodeFields],
     shapes: ShapeMap,
     weight_inputs: frozenset[str],
     bound: dict[str, list[int]],
@@ -292,7 +284,6 @@ def _analyse(
 ) -> GraphFeatures:
     g = model.graph
     elem_bytes = BYTES_PER_ELEMENT[precision]
-    nodes = [_Node(n.name, n.op_type, n.domain, tuple(n.input), tuple(n.output), n) for n in g.node]
 
     # --- constants and weight roots -------------------------------------------------------------
     const: set[str] = {i.name for i in g.initializer}

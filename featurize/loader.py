@@ -19,7 +19,7 @@ from onnx import TensorProto
 
 from featurize.errors import GraphLoadError, InvalidInputError, ShapeResolutionError, UnboundDimensionError
 
-__all__ = ["load_model", "bind_dims", "bind_input_dims", "Binding", "resolve_shapes", "ShapeMap", "FALLBACK_MAX_BYTES"]
+__all__ = ["load_model", "load_model_nodes", "node_fields", "NodeFields", "bind_dims", "bind_input_dims", "Binding", "resolve_shapes", "ShapeMap", "FALLBACK_MAX_BYTES"]
 
 # tensor name -> (shape or None when unknown, ONNX elem_type)
 ShapeMap = dict[str, tuple[tuple[int, ...] | None, int]]
@@ -27,8 +27,29 @@ ShapeMap = dict[str, tuple[tuple[int, ...] | None, int]]
 _FIX_LOAD = "pass a path to an existing .onnx file, the file's bytes, an onnx.ModelProto or a torch.nn.Module"
 
 
+class NodeFields(NamedTuple):
+    """Fields of a NodeProto extracted once (protobuf field access is slow in the hot loops)."""
+
+    name: str
+    op_type: str
+    domain: str
+    ins: tuple[str, ...]
+    outs: tuple[str, ...]
+    proto: onnx.NodeProto
+
+
+def node_fields(graph: onnx.GraphProto) -> list[NodeFields]:
+    """:class:`NodeFields` of every node of ``graph``, in order."""
+    return [NodeFields(n.name, n.op_type, n.domain, tuple(n.input), tuple(n.output), n) for n in graph.node]
+
+
 def load_model(source: Any) -> onnx.ModelProto:
     """Read ``source`` (path, bytes or ModelProto) into a ModelProto we may mutate, without weights."""
+    return load_model_nodes(source)[0]
+
+
+def load_model_nodes(source: Any) -> tuple[onnx.ModelProto, list[NodeFields]]:
+    """:func:`load_model` plus the :func:`node_fields` of the (validated, inlined) graph."""
     if isinstance(source, onnx.ModelProto):
         model = onnx.ModelProto()
         model.CopyFrom(source)
@@ -45,13 +66,14 @@ def load_model(source: Any) -> onnx.ModelProto:
         what = repr(str(path))
     else:
         raise InvalidInputError(f"cannot featurize an object of type {type(source).__name__}; {_FIX_LOAD}.")
-    _validate(model, what)
+    nodes = _validate(model, what)
     if model.functions:
         try:
             model = onnx.inliner.inline_local_functions(model)
         except Exception as err:  # noqa: BLE001 - any inliner failure is a load problem
             raise GraphLoadError(f"could not inline the local functions of {what}: {err}") from err
-    return model
+        nodes = node_fields(model.graph)
+    return model, nodes
 
 
 def _parse(data: bytes, what: str) -> onnx.ModelProto:
@@ -75,8 +97,9 @@ def _strip_weight_data(model: onnx.ModelProto) -> None:
                 init.ClearField(f)
 
 
-def _validate(model: onnx.ModelProto, what: str) -> None:
-    """Cheap structural check: a graph with nodes, every node input defined before use."""
+def _validate(model: onnx.ModelProto, what: str) -> list[NodeFields]:
+    """Cheap structural check: a graph with nodes, every node input defined before use. Returns the
+    graph's :func:`node_fields`."""
     g = model.graph
     if not model.HasField("graph") or len(g.node) == 0 or model.ir_version <= 0:
         raise GraphLoadError(
@@ -85,15 +108,17 @@ def _validate(model: onnx.ModelProto, what: str) -> None:
         )
     defined = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
     defined |= {i.name for i in g.sparse_initializer}
-    for node in g.node:
-        for name in node.input:
+    nodes = node_fields(g)
+    for node in nodes:
+        for name in node.ins:
             if name not in defined:
                 raise GraphLoadError(
                     f"{what}: node {node.name or node.op_type!r} reads tensor {name!r} that is never "
                     "produced (a truncated or invalid graph, or nodes not in topological order). "
                     "Re-export the model, or run onnx.checker.check_model on it to locate the problem."
                 )
-        defined.update(node.output)
+        defined.update(node.outs)
+    return nodes
 
 
 def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
@@ -230,6 +255,7 @@ def resolve_shapes(
     model: onnx.ModelProto,
     *,
     batch_positions: Mapping[str, tuple[int, ...]] | None = None,
+    nodes: list[NodeFields] | None = None,
 ) -> ShapeMap:
     """Shapes of every tensor, without running the graph whenever possible.
 
@@ -250,7 +276,7 @@ def resolve_shapes(
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         if vi.name not in shapes or shapes[vi.name][0] is None:
             shapes[vi.name] = _shape_of(vi)
-    missing = _missing(g, shapes)
+    missing = _missing(nodes if nodes is not None else node_fields(g), g, shapes)
     if missing:
         missing = _symbolic_fill(model, shapes, missing)
     if missing:
@@ -258,11 +284,17 @@ def resolve_shapes(
     return shapes
 
 
-def _missing(g: onnx.GraphProto, shapes: ShapeMap) -> list[str]:
+def _missing(nodes: list[NodeFields], g: onnx.GraphProto, shapes: ShapeMap) -> list[str]:
     """Node outputs of unknown shape that matter: read by a node or graph outputs (e.g. Dropout's
     unused mask is skipped)."""
-    used = {x for n in g.node for x in n.input} | {o.name for o in g.output}
-    return [o for n in g.node for o in n.output if o in used and shapes.get(o, (None, 0))[0] is None]
+    unknown = [o for n in nodes for o in n.outs if shapes.get(o, _NO_SHAPE)[0] is None]
+    if not unknown:
+        return []
+    used = {x for n in nodes for x in n.ins} | {o.name for o in g.output}
+    return [o for o in unknown if o in used]
+
+
+_NO_SHAPE = (None, 0)
 
 
 def _symbolic_fill(model: onnx.ModelProto, shapes: ShapeMap, missing: list[str]) -> list[str]:
