@@ -15,7 +15,10 @@ Method (all in log energy):
 2. **Phase change**: binary segmentation on log energies with a median/MAD two-sample test (each side at
    least ``MIN_PHASE_EPOCHS`` epochs; the shift must exceed both ``PHASE_MIN_LOG`` and 5 robust sd). The
    projection uses the newest stable phase. Users who know their schedule (e.g. "10 frozen-backbone epochs,
-   then fine-tuning") declare it with ``phases=[10]``.
+   then fine-tuning") declare it with ``phases=[10]``: an epoch inside a newly started declared phase starts
+   that phase's estimate at once (it is never an outlier of the previous phase). The first epoch of a new
+   phase can be judged a warm-up only once the phase has >= 2 epochs (with one there is nothing to compare
+   it with, so it is used as measured, with the conservative few-epochs sd).
 3. **Level**: a Huber M-estimate of the newest phase's log level (robust to single outlier epochs); its
    observation sd is the MAD-based spread with a floor of ``OBS_LOG_SIGMA_FLOOR`` (1.5 %), or a
    conservative ``FEW_EPOCHS_LOG_SIGMA`` when fewer than 3 stable epochs exist.
@@ -53,7 +56,9 @@ OBS_LOG_SIGMA_FLOOR = 0.015  # epoch-to-epoch sd never assumed below 1.5 %
 FEW_EPOCHS_LOG_SIGMA = 0.10  # sd assumed for one/two stable epochs (warm-up may hide in them)
 DRIFT_LOG_SIGMA = 0.02  # the future level may drift from the measured one (clocks, temperature, data order)
 HUBER_K = 1.345
+PRIOR_RHO = 0.5  # assumed correlation of the prior's log errors across phases (same GPU / system / code)
 METHOD = "step-robust-conjugate-v1"
+METHOD_PHASE_PRIORS = "step-robust-pooled-phase-priors-v1"
 
 
 # --------------------------------------------------------------------------- validation
@@ -223,6 +228,80 @@ def segment_epochs(epoch_energies_j: Sequence[float], *, phases: Sequence[int] =
     )
 
 
+# --------------------------------------------------------------------------- per-phase priors
+
+
+def _check_phase_priors(
+    phase_priors: Sequence[Prediction] | None, phases: Sequence[int] | None, rho: Any
+) -> list[Prediction] | None:
+    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not (0.0 <= float(rho) < 1.0):
+        raise InvalidInputError(f"prior_rho must be a number in [0, 1) (correlation of phase prior errors); got {rho!r}.")
+    if phase_priors is None:
+        return None
+    pri = list(phase_priors)
+    raw = [int(p) for p in (phases or ())]
+    if not raw:
+        raise InvalidInputError(
+            "phase_priors needs declared phases: pass phases=[start of phase 2, ...] with one prior per phase "
+            "(len(phase_priors) == len(phases) + 1)."
+        )
+    if raw != sorted(set(raw)):
+        raise InvalidInputError(
+            f"with phase_priors, phases must be strictly increasing epoch indices (one prior per phase, in order); "
+            f"got {raw}."
+        )
+    if len(pri) != len(raw) + 1:
+        raise InvalidInputError(
+            f"phase_priors has {len(pri)} prior(s) but phases={raw} declares {len(raw) + 1} phases: give one "
+            f"Prediction per phase, in order."
+        )
+    for i, q in enumerate(pri):
+        if not isinstance(q, Prediction):
+            raise InvalidInputError(f"phase_priors[{i}] must be a predictor.Prediction; got {type(q).__name__}.")
+        if not (math.isfinite(q.energy_per_epoch_j) and q.energy_per_epoch_j > 0):
+            raise InvalidInputError(f"phase_priors[{i}].energy_per_epoch_j must be > 0; got {q.energy_per_epoch_j!r}.")
+        if not (math.isfinite(q.log_sigma) and q.log_sigma > 0):
+            raise InvalidInputError(
+                f"phase_priors[{i}].log_sigma must be > 0 (the prior's uncertainty); got {q.log_sigma!r}: use a "
+                f"Prediction from predict(), whose interval sets it."
+            )
+    return pri
+
+
+def _phase_observation(y: np.ndarray, idx: Sequence[int]) -> tuple[float, float] | None:
+    """Robust log level of the epochs ``idx`` and its variance (sd^2 / n), or None when there are none."""
+    ys = y[list(idx)]
+    if ys.size == 0:
+        return None
+    spread = _mad_sd(ys) if ys.size >= 3 else 0.0
+    sd = max(spread, OBS_LOG_SIGMA_FLOOR) if ys.size >= 3 else FEW_EPOCHS_LOG_SIGMA
+    return _huber_location(ys, max(spread, OBS_LOG_SIGMA_FLOOR)), sd**2 / ys.size
+
+
+def pool_phase_levels(
+    prior_log_means: Sequence[float],
+    prior_log_sigmas: Sequence[float],
+    rho: float,
+    observations: dict[int, tuple[float, float]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and covariance of the phases' log levels (pure; the partial-pooling rule).
+
+    Prior: theta ~ N(m, S), S_pq = rho sigma_p sigma_q (p != q), S_pp = sigma_p^2. Observations: phase p's
+    robust level ``observations[p] = (level, variance)``. Returns the Gaussian conditional of theta.
+    """
+    m = np.asarray(prior_log_means, dtype=float)
+    sig = np.asarray(prior_log_sigmas, dtype=float)
+    cov = rho * np.outer(sig, sig)
+    np.fill_diagonal(cov, sig**2)
+    seen = sorted(observations)
+    if not seen:
+        return m, cov
+    a = cov[np.ix_(seen, seen)] + np.diag([observations[i][1] for i in seen])
+    d = np.array([observations[i][0] for i in seen]) - m[seen]
+    gain = np.linalg.solve(a, cov[seen, :]).T  # cov[:, seen] @ a^-1 (a symmetric)
+    return m + gain @ d, cov - gain @ cov[seen, :]
+
+
 # --------------------------------------------------------------------------- refinement
 
 
@@ -238,6 +317,8 @@ def refine(
     epoch_times_s: Sequence[float] | None = None,
     max_epochs: int | None = None,
     phases: Sequence[int] | None = None,
+    phase_priors: Sequence[Prediction] | None = None,
+    prior_rho: float = PRIOR_RHO,
 ) -> Prediction:
     """Refine ``prior`` with the energies (J) of the epochs run so far, in order.
 
@@ -249,7 +330,14 @@ def refine(
         max_epochs: upper end of the plausible run length when ``total_epochs`` is None
             (default: the prior's ``epochs``).
         phases: declared epoch indices where a new phase starts (e.g. ``[10]`` for 10 frozen-backbone
-            epochs then fine-tuning); phases not yet reached are projected from the prior's budget.
+            epochs then fine-tuning); phases not yet reached are projected from the prior's budget, or
+            from their own prior when ``phase_priors`` is given.
+        phase_priors: optional per-phase priors, one per declared phase in order (``len(phases) + 1``),
+            e.g. ``[predict(m, ..., frozen=["backbone."]), predict(m, ...)]``; their
+            ``energy_per_epoch_j`` and ``log_sigma`` are used. ``prior`` still sets the run length and
+            the returned fields.
+        prior_rho: correlation of the phase priors' log errors, in [0, 1) (default ``PRIOR_RHO`` = 0.5);
+            0 means a seen phase says nothing about an unseen one.
 
     Returns:
         A new :class:`Prediction` whose ``refinement`` dict says what was measured and assumed.
@@ -272,6 +360,7 @@ def refine(
         raise InvalidInputError(f"phases must be epoch indices > 0 where a new phase starts; got {list(phases)}.")
     if not (prior.energy_per_epoch_j > 0 and math.isfinite(prior.energy_per_epoch_j)):
         raise InvalidInputError(f"prior.energy_per_epoch_j must be > 0; got {prior.energy_per_epoch_j!r}.")
+    pri = _check_phase_priors(phase_priors, phases, prior_rho)
 
     warnings = list(prior.warnings)
     seg = segment_epochs(e, phases=declared)
@@ -281,25 +370,53 @@ def refine(
     prior_mu = math.log(prior.energy_per_epoch_j)
     prior_var = prior.log_sigma**2 if prior.log_sigma > 0 else math.inf
     in_later_phase = bool(seg.phase_starts) and seg.stable_start >= seg.phase_starts[-1]
-    if in_later_phase and len(seg.phase_levels_log) >= 2:
-        shift = seg.phase_levels_log[-1] - seg.phase_levels_log[0]
-        prior_var = prior_var + shift**2
-        warnings.append(
-            f"phase change at epoch {seg.phase_starts[-1]} (level {math.exp(shift) - 1:+.0%}): projecting from "
-            f"the newest phase; the prior (an average epoch) is down-weighted."
-        )
     n_stable = len(seg.stable_epochs)
     obs_var = seg.obs_log_sigma**2 / n_stable
-    post_var = 1.0 / (1.0 / prior_var + 1.0 / obs_var)
-    post_mu = post_var * (prior_mu / prior_var + seg.level_log / obs_var)
+    bounds = [0] + declared
+    cur = sum(1 for p in declared if p < n)  # index of the declared phase the last epoch belongs to
+    detected_in_cur = [p for p in seg.detected_phase_starts if p > bounds[cur]]
+    pooled: tuple[np.ndarray, np.ndarray] | None = None
+    if pri is not None:
+        # joint Gaussian over the phases' log levels, conditioned on every measured phase (partial pooling)
+        log_y = np.log(e)
+        sig = [q.log_sigma for q in pri]
+        if detected_in_cur:  # the current phase changed level inside: its prior describes it less well
+            sig[cur] = math.sqrt(sig[cur] ** 2 + (seg.phase_levels_log[-1] - seg.phase_levels_log[-2]) ** 2)
+        obs: dict[int, tuple[float, float]] = {cur: (seg.level_log, obs_var)}
+        for i in range(cur):
+            ob = _phase_observation(log_y, [j for j in range(bounds[i], bounds[i + 1]) if j not in seg.warmup_epochs])
+            if ob is not None:
+                obs[i] = ob
+        pooled = pool_phase_levels([math.log(q.energy_per_epoch_j) for q in pri], sig, float(prior_rho), obs)
+        prior_mu, prior_var = math.log(pri[cur].energy_per_epoch_j), sig[cur] ** 2
+        post_mu, post_var = float(pooled[0][cur]), float(pooled[1][cur, cur])
+        if cur > 0:
+            warnings.append(
+                f"declared phase {cur} (from epoch {bounds[cur]}) measured for {n - bounds[cur]} epoch(s): "
+                f"projected from its own data and prior ({pri[cur].energy_per_epoch_j:.4g} J/epoch)."
+            )
+    else:
+        if in_later_phase and len(seg.phase_levels_log) >= 2:
+            shift = seg.phase_levels_log[-1] - seg.phase_levels_log[0]
+            prior_var = prior_var + shift**2
+            warnings.append(
+                f"phase change at epoch {seg.phase_starts[-1]} (level {math.exp(shift) - 1:+.0%}): projecting "
+                f"from the newest phase; the prior (an average epoch) is down-weighted."
+            )
+        post_var = 1.0 / (1.0 / prior_var + 1.0 / obs_var)
+        post_mu = post_var * (prior_mu / prior_var + seg.level_log / obs_var)
     prior_weight = post_var / prior_var if math.isfinite(prior_var) else 0.0
     per_epoch_j = math.exp(post_mu)
-    if not in_later_phase and math.isfinite(prior_var) and not any(p >= n for p in declared):
+    check_gap = (not detected_in_cur) if pri is not None else (
+        not in_later_phase and not any(p >= n for p in declared)
+    )
+    if check_gap and math.isfinite(prior_var):
         gap = seg.level_log - prior_mu
         if abs(gap) > z * math.sqrt(prior_var + obs_var):
+            hint = ("" if pri is not None else " if the run will change phase later (e.g. unfreezing a backbone), "
+                    "declare it with phases=[epoch].")
             warnings.append(
-                f"measured epochs are {math.exp(gap) - 1:+.0%} off the prior, outside its interval: if the run "
-                f"will change phase later (e.g. unfreezing a backbone), declare it with phases=[epoch]."
+                f"measured epochs are {math.exp(gap) - 1:+.0%} off the prior, outside its interval:{hint or ' the prior model may be off for this setup.'}"
             )
     if seg.warmup_epochs:
         warnings.append(f"warm-up epoch(s) {seg.warmup_epochs} excluded from the steady-state level.")
@@ -339,7 +456,13 @@ def refine(
         var_cur = post_var + DRIFT_LOG_SIGMA**2 + seg.obs_log_sigma**2 / max(r_cur, 1)
         total = measured_j + r_cur * math.exp(post_mu + q * math.sqrt(var_cur))
         r_fut = n_total - cur_end
-        if r_fut > 0:
+        if r_fut > 0 and pooled is not None:
+            for u in range(cur + 1, len(bounds)):  # each unseen phase at its pooled level
+                r_u = min(bounds[u + 1] if u + 1 < len(bounds) else n_total, n_total) - bounds[u]
+                if r_u > 0:
+                    var_u = float(pooled[1][u, u]) + DRIFT_LOG_SIGMA**2 + seg.obs_log_sigma**2 / r_u
+                    total += r_u * math.exp(float(pooled[0][u]) + q * math.sqrt(var_u))
+        elif r_fut > 0:
             budget, sd = _future_budget(prior, n_total, n, e, per_epoch_j, cur_end, r_fut)
             total += budget * math.exp(q * sd)
         return total
@@ -347,7 +470,14 @@ def refine(
     point = project(n_point, 0.0)
     lo = project(n_lo, -z)
     hi = project(n_hi, z)
-    if future and n_point > min(future):
+    if future and n_point > min(future) and pooled is not None:
+        m_pri, m_post = math.log(pri[cur + 1].energy_per_epoch_j), float(pooled[0][cur + 1])
+        warnings.append(
+            f"declared phase from epoch {min(future)} not measured yet: projected from its own prior "
+            f"({pri[cur + 1].energy_per_epoch_j:.4g} J/epoch) shifted {math.exp(m_post - m_pri) - 1:+.1%} by the "
+            f"measured/predicted ratio of the phase(s) seen (partial pooling, rho={float(prior_rho):g})."
+        )
+    elif future and n_point > min(future):
         r_fut = n_point - min(future)
         budget, _ = _future_budget(prior, n_point, n, e, per_epoch_j, min(future), r_fut)
         warnings.append(
@@ -367,7 +497,7 @@ def refine(
     log_sigma = (math.log(hi) - math.log(lo)) / (2 * z) if lo > 0 and hi > lo else 0.0
 
     refinement: dict[str, Any] = {
-        "method": METHOD,
+        "method": METHOD if pooled is None else METHOD_PHASE_PRIORS,
         "epochs_measured": n,
         "measured_energy_j": measured_j,
         "warmup_epochs": seg.warmup_epochs,
@@ -388,6 +518,10 @@ def refine(
         "total_epochs_range": [n_lo, n_hi],
         "total_epochs_source": length_note,
         "prior_energy_j": prior.energy_j,
+        "current_phase": cur,
+        "phase_priors_used": pooled is not None,
+        "prior_rho": float(prior_rho) if pooled is not None else None,
+        "phase_projected_epoch_energy_j": [math.exp(float(v)) for v in pooled[0]] if pooled is not None else None,
     }
     spe = prior.samples_per_epoch or 1
     return prior.replace(
@@ -479,6 +613,8 @@ def refine_from_trace(
     total_epochs: int | None = None,
     max_epochs: int | None = None,
     phases: Sequence[int] | None = None,
+    phase_priors: Sequence[Prediction] | None = None,
+    prior_rho: float = PRIOR_RHO,
 ) -> Prediction:
     """Like :func:`refine`, from a power trace (s, W) and the end time (s) of each finished epoch."""
     energies, times = epoch_energies_from_trace(timestamps_s, power_w, epoch_end_s)
@@ -489,4 +625,6 @@ def refine_from_trace(
         total_epochs=total_epochs,
         max_epochs=max_epochs,
         phases=phases,
+        phase_priors=phase_priors,
+        prior_rho=prior_rho,
     )
