@@ -66,6 +66,8 @@ def load_model_nodes(source: Any) -> tuple[onnx.ModelProto, list[NodeFields]]:
         what = repr(str(path))
     else:
         raise InvalidInputError(f"cannot featurize an object of type {type(source).__name__}; {_FIX_LOAD}.")
+    if not isinstance(source, onnx.ModelProto):
+        _strip_weight_data(model)  # shape inference would otherwise re-serialize every weight
     nodes = _validate(model, what)
     if model.functions:
         try:
