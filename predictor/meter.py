@@ -189,7 +189,7 @@ class EpochMeter:
         gpu_index: NVML index of the GPU to read.
         prior: optional :class:`Prediction`; when given, :func:`predictor.refine.refine` runs after each epoch
             and ``self.latest`` holds the refined prediction.
-        total_epochs / max_epochs / phases: passed to ``refine``.
+        total_epochs / max_epochs / phases / phase_priors / prior_rho: passed to ``refine``.
         progress: print a one-line update (rich) after each epoch.
         device: a :class:`PowerDevice` to use instead of NVML (tests pass a :class:`ReplayDevice`).
         sample_interval_s: power polling period for the fallback sampler.
@@ -198,6 +198,7 @@ class EpochMeter:
 
     def __init__(self, gpu_index: int = 0, prior: Prediction | None = None, total_epochs: int | None = None,
                  progress: bool = True, *, max_epochs: int | None = None, phases: Sequence[int] | None = None,
+                 phase_priors: Sequence[Prediction] | None = None, prior_rho: float = 0.5,
                  device: PowerDevice | None = None, sample_interval_s: float = 0.1,
                  start_sampler_thread: bool = True, printer: Callable[[str], None] | None = None):
         self.gpu_index = gpu_index
@@ -205,6 +206,8 @@ class EpochMeter:
         self.total_epochs = total_epochs
         self.max_epochs = max_epochs
         self.phases = phases
+        self.phase_priors = phase_priors
+        self.prior_rho = prior_rho
         self.progress = progress
         self._device = device
         self.sample_interval_s = sample_interval_s
@@ -268,6 +271,8 @@ class EpochMeter:
                 total_epochs=self.total_epochs,
                 max_epochs=self.max_epochs,
                 phases=self.phases,
+                phase_priors=self.phase_priors,
+                prior_rho=self.prior_rho,
             )
         if self.progress:
             self._print(self.status_line())

@@ -102,3 +102,15 @@ def test_no_gpu_raises_project_error():
             pass
     assert isinstance(info.value, JoulecastError)
     assert "NVIDIA" in str(info.value) or "nvml" in str(info.value)
+
+
+def test_meter_passes_phase_priors_to_refine(seaa_slice):
+    t, p = seaa_slice
+    ends = np.linspace(t[0], t[-1], 11)[1:4]  # 3 frozen epochs measured of a declared 10 + 10 run
+    truth, _ = epoch_energies_from_trace(t, p, ends)
+    pri = [make_prior(float(truth.mean()), 10), make_prior(3 * float(truth.mean()), 10)]
+    m, _ = _run(ReplayDevice(t, p), ends, prior=make_prior(2 * float(truth.mean()), 20), total_epochs=20,
+                phases=[10], phase_priors=pri, prior_rho=0.0)
+    ref = m.latest.refinement
+    assert ref["phase_priors_used"] and ref["prior_rho"] == 0.0
+    assert ref["phase_projected_epoch_energy_j"][1] == pytest.approx(3 * truth.mean(), rel=1e-9)

@@ -58,3 +58,31 @@ def test_refine_bad_csv_is_one_clear_error(files, tmp_path, capsys):
     neg.write_text("energy_j\n100\n-5\n")
     assert main(["refine", "--prior-json", str(p), "--epochs-csv", str(neg)]) == 1
     assert "epoch_energies_j[1] = -5.0" in capsys.readouterr().err
+
+
+def test_refine_declared_phases_with_phase_priors(files, tmp_path, capsys):
+    p, _ = files
+    mk = dict(energy_per_sample_j=0.1, time_s=100.0, time_per_epoch_s=10.0, avg_power_w=10.0, gpu="A100",
+              epochs=10.0, log_sigma=0.25)
+    frozen = Prediction(energy_j=400.0, energy_per_epoch_j=40.0, interval_j=(260.0, 600.0), **mk)
+    tune = Prediction(energy_j=1200.0, energy_per_epoch_j=120.0, interval_j=(800.0, 1800.0), **mk)
+    pf, pt = tmp_path / "frozen.json", tmp_path / "tune.json"
+    pf.write_text(json.dumps(frozen.to_dict()))
+    pt.write_text(json.dumps(tune.to_dict()))
+    e = tmp_path / "e.csv"
+    e.write_text("energy_j\n" + "\n".join(["50"] * 5) + "\n")
+    base = ["refine", "--prior-json", str(p), "--epochs-csv", str(e), "--total-epochs", "20", "--phase", "10"]
+    res = runner.invoke(app, base + ["--phase-prior-json", str(pf), "--phase-prior-json", str(pt), "--json"])
+    assert res.exit_code == 0, res.output
+    ref = json.loads(res.output)["refinement"]
+    assert ref["phase_priors_used"] and ref["declared_phases"] == [10] and ref["prior_rho"] == 0.5
+    assert ref["phase_projected_epoch_energy_j"][1] == pytest.approx(120.0 * 1.25**0.5, rel=0.01)
+    res0 = runner.invoke(app, base + ["--phase-prior-json", str(pf), "--phase-prior-json", str(pt),
+                                      "--prior-rho", "0"])
+    assert res0.exit_code == 0, res0.output
+    assert "projected kJ/epoch [0.0499" in res0.output and ", 0.12]" in res0.output and "prior_rho 0" in res0.output
+    # one prior for two phases: one clear error
+    assert main(base + ["--phase-prior-json", str(pf)]) == 1
+    assert "one Prediction per phase" in capsys.readouterr().err
+    assert main(base + ["--phase-prior-json", str(e), "--phase-prior-json", str(pt)]) == 1
+    assert "--phase-prior-json" in capsys.readouterr().err

@@ -67,7 +67,8 @@ def test_pooling_rule_matches_closed_form():
 
 def test_unseen_phase_uses_its_own_prior_shifted_by_rho():
     frozen_prior, ft_prior = make_prior(40.0), make_prior(120.0)
-    kw = dict(epoch_energies_j=FROZEN[:5], total_epochs=20, phases=[10], phase_priors=[frozen_prior, ft_prior])
+    kw = {"epoch_energies_j": FROZEN[:5], "total_epochs": 20, "phases": [10],
+          "phase_priors": [frozen_prior, ft_prior]}
     r = refine(make_prior(80.0), **kw)
     ref = r.refinement
     assert ref["phase_priors_used"] and ref["prior_rho"] == PRIOR_RHO and ref["current_phase"] == 0

@@ -1,5 +1,9 @@
 """`joulecast refine --prior-json P.json --epochs-csv E.csv [--total-epochs N] [--max-epochs N] [--plot out.png]`.
 
+Declared phases: ``--phase 10`` (repeatable: epoch index where a new phase starts) and optionally one
+``--phase-prior-json`` per phase, in order (e.g. a ``predict --frozen ...`` JSON for the frozen phase, a plain
+``predict`` JSON for fine-tuning), with ``--prior-rho`` (correlation of their errors, default 0.5).
+
 P.json is a ``Prediction.to_dict()`` JSON; E.csv has a column ``energy_j`` (one row per finished epoch, in
 order) and optionally ``time_s``. Prints the refined summary (or ``--json``); ``--plot`` writes a PNG of the
 projected total vs epochs measured, with the interval narrowing.
@@ -16,17 +20,17 @@ import typer
 from featurize.errors import InvalidInputError, SchemaError
 
 
-def load_prior(path: Path):
+def load_prior(path: Path, option: str = "--prior-json"):
     from predictor.prediction import Prediction
 
     try:
         data = json.loads(Path(path).read_text())
         return Prediction.from_dict(data)
     except FileNotFoundError as err:
-        raise InvalidInputError(f"--prior-json {path}: file not found; write one with `joulecast predict ... --json`.") from err
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise InvalidInputError(f"{option} {path}: file not found; write one with `joulecast predict ... --json`.") from err
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
         raise SchemaError(
-            f"--prior-json {path} is not a Prediction JSON ({err}); produce it with Prediction.to_dict() "
+            f"{option} {path} is not a Prediction JSON ({err}); produce it with Prediction.to_dict() "
             f"or `joulecast predict ... --json`."
         ) from err
 
@@ -89,6 +93,9 @@ def register(app: typer.Typer) -> None:
         total_epochs: Optional[int] = typer.Option(None, "--total-epochs", help="Planned epochs (omit if unknown)."),
         max_epochs: Optional[int] = typer.Option(None, "--max-epochs", help="Upper end when total is unknown."),
         phase: Optional[list[int]] = typer.Option(None, "--phase", help="Epoch index where a declared phase starts."),
+        phase_prior_json: Optional[list[Path]] = typer.Option(
+            None, "--phase-prior-json", help="Prediction JSON of one declared phase (one per phase, in order)."),
+        prior_rho: float = typer.Option(0.5, "--prior-rho", help="Correlation of the phase priors' errors, [0, 1)."),
         plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of projected total vs epochs."),
         as_json: bool = typer.Option(False, "--json", help="Print the refined Prediction as JSON."),
     ) -> None:
@@ -96,7 +103,9 @@ def register(app: typer.Typer) -> None:
 
         prior = load_prior(prior_json)
         energies, times = load_epochs(epochs_csv)
-        kw = dict(total_epochs=total_epochs, max_epochs=max_epochs, phases=phase or None)
+        phase_priors = [load_prior(q, "--phase-prior-json") for q in phase_prior_json] if phase_prior_json else None
+        kw = {"total_epochs": total_epochs, "max_epochs": max_epochs, "phases": phase or None,
+              "phase_priors": phase_priors, "prior_rho": prior_rho}
         result = refine(prior, epoch_energies_j=energies, epoch_times_s=times, **kw)
         if plot is not None:
             write_plot(plot, prior, refinement_path(prior, energies, times, **kw))
@@ -116,6 +125,10 @@ def register(app: typer.Typer) -> None:
             f"{ref['projected_epoch_energy_j'] / 1e3:.4g} kJ/epoch over {ref['total_epochs_assumed']} epochs "
             f"(range {ref['total_epochs_range'][0]}-{ref['total_epochs_range'][1]})"
         )
+        if ref.get("phase_priors_used"):
+            levels = ", ".join(f"{v / 1e3:.4g}" for v in ref["phase_projected_epoch_energy_j"])
+            typer.echo(f"phases from epochs {[0] + ref['declared_phases']}: projected kJ/epoch [{levels}] "
+                       f"(current phase {ref['current_phase']}, prior_rho {ref['prior_rho']:g})")
         for w in result.warnings:
             typer.echo(f"warning: {w}")
         if plot is not None:
