@@ -289,7 +289,9 @@ def resolve_shapes(
 def _missing(nodes: list[NodeFields], g: onnx.GraphProto, shapes: ShapeMap) -> list[str]:
     """Node outputs of unknown shape that matter: read by a node or graph outputs (e.g. Dropout's
     unused mask is skipped)."""
-    unknown = [o for n in nodes for o in n.outs if shapes.get(o, _NO_SHAPE)[0] is None]
+    unknown = [
+        o for n in nodes if n.op_type not in _SEQUENCE_OPS for o in n.outs if shapes.get(o, _NO_SHAPE)[0] is None
+    ]
     if not unknown:
         return []
     used = {x for n in nodes for x in n.ins} | {o.name for o in g.output}
@@ -297,6 +299,9 @@ def _missing(nodes: list[NodeFields], g: onnx.GraphProto, shapes: ShapeMap) -> l
 
 
 _NO_SHAPE = (None, 0)
+# Ops whose outputs are sequences of tensors: they have no single shape to resolve (the tensors read
+# out of them, e.g. by SequenceAt, are resolved like any other).
+_SEQUENCE_OPS = frozenset({"SplitToSequence", "SequenceConstruct", "SequenceInsert", "SequenceErase", "SequenceEmpty"})
 
 
 def _symbolic_fill(model: onnx.ModelProto, shapes: ShapeMap, missing: list[str]) -> list[str]:
@@ -309,7 +314,7 @@ def _symbolic_fill(model: onnx.ModelProto, shapes: ShapeMap, missing: list[str])
         m.CopyFrom(model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out = SymbolicShapeInference.infer_shapes(m, auto_merge=False, guess_output_rank=False)
+            out = _symbolic_infer(SymbolicShapeInference, m)
     except Exception:  # noqa: BLE001 - an optional second opinion; the caller falls back
         return missing
     if out is None:
@@ -321,6 +326,31 @@ def _symbolic_fill(model: onnx.ModelProto, shapes: ShapeMap, missing: list[str])
             if shape is not None:
                 shapes[vi.name] = (shape, shapes.get(vi.name, (None, 0))[1] or elem)
     return [o for o in missing if shapes.get(o, (None, 0))[0] is None]
+
+
+def _symbolic_infer(cls, m: onnx.ModelProto) -> onnx.ModelProto | None:
+    """Run onnxruntime's symbolic inference and keep what it resolved even when incomplete.
+
+    ``SymbolicShapeInference.infer_shapes`` drops partial results and, on an incomplete pass, saves
+    ``sym_shape_infer_temp.onnx`` into the caller's working directory; a library must do neither, so
+    this drives the same steps itself (falling back to the public call inside a temporary directory
+    if a future onnxruntime renames them).
+    """
+    steps = ("_preprocess", "_infer_impl", "_update_output_from_vi")
+    ssi = cls(2**31 - 1, False, False, 0)
+    if not all(hasattr(ssi, s) for s in steps) or not hasattr(ssi, "run_"):
+        import contextlib
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
+            return cls.infer_shapes(m, auto_merge=False, guess_output_rank=False)
+    if not any(o.domain in ("", "ai.onnx") and o.version >= 7 for o in m.opset_import):
+        return None
+    ssi._preprocess(m)
+    while ssi.run_:
+        ssi._infer_impl()
+    ssi._update_output_from_vi()
+    return ssi.out_mp_
 
 
 def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -358,7 +388,9 @@ def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
 
 # Cap on the activation bytes (sum over every tensor of known shape) of an onnxruntime run on dummy
 # inputs: above it the run is refused with ShapeResolutionError instead of taking minutes and GBs.
-FALLBACK_MAX_BYTES = 1 << 30
+# Sum of every known activation at the probe shapes (no buffer reuse): a loose upper bound, several
+# times the real peak, so the cap is set well above what a CPU run of a reduced batch may use.
+FALLBACK_MAX_BYTES = 4 << 30
 # Batch sizes of the reduced runs; two of them (neither 1, which Squeeze/broadcasting treat specially)
 # show which unknown dims are proportional to the batch.
 _PROBE_BATCHES = (2, 3)
@@ -446,8 +478,10 @@ def _run_ort(model: onnx.ModelProto, names: list[str]) -> dict[str, tuple[tuple[
     sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     out_names = [o.name for o in sess.get_outputs()]
     want = set(names)
-    return {
-        n: (tuple(int(d) for d in v.shape), v.dtype) for n, v in zip(out_names, sess.run(out_names, feeds)) if n in want
+    return {  # sequence-typed outputs come back as lists and have no single shape: skip them
+        n: (tuple(int(d) for d in v.shape), v.dtype)
+        for n, v in zip(out_names, sess.run(out_names, feeds))
+        if n in want and hasattr(v, "shape")
     }
 
 

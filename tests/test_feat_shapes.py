@@ -122,3 +122,26 @@ def test_batch_positions_follow_the_batch_symbol():
     assert binding.shapes == {"x": [8, 3], "mask": [3, 8]}
     assert binding.batch_positions == {"x": (0,), "mask": (1,)}
     assert loader.bind_input_dims(model, batch_size=8, dims={"batch": 8}).batch_positions == {}
+
+
+def test_shape_fallback_leaves_the_working_directory_untouched(tmp_path, monkeypatch):
+    # onnxruntime's public symbolic inference saves sym_shape_infer_temp.onnx into the cwd when it is
+    # incomplete; featurize drives it without that side effect.
+    monkeypatch.chdir(tmp_path)
+    feats = featurize(nonzero_graph(), batch_size=8)
+    assert feats.macs_forward > 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sequence_outputs_do_not_block_shape_resolution():
+    # SplitToSequence's output is a sequence (no single shape); the tensor read out of it by
+    # SequenceAt is what needs a shape, and the sequence itself must not force a full-size run.
+    nodes = [
+        helper.make_node("SplitToSequence", ["x"], ["seq"], axis=1, keepdims=1),
+        helper.make_node("SequenceAt", ["seq", "i0"], ["part"]),
+        helper.make_node("Relu", ["part"], ["y"]),
+    ]
+    model = _model(nodes, [_i64("i0", 0)])
+    feats = featurize(model, batch_size=4096)
+    assert feats.unsupported_ops == {"SplitToSequence": 1, "SequenceAt": 1}
+    assert feats.flops_forward == pytest.approx(1.0)  # Relu on one [batch, 1] column: 1 FLOP per sample
