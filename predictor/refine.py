@@ -413,11 +413,11 @@ def refine(
     if check_gap and math.isfinite(prior_var):
         gap = seg.level_log - prior_mu
         if abs(gap) > z * math.sqrt(prior_var + obs_var):
-            hint = ("" if pri is not None else " if the run will change phase later (e.g. unfreezing a backbone), "
-                    "declare it with phases=[epoch].")
-            warnings.append(
-                f"measured epochs are {math.exp(gap) - 1:+.0%} off the prior, outside its interval:{hint or ' the prior model may be off for this setup.'}"
+            hint = (
+                "the phase's prior may be off for this setup." if pri is not None
+                else "if the run will change phase later (e.g. unfreezing a backbone), declare it with phases=[epoch]."
             )
+            warnings.append(f"measured epochs are {math.exp(gap) - 1:+.0%} off the prior, outside its interval: {hint}")
     if seg.warmup_epochs:
         warnings.append(f"warm-up epoch(s) {seg.warmup_epochs} excluded from the steady-state level.")
     if seg.outliers:
