@@ -128,6 +128,7 @@ def test_eval_dim_composite_expressions():
 def test_committed_table_frozen_rows_train_less():
     table = pd.read_parquet(TABLE)
     frozen = table[table["frozen"] == "backbone"]
-    assert len(frozen) > 0 and (frozen["trainable_fraction"] < 0.2).all()
+    assert len(frozen) > 0 and (frozen["trainable_fraction"] < 0.6).all()  # MobileNetV2 head (Dense 512) is ~49 %
+    assert (frozen.loc[frozen.architecture != "mobilenet_v2", "trainable_fraction"] < 0.02).all()
     assert (table.loc[table["frozen"] == "", "trainable_fraction"] == 1.0).all()
     assert set(table["source"]) == {"seaa2023", "delrey", "zeus", "mayaki"}

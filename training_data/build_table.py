@@ -53,7 +53,37 @@ def _export(model: str, input_shape: str, cache_dir: str) -> tuple[str, str]:
         return "", f"export failed: {type(err).__name__}: {str(err)[:200]}"
 
 
-def _featurize(path: str, model: str, input_shape: str, batch_size: int, precision: str, frozen: str) -> dict:
+def _featurizer_version() -> str:
+    """Hash of the featurizer's source, so cached features refresh when it changes."""
+    root = REPO / "featurize"
+    h = hashlib.sha256()
+    for f in sorted(list(root.glob("*.py")) + list(root.glob("ops/*.py"))):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _featurize(path: str, model: str, input_shape: str, batch_size: int, precision: str, frozen: str,
+               cache_dir: str = "", version: str = "") -> dict:
+    """Features of one key, cached as JSON under ``cache_dir/features`` (a killed build resumes)."""
+    import json
+
+    cache = None
+    if cache_dir:
+        blob = json.dumps([Path(path).name, model, input_shape, int(batch_size), precision, frozen, version])
+        cache = Path(cache_dir) / "features" / f"{hashlib.sha256(blob.encode()).hexdigest()[:24]}.json"
+        if cache.is_file():
+            return json.loads(cache.read_text())
+    out = _featurize_uncached(path, model, input_shape, batch_size, precision, frozen)
+    if cache is not None and "error" not in out:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(out))
+        os.replace(tmp, cache)
+    return out
+
+
+def _featurize_uncached(path: str, model: str, input_shape: str, batch_size: int, precision: str,
+                        frozen: str) -> dict:
     from featurize import featurize
 
     with warnings.catch_warnings():
@@ -81,16 +111,19 @@ def featurize_runs(runs: pd.DataFrame, *, cache_dir: Path, n_jobs: int = 2, prog
         delayed(_export)(m, s, str(cache_dir)) for m, s in graphs.itertuples(index=False))
     paths = {(m, s): e for (m, s), e in zip(graphs.itertuples(index=False), exported)}
     keys = runs[KEY].drop_duplicates().sort_values(KEY).reset_index(drop=True)
+    version = _featurizer_version()
     jobs = []
     for k in keys.itertuples(index=False):
         path, err = paths[(k.model, k.input_shape)]
         jobs.append((path, err, k))
     results = Parallel(n_jobs=n_jobs, verbose=5 if progress else 0)(
-        delayed(_featurize)(p, k.model, k.input_shape, k.batch_size, k.precision, k.frozen) if not e else
+        delayed(_featurize)(p, k.model, k.input_shape, k.batch_size, k.precision, k.frozen, str(cache_dir), version)
+        if not e else
         delayed(dict)(error=e) for p, e, k in jobs)
     feats = pd.DataFrame(results)
-    if "error" not in feats:
-        feats["error"] = np.nan
+    for col in FEATURE_COLUMNS + ["error"]:
+        if col not in feats:
+            feats[col] = np.nan
     return pd.concat([keys, feats], axis=1)
 
 

@@ -39,6 +39,8 @@ class ZooEntry:
     frozen_prefix: str = ""
     reference_gflops: dict[str, float] = field(default_factory=dict)  # input shape -> forward GFLOPs (2 x MACs)
     note: str = ""
+    revision: int = 0  # bump when this entry's definition changes (cached exports are keyed by it)
+    optimize: bool = True  # run the exporter's optimizer (folds dynamic shape chains that ONNX inference cannot see)
 
 
 def _tl(features_fn, hidden=(), **fkw):
@@ -87,15 +89,15 @@ ZOO: dict[str, ZooEntry] = {
                          note="ResNet50 ImageNet, 1000 classes (Keras v1 strides; torchvision v1.5 = 8.18 GFLOPs)"),
     "shufflenet_v2_cifar": ZooEntry(_lazy("cnn", "shufflenet_v2_cifar"), "3x32x32",
                                     note="ShuffleNetV2 1.0x, CIFAR stem, 100 classes"),
-    "deepspeech2": ZooEntry(_lazy("seq", "deepspeech2"), "161x1230", input_kind="spectrogram"),
+    "deepspeech2": ZooEntry(_lazy("seq", "deepspeech2"), "161x1230", input_kind="spectrogram", revision=1),
     "ncf": ZooEntry(_lazy("seq", "ncf"), "2", input_kind="ids"),
     "bert_base_qa": ZooEntry(_lazy("seq", "bert_base", task="qa"), "seq384", input_kind="tokens", dynamic_seq=True),
     "bert_base_cls": ZooEntry(_lazy("seq", "bert_base", task="cls"), "seq128", input_kind="tokens",
                               dynamic_seq=True),
     "mayaki_bert": ZooEntry(_lazy("seq", "mayaki_transformer", kind="bert"), "seq512", input_kind="tokens",
-                            dynamic_seq=True),
+                            dynamic_seq=True, optimize=False),
     "mayaki_gpt": ZooEntry(_lazy("seq", "mayaki_transformer", kind="gpt"), "seq512", input_kind="tokens",
-                           dynamic_seq=True),
+                           dynamic_seq=True, optimize=False),
 }
 
 
@@ -149,8 +151,12 @@ def _cache_key(name: str, input_shape: str) -> str:
     base, kwargs = parse_name(name)
     entry = ZOO[base]
     shape = "seq*" if entry.dynamic_seq else input_shape
-    blob = json.dumps([ZOO_VERSION, base, sorted(kwargs.items()), shape, EXPORT_OPSET, torch.__version__,
-                       onnx.__version__])
+    parts = [ZOO_VERSION, base, sorted(kwargs.items()), shape, EXPORT_OPSET, torch.__version__, onnx.__version__]
+    if entry.optimize:
+        parts.append("optimize")
+    if entry.revision:
+        parts.append(f"rev{entry.revision}")
+    blob = json.dumps(parts)
     return f"{base}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
@@ -181,7 +187,7 @@ def export_onnx(name: str, input_shape: str | None = None, cache_dir: Path | Non
     arg_name = list(__import__("inspect").signature(module.forward).parameters)[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(module, (example,), dynamo=True, opset_version=EXPORT_OPSET, optimize=False,
+        program = torch.onnx.export(module, (example,), dynamo=True, opset_version=EXPORT_OPSET, optimize=entry.optimize,
                                     external_data=False, verbose=False, dynamic_shapes={arg_name: dyn})
     proto = program.model_proto
     for init in proto.graph.initializer:
@@ -263,4 +269,79 @@ def bind_export(path: Path, name: str, input_shape: str | None, batch_size: int)
                 value = _eval_dim(d.dim_param, symbols)
                 if value is not None:
                     d.dim_value = value  # clears dim_param (oneof)
+    fold_shape_chains(model)
     return model
+
+
+def fold_shape_chains(model) -> int:
+    """Replace dynamic ``Reshape``/``Expand`` target shapes that are computed from ``Shape`` ops by constants.
+
+    Works on a graph whose inputs are already concrete: known tensor shapes come from ONNX inference, then the small
+    integer subgraph (Shape, Gather, Slice, Concat, (Un)Squeeze, Reshape, Cast, arithmetic, Constant) is evaluated with
+    numpy. Returns the number of targets folded. ONNX data propagation stops at some of these ops (e.g. Reshape of a
+    shape value), which otherwise leaves the LSTM/attention reshapes of exported graphs without shapes.
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    shapes = {}
+    for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
+        tt = vi.type.tensor_type
+        if tt.HasField("shape") and all(d.HasField("dim_value") and d.dim_value > 0 for d in tt.shape.dim):
+            shapes[vi.name] = [d.dim_value for d in tt.shape.dim]
+    vals: dict[str, np.ndarray] = {}
+    for init in model.graph.initializer:
+        if init.data_location != onnx.TensorProto.EXTERNAL and init.data_type in (6, 7) and len(init.dims) <= 1:
+            vals[init.name] = numpy_helper.to_array(init)
+    attrs = lambda n: {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}  # noqa: E731
+    arith = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.floor_divide, "Max": np.maximum,
+             "Min": np.minimum}
+    folded, counter = 0, 0
+    for node in model.graph.node:
+        a, ins = attrs(node), list(node.input)
+        have = all(i in vals for i in ins if i)
+        out = None
+        try:
+            if node.op_type == "Constant" and "value" in a:
+                out = numpy_helper.to_array(a["value"])
+            elif node.op_type == "Shape" and ins[0] in shapes:
+                out = np.array(shapes[ins[0]], dtype=np.int64)[a.get("start", 0):a.get("end", None)]
+            elif not have:
+                out = None
+            elif node.op_type == "Gather":
+                out = np.take(vals[ins[0]], vals[ins[1]], axis=a.get("axis", 0))
+            elif node.op_type == "Concat":
+                out = np.concatenate([np.atleast_1d(vals[i]) for i in ins], axis=a.get("axis", 0))
+            elif node.op_type == "Unsqueeze":
+                out = np.expand_dims(vals[ins[0]], tuple(int(x) for x in vals[ins[1]]))
+            elif node.op_type == "Squeeze":
+                out = np.squeeze(vals[ins[0]], tuple(int(x) for x in vals[ins[1]])) if len(ins) > 1 else \
+                    np.squeeze(vals[ins[0]])
+            elif node.op_type == "Reshape":
+                out = vals[ins[0]].reshape([int(x) for x in vals[ins[1]]])
+            elif node.op_type == "Cast":
+                out = vals[ins[0]].astype(np.int64)
+            elif node.op_type in arith:
+                out = arith[node.op_type](vals[ins[0]], vals[ins[1]])
+            elif node.op_type == "Slice":
+                starts, ends = vals[ins[1]], vals[ins[2]]
+                axes = vals[ins[3]] if len(ins) > 3 and ins[3] else range(len(starts))
+                steps = vals[ins[4]] if len(ins) > 4 and ins[4] else [1] * len(starts)
+                sl = [slice(None)] * vals[ins[0]].ndim
+                for s, e, ax, st in zip(starts, ends, axes, steps):
+                    sl[int(ax)] = slice(int(s), int(e), int(st))
+                out = vals[ins[0]][tuple(sl)]
+        except Exception:  # noqa: BLE001 - anything odd just stays dynamic
+            out = None
+        if out is not None and out.size <= 64 and np.issubdtype(out.dtype, np.integer):
+            vals[node.output[0]] = out.astype(np.int64)
+        if node.op_type in ("Reshape", "Expand") and len(ins) > 1 and ins[1] in vals and \
+                not any(isinstance(n, str) and n == ins[1] for n in (i.name for i in model.graph.initializer)):
+            counter += 1
+            name = f"_jc_shape_{counter}"
+            model.graph.initializer.append(numpy_helper.from_array(vals[ins[1]].astype(np.int64), name))
+            node.input[1] = name
+            folded += 1
+    return folded

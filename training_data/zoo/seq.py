@@ -33,14 +33,21 @@ class DeepSpeech2(nn.Module):
                                   nn.Hardtanh(0, 20))
         f = (n_freq + 2 * 20 - 41) // 2 + 1
         f = (f + 2 * 10 - 21) // 2 + 1
-        self.rnn = nn.LSTM(32 * f, hidden, num_layers=layers, bidirectional=True, batch_first=True)
+        # Bidirectional layers as two one-direction LSTMs (same parameters as nn.LSTM(bidirectional=True)): the
+        # exporter's direction-merging Reshape has a dynamic target that ONNX shape inference cannot resolve.
+        ins = [32 * f] + [2 * hidden] * (layers - 1)
+        self.fwd = nn.ModuleList(nn.LSTM(i, hidden, batch_first=True) for i in ins)
+        self.bwd = nn.ModuleList(nn.LSTM(i, hidden, batch_first=True) for i in ins)
         self.fc = nn.Linear(2 * hidden, classes)
 
     def forward(self, x):
         y = self.conv(x.unsqueeze(1))
         n, c, f, t = y.shape
         y = y.reshape(n, c * f, t).transpose(1, 2)
-        y, _ = self.rnn(y)
+        for fwd, bwd in zip(self.fwd, self.bwd):
+            a, _ = fwd(y)
+            b, _ = bwd(torch.flip(y, dims=[1]))
+            y = torch.cat([a, torch.flip(b, dims=[1])], dim=-1)
         return self.fc(y)
 
 
