@@ -194,7 +194,10 @@ def _print_table(ranked, top: int | None, caption: str) -> None:
     cols = ["#", "model", "gpu", f"energy {unit}", f"90 % {unit}", "time", "W", "params"]
     if "co2_kg" in ranked:
         cols.append("CO2e kg")
-    acc = [c for c in ranked.columns if c not in _KNOWN and c != "co2_kg"]
+    from predictor.batch import OUTPUT_COLUMNS
+
+    known = {"rank", "name", "co2_kg", *OUTPUT_COLUMNS}
+    acc = [c for c in ranked.columns if c not in known]
     cols += acc
     has_notes = bool((shown["warnings"].astype(str) != "").any() or (shown["error"].astype(str) != "").any())
     if has_notes:
@@ -230,23 +233,6 @@ def _print_table(ranked, top: int | None, caption: str) -> None:
     Console().print(table)
 
 
-_KNOWN = {
-    "rank",
-    "name",
-    "model",
-    "gpu",
-    "energy_j",
-    "energy_kwh",
-    "energy_per_epoch_j",
-    "time_s",
-    "avg_power_w",
-    "interval_low_j",
-    "interval_high_j",
-    "params",
-    "flops_train",
-    "warnings",
-    "error",
-}
 
 
 def _parse_dims(dim: list[str] | None) -> dict[str, int] | None:
