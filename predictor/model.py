@@ -330,10 +330,11 @@ def feature_frame(
 def raw_predict(model: LoadedModel, feats: pd.DataFrame) -> dict[str, np.ndarray]:
     """Per-sample time (s), average power (W) and energy (J) from a :func:`feature_frame`."""
     x = feats[model.features].to_numpy(dtype=float)
-    out = {name: b.predict(x) for name, b in model.boosters.items()}
+    shrink = float(model.manifest.get("shrink", 1.0))  # learned residual shrunk toward the physics prior
+    out = {name: shrink * b.predict(x) for name, b in model.boosters.items()}
     if model.manifest["design"] == "time_power":
         time_s = feats["t_phys_s"].to_numpy() * np.exp(out["time"])
-        power_w = feats["power_cap_w"].to_numpy() * np.exp(out["power"])
+        power_w = feats["p_phys_w"].to_numpy() * np.exp(out["power"])
         energy_j = time_s * power_w
     else:  # energy design: time from the prior scaled by the same residual, power = energy / time
         energy_j = feats["e_phys_j"].to_numpy() * np.exp(out["energy"])

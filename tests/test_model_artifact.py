@@ -31,8 +31,9 @@ def test_round_trip_predictions_match_training_code(synth_dir):
     out = predict_frame(rows, [specs[g] for g in rows["gpu"]], batch_size=rows["batch_size"].to_numpy(),
                         samples_per_epoch=100, epochs=3, val_samples=0, model=m)
     x = feats[m.features].to_numpy()
-    expect = np.exp(m.boosters["time"].predict(x) + m.boosters["power"].predict(x)) * feats["t_phys_s"] * \
-        feats["power_cap_w"]
+    shrink = m.manifest["shrink"]
+    expect = np.exp(shrink * (m.boosters["time"].predict(x) + m.boosters["power"].predict(x))) * \
+        feats["t_phys_s"] * feats["p_phys_w"]
     np.testing.assert_allclose(out["energy_per_sample_j"], expect, rtol=1e-12)
     np.testing.assert_allclose(out["energy_j"], expect * 300, rtol=1e-12)
     assert (out["interval_low_j"] < out["energy_j"]).all() and (out["energy_j"] < out["interval_high_j"]).all()
@@ -136,3 +137,22 @@ def test_numpy_tree_walker_matches_lightgbm(objective):
     test[:50, 4] = 0.0
     np.testing.assert_allclose(walker.predict(test), booster.predict(test), rtol=1e-12, atol=1e-12)
     assert walker.feature_name() == [f"f{i}" for i in range(5)]
+
+
+def test_source_corrections_licenses_and_canonical_gpus():
+    import pandas as pd
+
+    from predictor.training import SOURCE_INFO, source_gpu_names
+
+    rows = pd.DataFrame({"source": ["zeus", "zeus", "delrey"], "gpu": ["NVIDIA V100", "NVIDIA P100", "NVIDIA V100"]})
+    assert source_gpu_names(rows).tolist() == ["V100-PCIE-32GB", "P100-PCIE-16GB", "NVIDIA V100"]
+    assert set(SOURCE_INFO) == {"seaa2023", "delrey", "zeus", "mayaki"}
+
+
+def test_shipped_manifest_names_canonical_gpus_and_licenses():
+    from featurize import lookup_gpu
+
+    m = load_model(None).manifest
+    for name in m["gpus_seen"]:
+        assert lookup_gpu(name).name == name
+    assert all("user-supplied" not in s["license"] for s in m["sources"])

@@ -30,13 +30,20 @@ def test_hand_computed_prior_fp32():
     t_compute = 3e9 / 10e12  # 3e-4 s
     bytes_train = 3 * 1e7 + 28 * 1e6 / 32  # 3.0875e7 B
     t_memory = bytes_train / 1e12
-    t_overhead = 3 * 100 * 5e-6 / 32
+    t_overhead = (3 * 100 * 6e-6 + 5e-3) / 32  # launch floor + per-step overhead
+    t_busy = t_compute / 0.7  # compute-bound at 70 % of peak: 4.29e-4 > 3.1e-5
+    t_phys = t_busy + t_overhead
+    busy = t_busy / t_phys
+    p_phys = 30 + (300 - 30) * math.sqrt(busy)
     assert f["t_compute_s"] == pytest.approx(t_compute)
     assert f["t_memory_s"] == pytest.approx(t_memory)
     assert f["t_overhead_s"] == pytest.approx(t_overhead)
-    assert f["t_phys_s"] == pytest.approx(t_compute + t_overhead)  # compute-bound: 3e-4 > 3.1e-5
-    assert f["e_phys_j"] == pytest.approx(300 * (t_compute + t_overhead))
-    assert f["compute_frac"] == pytest.approx(t_compute / (t_compute + t_overhead))
+    assert f["t_phys_s"] == pytest.approx(t_phys)
+    assert f["busy_frac"] == pytest.approx(busy)
+    assert f["step_frac"] == pytest.approx(5e-3 / 32 / t_phys)
+    assert f["p_phys_w"] == pytest.approx(p_phys)
+    assert f["e_phys_j"] == pytest.approx(p_phys * t_phys)
+    assert f["compute_frac"] == pytest.approx(t_compute / t_phys)
     assert f["log_batch_size"] == pytest.approx(5.0)
     assert f["log_ws_over_l2"] == pytest.approx(1.0)  # 8 MB / 4 MB
     assert f["trainable_frac"] == pytest.approx(0.5)
@@ -52,8 +59,11 @@ def test_precision_picks_tensor_peak_and_memory_bound_case():
     f = physics_features(graph(bytes_moved_forward=1e9), GPU, batch_size=8, precision="fp16", power_limit_w=150)
     assert f["t_compute_s"] == pytest.approx(3e9 / 80e12)
     assert f["t_memory_s"] == pytest.approx((3e9 + 28e6 / 8) / 1e12)
-    assert f["memory_frac"] > 0.9 and f["tensor_precision"] == 1.0
+    t_mem = (3e9 + 28e6 / 8) / 1e12
+    assert f["memory_frac"] == pytest.approx(t_mem / (t_mem + (300 * 6e-6 + 5e-3) / 8))  # memory-bound
+    assert f["tensor_precision"] == 1.0
     assert f["power_limit_frac"] == pytest.approx(0.5) and f["power_cap_w"] == 150.0
+    assert 30.0 < f["p_phys_w"] <= 150.0  # under the enforced limit, above idle
 
 
 def test_cache_dram_bytes_override_and_unprefixed_keys():

@@ -119,3 +119,24 @@ def test_cli_bad_dim_is_a_clean_error(model_dir):
     from predictor.cli import main
 
     assert main(["predict", RESNET18, "--gpu", "V100", "--dim", "seq", "--model-dir", str(model_dir)]) == 1
+
+
+def test_cli_region_grid_and_pue(model_dir):
+    from typer.testing import CliRunner
+
+    from predictor.cli import app
+
+    runner = CliRunner()
+    args = ["predict", RESNET18, "--gpu", "A100", "--batch-size", "64", "--samples-per-epoch", "50000",
+            "--model-dir", str(model_dir), "--json"]
+    base = json.loads(runner.invoke(app, args + ["--grid-g-per-kwh", "100"]).output)
+    assert base["grid_g_per_kwh"] == 100 and base["co2_kg"] == pytest.approx(base["energy_j"] / 3.6e6 * 0.1)
+    pue = json.loads(runner.invoke(app, args + ["--grid-g-per-kwh", "100", "--pue", "1.5"]).output)
+    assert pue["co2_kg"] == pytest.approx(1.5 * base["co2_kg"]) and pue["pue"] == 1.5
+    fr = json.loads(runner.invoke(app, args + ["--region", "fr"]).output)
+    assert fr["grid_g_per_kwh"] < 200 and "France" in fr["grid_source"]
+    res = runner.invoke(app, args[:-1] + ["--region", "fr", "--pue", "1.2"])
+    assert res.exit_code == 0 and "France" in res.output and "PUE 1.2" in res.output
+    from predictor.cli import main
+
+    assert main(args + ["--region", "fr", "--grid-g-per-kwh", "50"]) == 1  # both given: a clean error

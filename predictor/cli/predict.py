@@ -36,7 +36,7 @@ def _fmt_s(s: float) -> str:
     return f"{s:.3g} s"
 
 
-def summary_text(p, grid_text: str, co2_kg: float) -> str:
+def summary_text(p, grid_text: str, co2_kg: float, pue: float = 1.0) -> str:
     """Plain-text summary of a Prediction (what the CLI prints)."""
     lo, hi = p.interval_j
     lines = [
@@ -47,7 +47,7 @@ def summary_text(p, grid_text: str, co2_kg: float) -> str:
         f"Per epoch      {_fmt_j(p.energy_per_epoch_j)}, {_fmt_s(p.time_per_epoch_s)}",
         f"Time           {_fmt_s(p.time_s)}",
         f"Average power  {p.avg_power_w:.0f} W",
-        f"CO2e           {co2_kg:.3g} kg (GPU energy only, PUE 1.0) at {grid_text}",
+        f"CO2e           {co2_kg:.3g} kg (GPU energy x PUE {pue:g}) at {grid_text}",
         f"Model          {p.model_name} {p.model_version}",
     ]
     if p.warnings:
@@ -71,6 +71,10 @@ def register(app: typer.Typer) -> None:
         dim: list[str] = typer.Option([], "--dim", help="Symbolic dimension, name=value (repeatable)."),
         power_limit_w: Optional[float] = typer.Option(None, "--power-limit-w", help="Enforced power limit, W."),
         model_dir: Optional[Path] = typer.Option(None, "--model-dir", help="Model directory (default: shipped)."),
+        region: Optional[str] = typer.Option(None, "--region", help="Grid region for CO2, e.g. fr, us-ca, us-east-1."),
+        grid_g_per_kwh: Optional[float] = typer.Option(None, "--grid-g-per-kwh",
+                                                       help="Grid carbon intensity, g CO2e/kWh (instead of --region)."),
+        pue: float = typer.Option(1.0, "--pue", help="Data-centre power usage effectiveness (>= 1) for CO2."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the summary."),
     ) -> None:
         from predictor.api import predict
@@ -79,13 +83,14 @@ def register(app: typer.Typer) -> None:
         p = predict(str(file), gpu=gpu, batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,
                     val_samples=val_samples, precision=precision, frozen=list(frozen) or None,
                     dims=_parse_dims(dim), power_limit_w=power_limit_w, model_dir=model_dir)
-        intensity, where = resolve_intensity()
-        co2 = p.co2_kg(grid_g_per_kwh=intensity)
+        intensity, where = resolve_intensity(grid_g_per_kwh, region)
+        co2 = p.co2_kg(grid_g_per_kwh=intensity, pue=pue)
         if as_json:
             d = p.to_dict()
             d.pop("features", None)
-            d.update(co2_kg=co2, grid_g_per_kwh=intensity, grid_source=where)
+            d.update(co2_kg=co2, grid_g_per_kwh=intensity, grid_source=where, pue=pue)
             typer.echo(json.dumps(d, indent=2))
         else:
-            where = where.removeprefix("default (no region given) ")
-            typer.echo(summary_text(p, f"{intensity:g} g CO2e/kWh, default grid: {where}", co2))
+            if region is None and grid_g_per_kwh is None:
+                where = f"{intensity:g} g CO2e/kWh, default grid: " + where.removeprefix("default (no region given) ")
+            typer.echo(summary_text(p, where, co2, pue=pue))
