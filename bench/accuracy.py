@@ -184,7 +184,9 @@ def target_notes(cv: dict, baselines: dict, design: str, other: str, cv_other: d
     alt = {g: r["metrics"]["median_ape"] for g, r in cv_other.items()}
     notes.append(f"design `{design}` shipped over `{other}`: medians " + ", ".join(
         f"{g} {cv[g]['metrics']['median_ape']:.1f} vs {alt[g]:.1f} %" for g in cv if g in alt)
-        + "; the two-model design also gives time and power, and bounds power by the cap.")
+        + "; the two-model design gives time and power separately and is what `retrain` keeps (with one energy "
+        "booster a user's runs on their own GPU also moved GPUs they did not measure; see "
+        "predictor.training.SHIPPED_DESIGN), even where the energy design scores better on the public folds.")
     return notes
 
 
