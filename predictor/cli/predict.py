@@ -8,17 +8,7 @@ from typing import Optional
 
 import typer
 
-from featurize.errors import InvalidInputError
-
-
-def _parse_dims(items: list[str]) -> dict[str, int] | None:
-    out: dict[str, int] = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip() or not value.strip().lstrip("-").isdigit():
-            raise InvalidInputError(f"--dim {item!r} must look like name=value, e.g. --dim seq=512.")
-        out[name.strip()] = int(value)
-    return out or None
+from predictor.cli._common import parse_dims
 
 
 def _fmt_j(j: float) -> str:
@@ -82,7 +72,7 @@ def register(app: typer.Typer) -> None:
 
         p = predict(str(file), gpu=gpu, batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,
                     val_samples=val_samples, precision=precision, frozen=list(frozen) or None,
-                    dims=_parse_dims(dim), power_limit_w=power_limit_w, model_dir=model_dir)
+                    dims=parse_dims(dim), power_limit_w=power_limit_w, model_dir=model_dir)
         intensity, where = resolve_intensity(grid_g_per_kwh, region)
         co2 = p.co2_kg(grid_g_per_kwh=intensity, pue=pue)
         if as_json:

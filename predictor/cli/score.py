@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from featurize.errors import InvalidInputError
+from predictor.cli._common import parse_dims
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 
@@ -235,18 +236,6 @@ def _print_table(ranked, top: int | None, caption: str) -> None:
 
 
 
-def _parse_dims(dim: list[str] | None) -> dict[str, int] | None:
-    if not dim:
-        return None
-    out = {}
-    for item in dim:
-        name, sep, value = item.partition("=")
-        if not sep or not value.strip().lstrip("-").isdigit():
-            raise InvalidInputError(f"--dim {item!r}: write name=value, e.g. --dim seq=512")
-        out[name.strip()] = int(value)
-    return out
-
-
 def register(app: typer.Typer) -> None:
     @app.command("score", help="Rank candidate graphs (files, folders, globs) by forecast training energy.")
     def score(
@@ -314,7 +303,7 @@ def register(app: typer.Typer) -> None:
             precision=precision,
             n_jobs=n_jobs,
             model_dir=model_dir,
-            dims=_parse_dims(dim),
+            dims=parse_dims(dim),
             progress=None if not as_json else False,
         )
         ranked = rank(
