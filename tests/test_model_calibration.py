@@ -1,0 +1,123 @@
+"""Tensor-core efficiency in the prior, sources with unusable power, and per-GPU calibration offsets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from featurize.errors import ModelArtifactError
+from featurize.physics import COMPUTE_EFFICIENCY, TENSOR_CORE_EFFICIENCY, physics_features
+from predictor.model import load_model, predict_frame
+from predictor.training import (
+    CALIBRATE_COL,
+    OFFSET_PRIOR_ROWS,
+    SOURCE_POWER_UNRELIABLE,
+    fit_model,
+    fit_with_offsets,
+    grouped_cv,
+    prepare,
+    sample_weights,
+)
+
+from test_model_physics import GPU, graph
+from test_model_synth import synth_gpus, synth_table
+
+
+def test_tensor_precisions_reach_a_smaller_share_of_their_peak():
+    g = graph(bytes_moved_forward=1e3)  # compute-bound on every precision
+    f32 = physics_features(g, GPU, batch_size=1024, precision="fp32")
+    f16 = physics_features(g, GPU, batch_size=1024, precision="fp16")
+    busy32 = f32["t_phys_s"] - f32["t_overhead_s"]
+    busy16 = f16["t_phys_s"] - f16["t_overhead_s"]
+    assert busy32 == pytest.approx(3e9 / 10e12 / COMPUTE_EFFICIENCY)
+    assert busy16 == pytest.approx(3e9 / 80e12 / TENSOR_CORE_EFFICIENCY)
+    assert TENSOR_CORE_EFFICIENCY < COMPUTE_EFFICIENCY
+
+
+def _with_unreliable_source(table):
+    src = next(iter(SOURCE_POWER_UNRELIABLE))
+    t = table.copy()
+    t.loc[t["gpu"] == "G4", "source"] = src
+    return t, src
+
+
+def test_unreliable_power_source_teaches_time_only():
+    table, src = _with_unreliable_source(synth_table())
+    rows, feats, targets = prepare(table, gpu_specs=synth_gpus())
+    bad = (rows["source"] == src).to_numpy()
+    assert bad.sum() == 24
+    assert targets.loc[bad, ["power", "energy"]].isna().all().all()
+    assert targets.loc[bad, "time"].notna().all() and targets.loc[~bad, "power"].notna().all()
+    assert (rows["_energy_ok"].to_numpy() == ~bad).all()
+    res = grouped_cv(table, "gpu", gpu_specs=synth_gpus(), rounds=50)
+    assert set(res["oof"]["group"]) == {"G1", "G2", "G3"}  # no energy truth for G4's rows
+    assert res["metrics"]["n_rows"] == 72
+    assert res["metrics"]["time"]["n_rows"] == 96 and "G4" in res["metrics"]["time"]["per_group_median_ape"]
+
+
+def _calibrated(factor: float):
+    table = synth_table()
+    user = table["gpu"] == "G2"
+    table.loc[user, "energy_per_sample_j"] *= factor
+    table.loc[user, "avg_power_w"] *= factor
+    table[CALIBRATE_COL] = user
+    return table, user.to_numpy()
+
+
+def test_offsets_absorb_a_users_constant_factor_and_leave_other_gpus_alone():
+    factor = 1.8
+    table, user = _calibrated(factor)
+    rows, feats, targets = prepare(table, gpu_specs=synth_gpus())
+    gpus = rows["_gpu_canonical"].to_numpy()
+    boosters, offsets = fit_with_offsets(feats, targets, sample_weights(rows), gpus, user, rounds=100)
+    assert set(offsets) == {"G2"} and offsets["G2"]["n_rows"] == 24
+    # the factor sits in the power offset (time was not scaled), within the shrinkage of 24 rows
+    assert offsets["G2"]["power"] == pytest.approx(math.log(factor), abs=0.08)
+    assert abs(offsets["G2"]["time"]) < 0.08
+    # reference: the same fit without the user's factor (the base model's view of the other GPUs)
+    r0, f0, t0 = prepare(synth_table(), gpu_specs=synth_gpus())
+    plain, none = fit_with_offsets(f0, t0, sample_weights(r0), gpus, np.zeros(len(r0), bool), rounds=100)
+    assert none == {}
+    x = feats[list(plain["power"].feature_name())].to_numpy(float)
+    other = ~user
+    moved = np.abs(boosters["power"].predict(x[other]) - plain["power"].predict(x[other]))
+    assert np.median(moved) < 0.03  # other GPUs do not inherit the user's 1.8x
+    # without offsets the same rows would shift every GPU (the booster has no GPU identity)
+    naive, _ = fit_with_offsets(feats, targets, sample_weights(rows), gpus, np.zeros(len(rows), bool), rounds=100)
+    assert np.median(np.abs(naive["power"].predict(x[other]) - plain["power"].predict(x[other]))) > 0.05
+
+
+def test_fit_model_writes_offsets_and_predict_applies_them(tmp_path):
+    table, user = _calibrated(1.8)
+    specs = synth_gpus()
+    out = fit_model(table, tmp_path / "m", gpu_specs=specs, run_cv=False)
+    m = load_model(out)
+    off = m.manifest["gpu_offsets"]
+    assert set(off) == {"G2"} and off["G2"]["n_rows"] == 24
+    rows, feats, targets = prepare(table, gpu_specs=specs)
+    g = rows.filter(like="g_")
+    on_g2 = predict_frame(g, specs["G2"], batch_size=rows["batch_size"], model=m)
+    manifest = dict(m.manifest, gpu_offsets={})
+    m_off = dataclasses.replace(m, manifest=manifest)
+    without = predict_frame(g, specs["G2"], batch_size=rows["batch_size"], model=m_off)
+    ratio = on_g2["energy_j"] / without["energy_j"]
+    assert np.allclose(ratio, math.exp(off["G2"]["time"] + off["G2"]["power"]))
+    on_g1 = predict_frame(g, specs["G1"], batch_size=rows["batch_size"], model=m)
+    g1_without = predict_frame(g, specs["G1"], batch_size=rows["batch_size"], model=m_off)
+    assert np.allclose(on_g1["energy_j"], g1_without["energy_j"])
+    # the card states the calibration
+    assert "calibration offsets" in (out / "MODEL_CARD.md").read_text()
+    # a malformed offset is refused at load
+    man = json.loads((out / "manifest.json").read_text())
+    man["gpu_offsets"] = {"G2": {"power": "big"}}
+    (out / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ModelArtifactError, match="gpu_offsets"):
+        load_model(out)
+
+
+def test_shrinkage_constant_is_positive():
+    assert OFFSET_PRIOR_ROWS > 0
