@@ -96,6 +96,7 @@ def test_fails_before_any_work(cand_dir, synthetic_model, tmp_path, capsys, monk
         (_args(cand_dir, synthetic_model[0], "--pareto", str(tmp_path / "p.jpg")), ".png"),
         (_args(tmp_path / "empty", synthetic_model[0]), "contains no .onnx files"),
         (_args(str(tmp_path / "zzz*.onnx"), synthetic_model[0]), "matches no files"),
+        (_args(str(tmp_path / "absent.onnx"), synthetic_model[0]), "no such file or directory"),
         (_args(cand_dir, synthetic_model[0], "--region", "atlantis"), "unknown grid region"),
     ]
     ro = tmp_path / "ro"
@@ -109,6 +110,17 @@ def test_fails_before_any_work(cand_dir, synthetic_model, tmp_path, capsys, monk
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert "error:" in err and needle in err, (argv, err)
+
+
+def test_nothing_scorable_exits_non_zero(synthetic_model, tmp_path, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx graph")
+    for extra in ((), ("--json",)):
+        assert main(_args(bad, synthetic_model[0], *extra)) == 1
+        captured = capsys.readouterr()
+        assert "no input could be scored" in captured.err
+        if extra:
+            assert json.loads(captured.out)[0]["error"]  # the records are still printed
 
 
 def test_pareto_front_minimises_both():

@@ -292,6 +292,12 @@ def register(app: typer.Typer) -> None:
             _, intensity_note = resolve_intensity(grid_g_per_kwh, region)
             if pue < 1.0:
                 raise InvalidInputError(f"--pue must be >= 1.0, got {pue}")
+        missing = [m for m in models if not set("*?[") & set(m) and not Path(m).expanduser().exists()]
+        if missing:
+            raise InvalidInputError(
+                f"no such file or directory: {', '.join(repr(m) for m in missing)}; check the path(s), or quote a "
+                "glob such as 'candidates/*.onnx'"
+            )
         expand_models(models)  # empty folder / glob matching nothing -> clear error now
         df = predict_many(
             models,
@@ -318,10 +324,12 @@ def register(app: typer.Typer) -> None:
             write_table(ranked, out)
         if pareto is not None:
             plot_pareto(ranked, pareto, accuracy_name=acc_name)
+        n_err = int((ranked["error"] != "").sum())
         if as_json:
             typer.echo(json.dumps(records(ranked)))
+            if n_err == len(ranked):
+                raise InvalidInputError("no input could be scored; the error of each is in its record")
             return
-        n_err = int((ranked["error"] != "").sum())
         caption = (
             f"{len(ranked)} rows, {n_err} failed; batch {batch_size}, {samples_per_epoch} samples/epoch, "
             f"{epochs:g} epochs, {precision}. '!' = warnings (see --out/--json)."
@@ -333,3 +341,5 @@ def register(app: typer.Typer) -> None:
         if pareto is not None:
             caption += f" Pareto plot: {pareto}."
         _print_table(ranked, top, caption)
+        if n_err == len(ranked):
+            raise InvalidInputError("no input could be scored; the note column says why for each")
