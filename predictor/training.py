@@ -78,7 +78,6 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "frac_macs_matmul",
     "frac_macs_attention",
     "frac_macs_recurrent",
-    "frac_flops_elementwise",
     "trainable_frac",
     "power_limit_frac",
     "idle_frac",
@@ -87,13 +86,20 @@ DEFAULT_FEATURES: tuple[str, ...] = (
 "tensor cores" to that source's ~100 W readings; precision enters through the peak FLOP/s of the prior.
 ``fit_model``'s default (``retrain``); the shipped model uses :data:`SHIPPED_FEATURES`."""
 SHIPPED_FEATURES: tuple[str, ...] = DEFAULT_FEATURES
-"""The shipped model's features. ``log_ai_over_balance`` and ``log_weights_over_l2`` are left out: with them
-the time booster learned "low arithmetic intensity / weights beyond L2 => slower" from the small CNNs of
-del Rey/seaa/Zeus and carried it to the held-out A100 transformer steps (time 2.6x too long, median 156 %
-error) while the energy folds barely moved (grouped CV, 3,034 rows: GPU 20.8 -> 21.9 %, architecture
-25.1 -> 24.7 %, source 28.7 -> 25.1 %, A100 time 156 -> 16 %). ``log_ws_over_l2`` (BUTTER-E's working set
-vs L2) stays. A user's own GPU is not told apart by spec ratios any more but by its calibration offset
-(:func:`fit_with_offsets`)."""
+"""The shipped model's features. Left out, with the grouped-CV figures (3,034 rows; median % error of energy,
+GPU / architecture / source folds) that decided it:
+
+* ``log_ai_over_balance``, ``log_weights_over_l2``: the time booster learned "low arithmetic intensity /
+  weights beyond L2 => slower" from the small CNNs of del Rey/seaa/Zeus and carried it to the held-out A100
+  transformer steps (time 2.6x too long, 156 % error; 16-20 % without them) while the energy folds barely
+  moved (20.8/25.1/28.7 with, 21.4/25.7/29.3 without).
+* ``frac_flops_elementwise``: a per-architecture constant in the table (0.1-3 %), so the boosters used it
+  as an architecture ID; it depends on whether the exporter folded BatchNorm into the convolutions, and
+  ResNet-50 with BatchNorm kept (the onnx-wheel graph) was predicted 1.8x the energy of the same network
+  folded (V100, 1.43 vs 0.79 J/sample; Zeus measured ~0.85). Without it: 1.10x, and CV 20.9/22.9/28.0.
+
+``log_ws_over_l2`` (BUTTER-E's working set vs L2) stays. A user's own GPU is told apart by its calibration
+offset (:func:`fit_with_offsets`), not by spec ratios."""
 MONOTONE: dict[str, dict[str, int]] = {
     # residual log(time / t_phys): bigger kernels run closer to peak; a higher power cap is never slower.
     "time": {"log_kernel_time_s": -1, "power_limit_frac": -1},
@@ -121,8 +127,9 @@ LGB_PARAMS: dict[str, Any] = {
 }
 NUM_ROUNDS = 300
 SHIPPED_DESIGN = "time_power"
-"""Grouped CV on the 3,034-row table (median / p90 % error of energy per epoch), time_power vs energy: GPU
-21.4/66 vs 26.1/93, architecture 25.7/110 vs 21.7/144, source 29.3/164 vs 26.0/208. time_power ships: it
+"""Grouped CV on the 3,034-row table (median / p90 % error of energy per epoch), time_power vs energy (see
+``models/MODEL_CARD.md`` for the current figures; at the 0.2.0 design review: GPU 21.4/66 vs 26.1/93,
+architecture 25.7/110 vs 21.7/144, source 29.3/164 vs 26.0/208). time_power ships: it
 is better on unseen GPUs (the goal that matters most for a pre-training forecast on the user's hardware),
 its tails are shorter on every fold, and it learns from sources that measure only one of the two
 quantities -- Mayaki's A100 step times teach the time model although their power readings are not usable
