@@ -2,8 +2,8 @@
 
 Public entry point: :func:`featurize`. Pipeline: load without weights (:mod:`featurize.loader`) ->
 bind symbolic dims -> strict shape inference -> one pass over the nodes through the op-handler
-registry (:mod:`featurize.ops`) -> graph-level features. Plain lists in the hot path; the ``nodes``
-DataFrame is built once at the end.
+registry (:mod:`featurize.ops`) -> graph-level features. Plain lists and dicts in the hot path; the
+``nodes`` DataFrame is built from the per-node row tuples only when first read (``LazyNodes``).
 
 Conventions (all graph-level counts are per sample = total at the evaluated batch / that batch):
 
@@ -32,18 +32,20 @@ Conventions (all graph-level counts are per sample = total at the evaluated batc
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import abc
 from collections import Counter
+from functools import partial
 from typing import Any, Iterable, Mapping
 
 import onnx
 from onnx import TensorProto
 
 from featurize.errors import InvalidInputError
-from featurize.loader import NodeFields, ShapeMap, bind_input_dims, load_model_nodes, resolve_shapes
-from featurize.ops import NodeView, OpCost, TensorInfo, get_handler, known_domains
-from featurize.types import BYTES_PER_ELEMENT, PRECISIONS, GPUSpec, GraphFeatures
+from featurize.loader import NodeFields, ShapeMap, bind_input_dims, load_graph, node_fields, resolve_shapes
+from featurize.ops import NodeView, OpCost, TensorInfo, handler_table, known_domains
+from featurize.types import BYTES_PER_ELEMENT, PRECISIONS, GPUSpec, GraphFeatures, LazyNodes
 
 __all__ = ["featurize", "OPTIMIZER_FLOPS_PER_PARAM", "WEIGHT_SLOTS"]
 
@@ -133,16 +135,16 @@ def featurize(
         source = export_module(source, example_inputs)
     elif example_inputs is not None:
         raise InvalidInputError("example_inputs= is only used with a torch.nn.Module source; drop it.")
-    model, nodes = load_model_nodes(source)
-    weight_inputs = _weight_like_inputs(model.graph)
+    model, nodes, inits = load_graph(source)
+    weight_inputs = _weight_like_inputs(model.graph, nodes, inits)
     binding = bind_input_dims(
-        model, batch_size=batch_size, dims=dims, input_shapes=input_shapes, skip=weight_inputs
+        model, batch_size=batch_size, dims=dims, input_shapes=input_shapes, skip=weight_inputs, initializers=inits
     )
     bound = binding.shapes
-    shapes = resolve_shapes(model, batch_positions=binding.batch_positions, nodes=nodes)
+    shapes = resolve_shapes(model, batch_positions=binding.batch_positions, nodes=nodes, initializers=inits)
     need_nodes = with_nodes or gpu is not None  # cache features walk the node table
     features = _analyse(
-        model, nodes, shapes, weight_inputs, bound, batch_size, precision, frozen_prefixes, need_nodes
+        model, nodes, shapes, weight_inputs, bound, batch_size, precision, frozen_prefixes, need_nodes, list(inits)
     )
     if gpu is not None:
         from dataclasses import replace
@@ -176,29 +178,43 @@ def _is_torch_module(obj: Any) -> bool:
     return any(c.__module__.startswith("torch.nn") and c.__name__ == "Module" for c in type(obj).__mro__)
 
 
-def _weight_like_inputs(graph: onnx.GraphProto) -> frozenset[str]:
+def _weight_like_inputs(
+    graph: onnx.GraphProto, nodes: list[NodeFields] | None = None, inits: Any = None
+) -> frozenset[str]:
     """Graph inputs (not initializers) that look like weights passed as inputs (export_params=False).
 
     Initializer-like: fully static float shape (no symbolic dim), fed only into weight slots of
     weight-bearing ops (:data:`WEIGHT_SLOTS`; for MatMul only a rank-2 second operand), never the first
     graph input.
     """
-    inits = {i.name for i in graph.initializer}
+    if inits is None:
+        inits = {i.name for i in graph.initializer}
     real = [i for i in graph.input if i.name not in inits]
     candidates = {}
     for vi in real[1:]:
-        tt = vi.type.tensor_type
-        static = vi.type.HasField("tensor_type") and tt.HasField("shape") and all(
-            d.HasField("dim_value") for d in tt.shape.dim
-        )
-        if static and tt.elem_type in _FLOAT_TYPES:
-            candidates[vi.name] = len(tt.shape.dim)
+        tt = vi.type.tensor_type  # a default (elem_type 0, no dims) when vi is not a tensor
+        if tt.elem_type not in _FLOAT_TYPES:
+            continue
+        dims = tt.shape.dim
+        values = [d.dim_value for d in dims]
+        if values and min(values) > 0:
+            static = True  # a positive dim_value is set
+        else:
+            static = vi.type.HasField("tensor_type") and tt.HasField("shape") and all(
+                d.HasField("dim_value") for d in dims
+            )
+        if static:
+            candidates[vi.name] = len(values)
     if not candidates:
         return frozenset()
     ok: dict[str, bool] = {}
-    for node in graph.node:
+    if nodes is None:
+        nodes = node_fields(graph)
+    for node in nodes:
+        if candidates.keys().isdisjoint(node.ins):
+            continue
         slots = WEIGHT_SLOTS.get(node.op_type, frozenset())
-        for i, name in enumerate(node.input):
+        for i, name in enumerate(node.ins):
             if name in candidates:
                 good = i in slots and not (node.op_type == "MatMul" and candidates[name] != 2)
                 ok[name] = ok.get(name, True) and good
@@ -281,56 +297,61 @@ def _analyse(
     precision: str,
     frozen: tuple[str, ...],
     with_nodes: bool = True,
+    init_names: list[str] | None = None,
 ) -> GraphFeatures:
     g = model.graph
     elem_bytes = BYTES_PER_ELEMENT[precision]
+    shape_get = shapes.get
+    if init_names is None:
+        init_names = [i.name for i in g.initializer]
 
-    # --- constants and weight roots -------------------------------------------------------------
-    const: set[str] = {i.name for i in g.initializer}
+    # --- constants, weight roots, parameter vs buffer use (one pass in graph order) ---------------
+    const: set[str] = set(init_names)
     roots: dict[str, tuple[str, ...]] = {}  # const tensor -> weight leaves it derives from
+    roots_get = roots.get
     leaf_numel: dict[str, int] = {}
 
     def add_leaf(name: str) -> None:
-        shape, elem = shapes.get(name, (None, 0))
+        shape, elem = shape_get(name, _NO_SHAPE)
         n = _numel(shape)
         if elem in _FLOAT_TYPES and n > 1:
             roots[name] = (name,)
             leaf_numel[name] = n
 
-    for init in g.initializer:
-        add_leaf(init.name)
+    for name in init_names:
+        add_leaf(name)
     for name in weight_inputs:
         const.add(name)
         add_leaf(name)
-    node_const: list[bool] = []
-    for node in nodes:
-        ins = [x for x in node.ins if x]
-        is_const = node.op_type not in _NONDETERMINISTIC and all(x in const for x in ins)
-        node_const.append(is_const)
-        if not is_const:
-            continue
-        const.update(node.outs)
-        if node.op_type in ("Constant", "ConstantOfShape"):
-            for o in node.outs:
-                add_leaf(o)
-        else:
-            derived = tuple(dict.fromkeys(r for x in ins for r in roots.get(x, ())))
-            if derived:
-                for o in node.outs:
-                    roots[o] = derived
-
-    # param vs buffer: a leaf is a parameter if some run-time node uses it outside a buffer slot
+    # a leaf is a parameter if some run-time node uses it outside a buffer slot
     param_leaves: set[str] = set()
     used_leaves: set[str] = set()
-    for node, is_const in zip(nodes, node_const):
+    node_const: list[bool] = []
+    all_const = const.issuperset
+    for node in nodes:
+        op = node.op_type
+        node_ins = node.ins
+        is_const = op not in _NONDETERMINISTIC and (
+            all_const(node_ins) or ("" in node_ins and all(x in const for x in node_ins if x))
+        )
+        node_const.append(is_const)
         if is_const:
+            const.update(node.outs)
+            if op == "Constant" or op == "ConstantOfShape":
+                for o in node.outs:
+                    add_leaf(o)
+            else:
+                derived = tuple(dict.fromkeys(r for x in node_ins if x for r in roots_get(x, ())))
+                if derived:
+                    for o in node.outs:
+                        roots[o] = derived
             continue
-        buf = _BUFFER_SLOTS.get(node.op_type, frozenset())
-        for i, x in enumerate(node.ins):
-            r = roots.get(x)
+        buf = _BUFFER_SLOTS.get(op)
+        for i, x in enumerate(node_ins):
+            r = roots_get(x)
             if r:
                 used_leaves.update(r)
-                if i not in buf:
+                if buf is None or i not in buf:
                     param_leaves.update(r)
     trainable_leaves = {n for n in param_leaves if not (frozen and n.startswith(frozen))}
     params = sum(leaf_numel[n] for n in param_leaves)
@@ -339,62 +360,88 @@ def _analyse(
 
     # --- evaluated batch ------------------------------------------------------------------------
     b_eval = batch_size
-    for vi in g.input:
-        if vi.name in bound and vi.name not in weight_inputs and bound[vi.name]:
-            b_eval = bound[vi.name][0]
+    for name, shape in bound.items():  # bound: the non-initializer graph inputs, in graph order
+        if shape and name not in weight_inputs:
+            b_eval = shape[0]
             break
+    init_set = set(init_names)
+    graph_inputs = [vi.name for vi in g.input if vi.name not in init_set and vi.name not in weight_inputs]
     ws_scale = batch_size / b_eval
 
     # --- per-node pass --------------------------------------------------------------------------
     info_cache: dict[str, TensorInfo] = {}
+    info_get = info_cache.get
+    prod = math.prod
 
     def tinfo(name: str) -> TensorInfo:
-        t = info_cache.get(name)
-        if t is None:
-            shape, elem = shapes.get(name, (None, 0))
-            r = roots.get(name)
-            t = TensorInfo.make(
-                name,
-                shape,
-                _itemsize(elem, elem_bytes),
-                name in const,
-                bool(r),
-                bool(r) and any(x in param_leaves for x in r),
-            )
-            info_cache[name] = t
+        """TensorInfo of ``name`` (built once; same fields as ``TensorInfo.make``)."""
+        shape, elem = shape_get(name, _NO_SHAPE)
+        r = roots_get(name)
+        size = elem_bytes if (elem in _FLOAT_TYPES or elem == 0) else _itemsize(elem, elem_bytes)
+        n = prod(shape) if shape is not None else 0
+        t = info_cache[name] = TensorInfo(
+            name, shape, size, name in const, bool(r), bool(r) and not param_leaves.isdisjoint(r), n, n * size
+        )
         return t
 
-    n = len(nodes)
     rows: list[tuple] = []  # one per node, only when the node table is wanted
     n_work = 0  # nodes that do work at run time
     unsupported: Counter[str] = Counter()
     unknown_domains: set[str] = set()
     failed: list[str] = []
     unknown_shapes = 0
-    requires_grad: set[str] = {x for x in trainable_leaves}
-    for x in list(roots):
-        if any(r in trainable_leaves for r in roots[x]):
-            requires_grad.add(x)
+    requires_grad: set[str] = set(trainable_leaves)
+    if trainable_leaves:
+        for x, r in roots.items():
+            if not trainable_leaves.isdisjoint(r):
+                requires_grad.add(x)
     saved: set[str] = set()
     tot_macs = tot_flops = tot_bwd = tot_bytes = tot_wbytes = 0.0
     cls_macs: Counter[str] = Counter()
     nonmac_flops = 0.0
     max_ws = 0.0
     depth_of: dict[str, int] = {}
+    depth_get = depth_of.get
     max_depth = 0
-    domains = known_domains()
+    handlers = handler_table()
     empty = TensorInfo("", (), 0)
+    # liveness bookkeeping (forward pass in graph order): storage a tensor aliases, last node reading it
+    storage: dict[str, str] = {name: name for name in graph_inputs}
+    storage_get = storage.get
+    last_use: dict[str, int] = {}
+    new_bytes: list[tuple[int, int]] = []  # (node index, bytes of fresh outputs) of run-time nodes
 
     for idx, node in enumerate(nodes):
         op = node.op_type
-        dom = "" if node.domain in ("", "ai.onnx") else node.domain
-        name = node.name or f"{op}_{idx}"
-        outs = tuple([tinfo(o) if o else empty for o in node.outs])
+        dom = node.domain
+        if dom == "ai.onnx":
+            dom = ""
+        node_outs = node.outs
+        outs = tuple([(info_get(o) or tinfo(o)) if o else empty for o in node_outs])
         if node_const[idx]:
             if with_nodes:
-                rows.append((name, op, dom, "constant", outs, 0.0, 0.0, 0, 0.0, 0.0, 0.0, False, 0.0, (), (), node.outs))
+                name = node.name or f"{op}_{idx}"
+                rows.append((name, op, dom, "constant", outs, 0.0, 0.0, 0, 0.0, 0.0, 0.0, False, 0.0, (), (), node_outs))
             continue
-        ins = tuple([tinfo(x) if x else empty for x in node.ins])
+        node_ins = node.ins
+        ins = tuple([(info_get(x) or tinfo(x)) if x else empty for x in node_ins])
+        # liveness: the storages this node reads, and where its outputs live
+        for x in node_ins:
+            st = storage_get(x)
+            if st is not None:
+                last_use[st] = idx
+        src = storage_get(node_ins[0]) if node_ins and op in _ALIAS_OPS else None
+        fresh = 0
+        for i, o in enumerate(node_outs):
+            if o:
+                if src is not None and i == 0:
+                    storage[o] = src
+                    last_use.setdefault(src, idx)
+                else:
+                    storage[o] = o
+                    last_use.setdefault(o, idx)
+                    fresh += outs[i].nbytes
+        new_bytes.append((idx, fresh))
         # one pass over the inputs: weights, activations, gradients, depth, unknown shapes
         w_bytes = bytes_in = w_params = 0
         w_trainable = unknown = False
@@ -417,22 +464,23 @@ def _analyse(
                 acts.append(t)
                 if t.name in requires_grad:
                     n_act_rg += 1
-                dd = depth_of.get(t.name, 0)
+                dd = depth_get(t.name, 0)
                 if dd > d_in:
                     d_in = dd
         bytes_out = 0
         for t in outs:
             bytes_out += t.nbytes
-        view = NodeView(name, op, dom, ins, outs, _LazyAttrs(node.proto), bytes_in, bytes_out, w_params)
-        handler = get_handler(op, dom)
+        name = node.name or f"{op}_{idx}"
+        handler = handlers.get((dom, op))
         if handler is None:
             unsupported[op if not dom else f"{dom}::{op}"] += 1
-            if dom not in domains:
+            if dom not in known_domains():
                 unknown_domains.add(dom)
             cost = OpCost(bytes_read=float(bytes_in), bytes_written=float(bytes_out), op_class="unsupported")
         else:
             if unknown or (outs and outs[0].shape is None):
                 unknown_shapes += 1
+            view = NodeView(name, op, dom, ins, outs, _LazyAttrs(node.proto), bytes_in, bytes_out, w_params)
             try:
                 cost = handler(view)
             except Exception as err:  # noqa: BLE001 - a handler must never abort featurization
@@ -456,7 +504,7 @@ def _analyse(
         if with_nodes:
             rows.append((
                 name, op, dom, cls, outs, macs, flops, cost.params, br, bw, ws, w_trainable, w,
-                tuple([t.name for t in acts]), tuple([t.nbytes * ws_scale for t in acts]), node.outs,
+                tuple([t.name for t in acts]), tuple([t.nbytes * ws_scale for t in acts]), node_outs,
             ))
         tot_wbytes += w
         if ws > max_ws:
@@ -475,14 +523,19 @@ def _analyse(
                 saved.update(_saved_inputs(op, cls, acts, outs, w_trainable))
         # depth in weight-bearing MAC ops
         d = d_in + 1 if (macs and cost.params) else d_in
-        for o in node.outs:
+        for o in node_outs:
             if o:
                 depth_of[o] = d
         if d > max_depth:
             max_depth = d
 
     # --- liveness: peak live activation bytes during forward ------------------------------------
-    peak = _peak_live_bytes(g, nodes, node_const, tinfo, weight_inputs)
+    for vi in g.output:
+        st = storage_get(vi.name)
+        if st is not None:
+            last_use[st] = len(nodes)
+    live = sum((info_get(x) or tinfo(x)).nbytes for x in graph_inputs)
+    peak = _peak_live_bytes(live, new_bytes, last_use, lambda x: (info_get(x) or tinfo(x)).nbytes)
 
     if unsupported or failed:
         msg = "featurize: ops without a cost handler were counted as zero FLOPs: " + ", ".join(
@@ -497,7 +550,6 @@ def _analyse(
     if unknown_shapes:
         warnings.warn(f"featurize: {unknown_shapes} node(s) have tensors of unknown shape; their cost is partial.", stacklevel=3)
 
-    nodes_df = _nodes_frame(rows) if with_nodes else None
     per = 1.0 / b_eval
     flops_forward = tot_flops * per
     flops_backward = tot_bwd * per
@@ -529,10 +581,13 @@ def _analyse(
         batch_size=batch_size,
         precision=precision,
         unsupported_ops=dict(unsupported),
-        nodes=nodes_df,
+        nodes=LazyNodes(partial(_nodes_frame, rows)) if with_nodes else None,
         input_shapes={k: v for k, v in bound.items() if k not in weight_inputs},
         graph_name=g.name,
     )
+
+
+_NO_SHAPE = (None, 0)
 
 
 _NODE_COLUMNS = (
@@ -548,6 +603,7 @@ def _nodes_frame(rows: list[tuple]):
     cols = list(zip(*rows)) if rows else [()] * len(_NODE_COLUMNS)
     data = dict(zip(_NODE_COLUMNS, map(list, cols)))
     data["output_shapes"] = [[list(t.shape) if t.shape is not None else None for t in outs] for outs in cols[4]]
+    data["outputs"] = [tuple(o) for o in cols[15]]
     return pd.DataFrame(data, columns=list(_NODE_COLUMNS))
 
 
@@ -571,45 +627,22 @@ def _saved_inputs(op: str, cls: str, act_inputs, outs, w_trainable: bool) -> lis
     return acts
 
 
-def _peak_live_bytes(g, nodes, node_const, tinfo, weight_inputs) -> float:
-    """Peak sum of live activation bytes, walking nodes in graph (topological) order."""
-    storage: dict[str, str] = {}
-    inits = {i.name for i in g.initializer}
-    graph_inputs = [vi.name for vi in g.input if vi.name not in inits and vi.name not in weight_inputs]
-    for name in graph_inputs:
-        storage[name] = name
-    last_use: dict[str, int] = {}
-    for idx, node in enumerate(nodes):
-        if node_const[idx]:
-            continue
-        for x in node.ins:
-            s = storage.get(x)
-            if s is not None:
-                last_use[s] = idx
-        alias = node.op_type in _ALIAS_OPS
-        src = storage.get(node.ins[0]) if alias and node.ins else None
-        for i, o in enumerate(node.outs):
-            if o:
-                storage[o] = src if (src is not None and i == 0) else o
-                last_use.setdefault(storage[o], idx)
-    for vi in g.output:
-        s = storage.get(vi.name)
-        if s is not None:
-            last_use[s] = len(nodes)
-    live = sum(tinfo(x).nbytes for x in graph_inputs)
+def _peak_live_bytes(live: int, new_bytes: list[tuple[int, int]], last_use: dict[str, int], nbytes) -> float:
+    """Peak sum of live activation bytes, walking the run-time nodes in graph (topological) order.
+
+    ``live``: bytes of the activation graph inputs; ``new_bytes``: ``(node index, bytes of the outputs
+    that own a new storage)`` per run-time node (view ops alias their input); ``last_use``: storage ->
+    index of the last node touching it (``len(nodes)`` for graph outputs, which stay live). A storage
+    is freed right after its last use.
+    """
+    free_at: dict[int, list[str]] = {}
+    for st, i in last_use.items():
+        free_at.setdefault(i, []).append(st)
     peak = live
-    freed: set[str] = set()
-    for idx, node in enumerate(nodes):
-        if node_const[idx]:
-            continue
-        for o in node.outs:
-            if o and storage.get(o) == o:
-                live += tinfo(o).nbytes
+    for idx, fresh in new_bytes:
+        live += fresh
         if live > peak:
             peak = live
-        for x in set(node.ins) | set(node.outs):
-            s = storage.get(x)
-            if s is not None and s not in freed and last_use.get(s, -1) <= idx:
-                freed.add(s)
-                live -= tinfo(s).nbytes
+        for st in free_at.get(idx, ()):
+            live -= nbytes(st)
     return float(peak)

@@ -19,28 +19,35 @@ from onnx import TensorProto
 
 from featurize.errors import GraphLoadError, InvalidInputError, ShapeResolutionError, UnboundDimensionError
 
-__all__ = ["load_model", "load_model_nodes", "node_fields", "NodeFields", "bind_dims", "bind_input_dims", "Binding", "resolve_shapes", "ShapeMap", "FALLBACK_MAX_BYTES"]
+__all__ = ["load_model", "load_model_nodes", "load_graph", "LoadedGraph", "node_fields", "NodeFields", "bind_dims", "bind_input_dims", "Binding", "resolve_shapes", "ShapeMap", "FALLBACK_MAX_BYTES"]
 
 # tensor name -> (shape or None when unknown, ONNX elem_type)
 ShapeMap = dict[str, tuple[tuple[int, ...] | None, int]]
+# initializer name -> (dims, ONNX data_type)
+InitShapes = dict[str, tuple[tuple[int, ...], int]]
 
 _FIX_LOAD = "pass a path to an existing .onnx file, the file's bytes, an onnx.ModelProto or a torch.nn.Module"
 
 
 class NodeFields(NamedTuple):
-    """Fields of a NodeProto extracted once (protobuf field access is slow in the hot loops)."""
+    """Fields of a NodeProto extracted once (protobuf field access is slow in the hot loops).
+
+    ``ins`` / ``outs`` are plain lists (a slice of the repeated field is the cheapest copy); treat them
+    as read-only.
+    """
 
     name: str
     op_type: str
     domain: str
-    ins: tuple[str, ...]
-    outs: tuple[str, ...]
+    ins: list[str]
+    outs: list[str]
     proto: onnx.NodeProto
 
 
 def node_fields(graph: onnx.GraphProto) -> list[NodeFields]:
     """:class:`NodeFields` of every node of ``graph``, in order."""
-    return [NodeFields(n.name, n.op_type, n.domain, tuple(n.input), tuple(n.output), n) for n in graph.node]
+    make = NodeFields._make
+    return [make((n.name, n.op_type, n.domain, n.input[:], n.output[:], n)) for n in graph.node]
 
 
 def load_model(source: Any) -> onnx.ModelProto:
@@ -48,12 +55,26 @@ def load_model(source: Any) -> onnx.ModelProto:
     return load_model_nodes(source)[0]
 
 
+class LoadedGraph(NamedTuple):
+    """Result of :func:`load_graph`: the weightless model, its :func:`node_fields`, and the
+    initializers' ``{name: (dims, data_type)}`` (read once: protobuf access is slow)."""
+
+    model: onnx.ModelProto
+    nodes: list[NodeFields]
+    initializers: InitShapes
+
+
 def load_model_nodes(source: Any) -> tuple[onnx.ModelProto, list[NodeFields]]:
     """:func:`load_model` plus the :func:`node_fields` of the (validated, inlined) graph."""
+    loaded = load_graph(source)
+    return loaded.model, loaded.nodes
+
+
+def load_graph(source: Any) -> LoadedGraph:
+    """:func:`load_model_nodes` plus the initializer shapes (see :class:`LoadedGraph`)."""
     if isinstance(source, onnx.ModelProto):
         model = onnx.ModelProto()
         model.CopyFrom(source)
-        _strip_weight_data(model)
         what = "the given ModelProto"
     elif isinstance(source, (bytes, bytearray, memoryview)):
         model = _parse(bytes(source), "the given bytes")
@@ -66,16 +87,16 @@ def load_model_nodes(source: Any) -> tuple[onnx.ModelProto, list[NodeFields]]:
         what = repr(str(path))
     else:
         raise InvalidInputError(f"cannot featurize an object of type {type(source).__name__}; {_FIX_LOAD}.")
-    if not isinstance(source, onnx.ModelProto):
-        _strip_weight_data(model)  # shape inference would otherwise re-serialize every weight
-    nodes = _validate(model, what)
+    inits = _strip_weight_data(model)  # shape inference would otherwise re-serialize every weight
+    nodes = _validate(model, what, inits)
     if model.functions:
         try:
             model = onnx.inliner.inline_local_functions(model)
         except Exception as err:  # noqa: BLE001 - any inliner failure is a load problem
             raise GraphLoadError(f"could not inline the local functions of {what}: {err}") from err
         nodes = node_fields(model.graph)
-    return model, nodes
+        inits = {i.name: (tuple(i.dims), i.data_type) for i in model.graph.initializer}
+    return LoadedGraph(model, nodes, inits)
 
 
 def _parse(data: bytes, what: str) -> onnx.ModelProto:
@@ -90,16 +111,22 @@ def _parse(data: bytes, what: str) -> onnx.ModelProto:
     return model
 
 
-def _strip_weight_data(model: onnx.ModelProto) -> None:
-    """Drop large initializer payloads (dims are kept) so copies and shape inference stay cheap."""
+def _strip_weight_data(model: onnx.ModelProto) -> InitShapes:
+    """Drop large initializer payloads (dims are kept) so copies and shape inference stay cheap.
+    Returns the initializers' ``{name: (dims, data_type)}``."""
+    inits: InitShapes = {}
+    external = TensorProto.EXTERNAL
     for init in model.graph.initializer:
-        if math.prod(init.dims) > 1024 and init.data_location != TensorProto.EXTERNAL:
+        dims = tuple(init.dims)
+        inits[init.name] = (dims, init.data_type)
+        if math.prod(dims) > 1024 and init.data_location != external:
             init.ClearField("raw_data")
             for f in ("float_data", "double_data", "int32_data", "int64_data"):
                 init.ClearField(f)
+    return inits
 
 
-def _validate(model: onnx.ModelProto, what: str) -> list[NodeFields]:
+def _validate(model: onnx.ModelProto, what: str, inits: InitShapes | None = None) -> list[NodeFields]:
     """Cheap structural check: a graph with nodes, every node input defined before use. Returns the
     graph's :func:`node_fields`."""
     g = model.graph
@@ -108,23 +135,28 @@ def _validate(model: onnx.ModelProto, what: str) -> list[NodeFields]:
             f"{what} does not contain an ONNX graph with nodes (not an ONNX model, or truncated). "
             "Re-export it and pass the complete .onnx file."
         )
-    defined = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
-    defined |= {i.name for i in g.sparse_initializer}
+    defined = {i.name for i in g.input} | (inits.keys() if inits is not None else {i.name for i in g.initializer})
+    defined.add("")
+    if len(g.sparse_initializer):
+        defined |= {i.name for i in g.sparse_initializer}
     nodes = node_fields(g)
+    issubset = defined.issuperset
+    update = defined.update
     for node in nodes:
-        for name in node.ins:
-            if name not in defined:
-                raise GraphLoadError(
-                    f"{what}: node {node.name or node.op_type!r} reads tensor {name!r} that is never "
-                    "produced (a truncated or invalid graph, or nodes not in topological order). "
-                    "Re-export the model, or run onnx.checker.check_model on it to locate the problem."
-                )
-        defined.update(node.outs)
+        if not issubset(node.ins):
+            name = next(x for x in node.ins if x not in defined)
+            raise GraphLoadError(
+                f"{what}: node {node.name or node.op_type!r} reads tensor {name!r} that is never "
+                "produced (a truncated or invalid graph, or nodes not in topological order). "
+                "Re-export the model, or run onnx.checker.check_model on it to locate the problem."
+            )
+        update(node.outs)
     return nodes
 
 
-def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
-    inits = {i.name for i in model.graph.initializer}
+def _graph_inputs(model: onnx.ModelProto, inits: Any = None) -> list[onnx.ValueInfoProto]:
+    if inits is None:
+        inits = {i.name for i in model.graph.initializer}
     return [i for i in model.graph.input if i.name not in inits]
 
 
@@ -166,11 +198,15 @@ def bind_input_dims(
     dims: Mapping[str, int] | None = None,
     input_shapes: Mapping[str, Any] | None = None,
     skip: set[str] | frozenset[str] = frozenset(),
+    initializers: Mapping[str, Any] | None = None,
 ) -> Binding:
-    """:func:`bind_dims`, also reporting which input dims were bound to ``batch_size``."""
+    """:func:`bind_dims`, also reporting which input dims were bound to ``batch_size``.
+
+    ``initializers``: the initializer names (e.g. :attr:`LoadedGraph.initializers`) when already known.
+    """
     dims = dict(dims or {})
     input_shapes = dict(input_shapes or {})
-    inputs = _graph_inputs(model)
+    inputs = _graph_inputs(model, initializers)
     names = [i.name for i in inputs]
     unknown = sorted(set(input_shapes) - set(names))
     if unknown:
@@ -184,9 +220,14 @@ def bind_input_dims(
     batch_positions: dict[str, tuple[int, ...]] = {}
     bound: dict[str, list[int]] = {}
     for vi in inputs:
-        tt = vi.type.tensor_type
         if not vi.type.HasField("tensor_type"):
             continue
+        tt = vi.type.tensor_type
+        if vi.name not in input_shapes:  # fast path: every dim already a positive value (weights, fixed inputs)
+            values = [d.dim_value for d in tt.shape.dim]
+            if not values or min(values) > 0:
+                bound[vi.name] = values
+                continue
         if vi.name in input_shapes:
             shape = [int(d) for d in input_shapes[vi.name]]
             if any(d <= 0 for d in shape):
@@ -253,11 +294,31 @@ def _shape_of(vi: onnx.ValueInfoProto) -> tuple[tuple[int, ...] | None, int]:
     return out, tt.elem_type
 
 
+def _shapes_into(vis, shapes: ShapeMap) -> None:
+    """:func:`_shape_of` of every value info in ``vis`` into ``shapes``, unless a known shape is there.
+
+    Bulk version of :func:`_shape_of` (the hot path of shape extraction): a non-empty shape whose
+    dims are all positive takes one pass over the dims; anything else goes through :func:`_shape_of`.
+    """
+    get = shapes.get
+    for vi in vis:
+        name = vi.name
+        if get(name, _NO_SHAPE)[0] is not None:
+            continue
+        tt = vi.type.tensor_type
+        out = tuple([d.dim_value for d in tt.shape.dim])
+        if out and min(out) > 0:
+            shapes[name] = (out, tt.elem_type)
+        else:
+            shapes[name] = _shape_of(vi)
+
+
 def resolve_shapes(
     model: onnx.ModelProto,
     *,
     batch_positions: Mapping[str, tuple[int, ...]] | None = None,
     nodes: list[NodeFields] | None = None,
+    initializers: InitShapes | None = None,
 ) -> ShapeMap:
     """Shapes of every tensor, without running the graph whenever possible.
 
@@ -267,17 +328,19 @@ def resolve_shapes(
        ``batch_positions`` (from :func:`bind_input_dims`) says where the batch is, rescaling only dims
        shown to be proportional to it; never beyond :data:`FALLBACK_MAX_BYTES` of activations.
 
+    ``nodes`` / ``initializers``: the graph's :func:`node_fields` and initializer shapes when the
+    caller already has them (:func:`load_graph`); read from the graph otherwise.
+
     Raises:
         ShapeResolutionError: the run needed to measure the unknown shapes would exceed the cap.
     """
     inferred = _infer(model)
     g = inferred.graph
-    shapes: ShapeMap = {}
-    for init in g.initializer:
-        shapes[init.name] = (tuple(int(d) for d in init.dims), init.data_type)
-    for vi in list(g.input) + list(g.value_info) + list(g.output):
-        if vi.name not in shapes or shapes[vi.name][0] is None:
-            shapes[vi.name] = _shape_of(vi)
+    if initializers is None:
+        initializers = {init.name: (tuple(init.dims), init.data_type) for init in g.initializer}
+    shapes: ShapeMap = dict(initializers)
+    for vis in (g.input, g.value_info, g.output):
+        _shapes_into(vis, shapes)
     missing = _missing(nodes if nodes is not None else node_fields(g), g, shapes)
     if missing:
         missing = _symbolic_fill(model, shapes, missing)

@@ -12,7 +12,7 @@ returns. Both are frozen dataclasses with units in every field name. Conventions
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 Precision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8")
@@ -82,12 +82,44 @@ class GPUSpec:
         return asdict(self)
 
 
+class LazyNodes:
+    """A deferred ``nodes`` table: ``build()`` makes the DataFrame (once, on first access of
+    ``GraphFeatures.nodes``). The featurizer hands one of these over so callers that never read the
+    table (prediction, batch scoring) never pay for it."""
+
+    __slots__ = ("build",)
+
+    def __init__(self, build: Callable[[], Any]):
+        self.build = build
+
+
+class _NodesField:
+    """Descriptor behind ``GraphFeatures.nodes``: stores a DataFrame, ``None`` or a :class:`LazyNodes`,
+    and returns the DataFrame (built and kept on first read)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = "_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return None  # the dataclass default
+        value = obj.__dict__.get(self._slot)
+        if isinstance(value, LazyNodes):
+            value = value.build()
+            obj.__dict__[self._slot] = value
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self._slot] = value
+
+
 @dataclass(frozen=True)
 class GraphFeatures:
     """Architecture features of one model graph (see module docstring for conventions).
 
     ``nodes`` is a pandas DataFrame, one row per node (name, op_type, output_shapes, macs, flops,
-    params, bytes_read, bytes_written, working_set_bytes, op_class, trainable). ``to_dict()`` gives
+    params, bytes_read, bytes_written, working_set_bytes, op_class, trainable), built on first access
+    (the featurizer passes a :class:`LazyNodes`). ``to_dict()`` gives
     the flat numeric feature vector the predictor learns from; its keys are
     :data:`GRAPH_FEATURE_KEYS` (plus ``unsupported_op_count``).
     """
@@ -115,7 +147,7 @@ class GraphFeatures:
     batch_size: int
     precision: str
     unsupported_ops: dict[str, int] = field(default_factory=dict)
-    nodes: Any = None  # pandas.DataFrame
+    nodes: Any = _NodesField()  # pandas.DataFrame (or None); may be given as a LazyNodes, built on first read
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
     graph_name: str = ""
     cache_features: dict[str, float] = field(default_factory=dict)  # set by featurize(..., gpu=)

@@ -28,6 +28,7 @@ __all__ = [
     "NodeView",
     "register",
     "get_handler",
+    "handler_table",
     "registered_ops",
     "known_domains",
     "OP_CLASSES",
@@ -165,6 +166,12 @@ def register(op_type: str | tuple[str, ...], domain: str = "", *, overwrite: boo
 
 def get_handler(op_type: str, domain: str = "") -> Handler | None:
     return _REGISTRY.get((_norm_domain(domain), op_type))
+
+
+def handler_table() -> Mapping[tuple[str, str], Handler]:
+    """The live registry, ``(normalised domain, op_type) -> handler`` (read-only use: the featurizer's
+    per-node lookup skips :func:`get_handler`'s domain normalisation)."""
+    return _REGISTRY
 
 
 def registered_ops() -> list[tuple[str, str]]:
