@@ -135,13 +135,18 @@ def featurize(
         source = export_module(source, example_inputs)
     elif example_inputs is not None:
         raise InvalidInputError("example_inputs= is only used with a torch.nn.Module source; drop it.")
-    model, nodes, inits = load_graph(source)
-    weight_inputs = _weight_like_inputs(model.graph, nodes, inits)
+    model, nodes, inits, static = load_graph(source)
+    weight_inputs = _weight_like_inputs(model.graph, nodes, inits, static)
     binding = bind_input_dims(
-        model, batch_size=batch_size, dims=dims, input_shapes=input_shapes, skip=weight_inputs, initializers=inits
+        model, batch_size=batch_size, dims=dims, input_shapes=input_shapes, skip=weight_inputs,
+        initializers=inits, static_inputs=static,
     )
     bound = binding.shapes
-    shapes = resolve_shapes(model, batch_positions=binding.batch_positions, nodes=nodes, initializers=inits)
+    if input_shapes:
+        static = {k: v for k, v in static.items() if k not in input_shapes}
+    shapes = resolve_shapes(
+        model, batch_positions=binding.batch_positions, nodes=nodes, initializers=inits, known_inputs=static
+    )
     need_nodes = with_nodes or gpu is not None  # cache features walk the node table
     features = _analyse(
         model, nodes, shapes, weight_inputs, bound, batch_size, precision, frozen_prefixes, need_nodes, list(inits)
@@ -179,19 +184,27 @@ def _is_torch_module(obj: Any) -> bool:
 
 
 def _weight_like_inputs(
-    graph: onnx.GraphProto, nodes: list[NodeFields] | None = None, inits: Any = None
+    graph: onnx.GraphProto, nodes: list[NodeFields] | None = None, inits: Any = None,
+    static: Mapping[str, tuple[tuple[int, ...], int]] | None = None,
 ) -> frozenset[str]:
     """Graph inputs (not initializers) that look like weights passed as inputs (export_params=False).
 
     Initializer-like: fully static float shape (no symbolic dim), fed only into weight slots of
     weight-bearing ops (:data:`WEIGHT_SLOTS`; for MatMul only a rank-2 second operand), never the first
-    graph input.
+    graph input. ``inits`` / ``static``: :attr:`~featurize.loader.LoadedGraph.initializers` /
+    ``.static_inputs`` when known.
     """
     if inits is None:
         inits = {i.name for i in graph.initializer}
+    known = static or {}
     real = [i for i in graph.input if i.name not in inits]
     candidates = {}
     for vi in real[1:]:
+        entry = known.get(vi.name)
+        if entry is not None:  # all dims positive values
+            if entry[1] in _FLOAT_TYPES:
+                candidates[vi.name] = len(entry[0])
+            continue
         tt = vi.type.tensor_type  # a default (elem_type 0, no dims) when vi is not a tensor
         if tt.elem_type not in _FLOAT_TYPES:
             continue

@@ -56,12 +56,15 @@ def load_model(source: Any) -> onnx.ModelProto:
 
 
 class LoadedGraph(NamedTuple):
-    """Result of :func:`load_graph`: the weightless model, its :func:`node_fields`, and the
-    initializers' ``{name: (dims, data_type)}`` (read once: protobuf access is slow)."""
+    """Result of :func:`load_graph`: the weightless model, its :func:`node_fields`, the initializers'
+    ``{name: (dims, data_type)}`` and ``static_inputs``: ``{name: (dims, elem_type)}`` of the
+    non-initializer tensor inputs whose declared dims are all positive values (weights passed as
+    inputs, fixed-shape inputs). Read once: protobuf access is slow."""
 
     model: onnx.ModelProto
     nodes: list[NodeFields]
     initializers: InitShapes
+    static_inputs: InitShapes
 
 
 def load_model_nodes(source: Any) -> tuple[onnx.ModelProto, list[NodeFields]]:
@@ -96,7 +99,21 @@ def load_graph(source: Any) -> LoadedGraph:
             raise GraphLoadError(f"could not inline the local functions of {what}: {err}") from err
         nodes = node_fields(model.graph)
         inits = {i.name: (tuple(i.dims), i.data_type) for i in model.graph.initializer}
-    return LoadedGraph(model, nodes, inits)
+    return LoadedGraph(model, nodes, inits, _static_inputs(model.graph, inits))
+
+
+def _static_inputs(graph: onnx.GraphProto, inits: InitShapes) -> InitShapes:
+    """``{name: (dims, elem_type)}`` of the non-initializer inputs with all dims positive values."""
+    out: InitShapes = {}
+    for vi in graph.input:
+        name = vi.name
+        if name in inits:
+            continue
+        tt = vi.type.tensor_type  # a default (no dims) when vi is not a tensor
+        values = tuple([d.dim_value for d in tt.shape.dim])
+        if values and min(values) > 0:
+            out[name] = (values, tt.elem_type)
+    return out
 
 
 def _parse(data: bytes, what: str) -> onnx.ModelProto:
@@ -199,11 +216,14 @@ def bind_input_dims(
     input_shapes: Mapping[str, Any] | None = None,
     skip: set[str] | frozenset[str] = frozenset(),
     initializers: Mapping[str, Any] | None = None,
+    static_inputs: Mapping[str, tuple[tuple[int, ...], int]] | None = None,
 ) -> Binding:
     """:func:`bind_dims`, also reporting which input dims were bound to ``batch_size``.
 
-    ``initializers``: the initializer names (e.g. :attr:`LoadedGraph.initializers`) when already known.
+    ``initializers`` / ``static_inputs``: :attr:`LoadedGraph.initializers` / ``.static_inputs`` when
+    already known (static inputs need no binding).
     """
+    static_inputs = static_inputs or {}
     dims = dict(dims or {})
     input_shapes = dict(input_shapes or {})
     inputs = _graph_inputs(model, initializers)
@@ -220,13 +240,17 @@ def bind_input_dims(
     batch_positions: dict[str, tuple[int, ...]] = {}
     bound: dict[str, list[int]] = {}
     for vi in inputs:
+        name = vi.name
+        if name in static_inputs and name not in input_shapes:
+            bound[name] = list(static_inputs[name][0])
+            continue
         if not vi.type.HasField("tensor_type"):
             continue
         tt = vi.type.tensor_type
-        if vi.name not in input_shapes:  # fast path: every dim already a positive value (weights, fixed inputs)
+        if name not in input_shapes:  # fast path: every dim already a positive value (weights, fixed inputs)
             values = [d.dim_value for d in tt.shape.dim]
             if not values or min(values) > 0:
-                bound[vi.name] = values
+                bound[name] = values
                 continue
         if vi.name in input_shapes:
             shape = [int(d) for d in input_shapes[vi.name]]
@@ -319,6 +343,7 @@ def resolve_shapes(
     batch_positions: Mapping[str, tuple[int, ...]] | None = None,
     nodes: list[NodeFields] | None = None,
     initializers: InitShapes | None = None,
+    known_inputs: InitShapes | None = None,
 ) -> ShapeMap:
     """Shapes of every tensor, without running the graph whenever possible.
 
@@ -329,7 +354,9 @@ def resolve_shapes(
        shown to be proportional to it; never beyond :data:`FALLBACK_MAX_BYTES` of activations.
 
     ``nodes`` / ``initializers``: the graph's :func:`node_fields` and initializer shapes when the
-    caller already has them (:func:`load_graph`); read from the graph otherwise.
+    caller already has them (:func:`load_graph`); read from the graph otherwise. ``known_inputs``:
+    ``{name: (shape, elem_type)}`` of graph inputs whose (bound) shape the caller knows (inference
+    never changes a graph input's type).
 
     Raises:
         ShapeResolutionError: the run needed to measure the unknown shapes would exceed the cap.
@@ -339,6 +366,9 @@ def resolve_shapes(
     if initializers is None:
         initializers = {init.name: (tuple(init.dims), init.data_type) for init in g.initializer}
     shapes: ShapeMap = dict(initializers)
+    if known_inputs:
+        for name, entry in known_inputs.items():
+            shapes.setdefault(name, entry)
     for vis in (g.input, g.value_info, g.output):
         _shapes_into(vis, shapes)
     missing = _missing(nodes if nodes is not None else node_fields(g), g, shapes)

@@ -84,10 +84,14 @@ def _weights_as_inputs_graph():
 def test_fast_paths_for_weights_as_graph_inputs_match_the_general_paths():
     model = _weights_as_inputs_graph()
     loaded = load_graph(model)
-    fast = _weight_like_inputs(loaded.model.graph, loaded.nodes, loaded.initializers)
+    assert loaded.static_inputs == {"w1": ((16, 8), F32), "b1": ((16,), F32), "w2": ((16, 4), F32)}
+    fast = _weight_like_inputs(loaded.model.graph, loaded.nodes, loaded.initializers, loaded.static_inputs)
     assert fast == _weight_like_inputs(loaded.model.graph) == {"w1", "b1", "w2"}
-    b = bind_input_dims(loaded.model, batch_size=3, skip=fast, initializers=loaded.initializers)
+    b = bind_input_dims(
+        loaded.model, batch_size=3, skip=fast, initializers=loaded.initializers, static_inputs=loaded.static_inputs
+    )
     assert b.shapes == {"x": [3, 8], "w1": [16, 8], "b1": [16], "w2": [16, 4]}
+    assert bind_input_dims(load_graph(model).model, batch_size=3, skip=fast) == b
     assert b.batch_positions == {"x": (0,)}
     assert [n.ins for n in node_fields(loaded.model.graph)] == [["x", "w1", "b1"], ["h"], ["r", "w2"]]
     f = featurize(model, batch_size=3)
