@@ -26,12 +26,13 @@ import os
 import warnings as _warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from featurize.errors import InvalidInputError, JoulecastError
 from featurize.types import PRECISIONS
+
+if TYPE_CHECKING:  # pandas is imported where used: featurization workers import this module and never need it
+    import pandas as pd
 
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "model",
@@ -246,6 +247,8 @@ def predict_many(
     Raises:
         InvalidInputError: nothing to score, bad run arguments. UnknownGPUError: a GPU name not in the table.
     """
+    import pandas as pd
+
     from featurize import lookup_gpu
     from predictor.model import extrapolation_warnings, load_model, predict_frame
 
@@ -319,6 +322,8 @@ _PRED_COLUMNS = (
 
 def _assemble(items, results, ok, specs, pred) -> pd.DataFrame:
     """Rows in input order, GPU fastest; ``pred`` rows are graph-major, GPU-minor over the ``ok`` graphs."""
+    import pandas as pd
+
     n_gpu = len(specs)
     pos = {i: k for k, i in enumerate(ok)}
     cols = {c: pred[c].to_numpy(float) for c in _PRED_COLUMNS} if pred is not None else {}
