@@ -1,6 +1,7 @@
 """Load, validate and shape-resolve an ONNX graph without reading its weights.
 
 Public entry points: :func:`load_model` (path / bytes / ``ModelProto`` -> ``ModelProto``),
+:func:`load_graph` (the same plus node fields, initializer and static input shapes, each read once),
 :func:`bind_dims` (symbolic input dims -> concrete values), :func:`resolve_shapes` (strict ONNX shape
 inference with data propagation, falling back to onnxruntime on dummy inputs only for tensors whose
 shape stays unknown). Everything raises the project's own errors (:mod:`featurize.errors`).
