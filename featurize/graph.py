@@ -45,6 +45,7 @@ from onnx import TensorProto
 from featurize.errors import InvalidInputError
 from featurize.loader import NodeFields, ShapeMap, bind_input_dims, load_graph, node_fields, resolve_shapes
 from featurize.ops import NodeView, OpCost, TensorInfo, handler_table, known_domains
+from featurize.ops.sequence import SEQUENCE_OPS
 from featurize.types import BYTES_PER_ELEMENT, PRECISIONS, GPUSpec, GraphFeatures, LazyNodes
 
 __all__ = ["featurize", "OPTIMIZER_FLOPS_PER_PARAM", "WEIGHT_SLOTS"]
@@ -491,7 +492,7 @@ def _analyse(
                 unknown_domains.add(dom)
             cost = OpCost(bytes_read=float(bytes_in), bytes_written=float(bytes_out), op_class="unsupported")
         else:
-            if unknown or (outs and outs[0].shape is None):
+            if (unknown or (outs and outs[0].shape is None)) and op not in SEQUENCE_OPS:
                 unknown_shapes += 1
             view = NodeView(name, op, dom, ins, outs, _LazyAttrs(node.proto), bytes_in, bytes_out, w_params)
             try:

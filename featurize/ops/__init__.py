@@ -4,7 +4,7 @@ Public entry points: :func:`register` (decorator), :func:`get_handler`, :func:`r
 :class:`NodeView` / :class:`TensorInfo` (the read-only view a handler receives) and :class:`OpCost`
 (the frozen cost record it returns). Handlers are small pure functions; families of ops are
 registered through factories in the sibling modules (``elementwise``, ``linear``, ``normalization``,
-``pooling``, ``data_movement``, ``recurrent``). Importing this package registers all built-in handlers.
+``pooling``, ``data_movement``, ``recurrent``, ``sequence``). Importing this package registers all built-in handlers.
 
 Counting conventions (see also :mod:`featurize.types`):
 
@@ -208,4 +208,4 @@ def io_cost(view: NodeView, *, macs: float = 0.0, flops: float = 0.0, op_class: 
 
 
 # Register the built-in handlers (import for side effects, at the end to avoid cycles).
-from featurize.ops import data_movement, elementwise, linear, normalization, pooling, recurrent  # noqa: E402,F401
+from featurize.ops import data_movement, elementwise, linear, normalization, pooling, recurrent, sequence  # noqa: E402,F401,E501
