@@ -629,6 +629,12 @@ def retrain(
             summary["new_model_fit_error_on_user_rows"] = base_model_error(user_rows, new_model)
         mpath = new_dir / MANIFEST
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        summary["gpu_calibration"] = {
+            gpu: {"n_rows": int(o.get("n_rows", 0)),
+                  **{f"{k}_factor": round(math.exp(v), 4) for k, v in o.items() if k != "n_rows"},
+                  "energy_factor": round(math.exp(sum(v for k, v in o.items() if k != "n_rows")), 4)}
+            for gpu, o in manifest.get("gpu_offsets", {}).items()
+        }
         manifest[SUMMARY_KEY] = summary
         manifest["model_name"] = f"{manifest['model_name']}-retrained"
         mpath.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -24,6 +24,7 @@ def test_retrain_cli_json_and_table(synthetic_model, tmp_path, capsys):
     assert main(["retrain", str(small), "--out", str(tmp_path / "m1"), "--base", "none", "--overwrite"]) == 0
     out = capsys.readouterr().out
     assert "new model, held-out graphs" in out and "--model-dir" in out
+    assert "calibration for " in out  # one line per GPU the runs measured
 
 
 def test_retrain_cli_bad_table(tmp_path, capsys):

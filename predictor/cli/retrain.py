@@ -48,6 +48,10 @@ def print_summary(path: Path, summary: dict[str, Any]) -> None:
             _fmt(stats, "median_pred_over_measured", ".3f"),
         )
     console.print(table)
+    for gpu, cal in summary.get("gpu_calibration", {}).items():
+        parts = ", ".join(f"{k.removesuffix('_factor')} x{v:.3g}" for k, v in cal.items()
+                          if k.endswith("_factor") and k != "energy_factor")
+        console.print(f"calibration for {gpu}: energy x{cal['energy_factor']:.3g} ({parts}) from {cal['n_rows']} runs")
     console.print(f"use it with: joulecast predict MODEL.onnx --gpu ... --model-dir {path}")
 
 
