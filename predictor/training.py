@@ -648,7 +648,8 @@ def model_card(manifest: Mapping[str, Any]) -> str:
         "",
         f"Design `{m['design']}`: " + "; ".join(f"`{k}`: {v['target']}" for k, v in m["boosters"].items())
         + ". Physics prior (featurize/physics.py): time `t_phys = max(flops_train / (eff x peak_flops(precision)), "
-        "bytes / bandwidth) + (kernels x launch_s + step_overhead_s) / batch_size`; power `p_phys = idle + "
+        "bytes / bandwidth) + (kernels x launch_s + step_overhead_s) / batch_size` (eff = COMPUTE_EFFICIENCY for fp32, "
+        "TENSOR_CORE_EFFICIENCY for tf32/fp16/bf16/fp8); power `p_phys = idle + "
         "(cap - idle) x sqrt(busy_frac)` with `busy_frac` = roofline time / t_phys (utilisation proxy); "
         f"constants {m.get('constants', {})}. Boosters learn log residuals, shrunk x{m.get('shrink', 1.0)} toward "
         "the prior, so a GPU or architecture never seen falls back on physics.",
