@@ -24,7 +24,10 @@ MAYAKI_FFN = 2048
 class DeepSpeech2(nn.Module):
     """deepspeech.pytorch's DeepSpeech2 (Zeus' LibriSpeech workload): 2 conv2d (32 ch) + 5 bi-LSTM(1024) + FC(29).
 
-    Input: ``(batch, 161, frames)`` spectrogram (161 frequency bins, 10 ms hop)."""
+    As deepspeech.pytorch's ``BatchRNN``: the two directions' outputs are SUMMED (each layer after the first reads
+    ``hidden`` features, not ``2 x hidden``), layers 2-5 and the classifier are preceded by a sequence-wise
+    BatchNorm1d, and the classifier has no bias. Input: ``(batch, 161, frames)`` spectrogram (161 frequency bins,
+    10 ms hop)."""
 
     def __init__(self, n_freq: int = 161, hidden: int = 1024, layers: int = 5, classes: int = 29):
         super().__init__()
@@ -35,20 +38,23 @@ class DeepSpeech2(nn.Module):
         f = (f + 2 * 10 - 21) // 2 + 1
         # Bidirectional layers as two one-direction LSTMs (same parameters as nn.LSTM(bidirectional=True)): the
         # exporter's direction-merging Reshape has a dynamic target that ONNX shape inference cannot resolve.
-        ins = [32 * f] + [2 * hidden] * (layers - 1)
+        ins = [32 * f] + [hidden] * (layers - 1)
+        self.norms = nn.ModuleList([nn.Identity()] + [nn.BatchNorm1d(hidden) for _ in range(layers - 1)])
         self.fwd = nn.ModuleList(nn.LSTM(i, hidden, batch_first=True) for i in ins)
         self.bwd = nn.ModuleList(nn.LSTM(i, hidden, batch_first=True) for i in ins)
-        self.fc = nn.Linear(2 * hidden, classes)
+        self.fc_norm = nn.BatchNorm1d(hidden)
+        self.fc = nn.Linear(hidden, classes, bias=False)
 
     def forward(self, x):
         y = self.conv(x.unsqueeze(1))
         n, c, f, t = y.shape
         y = y.reshape(n, c * f, t).transpose(1, 2)
-        for fwd, bwd in zip(self.fwd, self.bwd):
+        for norm, fwd, bwd in zip(self.norms, self.fwd, self.bwd):
+            y = norm(y.transpose(1, 2)).transpose(1, 2)
             a, _ = fwd(y)
             b, _ = bwd(torch.flip(y, dims=[1]))
-            y = torch.cat([a, torch.flip(b, dims=[1])], dim=-1)
-        return self.fc(y)
+            y = a + torch.flip(b, dims=[1])
+        return self.fc(self.fc_norm(y.transpose(1, 2)).transpose(1, 2))
 
 
 class NCF(nn.Module):
