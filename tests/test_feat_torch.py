@@ -97,3 +97,43 @@ def test_module_without_example_inputs_is_an_error():
 
     with pytest.raises(InvalidInputError, match="example_inputs"):
         featurize(SmallCNN())
+
+
+class _ConvToTokens(nn.Module):
+    """Conv features reshaped into tokens for an encoder: the dynamo exporter writes compound symbolic dims
+    (``4*batch``, ``16*batch``) into the graph's value_info for the flattened batch x token axes."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.enc = nn.TransformerEncoderLayer(64, 4, 128, batch_first=True)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        return self.enc(y.reshape(y.shape[0], 16, 64)).mean()
+
+
+def test_dynamic_batch_export_with_compound_dims(tmp_path):
+    import io
+    from contextlib import redirect_stdout
+
+    import onnx
+
+    torch.manual_seed(0)
+    module, x = _ConvToTokens().eval(), torch.randn(2, 3, 8, 8)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(module, (x,), dynamo=True, opset_version=18, dynamic_shapes={"x": {0: batch}},
+                                    external_data=False)
+    path = tmp_path / "dynamic.onnx"
+    program.save(str(path))
+    dims = {d.dim_param for vi in onnx.load(str(path)).graph.value_info for d in vi.type.tensor_type.shape.dim}
+    assert any("*" in d for d in dims), dims  # the compound dims this test is about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no unknown shapes, no fallback
+        counts = [featurize(str(path), batch_size=b, with_nodes=False).macs_forward for b in (1, 32)]
+        static = featurize(module, example_inputs=x, with_nodes=False).macs_forward
+    # conv 8*8*16*27 + encoder (4 linear projections + FFN on 16 tokens of 64 + attention 2 x 16 x 16 x 64)
+    hand = 8 * 8 * 16 * 27 + 16 * (4 * 64 * 64 + 2 * 64 * 128) + 2 * 16 * 16 * 64
+    assert counts[0] == counts[1] == static == hand
