@@ -15,9 +15,11 @@ over the physics prior of :mod:`featurize.physics` -- ``log(time_per_sample / t_
 ``log(avg_power / p_phys)`` -- energy = power x time. The ``energy`` design (one regressor on
 ``log(energy_per_sample / e_phys)``) is the alternative the CV compares against. A retrain keeps its base
 model's design and fits :data:`DEFAULT_FEATURES` (= :data:`SHIPPED_FEATURES`).
-Source corrections in :func:`prepare`: :data:`SOURCE_GPU_NAMES` (Zeus PCIe boards) and
-:data:`SOURCE_PRECISION` (Mayaki's A100 steps ran TF32). The ``energy`` design (one regressor on
-``log(energy_per_sample / (tdp x t_phys))``) is kept as the alternative the CV compares against.
+Source corrections in :func:`prepare`: :data:`SOURCE_GPU_NAMES` (Zeus PCIe boards),
+:data:`SOURCE_PRECISION` (Mayaki's A100 steps ran TF32) and :data:`SOURCE_POWER_UNRELIABLE` (Mayaki's power
+is a point sample: its time trains the time booster, its power and energy are not used).
+Retraining on a user's runs (rows with :data:`CALIBRATE_COL`) adds a per-GPU calibration offset
+(:func:`fit_with_offsets`, manifest ``gpu_offsets``) so a user's GPU never drags GPUs with similar specs along.
 
 Scope: sources measuring GPU + an estimated RAM term (``scope`` containing ``ram_est``, del Rey) are
 converted to GPU-only by subtracting :data:`RAM_EST_W` from their power (and the same share of
