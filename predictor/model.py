@@ -348,6 +348,14 @@ def gpu_offset_rows(model: LoadedModel, gpu_names: Sequence[str] | None, n: int)
     return out
 
 
+def clip_power_w(power_w: np.ndarray, feats: pd.DataFrame) -> np.ndarray:
+    """Average board power held to what a working GPU can draw: at least its idle power, at most the power cap
+    (the boosters' residuals are unconstrained; tiny jobs on large GPUs fell below idle without this)."""
+    cap = feats["power_cap_w"].to_numpy(float)
+    idle = np.minimum(feats["idle_frac"].to_numpy(float) * feats["tdp_w"].to_numpy(float), cap)
+    return np.clip(power_w, idle, cap)
+
+
 def raw_predict(model: LoadedModel, feats: pd.DataFrame,
                 gpu_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Per-sample time (s), average power (W) and energy (J) from a :func:`feature_frame`.
@@ -360,12 +368,13 @@ def raw_predict(model: LoadedModel, feats: pd.DataFrame,
     out = {name: shrink * b.predict(x) + offs[name] for name, b in model.boosters.items()}
     if model.manifest["design"] == "time_power":
         time_s = feats["t_phys_s"].to_numpy() * np.exp(out["time"])
-        power_w = feats["p_phys_w"].to_numpy() * np.exp(out["power"])
+        power_w = clip_power_w(feats["p_phys_w"].to_numpy() * np.exp(out["power"]), feats)
         energy_j = time_s * power_w
     else:  # energy design: time from the prior scaled by the same residual, power = energy / time
         energy_j = feats["e_phys_j"].to_numpy() * np.exp(out["energy"])
         time_s = feats["t_phys_s"].to_numpy() * np.exp(out["energy"])
-        power_w = energy_j / time_s
+        power_w = clip_power_w(energy_j / time_s, feats)
+        energy_j = time_s * power_w
     return {"time_per_sample_s": time_s, "avg_power_w": power_w, "energy_per_sample_j": energy_j}
 
 

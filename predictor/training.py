@@ -48,6 +48,7 @@ from predictor.model import (
     MANIFEST,
     SCHEMA_VERSION,
     Z90,
+    clip_power_w,
     feature_frame,
     hash_file,
     load_model,
@@ -357,9 +358,12 @@ def predict_log_energy(boosters: Mapping[str, Any], feats: pd.DataFrame, feature
     """log(energy_per_sample_j) predicted by ``boosters`` (GPU-only), residuals shrunk by ``shrink``."""
     x = feats[features].to_numpy(float)
     if design == "time_power":
-        return (np.log(feats["t_phys_s"].to_numpy()) + np.log(feats["p_phys_w"].to_numpy())
-                + shrink * (boosters["time"].predict(x) + boosters["power"].predict(x)))
-    return np.log(feats["e_phys_j"].to_numpy()) + shrink * boosters["energy"].predict(x)
+        power = clip_power_w(feats["p_phys_w"].to_numpy() * np.exp(shrink * boosters["power"].predict(x)), feats)
+        return np.log(feats["t_phys_s"].to_numpy()) + shrink * boosters["time"].predict(x) + np.log(power)
+    log_t = np.log(feats["t_phys_s"].to_numpy()) + shrink * boosters["energy"].predict(x)
+    power = clip_power_w(np.exp(np.log(feats["e_phys_j"].to_numpy()) + shrink * boosters["energy"].predict(x) - log_t),
+                         feats)
+    return log_t + np.log(power)
 
 
 def _ape(pred_log: np.ndarray, true: np.ndarray) -> np.ndarray:
