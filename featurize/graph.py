@@ -235,6 +235,20 @@ def _weight_like_inputs(
     return frozenset(n for n, v in ok.items() if v)
 
 
+class _InfoCache(dict):
+    """``{tensor name: TensorInfo}`` filled on first lookup by ``make(name)``."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make):
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, name: str) -> TensorInfo:
+        t = self[name] = self._make(name)
+        return t
+
+
 class _LazyAttrs(abc.Mapping):
     """Attribute mapping decoded on first access (most handlers never read attributes)."""
 
@@ -294,13 +308,6 @@ def _itemsize(elem: int, elem_bytes: int, _cache: dict[int, int] = {}) -> int:  
     return size
 
 
-def _numel(shape: tuple[int, ...] | None) -> int:
-    n = 1
-    for d in shape or ():
-        n *= d
-    return n if shape is not None else 0
-
-
 def _analyse(
     model: onnx.ModelProto,
     nodes: list[NodeFields],
@@ -325,10 +332,14 @@ def _analyse(
     roots_get = roots.get
     leaf_numel: dict[str, int] = {}
 
+    prod = math.prod
+
     def add_leaf(name: str) -> None:
         shape, elem = shape_get(name, _NO_SHAPE)
-        n = _numel(shape)
-        if elem in _FLOAT_TYPES and n > 1:
+        if shape is None or elem not in _FLOAT_TYPES:
+            return
+        n = prod(shape)
+        if n > 1:
             roots[name] = (name,)
             leaf_numel[name] = n
 
@@ -342,22 +353,20 @@ def _analyse(
     used_leaves: set[str] = set()
     node_const: list[bool] = []
     all_const = const.issuperset
-    for node in nodes:
-        op = node.op_type
-        node_ins = node.ins
+    for _, op, _, node_ins, node_outs, _ in nodes:
         is_const = op not in _NONDETERMINISTIC and (
             all_const(node_ins) or ("" in node_ins and all(x in const for x in node_ins if x))
         )
         node_const.append(is_const)
         if is_const:
-            const.update(node.outs)
+            const.update(node_outs)
             if op == "Constant" or op == "ConstantOfShape":
-                for o in node.outs:
+                for o in node_outs:
                     add_leaf(o)
             else:
                 derived = tuple(dict.fromkeys(r for x in node_ins if x for r in roots_get(x, ())))
                 if derived:
-                    for o in node.outs:
+                    for o in node_outs:
                         roots[o] = derived
             continue
         buf = _BUFFER_SLOTS.get(op)
@@ -383,20 +392,22 @@ def _analyse(
     ws_scale = batch_size / b_eval
 
     # --- per-node pass --------------------------------------------------------------------------
-    info_cache: dict[str, TensorInfo] = {}
-    info_get = info_cache.get
-    prod = math.prod
+    tnew = tuple.__new__  # builds a NamedTuple without its Python-level __new__
 
     def tinfo(name: str) -> TensorInfo:
-        """TensorInfo of ``name`` (built once; same fields as ``TensorInfo.make``)."""
+        """TensorInfo of ``name`` (same fields as ``TensorInfo.make``)."""
         shape, elem = shape_get(name, _NO_SHAPE)
         r = roots_get(name)
         size = elem_bytes if (elem in _FLOAT_TYPES or elem == 0) else _itemsize(elem, elem_bytes)
         n = prod(shape) if shape is not None else 0
-        t = info_cache[name] = TensorInfo(
-            name, shape, size, name in const, bool(r), bool(r) and not param_leaves.isdisjoint(r), n, n * size
+        return tnew(
+            TensorInfo, (name, shape, size, name in const, bool(r), bool(r) and not param_leaves.isdisjoint(r), n, n * size)
         )
-        return t
+
+    empty = TensorInfo("", (), 0)
+    infos = _InfoCache(tinfo)  # tensor name -> TensorInfo, built once on first use
+    infos[""] = empty  # a missing optional input/output
+    info_of = infos.__getitem__
 
     rows: list[tuple] = []  # one per node, only when the node table is wanted
     n_work = 0  # nodes that do work at run time
@@ -418,35 +429,59 @@ def _analyse(
     depth_get = depth_of.get
     max_depth = 0
     handlers = handler_table()
-    empty = TensorInfo("", (), 0)
     # liveness bookkeeping (forward pass in graph order): storage a tensor aliases, last node reading it
     storage: dict[str, str] = {name: name for name in graph_inputs}
     storage_get = storage.get
     last_use: dict[str, int] = {}
     new_bytes: list[tuple[int, int]] = []  # (node index, bytes of fresh outputs) of run-time nodes
 
-    for idx, node in enumerate(nodes):
-        op = node.op_type
-        dom = node.domain
+    for idx, (name, op, dom, node_ins, node_outs, proto) in enumerate(nodes):
         if dom == "ai.onnx":
             dom = ""
-        node_outs = node.outs
-        outs = tuple([(info_get(o) or tinfo(o)) if o else empty for o in node_outs])
+        outs = tuple(map(info_of, node_outs))
         if node_const[idx]:
             if with_nodes:
-                name = node.name or f"{op}_{idx}"
+                name = name or f"{op}_{idx}"
                 rows.append((name, op, dom, "constant", outs, 0.0, 0.0, 0, 0.0, 0.0, 0.0, False, 0.0, (), (), node_outs))
             continue
-        node_ins = node.ins
-        ins = tuple([(info_get(x) or tinfo(x)) if x else empty for x in node_ins])
-        # liveness: the storages this node reads, and where its outputs live
-        for x in node_ins:
-            st = storage_get(x)
+        ins = tuple(map(info_of, node_ins))
+        # one pass over the inputs: liveness (last read of a storage), weights, activations,
+        # gradients, depth, unknown shapes
+        w_bytes = bytes_in = w_params = 0
+        w_trainable = unknown = False
+        acts: list[TensorInfo] = []
+        n_act_rg = 0
+        d_in = 0
+        for t in ins:
+            t_name, shape, _, is_const, is_weight, is_param, numel, nbytes = t
+            if not t_name:
+                continue
+            st = storage_get(t_name)
             if st is not None:
                 last_use[st] = idx
+            bytes_in += nbytes
+            if shape is None:
+                unknown = True
+            if is_weight:
+                w_bytes += nbytes
+                if is_param:
+                    w_params += numel
+                if t_name in requires_grad:
+                    w_trainable = True
+            elif not is_const:
+                acts.append(t)
+                if t_name in requires_grad:
+                    n_act_rg += 1
+                dd = depth_get(t_name, 0)
+                if dd > d_in:
+                    d_in = dd
+        # liveness: where the outputs live (a view op's first output aliases its input's storage)
         src = storage_get(node_ins[0]) if node_ins and op in _ALIAS_OPS else None
-        fresh = 0
-        for i, o in enumerate(node_outs):
+        fresh = bytes_out = 0
+        for i, t in enumerate(outs):
+            o = t.name
+            nbytes = t.nbytes
+            bytes_out += nbytes
             if o:
                 if src is not None and i == 0:
                     storage[o] = src
@@ -454,37 +489,9 @@ def _analyse(
                 else:
                     storage[o] = o
                     last_use.setdefault(o, idx)
-                    fresh += outs[i].nbytes
+                    fresh += nbytes
         new_bytes.append((idx, fresh))
-        # one pass over the inputs: weights, activations, gradients, depth, unknown shapes
-        w_bytes = bytes_in = w_params = 0
-        w_trainable = unknown = False
-        acts: list[TensorInfo] = []
-        n_act_rg = 0
-        d_in = 0
-        for t in ins:
-            if not t.name:
-                continue
-            bytes_in += t.nbytes
-            if t.shape is None:
-                unknown = True
-            if t.is_weight:
-                w_bytes += t.nbytes
-                if t.is_param:
-                    w_params += t.numel
-                if t.name in requires_grad:
-                    w_trainable = True
-            elif not t.is_const:
-                acts.append(t)
-                if t.name in requires_grad:
-                    n_act_rg += 1
-                dd = depth_get(t.name, 0)
-                if dd > d_in:
-                    d_in = dd
-        bytes_out = 0
-        for t in outs:
-            bytes_out += t.nbytes
-        name = node.name or f"{op}_{idx}"
+        name = name or f"{op}_{idx}"
         handler = handlers.get((dom, op))
         if handler is None:
             unsupported[op if not dom else f"{dom}::{op}"] += 1
@@ -494,7 +501,7 @@ def _analyse(
         else:
             if (unknown or (outs and outs[0].shape is None)) and op not in SEQUENCE_OPS:
                 unknown_shapes += 1
-            view = NodeView(name, op, dom, ins, outs, _LazyAttrs(node.proto), bytes_in, bytes_out, w_params)
+            view = tnew(NodeView, (name, op, dom, ins, outs, _LazyAttrs(proto), bytes_in, bytes_out, w_params))
             try:
                 cost = handler(view)
             except Exception as err:  # noqa: BLE001 - a handler must never abort featurization
@@ -548,8 +555,8 @@ def _analyse(
         st = storage_get(vi.name)
         if st is not None:
             last_use[st] = len(nodes)
-    live = sum((info_get(x) or tinfo(x)).nbytes for x in graph_inputs)
-    peak = _peak_live_bytes(live, new_bytes, last_use, lambda x: (info_get(x) or tinfo(x)).nbytes)
+    live = sum(info_of(x).nbytes for x in graph_inputs)
+    peak = _peak_live_bytes(live, new_bytes, last_use, lambda x: info_of(x).nbytes)
 
     if unsupported or failed:
         msg = "featurize: ops without a cost handler were counted as zero FLOPs: " + ", ".join(
@@ -570,7 +577,7 @@ def _analyse(
     flops_optimizer = OPTIMIZER_FLOPS_PER_PARAM * trainable_params / batch_size
     # weights are read once per step whatever the batch: amortise them over the training batch
     bytes_moved = (tot_bytes - tot_wbytes) * per + tot_wbytes / batch_size
-    act_bytes = sum(info_cache[x].nbytes for x in saved) * per
+    act_bytes = sum(info_of(x).nbytes for x in saved) * per
     return GraphFeatures(
         params=int(params),
         trainable_params=int(trainable_params),

@@ -47,8 +47,8 @@ class NodeFields(NamedTuple):
 
 def node_fields(graph: onnx.GraphProto) -> list[NodeFields]:
     """:class:`NodeFields` of every node of ``graph``, in order."""
-    make = NodeFields._make
-    return [make((n.name, n.op_type, n.domain, n.input[:], n.output[:], n)) for n in graph.node]
+    new, cls = tuple.__new__, NodeFields  # NamedTuple built without its Python-level __new__ / _make
+    return [new(cls, (n.name, n.op_type, n.domain, n.input[:], n.output[:], n)) for n in graph.node]
 
 
 def load_model(source: Any) -> onnx.ModelProto:
