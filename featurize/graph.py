@@ -236,16 +236,25 @@ def _weight_like_inputs(
 
 
 class _InfoCache(dict):
-    """``{tensor name: TensorInfo}`` filled on first lookup by ``make(name)``."""
+    """``{tensor name: TensorInfo}``, each built on first lookup (same fields as ``TensorInfo.make``)
+    from the shape map, the constant set, the weight roots and the parameter leaves."""
 
-    __slots__ = ("_make",)
+    __slots__ = ("_const", "_elem_bytes", "_param_leaves", "_roots_get", "_shape_get")
 
-    def __init__(self, make):
+    def __init__(self, shapes: ShapeMap, elem_bytes: int, const: set[str], roots: dict, param_leaves: set[str]):
         super().__init__()
-        self._make = make
+        self._shape_get, self._elem_bytes, self._const = shapes.get, elem_bytes, const
+        self._roots_get, self._param_leaves = roots.get, param_leaves
 
     def __missing__(self, name: str) -> TensorInfo:
-        t = self[name] = self._make(name)
+        shape, elem = self._shape_get(name, _NO_SHAPE)
+        r = self._roots_get(name)
+        size = self._elem_bytes
+        if elem not in _FLOAT_TYPES and elem != 0:
+            size = _itemsize(elem, size)
+        n = _prod(shape) if shape is not None else 0
+        is_param = bool(r) and not self._param_leaves.isdisjoint(r)
+        t = self[name] = _tnew(TensorInfo, (name, shape, size, name in self._const, bool(r), is_param, n, n * size))
         return t
 
 
@@ -392,20 +401,9 @@ def _analyse(
     ws_scale = batch_size / b_eval
 
     # --- per-node pass --------------------------------------------------------------------------
-    tnew = tuple.__new__  # builds a NamedTuple without its Python-level __new__
-
-    def tinfo(name: str) -> TensorInfo:
-        """TensorInfo of ``name`` (same fields as ``TensorInfo.make``)."""
-        shape, elem = shape_get(name, _NO_SHAPE)
-        r = roots_get(name)
-        size = elem_bytes if (elem in _FLOAT_TYPES or elem == 0) else _itemsize(elem, elem_bytes)
-        n = prod(shape) if shape is not None else 0
-        return tnew(
-            TensorInfo, (name, shape, size, name in const, bool(r), bool(r) and not param_leaves.isdisjoint(r), n, n * size)
-        )
-
+    tnew = _tnew
     empty = TensorInfo("", (), 0)
-    infos = _InfoCache(tinfo)  # tensor name -> TensorInfo, built once on first use
+    infos = _InfoCache(shapes, elem_bytes, const, roots, param_leaves)  # name -> TensorInfo, built on first use
     infos[""] = empty  # a missing optional input/output
     info_of = infos.__getitem__
 
@@ -609,6 +607,8 @@ def _analyse(
 
 
 _NO_SHAPE = (None, 0)
+_tnew = tuple.__new__  # builds a NamedTuple without its Python-level __new__
+_prod = math.prod
 
 
 _NODE_COLUMNS = (
