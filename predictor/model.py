@@ -394,11 +394,15 @@ def extrapolated_rows(model: LoadedModel, specs: Sequence[GPUSpec], precision: A
     man = model.manifest
     years = man.get("feature_ranges", {}).get("launch_year")
     seen = set(man.get("precisions_seen", []))
-    prec = _as_rows(precision, len(specs), "precision")
-    out = np.zeros(len(specs), bool)
-    for i, (spec, p) in enumerate(zip(specs, prec)):
-        new_gen = bool(years and spec.launch_year and not years[0] <= spec.launch_year <= years[1])
-        out[i] = new_gen or bool(seen and str(p) not in seen)
+    new_gen: dict[str, bool] = {}  # one check per distinct GPU, not per row (batch scoring has thousands)
+    for spec in specs:
+        if spec.name not in new_gen:
+            y = spec.launch_year
+            new_gen[spec.name] = bool(years and y and not years[0] <= y <= years[1])
+    out = np.array([new_gen[spec.name] for spec in specs], bool)
+    if seen:
+        prec = _as_rows(precision, len(specs), "precision").astype(str)
+        out |= ~np.isin(prec, sorted(seen))
     return out
 
 

@@ -360,9 +360,9 @@ def predict_log_energy(boosters: Mapping[str, Any], feats: pd.DataFrame, feature
     if design == "time_power":
         power = clip_power_w(feats["p_phys_w"].to_numpy() * np.exp(shrink * boosters["power"].predict(x)), feats)
         return np.log(feats["t_phys_s"].to_numpy()) + shrink * boosters["time"].predict(x) + np.log(power)
-    log_t = np.log(feats["t_phys_s"].to_numpy()) + shrink * boosters["energy"].predict(x)
-    power = clip_power_w(np.exp(np.log(feats["e_phys_j"].to_numpy()) + shrink * boosters["energy"].predict(x) - log_t),
-                         feats)
+    resid = shrink * boosters["energy"].predict(x)
+    log_t = np.log(feats["t_phys_s"].to_numpy()) + resid
+    power = clip_power_w(np.exp(np.log(feats["e_phys_j"].to_numpy()) + resid - log_t), feats)
     return log_t + np.log(power)
 
 
