@@ -18,6 +18,7 @@ The shipped model is never modified: the new model goes to ``out_dir`` via a tem
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -504,6 +505,114 @@ def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> 
     return out
 
 
+def calibration_offsets(model: Any, rows: pd.DataFrame, feats: pd.DataFrame,
+                        targets: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per-GPU log offsets per booster that bring ``model`` onto the user's ``rows`` (prepared rows).
+
+    The offset of a booster on a GPU is the shrunk mean log residual of its target over that GPU's rows
+    (``training.OFFSET_PRIOR_ROWS`` pseudo-rows at zero), the same estimator :func:`fit_with_offsets`
+    uses when a base table is available; the boosters themselves are kept as they are.
+    """
+    from predictor.training import DESIGNS, _offset_table
+
+    x = feats[model.features].to_numpy(float)
+    shrink = float(model.manifest.get("shrink", 1.0))
+    names = DESIGNS[model.manifest["design"]]
+    resid = {t: targets[t].to_numpy(float) - shrink * model.boosters[t].predict(x) for t in names}
+    gpus = rows["_gpu_canonical"].astype(str).to_numpy()
+    return _offset_table(resid, gpus, np.ones(len(rows), bool))
+
+
+def calibration_cv(model: Any, user_rows: pd.DataFrame, *, n_folds: int = 5) -> dict[str, Any]:
+    """Out-of-fold error of a calibration-only retrain on the user's rows, folds grouped by graph.
+
+    Each fold learns the per-GPU offsets from the other folds' graphs and predicts the held-out ones, so the
+    figure is what to expect for a new graph on the user's GPU(s).
+    """
+    from predictor.training import prepare
+
+    user_rows = user_rows.reset_index(drop=True)
+    rows, feats, targets = prepare(user_rows)  # same rows, same order: validated energies are all > 0
+    groups = rows["model"].astype(str).to_numpy()
+    uniq = sorted(set(groups))
+    k = min(n_folds, len(uniq))
+    if k < 2:
+        return {"note": "fewer than 2 distinct user graphs: no grouped evaluation possible"}
+    fold_of = {g: i % k for i, g in enumerate(uniq)}
+    fold = np.array([fold_of[g] for g in groups])
+    pred = np.full(len(rows), np.nan)
+    for f in range(k):
+        test = fold == f
+        offs = calibration_offsets(model, rows[~test], feats[~test], targets[~test])
+        fold_model = dataclasses.replace(model, manifest={**model.manifest, "gpu_offsets": offs})
+        pred[test] = _reference_frame(user_rows[test].reset_index(drop=True), fold_model)[
+            "energy_per_sample_j"].to_numpy()
+    out = _ape_stats(pred, targets["energy_per_sample_j"].to_numpy())
+    out.update(n_folds=k, grouped_by="graph")
+    return out
+
+
+def _calibrated_manifest(base_manifest: dict[str, Any], offsets: dict[str, dict[str, float]],
+                         user_rows: pd.DataFrame) -> dict[str, Any]:
+    """The base manifest with the user's per-GPU offsets merged in (GPUs measured now replace earlier ones)."""
+    manifest = json.loads(json.dumps(base_manifest))
+    manifest["gpu_offsets"] = {**manifest.get("gpu_offsets", {}), **offsets}
+    manifest["gpus_seen"] = sorted(set(manifest.get("gpus_seen", [])) | set(offsets))
+    manifest["model_name"] = f"{manifest['model_name']}-retrained"
+    manifest.pop(SUMMARY_KEY, None)
+    manifest["calibration"] = {
+        "method": "shipped boosters kept; per-GPU log offsets per booster = shrunk mean residual of the "
+                  "user's rows (no base training table available)",
+        "user_rows": int(len(user_rows)),
+    }
+    return manifest
+
+
+def _write_calibrated(base_model: Any, manifest: dict[str, Any], dest: Path) -> Path:
+    """A complete model directory: the base model's booster files + ``manifest`` + a regenerated card."""
+    from predictor.model import MANIFEST, hash_file
+    from predictor.training import write_card
+
+    dest.mkdir(parents=True)
+    files = {}
+    for spec in manifest["boosters"].values():
+        shutil.copyfile(base_model.path / spec["file"], dest / spec["file"])
+        files[spec["file"]] = hash_file(dest / spec["file"])
+    manifest["files"] = files
+    (dest / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_card(dest)
+    return dest
+
+
+def _read_base_table(base_table: Any) -> pd.DataFrame:
+    """A training table given as a DataFrame or a Parquet/CSV path (``python -m training_data.build_table``)."""
+    from featurize.errors import InvalidInputError
+    from predictor.training import REQUIRED_COLUMNS as TABLE_COLUMNS
+
+    if isinstance(base_table, pd.DataFrame):
+        table = base_table.copy()
+        where = "base_table"
+    else:
+        path = Path(base_table).expanduser()
+        where = str(path)
+        if not path.is_file():
+            raise InvalidInputError(
+                f"base table {path} not found; build it with `python -m training_data.build_table "
+                "--shared ../shared/data` (writes training_data/table/training_table.parquet)"
+            )
+        try:
+            table = pd.read_parquet(path) if path.suffix != ".csv" else pd.read_csv(path)
+        except Exception as err:  # noqa: BLE001 - pyarrow/pandas raise many types for a bad file
+            raise InvalidInputError(f"base table {path} is not a readable Parquet/CSV table ({err})") from err
+    missing = [c for c in TABLE_COLUMNS if c not in table.columns]
+    if missing:
+        raise InvalidInputError(
+            f"{where} lacks training-table columns {missing}; pass the table written by "
+            "`python -m training_data.build_table`"
+        )
+    return table
+
+
 # -------------------------------------------------------------------------------------------- retraining
 
 
@@ -519,14 +628,20 @@ def retrain(
     cv: bool = False,
     n_jobs: int = 1,
     user_weight: float | str = "auto",
+    base_table: Any = None,
 ) -> Path:
-    """Fit a new model on the user's measured runs (merged with the shipped training table) and write it.
+    """Fit a new model on the user's measured runs and write it.
 
     Args:
         measurements: CSV/Parquet path or DataFrame with :data:`REQUIRED_COLUMNS` (+ optional columns).
         out_dir: the new model directory; written atomically (temp dir + rename).
-        base: ``"shipped"`` merges with the base model's training table; ``None`` / ``"none"`` trains on the
-            user's rows alone.
+        base: ``"shipped"`` builds on the base model (default: the shipped one): with a training table
+            (``base_table``, or one stored in the base model's directory by an earlier retrain) the user's
+            rows are merged with it and the boosters refitted; without one (the shipped model ships no
+            table: its rows are the public measurements) the base boosters are kept and each GPU the user
+            measured gets a calibration offset. ``None`` / ``"none"`` trains on the user's rows alone.
+        base_table: Parquet/CSV path or DataFrame of the base training table, e.g. the one
+            ``python -m training_data.build_table --shared ../shared/data`` writes.
         overwrite: replace an existing ``out_dir``. seed: LightGBM seeds (deterministic, single-threaded).
         model_dir: the base model (default: the shipped one); it is read, never written.
         evaluate: grouped out-of-fold error on the user's rows (a few extra fits) next to the base model's.
@@ -571,17 +686,14 @@ def retrain(
     runs = validate_measurements(raw, origin=origin, base_dir=base_dir)
     user_rows = to_training_rows(runs, featurize_measurements(runs, origin=origin, n_jobs=n_jobs))
     base_model = load_model(model_dir) if (base == "shipped" or model_dir is not None) else _try_shipped()
-    base_table = None
-    if base == "shipped":
-        tt = base_model.path / base_model.manifest.get("training_table", {}).get(
-            "file", "training_table.parquet"
-        )
-        if not tt.is_file():
-            raise InvalidInputError(
-                f"base model {base_model.path} ships no training table ({tt.name}); "
-                "retrain with base=None to train on your rows alone"
-            )
-        base_table = pd.read_parquet(tt)
+    if base_table is not None:
+        if base is None:
+            raise InvalidInputError("base_table= needs base='shipped' (base=None trains on your rows alone)")
+        base_table = _read_base_table(base_table)
+    elif base == "shipped":
+        stored = base_model.manifest.get("training_table", {}).get("file")
+        if stored and (base_model.path / stored).is_file():
+            base_table = pd.read_parquet(base_model.path / stored)
     reference = base_model if base_model is not None else None
     n_imputed = 0
     if reference is not None:
@@ -591,6 +703,9 @@ def retrain(
             "some runs have no time_s and no base model is available to split their energy "
             "into time and power; add a time_s column or install the shipped model"
         )
+    if base == "shipped" and base_table is None:
+        return _calibrate_only(base_model, user_rows, out, origin=origin, seed=seed, evaluate=evaluate,
+                               n_imputed=n_imputed)
     weight = user_row_weight(base_table, user_rows, user_weight)
     user_rows = user_rows.assign(sample_weight=weight, **{CALIBRATE_COL: True})
     table = merge_tables(base_table, user_rows)
@@ -601,6 +716,7 @@ def retrain(
         "user_gpus": sorted(user_rows["gpu"].unique().tolist()),
         "user_graphs": int(user_rows["model"].nunique()),
         "base": "shipped" if base == "shipped" else "none",
+        "mode": "refit on base table + user rows" if base_table is not None else "refit on user rows",
         "base_model_version": base_model.version if base_model is not None else None,
         "base_rows": int(0 if base_table is None else len(base_table)),
         "seed": seed,
@@ -629,15 +745,63 @@ def retrain(
             summary["new_model_fit_error_on_user_rows"] = base_model_error(user_rows, new_model)
         mpath = new_dir / MANIFEST
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        summary["gpu_calibration"] = {
-            gpu: {"n_rows": int(o.get("n_rows", 0)),
-                  **{f"{k}_factor": round(math.exp(v), 4) for k, v in o.items() if k != "n_rows"},
-                  "energy_factor": round(math.exp(sum(v for k, v in o.items() if k != "n_rows")), 4)}
-            for gpu, o in manifest.get("gpu_offsets", {}).items()
-        }
+        summary["gpu_calibration"] = _gpu_calibration(manifest.get("gpu_offsets", {}))
         manifest[SUMMARY_KEY] = summary
         manifest["model_name"] = f"{manifest['model_name']}-retrained"
         mpath.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_card(new_dir)
+        load_model(new_dir)  # verify the finished directory before publishing it
+        _publish(new_dir, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _gpu_calibration(offsets: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Offsets as factors per GPU (what the CLI prints)."""
+    return {
+        gpu: {"n_rows": int(o.get("n_rows", 0)),
+              **{f"{k}_factor": round(math.exp(v), 4) for k, v in o.items() if k != "n_rows"},
+              "energy_factor": round(math.exp(sum(v for k, v in o.items() if k != "n_rows")), 4)}
+        for gpu, o in offsets.items()
+    }
+
+
+def _calibrate_only(base_model: Any, user_rows: pd.DataFrame, out: Path, *, origin: str, seed: int,
+                    evaluate: bool, n_imputed: int) -> Path:
+    """Retrain without a base table: the base boosters + per-GPU calibration offsets from the user's rows."""
+    from predictor.model import MANIFEST, load_model
+    from predictor.training import prepare
+
+    rows, feats, targets = prepare(user_rows)
+    offsets = calibration_offsets(base_model, rows, feats, targets)
+    summary: dict[str, Any] = {
+        "measurements": origin,
+        "user_rows": int(len(user_rows)),
+        "user_gpus": sorted(user_rows["gpu"].unique().tolist()),
+        "user_graphs": int(user_rows["model"].nunique()),
+        "base": "shipped",
+        "mode": "calibration offsets (no base training table)",
+        "base_model_version": base_model.version,
+        "base_rows": 0,
+        "seed": seed,
+        "rows_with_imputed_time": n_imputed,
+        "gpu_calibration": _gpu_calibration(offsets),
+    }
+    if evaluate:
+        summary["base_model_error_on_user_rows"] = base_model_error(user_rows, base_model)
+        summary["new_model_grouped_cv_on_user_rows"] = calibration_cv(base_model, user_rows)
+    manifest = _calibrated_manifest(base_model.manifest, offsets, user_rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.retrain", dir=out.parent))
+    try:
+        new_dir = _write_calibrated(base_model, manifest, staging / "model")
+        if evaluate:
+            summary["new_model_fit_error_on_user_rows"] = base_model_error(user_rows, load_model(new_dir))
+        manifest[SUMMARY_KEY] = summary
+        (new_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        from predictor.training import write_card
+
         write_card(new_dir)
         load_model(new_dir)  # verify the finished directory before publishing it
         _publish(new_dir, out)

@@ -2,13 +2,14 @@
 
 Public entry points (``retrain`` reuses them):
 
-* :func:`fit_model` — training table -> a complete model directory (boosters, manifest, training
-  table copy, model card), written atomically (temp dir + rename).
+* :func:`fit_model` — training table -> a complete model directory (boosters, manifest, model card; the
+  table itself only for retrained models), written atomically (temp dir + rename).
 * :func:`grouped_cv` — leave-one-group-out folds (``gpu``, ``group_arch``, ``source``) -> metrics and
   out-of-fold predictions.
 * :func:`prepare` — table -> (rows, features, targets) with the GPU specs joined and scope corrected.
 * ``python -m predictor.training --table training_data/table/training_table.parquet --out models``
-  regenerates the shipped artifact deterministically (fixed seeds, single-threaded LightGBM).
+  regenerates the shipped artifact deterministically (fixed seeds, single-threaded LightGBM). The table is
+  built from ``../shared/data`` by ``python -m training_data.build_table`` and is never committed or shipped.
 
 Design (see :data:`SHIPPED_DESIGN` and ``models/MODEL_CARD.md``): two LightGBM regressors on log residuals
 over the physics prior of :mod:`featurize.physics` -- ``log(time_per_sample / t_phys)`` and
@@ -29,6 +30,7 @@ energy): their RAM term is process RSS x 3.75e-4 W/MB, i.e. ~1.5 W for a 4 GB pr
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -71,6 +73,8 @@ MODEL_VERSION = "0.2.0"
 """Model release; the artifact's ``model_version`` is this + the training table's hash. 0.2.0: tensor-core
 efficiency in the prior, Mayaki power not used, no AI/weights-over-L2 features, per-GPU retrain offsets."""
 CV_GROUPS = ("gpu", "group_arch", "source")
+TABLE_REBUILD = "python -m training_data.build_table --shared ../shared/data"
+"""How to rebuild the shipped model's training table (not shipped: the public rows stay in ``../shared/data``)."""
 
 DEFAULT_FEATURES: tuple[str, ...] = (
     "log_kernel_time_s",
@@ -512,13 +516,17 @@ def cross_validate_all(table: pd.DataFrame, *, design: str, seed: int = 0, gpu_s
 
 def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifest: Mapping[str, Any] | None = None,
               overwrite: bool = False, design: str | None = None, gpu_specs: Any = None, run_cv: bool = True,
-              features: list[str] | None = None, provenance: str | None = None) -> Path:
+              features: list[str] | None = None, provenance: str | None = None,
+              write_table: bool = True) -> Path:
     """Fit on ``table`` and write a complete model directory atomically; returns its path.
 
-    Writes ``time.txt``/``power.txt`` (or ``energy.txt``), ``training_table.parquet`` (the table, so
-    ``retrain`` can merge with it), ``manifest.json`` and ``MODEL_CARD.md``. Refuses to replace an
-    existing directory unless ``overwrite=True``. ``run_cv=False`` skips grouped CV (metrics then
-    come from ``base_manifest`` and the interval half-width too) for fast retrains.
+    Writes ``time.txt``/``power.txt`` (or ``energy.txt``), ``manifest.json``, ``MODEL_CARD.md`` and, with
+    ``write_table=True``, ``training_table.parquet`` (the table, so a later ``retrain`` can merge with it).
+    The shipped model is written with ``write_table=False``: its table is rows of the public measurements
+    in ``../shared/data``, which the project never redistributes; the manifest keeps the table's hash, row
+    count and how to rebuild it. Refuses to replace an existing directory unless ``overwrite=True``.
+    ``run_cv=False`` skips grouped CV (metrics then come from ``base_manifest`` and the interval half-width
+    too) for fast retrains.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
@@ -557,16 +565,22 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
         files = {}
         for name, booster in boosters.items():
             (tmp / f"{name}.txt").write_text(booster.model_to_string(num_iteration=-1), encoding="utf-8")
-        table_out = table.reset_index(drop=True)
-        table_out.to_parquet(tmp / "training_table.parquet", index=False)
+        if write_table:
+            table.reset_index(drop=True).to_parquet(tmp / "training_table.parquet", index=False)
         for f in sorted(p.name for p in tmp.iterdir()):
             files[f] = hash_file(tmp / f)
         table_hash = str(table["table_sha256"].iloc[0]) if "table_sha256" in table and len(table) else ""
+        table_entry: dict[str, Any] = {"table_sha256": table_hash, "rows": int(len(rows)),
+                                       **({"provenance": provenance} if provenance else {})}
+        if write_table:
+            table_entry.update(file="training_table.parquet", sha256=files["training_table.parquet"])
+        else:
+            table_entry["rebuild"] = TABLE_REBUILD
         base_version = MODEL_VERSION
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "model_name": MODEL_NAME,
-            "model_version": f"{base_version}+{(table_hash or files['training_table.parquet'])[:8]}",
+            "model_version": f"{base_version}+{(table_hash or _files_digest(files))[:8]}",
             "compatible_package": COMPATIBLE_PACKAGE,
             "design": design,
             "boosters": {
@@ -585,9 +599,7 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
                                if (rows["source"].astype(str) == src).any()},
             "lgbm": {"params": {k: v for k, v in LGB_PARAMS.items()}, "num_rounds": NUM_ROUNDS, "seed": seed},
             "shrink": shrink,
-            "training_table": {"file": "training_table.parquet", "sha256": files["training_table.parquet"],
-                               "table_sha256": table_hash, "rows": int(len(rows)),
-                               **({"provenance": provenance} if provenance else {})},
+            "training_table": table_entry,
             "sources": _sources_with_licenses(rows, base_manifest),
             "gpus_seen": sorted(set(rows["_gpu_canonical"].astype(str))),
             "architectures_seen": sorted(rows["group_arch"].astype(str).unique().tolist()),
@@ -619,6 +631,11 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _files_digest(files: Mapping[str, str]) -> str:
+    """One sha256 over the artifact files' hashes (a version suffix when the table has no hash)."""
+    return hashlib.sha256("".join(f"{k}={v};" for k, v in sorted(files.items())).encode()).hexdigest()
 
 
 def _replace_dir(tmp: Path, out_dir: Path) -> None:
@@ -738,6 +755,10 @@ def model_card(manifest: Mapping[str, Any]) -> str:
         "",
     ]
     lines += [f"- `{f}` sha256 `{h}`" for f, h in m["files"].items()]
+    if "file" not in m["training_table"]:
+        lines += ["", f"The training table is not shipped: its rows are the public measurements, which stay in "
+                      f"`../shared/data`. Rebuild it with `{m['training_table'].get('rebuild', TABLE_REBUILD)}`; "
+                      f"its sha256 must match `{m['training_table']['table_sha256']}`."]
     lines += ["", "See also: [accuracy plot](accuracy.png), [refinement evaluation](REFINE.md) "
               "(![refine](refine_eval.png)).", ""]
     return "\n".join(lines)
@@ -756,6 +777,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--design", default=SHIPPED_DESIGN, choices=sorted(DESIGNS))
     ap.add_argument("--provenance", default=None, help="how the table was built (stated in the model card)")
+    ap.add_argument("--with-table", action="store_true",
+                    help="also write the training table into --out (never for the shipped model: its rows are "
+                         "the public measurements, which stay in ../shared/data)")
     args = ap.parse_args(argv)
     table = pd.read_parquet(args.table)
     out = Path(args.out)
@@ -764,7 +788,7 @@ def main(argv: list[str] | None = None) -> int:
         base = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
         base.get("metrics", {}).pop("cv", None)
     fit_model(table, out, seed=args.seed, base_manifest=base, overwrite=True, design=args.design,
-              provenance=args.provenance, features=list(SHIPPED_FEATURES))
+              provenance=args.provenance, features=list(SHIPPED_FEATURES), write_table=args.with_table)
     print(f"wrote {out}")
     return 0
 

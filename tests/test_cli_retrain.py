@@ -36,6 +36,19 @@ def test_retrain_cli_bad_table(tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+def test_retrain_cli_base_table(synthetic_model, tmp_path, capsys):
+    base_dir, csv, _ = synthetic_model
+    small = tmp_path / "runs.csv"
+    pd.read_csv(csv).iloc[:16].to_csv(small, index=False)
+    args = ["retrain", str(small), "--model-dir", str(base_dir), "--json"]
+    assert main([*args, "--out", str(tmp_path / "m"), "--base-table", str(tmp_path / "none.parquet")]) == 1
+    assert "build_table" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    table = base_dir / "training_table.parquet"
+    assert main([*args, "--out", str(tmp_path / "m"), "--base-table", str(table)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["mode"] == "refit on base table + user rows" and doc["base_rows"] == 192
+
+
 def test_info_json_and_text(synthetic_model, capsys):
     model_dir = synthetic_model[0]
     assert main(["info", "--model-dir", str(model_dir), "--json"]) == 0

@@ -15,6 +15,7 @@ from training_data.zoo import ZOO, get_zoo_model, parse_name
 from training_data.zoo.seq import mayaki_params
 
 TABLE = Path(__file__).resolve().parents[1] / "training_data" / "table" / "training_table.parquet"
+NOT_BUILT = "training table not built (gitignored; python -m training_data.build_table, ~35 min cold)"
 
 
 def _gflops(name: str, shape: str) -> float:
@@ -103,8 +104,8 @@ def test_finish_table_convention_drops_and_hash_determinism():
     assert finish_table(changed, _fake_feats())[0]["table_sha256"].iloc[0] != table["table_sha256"].iloc[0]
 
 
-@pytest.mark.skipif(not TABLE.is_file(), reason="training table not built yet")
-def test_committed_table_hash_and_columns():
+@pytest.mark.skipif(not TABLE.is_file(), reason=NOT_BUILT)
+def test_built_table_hash_and_columns():
     table = pd.read_parquet(TABLE)
     sha = table["table_sha256"].iloc[0]
     assert (table["table_sha256"] == sha).all()
@@ -124,8 +125,8 @@ def test_eval_dim_composite_expressions():
     assert _eval_dim("unknown_sym", sym) is None
 
 
-@pytest.mark.skipif(not TABLE.is_file(), reason="training table not built yet")
-def test_committed_table_frozen_rows_train_less():
+@pytest.mark.skipif(not TABLE.is_file(), reason=NOT_BUILT)
+def test_built_table_frozen_rows_train_less():
     table = pd.read_parquet(TABLE)
     frozen = table[table["frozen"] == "backbone"]
     assert len(frozen) > 0 and (frozen["trainable_fraction"] < 0.6).all()  # MobileNetV2 head (Dense 512) is ~49 %

@@ -156,3 +156,18 @@ def test_shipped_manifest_names_canonical_gpus_and_licenses():
     for name in m["gpus_seen"]:
         assert lookup_gpu(name).name == name
     assert all("user-supplied" not in s["license"] for s in m["sources"])
+
+
+def test_model_without_table_records_how_to_rebuild_it(synth_dir, tmp_path):
+    """The shipped model is written with write_table=False: same boosters, no data file, the table's hash kept."""
+    out = fit_model(synth_table(), tmp_path / "bare", gpu_specs=synth_gpus(), run_cv=False, write_table=False,
+                    base_manifest=json.loads((synth_dir / "manifest.json").read_text()))
+    man = json.loads((out / "manifest.json").read_text())
+    full = json.loads((synth_dir / "manifest.json").read_text())
+    assert set(man["files"]) == {"time.txt", "power.txt"} and not (out / "training_table.parquet").exists()
+    assert {f: man["files"][f] for f in ("time.txt", "power.txt")} == {
+        f: full["files"][f] for f in ("time.txt", "power.txt")}
+    assert man["training_table"]["rows"] == full["training_table"]["rows"] == 96
+    assert "build_table" in man["training_table"]["rebuild"] and "file" not in man["training_table"]
+    assert "is not shipped" in (out / "MODEL_CARD.md").read_text()
+    load_model(out)  # verifies

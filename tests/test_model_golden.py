@@ -27,7 +27,11 @@ def _shipped_or_skip():
 def test_shipped_model_loads_and_verifies():
     m = _shipped_or_skip()
     assert m.manifest["files"] and set(m.boosters) and m.features
-    assert "training_table.parquet" in m.manifest["files"]
+    # the public measurements stay in ../shared/data: no table (nor any data file) ships with the model
+    assert "training_table.parquet" not in m.manifest["files"]
+    assert not [p.name for p in m.path.iterdir() if p.suffix in (".parquet", ".csv", ".feather")]
+    table = m.manifest["training_table"]
+    assert len(table["table_sha256"]) == 64 and table["rows"] > 1000 and "build_table" in table["rebuild"]
     assert m.manifest["intervals"]["log_halfwidth"] > 0
 
 

@@ -3,7 +3,9 @@
 100 user runs (25 small CNN/MLP graphs x 4 batch sizes) on an L4 -- a GPU absent from the shipped training
 data -- measured at 1.8x the shipped prediction; after ``retrain`` predictions for 10 *held-out* graphs at
 batch sizes never measured must be within 10 % of 1.8x the shipped prediction. The shipped model must be
-left untouched. ``JOULECAST_TEST_BASE_MODEL=<dir>`` runs the same check against another base model directory.
+left untouched. The shipped model ships no training table, so this is the calibration path (base boosters
+kept, one offset per measured GPU): a GPU the user did not measure must not move at all.
+``JOULECAST_TEST_BASE_MODEL=<dir>`` runs the same check against another base model directory.
 """
 
 from __future__ import annotations
@@ -83,10 +85,7 @@ def test_shipped_model_untouched_and_other_gpus_sane(adapted):
     shipped, before, out, held = adapted
     assert {f: (shipped.path / f).read_bytes() for f in shipped.manifest["files"]} == before
     man = json.loads((out / "manifest.json").read_text())
-    assert man["training_table"]["rows"] == shipped.manifest["training_table"]["rows"] + 100
     assert GPU in man["gpus_seen"]
-    # A GPU the user did not measure moves much less than the user's GPU. (It does move for these small
-    # graphs: the public data has none this small, so the user's runs are the only evidence there.)
     kw = dict(batch_size=32, samples_per_epoch=20_000, epochs=2, progress=False)
     shift = {}
     for gpu in ("V100", GPU):
@@ -94,8 +93,12 @@ def test_shipped_model_untouched_and_other_gpus_sane(adapted):
         new = predict_many(held, gpu=gpu, model_dir=out, **kw)["energy_j"].to_numpy()
         shift[gpu] = float(np.median(new / old))
     assert shift[GPU] == pytest.approx(FACTOR, rel=0.10)
-    # with per-GPU calibration offsets V100 moves x1.12 here (x1.75 when one booster absorbed the factor)
-    assert shift["V100"] < 1.3, shift
+    if "file" in shipped.manifest["training_table"]:  # a base with its table: boosters refitted, V100 moves a bit
+        assert shift["V100"] < 1.3, shift
+    else:  # calibration only: the boosters are the shipped ones, so an unmeasured GPU stays exactly put
+        assert man["calibration"]["user_rows"] == 100
+        assert shift["V100"] == pytest.approx(1.0, abs=1e-9), shift
+        assert {f: (out / f).read_bytes() for f in man["files"]} == before
     # the user's GPU got its own calibration, which carries the factor
     from featurize import lookup_gpu
     from predictor.retrain import read_retrain_summary

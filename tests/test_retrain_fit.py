@@ -170,3 +170,75 @@ def test_energy_only_runs_without_any_base_are_refused(synthetic_model, tmp_path
     monkeypatch.setattr(rt, "_try_shipped", lambda: None)
     with pytest.raises(InvalidInputError, match="time_s"):
         rt.retrain(runs, out_dir=tmp_path / "m", base=None)
+
+
+def _rtx_runs(base_dir, paths, factor):
+    from predictor import predict_many
+
+    df = predict_many(paths, gpu="RTX-3090", batch_size=64, samples_per_epoch=1000, model_dir=base_dir,
+                      progress=False)
+    return pd.DataFrame({"model": df["model"], "gpu": "RTX 3090", "batch_size": 64, "samples_per_epoch": 1000,
+                         "epochs": 1, "energy_j": factor * df["energy_j"], "time_s": factor * df["time_s"]})
+
+
+def test_explicit_base_table_is_merged(synthetic_model, tmp_path):
+    """base_table= (the table build_table writes) merges with the user's rows and refits the boosters."""
+    from predictor.retrain import read_retrain_summary, retrain
+
+    base_dir, _, paths = synthetic_model
+    table_path = tmp_path / "table.parquet"
+    pd.read_parquet(base_dir / "training_table.parquet").to_parquet(table_path)
+    out = retrain(_rtx_runs(base_dir, paths[:10], 1.3), out_dir=tmp_path / "m", model_dir=base_dir,
+                  base_table=table_path, evaluate=False)
+    s = read_retrain_summary(out)
+    assert s["mode"] == "refit on base table + user rows" and s["base_rows"] == 192
+    assert len(pd.read_parquet(out / "training_table.parquet")) == 202
+
+
+def test_tableless_base_is_calibrated_per_gpu(synthetic_model, tmp_path):
+    """A base model without a table (like the shipped one) keeps its boosters; the measured GPU gets an offset."""
+    import shutil
+
+    from predictor import predict_many
+    from predictor.model import MANIFEST, hash_file
+    from predictor.retrain import read_retrain_summary, retrain
+
+    base_dir, _, paths = synthetic_model
+    bare = tmp_path / "bare"
+    shutil.copytree(base_dir, bare)
+    (bare / "training_table.parquet").unlink()
+    man = json.loads((bare / MANIFEST).read_text())
+    del man["files"]["training_table.parquet"]
+    for k in ("file", "sha256"):
+        man["training_table"].pop(k)
+    (bare / MANIFEST).write_text(json.dumps(man))
+    out = retrain(_rtx_runs(bare, paths[:12], 1.5), out_dir=tmp_path / "m", model_dir=bare)
+    s = read_retrain_summary(out)
+    assert s["mode"].startswith("calibration") and s["base_rows"] == 0 and s["user_rows"] == 12
+    cal = s["gpu_calibration"]["RTX-3090"]
+    assert cal["n_rows"] == 12 and cal["energy_factor"] == pytest.approx(1.5 ** (12 / 17), rel=0.02)  # 5 prior rows
+    assert s["new_model_grouped_cv_on_user_rows"]["n_folds"] == 5
+    new = json.loads((out / MANIFEST).read_text())
+    assert new["files"] == {f: hash_file(bare / f) for f in ("power.txt", "time.txt")}  # boosters untouched
+    assert not (out / "training_table.parquet").exists()
+    kw = dict(batch_size=64, samples_per_epoch=1000, progress=False)
+    held = paths[12:16]
+    for gpu, factor in (("RTX-3090", 1.5 ** (12 / 17)), ("L4", 1.0)):
+        old = predict_many(held, gpu=gpu, model_dir=bare, **kw)["energy_j"].to_numpy()
+        now = predict_many(held, gpu=gpu, model_dir=out, **kw)["energy_j"].to_numpy()
+        assert np.allclose(now / old, factor, rtol=0.02), (gpu, now / old)
+
+
+def test_base_table_errors(synthetic_model, tmp_path):
+    from predictor.retrain import retrain
+
+    base_dir, csv, _ = synthetic_model
+    with pytest.raises(InvalidInputError, match="build_table"):
+        retrain(csv, out_dir=tmp_path / "m", model_dir=base_dir, base_table=tmp_path / "absent.parquet")
+    with pytest.raises(InvalidInputError, match="base=None"):
+        retrain(csv, out_dir=tmp_path / "m", base=None, base_table=tmp_path / "absent.parquet")
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"x": [1]}).to_csv(bad, index=False)
+    with pytest.raises(InvalidInputError, match="training-table columns"):
+        retrain(csv, out_dir=tmp_path / "m", model_dir=base_dir, base_table=bad)
+    assert not (tmp_path / "m").exists()

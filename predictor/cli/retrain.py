@@ -27,7 +27,8 @@ def print_summary(path: Path, summary: dict[str, Any]) -> None:
     console.print(f"[bold]new model:[/bold] {path}")
     console.print(
         f"{summary['user_rows']} user runs ({summary['user_graphs']} graphs) on "
-        f"{', '.join(summary['user_gpus'])}; base: {summary['base']} "
+        f"{', '.join(summary['user_gpus'])}; base: {summary['base']}"
+        + (f" [{summary['mode']}]" if summary.get("mode") else "") + " "
         f"({summary['base_rows']} rows, model {summary['base_model_version']}); seed {summary['seed']}; "
         f"weight per run {summary.get('user_row_weight', 1.0):g}; time imputed for "
         f"{summary.get('rows_with_imputed_time', 0)} run(s)"
@@ -72,7 +73,13 @@ def register(app: typer.Typer) -> None:
         ),
         out: Path = typer.Option(..., "--out", "-o", help="New model directory (must not exist)."),
         base: str = typer.Option(
-            "shipped", "--base", help="'shipped' (merge with the shipped table) or 'none'."
+            "shipped", "--base",
+            help="'shipped' (build on the base model: refit with --base-table, else per-GPU calibration) or 'none'.",
+        ),
+        base_table: Path = typer.Option(
+            None, "--base-table",
+            help="Base training table to merge with (python -m training_data.build_table writes "
+            "training_data/table/training_table.parquet).",
         ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out directory."),
         seed: int = typer.Option(0, "--seed", help="LightGBM seed."),
@@ -99,6 +106,7 @@ def register(app: typer.Typer) -> None:
             cv=cv,
             model_dir=model_dir,
             user_weight=user_weight if user_weight == "auto" else _number(user_weight),
+            base_table=base_table,
         )
         summary = read_retrain_summary(path)
         if as_json:
