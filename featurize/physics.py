@@ -14,9 +14,11 @@ The prior (per training sample, seconds)::
                                                        + OPT_BYTES_PER_PARAM x trainable_params / batch_size
                  (backward traffic follows backward FLOPs: ~2x forward when fully trained, ~0 for a frozen
                  backbone; the featurizer's cache-aware ``dram_bytes_per_sample`` replaces the forward bytes)
-    t_busy     = max(t_compute / efficiency, t_memory)                      (roofline at achievable peak;
-                 efficiency = COMPUTE_EFFICIENCY for fp32 on CUDA cores, TENSOR_CORE_EFFICIENCY for
-                 tf32/fp16/bf16/fp8, whose peaks training reaches a smaller share of)
+    t_busy     = max(flops_train / rate, t_memory)                          (roofline at achievable peak;
+                 rate = COMPUTE_EFFICIENCY x peak_fp32 for fp32 on CUDA cores; for tf32/fp16/bf16/fp8
+                 max(TENSOR_CORE_EFFICIENCY x peak(precision), COMPUTE_EFFICIENCY x peak_fp32): training
+                 reaches a smaller share of tensor peaks, and a reduced precision is never slower than
+                 fp32. A GPU without a path for the precision (TF32 before Ampere) runs it as fp32.)
     t_overhead = (KERNELS_PER_NODE x n_nodes x LAUNCH_S + STEP_OVERHEAD_S) / batch_size
                  (kernel-launch floor + fixed per-step framework/input-pipeline time)
     t_phys     = t_busy + t_overhead
@@ -105,6 +107,20 @@ def _col(graph: Mapping[str, Any], key: str) -> np.ndarray:
     )
 
 
+def has_precision_path(gpu: GPUSpec, precision: str) -> bool:
+    """Whether ``gpu`` has its own (tensor-core or double-rate) path for ``precision``; without one a framework
+    runs it as fp32 (TF32 before Ampere is a no-op flag, so the prior treats it as fp32)."""
+    if precision == "fp32":
+        return True
+    if precision == "tf32":
+        return bool(gpu.peak_tf32_tensor_flops)
+    if precision == "bf16":
+        return bool(gpu.peak_bf16_tensor_flops or gpu.peak_fp16_tensor_flops)
+    if precision == "fp16":
+        return bool(gpu.peak_fp16_tensor_flops)
+    return bool(gpu.peak_fp8_tensor_flops or gpu.peak_bf16_tensor_flops or gpu.peak_fp16_tensor_flops)
+
+
 def gpu_columns(gpu: GPUSpec, precision: str) -> dict[str, float]:
     """GPU-side numbers for ``precision``: peak FLOP/s, bandwidth, L2, TDP, idle power, launch year, SMs."""
     if precision not in PRECISIONS:
@@ -113,15 +129,17 @@ def gpu_columns(gpu: GPUSpec, precision: str) -> dict[str, float]:
     if not peak or peak <= 0:
         raise InvalidInputError(f"GPU {gpu.name} has no peak FLOP/s for precision {precision!r}; use fp32.")
     idle = gpu.idle_power_w if gpu.idle_power_w else 0.1 * gpu.tdp_w
+    tensor = precision != "fp32" and has_precision_path(gpu, precision)
     return {
-        "peak_flops": float(peak),
+        "peak_flops": float(peak) if tensor else float(gpu.peak_fp32_flops),
+        "peak_fp32_flops": float(gpu.peak_fp32_flops),
         "mem_bw_bytes_per_s": float(gpu.mem_bw_bytes_per_s),
         "l2_cache_bytes": float(gpu.l2_cache_bytes),
         "tdp_w": float(gpu.tdp_w),
         "idle_power_w": float(idle),
         "launch_year": float(gpu.launch_year or REFERENCE_YEAR),
         "sm_count": float(gpu.sm_count),
-        "tensor_precision": 0.0 if precision == "fp32" else 1.0,
+        "tensor_precision": 1.0 if tensor else 0.0,
         "bytes_per_element": float(BYTES_PER_ELEMENT[precision]),
     }
 
@@ -170,8 +188,12 @@ def physics_arrays(
     t_launch = KERNELS_PER_NODE * np.maximum(g["n_nodes"], 1.0) * LAUNCH_S / bs
     t_step = STEP_OVERHEAD_S / bs
     t_overhead = t_launch + t_step
-    efficiency = np.where(c["tensor_precision"] > 0, TENSOR_CORE_EFFICIENCY, COMPUTE_EFFICIENCY)
-    t_busy = np.maximum(t_compute / efficiency, t_memory)
+    # a reduced precision is never slower than fp32 on the same GPU: frameworks keep the faster path
+    # (e.g. fp16 on an RTX 3090: 0.3 x 71 TFLOP/s tensor < 0.7 x 35.6 TFLOP/s fp32)
+    fp32_rate = COMPUTE_EFFICIENCY * c.get("peak_fp32_flops", c["peak_flops"])
+    rate = np.where(c["tensor_precision"] > 0, np.maximum(TENSOR_CORE_EFFICIENCY * c["peak_flops"], fp32_rate),
+                    COMPUTE_EFFICIENCY * c["peak_flops"])
+    t_busy = np.maximum(g["flops_train"] / rate, t_memory)
     t_phys = t_busy + t_overhead
     busy = t_busy / t_phys
     idle_w = np.minimum(c["idle_power_w"], cap)

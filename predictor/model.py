@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from featurize.errors import InvalidInputError, ModelArtifactError
-from featurize.physics import FEATURE_NAMES, PRIOR_NAMES, gpu_columns, physics_arrays
+from featurize.physics import FEATURE_NAMES, PRIOR_NAMES, gpu_columns, has_precision_path, physics_arrays
 from featurize.types import GPUSpec
 
 SCHEMA_VERSION = 1
@@ -497,6 +497,9 @@ def extrapolation_warnings(model: LoadedModel, row: dict[str, float], *, gpu: GP
                    f"(seen: {', '.join(man.get('precisions_seen', []))}); relies on its peak FLOP/s only.")
     if gpu.name not in man.get("gpus_seen", [gpu.name]):
         out.append(f"GPU {gpu.name} was not measured in the training data; predicted from its specifications.")
+    if not has_precision_path(gpu, precision):
+        out.append(f"{gpu.name} has no {precision} path (no tensor cores for it): predicted as fp32, which is how "
+                   "frameworks run it there.")
     return out
 
 

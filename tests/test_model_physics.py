@@ -89,3 +89,22 @@ def test_bad_inputs_raise_project_errors():
         physics_features(graph(), GPU, batch_size=1, precision="int4")
     with pytest.raises(InvalidInputError, match="flops_train"):
         physics_features({}, GPU, batch_size=1, precision="fp32")
+
+
+def test_reduced_precision_never_slower_than_fp32_and_no_path_means_fp32():
+    # a GeForce-like card: fp16 tensor peak only 2x fp32, so 0.3 x tensor peak < 0.7 x fp32 peak
+    geforce = GPUSpec(name="G", vendor="NVIDIA", architecture="x", tdp_w=350.0, peak_fp32_flops=35.6e12,
+                      peak_fp16_tensor_flops=71e12, peak_tf32_tensor_flops=35.6e12, mem_bw_bytes_per_s=0.936e12,
+                      mem_bytes=24e9, l2_cache_bytes=6e6, sm_count=82, source="user", idle_power_w=30.0,
+                      launch_year=2020)
+    big = graph(flops_train=3e11, flops_forward=1e11, flops_backward=2e11)
+    fp32 = physics_features(big, geforce, batch_size=32, precision="fp32")
+    for prec in ("tf32", "fp16", "bf16"):
+        f = physics_features(big, geforce, batch_size=32, precision=prec)
+        assert f["t_phys_s"] <= fp32["t_phys_s"] * (1 + 1e-12), prec
+        # compute-bound at the fp32 path's rate: 0.7 x 35.6 TFLOP/s beats 0.3 x 71 TFLOP/s
+        assert f["t_phys_s"] - f["t_overhead_s"] == pytest.approx(3e11 / (0.7 * 35.6e12))
+    # GPU has no TF32 path (pre-Ampere): tf32 is exactly fp32, flagged as no tensor path
+    no_tf32 = physics_features(big, GPU, batch_size=32, precision="tf32")
+    assert no_tf32 == physics_features(big, GPU, batch_size=32, precision="fp32")
+    assert gpu_columns(GPU, "tf32")["tensor_precision"] == 0.0 and gpu_columns(GPU, "fp16")["tensor_precision"] == 1.0

@@ -82,6 +82,15 @@ def test_extrapolation_warnings(model_dir):
     assert "extrapolation" in text and "precision bf16" in text and "not measured" in text
 
 
+def test_precision_without_a_path_on_the_gpu_is_fp32_with_a_warning(model_dir):
+    kw = dict(gpu="V100", batch_size=64, samples_per_epoch=10_000, model_dir=model_dir)
+    tf32, fp32 = predict(RESNET18, precision="tf32", **kw), predict(RESNET18, precision="fp32", **kw)
+    assert any("no tf32 path" in w for w in tf32.warnings)
+    assert not any("path" in w for w in fp32.warnings)
+    # tf32 on a V100 is fp32 (the prior and every feature but the extrapolation flags are the same)
+    assert tf32.time_s == pytest.approx(fp32.time_s) and tf32.energy_j == pytest.approx(fp32.energy_j)
+
+
 @pytest.mark.parametrize("kwargs, err", [
     ({"batch_size": 0}, InvalidInputError), ({"epochs": 0}, InvalidInputError),
     ({"precision": "int3"}, InvalidInputError), ({"samples_per_epoch": 0}, InvalidInputError),
