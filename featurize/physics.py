@@ -191,8 +191,10 @@ def physics_arrays(
     # a reduced precision is never slower than fp32 on the same GPU: frameworks keep the faster path
     # (e.g. fp16 on an RTX 3090: 0.3 x 71 TFLOP/s tensor < 0.7 x 35.6 TFLOP/s fp32)
     fp32_rate = COMPUTE_EFFICIENCY * c.get("peak_fp32_flops", c["peak_flops"])
-    rate = np.where(c["tensor_precision"] > 0, np.maximum(TENSOR_CORE_EFFICIENCY * c["peak_flops"], fp32_rate),
-                    COMPUTE_EFFICIENCY * c["peak_flops"])
+    tensor_rate = TENSOR_CORE_EFFICIENCY * c["peak_flops"]
+    # the tensor_precision feature says which regime the prior used: the tensor path only where it is faster
+    tensor = (c["tensor_precision"] > 0) & (tensor_rate > fp32_rate)
+    rate = np.where(c["tensor_precision"] > 0, np.maximum(tensor_rate, fp32_rate), COMPUTE_EFFICIENCY * c["peak_flops"])
     t_busy = np.maximum(g["flops_train"] / rate, t_memory)
     t_phys = t_busy + t_overhead
     busy = t_busy / t_phys
@@ -229,7 +231,7 @@ def physics_arrays(
         "frac_flops_elementwise": g["frac_flops_elementwise"],
         "trainable_frac": g["trainable_params"] / np.maximum(g["params"], 1.0),
         "backward_ratio": bwd_ratio,
-        "tensor_precision": c["tensor_precision"] * np.ones_like(t_phys),
+        "tensor_precision": tensor * np.ones_like(t_phys),
         "power_limit_frac": cap / tdp,
         "idle_frac": c["idle_power_w"] / tdp * np.ones_like(t_phys),
         "gpu_age_years": (REFERENCE_YEAR - c["launch_year"]) * np.ones_like(t_phys),

@@ -104,6 +104,7 @@ def test_reduced_precision_never_slower_than_fp32_and_no_path_means_fp32():
         assert f["t_phys_s"] <= fp32["t_phys_s"] * (1 + 1e-12), prec
         # compute-bound at the fp32 path's rate: 0.7 x 35.6 TFLOP/s beats 0.3 x 71 TFLOP/s
         assert f["t_phys_s"] - f["t_overhead_s"] == pytest.approx(3e11 / (0.7 * 35.6e12))
+        assert f["tensor_precision"] == 0.0  # the feature names the regime the prior used
     # GPU has no TF32 path (pre-Ampere): tf32 is exactly fp32, flagged as no tensor path
     no_tf32 = physics_features(big, GPU, batch_size=32, precision="tf32")
     assert no_tf32 == physics_features(big, GPU, batch_size=32, precision="fp32")
