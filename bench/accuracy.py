@@ -36,9 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from predictor.model import MANIFEST  # noqa: E402
-from predictor.training import (  # noqa: E402
-    CV_GROUPS,
+from predictor.model import MANIFEST
+from predictor.training import (
     cross_validate_all,
     prepare,
     summarize,

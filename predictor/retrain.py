@@ -569,9 +569,8 @@ def _calibrated_manifest(base_manifest: dict[str, Any], offsets: dict[str, dict[
 
 
 def _write_calibrated(base_model: Any, manifest: dict[str, Any], dest: Path) -> Path:
-    """A complete model directory: the base model's booster files + ``manifest`` + a regenerated card."""
+    """A loadable model directory: the base model's booster files + ``manifest`` (its ``files`` hashed here)."""
     from predictor.model import MANIFEST, hash_file
-    from predictor.training import write_card
 
     dest.mkdir(parents=True)
     files = {}
@@ -580,7 +579,6 @@ def _write_calibrated(base_model: Any, manifest: dict[str, Any], dest: Path) -> 
         files[spec["file"]] = hash_file(dest / spec["file"])
     manifest["files"] = files
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    write_card(dest)
     return dest
 
 
@@ -602,7 +600,7 @@ def _read_base_table(base_table: Any) -> pd.DataFrame:
             )
         try:
             table = pd.read_parquet(path) if path.suffix != ".csv" else pd.read_csv(path)
-        except Exception as err:  # noqa: BLE001 - pyarrow/pandas raise many types for a bad file
+        except Exception as err:
             raise InvalidInputError(f"base table {path} is not a readable Parquet/CSV table ({err})") from err
     missing = [c for c in TABLE_COLUMNS if c not in table.columns]
     if missing:
@@ -660,7 +658,7 @@ def retrain(
     """
     from featurize.errors import InvalidInputError
     from predictor.model import MANIFEST, load_model, shipped_model_dir
-    from predictor.training import fit_model, write_card
+    from predictor.training import fit_model
 
     if base not in ("shipped", None, "none"):
         raise InvalidInputError(f"base must be 'shipped' or None, got {base!r}")
@@ -748,10 +746,7 @@ def retrain(
         summary["gpu_calibration"] = _gpu_calibration(manifest.get("gpu_offsets", {}))
         manifest[SUMMARY_KEY] = summary
         manifest["model_name"] = f"{manifest['model_name']}-retrained"
-        mpath.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        write_card(new_dir)
-        load_model(new_dir)  # verify the finished directory before publishing it
-        _publish(new_dir, out)
+        _seal_and_publish(new_dir, manifest, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
@@ -770,7 +765,7 @@ def _gpu_calibration(offsets: dict[str, dict[str, float]]) -> dict[str, dict[str
 def _calibrate_only(base_model: Any, user_rows: pd.DataFrame, out: Path, *, origin: str, seed: int,
                     evaluate: bool, n_imputed: int) -> Path:
     """Retrain without a base table: the base boosters + per-GPU calibration offsets from the user's rows."""
-    from predictor.model import MANIFEST, load_model
+    from predictor.model import load_model
     from predictor.training import prepare
 
     rows, feats, targets = prepare(user_rows)
@@ -799,15 +794,21 @@ def _calibrate_only(base_model: Any, user_rows: pd.DataFrame, out: Path, *, orig
         if evaluate:
             summary["new_model_fit_error_on_user_rows"] = base_model_error(user_rows, load_model(new_dir))
         manifest[SUMMARY_KEY] = summary
-        (new_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        from predictor.training import write_card
-
-        write_card(new_dir)
-        load_model(new_dir)  # verify the finished directory before publishing it
-        _publish(new_dir, out)
+        _seal_and_publish(new_dir, manifest, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _seal_and_publish(new_dir: Path, manifest: dict[str, Any], out: Path) -> None:
+    """Write the final manifest and card into ``new_dir``, verify it loads, then move it to ``out``."""
+    from predictor.model import MANIFEST, load_model
+    from predictor.training import write_card
+
+    (new_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_card(new_dir)
+    load_model(new_dir)  # verify the finished directory before publishing it
+    _publish(new_dir, out)
 
 
 def _try_shipped():

@@ -44,7 +44,6 @@ import numpy as np
 import pandas as pd
 
 from featurize.errors import SchemaError
-from featurize.physics import FEATURE_NAMES
 from featurize.types import GPUSpec
 from predictor.model import (
     DESIGNS,
