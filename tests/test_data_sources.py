@@ -78,6 +78,10 @@ def test_zeus_power_limits_and_default_flag(shared_data):
     assert set(default.groupby("gpu")["power_limit_w"].first()) == {250.0, 260.0}
     assert (df["energy_per_sample_j"] * df["samples_per_epoch"]).sub(df["energy_per_epoch_j"]).abs().max() < 1e-6
     assert set(df["architecture"]) == {"shufflenet_v2", "resnet50", "deepspeech2", "ncf", "bert_base"}
+    # labels inferred from the measured epochs (see the converter's docstring)
+    assert set(df.loc[df.architecture == "deepspeech2", "precision"]) == {"fp16"}
+    assert set(df.loc[df.architecture != "deepspeech2", "precision"]) == {"fp32"}
+    assert set(df.loc[df.model == "zoo:bert_base_cls", "input_shape"]) == {"seq64"}
 
 
 def test_mayaki_per_step_to_per_sample(shared_data):

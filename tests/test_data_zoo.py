@@ -133,3 +133,25 @@ def test_built_table_frozen_rows_train_less():
     assert (frozen.loc[frozen.architecture != "mobilenet_v2", "trainable_fraction"] < 0.02).all()
     assert (table.loc[table["frozen"] == "", "trainable_fraction"] == 1.0).all()
     assert set(table["source"]) == {"seaa2023", "delrey", "zeus", "mayaki"}
+
+
+@pytest.mark.skipif(not TABLE.is_file(), reason=NOT_BUILT)
+def test_built_table_is_physically_possible():
+    """No row runs faster than its GPU's peak for the precision it is labelled with (the check that exposed
+    Zeus DeepSpeech2 as fp16 and sentiment140 as shorter than seq 128)."""
+    import warnings
+
+    from featurize import lookup_gpu
+    from predictor.training import SOURCE_PRECISION, source_gpu_names
+
+    table = pd.read_parquet(TABLE)
+    table = table.assign(gpu=source_gpu_names(table))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        specs = {g: lookup_gpu(g) for g in table["gpu"].unique()}
+    prec = table["precision"].astype(str).copy()
+    for src, p in SOURCE_PRECISION.items():
+        prec[table["source"] == src] = p
+    peak = np.array([specs[g].peak_flops(p) for g, p in zip(table["gpu"], prec)])
+    util = table["g_flops_train"] / table["time_per_sample_s"] / peak
+    assert float(util.max()) < 1.0, table.loc[util.idxmax(), ["source", "gpu", "architecture", "batch_size"]]
