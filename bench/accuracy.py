@@ -1,9 +1,9 @@
 """Grouped-CV accuracy of the PRE model and its baselines; writes the figures into the model directory.
 
-Run: ``python bench/accuracy.py [--model-dir models] [--table T (default: training_data/table/training_table.parquet, built by
-``python -m training_data.build_table``; the shipped model ships no table)]
-[--no-write]``. For each held-out grouping (leave-one-GPU-out, leave-one-architecture-out ``group_arch``,
-leave-one-source-out) it prints median and p90 absolute % error of energy per epoch and per sample, and the
+Run: ``python bench/accuracy.py [--model-dir models] [--table T] [--no-write]``; T defaults to
+``training_data/table/training_table.parquet``, built by ``python -m training_data.build_table`` (the
+shipped model ships no table). For each held-out grouping (leave-one-GPU-out, leave-one-architecture-out
+``group_arch``, leave-one-source-out) it prints median and p90 absolute % error of energy per epoch and per sample, and the
 leave-group-out conformal coverage of the 90 % interval, for:
 
 * ``joulecast`` — the shipped design (:mod:`predictor.training`), and the alternative design;
@@ -192,13 +192,14 @@ def target_notes(cv: dict, baselines: dict, design: str, other: str, cv_other: d
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", default=None,
-                    help="default: training_data/table/training_table.parquet (python -m training_data.build_table)")
+                    help="default: training_data/table/training_table.parquet "
+                         "(python -m training_data.build_table)")
     ap.add_argument("--model-dir", default=str(REPO / "models"))
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     mdir = Path(args.model_dir)
-    table_path = Path(args.table) if args.table else REPO / "training_data" / "table" / "training_table.parquet"
+    table_path = Path(args.table or REPO / "training_data" / "table" / "training_table.parquet")
     if not table_path.is_file():
         raise SystemExit(f"{table_path} not found: build it with `python -m training_data.build_table "
                          "--shared ../shared/data` (the public rows are never committed)")
@@ -207,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     want = manifest.get("training_table", {}).get("table_sha256")
     have = str(table["table_sha256"].iloc[0]) if "table_sha256" in table and len(table) else None
     if want and have != want:
-        print(f"warning: {table_path} (table sha256 {str(have)[:16]}) is not the table the model was trained on "
+        print(f"warning: {table_path} (table sha256 {str(have)[:16]}) is not the table the model was "
+              "trained on "
               f"({want[:16]}); the figures describe a different table", file=sys.stderr)
     design = manifest.get("design", "time_power")
     features = manifest.get("features")

@@ -110,15 +110,7 @@ def _col(graph: Mapping[str, Any], key: str) -> np.ndarray:
 def has_precision_path(gpu: GPUSpec, precision: str) -> bool:
     """Whether ``gpu`` has its own (tensor-core or double-rate) path for ``precision``; without one a framework
     runs it as fp32 (TF32 before Ampere is a no-op flag, so the prior treats it as fp32)."""
-    if precision == "fp32":
-        return True
-    if precision == "tf32":
-        return bool(gpu.peak_tf32_tensor_flops)
-    if precision == "bf16":
-        return bool(gpu.peak_bf16_tensor_flops or gpu.peak_fp16_tensor_flops)
-    if precision == "fp16":
-        return bool(gpu.peak_fp16_tensor_flops)
-    return bool(gpu.peak_fp8_tensor_flops or gpu.peak_bf16_tensor_flops or gpu.peak_fp16_tensor_flops)
+    return precision == "fp32" or gpu.reduced_precision_peak(precision) is not None
 
 
 def gpu_columns(gpu: GPUSpec, precision: str) -> dict[str, float]:
@@ -194,7 +186,8 @@ def physics_arrays(
     tensor_rate = TENSOR_CORE_EFFICIENCY * c["peak_flops"]
     # the tensor_precision feature says which regime the prior used: the tensor path only where it is faster
     tensor = (c["tensor_precision"] > 0) & (tensor_rate > fp32_rate)
-    rate = np.where(c["tensor_precision"] > 0, np.maximum(tensor_rate, fp32_rate), COMPUTE_EFFICIENCY * c["peak_flops"])
+    rate = np.where(c["tensor_precision"] > 0, np.maximum(tensor_rate, fp32_rate),
+                    COMPUTE_EFFICIENCY * c["peak_flops"])
     t_busy = np.maximum(g["flops_train"] / rate, t_memory)
     t_phys = t_busy + t_overhead
     busy = t_busy / t_phys

@@ -61,15 +61,22 @@ class GPUSpec:
         """
         if precision == "fp32":
             return self.peak_fp32_flops
-        if precision == "tf32":
-            return self.peak_tf32_tensor_flops or self.peak_fp32_flops
-        if precision == "bf16":
-            return self.peak_bf16_tensor_flops or self.peak_fp16_tensor_flops or self.peak_fp32_flops
-        if precision == "fp16":
-            return self.peak_fp16_tensor_flops or self.peak_fp32_flops
-        if precision == "fp8":
-            return self.peak_fp8_tensor_flops or self.peak_bf16_tensor_flops or self.peak_fp16_tensor_flops
-        raise ValueError(f"unknown precision {precision!r}; use one of {PRECISIONS}")
+        if precision == "fp8":  # no fp32 fallback: an fp8 run needs some reduced-precision path
+            return self.reduced_precision_peak("fp8")
+        return self.reduced_precision_peak(precision) or self.peak_fp32_flops
+
+    def reduced_precision_peak(self, precision: str) -> float | None:
+        """Peak FLOP/s of the GPU's own path for a reduced ``precision`` (its tensor peak, or the next wider
+        reduced format that exists); None when it has none, i.e. a framework runs it as fp32 (TF32 before
+        Ampere)."""
+        chains = {"tf32": (self.peak_tf32_tensor_flops,),
+                  "bf16": (self.peak_bf16_tensor_flops, self.peak_fp16_tensor_flops),
+                  "fp16": (self.peak_fp16_tensor_flops,),
+                  "fp8": (self.peak_fp8_tensor_flops, self.peak_bf16_tensor_flops,
+                          self.peak_fp16_tensor_flops)}
+        if precision not in chains:
+            raise ValueError(f"unknown reduced precision {precision!r}; use one of {PRECISIONS[1:]}")
+        return next((p for p in chains[precision] if p), None)
 
     def cache_sizes(self) -> dict[str, float]:
         """Cache sizes in bytes: ``{"l1_bytes": total L1/shared over all SMs, "l2_bytes": ...}``."""

@@ -523,16 +523,16 @@ def calibration_offsets(model: Any, rows: pd.DataFrame, feats: pd.DataFrame,
     return _offset_table(resid, gpus, np.ones(len(rows), bool))
 
 
-def calibration_cv(model: Any, user_rows: pd.DataFrame, *, n_folds: int = 5) -> dict[str, Any]:
+def calibration_cv(model: Any, user_rows: pd.DataFrame, prepared: tuple, *,
+                   n_folds: int = 5) -> dict[str, Any]:
     """Out-of-fold error of a calibration-only retrain on the user's rows, folds grouped by graph.
 
+    ``prepared``: ``training.prepare(user_rows)`` (same rows, same order: validated energies are all > 0).
     Each fold learns the per-GPU offsets from the other folds' graphs and predicts the held-out ones, so the
     figure is what to expect for a new graph on the user's GPU(s).
     """
-    from predictor.training import prepare
-
     user_rows = user_rows.reset_index(drop=True)
-    rows, feats, targets = prepare(user_rows)  # same rows, same order: validated energies are all > 0
+    rows, feats, targets = prepared
     groups = rows["model"].astype(str).to_numpy()
     uniq = sorted(set(groups))
     k = min(n_folds, len(uniq))
@@ -568,17 +568,15 @@ def _calibrated_manifest(base_manifest: dict[str, Any], offsets: dict[str, dict[
     return manifest
 
 
-def _write_calibrated(base_model: Any, manifest: dict[str, Any], dest: Path) -> Path:
-    """A loadable model directory: the base model's booster files + ``manifest`` (its ``files`` hashed here)."""
-    from predictor.model import MANIFEST, hash_file
+def _copy_boosters(base_model: Any, manifest: dict[str, Any], dest: Path) -> Path:
+    """``dest`` with the base model's booster files; ``manifest["files"]`` set to their hashes."""
+    from predictor.model import hash_file
 
     dest.mkdir(parents=True)
-    files = {}
+    manifest["files"] = {}
     for spec in manifest["boosters"].values():
         shutil.copyfile(base_model.path / spec["file"], dest / spec["file"])
-        files[spec["file"]] = hash_file(dest / spec["file"])
-    manifest["files"] = files
-    (dest / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        manifest["files"][spec["file"]] = hash_file(dest / spec["file"])
     return dest
 
 
@@ -708,19 +706,12 @@ def retrain(
     user_rows = user_rows.assign(sample_weight=weight, **{CALIBRATE_COL: True})
     table = merge_tables(base_table, user_rows)
 
-    summary: dict[str, Any] = {
-        "measurements": origin,
-        "user_rows": int(len(user_rows)),
-        "user_gpus": sorted(user_rows["gpu"].unique().tolist()),
-        "user_graphs": int(user_rows["model"].nunique()),
-        "base": "shipped" if base == "shipped" else "none",
-        "mode": "refit on base table + user rows" if base_table is not None else "refit on user rows",
-        "base_model_version": base_model.version if base_model is not None else None,
-        "base_rows": int(0 if base_table is None else len(base_table)),
-        "seed": seed,
-        "rows_with_imputed_time": n_imputed,
-        "user_row_weight": weight,
-    }
+    summary = _summary(
+        origin, user_rows, base_model, base="shipped" if base == "shipped" else "none",
+        mode="refit on base table + user rows" if base_table is not None else "refit on user rows",
+        base_rows=0 if base_table is None else len(base_table), seed=seed, n_imputed=n_imputed,
+    )
+    summary["user_row_weight"] = weight
     if evaluate and base_model is not None:
         summary["base_model_error_on_user_rows"] = base_model_error(user_rows, base_model)
     if evaluate:
@@ -762,37 +753,43 @@ def _gpu_calibration(offsets: dict[str, dict[str, float]]) -> dict[str, dict[str
     }
 
 
-def _calibrate_only(base_model: Any, user_rows: pd.DataFrame, out: Path, *, origin: str, seed: int,
-                    evaluate: bool, n_imputed: int) -> Path:
-    """Retrain without a base table: the base boosters + per-GPU calibration offsets from the user's rows."""
-    from predictor.model import load_model
-    from predictor.training import prepare
-
-    rows, feats, targets = prepare(user_rows)
-    offsets = calibration_offsets(base_model, rows, feats, targets)
-    summary: dict[str, Any] = {
+def _summary(origin: str, user_rows: pd.DataFrame, base_model: Any, *, base: str, mode: str, base_rows: int,
+             seed: int, n_imputed: int) -> dict[str, Any]:
+    """The fields every retrain summary starts with (stored under ``"retrain"`` in the new manifest)."""
+    return {
         "measurements": origin,
         "user_rows": int(len(user_rows)),
         "user_gpus": sorted(user_rows["gpu"].unique().tolist()),
         "user_graphs": int(user_rows["model"].nunique()),
-        "base": "shipped",
-        "mode": "calibration offsets (no base training table)",
-        "base_model_version": base_model.version,
-        "base_rows": 0,
+        "base": base,
+        "mode": mode,
+        "base_model_version": base_model.version if base_model is not None else None,
+        "base_rows": int(base_rows),
         "seed": seed,
         "rows_with_imputed_time": n_imputed,
-        "gpu_calibration": _gpu_calibration(offsets),
     }
-    if evaluate:
-        summary["base_model_error_on_user_rows"] = base_model_error(user_rows, base_model)
-        summary["new_model_grouped_cv_on_user_rows"] = calibration_cv(base_model, user_rows)
+
+
+def _calibrate_only(base_model: Any, user_rows: pd.DataFrame, out: Path, *, origin: str, seed: int,
+                    evaluate: bool, n_imputed: int) -> Path:
+    """Retrain without a base table: the base boosters + per-GPU calibration offsets from the user's rows."""
+    from predictor.training import prepare
+
+    prepared = prepare(user_rows)
+    offsets = calibration_offsets(base_model, *prepared)
+    summary = _summary(origin, user_rows, base_model, base="shipped", base_rows=0, seed=seed,
+                       n_imputed=n_imputed, mode="calibration offsets (no base training table)")
+    summary["gpu_calibration"] = _gpu_calibration(offsets)
     manifest = _calibrated_manifest(base_model.manifest, offsets, user_rows)
+    if evaluate:
+        calibrated = dataclasses.replace(base_model, manifest=manifest)  # same boosters, new offsets
+        summary["base_model_error_on_user_rows"] = base_model_error(user_rows, base_model)
+        summary["new_model_grouped_cv_on_user_rows"] = calibration_cv(base_model, user_rows, prepared)
+        summary["new_model_fit_error_on_user_rows"] = base_model_error(user_rows, calibrated)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.retrain", dir=out.parent))
     try:
-        new_dir = _write_calibrated(base_model, manifest, staging / "model")
-        if evaluate:
-            summary["new_model_fit_error_on_user_rows"] = base_model_error(user_rows, load_model(new_dir))
+        new_dir = _copy_boosters(base_model, manifest, staging / "model")
         manifest[SUMMARY_KEY] = summary
         _seal_and_publish(new_dir, manifest, out)
     finally:
