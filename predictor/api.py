@@ -85,13 +85,14 @@ def featurize_cached(model: Any, **kw: Any):
     return gf
 
 
-def _resolve_gpu(gpu: str | GPUSpec) -> tuple[GPUSpec, list[str]]:
+def _resolve_gpu(gpu: str | GPUSpec, prefer: Any = ()) -> tuple[GPUSpec, list[str]]:
+    """The GPU's spec and notes; an ambiguous alias prefers a variant in ``prefer`` (the model's measured GPUs)."""
     from featurize import lookup_gpu
 
     notes: list[str] = []
     with _warnings.catch_warnings(record=True) as caught:
         _warnings.simplefilter("always")
-        spec = lookup_gpu(gpu)
+        spec = lookup_gpu(gpu, prefer=prefer)
     if spec.note:
         notes.append(f"GPU: {spec.note}")
     else:
@@ -169,7 +170,7 @@ def predict(
     if samples_per_epoch is None:
         notes.append("default: samples_per_epoch=None -> totals are for ONE training sample per epoch; pass "
                      "samples_per_epoch= for a real dataset.")
-    spec, gpu_notes = _resolve_gpu(gpu)
+    spec, gpu_notes = _resolve_gpu(gpu, loaded.manifest.get("gpus_seen", ()))
     notes += gpu_notes
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")  # unsupported ops are reported below from the features themselves
@@ -189,6 +190,9 @@ def predict(
                           epochs=float(epochs), val_samples=int(val_samples), precision=precision,
                           power_limit_w=power_limit_w, model=loaded)
     r = frame.iloc[0]
+    if bool(r["measured_config"]):
+        notes.append(f"measured configuration: {spec.name} at {precision} with a graph of these params and "
+                     "training FLOPs is in the training data; the interval is the one calibrated on withheld runs.")
     intensity, where = resolve_intensity()
     feats = {k: float(r[k]) for k in ("t_compute_s", "t_memory_s", "t_overhead_s", "t_phys_s", "e_phys_j")}
     feats.update({k: float(v) for k, v in row.items()})

@@ -262,11 +262,12 @@ def predict_many(
         )
     if precision not in PRECISIONS:
         raise InvalidInputError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    model = load_model(model_dir)  # fail fast on a bad model dir, before any featurization
+    measured = model.manifest.get("gpus_seen", ())  # an ambiguous alias prefers a measured variant
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")  # alias notes travel on each row via GPUSpec.note
-        specs = [g if hasattr(g, "tdp_w") else lookup_gpu(g) for g in _as_list(gpu)]
+        specs = [g if hasattr(g, "tdp_w") else lookup_gpu(g, prefer=measured) for g in _as_list(gpu)]
     items = expand_models(models)
-    model = load_model(model_dir)  # fail fast on a bad model dir, before any featurization
     options = {"batch_size": int(batch_size), "precision": precision, **kw}
     results = featurize_many(
         [src for _, src in items], n_jobs=n_jobs, backend=backend, progress=progress, **options

@@ -125,6 +125,26 @@ def test_ambiguous_alias_warns_and_notes(alias, expected):
     assert "ambiguous" in spec.note and expected in spec.note
 
 
+@pytest.mark.parametrize(
+    "alias, prefer, expected, switched",
+    [("V100", ("V100-PCIE-32GB", "RTX-3090"), "V100-PCIE-32GB", True),   # default unmeasured -> the measured one
+     ("V100", ("V100-PCIE-32GB", "V100-SXM2-32GB"), "V100-SXM2-32GB", False),  # default measured -> default
+     ("V100", ("RTX-3090",), "V100-SXM2-32GB", False),                   # no variant measured -> default
+     ("A100", ("A100-PCIE-80GB",), "A100-PCIE-80GB", True)],
+)
+def test_ambiguous_alias_prefers_a_measured_variant(alias, prefer, expected, switched):
+    with pytest.warns(AmbiguousGPUWarning, match=expected):
+        spec = lookup_gpu(alias, prefer=prefer)
+    assert spec.name == expected
+    assert ("has measurements of" in spec.note) is switched
+    assert ("default variant" in spec.note) is not switched
+
+
+def test_prefer_never_changes_an_exact_or_unambiguous_name():
+    assert lookup_gpu("RTX 3090", prefer=("RTX-3070",)).name == "RTX-3090"
+    assert lookup_gpu("V100-SXM2-32GB", prefer=("V100-PCIE-32GB",)).name == "V100-SXM2-32GB"
+
+
 def test_a100_note_lists_all_variants():
     with pytest.warns(AmbiguousGPUWarning):
         spec = lookup_gpu("A100")
