@@ -18,7 +18,8 @@ The prior (per training sample, seconds)::
                  rate = COMPUTE_EFFICIENCY x peak_fp32 for fp32 on CUDA cores; for tf32/fp16/bf16/fp8
                  max(TENSOR_CORE_EFFICIENCY x peak(precision), COMPUTE_EFFICIENCY x peak_fp32): training
                  reaches a smaller share of tensor peaks, and a reduced precision is never slower than
-                 fp32. A GPU without a path for the precision (TF32 before Ampere) runs it as fp32.)
+                 fp32. A GPU without a path for the precision (TF32 before Ampere) runs it as fp32, and
+                 fp32 runs as tf32 where that path is faster: :func:`effective_precision`.)
     t_overhead = (KERNELS_PER_NODE x n_nodes x LAUNCH_S + STEP_OVERHEAD_S) / batch_size
                  (kernel-launch floor + fixed per-step framework/input-pipeline time)
     t_phys     = t_busy + t_overhead
@@ -113,10 +114,32 @@ def has_precision_path(gpu: GPUSpec, precision: str) -> bool:
     return precision == "fp32" or gpu.reduced_precision_peak(precision) is not None
 
 
+FP32_RUNS_TF32 = True
+"""fp32 training on a GPU whose TF32 tensor path beats its FP32 cores under the prior (A100, H100, H200; not
+the GeForce/RTX Ampere cards, whose dense TF32 rate equals FP32) is predicted on the TF32 path: what frameworks
+do by default (cuDNN convolutions in PyTorch and TensorFlow, TensorFlow/JAX matmuls). Mayaki's A100 steps,
+recorded without a precision, reach 2x the FP32 peak (the authors quote the TF32 peak, 156 TFLOP/s). PyTorch
+>= 1.12 keeps TF32 off for matmuls unless ``torch.backends.cuda.matmul.allow_tf32`` is set: a matmul-bound
+model run that way is slower than predicted (the prediction warns)."""
+
+
+def effective_precision(gpu: GPUSpec, precision: str) -> str:
+    """The precision whose path the prior runs: a reduced precision the GPU has no path for runs as fp32;
+    fp32 runs as tf32 where :data:`FP32_RUNS_TF32` and the TF32 path is the faster one."""
+    if precision == "fp32":
+        tf32 = gpu.reduced_precision_peak("tf32") if FP32_RUNS_TF32 else None
+        faster = tf32 is not None and TENSOR_CORE_EFFICIENCY * tf32 > COMPUTE_EFFICIENCY * gpu.peak_fp32_flops
+        return "tf32" if faster else "fp32"
+    return precision if has_precision_path(gpu, precision) else "fp32"
+
+
 def gpu_columns(gpu: GPUSpec, precision: str) -> dict[str, float]:
-    """GPU-side numbers for ``precision``: peak FLOP/s, bandwidth, L2, TDP, idle power, launch year, SMs."""
+    """GPU-side numbers for ``precision`` (run on its :func:`effective_precision` path): peak FLOP/s, bandwidth,
+    L2, TDP, idle power, launch year, SMs."""
     if precision not in PRECISIONS:
         raise InvalidInputError(f"precision={precision!r} is not one of {PRECISIONS}")
+    bytes_per_element = float(BYTES_PER_ELEMENT[precision])
+    precision = effective_precision(gpu, precision)
     peak = gpu.peak_flops(precision)
     if not peak or peak <= 0:
         raise InvalidInputError(f"GPU {gpu.name} has no peak FLOP/s for precision {precision!r}; use fp32.")
@@ -132,7 +155,7 @@ def gpu_columns(gpu: GPUSpec, precision: str) -> dict[str, float]:
         "launch_year": float(gpu.launch_year or REFERENCE_YEAR),
         "sm_count": float(gpu.sm_count),
         "tensor_precision": 1.0 if tensor else 0.0,
-        "bytes_per_element": float(BYTES_PER_ELEMENT[precision]),
+        "bytes_per_element": bytes_per_element,
     }
 
 

@@ -35,7 +35,14 @@ import numpy as np
 import pandas as pd
 
 from featurize.errors import InvalidInputError, ModelArtifactError
-from featurize.physics import FEATURE_NAMES, PRIOR_NAMES, gpu_columns, has_precision_path, physics_arrays
+from featurize.physics import (
+    FEATURE_NAMES,
+    PRIOR_NAMES,
+    effective_precision,
+    gpu_columns,
+    has_precision_path,
+    physics_arrays,
+)
 from featurize.types import GPUSpec
 
 SCHEMA_VERSION = 1
@@ -560,8 +567,15 @@ def predict_frame(
     fl_fwd = np.asarray(g["g_flops_forward"] if "g_flops_forward" in g else g["flops_forward"], float)
     fl_train = np.asarray(g["g_flops_train"] if "g_flops_train" in g else g["flops_train"], float)
     params = np.asarray(g["g_params"] if "g_params" in g else g["params"], float)
-    measured = measured_rows(m, [s.name for s in specs], precision, params, fl_train)
-    pred = raw_predict(m, feats, [s.name for s in specs], precision, measured)
+    names = [s.name for s in specs]
+    memo: dict[tuple[int, str], str] = {}  # one lookup per distinct (GPU, precision), not per row
+    paths = []
+    for spec, prec in zip(specs, _as_rows(precision, n, "precision").astype(str)):
+        if (id(spec), prec) not in memo:
+            memo[(id(spec), prec)] = effective_precision(spec, prec)
+        paths.append(memo[(id(spec), prec)])
+    measured = measured_rows(m, names, paths, params, fl_train)
+    pred = raw_predict(m, feats, names, paths, measured)
     spe = _as_rows(samples_per_epoch, n, "samples_per_epoch").astype(float)
     val = _as_rows(val_samples, n, "val_samples").astype(float)
     ep = _as_rows(epochs, n, "epochs").astype(float)
@@ -620,6 +634,10 @@ def extrapolation_warnings(model: LoadedModel, row: dict[str, float], *, gpu: GP
                    f"(seen: {', '.join(man.get('precisions_seen', []))}); relies on its peak FLOP/s only.")
     if gpu.name not in man.get("gpus_seen", [gpu.name]):
         out.append(f"GPU {gpu.name} was not measured in the training data; predicted from its specifications.")
+    if precision == "fp32" and effective_precision(gpu, precision) == "tf32":
+        out.append(f"fp32 on {gpu.name} is predicted on its TF32 tensor cores, as frameworks run it by default "
+                   "(cuDNN convolutions; TensorFlow/JAX matmuls). PyTorch keeps TF32 off for matmuls unless "
+                   "torch.backends.cuda.matmul.allow_tf32 is set: a matmul-bound model run that way takes longer.")
     if not has_precision_path(gpu, precision):
         out.append(f"{gpu.name} has no {precision} path (no tensor cores for it): predicted as fp32, which is how "
                    "frameworks run it there.")

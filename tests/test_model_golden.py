@@ -135,3 +135,22 @@ def test_shipped_model_fits_its_measured_rows():
     ape = pd.Series(np.abs(out["energy_per_sample_j"].to_numpy() / true - 1) * 100, index=rows.index)
     per_source = ape.groupby(rows["source"]).median()
     assert ape.median() < 3.0 and (per_source < 5.0).all(), per_source.to_dict()
+
+
+def test_shipped_fp32_on_a100_is_the_measured_tf32_path():
+    """Mayaki's A100 steps carry no precision and run at TF32 speed: fp32 and tf32 on the A100 are one prediction,
+    seen-configuration stage included, and the fp32 one says how it is run."""
+    import warnings
+
+    from predictor import predict
+
+    _shipped_or_skip()
+    example = str(REPO / "models" / "examples" / "resnet18.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fp32, tf32 = (predict(example, gpu="A100-PCIE-80GB", batch_size=64, samples_per_epoch=1000, precision=p)
+                      for p in ("fp32", "tf32"))
+        v100 = predict(example, gpu="V100-PCIE-32GB", batch_size=64, samples_per_epoch=1000)
+    assert fp32.energy_j == pytest.approx(tf32.energy_j, rel=1e-12) and fp32.time_s == pytest.approx(tf32.time_s)
+    assert any("TF32 tensor cores" in w for w in fp32.warnings)
+    assert not any("TF32 tensor cores" in w for w in tf32.warnings + v100.warnings)

@@ -109,3 +109,23 @@ def test_reduced_precision_never_slower_than_fp32_and_no_path_means_fp32():
     no_tf32 = physics_features(big, GPU, batch_size=32, precision="tf32")
     assert no_tf32 == physics_features(big, GPU, batch_size=32, precision="fp32")
     assert gpu_columns(GPU, "tf32")["tensor_precision"] == 0.0 and gpu_columns(GPU, "fp16")["tensor_precision"] == 1.0
+
+
+@pytest.mark.parametrize("gpu, fp32_path, tf32_path", [
+    ("A100-PCIE-80GB", "tf32", "tf32"),   # TF32 dense 156 TF x 0.3 > FP32 19.5 TF x 0.7
+    ("H100-SXM5-80GB", "tf32", "tf32"),
+    ("RTX-3090", "fp32", "tf32"),          # GeForce Ampere: dense TF32 = FP32 rate, the FP32 cores win
+    ("L4", "fp32", "tf32"),                # 0.3 x 60 < 0.7 x 30.3
+    ("V100-PCIE-32GB", "fp32", "fp32"),    # no TF32 before Ampere
+])
+def test_fp32_runs_on_the_faster_tf32_path_as_frameworks_do(gpu, fp32_path, tf32_path):
+    from featurize import lookup_gpu
+    from featurize.physics import effective_precision
+
+    spec = lookup_gpu(gpu)
+    assert effective_precision(spec, "fp32") == fp32_path
+    assert effective_precision(spec, "tf32") == tf32_path
+    same = gpu_columns(spec, "fp32") == gpu_columns(spec, fp32_path)
+    assert same
+    if fp32_path == "tf32":  # the prior on the TF32 path is faster than on the FP32 cores
+        assert gpu_columns(spec, "fp32")["peak_flops"] == spec.reduced_precision_peak("tf32")
