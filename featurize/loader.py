@@ -304,9 +304,14 @@ def bind_input_dims(
 
 
 def _shape_of(vi: onnx.ValueInfoProto) -> tuple[tuple[int, ...] | None, int]:
-    if not vi.type.HasField("tensor_type"):
+    return _type_shape(vi.type)
+
+
+def _type_shape(tp: onnx.TypeProto) -> tuple[tuple[int, ...] | None, int]:
+    """``(shape or None when unknown, elem_type)`` of a tensor ``TypeProto`` (``(None, 0)`` for others)."""
+    if not tp.HasField("tensor_type"):
         return None, 0
-    tt = vi.type.tensor_type
+    tt = tp.tensor_type
     if not tt.HasField("shape"):
         return None, tt.elem_type
     dims = tt.shape.dim
@@ -338,6 +343,59 @@ def _shapes_into(vis, shapes: ShapeMap) -> None:
             shapes[name] = _shape_of(vi)
 
 
+def _lite_graph_class():
+    """A message class reading only what shape extraction needs from a serialized ``ModelProto``: the
+    graph's inputs, value_info and outputs as ``(name, serialized TypeProto)`` (same field numbers as
+    onnx.proto; everything else stays unparsed). Built once from a descriptor, no .proto file."""
+    global _LITE_MODEL
+    if _LITE_MODEL is None:
+        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+        F = descriptor_pb2.FieldDescriptorProto
+        fdp = descriptor_pb2.FileDescriptorProto(name="joulecast_featurize_lite.proto", package="joulecast_lite")
+
+        def message(name, fields):
+            msg = fdp.message_type.add(name=name)
+            for fname, number, ftype, label, tname in fields:
+                field = msg.field.add(name=fname, number=number, type=ftype, label=label)
+                if tname:
+                    field.type_name = tname
+
+        opt, rep = F.LABEL_OPTIONAL, F.LABEL_REPEATED
+        message("ValueInfo", [("name", 1, F.TYPE_STRING, opt, ""), ("type", 2, F.TYPE_BYTES, opt, "")])
+        vi = ".joulecast_lite.ValueInfo"
+        message("Graph", [("input", 11, F.TYPE_MESSAGE, rep, vi), ("output", 12, F.TYPE_MESSAGE, rep, vi),
+                          ("value_info", 13, F.TYPE_MESSAGE, rep, vi)])
+        message("Model", [("graph", 7, F.TYPE_MESSAGE, opt, ".joulecast_lite.Graph")])
+        pool = descriptor_pool.DescriptorPool()
+        pool.Add(fdp)
+        _LITE_MODEL = message_factory.GetMessageClass(pool.FindMessageTypeByName("joulecast_lite.Model"))
+    return _LITE_MODEL
+
+
+_LITE_MODEL = None
+
+
+def _shapes_from_bytes(model_bytes: bytes, shapes: ShapeMap) -> None:
+    """:func:`_shapes_into` over the inputs, value_info and outputs of a serialized ``ModelProto``, without
+    building the full message: each value info is read as (name, TypeProto bytes), and each distinct
+    TypeProto is decoded once (most tensors share a few shapes)."""
+    g = _lite_graph_class().FromString(model_bytes).graph
+    by_type: dict[bytes, tuple[tuple[int, ...] | None, int]] = {}
+    get = shapes.get
+    from_string = onnx.TypeProto.FromString
+    for vis in (g.input, g.value_info, g.output):
+        for vi in vis:
+            name = vi.name
+            if get(name, _NO_SHAPE)[0] is not None:
+                continue
+            tb = vi.type
+            entry = by_type.get(tb)
+            if entry is None:
+                entry = by_type[tb] = _type_shape(from_string(tb))
+            shapes[name] = entry
+
+
 def resolve_shapes(
     model: onnx.ModelProto,
     *,
@@ -362,17 +420,15 @@ def resolve_shapes(
     Raises:
         ShapeResolutionError: the run needed to measure the unknown shapes would exceed the cap.
     """
-    inferred = _infer(model)
-    g = inferred.graph
+    inferred = _infer_bytes(model)
     if initializers is None:
-        initializers = {init.name: (tuple(init.dims), init.data_type) for init in g.initializer}
+        initializers = {init.name: (tuple(init.dims), init.data_type) for init in model.graph.initializer}
     shapes: ShapeMap = dict(initializers)
     if known_inputs:
         for name, entry in known_inputs.items():
             shapes.setdefault(name, entry)
-    for vis in (g.input, g.value_info, g.output):
-        _shapes_into(vis, shapes)
-    missing = _missing(nodes if nodes is not None else node_fields(g), g, shapes)
+    _shapes_from_bytes(inferred, shapes)
+    missing = _missing(nodes if nodes is not None else node_fields(model.graph), model.graph, shapes)
     if missing:
         missing = _symbolic_fill(model, shapes, missing)
     if missing:
@@ -448,12 +504,18 @@ def _symbolic_infer(cls, m: onnx.ModelProto) -> onnx.ModelProto | None:
 
 
 def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Strict inference; on failure retry without the declared (maybe stale) output shapes, then
-    non-strict (some onnx function-op bodies fail strict mode). Raises the first strict error if all
-    fail, or when the non-strict pass is the only one that works and leaves shapes unknown."""
-    infer = onnx.shape_inference.infer_shapes
+    """:func:`_infer_bytes`, parsed."""
+    return onnx.load_from_string(_infer_bytes(model))
+
+
+def _infer_bytes(model: onnx.ModelProto) -> bytes:
+    """Strict inference (the serialized inferred model: its caller reads only the shapes); on failure
+    retry without the declared (maybe stale) output shapes, then non-strict (some onnx function-op
+    bodies fail strict mode). Raises the first strict error if all fail, or when the non-strict pass
+    is the only one that works and leaves shapes unknown."""
+    infer = _c_infer_shapes
     try:
-        return infer(model, check_type=True, strict_mode=True, data_prop=True)
+        return infer(model.SerializeToString(), True, True, True)  # check_type, strict_mode, data_prop
     except Exception as err:  # InferenceError, ValidationError, ...
         first = err
     del model.graph.value_info[:]
@@ -461,23 +523,40 @@ def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
         if vi.type.HasField("tensor_type"):
             vi.type.tensor_type.ClearField("shape")
     try:
-        return infer(model, check_type=True, strict_mode=True, data_prop=True)
+        return infer(model.SerializeToString(), True, True, True)
     except Exception:  # noqa: BLE001
         pass
     try:
-        inferred = infer(model, strict_mode=False, data_prop=True)
+        inferred_bytes = infer(model.SerializeToString(), False, False, True)
     except Exception:  # noqa: BLE001
-        inferred = None
-    if inferred is not None:
+        inferred_bytes = None
+    if inferred_bytes is not None:
+        inferred = onnx.load_from_string(inferred_bytes)
         known = {vi.name for vi in inferred.graph.value_info} | {vi.name for vi in inferred.graph.output}
         if all(o in known for n in inferred.graph.node for o in n.output if o):
             warnings.warn(f"strict ONNX shape inference failed ({first}); used non-strict inference.", stacklevel=4)
-            return inferred
+            return inferred_bytes
     raise GraphLoadError(
         f"ONNX shape inference failed: {first}. The graph is invalid for the bound input shapes; check "
         "input_shapes=/dims=/batch_size (a graph exported with a fixed batch may need input_shapes "
         "matching it) or re-export the model."
     ) from first
+
+
+def _c_infer_shapes(model_bytes: bytes, check_type: bool, strict_mode: bool, data_prop: bool) -> bytes:
+    """onnx's C++ shape inference, serialized model in and out (``onnx.shape_inference.infer_shapes``
+    without its Python-side parse of the result; that public call when the binding is absent)."""
+    if _C_INFER is not None:
+        return _C_INFER(model_bytes, check_type, strict_mode, data_prop)
+    return onnx.shape_inference.infer_shapes(
+        model_bytes, check_type=check_type, strict_mode=strict_mode, data_prop=data_prop
+    ).SerializeToString()
+
+
+try:
+    from onnx.onnx_cpp2py_export.shape_inference import infer_shapes as _C_INFER
+except ImportError:  # pragma: no cover - a future onnx moving its binding
+    _C_INFER = None
 
 
 # Cap on the activation bytes (sum over every tensor of known shape) of an onnxruntime run on dummy
