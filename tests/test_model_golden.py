@@ -29,7 +29,15 @@ def test_shipped_model_loads_and_verifies():
     assert m.manifest["files"] and set(m.boosters) and m.features
     # the public measurements stay in ../shared/data: no table (nor any data file) ships with the model
     assert "training_table.parquet" not in m.manifest["files"]
-    assert not [p.name for p in m.path.iterdir() if p.suffix in (".parquet", ".csv", ".feather")]
+    reference = m.manifest["intervals"]["novelty"]["file"]
+    assert not [p.name for p in m.path.iterdir()
+                if p.suffix in (".parquet", ".csv", ".feather") and p.name != reference]
+    # the novelty reference holds configuration descriptors only: physics features computed from the graph, the
+    # GPU's specifications and the batch size, standardised; no measured energy, time or power
+    from featurize.physics import FEATURE_NAMES
+
+    header = (m.path / reference).read_text().splitlines()[0].split(",")
+    assert header == m.manifest["intervals"]["novelty"]["features"] and set(header) <= set(FEATURE_NAMES)
     table = m.manifest["training_table"]
     assert len(table["table_sha256"]) == 64 and table["rows"] > 1000 and "build_table" in table["rebuild"]
     assert m.manifest["intervals"]["log_halfwidth"] > 0
