@@ -136,11 +136,11 @@ def featurize(
         source = export_module(source, example_inputs)
     elif example_inputs is not None:
         raise InvalidInputError("example_inputs= is only used with a torch.nn.Module source; drop it.")
-    model, nodes, inits, static = load_graph(source)
-    weight_inputs = _weight_like_inputs(model.graph, nodes, inits, static)
+    model, nodes, inits, static, inputs = load_graph(source)
+    weight_inputs = _weight_like_inputs(model.graph, nodes, inits, static, inputs)
     binding = bind_input_dims(
         model, batch_size=batch_size, dims=dims, input_shapes=input_shapes, skip=weight_inputs,
-        initializers=inits, static_inputs=static,
+        initializers=inits, static_inputs=static, inputs=inputs,
     )
     bound = binding.shapes
     if input_shapes:
@@ -150,7 +150,8 @@ def featurize(
     )
     need_nodes = with_nodes or gpu is not None  # cache features walk the node table
     features = _analyse(
-        model, nodes, shapes, weight_inputs, bound, batch_size, precision, frozen_prefixes, need_nodes, list(inits)
+        model, nodes, shapes, weight_inputs, bound, batch_size, precision, frozen_prefixes, need_nodes, list(inits),
+        [name for name, _ in inputs],
     )
     if gpu is not None:
         from dataclasses import replace
@@ -187,24 +188,25 @@ def _is_torch_module(obj: Any) -> bool:
 def _weight_like_inputs(
     graph: onnx.GraphProto, nodes: list[NodeFields] | None = None, inits: Any = None,
     static: Mapping[str, tuple[tuple[int, ...], int]] | None = None,
+    inputs: list[tuple[str, onnx.ValueInfoProto]] | None = None,
 ) -> frozenset[str]:
     """Graph inputs (not initializers) that look like weights passed as inputs (export_params=False).
 
     Initializer-like: fully static float shape (no symbolic dim), fed only into weight slots of
     weight-bearing ops (:data:`WEIGHT_SLOTS`; for MatMul only a rank-2 second operand), never the first
     graph input. ``inits`` / ``static``: :attr:`~featurize.loader.LoadedGraph.initializers` /
-    ``.static_inputs`` when known.
+    ``.static_inputs`` when known; ``inputs``: :attr:`~featurize.loader.LoadedGraph.inputs` when known.
     """
     if inits is None:
         inits = {i.name for i in graph.initializer}
     known = static or {}
-    real = [i for i in graph.input if i.name not in inits]
+    real = inputs if inputs is not None else [(vi.name, vi) for vi in graph.input if vi.name not in inits]
     candidates = {}
-    for vi in real[1:]:
-        entry = known.get(vi.name)
+    for name, vi in real[1:]:
+        entry = known.get(name)
         if entry is not None:  # all dims positive values
             if entry[1] in _FLOAT_TYPES:
-                candidates[vi.name] = len(entry[0])
+                candidates[name] = len(entry[0])
             continue
         tt = vi.type.tensor_type  # a default (elem_type 0, no dims) when vi is not a tensor
         if tt.elem_type not in _FLOAT_TYPES:
@@ -218,7 +220,7 @@ def _weight_like_inputs(
                 d.HasField("dim_value") for d in dims
             )
         if static:
-            candidates[vi.name] = len(values)
+            candidates[name] = len(values)
     if not candidates:
         return frozenset()
     ok: dict[str, bool] = {}
@@ -259,17 +261,21 @@ class _InfoCache(dict):
 
 
 class _LazyAttrs(abc.Mapping):
-    """Attribute mapping decoded on first access (most handlers never read attributes)."""
+    """Attribute mapping decoded on first access (most handlers never read attributes).
+
+    The featurizer's loop builds these with :func:`_lazy_attrs` (no Python ``__init__`` frame)."""
 
     __slots__ = ("_proto", "_d")
 
     def __init__(self, proto: onnx.NodeProto):
-        self._proto, self._d = proto, None
+        self._proto = proto
 
     def _dict(self) -> dict[str, Any]:
-        if self._d is None:
-            self._d = _attrs(self._proto)
-        return self._d
+        try:
+            return self._d
+        except AttributeError:  # first read: decode
+            d = self._d = _attrs(self._proto)
+            return d
 
     def __getitem__(self, key: str) -> Any:
         return self._dict()[key]
@@ -328,7 +334,10 @@ def _analyse(
     frozen: tuple[str, ...],
     with_nodes: bool = True,
     init_names: list[str] | None = None,
+    input_names: list[str] | None = None,
 ) -> GraphFeatures:
+    """Graph-level features from the resolved shapes. ``init_names`` / ``input_names``: the initializer
+    names and the non-initializer graph input names, in order (read from ``model`` when None)."""
     g = model.graph
     elem_bytes = BYTES_PER_ELEMENT[precision]
     shape_get = shapes.get
@@ -396,8 +405,10 @@ def _analyse(
         if shape and name not in weight_inputs:
             b_eval = shape[0]
             break
-    init_set = set(init_names)
-    graph_inputs = [vi.name for vi in g.input if vi.name not in init_set and vi.name not in weight_inputs]
+    if input_names is None:
+        init_set = set(init_names)
+        input_names = [vi.name for vi in g.input if vi.name not in init_set]
+    graph_inputs = [name for name in input_names if name not in weight_inputs]
     ws_scale = batch_size / b_eval
 
     # --- per-node pass --------------------------------------------------------------------------
@@ -427,6 +438,7 @@ def _analyse(
     depth_get = depth_of.get
     max_depth = 0
     handlers = handler_table()
+    new_object, set_proto = object.__new__, _LazyAttrs._proto.__set__  # _LazyAttrs(proto) without its __init__ frame
     # liveness bookkeeping (forward pass in graph order): storage a tensor aliases, last node reading it
     storage: dict[str, str] = {name: name for name in graph_inputs}
     storage_get = storage.get
@@ -447,7 +459,8 @@ def _analyse(
         # gradients, depth, unknown shapes
         w_bytes = bytes_in = w_params = 0
         w_trainable = unknown = False
-        acts: list[TensorInfo] = []
+        acts: list[str] = []  # activation inputs: names, and their bytes
+        act_bytes: list[int] = []
         n_act_rg = 0
         d_in = 0
         for t in ins:
@@ -467,7 +480,8 @@ def _analyse(
                 if t_name in requires_grad:
                     w_trainable = True
             elif not is_const:
-                acts.append(t)
+                acts.append(t_name)
+                act_bytes.append(nbytes)
                 if t_name in requires_grad:
                     n_act_rg += 1
                 dd = depth_get(t_name, 0)
@@ -499,7 +513,9 @@ def _analyse(
         else:
             if (unknown or (outs and outs[0].shape is None)) and op not in SEQUENCE_OPS:
                 unknown_shapes += 1
-            view = tnew(NodeView, (name, op, dom, ins, outs, _LazyAttrs(proto), bytes_in, bytes_out, w_params))
+            attrs = new_object(_LazyAttrs)
+            set_proto(attrs, proto)
+            view = tnew(NodeView, (name, op, dom, ins, outs, attrs, bytes_in, bytes_out, w_params))
             try:
                 cost = handler(view)
             except Exception as err:  # noqa: BLE001 - a handler must never abort featurization
@@ -523,7 +539,7 @@ def _analyse(
         if with_nodes:
             rows.append((
                 name, op, dom, cls, outs, macs, flops, cost.params, br, bw, ws, w_trainable, w,
-                tuple([t.name for t in acts]), tuple([t.nbytes * ws_scale for t in acts]), node_outs,
+                acts, act_bytes, node_outs,  # act_bytes scaled by ws_scale when the table is built
             ))
         tot_wbytes += w
         if ws > max_ws:
@@ -600,7 +616,7 @@ def _analyse(
         batch_size=batch_size,
         precision=precision,
         unsupported_ops=dict(unsupported),
-        nodes=LazyNodes(partial(_nodes_frame, rows)) if with_nodes else None,
+        nodes=LazyNodes(partial(_nodes_frame, rows, ws_scale)) if with_nodes else None,
         input_shapes={k: v for k, v in bound.items() if k not in weight_inputs},
         graph_name=g.name,
     )
@@ -617,12 +633,16 @@ _NODE_COLUMNS = (
 )
 
 
-def _nodes_frame(rows: list[tuple]):
-    """The per-node DataFrame (:data:`_NODE_COLUMNS`) from the node loop's row tuples."""
+def _nodes_frame(rows: list[tuple], ws_scale: float = 1.0):
+    """The per-node DataFrame (:data:`_NODE_COLUMNS`) from the node loop's row tuples (their
+    ``act_inputs`` / ``act_input_bytes`` are lists; the bytes at the evaluated batch, scaled here by
+    ``ws_scale`` to the training batch)."""
     import pandas as pd
 
     cols = list(zip(*rows)) if rows else [()] * len(_NODE_COLUMNS)
     data = dict(zip(_NODE_COLUMNS, map(list, cols)))
+    data["act_inputs"] = [tuple(a) for a in cols[13]]
+    data["act_input_bytes"] = [tuple([b * ws_scale for b in a]) for a in cols[14]]
     data["output_shapes"] = [[list(t.shape) if t.shape is not None else None for t in outs] for outs in cols[4]]
     data["outputs"] = [tuple(o) for o in cols[15]]
     return pd.DataFrame(data, columns=list(_NODE_COLUMNS))
@@ -632,11 +652,11 @@ def _frac(a: float, b: float) -> float:
     return float(a / b) if b else 0.0
 
 
-def _saved_inputs(op: str, cls: str, act_inputs, outs, w_trainable: bool) -> list[str]:
-    """Activation tensors a backward-region node keeps for its backward pass."""
+def _saved_inputs(op: str, cls: str, acts: list[str], outs, w_trainable: bool) -> list[str]:
+    """Activation tensors (of the names ``acts`` of the node's activation inputs) a backward-region node
+    keeps for its backward pass."""
     if op in _NO_SAVE_OPS or cls in ("zero", "constant", "data_movement"):
         return []
-    acts = [t.name for t in act_inputs]
     if cls in ("conv", "matmul", "recurrent"):
         return acts[:1] if w_trainable or cls == "recurrent" else []
     if cls == "attention":

@@ -60,12 +60,15 @@ class LoadedGraph(NamedTuple):
     """Result of :func:`load_graph`: the weightless model, its :func:`node_fields`, the initializers'
     ``{name: (dims, data_type)}`` and ``static_inputs``: ``{name: (dims, elem_type)}`` of the
     non-initializer tensor inputs whose declared dims are all positive values (weights passed as
-    inputs, fixed-shape inputs). Read once: protobuf access is slow."""
+    inputs, fixed-shape inputs). ``inputs``: ``(name, ValueInfoProto)`` of the graph inputs that are
+    not initializers, in order (the model's own protos: binding edits them in place). Read once:
+    protobuf access is slow."""
 
     model: onnx.ModelProto
     nodes: list[NodeFields]
     initializers: InitShapes
     static_inputs: InitShapes
+    inputs: list[tuple[str, onnx.ValueInfoProto]] = []
 
 
 def load_model_nodes(source: Any) -> tuple[onnx.ModelProto, list[NodeFields]]:
@@ -100,16 +103,19 @@ def load_graph(source: Any) -> LoadedGraph:
             raise GraphLoadError(f"could not inline the local functions of {what}: {err}") from err
         nodes = node_fields(model.graph)
         inits = {i.name: (tuple(i.dims), i.data_type) for i in model.graph.initializer}
-    return LoadedGraph(model, nodes, inits, _static_inputs(model.graph, inits))
+    inputs = _non_init_inputs(model.graph, inits)
+    return LoadedGraph(model, nodes, inits, _static_inputs(inputs), inputs)
 
 
-def _static_inputs(graph: onnx.GraphProto, inits: InitShapes) -> InitShapes:
-    """``{name: (dims, elem_type)}`` of the non-initializer inputs with all dims positive values."""
+def _non_init_inputs(graph: onnx.GraphProto, inits: Any) -> list[tuple[str, onnx.ValueInfoProto]]:
+    """``(name, value info)`` of the graph inputs not in ``inits``, in order."""
+    return [(name, vi) for vi in graph.input if (name := vi.name) not in inits]
+
+
+def _static_inputs(inputs: list[tuple[str, onnx.ValueInfoProto]]) -> InitShapes:
+    """``{name: (dims, elem_type)}`` of the (non-initializer) ``inputs`` with all dims positive values."""
     out: InitShapes = {}
-    for vi in graph.input:
-        name = vi.name
-        if name in inits:
-            continue
+    for name, vi in inputs:
         tt = vi.type.tensor_type  # a default (no dims) when vi is not a tensor
         values = tuple([d.dim_value for d in tt.shape.dim])
         if values and min(values) > 0:
@@ -172,10 +178,10 @@ def _validate(model: onnx.ModelProto, what: str, inits: InitShapes | None = None
     return nodes
 
 
-def _graph_inputs(model: onnx.ModelProto, inits: Any = None) -> list[onnx.ValueInfoProto]:
+def _graph_inputs(model: onnx.ModelProto, inits: Any = None) -> list[tuple[str, onnx.ValueInfoProto]]:
     if inits is None:
         inits = {i.name for i in model.graph.initializer}
-    return [i for i in model.graph.input if i.name not in inits]
+    return _non_init_inputs(model.graph, inits)
 
 
 class Binding(NamedTuple):
@@ -218,17 +224,19 @@ def bind_input_dims(
     skip: set[str] | frozenset[str] = frozenset(),
     initializers: Mapping[str, Any] | None = None,
     static_inputs: Mapping[str, tuple[tuple[int, ...], int]] | None = None,
+    inputs: list[tuple[str, onnx.ValueInfoProto]] | None = None,
 ) -> Binding:
     """:func:`bind_dims`, also reporting which input dims were bound to ``batch_size``.
 
-    ``initializers`` / ``static_inputs``: :attr:`LoadedGraph.initializers` / ``.static_inputs`` when
-    already known (static inputs need no binding).
+    ``initializers`` / ``static_inputs`` / ``inputs``: :attr:`LoadedGraph.initializers` /
+    ``.static_inputs`` / ``.inputs`` when already known (static inputs need no binding).
     """
     static_inputs = static_inputs or {}
     dims = dict(dims or {})
     input_shapes = dict(input_shapes or {})
-    inputs = _graph_inputs(model, initializers)
-    names = [i.name for i in inputs]
+    if inputs is None:
+        inputs = _graph_inputs(model, initializers)
+    names = [name for name, _ in inputs]
     unknown = sorted(set(input_shapes) - set(names))
     if unknown:
         raise InvalidInputError(f"input_shapes names unknown graph input(s) {unknown}; the inputs are {names}.")
@@ -240,8 +248,7 @@ def bind_input_dims(
     batch_symbols: set[str] = set()
     batch_positions: dict[str, tuple[int, ...]] = {}
     bound: dict[str, list[int]] = {}
-    for vi in inputs:
-        name = vi.name
+    for name, vi in inputs:
         if name in static_inputs and name not in input_shapes:
             bound[name] = list(static_inputs[name][0])
             continue

@@ -197,14 +197,16 @@ def known_domains() -> set[str]:
 
 def io_cost(view: NodeView, *, macs: float = 0.0, flops: float = 0.0, op_class: str) -> OpCost:
     """An :class:`OpCost` reading all inputs and writing all outputs of ``view``."""
-    return OpCost(
-        macs=float(macs),
-        flops=float(flops),
-        params=view.weight_params,
-        bytes_read=float(view.bytes_in),
-        bytes_written=float(view.bytes_out),
-        op_class=op_class,
-    )
+    cost = _new_object(OpCost)  # the same fields OpCost.__init__ sets, without its Python frame (hot path)
+    _set_attr(cost, "__dict__", {
+        "macs": float(macs), "flops": float(flops), "params": view.weight_params,
+        "bytes_read": float(view.bytes_in), "bytes_written": float(view.bytes_out), "op_class": op_class,
+    })
+    return cost
+
+
+_new_object = object.__new__
+_set_attr = object.__setattr__
 
 
 # Register the built-in handlers (import for side effects, at the end to avoid cycles).
