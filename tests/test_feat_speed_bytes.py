@@ -7,7 +7,8 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from featurize.loader import _infer_bytes, _shape_of, _shapes_from_bytes, _shapes_into, load_graph
+from featurize import featurize
+from featurize.loader import _infer_bytes, _shape_of, _shapes_from_bytes, _shapes_into, bind_input_dims, load_graph
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 F32 = TensorProto.FLOAT
@@ -49,3 +50,17 @@ def test_resnet50_shapes_from_inferred_bytes_equal_the_parsed_model_path():
         _shapes_into(vis, slow)
     assert fast == slow and len(fast) == 685
     assert fast["gpu_0/softmax_1"] == ((1, 1000), F32)
+
+
+def test_loaded_inputs_are_the_non_initializer_inputs_and_binding_through_them_edits_the_model():
+    loaded = load_graph(LIGHT / "light_resnet50.onnx")
+    assert len(loaded.model.graph.input) == 270 and len(loaded.initializers) == 269
+    assert [name for name, _ in loaded.inputs] == ["gpu_0/data_0"]
+    vi = loaded.inputs[0][1]
+    vi.type.tensor_type.shape.dim[0].dim_param = "N"  # make the batch symbolic, through the loaded proto
+    assert loaded.model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
+    b = bind_input_dims(loaded.model, batch_size=6, initializers=loaded.initializers, inputs=loaded.inputs)
+    assert b.shapes == {"gpu_0/data_0": [6, 3, 224, 224]} and b.batch_positions == {"gpu_0/data_0": (0,)}
+    assert loaded.model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 6
+    f = featurize(LIGHT / "light_resnet50.onnx", batch_size=6)  # a fixed batch-1 graph: evaluated at 1
+    assert f.input_shapes == {"gpu_0/data_0": [1, 3, 224, 224]} and f.params == 25_557_032
