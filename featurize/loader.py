@@ -95,7 +95,8 @@ def load_graph(source: Any) -> LoadedGraph:
     else:
         raise InvalidInputError(f"cannot featurize an object of type {type(source).__name__}; {_FIX_LOAD}.")
     inits = _strip_weight_data(model)  # shape inference would otherwise re-serialize every weight
-    nodes = _validate(model, what, inits)
+    inputs = _non_init_inputs(model.graph, inits)
+    nodes = _validate(model, what, inits, [name for name, _ in inputs])
     if model.functions:
         try:
             model = onnx.inliner.inline_local_functions(model)
@@ -103,7 +104,7 @@ def load_graph(source: Any) -> LoadedGraph:
             raise GraphLoadError(f"could not inline the local functions of {what}: {err}") from err
         nodes = node_fields(model.graph)
         inits = {i.name: (tuple(i.dims), i.data_type) for i in model.graph.initializer}
-    inputs = _non_init_inputs(model.graph, inits)
+        inputs = _non_init_inputs(model.graph, inits)  # the inlined model's own protos
     return LoadedGraph(model, nodes, inits, _static_inputs(inputs), inputs)
 
 
@@ -150,16 +151,22 @@ def _strip_weight_data(model: onnx.ModelProto) -> InitShapes:
     return inits
 
 
-def _validate(model: onnx.ModelProto, what: str, inits: InitShapes | None = None) -> list[NodeFields]:
+def _validate(
+    model: onnx.ModelProto, what: str, inits: InitShapes | None = None, input_names: list[str] | None = None
+) -> list[NodeFields]:
     """Cheap structural check: a graph with nodes, every node input defined before use. Returns the
-    graph's :func:`node_fields`."""
+    graph's :func:`node_fields`. ``input_names``: the graph inputs not in ``inits`` when known."""
     g = model.graph
     if not model.HasField("graph") or len(g.node) == 0 or model.ir_version <= 0:
         raise GraphLoadError(
             f"{what} does not contain an ONNX graph with nodes (not an ONNX model, or truncated). "
             "Re-export it and pass the complete .onnx file."
         )
-    defined = {i.name for i in g.input} | (inits.keys() if inits is not None else {i.name for i in g.initializer})
+    if inits is not None and input_names is not None:
+        defined = set(input_names)
+        defined.update(inits)
+    else:
+        defined = {i.name for i in g.input} | (inits.keys() if inits is not None else {i.name for i in g.initializer})
     defined.add("")
     if len(g.sparse_initializer):
         defined |= {i.name for i in g.sparse_initializer}
