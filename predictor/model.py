@@ -17,7 +17,8 @@ Manifest (``manifest.json``, ``schema_version`` 1) keys: ``model_name``, ``model
 ``features`` (ordered), ``training_table``, ``sources``, ``gpus_seen``, ``precisions_seen``,
 ``feature_ranges``, ``intervals``, ``metrics``, ``constants``; optional ``gpu_offsets`` (per-GPU calibration a
 retrain learned) and ``local`` (the seen-configuration stage, :class:`LocalStage`: ``boosters`` ({name: {file}}),
-``features``, ``applies_to`` ([gpu, precision] pairs)).
+``features``, ``applies_to`` ([gpu, precision, n_architectures]), ``measured`` ([gpu, precision, params,
+flops_train] runs)); ``intervals.novelty`` names the novelty reference file.
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ class LocalStage:
     features: tuple[str, ...]
     applies_to: dict[tuple[str, str], int]
     """(GPU, precision) pair -> number of distinct architectures measured on it."""
+    measured: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
+    """(GPU, precision) pair -> (params, flops_train) of its measured runs (:func:`group_measured`)."""
 
     def weights(self, gpu_names: Sequence[str], precisions: Any, measured: Any = None) -> np.ndarray:
         """Per-row weight of the stage: 0 for a pair never measured; 1 for a measured configuration (the graph
@@ -276,7 +279,8 @@ def _load_uncached(path: Path) -> LoadedModel:
         spec = manifest["local"]
         local = LocalStage(boosters=_read_boosters(path, manifest, spec["boosters"], spec["features"]),
                            features=tuple(spec["features"]),
-                           applies_to={(str(g), str(p)): int(n) for g, p, n in spec["applies_to"]})
+                           applies_to={(str(g), str(p)): int(n) for g, p, n in spec["applies_to"]},
+                           measured=group_measured(spec.get("measured") or []))
     reference = None
     nov = manifest["intervals"].get("novelty")
     if nov is not None:
@@ -468,17 +472,18 @@ def feature_frame(
     return pd.DataFrame(arrays, index=graph_rows.index)
 
 
+def offset_terms(offsets: dict[str, dict[str, float]], gpu_names: Sequence[str] | None, n: int,
+                 targets: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per-row log offset per booster target from a ``gpu_offsets`` table (zero for a GPU not in it)."""
+    if not offsets or gpu_names is None:
+        return {t: np.zeros(n) for t in targets}
+    return {t: np.array([float(offsets.get(str(g), {}).get(t, 0.0)) for g in gpu_names]) for t in targets}
+
+
 def gpu_offset_rows(model: LoadedModel, gpu_names: Sequence[str] | None, n: int) -> dict[str, np.ndarray]:
     """Per-row log offsets per booster from the manifest's ``gpu_offsets`` (calibrations a retrain learned
     for the GPUs the user measured; zero for every other GPU)."""
-    offsets = model.manifest.get("gpu_offsets") or {}
-    out = {name: np.zeros(n) for name in model.boosters}
-    if not offsets or gpu_names is None:
-        return out
-    names = list(gpu_names)
-    for name in out:
-        out[name] = np.array([float(offsets.get(g, {}).get(name, 0.0)) for g in names])
-    return out
+    return offset_terms(model.manifest.get("gpu_offsets") or {}, gpu_names, n, list(model.boosters))
 
 
 def clip_power_w(power_w: np.ndarray, feats: pd.DataFrame) -> np.ndarray:
@@ -545,26 +550,30 @@ def measured_rows(model: LoadedModel, gpu_names: Sequence[str], precisions: Any,
                   flops_train: np.ndarray) -> np.ndarray:
     """True where (GPU, precision) and the graph's params and training FLOPs per sample match a run in the
     training data within :data:`MEASURED_RTOL` (manifest ``local.measured``)."""
-    return match_measured((model.manifest.get("local") or {}).get("measured") or [], gpu_names, precisions,
-                          params, flops_train)
+    runs = model.local.measured if model.local is not None else {}
+    return match_measured(runs, gpu_names, precisions, params, flops_train)
 
 
-def match_measured(measured: Sequence[Sequence[Any]], gpu_names: Sequence[str], precisions: Any,
+def group_measured(measured: Sequence[Sequence[Any]]) -> dict[tuple[str, str], np.ndarray]:
+    """[gpu, precision, params, flops_train] runs -> {(gpu, precision): array of (params, flops_train)}."""
+    by_pair: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for g, p, par, fl in measured:
+        by_pair.setdefault((str(g), str(p)), []).append((float(par), float(fl)))
+    return {k: np.asarray(v, float) for k, v in by_pair.items()}
+
+
+def match_measured(runs: dict[tuple[str, str], np.ndarray], gpu_names: Sequence[str], precisions: Any,
                    params: np.ndarray, flops_train: np.ndarray) -> np.ndarray:
-    """:func:`measured_rows` against a list of [gpu, precision, params, flops_train] runs."""
+    """:func:`measured_rows` against runs grouped by :func:`group_measured`."""
     n = len(gpu_names)
     params, flops_train = np.asarray(params, float), np.asarray(flops_train, float)
     out = np.zeros(n, bool)
-    if not measured:
+    if not runs:
         return out
-    by_pair: dict[tuple[str, str], np.ndarray] = {}
-    for g, p, par, fl in measured:
-        by_pair.setdefault((str(g), str(p)), []).append((float(par), float(fl)))  # type: ignore[union-attr]
     precs = _as_rows(precisions, n, "precision").astype(str)
     for i, (g, p) in enumerate(zip(gpu_names, precs)):
-        runs = by_pair.get((str(g), p))
-        if runs:
-            arr = np.asarray(runs, float)
+        arr = runs.get((str(g), p))
+        if arr is not None:
             close = (np.abs(arr[:, 0] / max(params[i], 1.0) - 1) <= MEASURED_RTOL) & (
                 np.abs(arr[:, 1] / max(flops_train[i], 1.0) - 1) <= MEASURED_RTOL)
             out[i] = bool(close.any())

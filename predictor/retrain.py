@@ -470,6 +470,7 @@ def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> 
     Each fold trains on the whole base table + the other folds' user rows and predicts the held-out graphs,
     so the figure is what to expect for a new graph on the user's GPU(s).
     """
+    from predictor.model import offset_terms
     from predictor.training import (
         CALIBRATE_COL,
         DEFAULT_FEATURES,
@@ -499,8 +500,8 @@ def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> 
         b, offsets, local = fit_all(feats[~test], targets[~test], w[~test], gpus[~test], precs[~test],
                                     groups[~test], calibrate[~test], features=list(DEFAULT_FEATURES), seed=seed)
         extra = local.log_terms(feats[test], gpus[test], precs[test])  # held-out graphs: never a measured run
-        for t in extra:
-            extra[t] = extra[t] + np.array([float(offsets.get(str(g), {}).get(t, 0.0)) for g in gpus[test]])
+        off = offset_terms(offsets, gpus[test], int(test.sum()), list(extra))
+        extra = {t: extra[t] + off[t] for t in extra}
         pred[test] = predict_log_energy(b, feats[test], list(DEFAULT_FEATURES), "time_power", extra=extra)
     true = targets["energy_per_sample_j"].to_numpy()
     out = _ape_stats(np.exp(pred[user]), true[user])

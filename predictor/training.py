@@ -62,11 +62,13 @@ from predictor.model import (
     LocalStage,
     clip_power_w,
     feature_frame,
+    group_measured,
     hash_file,
     load_model,
     match_measured,
     novelty,
     novelty_scale,
+    offset_terms,
 )
 
 RAM_EST_W = 1.5
@@ -417,15 +419,10 @@ def fit_all(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.ndarray, gpu
     if not local:
         return boosters, offsets, None
     x = feats[features].to_numpy(float)
-    off = {t: np.array([float(offsets.get(str(g), {}).get(t, 0.0)) for g in gpus]) for t in boosters}
+    off = offset_terms(offsets, gpus, len(gpus), list(boosters))
     base_log = {t: shrink * b.predict(x) + off[t] for t, b in boosters.items()}
     return boosters, offsets, fit_local(feats, targets, weights, base_log, gpus, precisions, architectures,
                                         seed=seed)
-
-
-def offset_log(offsets: Mapping[str, Mapping[str, float]], gpus: np.ndarray, design: str) -> np.ndarray:
-    """Per-row log-energy offset (sum over the design's boosters) for canonical GPU names ``gpus``."""
-    return np.array([sum(float(offsets.get(str(g), {}).get(t, 0.0)) for t in DESIGNS[design]) for g in gpus])
 
 
 def predict_log_energy(boosters: Mapping[str, Any], feats: pd.DataFrame, features: list[str], design: str,
@@ -484,7 +481,7 @@ def grouped_cv(table: pd.DataFrame, group_col: str, *, design: str = "time_power
         if local:
             base_log = {t: shrink * b.predict(x[tr]) for t, b in boosters.items()}
             stage = fit_local(feats[tr], targets[tr], w[tr], base_log, gpus[tr], precs[tr], archs[tr], seed=seed)
-            measured = match_measured(measured_configurations(rows[tr]), gpus[test], precs[test],
+            measured = match_measured(group_measured(measured_configurations(rows[tr])), gpus[test], precs[test],
                                       rows["g_params"].to_numpy(float)[test],
                                       rows["g_flops_train"].to_numpy(float)[test])
             extra = stage.log_terms(feats[test], gpus[test], precs[test], measured)
@@ -556,15 +553,15 @@ def loo_group_coverage(oof: pd.DataFrame, level: float = INTERVAL_LEVEL) -> tupl
     """Coverage when each group's half-width comes only from the OTHER groups' OOF residuals (honest);
     normalised split conformal: the half-width of a row is q x its novelty scale. Returns (coverage, median
     half-width over groups)."""
-    r = np.abs(oof["log_resid"].to_numpy(float))
+    r = normalised_resid(oof)
     s = oof["scale"].to_numpy(float) if "scale" in oof else np.ones(len(r))
     groups = oof["group"].to_numpy()
     hit = np.zeros(len(r), bool)
     widths = []
     for g in np.unique(groups):
         m = groups == g
-        q = conformal_quantile(r[~m] / s[~m], level)
-        hit[m] = r[m] <= q * s[m]
+        q = conformal_quantile(r[~m], level)
+        hit[m] = r[m] <= q
         widths.append(float(np.median(q * s[m])))
     return float(hit.mean()), float(np.median(widths))
 
