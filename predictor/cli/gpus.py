@@ -53,8 +53,16 @@ def _clean(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+EXAMPLES = (
+    "Examples:\n\n"
+    "joulecast gpus\n\n"
+    "joulecast gpus a100\n\n"
+    "joulecast gpus hopper --json"
+)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("gpus", help="List known GPUs (curated table) matching QUERY, with their key specs.")
+    @app.command("gpus", help="List known GPUs (curated table) matching QUERY, with their key specs.", epilog=EXAMPLES)
     def _cmd(
         query: Optional[str] = typer.Argument(None, help="Part of a name, architecture or vendor, e.g. 'a100', 'ada'."),
         as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),

@@ -98,8 +98,15 @@ def print_info(info: dict[str, Any]) -> None:
         print_summary(Path(info["model_dir"]), info["retrain"])
 
 
+EXAMPLES = (
+    "Examples:\n\n"
+    "joulecast info\n\n"
+    "joulecast info --model-dir mymodel --json"
+)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("info", help="Package and model versions, training sources, licenses and accuracy.")
+    @app.command("info", help="Package and model versions, training sources, licenses and accuracy.", epilog=EXAMPLES)
     def info_cmd(
         model_dir: Path = typer.Option(
             None, "--model-dir", help="Model directory (default: the shipped model)."

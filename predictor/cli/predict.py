@@ -46,8 +46,16 @@ def summary_text(p, grid_text: str, co2_kg: float, pue: float = 1.0) -> str:
     return "\n".join(lines)
 
 
+EXAMPLES = (
+    "Examples:\n\n"
+    "joulecast predict models/examples/resnet18.onnx --gpu A100 --batch-size 64 --samples-per-epoch 50000 --epochs 10\n\n"
+    "joulecast predict bert.onnx --gpu H100 --dim seq=512 --precision bf16 --samples-per-epoch 100000 --json > p.json\n\n"
+    "joulecast predict vit.onnx --gpu L4 --frozen encoder. --power-limit-w 60 --region fr"
+)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("predict", help="Forecast energy, time and power of training a model graph on a GPU.")
+    @app.command("predict", help="Forecast energy, time and power of training a model graph on a GPU.", epilog=EXAMPLES)
     def predict_cmd(
         file: Path = typer.Argument(..., help="ONNX model graph (weights not needed)."),
         gpu: str = typer.Option(..., "--gpu", help="GPU name or alias, e.g. A100, 'RTX 3090'."),

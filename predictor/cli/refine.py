@@ -85,8 +85,16 @@ def write_plot(path: Path, prior, steps) -> None:
     plt.close(fig)
 
 
+EXAMPLES = (
+    "Examples:\n\n"
+    "joulecast refine --prior-json p.json --epochs-csv epochs.csv --total-epochs 10\n\n"
+    "joulecast refine --prior-json p.json --epochs-csv epochs.csv --max-epochs 90 --plot refine.png\n\n"
+    "epochs.csv: one row per finished epoch, column energy_j (joules of that epoch), optional time_s."
+)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("refine", help="Refine a prior prediction with the energies of the epochs measured so far.")
+    @app.command("refine", help="Refine a prior prediction with the energies of the epochs measured so far.", epilog=EXAMPLES)
     def _cmd(
         prior_json: Path = typer.Option(..., "--prior-json", help="Prediction.to_dict() JSON of the prior."),
         epochs_csv: Path = typer.Option(..., "--epochs-csv", help="CSV with 'energy_j' (+ optional 'time_s')."),

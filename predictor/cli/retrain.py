@@ -63,13 +63,33 @@ def _number(text: str) -> float | str:
         return text  # retrain() names the bad value
 
 
+SCHEMA_HELP = (
+    "RUNS is a comma-separated CSV (or Parquet) with a header row, one measured training run per row.\n\n"
+    "Required columns: model (path of the .onnx graph the run trained; relative to the CSV's folder), gpu (name "
+    "as in `joulecast gpus`), batch_size, samples_per_epoch, epochs, energy_j (GPU energy of the WHOLE run, "
+    "all epochs together, in joules; '2.5 kWh' style cells convert).\n\n"
+    "Optional columns: val_samples (validation samples per epoch, default 0), precision (fp32, tf32, fp16, "
+    "bf16, fp8; default fp32), time_s (wall time of the whole run, s), frozen (parameter-name prefixes not "
+    "trained, ';'-separated), power_limit_w (enforced limit, W), architecture, scope (default gpu_nvml), "
+    "run_id."
+)
+EXAMPLES = (
+    "Examples:\n\n"
+    "joulecast retrain runs.csv --out mymodel\n\n"
+    "joulecast predict model.onnx --gpu L4 --model-dir mymodel\n\n"
+    "runs.csv:  model,gpu,batch_size,samples_per_epoch,epochs,energy_j,time_s  /  "
+    "resnet18.onnx,L4,64,50000,10,3.1e6,52000"
+)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("retrain", help="Fit a new model on your measured runs (CSV/Parquet) into a new directory.")
+    @app.command("retrain", help="Fit a new model on your measured runs (CSV/Parquet) into a new directory.\n\n"
+                 + SCHEMA_HELP, epilog=EXAMPLES)
     def retrain_cmd(
         runs: Path = typer.Argument(
             ...,
-            help="Runs table: model, gpu, batch_size, samples_per_epoch, epochs, "
-            "energy_j (+ val_samples, precision, time_s, frozen).",
+            help="Runs table (CSV with commas, or Parquet): model, gpu, batch_size, samples_per_epoch, epochs, "
+            "energy_j = whole-run total in J (+ val_samples, precision, time_s, frozen, power_limit_w).",
         ),
         out: Path = typer.Option(..., "--out", "-o", help="New model directory (must not exist)."),
         base: str = typer.Option(

@@ -236,8 +236,15 @@ def _print_table(ranked, top: int | None, caption: str) -> None:
 
 
 
+EXAMPLES = (
+    "Examples:\n\n"
+    "joulecast score candidates/ --gpu H100 --batch-size 64 --samples-per-epoch 50000 --out ranked.csv\n\n"
+    "joulecast score 'runs/*.onnx' -g A100 -g L4 -n 50000 --pareto pareto.png --region us-ca"
+)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("score", help="Rank candidate graphs (files, folders, globs) by forecast training energy.")
+    @app.command("score", help="Rank candidate graphs (files, folders, globs) by forecast training energy.", epilog=EXAMPLES)
     def score(
         models: list[str] = typer.Argument(
             ..., help="ONNX files, folders of .onnx files or globs ('runs/*.onnx')."
