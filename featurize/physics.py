@@ -114,6 +114,21 @@ def has_precision_path(gpu: GPUSpec, precision: str) -> bool:
     return precision == "fp32" or gpu.reduced_precision_peak(precision) is not None
 
 
+POWER_LIMIT_MIN_FRAC = 0.25
+"""Lowest settable power limit as a fraction of the TDP. The lowest fractions nvidia-smi reports are 0.25 (A100
+SXM4: 100 of 400 W) and 0.29 (H100 SXM5: 200 of 700 W; RTX 3090: 100 of 350 W); most cards stop higher (T4
+60 of 70 W, L4 40 of 72 W, V100 PCIe 100 of 250 W). Below this no card can be set, so the model refuses it."""
+POWER_LIMIT_MAX_FRAC = 1.33
+"""Highest settable power limit as a fraction of the TDP: datacenter cards stop at the TDP, GeForce cards allow
+more (RTX 4090: 600 of 450 W, the largest known); the training table reaches 1.09."""
+
+
+def power_limit_range_w(gpu: GPUSpec) -> tuple[float, float]:
+    """(lowest, highest) power limit in watts that ``gpu`` could be set to (rule: :data:`POWER_LIMIT_MIN_FRAC`
+    / :data:`POWER_LIMIT_MAX_FRAC` x TDP)."""
+    return POWER_LIMIT_MIN_FRAC * float(gpu.tdp_w), POWER_LIMIT_MAX_FRAC * float(gpu.tdp_w)
+
+
 FP32_RUNS_TF32 = True
 """fp32 training on a GPU whose TF32 tensor path beats its FP32 cores under the prior (A100, H100, H200; not
 the GeForce/RTX Ampere cards, whose dense TF32 rate equals FP32) is predicted on the TF32 path: what frameworks

@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 
 from featurize.errors import GraphLoadError, InvalidInputError
-from featurize.types import PRECISIONS, GPUSpec
+from featurize.types import GPUSpec
+from predictor.args import check_power_limit, check_run_args
 from predictor.prediction import Prediction
 
 DEFAULT_BATCH_SIZE = 32
@@ -103,22 +104,6 @@ def _resolve_gpu(gpu: str | GPUSpec, prefer: Any = ()) -> tuple[GPUSpec, list[st
     return spec, notes
 
 
-def _check_args(batch_size: Any, samples_per_epoch: Any, epochs: Any, val_samples: Any, precision: str,
-                power_limit_w: Any) -> None:
-    if batch_size is not None and (not float(batch_size).is_integer() or int(batch_size) < 1):
-        raise InvalidInputError(f"batch_size={batch_size!r} must be a positive integer.")
-    if samples_per_epoch is not None and samples_per_epoch < 1:
-        raise InvalidInputError(f"samples_per_epoch={samples_per_epoch!r} must be >= 1 (or None for one sample).")
-    if not epochs or epochs <= 0:
-        raise InvalidInputError(f"epochs={epochs!r} must be > 0.")
-    if val_samples is None or val_samples < 0:
-        raise InvalidInputError(f"val_samples={val_samples!r} must be >= 0.")
-    if precision not in PRECISIONS:
-        raise InvalidInputError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}.")
-    if power_limit_w is not None and power_limit_w <= 0:
-        raise InvalidInputError(f"power_limit_w={power_limit_w!r} must be > 0 watts (or None for the TDP).")
-
-
 def predict(
     model: Any,
     *,
@@ -154,7 +139,8 @@ def predict(
     from predictor.carbon import resolve_intensity
     from predictor.model import extrapolation_warnings, load_model, predict_frame
 
-    _check_args(batch_size, samples_per_epoch, epochs, val_samples, precision, power_limit_w)
+    check_run_args(batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,
+                   val_samples=val_samples, precision=precision)
     loaded = load_model(model_dir)
     notes: list[str] = []
     if batch_size is None:
@@ -171,6 +157,7 @@ def predict(
         notes.append("default: samples_per_epoch=None -> totals are for ONE training sample per epoch; pass "
                      "samples_per_epoch= for a real dataset.")
     spec, gpu_notes = _resolve_gpu(gpu, loaded.manifest.get("gpus_seen", ()))
+    power_limit_w = check_power_limit(power_limit_w, spec)
     notes += gpu_notes
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")  # unsupported ops are reported below from the features themselves

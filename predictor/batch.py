@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featurize.errors import InvalidInputError, JoulecastError
-from featurize.types import PRECISIONS
 
 if TYPE_CHECKING:  # pandas is imported where used: featurization workers import this module and never need it
     import pandas as pd
@@ -222,6 +221,7 @@ def predict_many(
     model_dir: str | os.PathLike | None = None,
     val_samples: int = 0,
     precision: str = "fp32",
+    power_limit_w: float | None = None,
     **kw: Any,
 ) -> pd.DataFrame:
     """Forecast training energy for many graphs on one or more GPUs.
@@ -230,7 +230,8 @@ def predict_many(
         models: ``.onnx`` paths, a directory (its ``*.onnx``), a glob, ``onnx.ModelProto``s, ONNX bytes or
             torch modules (then pass ``example_inputs=``), or a list mixing them.
         gpu: a GPU name or a list of names; several give a cross-GPU what-if (one row per model x GPU).
-        batch_size, samples_per_epoch, epochs, val_samples, precision: the training run, as in ``predict``.
+        batch_size, samples_per_epoch, epochs, val_samples, precision, power_limit_w: the training run, as in
+            ``predict`` (one power limit for every GPU; it must be settable on each).
         n_jobs: featurization processes (joblib; -1 = all cores, but fewer than 32 graphs run in-process).
             backend: a joblib backend name
             (``"loky"``, ``"threading"``, ``"dask"``, ``"ray"``...); ``None`` = the active one.
@@ -252,21 +253,17 @@ def predict_many(
     from featurize import lookup_gpu
     from predictor.model import extrapolation_warnings, load_model, predict_frame
 
-    if int(batch_size) < 1:
-        raise InvalidInputError(f"batch_size must be >= 1, got {batch_size!r}")
-    if int(samples_per_epoch) < 1:
-        raise InvalidInputError(f"samples_per_epoch must be >= 1, got {samples_per_epoch!r}")
-    if not float(epochs) > 0 or int(val_samples) < 0:
-        raise InvalidInputError(
-            f"epochs must be > 0 and val_samples >= 0, got {epochs!r} and {val_samples!r}"
-        )
-    if precision not in PRECISIONS:
-        raise InvalidInputError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    from predictor.args import check_power_limit, check_run_args
+
+    check_run_args(batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,
+                   val_samples=val_samples, precision=precision)
     model = load_model(model_dir)  # fail fast on a bad model dir, before any featurization
     measured = model.manifest.get("gpus_seen", ())  # an ambiguous alias prefers a measured variant
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")  # alias notes travel on each row via GPUSpec.note
         specs = [g if hasattr(g, "tdp_w") else lookup_gpu(g, prefer=measured) for g in _as_list(gpu)]
+    for spec in specs:
+        power_limit_w = check_power_limit(power_limit_w, spec)
     items = expand_models(models)
     options = {"batch_size": int(batch_size), "precision": precision, **kw}
     results = featurize_many(
@@ -292,6 +289,7 @@ def predict_many(
                     epochs=epochs,
                     val_samples=int(val_samples),
                     precision=precision,
+                    power_limit_w=power_limit_w,
                     model=model,
                 )
                 for a in range(0, len(rows), PREDICT_CHUNK_ROWS)

@@ -259,6 +259,7 @@ def register(app: typer.Typer) -> None:
             0, "--val-samples", help="Validation samples per epoch (forward only)."
         ),
         precision: str = typer.Option("fp32", "--precision", help="fp32, tf32, fp16, bf16 or fp8."),
+        power_limit_w: float = typer.Option(None, "--power-limit-w", help="Enforced power limit, W (every GPU)."),
         dim: list[str] = typer.Option(
             None, "--dim", help="Symbolic dimension value, name=value (repeatable)."
         ),
@@ -314,6 +315,7 @@ def register(app: typer.Typer) -> None:
             epochs=epochs,
             val_samples=val_samples,
             precision=precision,
+            power_limit_w=power_limit_w,
             n_jobs=n_jobs,
             model_dir=model_dir,
             dims=parse_dims(dim),
