@@ -299,3 +299,43 @@ def physics_features(
     arrays = physics_arrays(graph, gpu_columns(gpu, precision), batch_size=batch_size,
                             power_limit_w=power_limit_w, dram_bytes_per_sample=dram)
     return {k: float(v) for k, v in arrays.items()}
+
+
+# ----------------------------------------------------------------------------------------------- memory
+WEIGHT_BYTES_PER_PARAM = 4.0
+"""Bytes per parameter of the weights: fp32 master weights (automatic mixed precision keeps them in fp32 and casts
+per op)."""
+GRAD_BYTES_PER_PARAM = 4.0
+"""Bytes per trainable parameter of its gradient (fp32, as the optimizer reads it)."""
+OPTIMIZER_STATE_BYTES_PER_PARAM = 8.0
+"""Adam's two fp32 moments per trainable parameter (the optimizer the FLOP count assumes)."""
+WORKSPACE_BYTES = 2**30
+"""CUDA context, cuBLAS/cuDNN workspaces and caching-allocator slack: ~1 GiB (a PyTorch CUDA context alone takes
+0.3-0.5 GiB)."""
+
+
+def training_memory_bytes(params: float, trainable_params: float, activation_bytes_per_sample: float,
+                          batch_size: float) -> dict[str, float]:
+    """Peak GPU memory of one training step, bytes, by part: weights, gradients, optimizer state (Adam), the
+    activations stored for backward (per sample x batch) and a fixed workspace; ``total_bytes`` is their sum."""
+    parts = {
+        "weights_bytes": WEIGHT_BYTES_PER_PARAM * float(params),
+        "gradients_bytes": GRAD_BYTES_PER_PARAM * float(trainable_params),
+        "optimizer_bytes": OPTIMIZER_STATE_BYTES_PER_PARAM * float(trainable_params),
+        "activations_bytes": float(activation_bytes_per_sample) * float(batch_size),
+        "workspace_bytes": float(WORKSPACE_BYTES),
+    }
+    parts["total_bytes"] = sum(parts.values())
+    return parts
+
+
+def largest_batch_that_fits(params: float, trainable_params: float, activation_bytes_per_sample: float,
+                            mem_bytes: float) -> int:
+    """The largest batch whose :func:`training_memory_bytes` fits in ``mem_bytes`` (0: not even batch 1)."""
+    fixed = training_memory_bytes(params, trainable_params, 0.0, 0)["total_bytes"]
+    free = float(mem_bytes) - fixed
+    if free < float(activation_bytes_per_sample):
+        return 0
+    if activation_bytes_per_sample <= 0:
+        return 2**31 - 1
+    return int(free // float(activation_bytes_per_sample))

@@ -104,6 +104,28 @@ def _resolve_gpu(gpu: str | GPUSpec, prefer: Any = ()) -> tuple[GPUSpec, list[st
     return spec, notes
 
 
+def _memory_note(row: dict[str, float], spec: GPUSpec, batch_size: int) -> tuple[float, bool, str | None]:
+    """(peak training-step memory in bytes, whether it fits in the GPU's memory, a warning when it does not)."""
+    from featurize.physics import largest_batch_that_fits, training_memory_bytes
+
+    args = (row["params"], row["trainable_params"], row["activation_bytes"])
+    parts = training_memory_bytes(*args, batch_size)
+    fits = parts["total_bytes"] <= float(spec.mem_bytes)
+    if fits:
+        return parts["total_bytes"], True, None
+    gib = 2.0**30
+    detail = (f"weights {parts['weights_bytes'] / gib:.1f}, gradients {parts['gradients_bytes'] / gib:.1f}, Adam "
+              f"state {parts['optimizer_bytes'] / gib:.1f}, activations {parts['activations_bytes'] / gib:.1f} at "
+              f"batch {batch_size}, workspace {parts['workspace_bytes'] / gib:.1f} GiB")
+    best = largest_batch_that_fits(*args, spec.mem_bytes)
+    fix = (f"the largest batch that fits is {best}: pass batch_size<={best} (or accumulate gradients)" if best else
+           "it does not fit even at batch 1: freeze layers (frozen=), shard the optimizer state or use a GPU "
+           "with more memory")
+    return parts["total_bytes"], False, (
+        f"memory: one training step needs ~{parts['total_bytes'] / gib:,.1f} GiB ({detail}) but {spec.name} has "
+        f"{spec.mem_bytes / gib:,.0f} GiB: the run as given does not fit; {fix}. The forecast assumes it ran.")
+
+
 def predict(
     model: Any,
     *,
@@ -172,6 +194,9 @@ def predict(
     if row.get("flops_train", 0) <= 0:
         raise GraphLoadError("the graph has no countable FLOPs (empty or fully unsupported); check the file.")
     notes += extrapolation_warnings(loaded, row, gpu=spec, precision=precision, batch_size=batch_size)
+    memory_bytes, fits, memory_warning = _memory_note(row, spec, batch_size)
+    if memory_warning:
+        notes.append(memory_warning)
     spe = 1 if samples_per_epoch is None else int(samples_per_epoch)
     frame = predict_frame(pd.DataFrame([row]), spec, batch_size=batch_size, samples_per_epoch=spe,
                           epochs=float(epochs), val_samples=int(val_samples), precision=precision,
@@ -204,4 +229,6 @@ def predict(
         model_version=loaded.version,
         model_name=loaded.name,
         features=feats,
+        memory_bytes=memory_bytes,
+        fits=fits,
     )

@@ -28,6 +28,10 @@ class Prediction:
         warnings: every default used, alias resolved and extrapolation flagged, as text.
         log_sigma: standard deviation of log(energy) implied by the interval (used by ``refine``).
         refinement: filled in by ``refine``: epochs measured, warm-up epochs, stable start, ...
+        memory_bytes: peak GPU memory of one training step (weights, gradients, Adam state, activations x
+            batch, workspace; :func:`featurize.physics.training_memory_bytes`), bytes; None when unknown.
+        fits: whether ``memory_bytes`` fits in the GPU's memory (None when unknown); when it does not,
+            ``warnings`` names the largest batch that fits.
     """
 
     energy_j: float
@@ -50,6 +54,8 @@ class Prediction:
     model_name: str = ""
     features: dict[str, float] = field(default_factory=dict)
     refinement: dict[str, Any] | None = None
+    memory_bytes: float | None = None
+    fits: bool | None = None
 
     @property
     def energy_kwh(self) -> float:

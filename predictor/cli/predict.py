@@ -37,6 +37,9 @@ def summary_text(p, grid_text: str, co2_kg: float, pue: float = 1.0) -> str:
         f"Per epoch      {_fmt_j(p.energy_per_epoch_j)}, {_fmt_s(p.time_per_epoch_s)}",
         f"Time           {_fmt_s(p.time_s)}",
         f"Average power  {p.avg_power_w:.0f} W",
+        *([f"Memory         {p.memory_bytes / 2**30:,.1f} GiB per training step"
+           + (" (fits)" if p.fits else " -- does NOT fit on this GPU (see warnings)")]
+          if p.memory_bytes is not None else []),
         f"CO2e           {co2_kg:.3g} kg (GPU energy x PUE {pue:g}) at {grid_text}",
         f"Model          {p.model_name} {p.model_version}",
     ]
@@ -90,5 +93,6 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(d, indent=2))
         else:
             if region is None and grid_g_per_kwh is None:
-                where = f"{intensity:g} g CO2e/kWh, default grid: " + where.removeprefix("default (no region given) ")
+                where = (where.removeprefix("default (no region given) ")
+                         + " [default grid: pass --region or --grid-g-per-kwh]")
             typer.echo(summary_text(p, where, co2, pue=pue))
