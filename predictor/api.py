@@ -119,7 +119,7 @@ def _frozen_arg(frozen: Any) -> list[str] | None:
     return [frozen] if isinstance(frozen, str) else list(frozen)
 
 
-def _memory_note(row: dict[str, float], spec: GPUSpec, batch_size: int) -> tuple[float, bool, str | None]:
+def memory_note(row: dict[str, float], spec: GPUSpec, batch_size: int) -> tuple[float, bool, str | None]:
     """(peak training-step memory in bytes, whether it fits in the GPU's memory, a warning when it does not)."""
     from featurize.physics import largest_batch_that_fits, training_memory_bytes
 
@@ -205,7 +205,7 @@ def predict(
 
         raise GraphLoadError(no_flops_message(gf.unsupported_ops))
     notes += extrapolation_warnings(loaded, row, gpu=spec, precision=precision, batch_size=batch_size)
-    memory_bytes, fits, memory_warning = _memory_note(row, spec, batch_size)
+    memory_bytes, fits, memory_warning = memory_note(row, spec, batch_size)
     if memory_warning:
         notes.append(memory_warning)
     spe = 1 if samples_per_epoch is None else int(samples_per_epoch)

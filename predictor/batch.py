@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pandas is imported where used: featurization workers import
 
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "model",
+    "name",
     "gpu",
     "energy_j",
     "energy_kwh",
@@ -45,6 +46,8 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     "interval_high_j",
     "params",
     "flops_train",
+    "memory_bytes",
+    "fits",
     "warnings",
     "error",
 )
@@ -300,7 +303,7 @@ def predict_many(
             )
             for k in range(len(pred))
         ]
-    return _assemble(items, results, ok, specs, pred)
+    return _assemble(items, results, ok, specs, pred, int(batch_size))
 
 
 _PRED_COLUMNS = (
@@ -313,9 +316,16 @@ _PRED_COLUMNS = (
 )
 
 
-def _assemble(items, results, ok, specs, pred) -> pd.DataFrame:
+def _name(label: str) -> str:
+    """A short name for a row: the file's stem for a path (``runs/resnet50.onnx`` -> ``resnet50``), else the label."""
+    return Path(label).stem if label.lower().endswith(".onnx") else label
+
+
+def _assemble(items, results, ok, specs, pred, batch_size: int) -> pd.DataFrame:
     """Rows in input order, GPU fastest; ``pred`` rows are graph-major, GPU-minor over the ``ok`` graphs."""
     import pandas as pd
+
+    from predictor.api import memory_note
 
     n_gpu = len(specs)
     pos = {i: k for k, i in enumerate(ok)}
@@ -328,22 +338,29 @@ def _assemble(items, results, ok, specs, pred) -> pd.DataFrame:
         for g, spec in enumerate(specs):
             if "error" in res:
                 rec = dict.fromkeys(OUTPUT_COLUMNS, nan)
-                rec.update(model=label, gpu=spec.name, warnings="", error=res["error"])
+                rec.update(model=label, name=_name(label), gpu=spec.name, fits=None, warnings="", error=res["error"])
             else:
                 k = pos[i] * n_gpu + g
                 feats = res["features"]
                 rec = {c: float(cols[c][k]) for c in _PRED_COLUMNS}
+                memory_bytes, fits, memory_warning = memory_note(feats, spec, batch_size)
                 rec.update(
                     model=label,
+                    name=_name(label),
                     gpu=spec.name,
+                    memory_bytes=memory_bytes,
+                    fits=fits,
                     energy_kwh=rec["energy_j"] / 3.6e6,
                     params=feats.get("params", nan),
                     flops_train=feats.get("flops_train", nan),
                     error="",
                 )
                 msgs = list(res.get("warnings", [])) + ([spec.note] if spec.note else []) + list(row_warn[k])
+                msgs += [memory_warning] if memory_warning else []
                 rec["warnings"] = "; ".join(dict.fromkeys(m for m in msgs if m))
             records.append(rec)
     df = pd.DataFrame.from_records(records, columns=list(OUTPUT_COLUMNS))
     df["params"] = df["params"].astype("float64")
+    df["memory_bytes"] = df["memory_bytes"].astype("float64")
+    df["fits"] = df["fits"].astype("boolean")  # <NA> for a failed row
     return df

@@ -66,6 +66,8 @@ def load_measurements(measurements: Any) -> tuple[pd.DataFrame, str, Path | None
             f"got {type(measurements).__name__}"
         )
     path = Path(measurements).expanduser()
+    if path.is_dir():
+        raise SchemaError(f"measurements {str(path)!r} is a directory; give the CSV/Parquet file of your runs")
     if not path.is_file():
         raise SchemaError(f"measurements file {str(path)!r} does not exist")
     try:
@@ -144,6 +146,16 @@ def _numeric(
     return values
 
 
+def delimiter_hint(columns: Any) -> str:
+    """" ... use commas" when a table read as CSV came out as one column holding another delimiter."""
+    cols = [str(c) for c in columns]
+    for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+        if len(cols) == 1 and sep in cols[0]:
+            return (f". The file looks {name}-delimited ({sep!r}): joulecast reads comma-separated CSV; save it "
+                    "with commas as the delimiter")
+    return ""
+
+
 def validate_measurements(
     df: pd.DataFrame, *, origin: str = "measurements", base_dir: Path | None = None, check_files: bool = True
 ) -> pd.DataFrame:
@@ -164,7 +176,7 @@ def validate_measurements(
         raise SchemaError(
             f"{origin}: missing required column(s) {missing}. A measurement table needs "
             f"{', '.join(REQUIRED_COLUMNS)} (optional: {', '.join(OPTIONAL_COLUMNS)}); "
-            f"found {list(df.columns)}"
+            f"found {list(df.columns)}{delimiter_hint(df.columns)}"
         )
     if len(df) == 0:
         raise SchemaError(f"{origin}: the table has no rows; add at least one measured run")

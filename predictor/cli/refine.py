@@ -23,6 +23,9 @@ from featurize.errors import InvalidInputError, SchemaError
 def load_prior(path: Path, option: str = "--prior-json"):
     from predictor.prediction import Prediction
 
+    if Path(path).is_dir():
+        raise InvalidInputError(f"{option} {path} is a directory; give the JSON file `joulecast predict ... --json` "
+                                "wrote.")
     try:
         data = json.loads(Path(path).read_text())
         return Prediction.from_dict(data)
@@ -38,6 +41,11 @@ def load_prior(path: Path, option: str = "--prior-json"):
 def load_epochs(path: Path):
     import pandas as pd
 
+    from predictor.retrain import delimiter_hint
+
+    if Path(path).is_dir():
+        raise InvalidInputError(f"--epochs-csv {path} is a directory; give the CSV file (one row per epoch).")
+
     try:
         frame = pd.read_csv(path)
     except FileNotFoundError as err:
@@ -47,7 +55,7 @@ def load_epochs(path: Path):
     if "energy_j" not in frame.columns:
         raise SchemaError(
             f"--epochs-csv {path} has columns {list(frame.columns)}; it needs an 'energy_j' column "
-            f"(one row per finished epoch, joules) and optionally 'time_s'."
+            f"(one row per finished epoch, joules) and optionally 'time_s'{delimiter_hint(frame.columns)}."
         )
     energies = pd.to_numeric(frame["energy_j"], errors="coerce").tolist()
     times = pd.to_numeric(frame["time_s"], errors="coerce").tolist() if "time_s" in frame.columns else None

@@ -79,7 +79,8 @@ def rank(
     import numpy as np
 
     out = df.copy()
-    out.insert(0, "name", [Path(m).stem if isinstance(m, str) else str(m) for m in out["model"]])
+    if "name" not in out.columns:
+        out.insert(0, "name", [Path(m).stem if isinstance(m, str) else str(m) for m in out["model"]])
     if region is not None or grid_g_per_kwh is not None:
         from predictor.carbon import resolve_intensity
 
@@ -212,8 +213,8 @@ def _print_table(ranked, top: int | None, caption: str) -> None:
             no_wrap=c in ("#", "W"),
         )
     for _, r in shown.iterrows():
-        if r["error"]:
-            table.add_row("-", r["name"], r["gpu"], *["-"] * (len(cols) - 4), f"[red]{r['error']}[/red]")
+        if r["error"]:  # the message goes below the table on one line: a narrow column would fold it
+            table.add_row("-", r["name"], r["gpu"], *["-"] * (len(cols) - 4), "[red]failed[/red]")
             continue
         cells = [
             str(r["rank"]),
@@ -231,7 +232,11 @@ def _print_table(ranked, top: int | None, caption: str) -> None:
         if has_notes:
             cells.append("!" if r["warnings"] else "")
         table.add_row(*cells)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    failed = shown[shown["error"].astype(str) != ""].drop_duplicates(subset=["model", "error"])
+    for _, r in failed.iterrows():
+        console.print(f"[red]failed[/red] {r['name']}: {r['error']}", soft_wrap=True, highlight=False, markup=True)
 
 
 
