@@ -410,7 +410,10 @@ def refine(
     check_gap = (not detected_in_cur) if pri is not None else (
         not in_later_phase and not any(p >= n for p in declared)
     )
-    if check_gap and math.isfinite(prior_var):
+    unit_note = _unit_warning(seg.level_log, prior.energy_per_epoch_j)
+    if unit_note:
+        warnings.append(unit_note)
+    if check_gap and math.isfinite(prior_var) and not unit_note:
         gap = seg.level_log - prior_mu
         if abs(gap) > z * math.sqrt(prior_var + obs_var):
             hint = (
@@ -537,6 +540,21 @@ def refine(
         warnings=warnings,
         refinement=refinement,
     )
+
+
+UNIT_RATIO = 100.0
+"""Measured epochs more than this factor off the prior's per-epoch energy are almost surely in another unit
+(kWh or Wh in the joules column) or another quantity (a whole-run total, a cumulative counter)."""
+
+
+def _unit_warning(level_log: float, prior_epoch_j: float) -> str | None:
+    """A warning when the measured level is more than :data:`UNIT_RATIO` x off the prior (None otherwise)."""
+    ratio = math.exp(level_log) / prior_epoch_j
+    if 1.0 / UNIT_RATIO <= ratio <= UNIT_RATIO:
+        return None
+    return (f"measured epochs ({math.exp(level_log):.4g} J each) are {ratio:.3g}x the prior's {prior_epoch_j:.4g} "
+            "J/epoch: check the unit. epoch_energies_j takes the joules of each epoch (1 kWh = 3.6e6 J, 1 Wh = "
+            "3600 J), not a whole-run total or a cumulative meter reading.")
 
 
 def _future_budget(

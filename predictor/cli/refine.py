@@ -136,8 +136,10 @@ def register(app: typer.Typer) -> None:
             f"(prior {prior.energy_j / 1e3:.4g} kJ)"
         )
         typer.echo(
-            f"epochs measured {ref['epochs_measured']}, warm-up {ref['warmup_epochs']}, stable from epoch "
-            f"{ref['stable_start']}, phase change at {ref['phase_change_at']}; projected "
+            f"epochs measured {ref['epochs_measured']}, warm-up {ref['warmup_epochs'] or 'none'}, stable from epoch "
+            f"{ref['stable_start']}, "
+            + ("no phase change" if ref["phase_change_at"] is None else f"phase change at epoch {ref['phase_change_at']}")
+            + "; projected "
             f"{ref['projected_epoch_energy_j'] / 1e3:.4g} kJ/epoch over {ref['total_epochs_assumed']} epochs "
             f"(range {ref['total_epochs_range'][0]}-{ref['total_epochs_range'][1]})"
         )
