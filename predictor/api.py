@@ -215,7 +215,8 @@ def predict(
     r = frame.iloc[0]
     if bool(r["measured_config"]):
         notes.append(f"measured configuration: {spec.name} at {precision} with a graph of these params and "
-                     "training FLOPs is in the training data; the interval is the one calibrated on withheld runs.")
+                     "training FLOPs is in the training data (or your retrain runs); the interval is the one "
+                     "calibrated on withheld runs.")
     intensity, where = resolve_intensity()
     feats = {k: float(r[k]) for k in ("t_compute_s", "t_memory_s", "t_overhead_s", "t_phys_s", "e_phys_j")}
     feats.update({k: float(v) for k, v in row.items()})

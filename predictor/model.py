@@ -580,6 +580,40 @@ def match_measured(runs: dict[tuple[str, str], np.ndarray], gpu_names: Sequence[
     return out
 
 
+def apply_anchors(model: LoadedModel, pred: dict[str, np.ndarray], gpu_names: Sequence[str], precisions: np.ndarray,
+                  params: np.ndarray, flops_train: np.ndarray, batch_size: np.ndarray, power_limit_w: Any) -> np.ndarray:
+    """Rows that repeat a run the user measured (manifest ``anchors``, written by ``retrain``: same GPU, precision,
+    batch size and default power limit; params and training FLOPs within :data:`MEASURED_RTOL`) take that run's
+    measured time and power per sample (geometric mean over repeats), in place in ``pred``. Returns the mask."""
+    anchors = model.manifest.get("anchors") or []
+    n = len(gpu_names)
+    hit = np.zeros(n, bool)
+    if not anchors:
+        return hit
+    pl = np.full(n, np.nan) if power_limit_w is None else _as_rows(power_limit_w, n, "power_limit_w").astype(float)
+    by_key: dict[tuple[str, str, float], list[list[float]]] = {}
+    for g, prec, bs, par, fl, t_ps, p_w in anchors:
+        by_key.setdefault((str(g), str(prec), float(bs)), []).append([par, fl, t_ps, p_w])
+    for i in range(n):
+        runs = by_key.get((str(gpu_names[i]), str(precisions[i]), float(batch_size[i])))
+        if runs is None or np.isfinite(pl[i]):
+            continue
+        arr = np.asarray(runs, float)
+        close = (np.abs(arr[:, 0] / max(params[i], 1.0) - 1) <= MEASURED_RTOL) & (
+            np.abs(arr[:, 1] / max(flops_train[i], 1.0) - 1) <= MEASURED_RTOL)
+        if close.any():
+            t_ps, p_w = np.exp(np.log(arr[close, 2]).mean()), np.exp(np.log(arr[close, 3]).mean())
+            pred["time_per_sample_s"][i], pred["avg_power_w"][i] = t_ps, p_w
+            pred["energy_per_sample_j"][i] = t_ps * p_w
+            hit[i] = True
+    return hit
+
+
+def calibrated_pairs(model: LoadedModel) -> set[tuple[str, str]]:
+    """(GPU, precision) pairs a retrain calibrated on the user's own runs (manifest ``calibrated_pairs``)."""
+    return {(str(g), str(p)) for g, p in model.manifest.get("calibrated_pairs", [])}
+
+
 def extrapolated_rows(model: LoadedModel, specs: Sequence[GPUSpec], precision: Any) -> np.ndarray:
     """True where the GPU's generation (launch year) or the precision lies outside the training data."""
     man = model.manifest
@@ -591,9 +625,12 @@ def extrapolated_rows(model: LoadedModel, specs: Sequence[GPUSpec], precision: A
             y = spec.launch_year
             new_gen[spec.name] = bool(years and y and not years[0] <= y <= years[1])
     out = np.array([new_gen[spec.name] for spec in specs], bool)
+    prec = _as_rows(precision, len(specs), "precision").astype(str)
     if seen:
-        prec = _as_rows(precision, len(specs), "precision").astype(str)
         out |= ~np.isin(prec, sorted(seen))
+    pairs = calibrated_pairs(model)
+    if pairs:  # measured by the user: neither a new generation nor an unseen precision on this GPU
+        out &= ~np.array([(s.name, p) in pairs for s, p in zip(specs, prec)], bool)
     return out
 
 
@@ -643,6 +680,9 @@ def predict_frame(
         paths.append(memo[(id(spec), prec)])
     measured = measured_rows(m, names, paths, params, fl_train)
     pred = raw_predict(m, feats, names, paths, measured)
+    anchored = apply_anchors(m, pred, names, _as_rows(precision, n, "precision").astype(str), params, fl_train,
+                             _as_rows(batch_size, n, "batch_size").astype(float), power_limit_w)
+    measured = measured | anchored
     spe = _as_rows(samples_per_epoch, n, "samples_per_epoch").astype(float)
     val = _as_rows(val_samples, n, "val_samples").astype(float)
     ep = _as_rows(epochs, n, "epochs").astype(float)
@@ -696,10 +736,13 @@ def extrapolation_warnings(model: LoadedModel, row: dict[str, float], *, gpu: GP
                 out.append(f"extrapolation: {key.removeprefix('g_')}={val:.3g} is far outside the training range "
                            f"[{lo:.3g}, {hi:.3g}]; treat the prediction as physics-prior only.")
     years = ranges.get("launch_year")
-    if years and gpu.launch_year and not (years[0] <= gpu.launch_year <= years[1]):
+    calibrated = (gpu.name, precision) in calibrated_pairs(model)
+    if calibrated:
+        out.append(f"{gpu.name} at {precision} is calibrated on your own measured runs (retrain).")
+    if years and gpu.launch_year and not (years[0] <= gpu.launch_year <= years[1]) and not calibrated:
         out.append(f"extrapolation: GPU generation (launch year {gpu.launch_year}) outside the trained range "
                    f"{years[0]}-{years[1]}; no GPU of that generation was measured.")
-    if precision not in man.get("precisions_seen", [precision]):
+    if precision not in man.get("precisions_seen", [precision]) and not calibrated:
         out.append(f"extrapolation: precision {precision} was not in the training data "
                    f"(seen: {', '.join(man.get('precisions_seen', []))}); relies on its peak FLOP/s only.")
     if gpu.name not in man.get("gpus_seen", [gpu.name]):

@@ -359,6 +359,72 @@ def to_training_rows(df: pd.DataFrame, gfeats: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([rows, gfeats], axis=1).reset_index(drop=True)
 
 
+PLAUSIBLE_RATIO = 100.0
+"""A run whose energy is more than this factor off the base model's forecast is refused: a unit slip (kWh or Wh in
+the joules column), a per-epoch figure where the whole-run total belongs, or a multi-GPU total."""
+
+
+def check_plausible(user_rows: pd.DataFrame, reference: Any, origin: str) -> None:
+    """Refuse runs no GPU can have produced: an average power (energy_j / time_s) above the most the card can be
+    set to draw, or an energy more than :data:`PLAUSIBLE_RATIO` x off the ``reference`` model's forecast."""
+    from featurize import lookup_gpu
+    from featurize.physics import power_limit_range_w
+
+    is_file = origin.lower().endswith(".csv")
+    fix = ("energy_j must be the GPU energy of the whole run (all epochs) in joules (1 kWh = 3.6e6 J) and time_s "
+           "its wall time in seconds, for one GPU")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        specs = {g: lookup_gpu(g) for g in user_rows["gpu"].unique()}
+    power = (user_rows["energy_j"] / user_rows["time_s"]).to_numpy(float)
+    for idx, (g, w) in enumerate(zip(user_rows["gpu"], power)):
+        top = power_limit_range_w(specs[g])[1]
+        if np.isfinite(w) and w > top:
+            raise SchemaError(f"{_row_label(origin, idx, is_file)}: energy_j / time_s = {w:,.0f} W average, more "
+                              f"than {g} can draw (TDP {specs[g].tdp_w:g} W, highest settable limit {top:,.0f} W); "
+                              f"{fix}")
+    if reference is None:
+        return
+    pred = _reference_frame(user_rows, reference)["energy_per_sample_j"].to_numpy(float)
+    ratio = user_rows["energy_per_sample_j"].to_numpy(float) / pred
+    for idx, r in enumerate(ratio):
+        if np.isfinite(r) and not 1.0 / PLAUSIBLE_RATIO <= r <= PLAUSIBLE_RATIO:
+            e = float(user_rows["energy_j"].iloc[idx])
+            raise SchemaError(f"{_row_label(origin, idx, is_file)}: energy_j = {e:.4g} J is {r:.3g}x the base "
+                              f"model's forecast for this run ({e / r:.4g} J); {fix}")
+
+
+def anchors_of(user_rows: pd.DataFrame) -> list[list[Any]]:
+    """The user's runs as manifest ``anchors`` ([gpu, precision, batch, params, flops_train, time/sample s, W]):
+    a prediction that repeats one of them (default power limit) returns what was measured
+    (:func:`predictor.model.apply_anchors`)."""
+    ok = ~np.isfinite(user_rows["power_limit_w"].to_numpy(float))
+    rows = user_rows[ok]
+    return [[str(g), str(p), float(b), float(par), float(fl), float(t), float(w)] for g, p, b, par, fl, t, w in zip(
+        rows["gpu"], rows["precision"], rows["batch_size"], rows["g_params"], rows["g_flops_train"],
+        rows["time_per_sample_s"], rows["avg_power_w"])]
+
+
+def _measured_manifest(manifest: dict[str, Any], user_rows: pd.DataFrame) -> dict[str, Any]:
+    """``manifest`` with the user's runs as anchors and their (GPU, precision) pairs as calibrated."""
+    manifest["anchors"] = [*manifest.get("anchors", []), *anchors_of(user_rows)]
+    pairs = {tuple(p) for p in manifest.get("calibrated_pairs", [])} | set(zip(user_rows["gpu"], user_rows["precision"]))
+    manifest["calibrated_pairs"] = sorted([str(g), str(p)] for g, p in pairs)
+    manifest["gpus_seen"] = sorted(set(manifest.get("gpus_seen", [])) | set(user_rows["gpu"]))
+    return manifest
+
+
+def effective_factors(user_rows: pd.DataFrame, base_model: Any, new_model: Any) -> dict[str, float]:
+    """Per GPU: median of new / base predicted energy over the user's run configurations, the measured runs
+    themselves left out (anchors off): what the forecast of a new graph or batch on that GPU moves, the power cap
+    and the seen-configuration stage included."""
+    unanchored = dataclasses.replace(new_model, manifest={**new_model.manifest, "anchors": []})
+    new = _reference_frame(user_rows, unanchored)["energy_j"].to_numpy(float)
+    old = _reference_frame(user_rows, base_model)["energy_j"].to_numpy(float)
+    ratio = pd.Series(new / old, index=user_rows.index)
+    return {str(g): float(ratio[user_rows["gpu"] == g].median()) for g in sorted(user_rows["gpu"].unique())}
+
+
 def impute_time(user_rows: pd.DataFrame, reference: Any) -> tuple[pd.DataFrame, int]:
     """Fill time/power of rows measured without ``time_s`` so they can train the time and power boosters.
 
@@ -716,6 +782,7 @@ def retrain(
         if stored and (base_model.path / stored).is_file():
             base_table = pd.read_parquet(base_model.path / stored)
     reference = base_model if base_model is not None else None
+    check_plausible(user_rows, reference, origin)
     n_imputed = 0
     if reference is not None:
         user_rows, n_imputed = impute_time(user_rows, reference)
@@ -759,7 +826,11 @@ def retrain(
             summary["new_model_fit_error_on_user_rows"] = base_model_error(user_rows, new_model)
         mpath = new_dir / MANIFEST
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        manifest = _measured_manifest(manifest, user_rows)
         summary["gpu_calibration"] = _gpu_calibration(manifest.get("gpu_offsets", {}))
+        if base_model is not None:
+            _set_effective(summary["gpu_calibration"], effective_factors(
+                user_rows, base_model, dataclasses.replace(new_model, manifest=manifest)))
         manifest[SUMMARY_KEY] = summary
         manifest["model_name"] = f"{manifest['model_name']}-retrained"
         _seal_and_publish(new_dir, manifest, out)
@@ -776,6 +847,15 @@ def _gpu_calibration(offsets: dict[str, dict[str, float]]) -> dict[str, dict[str
               "energy_factor": round(math.exp(sum(v for k, v in o.items() if k != "n_rows")), 4)}
         for gpu, o in offsets.items()
     }
+
+
+def _set_effective(calibration: dict[str, dict[str, float]], factors: dict[str, float]) -> None:
+    """``energy_factor`` = what the forecasts of the user's runs move (not the product of the raw offsets, which
+    the power cap and the anchors can override); the offsets' product stays as ``offset_energy_factor``."""
+    for gpu, factor in factors.items():
+        entry = calibration.setdefault(gpu, {"n_rows": 0})
+        entry["offset_energy_factor"] = entry.get("energy_factor", 1.0)
+        entry["energy_factor"] = round(factor, 4)
 
 
 def _summary(origin: str, user_rows: pd.DataFrame, base_model: Any, *, base: str, mode: str, base_rows: int,
@@ -805,9 +885,10 @@ def _calibrate_only(base_model: Any, user_rows: pd.DataFrame, out: Path, *, orig
     summary = _summary(origin, user_rows, base_model, base="shipped", base_rows=0, seed=seed,
                        n_imputed=n_imputed, mode="calibration offsets (no base training table)")
     summary["gpu_calibration"] = _gpu_calibration(offsets)
-    manifest = _calibrated_manifest(base_model.manifest, offsets, user_rows)
+    manifest = _measured_manifest(_calibrated_manifest(base_model.manifest, offsets, user_rows), user_rows)
+    calibrated = dataclasses.replace(base_model, manifest=manifest)  # same boosters, new offsets and anchors
+    _set_effective(summary["gpu_calibration"], effective_factors(user_rows, base_model, calibrated))
     if evaluate:
-        calibrated = dataclasses.replace(base_model, manifest=manifest)  # same boosters, new offsets
         summary["base_model_error_on_user_rows"] = base_model_error(user_rows, base_model)
         summary["new_model_grouped_cv_on_user_rows"] = calibration_cv(base_model, user_rows, prepared)
         summary["new_model_fit_error_on_user_rows"] = base_model_error(user_rows, calibrated)

@@ -38,6 +38,7 @@ def collect_info(model_dir: Path | None = None) -> dict[str, Any]:
         "sources": man.get("sources", []),
         "gpus_seen": man.get("gpus_seen", []),
         "precisions_seen": man.get("precisions_seen", []),
+        "calibrated_pairs": man.get("calibrated_pairs", []),
         "metrics": {
             g: {k: r.get(k) for k in ("n_groups", "median_ape", "p90_ape", "coverage_90")}
             for g, r in cv.items()
@@ -64,6 +65,9 @@ def print_info(info: dict[str, Any]) -> None:
         f"trained on {info['training_rows']} rows; GPUs: {', '.join(info['gpus_seen'])}; "
         f"precisions: {', '.join(info['precisions_seen'])}"
     )
+    if info.get("calibrated_pairs"):
+        c.print("calibrated on your measured runs (retrain): "
+                + ", ".join(f"{g} {p}" for g, p in info["calibrated_pairs"]))
     src = Table(title="training sources")
     for col in ("source", "rows", "license", "citation"):
         src.add_column(col, overflow="fold")

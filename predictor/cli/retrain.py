@@ -51,8 +51,9 @@ def print_summary(path: Path, summary: dict[str, Any]) -> None:
     console.print(table)
     for gpu, cal in summary.get("gpu_calibration", {}).items():
         parts = ", ".join(f"{k.removesuffix('_factor')} x{v:.3g}" for k, v in cal.items()
-                          if k.endswith("_factor") and k != "energy_factor")
-        console.print(f"calibration for {gpu}: energy x{cal['energy_factor']:.3g} ({parts}) from {cal['n_rows']} runs")
+                          if k.endswith("_factor") and k not in ("energy_factor", "offset_energy_factor"))
+        console.print(f"calibration for {gpu}: forecasts move x{cal['energy_factor']:.3g} (offsets {parts or 'none'}, "
+                      f"within the power cap) from {cal['n_rows']} runs; the measured runs themselves are reproduced")
     console.print(f"use it with: joulecast predict MODEL.onnx --gpu ... --model-dir {path}")
 
 
