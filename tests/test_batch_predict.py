@@ -9,7 +9,6 @@ import pytest
 from featurize.errors import InvalidInputError, UnknownGPUError
 from predictor.batch import OUTPUT_COLUMNS, expand_models
 from test_batch_graphs import write_variants
-from test_retrain_fit import synthetic_model  # noqa: F401 - session fixture
 
 
 @pytest.fixture(scope="module")

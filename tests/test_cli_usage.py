@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, RESNET18 as _RESNET18
 from predictor.cli import main
 
-RESNET18 = str(REPO_ROOT / "models" / "examples" / "resnet18.onnx")
+RESNET18 = str(_RESNET18)
 
 
 @pytest.mark.parametrize("argv, says", [

@@ -290,16 +290,15 @@ def test_every_registered_op_has_a_case():
     assert not missing, f"handlers without a one-node test: {sorted(missing)}"
 
 
-def test_duplicate_registration_is_an_error():
+def test_duplicate_registration_is_an_error(op_registry):
     with pytest.raises(ValueError, match="already registered"):
-        ops.register("Relu")(lambda view: ops.OpCost())
-    handler = ops.get_handler("Relu")
-    ops.register("Relu", overwrite=True)(handler)
-    assert ops.get_handler("Relu") is handler
+        op_registry.register("Relu")(lambda view: op_registry.OpCost())
+    new = op_registry.register("Relu", overwrite=True)(lambda view: op_registry.OpCost())
+    assert op_registry.get_handler("Relu") is new  # restored to the built-in handler after the test
 
 
-def test_custom_domain_op_can_be_registered():
-    @ops.register("MyOp", domain="test.featurize")
+def test_custom_domain_op_can_be_registered(op_registry):
+    @op_registry.register("MyOp", domain="test.featurize")
     def _my(view):
         return ops.OpCost(flops=7.0 * view.out_numel, op_class="elementwise")
 
@@ -312,3 +311,11 @@ def test_custom_domain_op_can_be_registered():
     feats = featurize(model)
     assert feats.unsupported_ops == {}
     assert feats.nodes.iloc[0]["flops"] == 28.0
+
+
+def test_registry_tests_leave_no_handler_behind():
+    # runs after the two tests above (file order): the built-in Relu handler is back and MyOp is gone
+    from featurize.ops import elementwise
+
+    assert ("test.featurize", "MyOp") not in ops.registered_ops()
+    assert ops.get_handler("Relu").__module__ == elementwise.__name__

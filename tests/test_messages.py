@@ -11,12 +11,11 @@ import pandas as pd
 import pytest
 from onnx import TensorProto, helper
 
-from conftest import REPO_ROOT
+from conftest import RESNET18
 from featurize import GraphLoadError, SchemaError, UnknownGPUError, lookup_gpu
 from predictor import predict, predict_many
 from predictor.cli import main
 
-RESNET18 = REPO_ROOT / "models" / "examples" / "resnet18.onnx"
 RUN = dict(gpu="A100-SXM4-80GB", batch_size=8, samples_per_epoch=1000)
 
 

@@ -150,7 +150,27 @@ def test_grouped_cv_holds_out_each_group():
     res = grouped_cv(synth_table(), "gpu", gpu_specs=synth_gpus(), rounds=50)
     oof = res["oof"]
     assert set(oof["group"]) == {"G1", "G2", "G3", "G4"} and oof["pred_j"].notna().all()
-    assert res["metrics"]["n_groups"] == 4 and 0 <= res["metrics"]["coverage_90"] <= 1
+    assert res["metrics"]["n_groups"] == 4
+    # coverage recomputed independently: each group's 90 % half-width from the other groups' |log residual| /
+    # novelty scale (the ceil((n + 1) x 0.9)-th smallest), then the share of rows inside it
+    r = (oof["log_resid"].abs() / oof["scale"]).to_numpy()
+    hits = []
+    for g in sorted(set(oof["group"])):
+        inside = (oof["group"] == g).to_numpy()
+        other = np.sort(r[~inside])
+        q = other[min(len(other), int(np.ceil((len(other) + 1) * 0.9))) - 1]
+        hits += list(r[inside] <= q)
+    assert res["metrics"]["coverage_90"] == pytest.approx(np.mean(hits), abs=1e-12)
+
+
+def test_leave_group_out_coverage_by_hand():
+    from predictor.training import loo_group_coverage
+
+    # group a's residuals (0.1) are all inside b's quantile (1.0); b's (1.0) all outside a's (0.1)
+    oof = pd.DataFrame({"group": ["a"] * 10 + ["b"] * 10, "log_resid": [0.1] * 10 + [-1.0] * 10,
+                        "scale": 1.0, "true_j": 1.0, "pred_j": 1.0})
+    cov, width = loo_group_coverage(oof)
+    assert cov == 0.5 and width == pytest.approx((1.0 + 0.1) / 2)
 
 
 def test_conformal_quantile():

@@ -15,53 +15,6 @@ import pandas as pd
 import pytest
 
 from featurize.errors import InvalidInputError
-from test_batch_graphs import write_variants
-
-GPUS = ("L4", "A100", "V100", "T4")
-
-
-def synthetic_runs(paths, *, gpus=GPUS, batch_sizes=(32, 128), seed=0) -> pd.DataFrame:
-    """Runs whose energy follows t = flops_train / (0.35 peak) + launch floor, P = 0.55 TDP (+3 % noise)."""
-    from featurize import featurize, lookup_gpu
-
-    rng = np.random.default_rng(seed)
-    rows = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        specs = {g: lookup_gpu(g) for g in gpus}
-        for p in paths:
-            for bs in batch_sizes:
-                f = featurize(str(p), batch_size=bs)
-                for g in gpus:
-                    t = f.flops_train / (0.35 * specs[g].peak_fp32_flops) + f.n_nodes * 15e-6 / bs
-                    e = t * 0.55 * specs[g].tdp_w * 10_000 * 3
-                    rows.append(
-                        dict(
-                            model=str(p),
-                            gpu=g,
-                            batch_size=bs,
-                            samples_per_epoch=10_000,
-                            epochs=3,
-                            energy_j=e * rng.lognormal(0, 0.03),
-                            time_s=t * 30_000,
-                        )
-                    )
-    return pd.DataFrame(rows)
-
-
-@pytest.fixture(scope="session")
-def synthetic_model(tmp_path_factory):
-    """(model_dir, runs csv path, graph paths) of a base=None model trained on synthetic runs."""
-    from predictor.retrain import retrain
-
-    root = tmp_path_factory.mktemp("synthetic_model")
-    paths = write_variants(root / "graphs", 24, seed=0)
-    runs = synthetic_runs(paths)
-    csv = root / "runs.csv"
-    runs.to_csv(csv, index=False)
-    out = retrain(csv, out_dir=root / "model", base=None, seed=0)
-    return out, csv, paths
-
 
 def test_retrain_writes_a_complete_verified_model(synthetic_model):
     from predictor.model import load_model

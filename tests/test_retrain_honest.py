@@ -9,13 +9,12 @@ import warnings
 import pandas as pd
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import RESNET18
 from featurize import SchemaError
 from predictor import predict, retrain
 from predictor.cli.info import collect_info, print_info
 from predictor.retrain import read_retrain_summary
 
-RESNET18 = REPO_ROOT / "models" / "examples" / "resnet18.onnx"
 RUN = dict(gpu="L4", samples_per_epoch=50_000, epochs=5, precision="bf16")
 # the "measured" runs: 1.7x the shipped forecast's energy in the same time, i.e. ~1.7x its power (~85 W, under the
 # 96 W an L4 limit can be set to): the power offset then meets the 72 W cap, so the offsets' product overstates

@@ -7,14 +7,14 @@ import math
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import RESNET18 as _RESNET18
 from featurize import lookup_gpu
 from featurize.errors import InvalidInputError
 from featurize.physics import power_limit_range_w
 from predictor import predict, predict_many
 from predictor.cli import main
 
-RESNET18 = str(REPO_ROOT / "models" / "examples" / "resnet18.onnx")
+RESNET18 = str(_RESNET18)
 RUN = dict(gpu="H100-SXM5-80GB", batch_size=64, samples_per_epoch=50_000, epochs=10)
 NAN, INF = float("nan"), float("inf")
 
