@@ -7,7 +7,6 @@ import json
 import pandas as pd
 
 from predictor.cli import main
-from test_retrain_fit import synthetic_model  # noqa: F401 - session fixture
 
 
 def test_retrain_cli_json_and_table(synthetic_model, tmp_path, capsys):

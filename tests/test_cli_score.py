@@ -10,7 +10,6 @@ import pytest
 from predictor.cli import main
 from predictor.cli.score import pareto_front
 from test_batch_graphs import write_variants
-from test_retrain_fit import synthetic_model  # noqa: F401 - session fixture
 
 
 @pytest.fixture(scope="module")
