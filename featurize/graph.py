@@ -424,6 +424,7 @@ def _analyse(
     unknown_domains: set[str] = set()
     failed: list[str] = []
     unknown_shapes = 0
+    first_unknown = ""
     requires_grad: set[str] = set(trainable_leaves)
     if trainable_leaves:
         for x, r in roots.items():
@@ -513,6 +514,7 @@ def _analyse(
         else:
             if (unknown or (outs and outs[0].shape is None)) and op not in SEQUENCE_OPS:
                 unknown_shapes += 1
+                first_unknown = first_unknown or f"{name} ({op})"
             attrs = new_object(_LazyAttrs)
             set_proto(attrs, proto)
             view = tnew(NodeView, (name, op, dom, ins, outs, attrs, bytes_in, bytes_out, w_params))
@@ -572,6 +574,7 @@ def _analyse(
     live = sum(info_of(x).nbytes for x in graph_inputs)
     peak = _peak_live_bytes(live, new_bytes, last_use, lambda x: info_of(x).nbytes)
 
+    notes: list[str] = []
     if unsupported or failed:
         msg = "featurize: ops without a cost handler were counted as zero FLOPs: " + ", ".join(
             f"{k} x{v}" for k, v in sorted(unsupported.items())
@@ -581,9 +584,15 @@ def _analyse(
         if failed:
             msg += f". Handler errors: {failed[:3]}"
         msg += ". Register a handler with featurize.ops.register(op_type, domain=...) to cost them."
-        warnings.warn(msg, stacklevel=3)
+        notes.append(msg)
     if unknown_shapes:
-        warnings.warn(f"featurize: {unknown_shapes} node(s) have tensors of unknown shape; their cost is partial.", stacklevel=3)
+        notes.append(
+            f"featurize: {unknown_shapes} node(s) have tensors whose shape stays unknown after constant folding and "
+            f"shape inference (first: {first_unknown}); their cost is partial. Pass input_shapes= / dims= or export "
+            "with static shapes."
+        )
+    for msg in notes:
+        warnings.warn(msg, stacklevel=3)
 
     per = 1.0 / b_eval
     flops_forward = tot_flops * per
@@ -619,6 +628,7 @@ def _analyse(
         nodes=LazyNodes(partial(_nodes_frame, rows, ws_scale)) if with_nodes else None,
         input_shapes={k: v for k, v in bound.items() if k not in weight_inputs},
         graph_name=g.name,
+        warnings=tuple(notes),
     )
 
 

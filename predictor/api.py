@@ -178,6 +178,7 @@ def predict(
                               precision=precision, frozen=list(frozen) if frozen else None,
                               example_inputs=example_inputs)
     row = gf.to_dict()
+    notes += [w for w in getattr(gf, "warnings", ()) if "without a cost handler" not in w]  # unsupported: below
     if gf.unsupported_ops:
         ops = ", ".join(f"{k} x{v}" for k, v in sorted(gf.unsupported_ops.items()))
         notes.append(f"unsupported ops counted as zero cost: {ops}; the estimate may be low and the interval "
