@@ -78,7 +78,14 @@ WEIGHT_SLOTS: dict[str, frozenset[int]] = {
     "GRU": frozenset({1, 2, 3}),
     "RNN": frozenset({1, 2, 3}),
     "PRelu": frozenset({1}),
+    "QLinearConv": frozenset({3, 8}),
+    "QLinearMatMul": frozenset({3}),
+    "ConvInteger": frozenset({1}),
+    "MatMulInteger": frozenset({1}),
 }
+# Integer element types of quantized weights: an initializer of these types with more than one element
+# is a weight (int64/int32 constants are indices and shapes).
+_QUANT_TYPES = frozenset({TensorProto.INT8, TensorProto.UINT8, TensorProto.INT4, TensorProto.UINT4})
 _BUFFER_SLOTS: dict[str, frozenset[int]] = {"BatchNormalization": frozenset({3, 4})}
 _ALIAS_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Dropout"})
 _MAC_CLASSES = ("conv", "matmul", "attention", "recurrent")
@@ -354,7 +361,7 @@ def _analyse(
 
     def add_leaf(name: str) -> None:
         shape, elem = shape_get(name, _NO_SHAPE)
-        if shape is None or elem not in _FLOAT_TYPES:
+        if shape is None or (elem not in _FLOAT_TYPES and elem not in _QUANT_TYPES):
             return
         n = prod(shape)
         if n > 1:
