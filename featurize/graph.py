@@ -46,6 +46,8 @@ from featurize.errors import InvalidInputError
 from featurize.loader import NodeFields, ShapeMap, bind_input_dims, load_graph, node_fields, resolve_shapes
 from featurize.ops import NodeView, OpCost, TensorInfo, handler_table, known_domains
 from featurize.ops.sequence import SEQUENCE_OPS
+
+CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan"})  # costed from their subgraphs (featurize.control_flow)
 from featurize.types import BYTES_PER_ELEMENT, PRECISIONS, GPUSpec, GraphFeatures, LazyNodes
 
 __all__ = ["featurize", "OPTIMIZER_FLOPS_PER_PARAM", "WEIGHT_SLOTS"]
@@ -446,6 +448,9 @@ def _analyse(
     depth_get = depth_of.get
     max_depth = 0
     handlers = handler_table()
+    flow_notes: list[str] = []
+    if any(n.op_type in CONTROL_FLOW_OPS for n in nodes):
+        handlers = {**handlers, **_flow_handlers(model, shapes, precision, flow_notes)}
     new_object, set_proto = object.__new__, _LazyAttrs._proto.__set__  # _LazyAttrs(proto) without its __init__ frame
     # liveness bookkeeping (forward pass in graph order): storage a tensor aliases, last node reading it
     storage: dict[str, str] = {name: name for name in graph_inputs}
@@ -581,7 +586,7 @@ def _analyse(
     live = sum(info_of(x).nbytes for x in graph_inputs)
     peak = _peak_live_bytes(live, new_bytes, last_use, lambda x: info_of(x).nbytes)
 
-    notes: list[str] = []
+    notes: list[str] = list(flow_notes)
     if unsupported or failed:
         msg = "featurize: ops without a cost handler were counted as zero FLOPs: " + ", ".join(
             f"{k} x{v}" for k, v in sorted(unsupported.items())
@@ -637,6 +642,20 @@ def _analyse(
         graph_name=g.name,
         warnings=tuple(notes),
     )
+
+
+def _flow_handlers(model: onnx.ModelProto, shapes: ShapeMap, precision: str, notes: list[str]) -> dict:
+    """Handlers for If / Loop / Scan bound to this graph's shapes (:mod:`featurize.control_flow`); what
+    they state goes into ``notes``."""
+    from featurize.control_flow import control_flow_cost
+
+    def handle(view: NodeView) -> OpCost:
+        cost, note = control_flow_cost(view, view.attrs._proto, shapes, model.graph, model.opset_import, precision)
+        if note:
+            notes.append(f"featurize: {note}")
+        return cost
+
+    return {("", op): handle for op in CONTROL_FLOW_OPS}
 
 
 _NO_SHAPE = (None, 0)
