@@ -18,12 +18,14 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-__all__ = ["fold_constants", "FOLD_MAX_ELEMENTS", "initializer_values"]
+__all__ = ["fold_constants", "FOLD_MAX_ELEMENTS", "initializer_values", "Values"]
 
 # Largest tensor the folder materialises (elements). Shape subgraphs hold a few dozen values; a
 # [seq, seq] causal mask at seq 128 is 16384. Anything larger keeps its (inferred) shape, unfolded.
 FOLD_MAX_ELEMENTS = 1 << 16
 
+_SHAPE_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.BOOL,
+                          onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT16})
 Kernel = Callable[[list, dict], Any]
 _KERNELS: dict[str, Kernel] = {}
 
@@ -41,20 +43,30 @@ def _attr_dict(node: onnx.NodeProto) -> dict[str, Any]:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def initializer_values(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    """Values of the small initializers that still carry data (the loader strips large payloads)."""
-    out: dict[str, np.ndarray] = {}
+class Values(dict):
+    """``{tensor name: ndarray}`` of known constant values; initializers are converted on first read."""
+
+    def __init__(self, protos: dict[str, onnx.TensorProto]):
+        super().__init__()
+        self._protos = protos
+
+    def __missing__(self, name: str) -> np.ndarray:
+        arr = self[name] = numpy_helper.to_array(self._protos.pop(name))  # KeyError: not a known constant
+        return arr
+
+
+def initializer_values(graph: onnx.GraphProto) -> Values:
+    """The small integer/bool initializers that still carry data (shape data: float initializers are
+    weights, and shapes are not computed from them), converted to numpy on first read."""
+    protos: dict[str, onnx.TensorProto] = {}
     for init in graph.initializer:
-        if init.data_location == onnx.TensorProto.EXTERNAL or math.prod(init.dims) > FOLD_MAX_ELEMENTS:
+        if init.data_type not in _SHAPE_TYPES or init.data_location == onnx.TensorProto.EXTERNAL:
             continue
-        if not (init.raw_data or init.int64_data or init.int32_data or init.float_data or init.double_data):
-            if math.prod(init.dims) != 0:
-                continue
-        try:
-            out[init.name] = numpy_helper.to_array(init)
-        except Exception:  # noqa: BLE001 - odd types (strings, float8): simply not folded
+        if math.prod(init.dims) > FOLD_MAX_ELEMENTS:
             continue
-    return out
+        if init.raw_data or init.int64_data or init.int32_data or math.prod(init.dims) == 0:
+            protos[init.name] = init
+    return Values(protos)
 
 
 def fold_constants(
@@ -100,6 +112,8 @@ def _eval(node, shapes: Mapping[str, tuple], values: dict, cap: int) -> list | N
         return [np.array(shape[slice(start, end)], np.int64)]
     if op == "Constant":
         return [_constant(node.proto)]
+    if op == "ConstantOfShape" and _fills_float(node.proto):
+        return None  # a weight built in the graph (onnx's light models), not shape data
     kernel = _KERNELS.get(op)
     if kernel is None:
         return None
@@ -107,14 +121,20 @@ def _eval(node, shapes: Mapping[str, tuple], values: dict, cap: int) -> list | N
     for x in node.ins:
         if not x:
             ins.append(None)
-        elif x in values:
+            continue
+        try:
             ins.append(values[x])
-        else:
+        except KeyError:  # not a known constant
             return None
     a = _attr_dict(node.proto) if node.proto.attribute else {}
     a["_cap"] = cap
     out = kernel(ins, a)
     return out if isinstance(out, list) else [np.asarray(out)]
+
+
+def _fills_float(proto: onnx.NodeProto) -> bool:
+    value = next((a.t for a in proto.attribute if a.name == "value"), None)
+    return value is None or value.data_type not in _SHAPE_TYPES
 
 
 def _constant(proto: onnx.NodeProto) -> np.ndarray | None:
