@@ -145,7 +145,7 @@ def featurize(
         source = export_module(source, example_inputs)
     elif example_inputs is not None:
         raise InvalidInputError("example_inputs= is only used with a torch.nn.Module source; drop it.")
-    model, nodes, inits, static, inputs = load_graph(source)
+    model, nodes, inits, static, inputs, tied = load_graph(source)
     weight_inputs = _weight_like_inputs(model.graph, nodes, inits, static, inputs)
     binding = bind_input_dims(
         model, batch_size=batch_size, dims=dims, input_shapes=input_shapes, skip=weight_inputs,
@@ -160,7 +160,7 @@ def featurize(
     need_nodes = with_nodes or gpu is not None  # cache features walk the node table
     features = _analyse(
         model, nodes, shapes, weight_inputs, bound, batch_size, precision, frozen_prefixes, need_nodes, list(inits),
-        [name for name, _ in inputs],
+        [name for name, _ in inputs], tied,
     )
     if gpu is not None:
         from dataclasses import replace
@@ -344,6 +344,7 @@ def _analyse(
     with_nodes: bool = True,
     init_names: list[str] | None = None,
     input_names: list[str] | None = None,
+    tied: Mapping[str, str] | None = None,
 ) -> GraphFeatures:
     """Graph-level features from the resolved shapes. ``init_names`` / ``input_names``: the initializer
     names and the non-initializer graph input names, in order (read from ``model`` when None)."""
@@ -372,6 +373,10 @@ def _analyse(
 
     for name in init_names:
         add_leaf(name)
+    for copy, orig in (tied or {}).items():  # a transposed copy of a weight is that weight (tied LM head)
+        if copy in leaf_numel and orig in leaf_numel:
+            del leaf_numel[copy]
+            roots[copy] = (orig,)
     for name in weight_inputs:
         const.add(name)
         add_leaf(name)

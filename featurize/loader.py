@@ -70,6 +70,7 @@ class LoadedGraph(NamedTuple):
     initializers: InitShapes
     static_inputs: InitShapes
     inputs: list[tuple[str, onnx.ValueInfoProto]] = []
+    tied: dict[str, str] = {}  # initializer -> the initializer it is a transposed copy of (see _transposed_copies)
 
 
 def load_model_nodes(source: Any) -> tuple[onnx.ModelProto, list[NodeFields]]:
@@ -95,6 +96,7 @@ def load_graph(source: Any) -> LoadedGraph:
         what = repr(str(path))
     else:
         raise InvalidInputError(f"cannot featurize an object of type {type(source).__name__}; {_FIX_LOAD}.")
+    tied = _transposed_copies(model.graph)  # before the payloads go
     inits = _strip_weight_data(model)  # shape inference would otherwise re-serialize every weight
     inputs = _non_init_inputs(model.graph, inits)
     nodes = _validate(model, what, inits, [name for name, _ in inputs])
@@ -106,7 +108,7 @@ def load_graph(source: Any) -> LoadedGraph:
         nodes = node_fields(model.graph)
         inits = {i.name: (tuple(i.dims), i.data_type) for i in model.graph.initializer}
         inputs = _non_init_inputs(model.graph, inits)  # the inlined model's own protos
-    return LoadedGraph(model, nodes, inits, _static_inputs(inputs), inputs)
+    return LoadedGraph(model, nodes, inits, _static_inputs(inputs), inputs, tied)
 
 
 def _non_init_inputs(graph: onnx.GraphProto, inits: Any) -> list[tuple[str, onnx.ValueInfoProto]]:
@@ -135,6 +137,32 @@ def _parse(data: bytes, what: str) -> onnx.ModelProto:
             "Re-export the model with torch.onnx.export / onnx.save and pass the complete file."
         ) from err
     return model
+
+
+def _transposed_copies(graph: onnx.GraphProto, samples: int = 64) -> dict[str, str]:
+    """``{copy: original}`` for 2-D float initializers stored inline that equal another one transposed
+    (the TorchScript exporter writes a tied LM head as a pre-transposed second copy of the embedding):
+    dims ``[a, b]`` vs ``[b, a]`` and ``samples`` pseudo-random positions equal. Weights absent
+    (external data) cannot be compared and are left alone."""
+    import numpy as np
+
+    by_dims: dict[tuple, list[onnx.TensorProto]] = {}
+    for init in graph.initializer:
+        if len(init.dims) == 2 and init.data_type == TensorProto.FLOAT and init.raw_data and min(init.dims) > 1:
+            by_dims.setdefault(tuple(init.dims), []).append(init)
+    tied: dict[str, str] = {}
+    for (a, b), group in by_dims.items():
+        if a >= b or (b, a) not in by_dims:
+            continue
+        rng = np.random.default_rng(0)
+        rows, cols = rng.integers(0, a, samples), rng.integers(0, b, samples)
+        for orig in group:
+            x = np.frombuffer(orig.raw_data, np.float32)
+            for copy in by_dims[(b, a)]:
+                y = np.frombuffer(copy.raw_data, np.float32)
+                if np.array_equal(x[rows * b + cols], y[cols * a + rows]) and np.any(x[rows * b + cols]):
+                    tied[copy.name] = orig.name
+    return tied
 
 
 def _strip_weight_data(model: onnx.ModelProto) -> InitShapes:

@@ -5,7 +5,8 @@ Each case: a model built from a config, example inputs (batch 2, sequence 16), t
 axes, and a reference count of forward MACs from ``torch.utils.flop_counter.FlopCounterMode`` on the same
 config built on the meta device. Every parameter is re-drawn from a seeded normal so that no two weight
 tensors are equal (the TorchScript exporter merges initializers with identical values). Word embeddings
-are untied: the TorchScript exporter writes a tied LM head as a second, transposed copy.
+are untied except in ``bert-tied-head``: the TorchScript exporter writes a tied LM head as a second,
+transposed copy, which the loader recognises from the weights' values.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def _bert_pretraining():
                                                intermediate_size=256, max_position_embeddings=64, **_SMALL))
 
 
+def _bert_tied():  # the default: LM head tied to the word embeddings
+    return tf.BertForPreTraining(tf.BertConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
+                                               intermediate_size=128, max_position_embeddings=64, vocab_size=512))
+
+
 def _bert_qa():  # BERT-large's shape ratios (16 heads, 4x FFN), scaled down
     return tf.BertForQuestionAnswering(tf.BertConfig(hidden_size=128, num_hidden_layers=3, num_attention_heads=16,
                                                      intermediate_size=512, max_position_embeddings=64, **_SMALL))
@@ -95,6 +101,7 @@ def _vit():
 
 CASES = {
     "bert-pretraining": Case("bert-pretraining", _bert_pretraining, _text, _TEXT_AXES),
+    "bert-tied-head": Case("bert-tied-head", _bert_tied, _text, _TEXT_AXES),
     "bert-large-qa": Case("bert-large-qa", _bert_qa, _text, _TEXT_AXES),
     "gpt2-eager": Case("gpt2-eager", _gpt2, _text, _TEXT_AXES),
     "opt": Case("opt", _opt, _text, _TEXT_AXES),
