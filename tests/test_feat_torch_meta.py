@@ -74,3 +74,12 @@ def test_export_failure_is_one_clean_error():
     with pytest.raises(GraphLoadError, match="example_inputs") as info:
         featurize(Bad(), example_inputs=torch.ones(2, 4))
     assert "\x1b[" not in str(info.value)
+
+
+def test_readme_hugging_face_example_runs_through_predict(meta_llama):
+    from predictor import predict
+
+    p = predict(meta_llama, example_inputs={"input_ids": torch.ones(1, 32, dtype=torch.long)}, gpu="H100",
+                batch_size=8, samples_per_epoch=1000, epochs=1, precision="bf16")
+    assert p.energy_j > 0 and p.time_s > 0
+    assert not [w for w in p.warnings if "unknown" in w]
