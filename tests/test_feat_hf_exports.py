@@ -69,3 +69,16 @@ def test_missing_dim_names_the_cli_flag(hf_cache):
     _, proto = _exported(hf_cache, "bert-pretraining", "torchscript", 17)
     with pytest.raises(UnboundDimensionError, match=r"dims=\{'seq': N\}.*--dim seq=N"):
         featurize(proto, batch_size=2)
+
+
+def test_predict_takes_the_batch_from_dims(hf_cache, tmp_path):
+    import onnx
+
+    from predictor import predict
+
+    _, proto = _exported(hf_cache, "bert-pretraining", "torchscript", 17)
+    path = tmp_path / "bert.onnx"
+    onnx.save(proto, path)
+    p = predict(str(path), gpu="A100", dims={"batch": 8, "seq": SEQ})
+    assert p.batch_size == 8
+    assert not [w for w in p.warnings if "unknown" in w]
