@@ -185,8 +185,9 @@ def child_7b() -> None:
     t = time.perf_counter()
     featurize(module, example_inputs={"input_ids": torch.ones(1, SEQ, dtype=torch.long)}, with_nodes=False)
     t_again = time.perf_counter() - t
+    rss = _rss_mb()  # before the reference count (FlopCounterMode's own peak is not featurize's)
     print(json.dumps({"params": feats.params, "macs": feats.macs_forward, "build_s": t - t0 - t_first - t_again,
-                      "featurize_s": t_first, "again_s": t_again, "rss_mb": _rss_mb(), "rss_after_build_mb": rss_model,
+                      "featurize_s": t_first, "again_s": t_again, "rss_mb": rss, "rss_after_build_mb": rss_model,
                       "ref_macs": llama_reference(module, SEQ)}))
 
 
@@ -209,29 +210,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--skip-70b", action="store_true")
+    parser.add_argument("--only-large", action="store_true", help="only the 7B module and the 70B export")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child_7b() if args.child[0] == "7b" else child_file(args.child[1])
-    bench_file("ResNet-50 (onnx wheel)", LIGHT / "light_resnet50.onnx", repeat=args.repeat, dims={},
+    if not args.only_large:
+        small_graphs(args.repeat)
+    large_graphs(args.skip_70b)
+
+
+def small_graphs(repeat: int) -> None:
+    bench_file("ResNet-50 (onnx wheel)", LIGHT / "light_resnet50.onnx", repeat=repeat, dims={},
                ref_macs=None, tool_inputs={})
-    bench_file("DenseNet-121 (onnx wheel)", LIGHT / "light_densenet121.onnx", repeat=args.repeat, dims={},
+    bench_file("DenseNet-121 (onnx wheel)", LIGHT / "light_densenet121.onnx", repeat=repeat, dims={},
                ref_macs=None, tool_inputs={})
     with tempfile.TemporaryDirectory() as tmp:
         bert = Path(tmp) / "bert_base.onnx"
         ref = export_bert_base(bert)
-        bench_file("BERT-base BertForPreTraining (TorchScript, opset 17)", bert, repeat=args.repeat,
+        bench_file("BERT-base BertForPreTraining (TorchScript, opset 17)", bert, repeat=repeat,
                    dims={"batch": 1, "seq": SEQ}, ref_macs=ref,
                    tool_inputs={"input_ids": np.ones((1, SEQ), np.int64), "attention_mask": np.ones((1, SEQ), np.int64)})
         llama = Path(tmp) / "llama_1b.onnx"
         ref = export_llama("1.1b", llama)
-        bench_file("Llama-1.1B (dynamo, opset 18, weights absent)", llama, repeat=args.repeat, dims={},
+        bench_file("Llama-1.1B (dynamo, opset 18, weights absent)", llama, repeat=repeat, dims={},
                    ref_macs=ref, tool_inputs={})
+
+
+def large_graphs(skip_70b: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
         r = _child("--child", "7b")
         print(f"7B Llama-style meta module through featurize(module): {r['params'] / 1e9:.3f} B params, first call "
               f"{r['featurize_s']:.1f} s (export included), repeated call {r['again_s'] * 1e3:.0f} ms, peak RSS "
               f"{r['rss_mb']:.0f} MB; MACs {r['macs'] / r['ref_macs'] - 1:+.3%} vs FlopCounterMode")
-        if not args.skip_70b:
+        if not skip_70b:
             big = Path(tmp) / "llama_70b.onnx"
             t = time.perf_counter()
             ref = export_llama("70b", big)
