@@ -46,6 +46,8 @@ from featurize.errors import InvalidInputError
 from featurize.loader import NodeFields, ShapeMap, bind_input_dims, load_graph, node_fields, resolve_shapes
 from featurize.ops import NodeView, OpCost, TensorInfo, handler_table, known_domains
 from featurize.ops.sequence import SEQUENCE_OPS
+
+CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan"})  # costed from their subgraphs (featurize.control_flow)
 from featurize.types import BYTES_PER_ELEMENT, PRECISIONS, GPUSpec, GraphFeatures, LazyNodes
 
 __all__ = ["featurize", "OPTIMIZER_FLOPS_PER_PARAM", "WEIGHT_SLOTS"]
@@ -78,7 +80,14 @@ WEIGHT_SLOTS: dict[str, frozenset[int]] = {
     "GRU": frozenset({1, 2, 3}),
     "RNN": frozenset({1, 2, 3}),
     "PRelu": frozenset({1}),
+    "QLinearConv": frozenset({3, 8}),
+    "QLinearMatMul": frozenset({3}),
+    "ConvInteger": frozenset({1}),
+    "MatMulInteger": frozenset({1}),
 }
+# Integer element types of quantized weights: an initializer of these types with more than one element
+# is a weight (int64/int32 constants are indices and shapes).
+_QUANT_TYPES = frozenset({TensorProto.INT8, TensorProto.UINT8, TensorProto.INT4, TensorProto.UINT4})
 _BUFFER_SLOTS: dict[str, frozenset[int]] = {"BatchNormalization": frozenset({3, 4})}
 _ALIAS_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Dropout"})
 _MAC_CLASSES = ("conv", "matmul", "attention", "recurrent")
@@ -136,7 +145,7 @@ def featurize(
         source = export_module(source, example_inputs)
     elif example_inputs is not None:
         raise InvalidInputError("example_inputs= is only used with a torch.nn.Module source; drop it.")
-    model, nodes, inits, static, inputs = load_graph(source)
+    model, nodes, inits, static, inputs, tied = load_graph(source)
     weight_inputs = _weight_like_inputs(model.graph, nodes, inits, static, inputs)
     binding = bind_input_dims(
         model, batch_size=batch_size, dims=dims, input_shapes=input_shapes, skip=weight_inputs,
@@ -151,7 +160,7 @@ def featurize(
     need_nodes = with_nodes or gpu is not None  # cache features walk the node table
     features = _analyse(
         model, nodes, shapes, weight_inputs, bound, batch_size, precision, frozen_prefixes, need_nodes, list(inits),
-        [name for name, _ in inputs],
+        [name for name, _ in inputs], tied,
     )
     if gpu is not None:
         from dataclasses import replace
@@ -350,6 +359,7 @@ def _analyse(
     with_nodes: bool = True,
     init_names: list[str] | None = None,
     input_names: list[str] | None = None,
+    tied: Mapping[str, str] | None = None,
 ) -> GraphFeatures:
     """Graph-level features from the resolved shapes. ``init_names`` / ``input_names``: the initializer
     names and the non-initializer graph input names, in order (read from ``model`` when None)."""
@@ -369,7 +379,7 @@ def _analyse(
 
     def add_leaf(name: str) -> None:
         shape, elem = shape_get(name, _NO_SHAPE)
-        if shape is None or elem not in _FLOAT_TYPES:
+        if shape is None or (elem not in _FLOAT_TYPES and elem not in _QUANT_TYPES):
             return
         n = prod(shape)
         if n > 1:
@@ -378,6 +388,10 @@ def _analyse(
 
     for name in init_names:
         add_leaf(name)
+    for copy, orig in (tied or {}).items():  # a transposed copy of a weight is that weight (tied LM head)
+        if copy in leaf_numel and orig in leaf_numel:
+            del leaf_numel[copy]
+            roots[copy] = (orig,)
     for name in weight_inputs:
         const.add(name)
         add_leaf(name)
@@ -440,6 +454,7 @@ def _analyse(
     unknown_domains: set[str] = set()
     failed: list[str] = []
     unknown_shapes: Counter[str] = Counter()  # op type -> nodes costed with a tensor of unknown shape
+    first_unknown = ""
     requires_grad: set[str] = set(trainable_leaves)
     if trainable_leaves:
         for x, r in roots.items():
@@ -454,6 +469,9 @@ def _analyse(
     depth_get = depth_of.get
     max_depth = 0
     handlers = handler_table()
+    flow_notes: list[str] = []
+    if any(n.op_type in CONTROL_FLOW_OPS for n in nodes):
+        handlers = {**handlers, **_flow_handlers(model, shapes, precision, flow_notes)}
     new_object, set_proto = object.__new__, _LazyAttrs._proto.__set__  # _LazyAttrs(proto) without its __init__ frame
     # liveness bookkeeping (forward pass in graph order): storage a tensor aliases, last node reading it
     storage: dict[str, str] = {name: name for name in graph_inputs}
@@ -529,6 +547,7 @@ def _analyse(
         else:
             if (unknown or (outs and outs[0].shape is None)) and op not in SEQUENCE_OPS:
                 unknown_shapes[op] += 1
+                first_unknown = first_unknown or f"{name} ({op})"
             attrs = new_object(_LazyAttrs)
             set_proto(attrs, proto)
             view = tnew(NodeView, (name, op, dom, ins, outs, attrs, bytes_in, bytes_out, w_params))
@@ -588,6 +607,7 @@ def _analyse(
     live = sum(info_of(x).nbytes for x in graph_inputs)
     peak = _peak_live_bytes(live, new_bytes, last_use, lambda x: info_of(x).nbytes)
 
+    notes: list[str] = list(flow_notes)
     if unsupported or failed:
         msg = "featurize: ops without a cost handler were counted as zero FLOPs: " + ", ".join(
             f"{k} x{v}" for k, v in sorted(unsupported.items())
@@ -597,12 +617,17 @@ def _analyse(
         if failed:
             msg += f". Handler errors: {failed[:3]}"
         msg += ". Register a handler with featurize.ops.register(op_type, domain=...) to cost them."
-        warnings.warn(msg, stacklevel=3)
+        notes.append(msg)
     if unknown_shapes:
         ops = ", ".join(f"{k} x{v}" for k, v in sorted(unknown_shapes.items()))
-        warnings.warn(f"featurize: {sum(unknown_shapes.values())} node(s) have tensors of unknown shape ({ops}); "
-                      "their cost counts the known dimensions only, so the estimate may be far too low: bind the "
-                      "inputs with dims= / input_shapes= or export the graph with static shapes.", stacklevel=3)
+        notes.append(
+            f"featurize: {sum(unknown_shapes.values())} node(s) have tensors of unknown shape after constant "
+            f"folding and shape inference ({ops}; first: {first_unknown}); their cost counts the known dimensions "
+            "only, so the estimate may be far too low: bind the inputs with dims= / input_shapes= or export the "
+            "graph with static shapes."
+        )
+    for msg in notes:
+        warnings.warn(msg, stacklevel=3)
 
     per = 1.0 / b_eval
     flops_forward = tot_flops * per
@@ -638,7 +663,22 @@ def _analyse(
         nodes=LazyNodes(partial(_nodes_frame, rows, ws_scale)) if with_nodes else None,
         input_shapes={k: v for k, v in bound.items() if k not in weight_inputs},
         graph_name=g.name,
+        warnings=tuple(notes),
     )
+
+
+def _flow_handlers(model: onnx.ModelProto, shapes: ShapeMap, precision: str, notes: list[str]) -> dict:
+    """Handlers for If / Loop / Scan bound to this graph's shapes (:mod:`featurize.control_flow`); what
+    they state goes into ``notes``."""
+    from featurize.control_flow import control_flow_cost
+
+    def handle(view: NodeView) -> OpCost:
+        cost, note = control_flow_cost(view, view.attrs._proto, shapes, model.graph, model.opset_import, precision)
+        if note:
+            notes.append(f"featurize: {note}")
+        return cost
+
+    return {("", op): handle for op in CONTROL_FLOW_OPS}
 
 
 _NO_SHAPE = (None, 0)

@@ -2,9 +2,9 @@
 
 Public entry points: :func:`load_model` (path / bytes / ``ModelProto`` -> ``ModelProto``),
 :func:`load_graph` (the same plus node fields, initializer and static input shapes, each read once),
-:func:`bind_dims` (symbolic input dims -> concrete values), :func:`resolve_shapes` (strict ONNX shape
-inference with data propagation, falling back to onnxruntime on dummy inputs only for tensors whose
-shape stays unknown). Everything raises the project's own errors (:mod:`featurize.errors`).
+:func:`bind_dims` (symbolic input dims -> concrete values), :func:`resolve_shapes` (numpy folding of
+small constant shape subgraphs, then strict ONNX shape inference, escalating to data propagation and
+onnxruntime's symbolic inference only while shapes stay unknown; the graph is never executed). Everything raises the project's own errors (:mod:`featurize.errors`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from typing import Any, Mapping, NamedTuple
 import onnx
 from onnx import TensorProto
 
-from featurize.errors import GraphLoadError, InvalidInputError, ShapeResolutionError, UnboundDimensionError
+from featurize.errors import GraphLoadError, InvalidInputError, UnboundDimensionError
+from featurize.fold import fold_constants, initializer_values
 
-__all__ = ["load_model", "load_model_nodes", "load_graph", "LoadedGraph", "node_fields", "NodeFields", "bind_dims", "bind_input_dims", "Binding", "resolve_shapes", "ShapeMap", "FALLBACK_MAX_BYTES"]
+__all__ = ["load_model", "load_model_nodes", "load_graph", "LoadedGraph", "node_fields", "NodeFields", "bind_dims", "bind_input_dims", "Binding", "resolve_shapes", "ShapeMap"]
 
 # tensor name -> (shape or None when unknown, ONNX elem_type)
 ShapeMap = dict[str, tuple[tuple[int, ...] | None, int]]
@@ -69,6 +70,7 @@ class LoadedGraph(NamedTuple):
     initializers: InitShapes
     static_inputs: InitShapes
     inputs: list[tuple[str, onnx.ValueInfoProto]] = []
+    tied: dict[str, str] = {}  # initializer -> the initializer it is a transposed copy of (see _transposed_copies)
 
 
 def load_model_nodes(source: Any) -> tuple[onnx.ModelProto, list[NodeFields]]:
@@ -97,6 +99,7 @@ def load_graph(source: Any) -> LoadedGraph:
         what = repr(str(path))
     else:
         raise InvalidInputError(f"cannot featurize an object of type {type(source).__name__}; {_FIX_LOAD}.")
+    tied = _transposed_copies(model.graph)  # before the payloads go
     inits = _strip_weight_data(model)  # shape inference would otherwise re-serialize every weight
     inputs = _non_init_inputs(model.graph, inits)
     nodes = _validate(model, what, inits, [name for name, _ in inputs])
@@ -108,7 +111,7 @@ def load_graph(source: Any) -> LoadedGraph:
         nodes = node_fields(model.graph)
         inits = {i.name: (tuple(i.dims), i.data_type) for i in model.graph.initializer}
         inputs = _non_init_inputs(model.graph, inits)  # the inlined model's own protos
-    return LoadedGraph(model, nodes, inits, _static_inputs(inputs), inputs)
+    return LoadedGraph(model, nodes, inits, _static_inputs(inputs), inputs, tied)
 
 
 def _non_init_inputs(graph: onnx.GraphProto, inits: Any) -> list[tuple[str, onnx.ValueInfoProto]]:
@@ -137,6 +140,32 @@ def _parse(data: bytes, what: str) -> onnx.ModelProto:
             "Re-export the model with torch.onnx.export / onnx.save and pass the complete file."
         ) from err
     return model
+
+
+def _transposed_copies(graph: onnx.GraphProto, samples: int = 64) -> dict[str, str]:
+    """``{copy: original}`` for 2-D float initializers stored inline that equal another one transposed
+    (the TorchScript exporter writes a tied LM head as a pre-transposed second copy of the embedding):
+    dims ``[a, b]`` vs ``[b, a]`` and ``samples`` pseudo-random positions equal. Weights absent
+    (external data) cannot be compared and are left alone."""
+    import numpy as np
+
+    by_dims: dict[tuple, list[onnx.TensorProto]] = {}
+    for init in graph.initializer:
+        if len(init.dims) == 2 and init.data_type == TensorProto.FLOAT and init.raw_data and min(init.dims) > 1:
+            by_dims.setdefault(tuple(init.dims), []).append(init)
+    tied: dict[str, str] = {}
+    for (a, b), group in by_dims.items():
+        if a >= b or (b, a) not in by_dims:
+            continue
+        rng = np.random.default_rng(0)
+        rows, cols = rng.integers(0, a, samples), rng.integers(0, b, samples)
+        for orig in group:
+            x = np.frombuffer(orig.raw_data, np.float32)
+            for copy in by_dims[(b, a)]:
+                y = np.frombuffer(copy.raw_data, np.float32)
+                if np.array_equal(x[rows * b + cols], y[cols * a + rows]) and np.any(x[rows * b + cols]):
+                    tied[copy.name] = orig.name
+    return tied
 
 
 def _strip_weight_data(model: onnx.ModelProto) -> InitShapes:
@@ -297,13 +326,7 @@ def bind_input_dims(
                     symbols[sym] = batch_size
                     batch_symbols.add(sym)
             else:
-                label = repr(sym) if sym else f"(unnamed dim {pos})"
-                fix = (f"dims={{{sym!r}: N}} (CLI: --dim {sym}=N)" if sym
-                       else f"input_shapes={{{vi.name!r}: [...]}}")
-                raise UnboundDimensionError(
-                    f"graph input {vi.name!r} has symbolic dimension {label} at position {pos} with no "
-                    f"value; bind it with {fix} (or give the whole shape with input_shapes=)."
-                )
+                raise _unbound(vi.name, sym, pos, symbols)
             d.Clear()
             d.dim_value = value
             shape.append(value)
@@ -319,6 +342,20 @@ def bind_input_dims(
                         d.Clear()
                         d.dim_value = value
     return Binding(bound, batch_positions)
+
+
+def _unbound(name: str, sym: str, pos: int, symbols: Mapping[str, int]) -> UnboundDimensionError:
+    """The error for a symbolic input dim without a value, naming the API and the CLI fix."""
+    label = repr(sym) if sym else f"(unnamed dim {pos})"
+    if sym:
+        fix = f"dims={{{sym!r}: N}} (CLI: --dim {sym}=N)"
+    else:
+        fix = f"input_shapes={{{name!r}: [...]}}"
+    given = f" (bound so far: {dict(symbols)})" if symbols else ""
+    return UnboundDimensionError(
+        f"graph input {name!r} has symbolic dimension {label} at position {pos} with no value{given}; "
+        f"bind it with {fix}, or give the whole shape with input_shapes=."
+    )
 
 
 def _shape_of(vi: onnx.ValueInfoProto) -> tuple[tuple[int, ...] | None, int]:
@@ -422,36 +459,143 @@ def resolve_shapes(
     initializers: InitShapes | None = None,
     known_inputs: InitShapes | None = None,
 ) -> ShapeMap:
-    """Shapes of every tensor, without running the graph whenever possible.
+    """Shapes of every tensor, without ever executing the graph.
 
-    1. strict ONNX shape inference with data propagation;
-    2. for tensors still unknown, onnxruntime's ``SymbolicShapeInference`` (no execution);
-    3. only then onnxruntime on dummy inputs (:func:`_ort_fallback`): at a small batch when
-       ``batch_positions`` (from :func:`bind_input_dims`) says where the batch is, rescaling only dims
-       shown to be proportional to it; never beyond :data:`FALLBACK_MAX_BYTES` of activations.
+    1. numpy folding of small all-constant (shape) subgraphs (:mod:`featurize.fold`, size-capped);
+    2. strict ONNX shape inference, plain (no data propagation) on the folded model;
+    3. only while shapes stay unknown: fold again with the shapes now known (``Shape`` of inferred
+       tensors) and re-infer with data propagation, up to :data:`_MAX_FOLD_ROUNDS` times;
+    4. then onnxruntime's ``SymbolicShapeInference`` (symbolic, no execution).
 
+    Whatever stays unknown is left ``None`` in the map (the featurizer states it in its warnings).
     ``nodes`` / ``initializers``: the graph's :func:`node_fields` and initializer shapes when the
-    caller already has them (:func:`load_graph`); read from the graph otherwise. ``known_inputs``:
-    ``{name: (shape, elem_type)}`` of graph inputs whose (bound) shape the caller knows (inference
-    never changes a graph input's type).
-
-    Raises:
-        ShapeResolutionError: the run needed to measure the unknown shapes would exceed the cap.
+    caller already has them (:func:`load_graph`). ``known_inputs``: ``{name: (shape, elem_type)}`` of
+    graph inputs whose (bound) shape the caller knows. ``batch_positions`` is accepted for
+    compatibility and unused (no run at a reduced batch any more).
     """
-    inferred = _infer_bytes(model)
+    if nodes is None:
+        nodes = node_fields(model.graph)
     if initializers is None:
         initializers = {init.name: (tuple(init.dims), init.data_type) for init in model.graph.initializer}
     shapes: ShapeMap = dict(initializers)
     if known_inputs:
         for name, entry in known_inputs.items():
             shapes.setdefault(name, entry)
-    _shapes_from_bytes(inferred, shapes)
-    missing = _missing(nodes if nodes is not None else node_fields(model.graph), model.graph, shapes)
+    _bind_input_shapes(model, shapes)
+    _drop_symbolic_value_info(model.graph)
+    values = initializer_values(model.graph)
+    folded = _fold_into(nodes, shapes, values, {})
+    _infer_into(model, nodes, folded, shapes, data_prop=False)
+    missing = _missing(nodes, model.graph, shapes)
+    for _ in range(_MAX_FOLD_ROUNDS):
+        if not missing:
+            break
+        before = len(folded)
+        _fold_into(nodes, shapes, values, folded)
+        _infer_into(model, nodes, folded, shapes, data_prop=True)
+        progress = len(folded) > before
+        left = _missing(nodes, model.graph, shapes)
+        if not progress or len(left) == len(missing):
+            missing = left
+            break
+        missing = left
     if missing:
-        missing = _symbolic_fill(model, shapes, missing)
+        missing = _symbolic_fill(_with_constants(model, nodes, folded), shapes, missing)
     if missing:
-        _ort_fallback(model, shapes, missing, dict(batch_positions or {}))
+        _rejoined_sequences(nodes, shapes)
     return shapes
+
+
+def _rejoined_sequences(nodes: list[NodeFields], shapes: ShapeMap) -> None:
+    """``ConcatFromSequence`` of a ``SplitToSequence`` along the same axis (no new axis) has the split
+    tensor's shape: ONNX inference cannot count the sequence's elements."""
+    split_of = {n.outs[0]: n for n in nodes if n.op_type == "SplitToSequence" and n.outs}
+    for n in nodes:
+        if n.op_type != "ConcatFromSequence" or not n.outs or shapes.get(n.outs[0], _NO_SHAPE)[0] is not None:
+            continue
+        src = split_of.get(n.ins[0])
+        if src is None:
+            continue
+        a, b = _int_attrs(n.proto), _int_attrs(src.proto)
+        x_shape, elem = shapes.get(src.ins[0], _NO_SHAPE)
+        if x_shape is None or a.get("new_axis", 0) or a.get("axis") is None:
+            continue
+        if a["axis"] % len(x_shape) == b.get("axis", 0) % len(x_shape):
+            shapes[n.outs[0]] = (x_shape, elem)
+
+
+def _int_attrs(proto: onnx.NodeProto) -> dict[str, int]:
+    return {a.name: a.i for a in proto.attribute if a.type == onnx.AttributeProto.INT}
+
+
+# Fold/re-infer rounds while shapes stay unknown (each round resolves one more level of
+# Shape -> ... -> Reshape/Expand chains whose input shapes the previous inference found).
+_MAX_FOLD_ROUNDS = 4
+
+
+def _bind_input_shapes(model: onnx.ModelProto, shapes: ShapeMap) -> None:
+    """The (bound) shapes of the graph inputs into ``shapes`` (what the first fold's ``Shape`` nodes read)."""
+    _shapes_into(model.graph.input, shapes)
+
+
+def _drop_symbolic_value_info(graph: onnx.GraphProto) -> None:
+    """Remove the value_info entries that still carry a symbolic dim after binding (exporter symbols
+    such as dynamo's ``s43`` for a sliced length): inference would keep them instead of the value it
+    computes from the bound inputs and the folded constants."""
+    vis = graph.value_info
+    keep = [vi for vi in vis if not any(d.HasField("dim_param") for d in vi.type.tensor_type.shape.dim)]
+    if len(keep) != len(vis):
+        del vis[:]
+        vis.extend(keep)
+
+
+def _fold_into(nodes: list[NodeFields], shapes: ShapeMap, values: dict, folded: dict) -> dict:
+    """:func:`~featurize.fold.fold_constants` with the shapes known now; the new folded outputs go
+    into ``folded`` (returned) and their shapes into ``shapes``."""
+    new = fold_constants(nodes, shapes, values)
+    for name, arr in new.items():
+        folded[name] = arr
+        shapes[name] = (tuple(arr.shape), _np_elem(arr.dtype))
+    return folded
+
+
+def _np_elem(dtype: Any) -> int:
+    try:
+        return onnx.helper.np_dtype_to_tensor_dtype(dtype)
+    except Exception:  # noqa: BLE001 - numpy types without an ONNX twin
+        return 0
+
+
+def _infer_into(
+    model: onnx.ModelProto, nodes: list[NodeFields], folded: dict, shapes: ShapeMap, *, data_prop: bool
+) -> None:
+    """Shape inference on ``model`` with the ``folded`` node outputs as initializers; the shapes it
+    finds go into ``shapes`` (entries still unknown are refreshed)."""
+    _shapes_from_bytes(_infer_bytes(_with_constants(model, nodes, folded), data_prop=data_prop), shapes)
+
+
+def _with_constants(model: onnx.ModelProto, nodes: list[NodeFields], folded: dict) -> onnx.ModelProto:
+    """A copy of ``model`` whose folded shape nodes (all outputs folded integer/bool tensors: shape
+    data; ``Constant`` nodes aside) are replaced by initializers holding their values; ``model`` itself
+    when there are none. Folded float tensors (weights some graphs build with ``ConstantOfShape``)
+    stay produced by their nodes."""
+    drop = [
+        i for i, n in enumerate(nodes)
+        if n.op_type != "Constant" and n.outs and all(o in folded and folded[o].dtype.kind in "biu" for o in n.outs if o)
+    ]
+    if not drop:
+        return model
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    dropped = set(drop)
+    keep = [n for i, n in enumerate(m.graph.node) if i not in dropped]
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+    from_array = onnx.numpy_helper.from_array
+    m.graph.initializer.extend(
+        [from_array(folded[o], o) for i in drop for o in nodes[i].outs if o and o in folded]
+    )
+    return m
 
 
 def _missing(nodes: list[NodeFields], g: onnx.GraphProto, shapes: ShapeMap) -> list[str]:
@@ -526,14 +670,14 @@ def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
     return onnx.load_from_string(_infer_bytes(model))
 
 
-def _infer_bytes(model: onnx.ModelProto) -> bytes:
+def _infer_bytes(model: onnx.ModelProto, data_prop: bool = True) -> bytes:
     """Strict inference (the serialized inferred model: its caller reads only the shapes); on failure
     retry without the declared (maybe stale) output shapes, then non-strict (some onnx function-op
     bodies fail strict mode). Raises the first strict error if all fail, or when the non-strict pass
     is the only one that works and leaves shapes unknown."""
     infer = _c_infer_shapes
     try:
-        return infer(model.SerializeToString(), True, True, True)  # check_type, strict_mode, data_prop
+        return infer(model.SerializeToString(), True, True, data_prop)  # check_type, strict_mode, data_prop
     except Exception as err:  # InferenceError, ValidationError, ...
         first = err
     del model.graph.value_info[:]
@@ -541,11 +685,11 @@ def _infer_bytes(model: onnx.ModelProto) -> bytes:
         if vi.type.HasField("tensor_type"):
             vi.type.tensor_type.ClearField("shape")
     try:
-        return infer(model.SerializeToString(), True, True, True)
+        return infer(model.SerializeToString(), True, True, data_prop)
     except Exception:  # noqa: BLE001
         pass
     try:
-        inferred_bytes = infer(model.SerializeToString(), False, False, True)
+        inferred_bytes = infer(model.SerializeToString(), False, False, data_prop)
     except Exception:  # noqa: BLE001
         inferred_bytes = None
     if inferred_bytes is not None:
@@ -575,184 +719,3 @@ try:
     from onnx.onnx_cpp2py_export.shape_inference import infer_shapes as _C_INFER
 except ImportError:  # pragma: no cover - a future onnx moving its binding
     _C_INFER = None
-
-
-# Cap on the activation bytes (sum over every tensor of known shape) of an onnxruntime run on dummy
-# inputs: above it the run is refused with ShapeResolutionError instead of taking minutes and GBs.
-# Sum of every known activation at the probe shapes (no buffer reuse): a loose upper bound, several
-# times the real peak, so the cap is set well above what a CPU run of a reduced batch may use.
-FALLBACK_MAX_BYTES = 4 << 30
-# Batch sizes of the reduced runs; two of them (neither 1, which Squeeze/broadcasting treat specially)
-# show which unknown dims are proportional to the batch.
-_PROBE_BATCHES = (2, 3)
-
-
-def _known_activation_bytes(shapes: ShapeMap, skip: set[str]) -> int:
-    """Upper bound of what a no-reuse run allocates, from the shapes known: every non-initializer tensor."""
-    total = 0
-    for name, (shape, elem) in shapes.items():
-        if shape is not None and name not in skip:
-            total += math.prod(shape) * _elem_size(elem)
-    return total
-
-
-def _elem_size(elem: int, _cache: dict[int, int] = {}) -> int:  # noqa: B006
-    size = _cache.get(elem)
-    if size is None:
-        try:
-            size = onnx.helper.tensor_dtype_to_np_dtype(elem).itemsize if elem else 4
-        except Exception:  # noqa: BLE001 - string/unknown types
-            size = 8
-        _cache[elem] = size
-    return size
-
-
-def _dummy_value(vi: onnx.ValueInfoProto):
-    import numpy as np
-
-    shape, elem = _shape_of(vi)
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(elem or TensorProto.FLOAT)
-    if np.issubdtype(dtype, np.integer):
-        return np.ones(shape or (), dtype=dtype)  # 1s: valid as indices and as sizes
-    return np.zeros(shape or (), dtype=dtype)
-
-
-def _rebatch(model: onnx.ModelProto, batch_positions: Mapping[str, tuple[int, ...]], batch: int) -> onnx.ModelProto:
-    """A copy of ``model`` with the batch dims of its inputs set to ``batch`` and derived shapes dropped."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    for vi in m.graph.input:
-        for pos in batch_positions.get(vi.name, ()):
-            vi.type.tensor_type.shape.dim[pos].dim_value = batch
-    del m.graph.value_info[:]
-    for vi in m.graph.output:
-        if vi.type.HasField("tensor_type"):
-            vi.type.tensor_type.ClearField("shape")
-    return m
-
-
-def _probe_shapes(m: onnx.ModelProto) -> ShapeMap:
-    """Static shapes of ``m`` (non-strict: only used to estimate the size of a run)."""
-    try:
-        g = onnx.shape_inference.infer_shapes(m, strict_mode=False, data_prop=True).graph
-    except Exception:  # noqa: BLE001
-        g = m.graph
-    shapes: ShapeMap = {}
-    for vi in list(g.input) + list(g.value_info) + list(g.output):
-        shapes[vi.name] = _shape_of(vi)
-    return shapes
-
-
-def _run_ort(model: onnx.ModelProto, names: list[str]) -> dict[str, tuple[tuple[int, ...], Any]]:
-    """Execute ``model`` on dummy inputs (weights zero-filled); ``{name: (shape, numpy dtype)}`` of ``names``."""
-    import numpy as np
-    import onnxruntime as ort
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    for init in m.graph.initializer:  # weights are absent: fill with zeros of the right shape
-        if init.data_location == TensorProto.EXTERNAL or not (
-            init.raw_data or init.float_data or init.int64_data or init.int32_data or init.double_data
-        ):
-            dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type)
-            filled = onnx.numpy_helper.from_array(np.zeros(tuple(init.dims), dtype=dtype), init.name)
-            init.CopyFrom(filled)
-    known = {o.name for o in m.graph.output}
-    for name in names:
-        if name not in known:
-            m.graph.output.add().name = name
-    inits = {i.name for i in m.graph.initializer}
-    feeds = {vi.name: _dummy_value(vi) for vi in m.graph.input if vi.name not in inits}
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    out_names = [o.name for o in sess.get_outputs()]
-    want = set(names)
-    return {  # sequence-typed outputs come back as lists and have no single shape: skip them
-        n: (tuple(int(d) for d in v.shape), v.dtype)
-        for n, v in zip(out_names, sess.run(out_names, feeds))
-        if n in want and hasattr(v, "shape")
-    }
-
-
-def _too_big(est: int, where: str, missing: list[str]) -> ShapeResolutionError:
-    return ShapeResolutionError(
-        f"{len(missing)} tensor shape(s) (e.g. {missing[0]!r}) stay unknown after static and symbolic "
-        f"shape inference, and measuring them by running the graph {where} would allocate about "
-        f"{est / 2**30:.1f} GiB of activations (cap {FALLBACK_MAX_BYTES / 2**30:.1f} GiB). Pass the "
-        "input shapes with input_shapes= / dims= so inference can resolve them, or export the model "
-        "with static shapes (e.g. torch.onnx.export without dynamic_shapes / dynamic_axes)."
-    )
-
-
-def _ort_fallback(
-    model: onnx.ModelProto,
-    shapes: ShapeMap,
-    missing: list[str],
-    batch_positions: Mapping[str, tuple[int, ...]],
-) -> None:
-    """Measure the shapes static inference left unknown by running onnxruntime on dummy inputs.
-
-    With batch dims known and a batch above the probe sizes, the graph runs at batch 2 and 3 only. A
-    dim equal in both runs is kept; a dim exactly proportional to the batch (``d3 / 3 == d2 / 2``,
-    integral) is rescaled to the bound batch; a tensor with any other dim (or a rank change) is
-    re-measured by one run at the bound dims. Every run is refused beyond :data:`FALLBACK_MAX_BYTES`
-    of activations estimated from the shapes known for it.
-    """
-    inits = {i.name for i in model.graph.initializer}
-    batch = _bound_batch(model, batch_positions)
-    todo = list(missing)
-    try:
-        if batch is not None and batch > max(_PROBE_BATCHES):
-            runs = []
-            for b in _PROBE_BATCHES:
-                m = _rebatch(model, batch_positions, b)
-                est = _known_activation_bytes(_probe_shapes(m), inits)
-                if est > FALLBACK_MAX_BYTES:
-                    raise _too_big(est, f"at batch {b}", todo)
-                runs.append(_run_ort(m, todo))
-            (b2, r2), (b3, r3) = zip(_PROBE_BATCHES, runs)
-            left = []
-            for name in todo:
-                if name not in r2 or name not in r3 or len(r2[name][0]) != len(r3[name][0]):
-                    left.append(name)
-                    continue
-                dims = []
-                for d2, d3 in zip(r2[name][0], r3[name][0]):
-                    if d2 == d3:
-                        dims.append(d2)
-                    elif d2 % b2 == 0 and d3 % b3 == 0 and d2 // b2 == d3 // b3:
-                        dims.append(d2 // b2 * batch)
-                    else:
-                        break
-                else:
-                    elem = shapes.get(name, (None, 0))[1] or onnx.helper.np_dtype_to_tensor_dtype(r2[name][1])
-                    shapes[name] = (tuple(dims), elem)
-                    continue
-                left.append(name)
-            todo = left
-        if todo:
-            est = _known_activation_bytes(shapes, inits)
-            if est > FALLBACK_MAX_BYTES:
-                raise _too_big(est, "at the bound input shapes", todo)
-            for name, (shape, dtype) in _run_ort(model, todo).items():
-                elem = shapes.get(name, (None, 0))[1] or onnx.helper.np_dtype_to_tensor_dtype(dtype)
-                shapes[name] = (shape, elem)
-    except ShapeResolutionError:
-        raise
-    except Exception as err:  # noqa: BLE001 - fallback is best effort; the caller warns about unknowns
-        warnings.warn(
-            f"{len(missing)} tensor shape(s) stay unknown after shape inference and the onnxruntime "
-            f"fallback failed ({type(err).__name__}: {err}); nodes touching them are costed from the "
-            "known shapes only.",
-            stacklevel=3,
-        )
-
-
-def _bound_batch(model: onnx.ModelProto, batch_positions: Mapping[str, tuple[int, ...]]) -> int | None:
-    """The value the batch dims were bound to (None when no input dim took the batch)."""
-    for vi in model.graph.input:
-        for pos in batch_positions.get(vi.name, ()):
-            return vi.type.tensor_type.shape.dim[pos].dim_value
-    return None

@@ -4,53 +4,139 @@ Public entry point: :func:`export_module` (module + example inputs -> ``onnx.Mod
 dynamo exporter (``torch.onnx.export(..., dynamo=True)``) at :data:`EXPORT_OPSET`, in eval mode,
 without the exporter's graph optimizer so initializer names stay the module's parameter names
 (``frozen=`` prefixes match them). torch is imported lazily (extra ``joulecast[torch]``).
+
+Weights are never copied: every initializer of the exported graph becomes an external-data reference
+(shape and dtype only), so a module built on the meta device (``with torch.device("meta"): ...``)
+featurizes without any weight memory, and a real module costs no second copy of its weights. Hugging
+Face switches that change the traced graph (``config.use_cache``) are turned off for the export. The
+export of a module is reused for repeated calls with the same example-input shapes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import re
 import warnings
+import weakref
 from typing import Any
 
 import onnx
 
 from featurize.errors import GraphLoadError, InvalidInputError, require
 
-__all__ = ["export_module", "EXPORT_OPSET"]
+__all__ = ["export_module", "EXPORT_OPSET", "WEIGHTS_ABSENT"]
 
 EXPORT_OPSET = 18
+# external-data location written for every initializer of an exported module (nothing is stored there)
+WEIGHTS_ABSENT = "__joulecast_weights_absent__"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_CACHE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
 
 def export_module(module: Any, example_inputs: Any) -> onnx.ModelProto:
-    """Trace ``module`` on ``example_inputs`` (a tensor or tuple of tensors) into an ONNX ModelProto."""
+    """Trace ``module`` on ``example_inputs`` (a tensor, a tuple of tensors, or a dict of keyword
+    tensors) into a weightless ONNX ModelProto (a copy: callers may mutate it)."""
     torch = require("torch", extra="torch", purpose="featurizing a torch.nn.Module")
     require("onnxscript", extra="torch", purpose="exporting a torch.nn.Module to ONNX")
+    args, kwargs = _split_inputs(example_inputs)
+    args, kwargs = _to_module_device(torch, module, args, kwargs)
+    key = _signature(module, args, kwargs)
+    cached = _CACHE.get(module, {}).get(key)
+    if cached is None:
+        cached = _export(torch, module, args, kwargs)
+        _CACHE.setdefault(module, {})[key] = cached
+    out = onnx.ModelProto()
+    out.CopyFrom(cached)
+    return out
+
+
+def _split_inputs(example_inputs: Any) -> tuple[tuple, dict]:
     if example_inputs is None:
         raise InvalidInputError(
-            "a torch.nn.Module needs example_inputs= (a tensor or tuple of tensors shaped like one batch), "
-            "e.g. featurize(model, example_inputs=torch.randn(1, 3, 224, 224))."
+            "a torch.nn.Module needs example_inputs= (a tensor, a tuple of tensors or a dict of keyword "
+            "tensors shaped like one batch), e.g. featurize(model, example_inputs=torch.randn(1, 3, 224, 224))."
         )
-    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    if isinstance(example_inputs, dict):
+        return (), dict(example_inputs)
+    return (example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)), {}
+
+
+def _to_module_device(torch: Any, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Example tensors moved to the meta device when the module's weights are there (no data needed)."""
+    first = next(iter(module.parameters()), None)
+    if first is None or first.device.type != "meta":
+        return args, kwargs
+
+    def move(x):
+        return x.to("meta") if isinstance(x, torch.Tensor) else x
+
+    return tuple(move(a) for a in args), {k: move(v) for k, v in kwargs.items()}
+
+
+def _signature(module: Any, args: tuple, kwargs: dict) -> tuple:
+    def sig(x):
+        shape = getattr(x, "shape", None)
+        return (tuple(shape), str(x.dtype)) if shape is not None else repr(x)
+
+    return tuple(sig(a) for a in args), tuple((k, sig(v)) for k, v in sorted(kwargs.items()))
+
+
+@contextlib.contextmanager
+def _export_switches(module: Any):
+    """Eval mode and ``config.use_cache = False`` (a KV cache adds outputs and a dynamic cache object
+    the exporter cannot trace) for the duration of the export; both restored after."""
     was_training = module.training
+    config = getattr(module, "config", None)
+    had_cache = getattr(config, "use_cache", None)
     module.eval()
+    if had_cache:
+        config.use_cache = False
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                module,
-                args,
-                dynamo=True,
-                opset_version=EXPORT_OPSET,
-                external_data=False,
-                optimize=False,
-                verbose=False,
-            )
-    except Exception as err:  # noqa: BLE001 - exporter errors are many and varied
-        raise GraphLoadError(
-            f"torch.onnx export of {type(module).__name__} failed: {type(err).__name__}: {err}. "
-            "Check example_inputs match forward(), or export to .onnx yourself and pass the file."
-        ) from err
+        yield
     finally:
         module.train(was_training)
-    return program.model_proto
+        if had_cache:
+            config.use_cache = had_cache
+
+
+def _export(torch: Any, module: Any, args: tuple, kwargs: dict) -> onnx.ModelProto:
+    try:
+        with _export_switches(module), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                module, args, kwargs=kwargs or None, dynamo=True, opset_version=EXPORT_OPSET,
+                external_data=True, optimize=False, verbose=False,
+            )
+    except Exception as err:  # noqa: BLE001 - exporter errors are many and varied
+        text = _ANSI.sub("", f"{type(err).__name__}: {err}").strip().splitlines()
+        raise GraphLoadError(
+            f"torch.onnx export of {type(module).__name__} failed: {' '.join(text[:3])[:600]}. Check "
+            "example_inputs match forward() (pass keyword inputs as a dict, e.g. {'input_ids': ids, "
+            "'attention_mask': mask}), or export to .onnx yourself and pass the file."
+        ) from err
+    return _weightless_proto(program.model)
+
+
+def _weightless_proto(model: Any) -> onnx.ModelProto:
+    """Serialize an ``onnx_ir`` model with every initializer replaced by an external-data reference
+    (shape and dtype kept, no bytes read or copied), except small ones with real data (index buffers
+    such as ``position_ids`` that shape folding may read)."""
+    import onnx_ir as ir
+
+    for value in model.graph.initializers.values():
+        tensor = value.const_value
+        if tensor is None or _small_real(tensor):
+            continue
+        value.const_value = ir.ExternalTensor(
+            location=WEIGHTS_ABSENT, offset=0, length=0, dtype=tensor.dtype, shape=tensor.shape, name=value.name
+        )
+    for node in model.graph:  # the exporter's per-node stack traces: most of the proto's bytes
+        node.metadata_props.clear()
+    return ir.serde.serialize_model(model)
+
+
+def _small_real(tensor: Any, max_elements: int = 1024) -> bool:
+    raw = getattr(tensor, "raw", None)  # the torch tensor behind the exporter's TorchTensor
+    device = getattr(raw, "device", None)
+    return device is not None and device.type != "meta" and raw.numel() <= max_elements

@@ -158,6 +158,8 @@ class GraphFeatures:
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
     graph_name: str = ""
     cache_features: dict[str, float] = field(default_factory=dict)  # set by featurize(..., gpu=)
+    # what the counts leave out or assume (unknown shapes, control flow, unsupported ops); also warned
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, float]:
         out = {k: float(getattr(self, k)) for k in GRAPH_FEATURE_KEYS}

@@ -26,9 +26,12 @@ _FEATURE_CACHE: OrderedDict[tuple, Any] = OrderedDict()
 _FEATURE_CACHE_SIZE = 64
 
 
-def _declared_batch(model: Any, example_inputs: Any) -> int | None:
-    """The graph's fixed batch dimension (first dim of its first real input), or None if symbolic/absent."""
+def _declared_batch(model: Any, example_inputs: Any, bound: Any = None) -> int | None:
+    """The graph's fixed batch dimension (first dim of its first real input; a symbolic one bound in
+    ``bound``, the ``dims=`` mapping), or None if symbolic/absent."""
     if example_inputs is not None:
+        if isinstance(example_inputs, dict):
+            example_inputs = tuple(example_inputs.values())
         first = example_inputs[0] if isinstance(example_inputs, (tuple, list)) else example_inputs
         shape = getattr(first, "shape", None)
         return int(shape[0]) if shape is not None and len(shape) else None
@@ -52,6 +55,8 @@ def _declared_batch(model: Any, example_inputs: Any) -> int | None:
         dims = inp.type.tensor_type.shape.dim
         if dims and dims[0].HasField("dim_value"):
             return int(dims[0].dim_value)
+        if dims and bound and dims[0].dim_param in bound:
+            return int(bound[dims[0].dim_param])
         return None
     return None
 
@@ -85,7 +90,7 @@ def featurize_cached(model: Any, **kw: Any):
     with _warnings.catch_warnings(record=True) as caught:
         _warnings.simplefilter("always")
         gf = featurize(model, **kw)
-    result = (gf, featurizer_notes(caught, gf.unsupported_ops))
+    result = (gf, featurizer_notes([*caught, *getattr(gf, "warnings", ())], gf.unsupported_ops))
     if key is not None:
         _FEATURE_CACHE[key] = result
         while len(_FEATURE_CACHE) > _FEATURE_CACHE_SIZE:
@@ -181,7 +186,7 @@ def predict(
     loaded = load_model(model_dir)
     notes: list[str] = []
     if batch_size is None:
-        declared = _declared_batch(model, example_inputs)
+        declared = _declared_batch(model, example_inputs, dims)
         if declared and declared > 1:
             batch_size = declared
             notes.append(f"default: batch_size={batch_size} (the graph's fixed batch dimension).")

@@ -60,6 +60,16 @@ def i64(*values):
     return np.array(values, dtype=np.int64)
 
 
+def q8(*shape):
+    return np.ones(shape, dtype=np.int8)
+
+
+U8 = TensorProto.UINT8
+F_SCALE = ("init", "scale", np.array(0.1, np.float32))
+U8_ZERO = ("init", "zp_u8", np.array(0, np.uint8))
+I8_ZERO = ("init", "zp_i8", np.array(0, np.int8))
+
+
 def case(id_, op, inputs, expect, attrs=None, n_out=1, opset=18):
     return pytest.param(op, inputs, attrs, n_out, opset, expect, id=id_)
 
@@ -184,6 +194,26 @@ CASES += [
     case("RNN-bidirectional-batchfirst", "RNN", [inp("x", [2, 5, 3]), init("W", w(2, 4, 3)), init("R", w(2, 4, 4))],
          {"macs": 560, "flops": 1120 + 20 * 4 * 5, "params": 56},
          attrs={"hidden_size": 4, "direction": "bidirectional", "layout": 1}, n_out=2),
+    # quantized: x [1, 2, 4, 4] (uint8), W [3, 2, 3, 3] -> [1, 3, 2, 2] = 12 outputs x 18 MACs; per-tensor
+    # scales / zero points are scalars (no parameters); QLinearConv's int32 bias adds 1 FLOP per output
+    case("QLinearConv", "QLinearConv", [inp("x", [1, 2, 4, 4], U8), F_SCALE, U8_ZERO, init("W", q8(3, 2, 3, 3)),
+                                        F_SCALE, I8_ZERO, F_SCALE, U8_ZERO, init("B", np.zeros(3, np.int32))],
+         {"macs": 216, "flops": 2 * 216 + 12, "params": 54, "op_class": "conv", "bytes_written": 12}),
+    case("ConvInteger", "ConvInteger", [inp("x", [1, 2, 4, 4], U8), init("W", q8(3, 2, 3, 3))],
+         {"macs": 216, "flops": 432, "params": 54, "op_class": "conv", "bytes_read": 32 + 54, "bytes_written": 48}),
+    # [2, 4] @ [4, 3]: 6 outputs x 4 MACs
+    case("QLinearMatMul", "QLinearMatMul", [inp("a", [2, 4], U8), F_SCALE, U8_ZERO, init("B", q8(4, 3)), F_SCALE,
+                                            I8_ZERO, F_SCALE, U8_ZERO],
+         {"macs": 24, "flops": 48, "params": 12, "op_class": "matmul"}),
+    case("MatMulInteger", "MatMulInteger", [inp("a", [2, 4], U8), init("B", q8(4, 3))],
+         {"macs": 24, "flops": 48, "params": 12, "bytes_written": 24}),
+    # X: 120 elements; quantize 5 FLOPs each, dequantize 2, dynamic quantize 7 (+ min/max reductions)
+    case("QuantizeLinear", "QuantizeLinear", [X, F_SCALE, U8_ZERO],
+         {"flops": 600, "bytes_read": 480 + 4 + 1, "bytes_written": 120}),
+    case("DequantizeLinear", "DequantizeLinear", [inp("q", [2, 3, 4, 5], U8), F_SCALE, U8_ZERO],
+         {"flops": 240, "bytes_read": 120 + 4 + 1, "bytes_written": 480}),
+    case("DynamicQuantizeLinear", "DynamicQuantizeLinear", [X], {"flops": 840, "bytes_written": 120 + 4 + 1},
+         n_out=3),
     # data movement: no FLOPs, bytes in/out
     case("Concat", "Concat", [inp("a", [2, 3]), inp("b", [2, 3])], {"flops": 0, "bytes_read": 48, "bytes_written": 48},
          attrs={"axis": 0}),
@@ -225,7 +255,7 @@ CASES += [
     case("ReverseSequence", "ReverseSequence", [inp("a", [4, 2, 3]), init("l", i64(1, 2))], {"bytes_written": 96},
          attrs={"batch_axis": 1, "time_axis": 0}),
     case("TopK", "TopK", [inp("a", [4, 5]), init("k", i64(2))], {"bytes_written": 4 * 2 * 4 + 4 * 2 * 8}, n_out=2),
-    # data-dependent output shapes: resolved by the onnxruntime fallback on dummy inputs (zeros / ones)
+    # data-dependent output shapes: unknown (never executed); the inputs' bytes are still counted
     case("NonZero", "NonZero", [inp("a", [2, 3])], {"flops": 0, "bytes_read": 24}),
     case("Compress", "Compress", [inp("a", [2, 3]), init("c", np.array([True, False]))], {"flops": 0}, attrs={"axis": 0}),
     # zero cost: views, shape queries, constants, inference Dropout

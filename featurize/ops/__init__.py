@@ -4,7 +4,7 @@ Public entry points: :func:`register` (decorator), :func:`get_handler`, :func:`r
 :class:`NodeView` / :class:`TensorInfo` (the read-only view a handler receives) and :class:`OpCost`
 (the frozen cost record it returns). Handlers are small pure functions; families of ops are
 registered through factories in the sibling modules (``elementwise``, ``linear``, ``normalization``,
-``pooling``, ``data_movement``, ``recurrent``, ``sequence``). Importing this package registers all built-in handlers.
+``pooling``, ``data_movement``, ``recurrent``, ``sequence``, ``quantized``). Importing this package registers all built-in handlers.
 
 Counting conventions (see also :mod:`featurize.types`):
 
@@ -210,4 +210,4 @@ _set_attr = object.__setattr__
 
 
 # Register the built-in handlers (import for side effects, at the end to avoid cycles).
-from featurize.ops import data_movement, elementwise, linear, normalization, pooling, recurrent, sequence  # noqa: E402,F401,E501
+from featurize.ops import data_movement, elementwise, linear, normalization, pooling, quantized, recurrent, sequence  # noqa: E402,F401,E501

@@ -1,0 +1,112 @@
+"""Control flow: cost ``If``, ``Loop`` and ``Scan`` nodes from their subgraphs.
+
+Public entry point: :func:`control_flow_cost` (node + the outer graph's shapes -> ``(OpCost, note)``).
+Each body is featurized as a graph of its own (its inputs and the outer-scope tensors it reads take
+their resolved shapes; a leading ``[1]`` input pins the evaluated batch to 1 so counts are totals):
+
+* ``If``: the more expensive branch (by forward FLOPs), stated in the note;
+* ``Loop``: body x trip count when the trip count ``M`` is a constant; otherwise the body once, and the
+  note (a warning on the result) names the node;
+* ``Scan``: body x the length of the scanned axis of the first scan input.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Mapping
+
+import onnx
+from onnx import helper, numpy_helper
+
+from featurize.ops import NodeView, OpCost
+
+__all__ = ["control_flow_cost", "CONTROL_FLOW_OPS"]
+
+CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan"})
+_PIN = "__joulecast_batch_pin__"
+
+
+def control_flow_cost(
+    view: NodeView, proto: onnx.NodeProto, shapes: Mapping[str, tuple], graph: onnx.GraphProto,
+    opsets: Any, precision: str,
+) -> tuple[OpCost, str | None]:
+    """``(cost, note)`` of a control-flow node; ``note`` is None when nothing needs stating."""
+    bodies = {a.name: a.g for a in proto.attribute if a.type == onnx.AttributeProto.GRAPH}
+    name = view.name
+    if view.op_type == "If":
+        costs = {k: _body(bodies[k], {}, shapes, opsets, precision) for k in ("then_branch", "else_branch")}
+        pick = max(costs, key=lambda k: costs[k].flops)
+        return _scaled(view, costs[pick], 1), f"If {name!r}: costed as its more expensive branch ({pick})."
+    body = bodies["body"]
+    if view.op_type == "Loop":
+        carried = {vi.name: shapes.get(x, (None, 0)) for vi, x in zip(body.input[2:], proto.input[2:])}
+        trips = _const_int(proto.input[0] if proto.input else "", graph)
+        cost = _body(body, {**_scalars(body), **carried}, shapes, opsets, precision)
+        if trips is None:
+            return _scaled(view, cost, 1), (
+                f"Loop {name!r}: trip count unknown (not a constant); costed as ONE iteration of its body.")
+        return _scaled(view, cost, trips), None
+    n_scan = int(helper.get_attribute_value(next(a for a in proto.attribute if a.name == "num_scan_inputs")))
+    n_state = len(proto.input) - n_scan
+    axes = next((list(a.ints) for a in proto.attribute if a.name == "scan_input_axes"), [0] * n_scan)
+    given: dict[str, tuple] = {}
+    trips = 1
+    for i, (vi, x) in enumerate(zip(body.input, proto.input)):
+        shape, elem = shapes.get(x, (None, 0))
+        if i >= n_state and shape is not None:
+            axis = axes[i - n_state] % len(shape)
+            trips = shape[axis] if i == n_state else trips
+            shape = shape[:axis] + shape[axis + 1:]
+        given[vi.name] = (shape, elem)
+    return _scaled(view, _body(body, given, shapes, opsets, precision), trips), None
+
+
+def _scalars(body: onnx.GraphProto) -> dict[str, tuple]:
+    """Loop body's iteration number (int64) and condition (bool): scalars."""
+    names = [vi.name for vi in body.input[:2]]
+    return dict(zip(names, [((), onnx.TensorProto.INT64), ((), onnx.TensorProto.BOOL)]))
+
+
+def _const_int(name: str, graph: onnx.GraphProto) -> int | None:
+    if not name:
+        return None
+    for init in graph.initializer:
+        if init.name == name and (init.raw_data or init.int64_data or init.int32_data):
+            return int(numpy_helper.to_array(init).reshape(-1)[0])
+    for node in graph.node:
+        if node.op_type == "Constant" and name in node.output:
+            t = next((a.t for a in node.attribute if a.name == "value"), None)
+            return int(numpy_helper.to_array(t).reshape(-1)[0]) if t is not None else None
+    return None
+
+
+def _scaled(view: NodeView, sub: OpCost, trips: int) -> OpCost:
+    return OpCost(macs=sub.macs * trips, flops=sub.flops * trips, params=sub.params,
+                  bytes_read=float(view.bytes_in) + sub.bytes_read * trips,
+                  bytes_written=float(view.bytes_out) + sub.bytes_written * trips, op_class=sub.op_class)
+
+
+def _body(body: onnx.GraphProto, given: Mapping[str, tuple], shapes: Mapping[str, tuple], opsets: Any,
+          precision: str) -> OpCost:
+    """Total cost of one run of ``body``: a model whose inputs are the body's inputs (shapes ``given``)
+    and the outer-scope tensors it reads (shapes from ``shapes``)."""
+    from featurize.graph import featurize
+
+    produced = {o for n in body.node for o in n.output} | {i.name for i in body.initializer}
+    declared = [vi.name for vi in body.input]
+    outer = [x for n in body.node for x in n.input if x and x not in produced and x not in declared]
+    inputs = [helper.make_tensor_value_info(_PIN, onnx.TensorProto.FLOAT, [1])]
+    for name in declared + list(dict.fromkeys(outer)):
+        shape, elem = given.get(name) or shapes.get(name, (None, 0))
+        inputs.append(helper.make_tensor_value_info(name, elem or onnx.TensorProto.FLOAT, shape))
+    graph = helper.make_graph(list(body.node), "body", inputs, list(body.output), list(body.initializer))
+    model = helper.make_model(graph, opset_imports=list(opsets))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = featurize(model, batch_size=1, precision=precision, with_nodes=False)
+    fracs = {"conv": f.frac_macs_conv, "matmul": f.frac_macs_matmul, "attention": f.frac_macs_attention,
+             "recurrent": f.frac_macs_recurrent}
+    cls = max(fracs, key=fracs.get) if f.macs_forward else "elementwise"
+    moved = f.bytes_moved_forward
+    return OpCost(macs=f.macs_forward, flops=f.flops_forward, params=f.params, bytes_read=moved / 2,
+                  bytes_written=moved / 2, op_class=cls)
