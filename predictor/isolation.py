@@ -310,6 +310,7 @@ def _child_main() -> None:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray prints go to stderr, not into the frames
     inp = sys.stdin.buffer
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it then kills us
     header = _read(inp)
     _die_with_parent(header["parent"])
     sys.path[:0] = [p for p in header["path"] if p not in sys.path]
