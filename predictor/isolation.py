@@ -96,8 +96,7 @@ def resolve(target: str):
 class _Child:
     """One child process, the reader thread that forwards its frames, and the task it is running."""
 
-    def __init__(self, wid: int, header: dict[str, Any], inbox: queue.Queue, env: dict[str, str]):
-        self.wid = wid
+    def __init__(self, header: dict[str, Any], inbox: queue.Queue, env: dict[str, str]):
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "predictor.isolation"],
@@ -119,7 +118,7 @@ class _Child:
         try:
             while True:
                 inbox.put((self, _read(self.proc.stdout)))
-        except (EOFError, OSError, pickle.UnpicklingError):
+        except (EOFError, OSError, ValueError, pickle.UnpicklingError):  # ValueError: closed by kill()
             inbox.put((self, EOFError))
 
     def send(self, task_id: int, payload: Any) -> None:
@@ -159,7 +158,7 @@ def _death_message(child: _Child, limits: Limits) -> str:
             how = f"signal {-code}"
     else:
         how = f"exit status {code}"
-    hint = " (the kernel's out-of-memory killer sends SIGKILL)" if code == -signal.SIGKILL else ""
+    hint = " (the kernel's out-of-memory killer sends SIGKILL)" if code == -getattr(signal, "SIGKILL", 9) else ""
     words = child.last_words()
     limit = f"; memory limit {limits.memory_mb:g} MB" if limits.memory_mb else ""
     return f"WorkerCrashed: the process featurizing this input died with {how}{hint}{limit}" + (
@@ -180,10 +179,10 @@ class IsolatedPool:
         self.header = {"target": target, "context": context, "memory_mb": limits.memory_mb, "path": sys.path,
                        "parent": os.getpid()}
         root = str(Path(__file__).resolve().parents[1])  # so that `-m predictor.isolation` finds this copy
-        self.env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+        paths = [root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+        self.env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
         self.inbox: queue.Queue = queue.Queue()
         self.children: list[_Child] = []
-        self._next = 0
 
     def __enter__(self) -> IsolatedPool:
         return self
@@ -198,8 +197,7 @@ class IsolatedPool:
         self.children = []
 
     def _spawn(self) -> _Child:
-        self._next += 1
-        child = _Child(self._next, self.header, self.inbox, self.env)
+        child = _Child(self.header, self.inbox, self.env)
         self.children.append(child)
         return child
 
