@@ -35,8 +35,8 @@ from featurize.types import PRECISIONS
 from predictor.isolation import (
     DEFAULT_MEMORY_LIMIT_MB,
     DEFAULT_TIME_LIMIT_S,
-    IsolatedPool,
     Limits,
+    borrow_pool,
     check_limits,
 )
 
@@ -67,7 +67,7 @@ PARALLEL_MIN_INPUTS = 32
 PREDICT_CHUNK_ROWS = 1024
 FLUSH_EVERY_S = 2.0
 """Finished graphs are predicted and handed to ``on_rows`` at least this often while results arrive."""
-FEATURIZE_TARGET = "predictor.batch:_featurize_one"
+FEATURIZE_TARGET = "predictor.batch:_featurize_task"
 
 
 def _is_torch_module(obj: Any) -> bool:
@@ -156,6 +156,11 @@ def _featurize_one(source: Any, options: dict[str, Any]) -> dict[str, Any]:
     return {"features": out, "warnings": msgs}
 
 
+def _featurize_task(payload: tuple[Any, dict[str, Any]], _context: Any = None) -> dict[str, Any]:
+    """Worker target: ``payload`` is ``(source, featurize options)``."""
+    return _featurize_one(*payload)
+
+
 def _progress_wanted(progress: bool | None, n: int) -> bool:
     if progress is not None:
         return bool(progress)
@@ -208,17 +213,16 @@ def featurize_stream(
     if scheduler is not None:
         from predictor.cluster import featurize_on_cluster
 
-        tasks = [(i, _payload(sources[i])) for i in rest]
-        yield from featurize_on_cluster(scheduler, tasks, graph_options, limits)
+        tasks = [(i, (_payload(sources[i]), graph_options)) for i in rest]
+        yield from featurize_on_cluster(scheduler, tasks, limits)
     elif backend is not None:
         from joblib import Parallel, delayed
 
         par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator", batch_size="auto")
         yield from zip(rest, par(delayed(_featurize_one)(sources[i], graph_options) for i in rest))
     else:
-        n_workers = _n_workers(n_jobs, len(rest))
-        with IsolatedPool(FEATURIZE_TARGET, graph_options, n_workers=n_workers, limits=limits) as pool:
-            yield from pool.run((i, _payload(sources[i])) for i in rest)
+        with borrow_pool(FEATURIZE_TARGET, _n_workers(n_jobs, len(rest)), limits) as pool:
+            yield from pool.run((i, (_payload(sources[i]), graph_options)) for i in rest)
 
 
 def featurize_many(sources: Sequence[Any], **kw: Any) -> list[dict[str, Any]]:

@@ -54,18 +54,19 @@ def _chunks(tasks: list[tuple[int, Any, bool]], slots: int) -> list[list[tuple[i
     return [tasks[a : a + size] for a in range(0, len(tasks), size)]
 
 
-def _travel(payload: Any) -> tuple[Any, bool]:
-    """An absolute path (and whether this process can read it), or the bytes unchanged."""
-    if isinstance(payload, str):
-        path = os.path.abspath(os.path.expanduser(payload))
-        return path, os.path.isfile(path) and os.access(path, os.R_OK)
-    return payload, False
+def _travel(source: Any, options: dict[str, Any]) -> tuple[tuple[Any, dict[str, Any]], bool]:
+    """The task with an absolute path (and whether this process can read it), or the bytes unchanged."""
+    if isinstance(source, str):
+        path = os.path.abspath(os.path.expanduser(source))
+        return (path, options), os.path.isfile(path) and os.access(path, os.R_OK)
+    return (source, options), False
 
 
 def featurize_on_cluster(
-    scheduler: Any, tasks: list[tuple[int, Any]], options: dict[str, Any], limits: Limits
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(index, result)`` for every ``(index, payload)`` task as its chunk finishes on the cluster.
+    scheduler: Any, tasks: list[tuple[int, tuple[Any, dict[str, Any]]]], limits: Limits
+) -> Iterator[tuple[int, dict[str, Any]] | None]:
+    """``(index, result)`` for every ``(index, (source payload, featurize options))`` task as its chunk
+    finishes on the cluster, and ``None`` each second nothing does.
 
     Raises:
         InvalidInputError: the scheduler cannot be reached, or a worker cannot read a path that this process can.
@@ -75,8 +76,8 @@ def featurize_on_cluster(
     client, owned = connect(scheduler)
     try:
         slots = sum(client.nthreads().values())
-        chunks = _chunks([(i, *_travel(p)) for i, p in tasks], slots)
-        futures = {client.submit(_remote_chunk, c, options, limits, pure=False): c for c in chunks}
+        chunks = _chunks([(i, *_travel(src, opts)) for i, (src, opts) in tasks], slots)
+        futures = {client.submit(_remote_chunk, c, limits, pure=False): c for c in chunks}
         pending = set(futures)
         while pending:
             try:
@@ -106,29 +107,28 @@ def _chunk_results(client: Any, fut: Any, futures: dict[Any, list]) -> list[tupl
     return out
 
 
-def _worker_pool(options: dict[str, Any], limits: Limits) -> IsolatedPool:
-    """This worker thread's warm pool (one child process), rebuilt when the options or limits change."""
+def _worker_pool(limits: Limits) -> IsolatedPool:
+    """This worker thread's warm pool (one child process), rebuilt when the limits change."""
     from predictor.batch import FEATURIZE_TARGET
 
-    key = (repr(sorted(options.items())), limits)
     cached = getattr(_local, "pool", None)
-    if cached is not None and cached[0] == key:
+    if cached is not None and cached[0] == limits:
         return cached[1]
     if cached is not None:
         cached[1].close()
-    pool = IsolatedPool(FEATURIZE_TARGET, options, n_workers=1, limits=limits)
-    _local.pool = (key, pool)
+    pool = IsolatedPool(FEATURIZE_TARGET, {}, n_workers=1, limits=limits)
+    _local.pool = (limits, pool)
     return pool
 
 
 def _remote_chunk(
-    chunk: list[tuple[int, Any, bool]], options: dict[str, Any], limits: Limits
+    chunk: list[tuple[int, tuple[Any, dict[str, Any]], bool]], limits: Limits
 ) -> list[tuple[int, dict[str, Any]]] | dict[str, str]:
     """Runs on a Dask worker: featurize one chunk under ``limits``; ``{"path", "worker"}`` when a path the
     client could read is not readable here."""
-    for _, payload, readable_on_client in chunk:
-        if readable_on_client and not (os.path.isfile(payload) and os.access(payload, os.R_OK)):
+    for _, (source, _), readable_on_client in chunk:
+        if readable_on_client and not (os.path.isfile(source) and os.access(source, os.R_OK)):
             from distributed import get_worker
 
-            return {"path": payload, "worker": get_worker().address}
-    return [r for r in _worker_pool(options, limits).run((i, p) for i, p, _ in chunk) if r is not None]
+            return {"path": source, "worker": get_worker().address}
+    return [r for r in _worker_pool(limits).run((i, p) for i, p, _ in chunk) if r is not None]

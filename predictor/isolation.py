@@ -17,6 +17,7 @@ only; the child's fd 1 is pointed at stderr so that stray prints cannot corrupt 
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
 import pickle
@@ -30,6 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -183,6 +185,8 @@ class IsolatedPool:
         self.env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
         self.inbox: queue.Queue = queue.Queue()
         self.children: list[_Child] = []
+        self.busy = threading.Lock()  # held by whoever runs tasks on a shared pool
+        self._idle_timer: threading.Timer | None = None
 
     def __enter__(self) -> IsolatedPool:
         return self
@@ -219,6 +223,15 @@ class IsolatedPool:
         """Yield ``(task id, result)`` in completion order for ``(task id, payload)`` pairs, and ``None`` about
         once a second while nothing finishes (so that a consumer can flush what it holds)."""
         todo = deque(tasks)
+        finished = False
+        try:
+            yield from self._loop(todo)
+            finished = True
+        finally:
+            if not finished:  # abandoned mid-way: in-flight results must not leak into a later run
+                self.close()
+
+    def _loop(self, todo: deque) -> Iterator[tuple[int, dict[str, Any]] | None]:
         while True:
             busy = sum(c.task is not None for c in self.children)
             if not todo and not busy:
@@ -272,6 +285,60 @@ class IsolatedPool:
                         "error": f"TimeLimitExceeded: featurizing took longer than the {self.limits.time_s:g} s "
                         "per-graph limit (raise time_limit_s / --time-limit if the graph is genuinely large)"
                     }
+
+
+IDLE_CLOSE_S = 300.0
+"""A shared pool's children are stopped after this long unused (a later batch starts new ones)."""
+_shared: dict[tuple[str, Limits], IsolatedPool] = {}
+_shared_lock = threading.Lock()
+
+
+@contextmanager
+def borrow_pool(target: str, n_workers: int, limits: Limits) -> Iterator[IsolatedPool]:
+    """A warm pool for ``target`` (empty context: pass per-task data in the payload) with ``n_workers``
+    children at most, shared by consecutive batches in this process so that each does not pay the children's
+    start (~1.5 s); a private pool when another thread is using the shared one."""
+    key = (target, limits)
+    with _shared_lock:
+        pool = _shared.get(key)
+        if pool is not None and pool.header["parent"] != os.getpid():  # inherited through fork: not ours
+            pool = None
+        if pool is None:
+            pool = _shared[key] = IsolatedPool(target, {}, limits=limits)
+        private = not pool.busy.acquire(blocking=False)
+        if private:
+            pool = IsolatedPool(target, {}, limits=limits)
+        elif pool._idle_timer is not None:
+            pool._idle_timer.cancel()
+    pool.n_workers = max(1, int(n_workers))
+    try:
+        yield pool
+    finally:
+        if private:
+            pool.close()
+        else:
+            pool._idle_timer = threading.Timer(IDLE_CLOSE_S, _close_if_idle, args=(key, pool))
+            pool._idle_timer.daemon = True
+            pool._idle_timer.start()
+            pool.busy.release()
+
+
+def _close_if_idle(key: tuple[str, Limits], pool: IsolatedPool) -> None:
+    with _shared_lock:
+        if not pool.busy.acquire(blocking=False):
+            return
+        if _shared.get(key) is pool:
+            del _shared[key]
+    pool.close()
+    pool.busy.release()
+
+
+def _close_shared() -> None:
+    for pool in list(_shared.values()):
+        pool.close()
+
+
+atexit.register(_close_shared)
 
 
 def _set_memory_limit(memory_mb: float | None) -> None:

@@ -98,9 +98,9 @@ def test_path_a_worker_cannot_read_is_one_clear_error(cluster):
     from predictor.isolation import Limits
 
     missing = "/nonexistent/joulecast/graph.onnx"
-    chunk = [(0, missing, True)]  # as if the client could read it
+    chunk = [(0, (missing, {"batch_size": 8}), True)]  # as if the client could read it
     with Client(cluster) as client:
-        fut = client.submit(_remote_chunk, chunk, {"batch_size": 8}, Limits(), pure=False)
+        fut = client.submit(_remote_chunk, chunk, Limits(), pure=False)
         answer = fut.result()
         assert answer["path"] == missing and answer["worker"] in cluster.scheduler_info["workers"]
         with pytest.raises(InvalidInputError, match="not readable on Dask worker tcp://127.0.0.1"):

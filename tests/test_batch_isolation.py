@@ -35,7 +35,7 @@ def misbehave(payload, context):
     elif payload == "print":
         print("stray output on stdout " * 100)  # must not corrupt the result frames
         return {"value": -1}
-    return {"value": context["base"] + payload}
+    return {"value": context.get("base", 0) + payload}
 
 
 def test_pool_turns_hang_abort_exit_and_allocation_into_errors():
@@ -55,6 +55,23 @@ def test_pool_turns_hang_abort_exit_and_allocation_into_errors():
     assert got[4]["error"].startswith("WorkerCrashed") and "exit status 3" in got[4]["error"]
     assert got[5] == {"error": "RuntimeError: boom"}
     assert children and all(p.poll() is not None for p in children)  # closed pools leave no process behind
+
+
+def test_consecutive_batches_share_warm_children_and_an_abandoned_run_stops_them():
+    from predictor.isolation import borrow_pool
+
+    target, limits = f"{__name__}:misbehave", Limits(30.0, 512)
+    with borrow_pool(target, 1, limits) as pool:
+        assert [r for r in pool.run([(0, 1)]) if r] == [(0, {"value": 1})]  # a shared pool has no context
+        first = [c.proc.pid for c in pool.children]
+    with borrow_pool(target, 1, limits) as again:
+        assert again is pool and [c.proc.pid for c in again.children] == first  # no new start
+        with borrow_pool(target, 1, limits) as other:  # in use: a private pool
+            assert other is not pool
+        stream = again.run([(1, "hang"), (2, 2)])
+        next(stream)  # a tick or a result; then the consumer gives up
+        stream.close()
+        assert again.children == []  # its in-flight task cannot leak into a later run
 
 
 def test_limits_are_validated():
