@@ -45,6 +45,8 @@ DEFAULT_MEMORY_LIMIT_MB = 4096
 START_TIMEOUT_S = 120.0
 """A child that has not imported its target by then is treated as broken (the pool raises)."""
 _HEADER = struct.Struct("!Q")
+CHILD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
+"""Defaults for the children's environment (a variable the caller set wins)."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,9 @@ class IsolatedPool:
                        "parent": os.getpid()}
         root = str(Path(__file__).resolve().parents[1])  # so that `-m predictor.isolation` finds this copy
         paths = [root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
-        self.env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+        # One thread per child (parallelism is across children, as loky does), which also keeps thread stacks
+        # and malloc arenas from eating the address-space limit on many-core machines.
+        self.env = {**CHILD_ENV, **os.environ, "PYTHONPATH": os.pathsep.join(paths)}
         self.inbox: queue.Queue = queue.Queue()
         self.children: list[_Child] = []
         self.busy = threading.Lock()  # held by whoever runs tasks on a shared pool
