@@ -170,9 +170,10 @@ def _progress_wanted(progress: bool | None, n: int) -> bool:
 
 
 def _payload(source: Any) -> Any:
-    """What travels to a worker: a path string, or the graph's bytes (a ModelProto is serialised once)."""
+    """What travels to a worker: an absolute path (a warm worker may have started in another working
+    directory), or the graph's bytes (a ModelProto is serialised once)."""
     if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)
+        return os.path.abspath(os.path.expanduser(os.fspath(source)))
     if type(source).__name__ == "ModelProto":
         return source.SerializeToString()
     return source
