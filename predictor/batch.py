@@ -68,6 +68,7 @@ PREDICT_CHUNK_ROWS = 1024
 FLUSH_EVERY_S = 2.0
 """Finished graphs are predicted and handed to ``on_rows`` at least this often while results arrive."""
 FEATURIZE_TARGET = "predictor.batch:_featurize_task"
+FEATURIZE_WARMUP = "predictor.batch:_warm_up"
 
 
 def _is_torch_module(obj: Any) -> bool:
@@ -161,6 +162,19 @@ def _featurize_task(payload: tuple[Any, dict[str, Any]], _context: Any = None) -
     return _featurize_one(*payload)
 
 
+def _warm_up() -> None:
+    """Worker start-up: featurize a one-node graph, so that the imports it triggers (~1.5-3 s of onnx, numpy
+    and the op handlers) are not charged to the first real graph's time limit."""
+    from onnx import TensorProto, helper
+
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "warm_up",
+        [vi("x", TensorProto.FLOAT, ["N", 4]), vi("w", TensorProto.FLOAT, [4, 2])], [vi("y", TensorProto.FLOAT, ["N", 2])],
+    )
+    _featurize_one(helper.make_model(graph), {"batch_size": 1})
+
+
 def _progress_wanted(progress: bool | None, n: int) -> bool:
     if progress is not None:
         return bool(progress)
@@ -222,7 +236,7 @@ def featurize_stream(
         par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator", batch_size="auto")
         yield from zip(rest, par(delayed(_featurize_one)(sources[i], graph_options) for i in rest))
     else:
-        with borrow_pool(FEATURIZE_TARGET, _n_workers(n_jobs, len(rest)), limits) as pool:
+        with borrow_pool(FEATURIZE_TARGET, _n_workers(n_jobs, len(rest)), limits, FEATURIZE_WARMUP) as pool:
             yield from pool.run((i, (_payload(sources[i]), graph_options)) for i in rest)
 
 

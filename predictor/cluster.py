@@ -109,14 +109,14 @@ def _chunk_results(client: Any, fut: Any, futures: dict[Any, list]) -> list[tupl
 
 def _worker_pool(limits: Limits) -> IsolatedPool:
     """This worker thread's warm pool (one child process), rebuilt when the limits change."""
-    from predictor.batch import FEATURIZE_TARGET
+    from predictor.batch import FEATURIZE_TARGET, FEATURIZE_WARMUP
 
     cached = getattr(_local, "pool", None)
     if cached is not None and cached[0] == limits:
         return cached[1]
     if cached is not None:
         cached[1].close()
-    pool = IsolatedPool(FEATURIZE_TARGET, {}, n_workers=1, limits=limits)
+    pool = IsolatedPool(FEATURIZE_TARGET, {}, n_workers=1, limits=limits, warmup=FEATURIZE_WARMUP)
     _local.pool = (limits, pool)
     return pool
 

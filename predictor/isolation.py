@@ -177,14 +177,17 @@ class IsolatedPool:
     """Run ``target(payload, context)`` for many payloads in child processes under :class:`Limits`.
 
     Use as a context manager; :meth:`run` may be called several times (children stay warm in between).
+    ``warmup`` (``"module:function"``) runs in each child before it takes tasks, so that lazy imports are not
+    charged to the first task's time limit (nor to its memory limit).
     Results are ``dict``s; a task that breaks a limit or kills its child gets ``{"error": "..."}``.
     """
 
-    def __init__(self, target: str, context: dict[str, Any], *, n_workers: int = 1, limits: Limits = Limits()):
+    def __init__(self, target: str, context: dict[str, Any], *, n_workers: int = 1, limits: Limits = Limits(),
+                 warmup: str | None = None):
         self.n_workers = max(1, int(n_workers))
         self.limits = limits
         self.header = {"target": target, "context": context, "memory_mb": limits.memory_mb, "path": sys.path,
-                       "parent": os.getpid()}
+                       "parent": os.getpid(), "warmup": warmup}
         root = str(Path(__file__).resolve().parents[1])  # so that `-m predictor.isolation` finds this copy
         paths = [root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
         # One thread per child (parallelism is across children, as loky does), which also keeps thread stacks
@@ -301,8 +304,10 @@ _shared_lock = threading.Lock()
 
 
 @contextmanager
-def borrow_pool(target: str, n_workers: int, limits: Limits) -> Iterator[IsolatedPool]:
-    """A warm pool for ``target`` (empty context: pass per-task data in the payload) with ``n_workers``
+def borrow_pool(target: str, n_workers: int, limits: Limits, warmup: str | None = None
+                ) -> Iterator[IsolatedPool]:
+    """A warm pool for ``target`` (empty context: pass per-task data in the payload; ``warmup`` as in
+    :class:`IsolatedPool`) with ``n_workers``
     children at most, shared by consecutive batches in this process so that each does not pay the children's
     start (~1.5 s); a private pool when another thread is using the shared one."""
     key = (target, limits)
@@ -311,10 +316,10 @@ def borrow_pool(target: str, n_workers: int, limits: Limits) -> Iterator[Isolate
         if pool is not None and pool.header["parent"] != os.getpid():  # inherited through fork: not ours
             pool = None
         if pool is None:
-            pool = _shared[key] = IsolatedPool(target, {}, limits=limits)
+            pool = _shared[key] = IsolatedPool(target, {}, limits=limits, warmup=warmup)
         private = not pool.busy.acquire(blocking=False)
         if private:
-            pool = IsolatedPool(target, {}, limits=limits)
+            pool = IsolatedPool(target, {}, limits=limits, warmup=warmup)
         elif pool._idle_timer is not None:
             pool._idle_timer.cancel()
     pool.n_workers = max(1, int(n_workers))
@@ -387,6 +392,8 @@ def _child_main() -> None:
     _die_with_parent(header["parent"])
     sys.path[:0] = [p for p in header["path"] if p not in sys.path]
     fn, context, memory_mb = resolve(header["target"]), header["context"], header["memory_mb"]
+    if header["warmup"]:
+        resolve(header["warmup"])()  # lazy imports happen here, not inside the first task's time limit
     _set_memory_limit(memory_mb)
     _write(out, "ready")
     while True:

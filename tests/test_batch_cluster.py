@@ -1,6 +1,6 @@
 """Scoring on a real Dask cluster (issue 23): a ``dask.distributed.LocalCluster`` with 2 worker processes on
-loopback scores a mixed folder (good graphs, a corrupt file, an unbound dimension) exactly as the local path
-does, through ``predict_many(scheduler=ADDRESS)`` and ``joulecast score --scheduler ADDRESS`` (the README's
+loopback scores a mixed folder (good graphs, a corrupt file, an unbound dimension, a graph that needs the
+per-graph time limit) exactly as the local path does, through ``predict_many(scheduler=ADDRESS)`` and ``joulecast score --scheduler ADDRESS`` (the README's
 instructions); unreachable schedulers and paths the workers cannot read give one clear error."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from onnx import TensorProto, helper
 from featurize.errors import InvalidInputError
 from predictor.cli import main
 from test_batch_graphs import write_variants
+from test_batch_isolation import range_bomb
 from test_retrain_fit import synthetic_model  # noqa: F401 - session fixture
 
 if not os.environ.get("CI"):  # CI installs '.[all]', which includes the dask extra: there it must run
@@ -39,6 +40,7 @@ def mixed_dir(tmp_path_factory):
     good = write_variants(d, 6, seed=9, prefix="m")
     (d / "m100_corrupt.onnx").write_bytes(good[0].read_bytes()[:200])
     onnx.save(unbound_dim_graph(), d / "m101_unbound.onnx")
+    onnx.save(range_bomb(), d / "m102_range_bomb.onnx")  # held by the per-graph time limit on the workers
     return d
 
 
@@ -54,7 +56,7 @@ def cluster():
 
 def _kw(model_dir):
     return dict(gpu=["L4", "T4"], batch_size=64, samples_per_epoch=5000, epochs=2, model_dir=model_dir,
-                progress=False)
+                progress=False, time_limit_s=2)
 
 
 def test_cluster_scores_exactly_like_the_local_path(mixed_dir, cluster, synthetic_model):
@@ -68,6 +70,7 @@ def test_cluster_scores_exactly_like_the_local_path(mixed_dir, cluster, syntheti
     errors = dict(zip(remote["model"].map(lambda m: m.rsplit("/", 1)[-1]), remote["error"]))
     assert errors["m100_corrupt.onnx"].startswith("GraphLoadError")
     assert errors["m101_unbound.onnx"].startswith("UnboundDimensionError") and "seq" in errors["m101_unbound.onnx"]
+    assert errors["m102_range_bomb.onnx"]  # a time-limit (or, with graph caps, a resource) error row
     assert (remote["error"] == "").sum() == 2 * 6
     with Client(cluster) as client:  # a Client passed in is used, not closed
         again = predict_many(sorted(mixed_dir.glob("m00*.onnx"))[::-1], scheduler=client, **_kw(synthetic_model[0]))
@@ -80,13 +83,13 @@ def test_cluster_scores_exactly_like_the_local_path(mixed_dir, cluster, syntheti
 
 def test_cli_score_scheduler_matches_local_and_writes_out(mixed_dir, cluster, synthetic_model, tmp_path, capsys):
     base = ["score", str(mixed_dir), "--gpu", "L4", "--batch-size", "64", "--samples-per-epoch", "5000",
-            "--model-dir", str(synthetic_model[0]), "--json"]
+            "--model-dir", str(synthetic_model[0]), "--time-limit", "2", "--json"]
     assert main(base) == 0
     local = json.loads(capsys.readouterr().out)
     out = tmp_path / "ranked.csv"
     assert main([*base, "--scheduler", cluster.scheduler_address, "--out", str(out)]) == 0
     remote = json.loads(capsys.readouterr().out)
-    assert remote == local and len(remote) == 8
+    assert remote == local and len(remote) == 9
     table = pd.read_csv(out, keep_default_na=False)
     assert list(table["model"]) == [r["model"] for r in local] and list(table["rank"])[:6] == [1, 2, 3, 4, 5, 6]
 

@@ -74,6 +74,16 @@ def test_consecutive_batches_share_warm_children_and_an_abandoned_run_stops_them
         assert again.children == []  # its in-flight task cannot leak into a later run
 
 
+def test_time_limit_is_not_charged_with_the_workers_imports(tmp_path, synthetic_model):
+    from predictor import predict_many
+
+    paths = write_variants(tmp_path, 2, seed=2, prefix="t")
+    kw = dict(gpu="L4", batch_size=64, samples_per_epoch=5000, model_dir=synthetic_model[0], progress=False)
+    # a fresh pool (these limits are new): its children import onnx & co (~1.5-3 s) before the clock starts
+    df = predict_many(paths, time_limit_s=1.25, memory_limit_mb=3000, **kw)
+    assert (df["error"] == "").all(), df["error"].tolist()
+
+
 def test_limits_are_validated():
     assert check_limits(None, None) == Limits(None, None)
     assert check_limits(5, 1024) == Limits(5.0, 1024.0)
