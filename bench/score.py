@@ -266,7 +266,8 @@ def _descendants() -> dict[int, dict[str, float]]:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     hwm = float(line.split()[1]) / 1024.0
-            procs[pid] = {"hwm_mb": hwm, "cpu_s": (int(fields[11]) + int(fields[12])) / tick, "role": _role(pid)}
+            cpu_s = (int(fields[11]) + int(fields[12])) / tick
+            procs[pid] = {"hwm_mb": hwm, "cpu_s": cpu_s, "role": _role(pid)}
     except OSError:
         pass
     return procs
@@ -395,7 +396,9 @@ def main() -> None:
         workdir = args.keep or Path(tmp)
         for fam in families:
             n = args.n if fam == "resnet" else max(1, args.n // 10)
-            schedulers = ("loky", "local", "local-cluster") if args.scheduler == "local-cluster" else (args.scheduler,)
+            schedulers = (
+                ("loky", "local", "local-cluster") if args.scheduler == "local-cluster" else (args.scheduler,)
+            )
             for line in run(fam, n, args.n_jobs, workdir, gpus, args.model_dir, schedulers):
                 print(line, flush=True)
 

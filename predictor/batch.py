@@ -170,7 +170,8 @@ def _warm_up() -> None:
     vi = helper.make_tensor_value_info
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["y"])], "warm_up",
-        [vi("x", TensorProto.FLOAT, ["N", 4]), vi("w", TensorProto.FLOAT, [4, 2])], [vi("y", TensorProto.FLOAT, ["N", 2])],
+        [vi("x", TensorProto.FLOAT, ["N", 4]), vi("w", TensorProto.FLOAT, [4, 2])],
+        [vi("y", TensorProto.FLOAT, ["N", 2])],
     )
     _featurize_one(helper.make_model(graph), {"batch_size": 1})
 
@@ -213,8 +214,8 @@ def featurize_stream(
 
     Torch modules are exported in this process first (export is not safe to fan out). The rest run in
     isolated worker processes under ``limits`` (:mod:`predictor.isolation`); with ``scheduler`` on a Dask
-    cluster (:mod:`predictor.cluster`, the same limits on every worker); with a joblib ``backend`` name through
-    joblib, without per-graph limits.
+    cluster (:mod:`predictor.cluster`, the same limits on every worker); with a joblib ``backend`` name
+    through joblib, without per-graph limits.
     """
     graph_options = {k: v for k, v in options.items() if k != "example_inputs"}  # torch modules only
     rest = []
@@ -258,7 +259,9 @@ def _as_list(gpu: Any) -> list[Any]:
     return out
 
 
-def _check_run(batch_size: Any, samples_per_epoch: Any, epochs: Any, val_samples: Any, precision: str) -> None:
+def _check_run(
+    batch_size: Any, samples_per_epoch: Any, epochs: Any, val_samples: Any, precision: str
+) -> None:
     if int(batch_size) < 1:
         raise InvalidInputError(f"batch_size must be >= 1, got {batch_size!r}")
     if int(samples_per_epoch) < 1:

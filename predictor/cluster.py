@@ -69,7 +69,8 @@ def featurize_on_cluster(
     finishes on the cluster, and ``None`` each second nothing does.
 
     Raises:
-        InvalidInputError: the scheduler cannot be reached, or a worker cannot read a path that this process can.
+        InvalidInputError: the scheduler cannot be reached, or a worker cannot read a path that this process
+            can.
         MissingExtraError: dask.distributed is not installed.
     """
     distributed = require("distributed", extra="dask", purpose="predict_many(scheduler=...)")

@@ -3,17 +3,18 @@ memory or aborts its process becomes an error result instead of a lost batch.
 
 :class:`IsolatedPool` starts ``n_workers`` child interpreters (``python -m predictor.isolation``), sends each
 the name of a target function (``"module:function"``) and a shared context once, then one task at a time.
-A child that passes the time limit is killed; one that dies (SIGABRT from a C++ abort, SIGKILL from the kernel's
-OOM killer, a segfault) is reported with its signal and the last line it wrote to stderr. Either way the task
-gets an ``{"error": ...}`` result and a fresh child takes the next task. The memory limit is an address-space
-limit (``RLIMIT_AS``, Linux) of the child's size after its imports plus ``memory_limit_mb``: an allocation
-beyond it fails with ``MemoryError`` (or ``std::bad_alloc`` in C++), never the machine's memory.
+A child that passes the time limit is killed; one that dies (SIGABRT from a C++ abort, SIGKILL from the
+kernel's OOM killer, a segfault) is reported with its signal and the last line it wrote to stderr. Either
+way the task gets an ``{"error": ...}`` result and a fresh child takes the next task. The memory limit is an
+address-space limit (``RLIMIT_AS``, Linux) of the child's size after its imports plus ``memory_limit_mb``: an
+allocation beyond it fails with ``MemoryError`` (or ``std::bad_alloc`` in C++), never the machine's memory.
 
 :func:`borrow_pool` keeps one pool warm per (target, limits) so that consecutive batches in a process do not
 each pay the children's start (~1.5 s of imports); it stops them after 300 s unused.
 
 Children use ``subprocess`` rather than ``multiprocessing``, so they start the same way in a script without a
-``__main__`` guard and inside a Dask worker (a daemonic process that ``multiprocessing`` refuses to fork from).
+``__main__`` guard and inside a Dask worker (a daemonic process that ``multiprocessing`` refuses to fork
+from).
 Messages are length-prefixed pickles over the child's stdin/stdout, between this process and its own children
 only; the child's fd 1 is pointed at stderr so that stray prints cannot corrupt them.
 """
@@ -48,7 +49,9 @@ DEFAULT_MEMORY_LIMIT_MB = 4096
 START_TIMEOUT_S = 120.0
 """A child that has not imported its target by then is treated as broken (the pool raises)."""
 _HEADER = struct.Struct("!Q")
-CHILD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
+CHILD_ENV = {
+    "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"
+}
 """Defaults for the children's environment (a variable the caller set wins)."""
 
 
@@ -165,7 +168,8 @@ def _death_message(child: _Child, limits: Limits) -> str:
             how = f"signal {-code}"
     else:
         how = f"exit status {code}"
-    hint = " (the kernel's out-of-memory killer sends SIGKILL)" if code == -getattr(signal, "SIGKILL", 9) else ""
+    oom_kill = code == -getattr(signal, "SIGKILL", 9)
+    hint = " (the kernel's out-of-memory killer sends SIGKILL)" if oom_kill else ""
     words = child.last_words()
     limit = f"; memory limit {limits.memory_mb:g} MB" if limits.memory_mb else ""
     return f"WorkerCrashed: the process featurizing this input died with {how}{hint}{limit}" + (
@@ -230,8 +234,8 @@ class IsolatedPool:
         return max(0.0, wait)
 
     def run(self, tasks: Iterable[tuple[int, Any]]) -> Iterator[tuple[int, dict[str, Any]] | None]:
-        """Yield ``(task id, result)`` in completion order for ``(task id, payload)`` pairs, and ``None`` about
-        once a second while nothing finishes (so that a consumer can flush what it holds)."""
+        """Yield ``(task id, result)`` in completion order for ``(task id, payload)`` pairs, and ``None``
+        about once a second while nothing finishes (so that a consumer can flush what it holds)."""
         todo = deque(tasks)
         finished = False
         try:
@@ -292,8 +296,9 @@ class IsolatedPool:
                 if now - t0 > self.limits.time_s:
                     self._retire(child)
                     yield task_id, {
-                        "error": f"TimeLimitExceeded: featurizing took longer than the {self.limits.time_s:g} s "
-                        "per-graph limit (raise time_limit_s / --time-limit if the graph is genuinely large)"
+                        "error": "TimeLimitExceeded: featurizing took longer than the "
+                        f"{self.limits.time_s:g} s per-graph limit (raise time_limit_s / --time-limit if the "
+                        "graph is genuinely large)"
                     }
 
 
@@ -363,7 +368,8 @@ def _set_memory_limit(memory_mb: float | None) -> None:
         pages = int(Path("/proc/self/statm").read_text().split()[0])
         size = pages * os.sysconf("SC_PAGE_SIZE") + int(memory_mb * 2**20)
         hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-        resource.setrlimit(resource.RLIMIT_AS, (size if hard == resource.RLIM_INFINITY else min(size, hard), hard))
+        soft = size if hard == resource.RLIM_INFINITY else min(size, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
     except (ImportError, OSError, ValueError):
         pass
 
@@ -407,9 +413,11 @@ def _child_main() -> None:
             result = {"error": f"{type(err).__name__}: {err}"}
         out_of_memory = bool(memory_mb) and _is_out_of_memory(result)
         if out_of_memory:
-            result = {"error": f"MemoryLimitExceeded: featurizing needed more than the {memory_mb:g} MB per-graph "
-                               "memory limit (raise memory_limit_mb / --memory-limit if the graph is genuinely "
-                               f"large); {result['error'][:200]}"}
+            result = {
+                "error": f"MemoryLimitExceeded: featurizing needed more than the {memory_mb:g} MB per-graph "
+                "memory limit (raise memory_limit_mb / --memory-limit if the graph is genuinely large); "
+                f"{result['error'][:200]}"
+            }
         _write(out, (task_id, result, out_of_memory))
         if out_of_memory:
             return  # a fresh process takes the next task: this heap may be fragmented up to the limit

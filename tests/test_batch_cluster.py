@@ -1,7 +1,8 @@
 """Scoring on a real Dask cluster (issue 23): a ``dask.distributed.LocalCluster`` with 2 worker processes on
 loopback scores a mixed folder (good graphs, a corrupt file, an unbound dimension, a graph that needs the
-per-graph time limit) exactly as the local path does, through ``predict_many(scheduler=ADDRESS)`` and ``joulecast score --scheduler ADDRESS`` (the README's
-instructions); unreachable schedulers and paths the workers cannot read give one clear error."""
+per-graph time limit) exactly as the local path does, through ``predict_many(scheduler=ADDRESS)`` and
+``joulecast score --scheduler ADDRESS`` (the README's instructions); unreachable schedulers and paths the
+workers cannot read give one clear error."""
 
 from __future__ import annotations
 
@@ -69,11 +70,13 @@ def test_cluster_scores_exactly_like_the_local_path(mixed_dir, cluster, syntheti
     pd.testing.assert_frame_equal(remote, local, check_exact=True)
     errors = dict(zip(remote["model"].map(lambda m: m.rsplit("/", 1)[-1]), remote["error"]))
     assert errors["m100_corrupt.onnx"].startswith("GraphLoadError")
-    assert errors["m101_unbound.onnx"].startswith("UnboundDimensionError") and "seq" in errors["m101_unbound.onnx"]
+    unbound = errors["m101_unbound.onnx"]
+    assert unbound.startswith("UnboundDimensionError") and "seq" in unbound
     assert errors["m102_range_bomb.onnx"]  # a time-limit (or, with graph caps, a resource) error row
     assert (remote["error"] == "").sum() == 2 * 6
     with Client(cluster) as client:  # a Client passed in is used, not closed
-        again = predict_many(sorted(mixed_dir.glob("m00*.onnx"))[::-1], scheduler=client, **_kw(synthetic_model[0]))
+        reversed_files = sorted(mixed_dir.glob("m00*.onnx"))[::-1]
+        again = predict_many(reversed_files, scheduler=client, **_kw(synthetic_model[0]))
         assert client.status == "running"
     files = [str(p) for p in sorted(mixed_dir.glob("m00*.onnx"))[::-1]]
     assert list(again["model"]) == [f for f in files for _ in "ab"]  # input order, GPU fastest
@@ -81,7 +84,9 @@ def test_cluster_scores_exactly_like_the_local_path(mixed_dir, cluster, syntheti
     assert again["energy_j"].tolist() == expected.tolist()
 
 
-def test_cli_score_scheduler_matches_local_and_writes_out(mixed_dir, cluster, synthetic_model, tmp_path, capsys):
+def test_cli_score_scheduler_matches_local_and_writes_out(
+    mixed_dir, cluster, synthetic_model, tmp_path, capsys
+):
     base = ["score", str(mixed_dir), "--gpu", "L4", "--batch-size", "64", "--samples-per-epoch", "5000",
             "--model-dir", str(synthetic_model[0]), "--time-limit", "2", "--json"]
     assert main(base) == 0
@@ -91,7 +96,8 @@ def test_cli_score_scheduler_matches_local_and_writes_out(mixed_dir, cluster, sy
     remote = json.loads(capsys.readouterr().out)
     assert remote == local and len(remote) == 9
     table = pd.read_csv(out, keep_default_na=False)
-    assert list(table["model"]) == [r["model"] for r in local] and list(table["rank"])[:6] == [1, 2, 3, 4, 5, 6]
+    assert list(table["model"]) == [r["model"] for r in local]
+    assert list(table["rank"])[:6] == [1, 2, 3, 4, 5, 6]
 
 
 def test_path_a_worker_cannot_read_is_one_clear_error(cluster):

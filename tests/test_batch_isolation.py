@@ -39,7 +39,8 @@ def misbehave(payload, context):
 
 
 def test_pool_turns_hang_abort_exit_and_allocation_into_errors():
-    tasks = [(0, 1), (1, "hang"), (2, "abort"), (3, "allocate"), (4, "exit"), (5, "raise"), (6, "print"), (7, 2)]
+    words = ["hang", "abort", "allocate", "exit", "raise", "print"]
+    tasks = [(0, 1), *[(k + 1, w) for k, w in enumerate(words)], (7, 2)]
     t0 = time.monotonic()
     with IsolatedPool(f"{__name__}:misbehave", {"base": 10}, n_workers=2, limits=Limits(2.0, 512)) as pool:
         got = dict(r for r in pool.run(tasks) if r is not None)
@@ -93,7 +94,8 @@ def test_limits_are_validated():
 
 
 def range_bomb() -> onnx.ModelProto:
-    """Issue 19's reproducer: Range(0, 2**40, 1) makes data-propagating shape inference allocate without bound."""
+    """Issue 19's reproducer: Range(0, 2**40, 1) makes data-propagating shape inference allocate without
+    bound."""
     inits = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("a", 0), ("b", 2**40), ("d", 1))]
     nodes = [
         helper.make_node("Range", ["a", "b", "d"], ["r"]),
@@ -111,15 +113,23 @@ def loop_bomb() -> onnx.ModelProto:
     one = numpy_helper.from_array(np.ones(256, np.float32), "one")
     vi = helper.make_tensor_value_info
     body = helper.make_graph(
-        [helper.make_node("Identity", ["c_in"], ["c_out"]), helper.make_node("Add", ["v_in", "one"], ["v_out"]),
-         helper.make_node("Identity", ["v_in"], ["scan"])],
+        [
+            helper.make_node("Identity", ["c_in"], ["c_out"]),
+            helper.make_node("Add", ["v_in", "one"], ["v_out"]),
+            helper.make_node("Identity", ["v_in"], ["scan"]),
+        ],
         "body",
-        [vi("i", TensorProto.INT64, []), vi("c_in", TensorProto.BOOL, []), vi("v_in", TensorProto.FLOAT, None)],
-        [vi("c_out", TensorProto.BOOL, []), vi("v_out", TensorProto.FLOAT, None), vi("scan", TensorProto.FLOAT, None)],
+        [vi("i", TensorProto.INT64, []), vi("c_in", TensorProto.BOOL, []),
+         vi("v_in", TensorProto.FLOAT, None)],
+        [vi("c_out", TensorProto.BOOL, []), vi("v_out", TensorProto.FLOAT, None),
+         vi("scan", TensorProto.FLOAT, None)],
         [one],
     )
-    inits = [numpy_helper.from_array(np.array(10**9, np.int64), "M"), numpy_helper.from_array(np.array(True), "c"),
-             numpy_helper.from_array(np.zeros(256, np.float32), "v0")]
+    inits = [
+        numpy_helper.from_array(np.array(10**9, np.int64), "M"),
+        numpy_helper.from_array(np.array(True), "c"),
+        numpy_helper.from_array(np.zeros(256, np.float32), "v0"),
+    ]
     nodes = [helper.make_node("Loop", ["M", "c", "v0"], ["vf", "scans"], body=body),
              helper.make_node("Add", ["x", "vf"], ["y"])]
     graph = helper.make_graph(nodes, "loop_bomb", [vi("x", TensorProto.FLOAT, ["N", 256])],
