@@ -35,17 +35,20 @@ def control_flow_cost(
     name = view.name
     if view.op_type == "If":
         costs = {k: _body(bodies[k], {}, shapes, opsets, precision) for k in ("then_branch", "else_branch")}
-        pick = max(costs, key=lambda k: costs[k].flops)
-        return _scaled(view, costs[pick], 1), f"If {name!r}: costed as its more expensive branch ({pick})."
+        pick = max(costs, key=lambda k: costs[k][0].flops)
+        note = f"If {name!r}: costed as its more expensive branch ({pick})."
+        return _scaled(view, costs[pick][0], 1), " ".join(filter(None, [note, _partial_note(view, costs[pick][1])]))
     body = bodies["body"]
     if view.op_type == "Loop":
-        carried = {vi.name: shapes.get(x, (None, 0)) for vi, x in zip(body.input[2:], proto.input[2:])}
+        carried = {vi.name: shapes.get(x) or _init_shape(x, graph)
+                   for vi, x in zip(body.input[2:], proto.input[2:])}
         trips = _const_int(proto.input[0] if proto.input else "", graph)
-        cost = _body(body, {**_scalars(body), **carried}, shapes, opsets, precision)
+        cost, unknown = _body(body, {**_scalars(body), **carried}, shapes, opsets, precision)
+        note = _partial_note(view, unknown)
         if trips is None:
-            return _scaled(view, cost, 1), (
-                f"Loop {name!r}: trip count unknown (not a constant); costed as ONE iteration of its body.")
-        return _scaled(view, cost, trips), None
+            return _scaled(view, cost, 1), " ".join(filter(None, [
+                f"Loop {name!r}: trip count unknown (not a constant); costed as ONE iteration of its body.", note]))
+        return _scaled(view, cost, trips), note
     n_scan = int(helper.get_attribute_value(next(a for a in proto.attribute if a.name == "num_scan_inputs")))
     n_state = len(proto.input) - n_scan
     axes = next((list(a.ints) for a in proto.attribute if a.name == "scan_input_axes"), [0] * n_scan)
@@ -58,7 +61,22 @@ def control_flow_cost(
             trips = shape[axis] if i == n_state else trips
             shape = shape[:axis] + shape[axis + 1:]
         given[vi.name] = (shape, elem)
-    return _scaled(view, _body(body, given, shapes, opsets, precision), trips), None
+    cost, unknown = _body(body, given, shapes, opsets, precision)
+    return _scaled(view, cost, trips), _partial_note(view, unknown)
+
+
+def _init_shape(name: str, graph: onnx.GraphProto) -> tuple:
+    """``(shape, elem_type)`` of an outer initializer (a loop-carried start value), ``(None, 0)`` if not one."""
+    init = next((t for t in graph.initializer if t.name == name), None)
+    return (tuple(init.dims), init.data_type) if init is not None else (None, 0)
+
+
+def _partial_note(view: NodeView, unknown: bool) -> str | None:
+    """A body whose own tensors kept unknown shapes is costed partially: say so, naming the node."""
+    if not unknown:
+        return None
+    return (f"{view.op_type} {view.name!r}: its body has tensors of unknown shape; the body's cost counts the known "
+            "dimensions only.")
 
 
 def _scalars(body: onnx.GraphProto) -> dict[str, tuple]:
@@ -87,9 +105,9 @@ def _scaled(view: NodeView, sub: OpCost, trips: int) -> OpCost:
 
 
 def _body(body: onnx.GraphProto, given: Mapping[str, tuple], shapes: Mapping[str, tuple], opsets: Any,
-          precision: str) -> OpCost:
+          precision: str) -> tuple[OpCost, bool]:
     """Total cost of one run of ``body``: a model whose inputs are the body's inputs (shapes ``given``)
-    and the outer-scope tensors it reads (shapes from ``shapes``)."""
+    and the outer-scope tensors it reads (shapes from ``shapes``); the flag says its own tensors kept unknown shapes."""
     from featurize.graph import featurize
 
     produced = {o for n in body.node for o in n.output} | {i.name for i in body.initializer}
@@ -101,12 +119,14 @@ def _body(body: onnx.GraphProto, given: Mapping[str, tuple], shapes: Mapping[str
         inputs.append(helper.make_tensor_value_info(name, elem or onnx.TensorProto.FLOAT, shape))
     graph = helper.make_graph(list(body.node), "body", inputs, list(body.output), list(body.initializer))
     model = helper.make_model(graph, opset_imports=list(opsets))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         f = featurize(model, batch_size=1, precision=precision, with_nodes=False)
+    unknown = any("unknown shape" in str(w.message) for w in caught)
     fracs = {"conv": f.frac_macs_conv, "matmul": f.frac_macs_matmul, "attention": f.frac_macs_attention,
              "recurrent": f.frac_macs_recurrent}
     cls = max(fracs, key=fracs.get) if f.macs_forward else "elementwise"
     moved = f.bytes_moved_forward
-    return OpCost(macs=f.macs_forward, flops=f.flops_forward, params=f.params, bytes_read=moved / 2,
+    cost = OpCost(macs=f.macs_forward, flops=f.flops_forward, params=f.params, bytes_read=moved / 2,
                   bytes_written=moved / 2, op_class=cls)
+    return cost, unknown

@@ -3,32 +3,41 @@
 Public entry points: :func:`predict_many` and :func:`expand_models` (paths / directories / globs /
 ModelProtos / torch modules -> labelled inputs, in order).
 
-How it scales: graphs are featurized in parallel with joblib (processes by default; workers return only the
-small ``GraphFeatures.to_dict()`` dicts, never node tables), the model is loaded once, and every (graph, GPU)
-pair is predicted by vectorised calls of :func:`predictor.model.predict_frame` (1,024 rows each). Any joblib
-backend passes through, so the featurization can run on a cluster::
+How it scales: graphs are featurized in parallel worker processes that return only the small
+``GraphFeatures.to_dict()`` dicts, never node tables; the model is loaded once, and finished graphs are
+predicted by vectorised calls of :func:`predictor.model.predict_frame` (up to 1,024 rows each) as they arrive.
+Each graph runs under a time and memory limit (:mod:`predictor.isolation`, defaults 60 s and 4096 MB): a graph
+that passes one, or aborts its process, becomes an error row and a fresh process takes the next graph. On a
+Dask cluster (``pip install 'joulecast[dask]'``) the graphs are featurized on its workers, under the same
+limits (:mod:`predictor.cluster`)::
 
-    import joblib
     from predictor import predict_many
 
-    # Dask: from dask.distributed import Client; client = Client("scheduler:8786")
-    with joblib.parallel_config(backend="dask"):
-        df = predict_many("candidates/*.onnx", gpu=["A100", "H100"], batch_size=64, samples_per_epoch=50_000)
-    # Ray: from ray.util.joblib import register_ray; register_ray(); then backend="ray"
+    df = predict_many("/shared/candidates/*.onnx", gpu=["A100", "H100"], batch_size=64,
+                      samples_per_epoch=50_000, scheduler="tcp://scheduler:8786")
 
-One bad input never raises: its row carries an ``error`` message and NaN numbers.
+One bad input never raises: its row carries an ``error`` message and NaN numbers. ``on_rows`` receives rows
+as they are computed (``joulecast score --out`` appends them to its file), so a crash loses nothing finished.
 """
 
 from __future__ import annotations
 
 import glob as _glob
 import os
+import time
 import warnings as _warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featurize.errors import InvalidInputError, JoulecastError
+from predictor.isolation import (
+    DEFAULT_MEMORY_LIMIT_MB,
+    DEFAULT_TIME_LIMIT_S,
+    Limits,
+    borrow_pool,
+    check_limits,
+)
 
 if TYPE_CHECKING:  # pandas is imported where used: featurization workers import this module and never need it
     import pandas as pd
@@ -54,10 +63,14 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
 _GLOB_CHARS = set("*?[")
 # Above this many inputs a progress bar is shown when ``progress=None`` and stderr is a terminal.
 PROGRESS_MIN_INPUTS = 50
-# With the default n_jobs=-1, fewer graphs than this are featurized in-process: starting worker processes
-# (~2-3 s each for the onnx/pandas imports) costs more than it saves on a few dozen graphs.
+# With the default n_jobs=-1, fewer graphs than this are featurized by one worker process: starting more
+# (~1.5 s each for the onnx imports) costs more than it saves on a few dozen graphs.
 PARALLEL_MIN_INPUTS = 32
 PREDICT_CHUNK_ROWS = 1024
+FLUSH_EVERY_S = 2.0
+"""Finished graphs are predicted and handed to ``on_rows`` at least this often while results arrive."""
+FEATURIZE_TARGET = "predictor.batch:_featurize_task"
+FEATURIZE_WARMUP = "predictor.batch:_warm_up"
 
 
 def _is_torch_module(obj: Any) -> bool:
@@ -140,6 +153,25 @@ def _featurize_one(source: Any, options: dict[str, Any]) -> dict[str, Any]:
     return {"features": out, "warnings": featurizer_notes(caught, feats.unsupported_ops)}
 
 
+def _featurize_task(payload: tuple[Any, dict[str, Any]], _context: Any = None) -> dict[str, Any]:
+    """Worker target: ``payload`` is ``(source, featurize options)``."""
+    return _featurize_one(*payload)
+
+
+def _warm_up() -> None:
+    """Worker start-up: featurize a one-node graph, so that the imports it triggers (~1.5-3 s of onnx, numpy
+    and the op handlers) are not charged to the first real graph's time limit."""
+    from onnx import TensorProto, helper
+
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "warm_up",
+        [vi("x", TensorProto.FLOAT, ["N", 4]), vi("w", TensorProto.FLOAT, [4, 2])],
+        [vi("y", TensorProto.FLOAT, ["N", 2])],
+    )
+    _featurize_one(helper.make_model(graph), {"batch_size": 1})
+
+
 def _progress_wanted(progress: bool | None, n: int) -> bool:
     if progress is not None:
         return bool(progress)
@@ -148,51 +180,69 @@ def _progress_wanted(progress: bool | None, n: int) -> bool:
     return n >= PROGRESS_MIN_INPUTS and sys.stderr.isatty()
 
 
-def featurize_many(
+def _payload(source: Any) -> Any:
+    """What travels to a worker: an absolute path (a warm worker may have started in another working
+    directory), or the graph's bytes (a ModelProto is serialised once)."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.path.abspath(os.path.expanduser(os.fspath(source)))
+    if type(source).__name__ == "ModelProto":
+        return source.SerializeToString()
+    return source
+
+
+def _n_workers(n_jobs: int, n: int) -> int:
+    if n_jobs == -1:
+        return 1 if n < PARALLEL_MIN_INPUTS else max(1, min(os.cpu_count() or 1, n))
+    return max(1, min(int(n_jobs), n))
+
+
+def featurize_stream(
     sources: Sequence[Any],
     *,
     n_jobs: int = -1,
     backend: str | None = None,
-    progress: bool | None = None,
+    scheduler: Any = None,
+    limits: Limits = Limits(),
     **options: Any,
-) -> list[dict[str, Any]]:
-    """Featurize ``sources`` in parallel, results in input order (``{"features"...}`` or ``{"error"...}``).
+) -> Iterator[tuple[int, dict[str, Any]] | None]:
+    """``(index, result)`` for every source as each finishes (``{"features"...}`` or ``{"error"...}``), and
+    ``None`` now and then while nothing finishes.
 
-    Torch modules are exported in this process (export is not safe to fan out); everything else goes to
-    joblib workers. ``backend=None`` uses the active joblib backend (loky processes unless a
-    ``joblib.parallel_config`` says otherwise).
+    Torch modules are exported in this process first (export is not safe to fan out). The rest run in
+    isolated worker processes under ``limits`` (:mod:`predictor.isolation`); with ``scheduler`` on a Dask
+    cluster (:mod:`predictor.cluster`, the same limits on every worker); with a joblib ``backend`` name
+    through joblib, without per-graph limits.
     """
-    from joblib import Parallel, delayed
-
-    results: list[dict[str, Any] | None] = [None] * len(sources)
-    parallel_idx = []
     graph_options = {k: v for k, v in options.items() if k != "example_inputs"}  # torch modules only
+    rest = []
     for i, src in enumerate(sources):
         if _is_torch_module(src):
-            results[i] = _featurize_one(src, options)
+            yield i, _featurize_one(src, options)
         else:
-            parallel_idx.append(i)
-    options = graph_options
-    show = _progress_wanted(progress, len(sources))
-    bar = None
-    if show:
-        from tqdm.auto import tqdm
+            rest.append(i)
+    if not rest:
+        return
+    if scheduler is not None:
+        from predictor.cluster import featurize_on_cluster
 
-        bar = tqdm(
-            total=len(sources), desc="featurize", unit="graph", initial=len(sources) - len(parallel_idx)
-        )
-    small = n_jobs == -1 and backend is None and len(parallel_idx) < PARALLEL_MIN_INPUTS
-    if len(parallel_idx) <= 1 or n_jobs == 1 or small:
-        gen = (_featurize_one(sources[i], options) for i in parallel_idx)
-    else:
+        tasks = [(i, (_payload(sources[i]), graph_options)) for i in rest]
+        yield from featurize_on_cluster(scheduler, tasks, limits)
+    elif backend is not None:
+        from joblib import Parallel, delayed
+
         par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator", batch_size="auto")
-        gen = par(delayed(_featurize_one)(sources[i], options) for i in parallel_idx)
-    for i, res in zip(parallel_idx, gen):
-        results[i] = res
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        yield from zip(rest, par(delayed(_featurize_one)(sources[i], graph_options) for i in rest))
+    else:
+        with borrow_pool(FEATURIZE_TARGET, _n_workers(n_jobs, len(rest)), limits, FEATURIZE_WARMUP) as pool:
+            yield from pool.run((i, (_payload(sources[i]), graph_options)) for i in rest)
+
+
+def featurize_many(sources: Sequence[Any], **kw: Any) -> list[dict[str, Any]]:
+    """:func:`featurize_stream` collected in input order."""
+    results: list[dict[str, Any] | None] = [None] * len(sources)
+    for done in featurize_stream(sources, **kw):
+        if done is not None:
+            results[done[0]] = done[1]
     return results  # type: ignore[return-value]
 
 
@@ -205,6 +255,28 @@ def _as_list(gpu: Any) -> list[Any]:
     return out
 
 
+def _in_batches(stream: Iterable[Any], size: int, every_s: float) -> Iterator[list[Any]]:
+    """Group a stream into lists of ``size`` items, or fewer once ``every_s`` seconds have passed (``None``
+    items only give that clock a chance to fire)."""
+    buf: list[Any] = []
+    t0 = time.monotonic()
+    try:
+        for item in stream:
+            if item is not None:
+                buf.append(item)
+            if len(buf) >= size or (buf and time.monotonic() - t0 >= every_s):
+                yield buf
+                buf, t0 = [], time.monotonic()
+    except GeneratorExit:
+        raise
+    except BaseException:  # Ctrl-C or a failure upstream: hand over what is finished, then re-raise
+        if buf:
+            yield buf
+        raise
+    if buf:
+        yield buf
+
+
 def predict_many(
     models: Any,
     *,
@@ -214,6 +286,10 @@ def predict_many(
     epochs: float = 1,
     n_jobs: int = -1,
     backend: str | None = None,
+    scheduler: Any = None,
+    time_limit_s: float | None = DEFAULT_TIME_LIMIT_S,
+    memory_limit_mb: float | None = DEFAULT_MEMORY_LIMIT_MB,
+    on_rows: Callable[[pd.DataFrame], None] | None = None,
     progress: bool | None = None,
     model_dir: str | os.PathLike | None = None,
     val_samples: int = 0,
@@ -229,9 +305,16 @@ def predict_many(
         gpu: a GPU name or a list of names; several give a cross-GPU what-if (one row per model x GPU).
         batch_size, samples_per_epoch, epochs, val_samples, precision, power_limit_w: the training run, as in
             ``predict`` (one power limit for every GPU; it must be settable on each).
-        n_jobs: featurization processes (joblib; -1 = all cores, but fewer than 32 graphs run in-process).
-            backend: a joblib backend name
-            (``"loky"``, ``"threading"``, ``"dask"``, ``"ray"``...); ``None`` = the active one.
+        n_jobs: featurizing processes on this machine (-1 = all cores, but one for fewer than 32 graphs).
+        backend: a joblib backend name (``"loky"``, ``"threading"``...) to featurize through joblib instead,
+            without per-graph limits; ``None`` = joulecast's isolated processes.
+        scheduler: a Dask scheduler address (``"tcp://host:8786"``) or a ``dask.distributed.Client``:
+            graphs are featurized on the cluster's workers (``pip install 'joulecast[dask]'``); paths must be
+            readable there.
+        time_limit_s, memory_limit_mb: per-graph limits (defaults 60 s and 4096 MB; ``None`` = none). A graph
+            that passes one, or crashes its process, gets an error row.
+        on_rows: called with each group of finished rows (:data:`OUTPUT_COLUMNS`, completion order) as they
+            arrive, e.g. to append them to a file so that a crash loses nothing already computed.
         progress: tqdm bar; ``None`` shows it for >= 50 inputs on a terminal.
         model_dir: a model directory from :func:`predictor.retrain`; ``None`` = the shipped model.
         **kw: passed to ``featurize`` (``dims=``, ``input_shapes=``, ``frozen=``; ``example_inputs=`` goes to
@@ -243,17 +326,19 @@ def predict_many(
         by ``"; "``, ``error`` -- empty when the row succeeded).
 
     Raises:
-        InvalidInputError: nothing to score, bad run arguments. UnknownGPUError: a GPU name not in the table.
+        InvalidInputError: nothing to score, bad run arguments or limits, a path the cluster's workers cannot
+            read. UnknownGPUError: a GPU name not in the table. MissingExtraError: ``scheduler`` without Dask.
     """
     import pandas as pd
 
     from featurize import lookup_gpu
-    from predictor.model import extrapolation_warnings, load_model, predict_frame
+    from predictor.model import load_model
 
     from predictor.args import check_power_limit, check_run_args
 
     check_run_args(batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,
                    val_samples=val_samples, precision=precision)
+    limits = check_limits(time_limit_s, memory_limit_mb)
     model = load_model(model_dir)  # fail fast on a bad model dir, before any featurization
     measured = model.manifest.get("gpus_seen", ())  # an ambiguous alias prefers a measured variant
     with _warnings.catch_warnings():
@@ -262,48 +347,30 @@ def predict_many(
     for spec in specs:
         power_limit_w = check_power_limit(power_limit_w, spec)
     items = expand_models(models)
+    run = dict(batch_size=int(batch_size), samples_per_epoch=int(samples_per_epoch), epochs=epochs,
+               val_samples=int(val_samples), precision=precision, power_limit_w=power_limit_w)
     options = {"batch_size": int(batch_size), "precision": precision, **kw}
-    results = featurize_many(
-        [src for _, src in items], n_jobs=n_jobs, backend=backend, progress=progress, **options
-    )
+    stream = featurize_stream([src for _, src in items], n_jobs=n_jobs, backend=backend, scheduler=scheduler,
+                              limits=limits, **options)
+    bar = None
+    if _progress_wanted(progress, len(items)):
+        from tqdm.auto import tqdm
 
-    ok = [i for i, r in enumerate(results) if "features" in r]
-    pred = None
-    if ok:
-        # graph-major, GPU-minor: each graph row repeated once per GPU
-        feats = pd.DataFrame([results[i]["features"] for i in ok])
-        rows = feats.loc[feats.index.repeat(len(specs))].reset_index(drop=True)
-        row_specs = specs * len(ok)
-        # Vectorised, in chunks: the tree walk's temporaries grow ~30 kB per row, so 10k graphs at once would
-        # add ~300 MB of peak memory; 1,024-row chunks keep it near 30 MB at no measurable speed cost.
-        pred = pd.concat(
-            [
-                predict_frame(
-                    rows.iloc[a : a + PREDICT_CHUNK_ROWS],
-                    row_specs[a : a + PREDICT_CHUNK_ROWS],
-                    batch_size=int(batch_size),
-                    samples_per_epoch=int(samples_per_epoch),
-                    epochs=epochs,
-                    val_samples=int(val_samples),
-                    precision=precision,
-                    power_limit_w=power_limit_w,
-                    model=model,
-                )
-                for a in range(0, len(rows), PREDICT_CHUNK_ROWS)
-            ],
-            ignore_index=True,
-        )
-        pred["warnings"] = [
-            extrapolation_warnings(
-                model,
-                results[ok[k // len(specs)]]["features"],
-                gpu=row_specs[k],
-                precision=precision,
-                batch_size=int(batch_size),
-            )
-            for k in range(len(pred))
-        ]
-    return _assemble(items, results, ok, specs, pred, int(batch_size))
+        bar = tqdm(total=len(items), desc="score", unit="graph")
+    frames = []
+    try:
+        for done in _in_batches(stream, max(1, PREDICT_CHUNK_ROWS // len(specs)), FLUSH_EVERY_S):
+            frame = _rows(items, done, specs, model, run)
+            frames.append(frame)
+            if on_rows is not None:
+                on_rows(frame.drop(columns="_order").reset_index(drop=True))
+            if bar is not None:
+                bar.update(len(done))
+    finally:
+        if bar is not None:
+            bar.close()
+    df = pd.concat(frames, ignore_index=True).sort_values("_order", kind="stable")
+    return df.drop(columns="_order").reset_index(drop=True)
 
 
 _PRED_COLUMNS = (
@@ -321,20 +388,41 @@ def _name(label: str) -> str:
     return Path(label).stem if label.lower().endswith(".onnx") else label
 
 
-def _assemble(items, results, ok, specs, pred, batch_size: int) -> pd.DataFrame:
-    """Rows in input order, GPU fastest; ``pred`` rows are graph-major, GPU-minor over the ``ok`` graphs."""
+def _predict_ok(ok: list[tuple[int, dict[str, Any]]], specs: list[Any], model: Any, run: dict[str, Any]):
+    """Vectorised predictions for the featurized graphs ``ok``: graph-major, GPU-minor rows."""
+    import pandas as pd
+
+    from predictor.model import extrapolation_warnings, predict_frame
+
+    feats = pd.DataFrame([res["features"] for _, res in ok])
+    rows = feats.loc[feats.index.repeat(len(specs))].reset_index(drop=True)
+    row_specs = specs * len(ok)
+    pred = predict_frame(rows, row_specs, model=model, **run)
+    pred["warnings"] = [
+        extrapolation_warnings(model, ok[k // len(specs)][1]["features"], gpu=row_specs[k],
+                               precision=run["precision"], batch_size=run["batch_size"])
+        for k in range(len(pred))
+    ]
+    return pred
+
+
+def _rows(items, done, specs, model, run) -> pd.DataFrame:
+    """Output rows for the finished ``(index, result)`` pairs ``done``, with an ``_order`` column (input
+    position x GPU) that puts them back in input order."""
     import pandas as pd
 
     from predictor.api import memory_note
 
     n_gpu = len(specs)
-    pos = {i: k for k, i in enumerate(ok)}
+    ok = [(i, res) for i, res in done if "features" in res]
+    pred = _predict_ok(ok, specs, model, run) if ok else None
     cols = {c: pred[c].to_numpy(float) for c in _PRED_COLUMNS} if pred is not None else {}
     row_warn = list(pred["warnings"]) if pred is not None else []
+    pos = {i: k for k, (i, _) in enumerate(ok)}
     nan = float("nan")
     records = []
-    for i, (label, _) in enumerate(items):
-        res = results[i]
+    for i, res in done:
+        label = items[i][0]
         for g, spec in enumerate(specs):
             if "error" in res:
                 rec = dict.fromkeys(OUTPUT_COLUMNS, nan)
@@ -343,7 +431,7 @@ def _assemble(items, results, ok, specs, pred, batch_size: int) -> pd.DataFrame:
                 k = pos[i] * n_gpu + g
                 feats = res["features"]
                 rec = {c: float(cols[c][k]) for c in _PRED_COLUMNS}
-                memory_bytes, fits, memory_warning = memory_note(feats, spec, batch_size)
+                memory_bytes, fits, memory_warning = memory_note(feats, spec, run["batch_size"])
                 rec.update(
                     model=label,
                     name=_name(label),
@@ -358,8 +446,9 @@ def _assemble(items, results, ok, specs, pred, batch_size: int) -> pd.DataFrame:
                 msgs = list(res.get("warnings", [])) + ([spec.note] if spec.note else []) + list(row_warn[k])
                 msgs += [memory_warning] if memory_warning else []
                 rec["warnings"] = "; ".join(dict.fromkeys(m for m in msgs if m))
+            rec["_order"] = i * n_gpu + g
             records.append(rec)
-    df = pd.DataFrame.from_records(records, columns=list(OUTPUT_COLUMNS))
+    df = pd.DataFrame.from_records(records, columns=[*OUTPUT_COLUMNS, "_order"])
     df["params"] = df["params"].astype("float64")
     df["memory_bytes"] = df["memory_bytes"].astype("float64")
     df["fits"] = df["fits"].astype("boolean")  # <NA> for a failed row

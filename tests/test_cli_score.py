@@ -72,6 +72,7 @@ def test_table_out_and_pareto_files(cand_dir, synthetic_model, tmp_path, capsys)
     ranked = pd.read_parquet(tmp_path / "ranked.parquet")
     assert len(ranked) == 5 and list(ranked["rank"]) == [1, 2, 3, 4, 5]
     assert dict(zip(ranked["name"], ranked["top1"])) == dict(zip(acc["model"].str[:-5], acc["top1"]))
+    assert not (tmp_path / "ranked.parquet.partial.csv").exists()  # the rows written while scoring, replaced
     png = (tmp_path / "p.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 200_000
     rc = main(_args(cand_dir, synthetic_model[0], "--out", str(tmp_path / "ranked.csv")))
@@ -120,6 +121,33 @@ def test_nothing_scorable_exits_non_zero(synthetic_model, tmp_path, capsys):
         assert "no input could be scored" in captured.err
         if extra:
             assert json.loads(captured.out)[0]["error"]  # the records are still printed
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_rows_computed_before_a_crash_stay_on_disk(cand_dir, synthetic_model, tmp_path, monkeypatch, suffix):
+    import predictor.batch
+
+    real = predictor.batch.featurize_stream
+
+    def crashes_after_three(sources, **kw):
+        done = 0
+        for item in real(sources, **kw):
+            if item is not None:
+                yield item
+                done += 1
+                if done == 3:
+                    raise RuntimeError("simulated crash")
+
+    complete = tmp_path / "complete.csv"
+    assert main(_args(cand_dir, synthetic_model[0], "--out", str(complete))) == 0
+    monkeypatch.setattr(predictor.batch, "featurize_stream", crashes_after_three)
+    out = tmp_path / f"crashed{suffix}"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        main(_args(cand_dir, synthetic_model[0], "--out", str(out)))
+    partial = pd.read_csv(out if suffix == ".csv" else tmp_path / "crashed.parquet.partial.csv")
+    assert len(partial) == 3 and (partial["error"].isna()).all()
+    full = pd.read_csv(complete).set_index("model")["energy_j"]
+    assert partial["energy_j"].tolist() == full.loc[partial["model"]].tolist()
 
 
 def test_pareto_front_minimises_both():

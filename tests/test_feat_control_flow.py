@@ -89,3 +89,12 @@ def test_scan_is_body_times_scanned_length():
     f = featurize(scan_model())
     assert _row(f, "cumsum")["flops"] == 5 * 4
     assert f.warnings == ()
+
+
+def test_loop_body_with_unknown_shapes_is_stated_naming_the_node():
+    model = loop_model(True)
+    x = model.graph.input[0]
+    x.type.tensor_type.ClearField("shape")  # the carried value's shape is unknown, so the body's MatMul is too
+    with pytest.warns(UserWarning, match="repeat"):
+        f = featurize(model)
+    assert [w for w in f.warnings if "'repeat'" in w and "body has tensors of unknown shape" in w]

@@ -3,6 +3,9 @@
 Thin layer over :func:`predictor.batch.predict_many`: checks every output path before any work, scores,
 ranks (lowest energy first), prints a table (or JSON records), and optionally writes the ranked table
 (CSV/Parquet) and a Pareto plot (energy vs parameters, or vs a user-supplied accuracy column) as PNG.
+While scoring, finished rows are appended to ``--out`` (CSV; ``<out>.partial.csv`` for Parquet) as they
+arrive, so an interrupted run keeps them; the ranked table replaces them at the end. ``--scheduler`` runs the
+featurization on a Dask cluster; ``--time-limit`` / ``--memory-limit`` bound each graph.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import typer
 
 from featurize.errors import InvalidInputError
 from predictor.cli._common import parse_dims
+from predictor.isolation import DEFAULT_MEMORY_LIMIT_MB, DEFAULT_TIME_LIMIT_S, check_limits
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 
@@ -141,10 +145,35 @@ def plot_pareto(ranked, path: Path, *, accuracy_name: str | None = None) -> None
 
 
 def write_table(ranked, path: Path) -> None:
+    """Write ``ranked`` to ``path`` (CSV or Parquet by suffix) through a temporary file and a rename, so that
+    ``path`` holds either the rows written so far or the complete table, never half a table."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     if path.suffix.lower() == ".parquet":
-        ranked.to_parquet(path, index=False)
+        ranked.to_parquet(tmp, index=False)
     else:
-        ranked.to_csv(path, index=False)
+        ranked.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def progress_path(out: Path) -> Path:
+    """Where rows go as they are computed: ``--out`` itself for CSV, ``<out>.partial.csv`` beside a Parquet
+    ``--out`` (a Parquet file is unreadable until closed)."""
+    return out if out.suffix.lower() == ".csv" else out.with_name(out.name + ".partial.csv")
+
+
+class RowLog:
+    """``on_rows`` callback: appends each group of finished rows to a CSV (header once) and flushes it, so a
+    crash or Ctrl-C loses nothing already computed; the ranked table replaces it at the end."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows = 0
+        path.write_text("")
+
+    def __call__(self, frame) -> None:
+        with open(self.path, "a", newline="") as fh:
+            frame.to_csv(fh, header=self.rows == 0, index=False)
+        self.rows += len(frame)
 
 
 def records(ranked) -> list[dict[str, Any]]:
@@ -281,6 +310,15 @@ def register(app: typer.Typer) -> None:
         grid_g_per_kwh: float = typer.Option(None, "--grid-g-per-kwh", help="Grid intensity for CO2, g/kWh."),
         pue: float = typer.Option(1.0, "--pue", help="Data-centre PUE applied to CO2."),
         n_jobs: int = typer.Option(-1, "--n-jobs", "-j", help="Featurization processes (-1 = all cores)."),
+        scheduler: str = typer.Option(
+            None, "--scheduler", help="Dask scheduler address (tcp://host:8786): featurize on its workers."
+        ),
+        time_limit: float = typer.Option(
+            DEFAULT_TIME_LIMIT_S, "--time-limit", help="Seconds one graph may take (0 = no limit)."
+        ),
+        memory_limit: float = typer.Option(
+            DEFAULT_MEMORY_LIMIT_MB, "--memory-limit", help="MB one graph may allocate (0 = no limit)."
+        ),
         model_dir: Path = typer.Option(None, "--model-dir", help="Model directory from `joulecast retrain`."),
         as_json: bool = typer.Option(
             False, "--json", help="Print JSON records (ranked) on stdout, nothing else."
@@ -293,6 +331,7 @@ def register(app: typer.Typer) -> None:
             check_writable(out, suffixes=TABLE_SUFFIXES, flag="--out")
         if pareto is not None:
             check_writable(pareto, suffixes=(".png",), flag="--pareto")
+        check_limits(time_limit or None, memory_limit or None)
         if top is not None and top < 1:
             raise InvalidInputError(f"--top must be >= 1, got {top}")
         accuracy, acc_name = (
@@ -312,6 +351,7 @@ def register(app: typer.Typer) -> None:
                 "glob such as 'candidates/*.onnx'"
             )
         expand_models(models)  # empty folder / glob matching nothing -> clear error now
+        log = RowLog(progress_path(out)) if out is not None else None
         df = predict_many(
             models,
             gpu=gpu,
@@ -322,6 +362,10 @@ def register(app: typer.Typer) -> None:
             precision=precision,
             power_limit_w=power_limit_w,
             n_jobs=n_jobs,
+            scheduler=scheduler,
+            time_limit_s=time_limit or None,
+            memory_limit_mb=memory_limit or None,
+            on_rows=log,
             model_dir=model_dir,
             dims=parse_dims(dim),
             progress=None if not as_json else False,
@@ -336,6 +380,8 @@ def register(app: typer.Typer) -> None:
         )
         if out is not None:
             write_table(ranked, out)
+            if progress_path(out) != out:
+                progress_path(out).unlink(missing_ok=True)
         if pareto is not None:
             plot_pareto(ranked, pareto, accuracy_name=acc_name)
         n_err = int((ranked["error"] != "").sum())
