@@ -9,9 +9,10 @@ Public entry points:
 
 Method (all in log energy):
 
-0. **Learned warm-up** (:mod:`predictor.refine_model`): in the run's first phase, epoch 0 is an observation of
-   the steady level through a fitted first-epoch excess distribution (never taken as steady), combined with
-   the other stable epochs; the prior enters as a Student-t, so strongly disagreeing epochs override it.
+0. **Learned model** (:mod:`predictor.refine_model`, constants fitted on 249 traced runs): in the run's first
+   phase epoch 0 is never taken as steady. While it is the only epoch, the steady level is read from it through
+   the fitted first-epoch excess distribution; from the second epoch on, from the later epochs (their mean
+   while few, a Student-t location after). The prior enters as a Cauchy, so epochs far from it override it.
 1. **Warm-up**: up to ``MAX_WARMUP_EPOCHS`` leading epochs of the run (and the first epoch of a newly
    detected phase) that sit markedly above the later level (> max(``WARMUP_MIN_LOG``, 3 robust sd)) are
    excluded from the steady-state estimate.
@@ -53,6 +54,7 @@ from predictor.prediction import Prediction
 from predictor.refine_model import (
     PARAMS,
     RefineParams,
+    body_mean_sd,
     drift_terms,
     first_epoch_observation,
     input_bound_note,
@@ -442,11 +444,14 @@ def refine(
             warnings.append(f"measured epochs are {math.exp(gap) - 1:+.0%} off the prior, outside its interval: {hint}")
     if seg.warmup_epochs:
         warnings.append(f"warm-up epoch(s) {seg.warmup_epochs} excluded from the steady-state level.")
+    level_from = "phase epochs"
     if pri is None and _first_epoch_modelled(seg, in_later_phase):
-        warnings.append(
-            f"epoch 0 used as a warm-up epoch: its measured energy less the typical first-epoch excess "
-            f"(x{math.exp(params.warmup_log_mean):.2f}, sd {params.warmup_log_sd:.2f} in log) informs the steady level."
-        )
+        level_from = "first epoch (warm-up model)" if n == 1 else "epochs after the first"
+        if n == 1:
+            warnings.append(
+                f"one epoch measured: it is read as a warm-up epoch (typical first-epoch excess "
+                f"x{math.exp(params.warmup_log_mean):.2f}, log sd {params.warmup_log_sd:.2f}), not as a steady one."
+            )
     if seg.outliers:
         warnings.append(f"outlier epoch(s) {seg.outliers} down-weighted (Huber).")
 
@@ -561,6 +566,7 @@ def refine(
             if pooled is not None else None
         ),
         "drift_log_shift": shift_pt,
+        "level_from": level_from,
     }
     spe = prior.samples_per_epoch or 1
     return prior.replace(
@@ -588,18 +594,18 @@ def _level_observation(
 ) -> tuple[float, float]:
     """Log level of the current phase measured by the epochs, and its sd (before the prior).
 
-    In the run's first phase the stable epochs after epoch 0 give it (robust level); with none yet, epoch 0
-    does, through the warm-up model (its log energy less the mean first-epoch excess, with the excess's spread).
+    In the run's first phase the stable epochs after epoch 0 give it (their mean while few, then a robust
+    level; sd from the fitted law); with none yet, epoch 0 does, through the warm-up model (its log energy
+    less the mean first-epoch excess, with the excess's spread).
     """
     if not _first_epoch_modelled(seg, in_later_phase):
         return seg.level_log, seg.obs_log_sigma / math.sqrt(max(len(seg.stable_epochs), 1))
     body = y[[i for i in seg.stable_epochs if i != 0]]
-    if body.size >= 3:
-        spread = max(_mad_sd(body), params.epoch_log_sd)  # a few epochs' own spread understates the tails
-        return _huber_location(body, spread), spread / math.sqrt(body.size)
-    if body.size:
-        return float(np.mean(body)), params.epoch_log_sd / math.sqrt(body.size)
-    return first_epoch_observation(float(y[0]), params)
+    if not body.size:
+        return first_epoch_observation(float(y[0]), params)
+    if body.size < max(params.mean_epochs_below, 3):
+        return math.log(float(np.mean(np.exp(body)))), body_mean_sd(body.size, params)
+    return _huber_location(body, max(_mad_sd(body), OBS_LOG_SIGMA_FLOOR)), body_mean_sd(body.size, params)
 
 
 def _future_budget(

@@ -29,7 +29,8 @@ def test_typical_first_epoch_is_read_as_warm_up_not_steady():
     # a run exactly at the prior's level whose first epoch carries the typical excess
     r = refine(make_prior(100.0), epoch_energies_j=[100.0 * math.exp(PARAMS.warmup_log_mean)], total_epochs=40)
     assert r.energy_per_epoch_j == pytest.approx(100.0, rel=0.02)
-    assert any("warm-up epoch" in w for w in r.warnings)
+    assert any("read as a warm-up epoch" in w for w in r.warnings)
+    assert r.refinement["level_from"] == "first epoch (warm-up model)"
 
 
 def test_first_epoch_far_from_prior_overrides_it():

@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from predictor.prediction import Prediction
 from predictor.refine import refine
@@ -95,6 +96,33 @@ def fit_statistics(series: list[EpochSeries]) -> dict[str, float]:
                 body_sd_decay=b,
                 epoch_log_scale=scale,
                 drift_log_per_epoch=drift, drift_log_sd=drift_sd)
+
+
+def trace_summary(series: list[EpochSeries]) -> pd.DataFrame:
+    """Per (architecture, GPU) and overall: first-epoch excess, fine-tuning drift, share of runs drifting > 10 %.
+
+    Drift per run: least-squares slope of log energy vs epoch over the fine-tuning phase (%/epoch), that slope
+    over the run (%), and late epochs (last fifth) vs the run's median epoch (%).
+    """
+    rows = []
+    for s in series:
+        y = np.log(s.energies_j[s.n_frozen + 1 :])
+        slope = float(np.polyfit(np.arange(y.size), y, 1)[0])
+        late = float(np.median(y[-max(3, y.size // 5) :]) - np.median(y))
+        rows.append(dict(group=f"{s.architecture} on {s.gpu.replace('NVIDIA GeForce ', '')}", gpu=s.gpu.replace("NVIDIA GeForce ", ""), epochs=y.size,
+                         warmup_x=float(np.exp(warmup_excess(s))), slope_pct_per_epoch=100 * slope,
+                         trend_pct=100 * slope * y.size, late_vs_median_pct=100 * late))
+    d = pd.DataFrame(rows)
+    d["length"] = pd.qcut(d.epochs, 3, labels=["short", "mid", "long"]).astype(str)
+    agg = dict(runs=("epochs", "size"), epochs=("epochs", "median"), warmup_x_mean=("warmup_x", "mean"),
+               warmup_x_p10=("warmup_x", lambda x: x.quantile(0.1)), warmup_x_p90=("warmup_x", lambda x: x.quantile(0.9)),
+               drift_pct_per_epoch=("slope_pct_per_epoch", "median"), trend_pct=("trend_pct", "median"),
+               late_vs_median_pct=("late_vs_median_pct", "median"),
+               share_late_gt_10pct=("late_vs_median_pct", lambda x: (x > 10).mean()))
+    parts = [d.groupby(key).agg(**agg).rename(index=lambda v, key=key: f"{key}: {v}")
+             for key in ("group", "gpu", "length")]
+    parts.append(d.assign(all="all").groupby("all").agg(**agg))
+    return pd.concat(parts).round(3)
 
 
 def make_prior(per_epoch_j: float, n: int, log_sigma: float = PRIOR_LOG_SIGMA) -> Prediction:
