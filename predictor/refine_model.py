@@ -7,19 +7,22 @@ Nothing here imports ``training_data``.
 Model (log energy per epoch, ``L`` = steady level of the current phase):
 
 - **Warm-up**: the run's first epoch is ``log e_1 = L + w``, ``w ~ N(warmup_log_mean, warmup_log_sd^2)``
-  (start-up, graph tracing, autotuning and cache fills: x1.27 on average, sd 0.18 in log, on those runs). It is an
-  observation of ``L`` after subtracting the mean excess, with the excess's spread as extra variance, so one
-  epoch never counts as steady and a first epoch far from the prior still moves the estimate.
-- **Steady epochs**: i.i.d. Student-t around ``L`` (scale ``epoch_log_scale``, ``epoch_t_dof`` dof: most epochs
-  sit within a few % but one in ten is 15 % off); the mean of m epochs reads the coming level with sd
-  ``epoch_log_sd x m^-body_sd_decay`` (90 % spread on the traces), which sizes the interval.
-- **Drift**: the future level is ``L + drift_log_per_epoch x (epochs ahead, mid-point)`` with sd
-  ``drift_log_sd`` (run-to-run spread of that trend on the traces).
-- **Prior**: Student-t with ``prior_t_dof`` degrees of freedom on ``L`` around the prediction, scale =
-  ``prior.log_sigma``: when the measurements disagree strongly with the prior, the prior yields (a Gaussian
-  prior would keep pulling by a fixed fraction of the gap).
-- **Interval**: the projected sd is multiplied by ``interval_scale`` (chosen by grouped inner-fold CV in the
-  fitting script so that nominal 90 % intervals cover 90 % on runs of unseen (architecture, GPU) groups).
+  (start-up, graph tracing, autotuning and cache fills: x1.27 geometric mean, log sd 0.18, on those runs). While
+  it is the only epoch it is read as ``L`` plus that excess, so it never counts as steady; once a later epoch
+  exists it is left out of ``L`` (on the traces it then adds noise, not information).
+- **Steady epochs**: fewer than ``mean_epochs_below``: their log mean, Student-t around ``L`` with scale
+  ``epoch_log_scale x m^-body_sd_decay`` (cut jitter between neighbours cancels in a sum); more: each epoch
+  Student-t around ``L`` (scale ``epoch_log_scale``, ``epoch_t_dof`` dof), a robust location. The mean of m
+  epochs reads the coming level with sd ``epoch_log_sd x m^-body_sd_decay`` (90 % spread on the traces,
+  future drift included), which sizes the interval.
+- **Drift**: the future level is ``L + drift_log_per_epoch x (epochs ahead + 1) / 2`` with sd
+  ``drift_log_sd`` (run-to-run spread of the late-vs-early level on the traces, beyond epoch noise).
+- **Prior**: Student-t with ``prior_t_dof`` degrees of freedom (1: Cauchy) on ``L`` around the prediction,
+  scale ``prior.log_sigma``: when the measurements disagree strongly with the prior, the prior yields (a
+  Gaussian prior keeps pulling by a fixed fraction of the gap).
+- **Interval**: the projected sd is multiplied by ``interval_scale``. ``epoch_t_dof``, ``mean_epochs_below``
+  and ``interval_scale`` are chosen by grouped inner-fold CV in the fitting script (leave one (architecture,
+  GPU) group out); ``prior_t_dof`` is a stated choice.
 """
 
 from __future__ import annotations
