@@ -526,10 +526,13 @@ def refine(
     if times is not None:
         t_stable = times[seg.stable_epochs]
         time_per_epoch_s = float(np.median(t_stable))
-        note = input_bound_note(time_per_epoch_s, math.exp(seg.level_log) / time_per_epoch_s, prior.time_per_epoch_s,
-                                prior.avg_power_w)
-        if note:
-            warnings.append(note)
+        steady = [i for i in seg.stable_epochs if i != 0]  # a first epoch's start-up also looks slow and cool
+        if steady:
+            t_med = float(np.median(times[steady]))
+            note = input_bound_note(t_med, float(np.median(e[steady] / times[steady])), prior.time_per_epoch_s,
+                                    prior.avg_power_w)
+            if note:
+                warnings.append(note)
         time_s = float(times.sum()) + time_per_epoch_s * (n_point - n)
     else:
         time_s = prior.time_per_epoch_s * n_point

@@ -100,6 +100,9 @@ def test_input_bound_run_detected_from_measured_epochs():
     assert not any("input-bound" in w for w in busy.warnings)
     # long epochs at full power are a slow GPU, not a starved one
     assert input_bound_note(40.0, 290.0, 10.0, 300.0) is None
+    # a lone first epoch (start-up idle inside) is not judged
+    first = refine(prior, epoch_energies_j=[4000.0], epoch_times_s=[40.0], total_epochs=40)
+    assert not any("input-bound" in w for w in first.warnings)
 
 
 def test_fitted_constants_match_the_traces(shared_data):
