@@ -19,6 +19,7 @@ import pandas as pd
 from featurize.errors import GraphLoadError, InvalidInputError
 from featurize.types import GPUSpec
 from predictor.args import check_power_limit, check_run_args
+from predictor.input_cap import cap_epoch, check_input_rate
 from predictor.prediction import Prediction
 
 DEFAULT_BATCH_SIZE = 32
@@ -161,6 +162,7 @@ def predict(
     power_limit_w: float | None = None,
     model_dir: str | Path | None = None,
     example_inputs: Any = None,
+    input_samples_per_s: float | None = None,
 ) -> Prediction:
     """Forecast the energy, time and power of training ``model`` on ``gpu``.
 
@@ -177,12 +179,16 @@ def predict(
         power_limit_w: enforced GPU power limit, watts (None = TDP).
         model_dir: a model directory from ``retrain``; None = the shipped model.
         example_inputs: example tensors for a torch module.
+        input_samples_per_s: the most samples per second your data pipeline delivers (decoding, storage);
+            epochs then last at least (samples_per_epoch + val_samples) / N seconds with the GPU idling while
+            it waits (:mod:`predictor.input_cap`; stated in ``warnings``). None = the loader keeps up.
     """
     from predictor.carbon import resolve_intensity
     from predictor.model import extrapolation_warnings, load_model, predict_frame
 
     check_run_args(batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,
                    val_samples=val_samples, precision=precision)
+    input_rate = check_input_rate(input_samples_per_s)
     loaded = load_model(model_dir)
     notes: list[str] = []
     if batch_size is None:
@@ -226,7 +232,7 @@ def predict(
     feats = {k: float(r[k]) for k in ("t_compute_s", "t_memory_s", "t_overhead_s", "t_phys_s", "e_phys_j")}
     feats.update({k: float(v) for k, v in row.items()})
     feats["grid_g_per_kwh_default"] = float(intensity)
-    return Prediction(
+    pred = Prediction(
         energy_j=float(r["energy_j"]),
         energy_per_epoch_j=float(r["energy_per_epoch_j"]),
         energy_per_sample_j=float(r["energy_per_sample_j"]),
@@ -248,4 +254,21 @@ def predict(
         features=feats,
         memory_bytes=memory_bytes,
         fits=fits,
+    )
+    return pred if input_rate is None else _input_capped(pred, spec, input_rate, power_limit_w)
+
+
+def _input_capped(p: Prediction, spec: GPUSpec, rate: float, power_limit_w: float | None) -> Prediction:
+    """``p`` with epochs stretched to what the loader delivers; the GPU idles while it waits."""
+    idle_w = spec.idle_power_w if spec.idle_power_w else 0.1 * spec.tdp_w  # the physics feature's rule
+    if power_limit_w is not None:
+        idle_w = min(idle_w, power_limit_w)
+    c = cap_epoch(time_per_epoch_s=p.time_per_epoch_s, energy_per_epoch_j=p.energy_per_epoch_j, idle_w=idle_w,
+                  samples_per_epoch=p.samples_per_epoch, val_samples=p.val_samples, input_samples_per_s=rate)
+    time_s = c.time_per_epoch_s * p.epochs
+    return p.replace(
+        energy_j=p.energy_j * c.ratio, energy_per_epoch_j=c.energy_per_epoch_j,
+        energy_per_sample_j=p.energy_per_sample_j * c.ratio, time_s=time_s, time_per_epoch_s=c.time_per_epoch_s,
+        avg_power_w=p.energy_j * c.ratio / time_s, interval_j=(p.interval_j[0] * c.ratio, p.interval_j[1] * c.ratio),
+        warnings=[*p.warnings, c.note], features={**p.features, "input_samples_per_s": rate},
     )

@@ -9,6 +9,10 @@ Public entry points:
 
 Method (all in log energy):
 
+0. **Learned model** (:mod:`predictor.refine_model`, constants fitted on 249 traced runs): in the run's first
+   phase epoch 0 is never taken as steady. While it is the only epoch, the steady level is read from it through
+   the fitted first-epoch excess distribution; from the second epoch on, from the later epochs (their mean
+   while few, a Student-t location after). The prior enters as a Cauchy, so epochs far from it override it.
 1. **Warm-up**: up to ``MAX_WARMUP_EPOCHS`` leading epochs of the run (and the first epoch of a newly
    detected phase) that sit markedly above the later level (> max(``WARMUP_MIN_LOG``, 3 robust sd)) are
    excluded from the steady-state estimate.
@@ -29,7 +33,8 @@ Method (all in log energy):
    + projected per-epoch energy x remaining epochs of the current phase
    + for declared phases not yet reached, the prior's remaining budget (prior average x total epochs minus
    what the known phases account for), split evenly over their epochs.
-   The interval adds a ``DRIFT_LOG_SIGMA`` (2 %) level drift to the posterior sd for the epochs to come.
+   The future level is shifted by the fitted drift and its sd widened by the drift actually observed
+   (:mod:`predictor.refine_model`); the interval's sd is scaled by the fitted ``interval_scale``.
    ``total_epochs=None`` (early stopping): the point estimate assumes the prior's run length (clipped to the
    plausible range) and the interval spans stopping now ... running to ``max_epochs`` (or the prior's
    ``epochs``), stated in ``refinement["total_epochs_range"]``.
@@ -46,15 +51,24 @@ import numpy as np
 
 from featurize.errors import InvalidInputError
 from predictor.prediction import Prediction
+from predictor.refine_model import (
+    PARAMS,
+    RefineParams,
+    body_mean_sd,
+    drift_terms,
+    first_epoch_observation,
+    input_bound_note,
+    level_posterior,
+    t_prior_posterior,
+)
 
-MAX_WARMUP_EPOCHS = 2
+MAX_WARMUP_EPOCHS = 1  # on 249 traced runs epoch 2 is no costlier than later ones (log excess -0.02, sd 0.10)
 WARMUP_MIN_LOG = 0.05  # a warm-up epoch is at least ~5 % above the steady level
 PHASE_MIN_LOG = 0.08  # a phase change shifts the level by at least ~8 %
 PHASE_MIN_SD = 5.0  # ... and by at least 5 robust sd of the epoch-to-epoch spread
 MIN_PHASE_EPOCHS = 2  # a single odd epoch is an outlier, not a phase
 OBS_LOG_SIGMA_FLOOR = 0.015  # epoch-to-epoch sd never assumed below 1.5 %
 FEW_EPOCHS_LOG_SIGMA = 0.10  # sd assumed for one/two stable epochs (warm-up may hide in them)
-DRIFT_LOG_SIGMA = 0.02  # the future level may drift from the measured one (clocks, temperature, data order)
 HUBER_K = 1.345
 PRIOR_RHO = 0.5  # assumed correlation of the prior's log errors across phases (same GPU / system / code)
 METHOD = "step-robust-conjugate-v1"
@@ -319,6 +333,7 @@ def refine(
     phases: Sequence[int] | None = None,
     phase_priors: Sequence[Prediction] | None = None,
     prior_rho: float = PRIOR_RHO,
+    params: RefineParams = PARAMS,
 ) -> Prediction:
     """Refine ``prior`` with the energies (J) of the epochs run so far, in order.
 
@@ -338,6 +353,7 @@ def refine(
             the returned fields.
         prior_rho: correlation of the phase priors' log errors, in [0, 1) (default ``PRIOR_RHO`` = 0.5);
             0 means a seen phase says nothing about an unseen one.
+        params: the fitted warm-up / drift / prior-tail constants (:data:`predictor.refine_model.PARAMS`).
 
     Returns:
         A new :class:`Prediction` whose ``refinement`` dict says what was measured and assumed.
@@ -403,10 +419,18 @@ def refine(
                 f"phase change at epoch {seg.phase_starts[-1]} (level {math.exp(shift) - 1:+.0%}): projecting "
                 f"from the newest phase; the prior (an average epoch) is down-weighted."
             )
-        post_var = 1.0 / (1.0 / prior_var + 1.0 / obs_var)
-        post_mu = post_var * (prior_mu / prior_var + seg.level_log / obs_var)
-    prior_weight = post_var / prior_var if math.isfinite(prior_var) else 0.0
-    per_epoch_j = math.exp(post_mu)
+        obs_mu, obs_sd = _level_observation(np.log(e), seg, in_later_phase, params)
+        if _first_epoch_modelled(seg, in_later_phase):
+            body = np.log(e)[[i for i in seg.stable_epochs if i != 0]]
+            post_mu, post_sd = level_posterior(prior_mu, math.sqrt(prior_var), float(np.log(e[0])), body, params)
+        else:
+            post_mu, post_sd = t_prior_posterior(prior_mu, math.sqrt(prior_var), obs_mu, obs_sd, params.prior_t_dof)
+        post_var = post_sd**2
+        obs_var = obs_sd**2
+    if pri is None and abs(prior_mu - obs_mu) > 1e-9:  # share of the way from the epochs to the prior
+        prior_weight = min(max((post_mu - obs_mu) / (prior_mu - obs_mu), 0.0), 1.0)
+    else:
+        prior_weight = post_var / prior_var if math.isfinite(prior_var) else 0.0
     check_gap = (not detected_in_cur) if pri is not None else (
         not in_later_phase and not any(p >= n for p in declared)
     )
@@ -414,7 +438,7 @@ def refine(
     if unit_note:
         warnings.append(unit_note)
     if check_gap and math.isfinite(prior_var) and not unit_note:
-        gap = seg.level_log - prior_mu
+        gap = (seg.level_log if n_stable >= 3 or pri is not None else obs_mu) - prior_mu
         if abs(gap) > z * math.sqrt(prior_var + obs_var):
             hint = (
                 "the phase's prior may be off for this setup." if pri is not None
@@ -423,6 +447,14 @@ def refine(
             warnings.append(f"measured epochs are {math.exp(gap) - 1:+.0%} off the prior, outside its interval: {hint}")
     if seg.warmup_epochs:
         warnings.append(f"warm-up epoch(s) {seg.warmup_epochs} excluded from the steady-state level.")
+    level_from = "phase epochs"
+    if pri is None and _first_epoch_modelled(seg, in_later_phase):
+        level_from = "first epoch (warm-up model)" if n == 1 else "epochs after the first"
+        if n == 1:
+            warnings.append(
+                f"one epoch measured: it is read as a warm-up epoch (typical first-epoch excess "
+                f"x{math.exp(params.warmup_log_mean):.2f}, log sd {params.warmup_log_sd:.2f}), not as a steady one."
+            )
     if seg.outliers:
         warnings.append(f"outlier epoch(s) {seg.outliers} down-weighted (Huber).")
 
@@ -448,6 +480,9 @@ def refine(
             )
 
     future = [p for p in declared if p >= n]  # declared phases not yet started
+    # mean energy of the current phase's coming epochs (measured level + the fitted drift over them)
+    shift_pt = drift_terms(min([p for p in future if p < n_point] + [n_point]) - n, params)[0]
+    per_epoch_j = math.exp(post_mu + shift_pt)
 
     def project(n_total: int, q: float) -> float:
         """Total energy for a run of n_total epochs at normal quantile q of the level uncertainty."""
@@ -456,15 +491,16 @@ def refine(
             return measured_j
         cur_end = min([p for p in future if p < n_total] + [n_total])
         r_cur = cur_end - n
-        var_cur = post_var + DRIFT_LOG_SIGMA**2 + seg.obs_log_sigma**2 / max(r_cur, 1)
-        total = measured_j + r_cur * math.exp(post_mu + q * math.sqrt(var_cur))
+        shift, drift_sd = drift_terms(r_cur, params)
+        var_cur = post_var + drift_sd**2 + seg.obs_log_sigma**2 / max(r_cur, 1)
+        total = measured_j + r_cur * math.exp(post_mu + shift + q * params.interval_scale * math.sqrt(var_cur))
         r_fut = n_total - cur_end
         if r_fut > 0 and pooled is not None:
             for u in range(cur + 1, len(bounds)):  # each unseen phase at its pooled level
                 r_u = min(bounds[u + 1] if u + 1 < len(bounds) else n_total, n_total) - bounds[u]
                 if r_u > 0:
-                    var_u = float(pooled[1][u, u]) + DRIFT_LOG_SIGMA**2 + seg.obs_log_sigma**2 / r_u
-                    total += r_u * math.exp(float(pooled[0][u]) + q * math.sqrt(var_u))
+                    var_u = float(pooled[1][u, u]) + params.drift_log_sd**2 + seg.obs_log_sigma**2 / r_u
+                    total += r_u * math.exp(float(pooled[0][u]) + q * params.interval_scale * math.sqrt(var_u))
         elif r_fut > 0:
             budget, sd = _future_budget(prior, n_total, n, e, per_epoch_j, cur_end, r_fut)
             total += budget * math.exp(q * sd)
@@ -493,6 +529,13 @@ def refine(
     if times is not None:
         t_stable = times[seg.stable_epochs]
         time_per_epoch_s = float(np.median(t_stable))
+        steady = [i for i in seg.stable_epochs if i != 0]  # a first epoch's start-up also looks slow and cool
+        if steady:
+            t_med = float(np.median(times[steady]))
+            note = input_bound_note(t_med, float(np.median(e[steady] / times[steady])), prior.time_per_epoch_s,
+                                    prior.avg_power_w)
+            if note:
+                warnings.append(note)
         time_s = float(times.sum()) + time_per_epoch_s * (n_point - n)
     else:
         time_s = prior.time_per_epoch_s * n_point
@@ -524,7 +567,12 @@ def refine(
         "current_phase": cur,
         "phase_priors_used": pooled is not None,
         "prior_rho": float(prior_rho) if pooled is not None else None,
-        "phase_projected_epoch_energy_j": [math.exp(float(v)) for v in pooled[0]] if pooled is not None else None,
+        "phase_projected_epoch_energy_j": (
+            [math.exp(float(v) + (shift_pt if i == cur else 0.0)) for i, v in enumerate(pooled[0])]
+            if pooled is not None else None
+        ),
+        "drift_log_shift": shift_pt,
+        "level_from": level_from,
     }
     spe = prior.samples_per_epoch or 1
     return prior.replace(
@@ -555,6 +603,30 @@ def _unit_warning(level_log: float, prior_epoch_j: float) -> str | None:
     return (f"measured epochs ({math.exp(level_log):.4g} J each) are {ratio:.3g}x the prior's {prior_epoch_j:.4g} "
             "J/epoch: check the unit. epoch_energies_j takes the joules of each epoch (1 kWh = 3.6e6 J, 1 Wh = "
             "3600 J), not a whole-run total or a cumulative meter reading.")
+
+
+def _first_epoch_modelled(seg: Segmentation, in_later_phase: bool) -> bool:
+    """Whether the run's epoch 0 enters through the warm-up model (it starts the current phase's data)."""
+    return not in_later_phase and 0 in (seg.warmup_epochs + seg.stable_epochs[:1])
+
+
+def _level_observation(
+    y: np.ndarray, seg: Segmentation, in_later_phase: bool, params: RefineParams
+) -> tuple[float, float]:
+    """Log level of the current phase measured by the epochs, and its sd (before the prior).
+
+    In the run's first phase the stable epochs after epoch 0 give it (their mean while few, then a robust
+    level; sd from the fitted law); with none yet, epoch 0 does, through the warm-up model (its log energy
+    less the mean first-epoch excess, with the excess's spread).
+    """
+    if not _first_epoch_modelled(seg, in_later_phase):
+        return seg.level_log, seg.obs_log_sigma / math.sqrt(max(len(seg.stable_epochs), 1))
+    body = y[[i for i in seg.stable_epochs if i != 0]]
+    if not body.size:
+        return first_epoch_observation(float(y[0]), params)
+    if body.size < max(params.mean_epochs_below, 3):
+        return math.log(float(np.mean(np.exp(body)))), body_mean_sd(body.size, params)
+    return _huber_location(body, max(_mad_sd(body), OBS_LOG_SIGMA_FLOOR)), body_mean_sd(body.size, params)
 
 
 def _future_budget(

@@ -4,6 +4,7 @@ on the real code and fails on the mutant."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
 
@@ -14,10 +15,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from featurize.types import GPUSpec
 from predictor import Prediction, predict, refine
+from predictor.refine_model import PARAMS, RefineParams
 
 physics = importlib.import_module("featurize.physics")
 model_mod = importlib.import_module("predictor.model")
-refine_mod = importlib.import_module("predictor.refine")
 
 GPU = GPUSpec(name="T", vendor="NVIDIA", architecture="x", tdp_w=300.0, peak_fp32_flops=10e12,
               peak_fp16_tensor_flops=80e12, mem_bw_bytes_per_s=1e12, mem_bytes=16e9, l2_cache_bytes=4e6,
@@ -67,11 +68,12 @@ PRIOR = Prediction(energy_j=2e7, energy_per_epoch_j=1e5, energy_per_sample_j=1.0
                    avg_power_w=1000.0, interval_j=(1e7, 4e7), gpu="A100-SXM4-80GB", epochs=200, log_sigma=0.4)
 
 
-def check_refined_interval_keeps_the_level_drift() -> None:
+def check_refined_interval_keeps_the_level_drift(params: RefineParams = PARAMS) -> None:
     """After 50 identical epochs of 200, the 150 epochs to come may still drift (clocks, temperature, data order):
-    the upper end stays at least ~2 % (x 1.645 x the 150/200 share still ahead) above the point estimate."""
-    r = refine(PRIOR, epoch_energies_j=[1.1e5] * 50, total_epochs=200)
-    assert r.interval_j[1] / r.energy_j - 1 >= 0.9 * 0.02 * 1.645 * 150 / 200, r.interval_j
+    the upper end stays at least the drift's own 90 % half-width (1.645 x the fitted run-to-run drift sd x the
+    150/200 share still ahead) above the point estimate."""
+    r = refine(PRIOR, epoch_energies_j=[1.1e5] * 50, total_epochs=200, params=params)
+    assert r.interval_j[1] / r.energy_j - 1 >= 0.9 * 1.645 * PARAMS.drift_log_sd * 150 / 200, r.interval_j
 
 
 # ------------------------------------------------------------------ probes
@@ -98,6 +100,5 @@ def test_a_removed_interval_widening_is_caught(monkeypatch):
 
 def test_the_refine_drift_term_is_caught(monkeypatch):
     check_refined_interval_keeps_the_level_drift()
-    monkeypatch.setattr(refine_mod, "DRIFT_LOG_SIGMA", 0.0)
     with pytest.raises(AssertionError):
-        check_refined_interval_keeps_the_level_drift()
+        check_refined_interval_keeps_the_level_drift(dataclasses.replace(PARAMS, drift_log_sd=0.0))

@@ -76,6 +76,9 @@ def register(app: typer.Typer) -> None:
         grid_g_per_kwh: Optional[float] = typer.Option(None, "--grid-g-per-kwh",
                                                        help="Grid carbon intensity, g CO2e/kWh (instead of --region)."),
         pue: float = typer.Option(1.0, "--pue", help="Data-centre power usage effectiveness (>= 1) for CO2."),
+        input_samples_per_s: Optional[float] = typer.Option(
+            None, "--input-samples-per-s",
+            help="Most samples/s the data loader delivers; caps throughput (GPU idles while waiting)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the summary."),
     ) -> None:
         from predictor.api import predict
@@ -83,7 +86,8 @@ def register(app: typer.Typer) -> None:
 
         p = predict(str(file), gpu=gpu, batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,
                     val_samples=val_samples, precision=precision, frozen=list(frozen) or None,
-                    dims=parse_dims(dim), power_limit_w=power_limit_w, model_dir=model_dir)
+                    dims=parse_dims(dim), power_limit_w=power_limit_w, model_dir=model_dir,
+                    input_samples_per_s=input_samples_per_s)
         intensity, where = resolve_intensity(grid_g_per_kwh, region)
         co2 = p.co2_kg(grid_g_per_kwh=intensity, pue=pue)
         if as_json:
