@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from featurize.errors import GraphLoadError, InvalidInputError
+from featurize.precision import precision_paths
 from featurize.types import PRECISIONS, GPUSpec
 from predictor.prediction import Prediction
 
@@ -134,6 +135,7 @@ def predict(
     power_limit_w: float | None = None,
     model_dir: str | Path | None = None,
     example_inputs: Any = None,
+    precision_fallback: bool = False,
 ) -> Prediction:
     """Forecast the energy, time and power of training ``model`` on ``gpu``.
 
@@ -150,6 +152,8 @@ def predict(
         power_limit_w: enforced GPU power limit, watts (None = TDP).
         model_dir: a model directory from ``retrain``; None = the shipped model.
         example_inputs: example tensors for a torch module.
+        precision_fallback: a precision the GPU cannot run (bf16 on a V100, fp8 on an A100) is predicted as
+            frameworks fall back, with a warning, instead of raising ``UnsupportedPrecisionError``.
     """
     from predictor.carbon import resolve_intensity
     from predictor.model import extrapolation_warnings, load_model, predict_frame
@@ -172,6 +176,7 @@ def predict(
                      "samples_per_epoch= for a real dataset.")
     spec, gpu_notes = _resolve_gpu(gpu, loaded.manifest.get("gpus_seen", ()))
     notes += gpu_notes
+    precision_paths(spec, precision, fallback=precision_fallback)  # refuse what the GPU cannot run, before work
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")  # unsupported ops are reported below from the features themselves
         gf = featurize_cached(model, batch_size=batch_size, dims=dims, input_shapes=input_shapes,
@@ -188,7 +193,7 @@ def predict(
     spe = 1 if samples_per_epoch is None else int(samples_per_epoch)
     frame = predict_frame(pd.DataFrame([row]), spec, batch_size=batch_size, samples_per_epoch=spe,
                           epochs=float(epochs), val_samples=int(val_samples), precision=precision,
-                          power_limit_w=power_limit_w, model=loaded)
+                          power_limit_w=power_limit_w, model=loaded, precision_fallback=precision_fallback)
     r = frame.iloc[0]
     if bool(r["measured_config"]):
         notes.append(f"measured configuration: {spec.name} at {precision} with a graph of these params and "

@@ -222,6 +222,7 @@ def predict_many(
     model_dir: str | os.PathLike | None = None,
     val_samples: int = 0,
     precision: str = "fp32",
+    precision_fallback: bool = False,
     **kw: Any,
 ) -> pd.DataFrame:
     """Forecast training energy for many graphs on one or more GPUs.
@@ -236,6 +237,7 @@ def predict_many(
             (``"loky"``, ``"threading"``, ``"dask"``, ``"ray"``...); ``None`` = the active one.
         progress: tqdm bar; ``None`` shows it for >= 50 inputs on a terminal.
         model_dir: a model directory from :func:`predictor.retrain`; ``None`` = the shipped model.
+        precision_fallback: as in ``predict``: a precision a GPU cannot run is priced as frameworks fall back.
         **kw: passed to ``featurize`` (``dims=``, ``input_shapes=``, ``frozen=``; ``example_inputs=`` goes to
             torch modules only, the same inputs for every module in the call).
 
@@ -246,10 +248,12 @@ def predict_many(
 
     Raises:
         InvalidInputError: nothing to score, bad run arguments. UnknownGPUError: a GPU name not in the table.
+        UnsupportedPrecisionError: a GPU cannot run ``precision`` (without ``precision_fallback``).
     """
     import pandas as pd
 
     from featurize import lookup_gpu
+    from featurize.precision import precision_paths
     from predictor.model import extrapolation_warnings, load_model, predict_frame
 
     if int(batch_size) < 1:
@@ -267,6 +271,8 @@ def predict_many(
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")  # alias notes travel on each row via GPUSpec.note
         specs = [g if hasattr(g, "tdp_w") else lookup_gpu(g, prefer=measured) for g in _as_list(gpu)]
+    for spec in specs:  # refuse what a GPU cannot run before featurizing anything
+        precision_paths(spec, precision, fallback=precision_fallback)
     items = expand_models(models)
     options = {"batch_size": int(batch_size), "precision": precision, **kw}
     results = featurize_many(
@@ -293,6 +299,7 @@ def predict_many(
                     val_samples=int(val_samples),
                     precision=precision,
                     model=model,
+                    precision_fallback=precision_fallback,
                 )
                 for a in range(0, len(rows), PREDICT_CHUNK_ROWS)
             ],

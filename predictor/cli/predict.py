@@ -57,6 +57,8 @@ def register(app: typer.Typer) -> None:
         epochs: float = typer.Option(1.0, "--epochs", help="Number of epochs."),
         val_samples: int = typer.Option(0, "--val-samples", help="Validation samples per epoch (forward only)."),
         precision: str = typer.Option("fp32", "--precision", help="fp32, tf32, fp16, bf16 or fp8."),
+        precision_fallback: bool = typer.Option(False, "--precision-fallback",
+                                                help="Price a precision the GPU cannot run as frameworks fall back."),
         frozen: list[str] = typer.Option([], "--frozen", help="Parameter-name prefix not trained (repeatable)."),
         dim: list[str] = typer.Option([], "--dim", help="Symbolic dimension, name=value (repeatable)."),
         power_limit_w: Optional[float] = typer.Option(None, "--power-limit-w", help="Enforced power limit, W."),
@@ -72,7 +74,8 @@ def register(app: typer.Typer) -> None:
 
         p = predict(str(file), gpu=gpu, batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,
                     val_samples=val_samples, precision=precision, frozen=list(frozen) or None,
-                    dims=parse_dims(dim), power_limit_w=power_limit_w, model_dir=model_dir)
+                    dims=parse_dims(dim), power_limit_w=power_limit_w, model_dir=model_dir,
+                    precision_fallback=precision_fallback)
         intensity, where = resolve_intensity(grid_g_per_kwh, region)
         co2 = p.co2_kg(grid_g_per_kwh=intensity, pue=pue)
         if as_json:

@@ -252,6 +252,8 @@ def register(app: typer.Typer) -> None:
             0, "--val-samples", help="Validation samples per epoch (forward only)."
         ),
         precision: str = typer.Option("fp32", "--precision", help="fp32, tf32, fp16, bf16 or fp8."),
+        precision_fallback: bool = typer.Option(False, "--precision-fallback",
+                                                help="Price a precision a GPU cannot run as frameworks fall back."),
         dim: list[str] = typer.Option(
             None, "--dim", help="Symbolic dimension value, name=value (repeatable)."
         ),
@@ -307,6 +309,7 @@ def register(app: typer.Typer) -> None:
             epochs=epochs,
             val_samples=val_samples,
             precision=precision,
+            precision_fallback=precision_fallback,
             n_jobs=n_jobs,
             model_dir=model_dir,
             dims=parse_dims(dim),
