@@ -156,6 +156,7 @@ def predict(
             frameworks fall back, with a warning, instead of raising ``UnsupportedPrecisionError``.
     """
     from predictor.carbon import resolve_intensity
+    from predictor.layers import layer_breakdown, layer_prior_for
     from predictor.model import extrapolation_warnings, load_model, predict_frame
 
     _check_args(batch_size, samples_per_epoch, epochs, val_samples, precision, power_limit_w)
@@ -199,7 +200,10 @@ def predict(
         notes.append(f"measured configuration: {spec.name} at {precision} with a graph of these params and "
                      "training FLOPs is in the training data; the interval is the one calibrated on withheld runs.")
     intensity, where = resolve_intensity()
+    lprior = layer_prior_for(gf, spec, precision=precision, batch_size=batch_size, power_limit_w=power_limit_w,
+                             precision_fallback=precision_fallback)
     feats = {k: float(r[k]) for k in ("t_compute_s", "t_memory_s", "t_overhead_s", "t_phys_s", "e_phys_j")}
+    feats["t_layers_s"] = float(lprior["time_s"].sum()) / batch_size  # per-layer prior, per sample
     feats.update({k: float(v) for k, v in row.items()})
     feats["grid_g_per_kwh_default"] = float(intensity)
     return Prediction(
@@ -222,4 +226,5 @@ def predict(
         model_version=loaded.version,
         model_name=loaded.name,
         features=feats,
+        layers=layer_breakdown(lprior, time_s=float(r["time_s"]), energy_j=float(r["energy_j"])),
     )

@@ -28,6 +28,10 @@ class Prediction:
         warnings: every default used, alias resolved and extrapolation flagged, as text.
         log_sigma: standard deviation of log(energy) implied by the interval (used by ``refine``).
         refinement: filled in by ``refine``: epochs measured, warm-up epochs, stable start, ...
+        layers: per-layer breakdown (pandas DataFrame, one row per node plus the optimizer update and the
+            step overhead: ``node, op_type, op_class, bound, time_s, energy_j, share``): the run's
+            ``time_s`` / ``energy_j`` split by the per-layer physics prior (:mod:`featurize.layers`); ``share``
+            is the node's share of the energy. None when not computed (``predict_many``).
     """
 
     energy_j: float
@@ -50,6 +54,7 @@ class Prediction:
     model_name: str = ""
     features: dict[str, float] = field(default_factory=dict)
     refinement: dict[str, Any] | None = None
+    layers: Any = field(default=None, compare=False, repr=False)
 
     @property
     def energy_kwh(self) -> float:
@@ -81,8 +86,9 @@ class Prediction:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of every field plus ``energy_kwh``."""
-        out = asdict(self)
+        """JSON-ready dict of every field plus ``energy_kwh`` (``layers`` as a list of records)."""
+        out = asdict(replace(self, layers=None))
+        out["layers"] = None if self.layers is None else self.layers.to_dict(orient="records")
         out["interval_j"] = list(self.interval_j)
         out["energy_kwh"] = self.energy_kwh
         return out
@@ -95,4 +101,8 @@ class Prediction:
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in names}
         kwargs["interval_j"] = tuple(kwargs["interval_j"])
+        if kwargs.get("layers") is not None:
+            import pandas as pd
+
+            kwargs["layers"] = pd.DataFrame(kwargs["layers"])
         return cls(**kwargs)

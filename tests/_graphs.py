@@ -77,3 +77,18 @@ def gpt_onnx(layers: int = 12, d_model: int = 768, heads: int = 12, seq: int = 1
                                                                          [batch, seq, d_model])],
                               [helper.make_tensor_value_info(x, TensorProto.FLOAT, [batch, seq, out_dim])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+
+
+def conv_stack_onnx(layers: int = 8, channels: int = 512, size: int = 28, batch: int = 64) -> onnx.ModelProto:
+    """A compute-bound CNN: ``layers`` 3x3 convolutions of ``channels`` channels at ``size`` x ``size`` with ReLU
+    (VGG-19's conv4 block; 2 x 9 x 512^2 x 28^2 = 3.7 GFLOP per layer and sample, arithmetic intensity ~500)."""
+    nodes, inits, x = [], [], "x"
+    for i in range(layers):
+        inits += [_w(f"w{i}", channels, channels, 3, 3), _w(f"b{i}", channels)]
+        nodes += [helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
+        x = f"r{i}"
+    shape = [batch, channels, size, size]
+    graph = helper.make_graph(nodes, "convs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, shape)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])

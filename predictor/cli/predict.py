@@ -46,6 +46,19 @@ def summary_text(p, grid_text: str, co2_kg: float, pue: float = 1.0) -> str:
     return "\n".join(lines)
 
 
+def layers_text(layers, top: int) -> str:
+    """The ``top`` energy hotspots and the per-op-class totals, as plain text."""
+    from predictor.layers import by_class, hotspots
+
+    lines = [f"Top {top} layers by energy (per-layer physics prior applied to the totals):",
+             f"  {'node':<28} {'op':<20} {'class':<14} {'bound':<9} {'time':>10} {'energy':>10} {'share':>6}"]
+    for r in hotspots(layers, top).itertuples():
+        lines.append(f"  {str(r.node)[:28]:<28} {str(r.op_type)[:20]:<20} {r.op_class:<14} {r.bound:<9} "
+                     f"{_fmt_s(r.time_s):>10} {_fmt_j(r.energy_j):>10} {r.share:>6.1%}")
+    lines.append("By op class: " + ", ".join(f"{r.op_class} {r.share:.1%}" for r in by_class(layers).itertuples()))
+    return "\n".join(lines)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("predict", help="Forecast energy, time and power of training a model graph on a GPU.")
     def predict_cmd(
@@ -68,9 +81,13 @@ def register(app: typer.Typer) -> None:
                                                        help="Grid carbon intensity, g CO2e/kWh (instead of --region)."),
         pue: float = typer.Option(1.0, "--pue", help="Data-centre power usage effectiveness (>= 1) for CO2."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the summary."),
+        layers: Optional[int] = typer.Option(None, "--layers", min=1,
+                                             help="Show the N layers taking the most energy (per-layer prior).",
+                                             show_default=False),
     ) -> None:
         from predictor.api import predict
         from predictor.carbon import resolve_intensity
+        from predictor.layers import hotspots
 
         p = predict(str(file), gpu=gpu, batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,
                     val_samples=val_samples, precision=precision, frozen=list(frozen) or None,
@@ -81,9 +98,12 @@ def register(app: typer.Typer) -> None:
         if as_json:
             d = p.to_dict()
             d.pop("features", None)
+            d["layers"] = hotspots(p.layers, layers).to_dict(orient="records") if layers else None
             d.update(co2_kg=co2, grid_g_per_kwh=intensity, grid_source=where, pue=pue)
             typer.echo(json.dumps(d, indent=2))
         else:
             if region is None and grid_g_per_kwh is None:
                 where = f"{intensity:g} g CO2e/kWh, default grid: " + where.removeprefix("default (no region given) ")
             typer.echo(summary_text(p, where, co2, pue=pue))
+            if layers:
+                typer.echo(layers_text(p.layers, layers))
