@@ -183,11 +183,29 @@ def test_numpy_tree_walker_matches_lightgbm(objective):
 def test_source_corrections_licenses_and_canonical_gpus():
     import pandas as pd
 
-    from predictor.training import SOURCE_INFO, source_gpu_names
+    from predictor.training import SOURCE_INFO
+    from training_data.corrections import apply_corrections, source_gpu_names
 
-    rows = pd.DataFrame({"source": ["zeus", "zeus", "delrey"], "gpu": ["NVIDIA V100", "NVIDIA P100", "NVIDIA V100"]})
-    assert source_gpu_names(rows).tolist() == ["V100-PCIE-32GB", "P100-PCIE-16GB", "NVIDIA V100"]
+    rows = pd.DataFrame({"source": ["zeus", "zeus", "delrey", "mayaki"],
+                         "gpu": ["NVIDIA V100", "NVIDIA P100", "NVIDIA V100", "A100-PCIE-80GB"],
+                         "precision": ["fp32", "fp32", "fp32", "fp32"]})
+    assert source_gpu_names(rows).tolist() == ["V100-PCIE-32GB", "P100-PCIE-16GB", "NVIDIA V100", "A100-PCIE-80GB"]
+    fixed = apply_corrections(rows)
+    assert fixed["precision"].tolist() == ["fp32", "fp32", "fp32", "tf32"]
+    assert fixed["power_reliable"].tolist() == [True, True, True, False]
+    assert "point sample" in fixed["power_note"].iloc[3] and fixed.attrs["source_corrections"]["precision"]
     assert set(SOURCE_INFO) == {"seaa2023", "delrey", "zeus", "mayaki"}
+
+
+def test_shipped_package_names_no_data_source():
+    """Source-specific corrections live in training_data/ (build time); the shipped prior code names no source."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    for path in [*(repo / "predictor").glob("*.py"), *(repo / "featurize").glob("*.py")]:
+        text = path.read_text(encoding="utf-8")
+        assert "SOURCE_PRECISION" not in text and "SOURCE_GPU_NAMES" not in text, path
+        assert '"mayaki": "tf32"' not in text, path
 
 
 def test_shipped_manifest_names_canonical_gpus_and_licenses():
