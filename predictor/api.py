@@ -201,7 +201,7 @@ def predict(
                      "training FLOPs is in the training data; the interval is the one calibrated on withheld runs.")
     intensity, where = resolve_intensity()
     lprior = layer_prior_for(gf, spec, precision=precision, batch_size=batch_size, power_limit_w=power_limit_w,
-                             precision_fallback=precision_fallback)
+                             precision_fallback=precision_fallback, efficiencies=loaded.layer_efficiencies())
     feats = {k: float(r[k]) for k in ("t_compute_s", "t_memory_s", "t_overhead_s", "t_phys_s", "e_phys_j")}
     feats["t_layers_s"] = float(lprior["time_s"].sum()) / batch_size  # per-layer prior, per sample
     feats.update({k: float(v) for k, v in row.items()})

@@ -15,7 +15,8 @@ Manifest (``manifest.json``, ``schema_version`` 1) keys: ``model_name``, ``model
 ``compatible_package`` (PEP 440 specifier for joulecast), ``design`` (``time_power`` or ``energy``),
 ``boosters`` ({name: {file, target, transform, monotone}}), ``files`` ({file: sha256}),
 ``features`` (ordered), ``training_table``, ``sources``, ``gpus_seen``, ``precisions_seen``,
-``feature_ranges``, ``intervals``, ``metrics``, ``constants``; optional ``gpu_offsets`` (per-GPU calibration a
+``feature_ranges``, ``intervals``, ``metrics``, ``constants``; the model's physics prior is the separate,
+checksummed ``prior_spec.json`` (:mod:`predictor.spec`, verified at load); optional ``gpu_offsets`` (per-GPU calibration a
 retrain learned) and ``local`` (the seen-configuration stage, :class:`LocalStage`: ``boosters`` ({name: {file}}),
 ``features``, ``applies_to`` ([gpu, precision, n_architectures]), ``measured`` ([gpu, precision, params,
 flops_train] runs)); ``intervals.novelty`` names the novelty reference file.
@@ -98,7 +99,11 @@ def hash_file(path: Path) -> str:
 
 
 def shipped_model_dir() -> Path:
-    """Directory of the shipped model: package data ``joulecast_models``, else the repo's ``models/``."""
+    """Directory of the shipped model: the source tree's ``models/`` when the code runs from a checkout (the
+    model must match the prior of the code beside it), else the package data ``joulecast_models``."""
+    tree = Path(__file__).resolve().parents[1] / "models"
+    if (tree / MANIFEST).is_file():
+        return tree
     try:
         from importlib.resources import files
 
@@ -107,7 +112,7 @@ def shipped_model_dir() -> Path:
             return path
     except (ModuleNotFoundError, TypeError):  # pragma: no cover - depends on the install
         pass
-    return Path(__file__).resolve().parents[1] / "models"
+    return tree
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,17 @@ class LoadedModel:
     local: LocalStage | None = field(default=None, repr=False)
     reference: np.ndarray | None = field(default=None, repr=False)
     """Standardised features of the training rows (``intervals.novelty``), for the novelty-scaled interval."""
+    prior: Any = field(default=None, repr=False)
+    """The model's :class:`predictor.spec.PriorSpec` (``prior_spec.json``), verified against the running code."""
+
+    def layer_efficiencies(self) -> Any:
+        """The per-layer efficiencies the model carries (``featurize.layers.LayerEfficiencies``)."""
+        from featurize.layers import LayerEfficiencies
+
+        if self.prior is None:
+            return LayerEfficiencies()
+        eff = self.prior.layer_efficiencies
+        return LayerEfficiencies(dict(eff.compute), dict(eff.memory), eff.source)
 
     def novelty(self, feats: pd.DataFrame) -> np.ndarray:
         """Per-row novelty (:func:`novelty`) of a :func:`feature_frame`; zeros without a reference."""
@@ -267,6 +283,9 @@ def _load_uncached(path: Path) -> LoadedModel:
                 f"{fpath}: sha256 {actual[:12]}... does not match the manifest ({expected[:12]}...): the file was "
                 "modified or corrupted; reinstall joulecast or regenerate the model directory."
             )
+    from predictor.spec import verify_spec
+
+    prior = verify_spec(path, manifest)  # the model's physics prior must be the running code's
     boosters = _read_boosters(path, manifest, manifest["boosters"], manifest["features"])
     local = None
     if manifest.get("local"):
@@ -287,7 +306,7 @@ def _load_uncached(path: Path) -> LoadedModel:
         if reference.shape[1] != len(nov["features"]) or len(nov["mean"]) != len(nov["features"]):
             raise ModelArtifactError(f"{path / nov['file']}: {reference.shape[1]} columns for "
                                      f"{len(nov['features'])} novelty features; regenerate the model.")
-    return LoadedModel(path=path, manifest=manifest, boosters=boosters, local=local, reference=reference)
+    return LoadedModel(path=path, manifest=manifest, boosters=boosters, local=local, reference=reference, prior=prior)
 
 
 def _read_boosters(path: Path, manifest: dict[str, Any], specs: dict[str, Any],

@@ -587,6 +587,7 @@ def _copy_boosters(base_model: Any, manifest: dict[str, Any], dest: Path) -> Pat
     names = [spec["file"] for spec in [*manifest["boosters"].values(),
                                        *manifest.get("local", {}).get("boosters", {}).values()]]
     names += [manifest["intervals"]["novelty"]["file"]] if "novelty" in manifest.get("intervals", {}) else []
+    names += ["prior_spec.json"]  # the base's verified prior: the kept boosters were trained over it
     for name in names:
         shutil.copyfile(base_model.path / name, dest / name)
         manifest["files"][name] = hash_file(dest / name)

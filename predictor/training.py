@@ -50,6 +50,7 @@ from featurize.errors import SchemaError
 from featurize.types import GPUSpec
 from featurize.physics import FEATURE_NAMES
 from featurize.precision import precision_paths
+from predictor.spec import current_spec, write_spec
 from predictor.model import (
     DESIGNS,
     MANIFEST,
@@ -630,7 +631,7 @@ def cross_validate_all(table: pd.DataFrame, *, design: str, seed: int = 0, gpu_s
 def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifest: Mapping[str, Any] | None = None,
               overwrite: bool = False, design: str | None = None, gpu_specs: Any = None, run_cv: bool = True,
               features: list[str] | None = None, provenance: str | None = None,
-              write_table: bool = True) -> Path:
+              write_table: bool = True, layer_efficiencies: Any = None) -> Path:
     """Fit on ``table`` and write a complete model directory atomically; returns its path.
 
     Writes ``time.txt``/``power.txt`` (or ``energy.txt``), ``manifest.json``, ``MODEL_CARD.md`` and, with
@@ -687,6 +688,8 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
         x_all = feats[features].to_numpy(float)
         nov_mean, nov_std = novelty_stats(x_all)
         write_reference(tmp / NOVELTY_FILE, (x_all - nov_mean) / nov_std, features)
+        write_spec(tmp, current_spec(efficiencies=layer_efficiencies,
+                                     source_corrections=table.attrs.get("source_corrections", {})))
         if write_table:
             table.reset_index(drop=True).to_parquet(tmp / "training_table.parquet", index=False)
         for f in sorted(p.name for p in tmp.iterdir()):

@@ -48,7 +48,7 @@ def test_manifest_contents(synth_dir):
     man = json.loads((synth_dir / "manifest.json").read_text())
     assert man["design"] == "time_power" and set(man["boosters"]) == {"time", "power"}
     assert set(man["files"]) == {"time.txt", "power.txt", "local_time.txt", "local_power.txt",
-                                 "novelty_reference.csv", "training_table.parquet"}
+                                 "novelty_reference.csv", "training_table.parquet", "prior_spec.json"}
     table = synth_table()
     assert man["local"]["applies_to"] == [[g, "fp32", int(table.loc[table["gpu"] == g, "group_arch"].nunique())]
                                           for g in ("G1", "G2", "G3", "G4")]
@@ -223,7 +223,8 @@ def test_model_without_table_records_how_to_rebuild_it(synth_dir, tmp_path):
                     base_manifest=json.loads((synth_dir / "manifest.json").read_text()))
     man = json.loads((out / "manifest.json").read_text())
     full = json.loads((synth_dir / "manifest.json").read_text())
-    boosters = ("time.txt", "power.txt", "local_time.txt", "local_power.txt", "novelty_reference.csv")
+    boosters = ("time.txt", "power.txt", "local_time.txt", "local_power.txt", "novelty_reference.csv",
+                "prior_spec.json")
     assert set(man["files"]) == set(boosters) and not (out / "training_table.parquet").exists()
     assert {f: man["files"][f] for f in boosters} == {f: full["files"][f] for f in boosters}
     assert man["training_table"]["rows"] == full["training_table"]["rows"] == 96
