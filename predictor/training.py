@@ -976,6 +976,17 @@ def write_card(model_dir: Path) -> None:
     (Path(model_dir) / "MODEL_CARD.md").write_text(model_card(manifest), encoding="utf-8")
 
 
+def _base_efficiencies(model_dir: Path) -> Any:
+    """The per-layer efficiencies a model directory's prior spec carries (None without a readable spec)."""
+    from featurize.layers import LayerEfficiencies
+    from predictor.spec import SPEC_FILE, read_spec
+
+    if not (model_dir / SPEC_FILE).is_file():
+        return None
+    eff = read_spec(model_dir).layer_efficiencies
+    return LayerEfficiencies(dict(eff.compute), dict(eff.memory), eff.source)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m predictor.training", description=__doc__.splitlines()[0])
     ap.add_argument("--table", default="training_data/table/training_table.parquet")
@@ -986,6 +997,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--with-table", action="store_true",
                     help="also write the training table into --out (never for the shipped model: its rows are "
                          "the public measurements, which stay in ../shared/data)")
+    ap.add_argument("--layer-efficiencies", default=None,
+                    help="JSON of per-layer efficiencies (python -m training_data.fit_layer_efficiencies); "
+                         "default: the base model's, else the defaults")
     args = ap.parse_args(argv)
     table = pd.read_parquet(args.table)
     out = Path(args.out)
@@ -993,8 +1007,16 @@ def main(argv: list[str] | None = None) -> int:
     if (out / MANIFEST).is_file():
         base = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
         base.get("metrics", {}).pop("cv", None)
+    eff = None
+    if args.layer_efficiencies:
+        from featurize.layers import LayerEfficiencies
+
+        eff = LayerEfficiencies(**json.loads(Path(args.layer_efficiencies).read_text(encoding="utf-8")))
+    elif base is not None:
+        eff = _base_efficiencies(out)
     fit_model(table, out, seed=args.seed, base_manifest=base, overwrite=True, design=args.design,
-              provenance=args.provenance, features=list(SHIPPED_FEATURES), write_table=args.with_table)
+              provenance=args.provenance, features=list(SHIPPED_FEATURES), write_table=args.with_table,
+              layer_efficiencies=eff)
     print(f"wrote {out}")
     return 0
 
