@@ -111,3 +111,16 @@ def test_gh200_is_an_h100_class_gpu_with_faster_memory():
     assert gh.peak_fp16_tensor_flops == h100.peak_fp16_tensor_flops
     assert gh.mem_bw_bytes_per_s > h100.mem_bw_bytes_per_s
     assert lookup_gpu("GH200-144GB").mem_bw_bytes_per_s > gh.mem_bw_bytes_per_s
+
+
+def test_predict_many_refuses_before_featurizing_and_falls_back_on_request():
+    from pathlib import Path
+
+    from predictor import predict_many
+
+    example = str(Path(__file__).resolve().parents[1] / "models" / "examples" / "resnet18.onnx")
+    kw = dict(batch_size=64, samples_per_epoch=1000, n_jobs=1, progress=False, precision="bf16")
+    with pytest.raises(UnsupportedPrecisionError, match="T4 cannot run precision 'bf16'"):
+        predict_many([example], gpu=["A100-SXM4-80GB", "T4"], **kw)
+    df = predict_many([example], gpu=["A100-SXM4-80GB", "T4"], precision_fallback=True, **kw)
+    assert (df["error"] == "").all() and "cannot run bf16" in df.loc[df["gpu"] == "T4", "warnings"].iloc[0]

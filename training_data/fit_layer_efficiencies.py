@@ -90,6 +90,19 @@ def fit(parts: list[pd.DataFrame], batch: np.ndarray, measured: np.ndarray, weig
     return np.clip(np.exp(res.x), 0.05, 3.0)
 
 
+def whole_graph_prior(table: pd.DataFrame) -> np.ndarray:
+    """The whole-graph prior ``t_phys_s`` per row (what the shipped boosters multiply)."""
+    from featurize import lookup_gpu
+    from predictor.model import feature_frame
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        specs = [lookup_gpu(g) for g in table["gpu"]]
+    feats = feature_frame(table, specs, batch_size=table["batch_size"].astype(float),
+                          precision=table["precision"].astype(str), precision_fallback=True)
+    return feats["t_phys_s"].to_numpy(float)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training_data.fit_layer_efficiencies")
     parser.add_argument("--table", type=Path, default=TABLE)
@@ -120,6 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"held-out {g:<18} rows {test.sum():4d}  fitted {held_fit[-1]:6.1f} %  default {held_default[-1]:6.1f} %"
               f"  (theta {np.round(theta, 3).tolist()})")
     theta = fit(parts, batch, measured, weight)
+    whole = whole_graph_prior(table)
+    for src in sorted(table["source"].unique()):
+        m = (table["source"] == src).to_numpy()
+        print(f"source {src:<10} rows {m.sum():4d}  median |time error| whole-graph prior "
+              f"{np.median(np.abs(whole[m] / measured[m] - 1)) * 100:6.1f} %, per-layer default "
+              f"{np.median(np.abs(predicted_time([p for p, k in zip(parts, m) if k], batch[m], default) / measured[m] - 1)) * 100:6.1f} %, "
+              f"per-layer fitted {np.median(np.abs(predicted_time([p for p, k in zip(parts, m) if k], batch[m], theta) / measured[m] - 1)) * 100:6.1f} %")
     print(f"leave-one-GPU-out median of GPU medians: fitted {np.median(held_fit):.1f} %, "
           f"default {np.median(held_default):.1f} %; all-row fit theta (conv, gemm, memory) {np.round(theta, 3)}")
     eff = LayerEfficiencies(
