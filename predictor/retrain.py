@@ -341,6 +341,7 @@ def to_training_rows(df: pd.DataFrame, gfeats: pd.DataFrame) -> pd.DataFrame:
             "scope": df["scope"],
             "phase": "all",
             "notes": "user measurement (joulecast retrain)",
+            "power_reliable": True,  # the user's own meter: its power trains the power booster
         },
         index=df.index,
     )
@@ -598,6 +599,7 @@ def _read_base_table(base_table: Any) -> pd.DataFrame:
     """A training table given as a DataFrame or a Parquet/CSV path (``python -m training_data.build_table``)."""
     from featurize.errors import InvalidInputError
     from predictor.training import REQUIRED_COLUMNS as TABLE_COLUMNS
+    from predictor.training import require_corrected
 
     if isinstance(base_table, pd.DataFrame):
         table = base_table.copy()
@@ -620,6 +622,7 @@ def _read_base_table(base_table: Any) -> pd.DataFrame:
             f"{where} lacks training-table columns {missing}; pass the table written by "
             "`python -m training_data.build_table`"
         )
+    require_corrected(table, where)
     return table
 
 

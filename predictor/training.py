@@ -283,6 +283,15 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame
     return rows, feats, targets
 
 
+def require_corrected(table: pd.DataFrame, where: Any = "the training table") -> None:
+    """A table built by ``training_data.build_table`` must carry its source corrections (``power_reliable``)."""
+    if POWER_RELIABLE_COL not in table.columns:
+        raise SchemaError(f"{where} has no '{POWER_RELIABLE_COL}' column: it was built before the per-source "
+                          "corrections moved to training_data/; apply them with "
+                          "`python -m training_data.corrections TABLE.parquet` or rebuild it "
+                          "(`python -m training_data.build_table`).")
+
+
 def power_not_used(rows: pd.DataFrame) -> dict[str, str]:
     """{source: why} for the sources whose rows are marked ``power_reliable`` False (manifest ``power_not_used``)."""
     if POWER_RELIABLE_COL not in rows:
@@ -1002,6 +1011,7 @@ def main(argv: list[str] | None = None) -> int:
                          "default: the base model's, else the defaults")
     args = ap.parse_args(argv)
     table = pd.read_parquet(args.table)
+    require_corrected(table, args.table)
     out = Path(args.out)
     base = None
     if (out / MANIFEST).is_file():

@@ -256,3 +256,16 @@ def test_measured_configuration_gets_the_withheld_run_interval(synth_dir):
     other = next(s for name, s in synth_gpus().items() if name != spec.name)
     assert halfwidth(table, gpu=other)[1] == any(
         g == other.name and abs(p / table["g_params"].iloc[0] - 1) < 0.01 for g, _, p, _ in m.manifest["local"]["measured"])
+
+
+def test_a_table_built_before_the_corrections_moved_is_refused():
+    import pandas as pd
+
+    from featurize.errors import SchemaError
+    from predictor.training import require_corrected
+    from training_data.corrections import apply_corrections
+
+    old = pd.DataFrame({"source": ["mayaki"], "gpu": ["A100-PCIE-80GB"], "precision": ["fp32"]})
+    with pytest.raises(SchemaError, match="python -m training_data.corrections"):
+        require_corrected(old)
+    require_corrected(apply_corrections(old))  # corrected: accepted
