@@ -7,8 +7,8 @@ Usage::
 
 Each distinct graph of the table (model, input shape, precision, frozen) is featurized once (its node table is per
 sample); every row's per-layer prior step time (:func:`featurize.layers.layer_prior`) is then a function of three
-multipliers -- convolution compute, GEMM (matmul / attention / recurrent) compute, DRAM bandwidth (all memory
-classes) -- fitted by minimising the mean |log(measured / prior)| time over rows, each source weighted equally
+multipliers -- convolution compute, GEMM (matmul / attention / recurrent) compute, DRAM bandwidth efficiency
+(all memory classes, at most 1) -- fitted by minimising the mean |log(measured / prior)| time over rows, each source weighted equally
 (Nelder-Mead on the logs). Leave-one-GPU-out folds refit on the other GPUs and report the held-out median error
 next to the defaults', so the printed figures are out-of-sample. Writes the efficiencies as JSON
 (``fit_model(..., layer_efficiencies=)`` / ``python -m predictor.training --layer-efficiencies``).
@@ -82,12 +82,42 @@ def fit(parts: list[pd.DataFrame], batch: np.ndarray, measured: np.ndarray, weig
     from scipy.optimize import minimize
 
     def loss(log_theta: np.ndarray) -> float:
+        log_theta = np.minimum(log_theta, [np.log(3.0), np.log(3.0), 0.0])  # no more than the peak bandwidth
         err = np.abs(np.log(measured / predicted_time(parts, batch, np.exp(log_theta))))
         return float(np.sum(weight * err) / np.sum(weight))
 
     start = np.log([1.0, 1.0, 0.8])
     res = minimize(loss, start, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-5, "maxiter": 300})
-    return np.clip(np.exp(res.x), 0.05, 3.0)
+    return np.clip(np.exp(res.x), 0.05, [3.0, 3.0, 1.0])
+
+
+def runs_from_sources(shared: Path, max_rows_per_source: int) -> pd.DataFrame:
+    """Runs straight from the source converters: rows without validation passes whose zoo export is cached
+    (time per sample = epoch time / samples), with their graph features joined for the whole-graph prior."""
+    from training_data.build_table import FEATURE_COLUMNS, KEY, _featurize_uncached
+    from training_data.corrections import apply_corrections
+    from training_data.sources import SOURCE_NAMES, _loaders
+    from training_data.zoo import CACHE_DIR, _cache_key
+
+    loaders = _loaders()
+    runs = pd.concat([loaders[s](Path(shared)) for s in SOURCE_NAMES], ignore_index=True)
+    runs = runs[(runs["val_samples"].fillna(0) == 0) & (runs["time_per_epoch_s"] > 0)].copy()
+    cached = [(Path(CACHE_DIR) / f"{_cache_key(m, s or None)}.onnx").is_file()
+              for m, s in zip(runs["model"], runs["input_shape"])]
+    runs = runs[np.array(cached)].copy()
+    runs["time_per_sample_s"] = runs["time_per_epoch_s"] / runs["samples_per_epoch"]
+    runs["table_sha256"] = "sources"
+    runs = apply_corrections(runs)
+    runs = runs.sample(frac=1.0, random_state=0).groupby("source").head(max_rows_per_source).reset_index(drop=True)
+    keys = runs[KEY].drop_duplicates()
+    feats = []
+    for k in keys.itertuples(index=False):
+        path = Path(CACHE_DIR) / f"{_cache_key(k.model, k.input_shape or None)}.onnx"
+        feats.append({**k._asdict(), **_featurize_uncached(str(path), k.model, k.input_shape, k.batch_size,
+                                                            k.precision, k.frozen)})
+    feats = pd.DataFrame(feats)
+    feats = feats[feats.get("error", pd.Series(np.nan, index=feats.index)).isna()]
+    return runs.merge(feats[KEY + FEATURE_COLUMNS], on=KEY, how="inner")
 
 
 def whole_graph_prior(table: pd.DataFrame) -> np.ndarray:
@@ -107,15 +137,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training_data.fit_layer_efficiencies")
     parser.add_argument("--table", type=Path, default=TABLE)
     parser.add_argument("--out", type=Path, default=TABLE.with_name("layer_efficiencies.json"))
-    parser.add_argument("--max-rows-per-source", type=int, default=400)
+    parser.add_argument("--max-rows-per-source", type=int, default=150)
+    parser.add_argument("--from-sources", type=Path, default=None,
+                        help="read the runs from ../shared/data directly (no built table needed; only rows whose "
+                             "graph export is cached and that have no validation passes)")
     args = parser.parse_args(argv)
     from training_data.corrections import apply_corrections
     from training_data.zoo import CACHE_DIR
 
-    table = apply_corrections(pd.read_parquet(args.table))
+    table = (runs_from_sources(args.from_sources, args.max_rows_per_source) if args.from_sources
+             else pd.read_parquet(args.table))
+    table = apply_corrections(table)
     table = table[np.isfinite(table["time_per_sample_s"]) & (table["time_per_sample_s"] > 0)]
-    table = (table.groupby("source", group_keys=False)
-             .apply(lambda d: d.sample(min(len(d), args.max_rows_per_source), random_state=0))
+    table = (table.sample(frac=1.0, random_state=0).groupby("source").head(args.max_rows_per_source)
              .reset_index(drop=True))
     parts = step_parts(table, Path(CACHE_DIR))
     batch = table["batch_size"].to_numpy(float)
