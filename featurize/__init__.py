@@ -17,6 +17,7 @@ from featurize.errors import (
     UnboundDimensionError,
     UnknownGPUError,
     UnsupportedOpError,
+    UnsupportedPrecisionError,
 )
 from featurize.types import GPUSpec, GraphFeatures
 
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidInputError",
     "UnboundDimensionError",
     "UnsupportedOpError",
+    "UnsupportedPrecisionError",
     "SchemaError",
     "ModelArtifactError",
     "MissingExtraError",

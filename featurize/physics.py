@@ -9,17 +9,20 @@ Public entry points:
 
 The prior (per training sample, seconds)::
 
-    t_compute  = flops_train / peak_flops(precision)
+    t_compute  = flops_train x (frac_conv / conv_peak + (1 - frac_conv) / gemm_peak)
+                 (each op class on the path frameworks give it, :mod:`featurize.precision`: fp32 = GEMMs on
+                 FP32 cores, convolutions on TF32 where the GPU has it; tf32 / fp16 / bf16 / fp8 = both on
+                 that path; every peak x the sustained :func:`clock_factor` of the board's power limit)
     t_memory   = bytes_train / mem_bw,   bytes_train = bytes_moved_forward x (1 + flops_backward / flops_forward)
                                                        + OPT_BYTES_PER_PARAM x trainable_params / batch_size
                  (backward traffic follows backward FLOPs: ~2x forward when fully trained, ~0 for a frozen
                  backbone; the featurizer's cache-aware ``dram_bytes_per_sample`` replaces the forward bytes)
-    t_busy     = max(flops_train / rate, t_memory)                          (roofline at achievable peak;
-                 rate = COMPUTE_EFFICIENCY x peak_fp32 for fp32 on CUDA cores; for tf32/fp16/bf16/fp8
-                 max(TENSOR_CORE_EFFICIENCY x peak(precision), COMPUTE_EFFICIENCY x peak_fp32): training
-                 reaches a smaller share of tensor peaks, and a reduced precision is never slower than
-                 fp32. A GPU without a path for the precision (TF32 before Ampere) runs it as fp32, and
-                 fp32 runs as tf32 where that path is faster: :func:`effective_precision`.)
+    t_busy     = max(t_arith, t_memory)                                     (roofline at achievable peak;
+                 t_arith as t_compute with each path's rate (:func:`path_rate`): COMPUTE_EFFICIENCY x peak
+                 on FP32 cores, max(TENSOR_CORE_EFFICIENCY x peak, COMPUTE_EFFICIENCY x peak_fp32) on a
+                 reduced-precision path: training reaches a smaller share of tensor peaks, and a reduced
+                 precision is never slower than fp32. A precision the GPU cannot run raises
+                 UnsupportedPrecisionError unless the caller opts into the framework's fallback.)
     t_overhead = (KERNELS_PER_NODE x n_nodes x LAUNCH_S + STEP_OVERHEAD_S) / batch_size
                  (kernel-launch floor + fixed per-step framework/input-pipeline time)
     t_phys     = t_busy + t_overhead
@@ -44,7 +47,8 @@ from typing import Any
 import numpy as np
 
 from featurize.errors import InvalidInputError
-from featurize.types import BYTES_PER_ELEMENT, PRECISIONS, GPUSpec
+from featurize.precision import path_peak, precision_paths
+from featurize.types import BYTES_PER_ELEMENT, GPUSpec
 
 LAUNCH_S = 6e-6
 """Per-kernel launch + framework overhead, seconds (a typical CUDA launch + PyTorch dispatch)."""
@@ -108,10 +112,10 @@ def _col(graph: Mapping[str, Any], key: str) -> np.ndarray:
     )
 
 
-def has_precision_path(gpu: GPUSpec, precision: str) -> bool:
-    """Whether ``gpu`` has its own (tensor-core or double-rate) path for ``precision``; without one a framework
-    runs it as fp32 (TF32 before Ampere is a no-op flag, so the prior treats it as fp32)."""
-    return precision == "fp32" or gpu.reduced_precision_peak(precision) is not None
+CLOCK_POWER_EXPONENT = 3.0
+"""Dynamic power grows ~ f x V^2 with V ~ f, so P ~ f^3: a board fed a fraction r of its chip's best-fed
+variant's power per datasheet FLOP/s (:func:`featurize.hardware.form_factor_power_ratio`: A100 PCIe 250 W vs
+SXM4 400 W -> 0.625) sustains r^(1/3) of the clock (0.855) under training load."""
 
 
 POWER_LIMIT_MIN_FRAC = 0.25
@@ -129,49 +133,50 @@ def power_limit_range_w(gpu: GPUSpec) -> tuple[float, float]:
     return POWER_LIMIT_MIN_FRAC * float(gpu.tdp_w), POWER_LIMIT_MAX_FRAC * float(gpu.tdp_w)
 
 
-FP32_RUNS_TF32 = True
-"""fp32 training on a GPU whose TF32 tensor path beats its FP32 cores under the prior (A100, H100, H200; not
-the GeForce/RTX Ampere cards, whose dense TF32 rate equals FP32) is predicted on the TF32 path: what frameworks
-do by default (cuDNN convolutions in PyTorch and TensorFlow, TensorFlow/JAX matmuls). Mayaki's A100 steps,
-recorded without a precision, reach 2x the FP32 peak (the authors quote the TF32 peak, 156 TFLOP/s). PyTorch
->= 1.12 keeps TF32 off for matmuls unless ``torch.backends.cuda.matmul.allow_tf32`` is set: a matmul-bound
-model run that way is slower than predicted (the prediction warns)."""
+
+def clock_factor(gpu: GPUSpec) -> float:
+    """Sustained fraction of the datasheet clock of ``gpu`` under training load (SXM vs PCIe vs NVL)."""
+    from featurize.hardware import form_factor_power_ratio
+
+    return float(form_factor_power_ratio(gpu)) ** (1.0 / CLOCK_POWER_EXPONENT)
 
 
-def effective_precision(gpu: GPUSpec, precision: str) -> str:
-    """The precision whose path the prior runs: a reduced precision the GPU has no path for runs as fp32;
-    fp32 runs as tf32 where :data:`FP32_RUNS_TF32` and the TF32 path is the faster one."""
-    if precision == "fp32":
-        tf32 = gpu.reduced_precision_peak("tf32") if FP32_RUNS_TF32 else None
-        faster = tf32 is not None and TENSOR_CORE_EFFICIENCY * tf32 > COMPUTE_EFFICIENCY * gpu.peak_fp32_flops
-        return "tf32" if faster else "fp32"
-    return precision if has_precision_path(gpu, precision) else "fp32"
+def gpu_columns(gpu: GPUSpec, precision: str, *, fallback: bool = False) -> dict[str, float]:
+    """GPU-side numbers for ``precision`` as frameworks run it (:func:`featurize.precision.precision_paths`):
+    GEMM-path and convolution-path peak FLOP/s (x the sustained :func:`clock_factor`), bandwidth, L2, TDP,
+    idle power, launch year, SMs.
 
-
-def gpu_columns(gpu: GPUSpec, precision: str) -> dict[str, float]:
-    """GPU-side numbers for ``precision`` (run on its :func:`effective_precision` path): peak FLOP/s, bandwidth,
-    L2, TDP, idle power, launch year, SMs."""
-    if precision not in PRECISIONS:
-        raise InvalidInputError(f"precision={precision!r} is not one of {PRECISIONS}")
-    bytes_per_element = float(BYTES_PER_ELEMENT[precision])
-    precision = effective_precision(gpu, precision)
-    peak = gpu.peak_flops(precision)
-    if not peak or peak <= 0:
-        raise InvalidInputError(f"GPU {gpu.name} has no peak FLOP/s for precision {precision!r}; use fp32.")
+    Raises:
+        UnsupportedPrecisionError: ``gpu`` cannot run ``precision`` and ``fallback`` is False.
+    """
+    paths = precision_paths(gpu, precision, fallback=fallback)
+    clock = clock_factor(gpu)
     idle = gpu.idle_power_w if gpu.idle_power_w else 0.1 * gpu.tdp_w
-    tensor = precision != "fp32" and has_precision_path(gpu, precision)
+    gemm, conv = path_peak(gpu, paths.gemm), path_peak(gpu, paths.conv)
+    if not gemm or gemm <= 0 or not conv or conv <= 0:  # pragma: no cover - precision_paths only returns real paths
+        raise InvalidInputError(f"GPU {gpu.name} has no peak FLOP/s for precision {precision!r}; use fp32.")
     return {
-        "peak_flops": float(peak) if tensor else float(gpu.peak_fp32_flops),
-        "peak_fp32_flops": float(gpu.peak_fp32_flops),
+        "peak_flops": gemm * clock,
+        "conv_peak_flops": conv * clock,
+        "peak_fp32_flops": float(gpu.peak_fp32_flops) * clock,
         "mem_bw_bytes_per_s": float(gpu.mem_bw_bytes_per_s),
         "l2_cache_bytes": float(gpu.l2_cache_bytes),
         "tdp_w": float(gpu.tdp_w),
         "idle_power_w": float(idle),
         "launch_year": float(gpu.launch_year or REFERENCE_YEAR),
         "sm_count": float(gpu.sm_count),
-        "tensor_precision": 1.0 if tensor else 0.0,
-        "bytes_per_element": bytes_per_element,
+        "tensor_precision": 0.0 if paths.gemm == "fp32" else 1.0,
+        "conv_tensor": 0.0 if paths.conv == "fp32" else 1.0,
+        "bytes_per_element": float(BYTES_PER_ELEMENT[precision]),
     }
+
+
+def path_rate(peak: np.ndarray, tensor: np.ndarray, fp32_peak: np.ndarray) -> np.ndarray:
+    """Achievable FLOP/s of a path: COMPUTE_EFFICIENCY x peak on CUDA cores; on a reduced-precision path
+    max(TENSOR_CORE_EFFICIENCY x peak, COMPUTE_EFFICIENCY x FP32 peak) -- frameworks keep the faster path, so a
+    reduced precision is never slower than fp32 (e.g. fp16 on an RTX 3090: 0.3 x 71 < 0.7 x 35.6 TFLOP/s)."""
+    return np.where(np.asarray(tensor) > 0, np.maximum(TENSOR_CORE_EFFICIENCY * peak, COMPUTE_EFFICIENCY * fp32_peak),
+                    COMPUTE_EFFICIENCY * peak)
 
 
 def physics_arrays(
@@ -213,25 +218,27 @@ def physics_arrays(
     fwd_bytes = g["bytes_moved_forward"] if dram_bytes_per_sample is None else np.asarray(dram_bytes_per_sample, float)
     bwd_ratio = g["flops_backward"] / np.maximum(g["flops_forward"], 1.0)
     bytes_train = fwd_bytes * (1.0 + bwd_ratio) + OPT_BYTES_PER_PARAM * g["trainable_params"] / bs
-    t_compute = g["flops_train"] / c["peak_flops"]
+    fp32_peak = c.get("peak_fp32_flops", c["peak_flops"])
+    conv_peak = c.get("conv_peak_flops", c["peak_flops"])
+    conv_tensor = c.get("conv_tensor", c["tensor_precision"])
+    fc = np.clip(g["frac_macs_conv"], 0.0, 1.0)  # convolutions on their path, everything else on the GEMM path
+    t_compute = g["flops_train"] * (fc / conv_peak + (1.0 - fc) / c["peak_flops"])
     t_memory = bytes_train / c["mem_bw_bytes_per_s"]
     t_launch = KERNELS_PER_NODE * np.maximum(g["n_nodes"], 1.0) * LAUNCH_S / bs
     t_step = STEP_OVERHEAD_S / bs
     t_overhead = t_launch + t_step
-    # a reduced precision is never slower than fp32 on the same GPU: frameworks keep the faster path
-    # (e.g. fp16 on an RTX 3090: 0.3 x 71 TFLOP/s tensor < 0.7 x 35.6 TFLOP/s fp32)
-    fp32_rate = COMPUTE_EFFICIENCY * c.get("peak_fp32_flops", c["peak_flops"])
-    tensor_rate = TENSOR_CORE_EFFICIENCY * c["peak_flops"]
+    gemm_rate = path_rate(c["peak_flops"], c["tensor_precision"], fp32_peak)
+    conv_rate = path_rate(conv_peak, conv_tensor, fp32_peak)
     # the tensor_precision feature says which regime the prior used: the tensor path only where it is faster
-    tensor = (c["tensor_precision"] > 0) & (tensor_rate > fp32_rate)
-    rate = np.where(c["tensor_precision"] > 0, np.maximum(tensor_rate, fp32_rate),
-                    COMPUTE_EFFICIENCY * c["peak_flops"])
-    t_busy = np.maximum(g["flops_train"] / rate, t_memory)
+    tensor = (c["tensor_precision"] > 0) & (TENSOR_CORE_EFFICIENCY * c["peak_flops"] > COMPUTE_EFFICIENCY * fp32_peak)
+    t_arith = g["flops_train"] * (fc / conv_rate + (1.0 - fc) / gemm_rate)
+    peak_eff = g["flops_train"] / t_compute  # the graph's blended peak (GEMM and convolution paths)
+    t_busy = np.maximum(t_arith, t_memory)
     t_phys = t_busy + t_overhead
     busy = t_busy / t_phys
     idle_w = np.minimum(c["idle_power_w"], cap)
     p_phys = idle_w + (cap - idle_w) * np.sqrt(busy)
-    balance = c["peak_flops"] / c["mem_bw_bytes_per_s"]
+    balance = peak_eff / c["mem_bw_bytes_per_s"]
     l2 = np.maximum(c["l2_cache_bytes"], 1.0)
     # max_layer_working_set_bytes is at the evaluated batch in the featurizer; per-sample x batch is what meets L2.
     ws = np.maximum(g["max_layer_working_set_bytes"], 1.0)
@@ -266,7 +273,7 @@ def physics_arrays(
         "power_limit_frac": cap / tdp,
         "idle_frac": c["idle_power_w"] / tdp * np.ones_like(t_phys),
         "gpu_age_years": (REFERENCE_YEAR - c["launch_year"]) * np.ones_like(t_phys),
-        "log_flops_per_sm": np.log2(c["peak_flops"] / np.maximum(c["sm_count"], 1.0) / 1e9) * np.ones_like(t_phys),
+        "log_flops_per_sm": np.log2(peak_eff / np.maximum(c["sm_count"], 1.0) / 1e9) * np.ones_like(t_phys),
         "busy_frac": busy,
         "step_frac": t_step / t_phys,
         "launch_frac": t_launch / t_phys,
@@ -283,6 +290,7 @@ def physics_features(
     precision: str,
     power_limit_w: float | None = None,
     cache: Mapping[str, float] | None = None,
+    fallback: bool = False,
 ) -> dict[str, float]:
     """Physics features of one graph on one GPU (see the module docstring for the formulas).
 
@@ -294,9 +302,10 @@ def physics_features(
         power_limit_w: enforced power limit (None = TDP).
         cache: optional ``featurize.cache.cache_features`` output; its ``dram_bytes_per_sample``
             replaces ``bytes_moved_forward`` in the memory-bound time.
+        fallback: run a precision the GPU cannot run as frameworks fall back (see :mod:`featurize.precision`).
     """
     dram = None if not cache or "dram_bytes_per_sample" not in cache else cache["dram_bytes_per_sample"]
-    arrays = physics_arrays(graph, gpu_columns(gpu, precision), batch_size=batch_size,
+    arrays = physics_arrays(graph, gpu_columns(gpu, precision, fallback=fallback), batch_size=batch_size,
                             power_limit_w=power_limit_w, dram_bytes_per_sample=dram)
     return {k: float(v) for k, v in arrays.items()}
 

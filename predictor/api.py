@@ -20,6 +20,7 @@ from featurize.errors import GraphLoadError, InvalidInputError
 from featurize.types import GPUSpec
 from predictor.args import check_power_limit, check_run_args
 from predictor.input_cap import cap_epoch, check_input_rate
+from featurize.precision import precision_paths
 from predictor.prediction import Prediction
 
 DEFAULT_BATCH_SIZE = 32
@@ -163,6 +164,7 @@ def predict(
     model_dir: str | Path | None = None,
     example_inputs: Any = None,
     input_samples_per_s: float | None = None,
+    precision_fallback: bool = False,
 ) -> Prediction:
     """Forecast the energy, time and power of training ``model`` on ``gpu``.
 
@@ -182,8 +184,11 @@ def predict(
         input_samples_per_s: the most samples per second your data pipeline delivers (decoding, storage);
             epochs then last at least (samples_per_epoch + val_samples) / N seconds with the GPU idling while
             it waits (:mod:`predictor.input_cap`; stated in ``warnings``). None = the loader keeps up.
+        precision_fallback: a precision the GPU cannot run (bf16 on a V100, fp8 on an A100) is predicted as
+            frameworks fall back, with a warning, instead of raising ``UnsupportedPrecisionError``.
     """
     from predictor.carbon import resolve_intensity
+    from predictor.layers import layer_breakdown, layer_prior_for
     from predictor.model import extrapolation_warnings, load_model, predict_frame
 
     check_run_args(batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,
@@ -207,6 +212,7 @@ def predict(
     spec, gpu_notes = _resolve_gpu(gpu, loaded.manifest.get("gpus_seen", ()))
     power_limit_w = check_power_limit(power_limit_w, spec)
     notes += gpu_notes
+    precision_paths(spec, precision, fallback=precision_fallback)  # refuse what the GPU cannot run, before work
     gf, feat_notes = featurize_cached(model, batch_size=batch_size, dims=dims, input_shapes=input_shapes,
                                       precision=precision, frozen=_frozen_arg(frozen), example_inputs=example_inputs)
     row = gf.to_dict()
@@ -222,14 +228,17 @@ def predict(
     spe = 1 if samples_per_epoch is None else int(samples_per_epoch)
     frame = predict_frame(pd.DataFrame([row]), spec, batch_size=batch_size, samples_per_epoch=spe,
                           epochs=float(epochs), val_samples=int(val_samples), precision=precision,
-                          power_limit_w=power_limit_w, model=loaded)
+                          power_limit_w=power_limit_w, model=loaded, precision_fallback=precision_fallback)
     r = frame.iloc[0]
     if bool(r["measured_config"]):
         notes.append(f"measured configuration: {spec.name} at {precision} with a graph of these params and "
                      "training FLOPs is in the training data (or your retrain runs); the interval is the one "
                      "calibrated on withheld runs.")
     intensity, where = resolve_intensity()
+    lprior = layer_prior_for(gf, spec, precision=precision, batch_size=batch_size, power_limit_w=power_limit_w,
+                             precision_fallback=precision_fallback, efficiencies=loaded.layer_efficiencies())
     feats = {k: float(r[k]) for k in ("t_compute_s", "t_memory_s", "t_overhead_s", "t_phys_s", "e_phys_j")}
+    feats["t_layers_s"] = float(lprior["time_s"].sum()) / batch_size  # per-layer prior, per sample
     feats.update({k: float(v) for k, v in row.items()})
     feats["grid_g_per_kwh_default"] = float(intensity)
     pred = Prediction(
@@ -252,6 +261,7 @@ def predict(
         model_version=loaded.version,
         model_name=loaded.name,
         features=feats,
+        layers=layer_breakdown(lprior, time_s=float(r["time_s"]), energy_j=float(r["energy_j"])),
         memory_bytes=memory_bytes,
         fits=fits,
     )

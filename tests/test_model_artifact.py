@@ -48,7 +48,7 @@ def test_manifest_contents(synth_dir):
     man = json.loads((synth_dir / "manifest.json").read_text())
     assert man["design"] == "time_power" and set(man["boosters"]) == {"time", "power"}
     assert set(man["files"]) == {"time.txt", "power.txt", "local_time.txt", "local_power.txt",
-                                 "novelty_reference.csv", "training_table.parquet"}
+                                 "novelty_reference.csv", "training_table.parquet", "prior_spec.json"}
     table = synth_table()
     assert man["local"]["applies_to"] == [[g, "fp32", int(table.loc[table["gpu"] == g, "group_arch"].nunique())]
                                           for g in ("G1", "G2", "G3", "G4")]
@@ -203,11 +203,29 @@ def test_numpy_tree_walker_matches_lightgbm(objective):
 def test_source_corrections_licenses_and_canonical_gpus():
     import pandas as pd
 
-    from predictor.training import SOURCE_INFO, source_gpu_names
+    from predictor.training import SOURCE_INFO
+    from training_data.corrections import apply_corrections, source_gpu_names
 
-    rows = pd.DataFrame({"source": ["zeus", "zeus", "delrey"], "gpu": ["NVIDIA V100", "NVIDIA P100", "NVIDIA V100"]})
-    assert source_gpu_names(rows).tolist() == ["V100-PCIE-32GB", "P100-PCIE-16GB", "NVIDIA V100"]
+    rows = pd.DataFrame({"source": ["zeus", "zeus", "delrey", "mayaki"],
+                         "gpu": ["NVIDIA V100", "NVIDIA P100", "NVIDIA V100", "A100-PCIE-80GB"],
+                         "precision": ["fp32", "fp32", "fp32", "fp32"]})
+    assert source_gpu_names(rows).tolist() == ["V100-PCIE-32GB", "P100-PCIE-16GB", "NVIDIA V100", "A100-PCIE-80GB"]
+    fixed = apply_corrections(rows)
+    assert fixed["precision"].tolist() == ["fp32", "fp32", "fp32", "tf32"]
+    assert fixed["power_reliable"].tolist() == [True, True, True, False]
+    assert "point sample" in fixed["power_note"].iloc[3] and fixed.attrs["source_corrections"]["precision"]
     assert set(SOURCE_INFO) == {"seaa2023", "delrey", "zeus", "mayaki"}
+
+
+def test_shipped_package_names_no_data_source():
+    """Source-specific corrections live in training_data/ (build time); the shipped prior code names no source."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    for path in [*(repo / "predictor").glob("*.py"), *(repo / "featurize").glob("*.py")]:
+        text = path.read_text(encoding="utf-8")
+        assert "SOURCE_PRECISION" not in text and "SOURCE_GPU_NAMES" not in text, path
+        assert '"mayaki": "tf32"' not in text, path
 
 
 def test_shipped_manifest_names_canonical_gpus_and_licenses():
@@ -225,7 +243,8 @@ def test_model_without_table_records_how_to_rebuild_it(synth_dir, tmp_path):
                     base_manifest=json.loads((synth_dir / "manifest.json").read_text()))
     man = json.loads((out / "manifest.json").read_text())
     full = json.loads((synth_dir / "manifest.json").read_text())
-    boosters = ("time.txt", "power.txt", "local_time.txt", "local_power.txt", "novelty_reference.csv")
+    boosters = ("time.txt", "power.txt", "local_time.txt", "local_power.txt", "novelty_reference.csv",
+                "prior_spec.json")
     assert set(man["files"]) == set(boosters) and not (out / "training_table.parquet").exists()
     assert {f: man["files"][f] for f in boosters} == {f: full["files"][f] for f in boosters}
     assert man["training_table"]["rows"] == full["training_table"]["rows"] == 96
@@ -257,3 +276,16 @@ def test_measured_configuration_gets_the_withheld_run_interval(synth_dir):
     other = next(s for name, s in synth_gpus().items() if name != spec.name)
     assert halfwidth(table, gpu=other)[1] == any(
         g == other.name and abs(p / table["g_params"].iloc[0] - 1) < 0.01 for g, _, p, _ in m.manifest["local"]["measured"])
+
+
+def test_a_table_built_before_the_corrections_moved_is_refused():
+    import pandas as pd
+
+    from featurize.errors import SchemaError
+    from predictor.training import require_corrected
+    from training_data.corrections import apply_corrections
+
+    old = pd.DataFrame({"source": ["mayaki"], "gpu": ["A100-PCIE-80GB"], "precision": ["fp32"]})
+    with pytest.raises(SchemaError, match="python -m training_data.corrections"):
+        require_corrected(old)
+    require_corrected(apply_corrections(old))  # corrected: accepted

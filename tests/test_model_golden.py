@@ -145,20 +145,24 @@ def test_shipped_model_fits_its_measured_rows():
     assert ape.median() < 3.0 and (per_source < 5.0).all(), per_source.to_dict()
 
 
-def test_shipped_fp32_on_a100_is_the_measured_tf32_path():
-    """Mayaki's A100 steps carry no precision and run at TF32 speed: fp32 and tf32 on the A100 are one prediction,
-    seen-configuration stage included, and the fp32 one says how it is run."""
+def test_shipped_fp32_on_a100_runs_gemms_in_fp32():
+    """PyTorch's fp32 on an A100: GEMMs on the FP32 cores, convolutions on TF32. A GPT step in fp32 is predicted
+    well below its tf32 speed (shipped model 2.0x, per-layer prior 2.4x), and the fp32 forecast says how it runs."""
+    import sys
     import warnings
 
     from predictor import predict
 
     _shipped_or_skip()
-    example = str(REPO / "models" / "examples" / "resnet18.onnx")
+    sys.path.insert(0, str(REPO / "tests"))
+    from _graphs import gpt_onnx
+
+    gpt = gpt_onnx(layers=4, seq=512, batch=8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fp32, tf32 = (predict(example, gpu="A100-PCIE-80GB", batch_size=64, samples_per_epoch=1000, precision=p)
+        fp32, tf32 = (predict(gpt, gpu="A100-PCIE-80GB", batch_size=8, samples_per_epoch=1000, precision=p)
                       for p in ("fp32", "tf32"))
-        v100 = predict(example, gpu="V100-PCIE-32GB", batch_size=64, samples_per_epoch=1000)
-    assert fp32.energy_j == pytest.approx(tf32.energy_j, rel=1e-12) and fp32.time_s == pytest.approx(tf32.time_s)
-    assert any("TF32 tensor cores" in w for w in fp32.warnings)
-    assert not any("TF32 tensor cores" in w for w in tf32.warnings + v100.warnings)
+        v100 = predict(gpt, gpu="V100-PCIE-32GB", batch_size=8, samples_per_epoch=1000)
+    assert fp32.time_s > 1.5 * tf32.time_s
+    assert any("matmuls on the FP32 cores" in w for w in fp32.warnings)
+    assert not any("matmuls on the FP32 cores" in w for w in tf32.warnings + v100.warnings)

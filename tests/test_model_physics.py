@@ -91,12 +91,12 @@ def test_bad_inputs_raise_project_errors():
         physics_features({}, GPU, batch_size=1, precision="fp32")
 
 
-def test_reduced_precision_never_slower_than_fp32_and_no_path_means_fp32():
+def test_reduced_precision_never_slower_than_fp32():
     # a GeForce-like card: fp16 tensor peak only 2x fp32, so 0.3 x tensor peak < 0.7 x fp32 peak
     geforce = GPUSpec(name="G", vendor="NVIDIA", architecture="x", tdp_w=350.0, peak_fp32_flops=35.6e12,
-                      peak_fp16_tensor_flops=71e12, peak_tf32_tensor_flops=35.6e12, mem_bw_bytes_per_s=0.936e12,
-                      mem_bytes=24e9, l2_cache_bytes=6e6, sm_count=82, source="user", idle_power_w=30.0,
-                      launch_year=2020)
+                      peak_fp16_tensor_flops=71e12, peak_bf16_tensor_flops=71e12, peak_tf32_tensor_flops=35.6e12,
+                      mem_bw_bytes_per_s=0.936e12, mem_bytes=24e9, l2_cache_bytes=6e6, sm_count=82, source="user",
+                      idle_power_w=30.0, launch_year=2020)
     big = graph(flops_train=3e11, flops_forward=1e11, flops_backward=2e11)
     fp32 = physics_features(big, geforce, batch_size=32, precision="fp32")
     for prec in ("tf32", "fp16", "bf16"):
@@ -105,31 +105,25 @@ def test_reduced_precision_never_slower_than_fp32_and_no_path_means_fp32():
         # compute-bound at the fp32 path's rate: 0.7 x 35.6 TFLOP/s beats 0.3 x 71 TFLOP/s
         assert f["t_phys_s"] - f["t_overhead_s"] == pytest.approx(3e11 / (0.7 * 35.6e12))
         assert f["tensor_precision"] == 0.0  # the feature names the regime the prior used
-    # GPU has no TF32 path (pre-Ampere): tf32 is exactly fp32, flagged as no tensor path
-    no_tf32 = physics_features(big, GPU, batch_size=32, precision="tf32")
-    assert no_tf32 == physics_features(big, GPU, batch_size=32, precision="fp32")
-    assert gpu_columns(GPU, "tf32")["tensor_precision"] == 0.0 and gpu_columns(GPU, "fp16")["tensor_precision"] == 1.0
+    assert gpu_columns(GPU, "fp16")["tensor_precision"] == 1.0
 
 
-@pytest.mark.parametrize("gpu, fp32_path, tf32_path", [
-    ("A100-PCIE-80GB", "tf32", "tf32"),   # TF32 dense 156 TF x 0.3 > FP32 19.5 TF x 0.7
-    ("H100-SXM5-80GB", "tf32", "tf32"),
-    ("RTX-3090", "fp32", "tf32"),          # GeForce Ampere: dense TF32 = FP32 rate, the FP32 cores win
-    ("L4", "fp32", "tf32"),                # 0.3 x 60 < 0.7 x 30.3
-    ("V100-PCIE-32GB", "fp32", "fp32"),    # no TF32 before Ampere
-])
-def test_fp32_runs_on_the_faster_tf32_path_as_frameworks_do(gpu, fp32_path, tf32_path):
-    from featurize import lookup_gpu
-    from featurize.physics import effective_precision
-
-    spec = lookup_gpu(gpu)
-    assert effective_precision(spec, "fp32") == fp32_path
-    assert effective_precision(spec, "tf32") == tf32_path
-    # the prior's peak and regime follow the path, checked against the datasheet numbers (not against itself)
-    peaks = {"fp32": (spec.peak_fp32_flops, 0.0), "tf32": (spec.peak_tf32_tensor_flops, 1.0)}
-    for precision, path in (("fp32", fp32_path), ("tf32", tf32_path)):
-        cols = gpu_columns(spec, precision)
-        assert (cols["peak_flops"], cols["tensor_precision"]) == peaks[path], (precision, path)
-        assert cols["peak_fp32_flops"] == spec.peak_fp32_flops and cols["bytes_per_element"] == 4.0
-    if fp32_path == "tf32":  # the prior on the TF32 path is faster than on the FP32 cores
-        assert 0.3 * spec.peak_tf32_tensor_flops > 0.7 * spec.peak_fp32_flops
+def test_fp32_prices_gemms_on_fp32_cores_and_convolutions_on_tf32():
+    """PyTorch defaults on an A100: matmuls in FP32 (19.5 TFLOP/s x 0.7), cuDNN convolutions on TF32
+    (156 TFLOP/s x 0.3); tf32 puts both on TF32."""
+    a100 = GPUSpec(name="A", vendor="NVIDIA", architecture="Ampere", tdp_w=400.0, peak_fp32_flops=19.5e12,
+                   peak_tf32_tensor_flops=156e12, peak_fp16_tensor_flops=312e12, peak_bf16_tensor_flops=312e12,
+                   mem_bw_bytes_per_s=2e12, mem_bytes=80e9, l2_cache_bytes=40e6, sm_count=108, source="user",
+                   idle_power_w=40.0, launch_year=2020)
+    big = dict(flops_train=3e12, flops_forward=1e12, flops_backward=2e12)
+    matmul = physics_features(graph(**big, frac_macs_conv=0.0), a100, batch_size=64, precision="fp32")
+    conv = physics_features(graph(**big, frac_macs_conv=1.0), a100, batch_size=64, precision="fp32")
+    half = physics_features(graph(**big, frac_macs_conv=0.5), a100, batch_size=64, precision="fp32")
+    tf32 = physics_features(graph(**big, frac_macs_conv=0.0), a100, batch_size=64, precision="tf32")
+    busy = {k: f["t_phys_s"] - f["t_overhead_s"] for k, f in
+            (("matmul", matmul), ("conv", conv), ("half", half), ("tf32", tf32))}
+    assert busy["matmul"] == pytest.approx(3e12 / (0.7 * 19.5e12))
+    assert busy["conv"] == pytest.approx(3e12 / (0.3 * 156e12))
+    assert busy["half"] == pytest.approx(1.5e12 / (0.7 * 19.5e12) + 1.5e12 / (0.3 * 156e12))
+    assert busy["tf32"] == pytest.approx(busy["conv"])
+    assert matmul["t_compute_s"] == pytest.approx(3e12 / 19.5e12)

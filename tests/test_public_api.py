@@ -11,8 +11,8 @@ from conftest import REPO_ROOT
 def test_featurize_all_is_pinned():
     assert featurize.__all__ == [
         "featurize", "lookup_gpu", "GraphFeatures", "GPUSpec", "JoulecastError", "UnknownGPUError",
-        "GraphLoadError", "InvalidInputError", "UnboundDimensionError", "UnsupportedOpError", "SchemaError",
-        "ModelArtifactError", "MissingExtraError", "NoGPUError",
+        "GraphLoadError", "InvalidInputError", "UnboundDimensionError", "UnsupportedOpError",
+        "UnsupportedPrecisionError", "SchemaError", "ModelArtifactError", "MissingExtraError", "NoGPUError",
     ]
 
 

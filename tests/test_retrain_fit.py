@@ -174,8 +174,9 @@ def test_tableless_base_is_calibrated_per_gpu(synthetic_model, tmp_path):
     assert cal["n_rows"] == 12 and cal["energy_factor"] == pytest.approx(1.5 ** (12 / 17), rel=0.02)  # 5 prior rows
     assert s["new_model_grouped_cv_on_user_rows"]["n_folds"] == 5
     new = json.loads((out / MANIFEST).read_text())
-    boosters = ("power.txt", "time.txt", "local_power.txt", "local_time.txt", "novelty_reference.csv")
-    assert new["files"] == {f: hash_file(bare / f) for f in boosters}  # boosters untouched
+    boosters = ("power.txt", "time.txt", "local_power.txt", "local_time.txt", "novelty_reference.csv",
+                "prior_spec.json")
+    assert new["files"] == {f: hash_file(bare / f) for f in boosters}  # boosters and their prior untouched
     assert not (out / "training_table.parquet").exists()
     kw = dict(batch_size=64, samples_per_epoch=1000, progress=False)
     held = paths[12:16]

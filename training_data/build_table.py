@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from featurize.types import GRAPH_FEATURE_KEYS
+from training_data.corrections import apply_corrections
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED = REPO.parent / "shared" / "data"
@@ -147,6 +148,7 @@ def finish_table(runs: pd.DataFrame, feats: pd.DataFrame) -> tuple[pd.DataFrame,
     table["trainable_fraction"] = table["g_trainable_params"] / table["g_params"]
     table["group_arch"] = table["architecture"].map(GROUP_ARCH).fillna(table["architecture"]).astype("string")
     table = table.sort_values(["source", "run_id"], kind="mergesort").reset_index(drop=True)
+    table = apply_corrections(table)  # per-source label corrections (training_data.corrections)
     table["table_sha256"] = content_hash(table)
     return table, dropped
 

@@ -57,6 +57,19 @@ EXAMPLES = (
 )
 
 
+def layers_text(layers, top: int) -> str:
+    """The ``top`` energy hotspots and the per-op-class totals, as plain text."""
+    from predictor.layers import by_class, hotspots
+
+    lines = [f"Top {top} layers by energy (per-layer physics prior applied to the totals):",
+             f"  {'node':<28} {'op':<20} {'class':<14} {'bound':<9} {'time':>10} {'energy':>10} {'share':>6}"]
+    for r in hotspots(layers, top).itertuples():
+        lines.append(f"  {str(r.node)[:28]:<28} {str(r.op_type)[:20]:<20} {r.op_class:<14} {r.bound:<9} "
+                     f"{_fmt_s(r.time_s):>10} {_fmt_j(r.energy_j):>10} {r.share:>6.1%}")
+    lines.append("By op class: " + ", ".join(f"{r.op_class} {r.share:.1%}" for r in by_class(layers).itertuples()))
+    return "\n".join(lines)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("predict", help="Forecast energy, time and power of training a model graph on a GPU.", epilog=EXAMPLES)
     def predict_cmd(
@@ -68,6 +81,8 @@ def register(app: typer.Typer) -> None:
         epochs: float = typer.Option(1.0, "--epochs", help="Number of epochs."),
         val_samples: int = typer.Option(0, "--val-samples", help="Validation samples per epoch (forward only)."),
         precision: str = typer.Option("fp32", "--precision", help="fp32, tf32, fp16, bf16 or fp8."),
+        precision_fallback: bool = typer.Option(False, "--precision-fallback",
+                                                help="Price a precision the GPU cannot run as frameworks fall back."),
         frozen: list[str] = typer.Option([], "--frozen", help="Parameter-name prefix not trained (repeatable)."),
         dim: list[str] = typer.Option([], "--dim", help="Symbolic dimension, name=value (repeatable)."),
         power_limit_w: Optional[float] = typer.Option(None, "--power-limit-w", help="Enforced power limit, W."),
@@ -80,19 +95,25 @@ def register(app: typer.Typer) -> None:
             None, "--input-samples-per-s",
             help="Most samples/s the data loader delivers; caps throughput (GPU idles while waiting)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the summary."),
+        layers: Optional[int] = typer.Option(None, "--layers", min=1,
+                                             help="Show the N layers taking the most energy (per-layer prior).",
+                                             show_default=False),
     ) -> None:
         from predictor.api import predict
         from predictor.carbon import resolve_intensity
+        from predictor.layers import hotspots
 
         p = predict(str(file), gpu=gpu, batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,
                     val_samples=val_samples, precision=precision, frozen=list(frozen) or None,
                     dims=parse_dims(dim), power_limit_w=power_limit_w, model_dir=model_dir,
-                    input_samples_per_s=input_samples_per_s)
+                    input_samples_per_s=input_samples_per_s,
+                    precision_fallback=precision_fallback)
         intensity, where = resolve_intensity(grid_g_per_kwh, region)
         co2 = p.co2_kg(grid_g_per_kwh=intensity, pue=pue)
         if as_json:
             d = p.to_dict()
             d.pop("features", None)
+            d["layers"] = hotspots(p.layers, layers).to_dict(orient="records") if layers else None
             d.update(co2_kg=co2, grid_g_per_kwh=intensity, grid_source=where, pue=pue)
             typer.echo(json.dumps(d, indent=2))
         else:
@@ -100,3 +121,5 @@ def register(app: typer.Typer) -> None:
                 where = (where.removeprefix("default (no region given) ")
                          + " [default grid: pass --region or --grid-g-per-kwh]")
             typer.echo(summary_text(p, where, co2, pue=pue))
+            if layers:
+                typer.echo(layers_text(p.layers, layers))

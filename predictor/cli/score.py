@@ -294,6 +294,8 @@ def register(app: typer.Typer) -> None:
         ),
         precision: str = typer.Option("fp32", "--precision", help="fp32, tf32, fp16, bf16 or fp8."),
         power_limit_w: float = typer.Option(None, "--power-limit-w", help="Enforced power limit, W (every GPU)."),
+        precision_fallback: bool = typer.Option(False, "--precision-fallback",
+                                                help="Price a precision a GPU cannot run as frameworks fall back."),
         dim: list[str] = typer.Option(
             None, "--dim", help="Symbolic dimension value, name=value (repeatable)."
         ),
@@ -361,6 +363,7 @@ def register(app: typer.Typer) -> None:
             val_samples=val_samples,
             precision=precision,
             power_limit_w=power_limit_w,
+            precision_fallback=precision_fallback,
             n_jobs=n_jobs,
             scheduler=scheduler,
             time_limit_s=time_limit or None,

@@ -1,0 +1,160 @@
+"""Per-layer physics prior: each node's training-step time from its op class (NeuSight-style roofline per kernel).
+
+Public entry points:
+
+* :func:`layer_prior` -- a featurized graph's node table on one GPU -> one row per node (plus the optimizer
+  update and the per-step overhead): op class, FLOPs and bytes of the training step, compute / memory time,
+  wave quantisation, time and power.
+* :data:`PRIOR_CLASS` -- featurizer op class -> prior op class; :class:`LayerEfficiencies` -- the per-class
+  efficiencies (defaults here; a model may carry learned ones in its spec).
+
+Per node, for one optimizer step of ``batch_size`` samples::
+
+    flops = node flops per sample x batch x (1 + backward/forward FLOPs of the graph)
+    bytes = node bytes per sample x batch x (1 + backward/forward FLOPs of the graph)
+    t_compute = flops / (rate(class path) x efficiency[class] x wave_efficiency)
+    t_memory  = bytes / (bandwidth x MEMORY efficiency[class])
+    t_node    = max(t_compute, t_memory) + KERNELS_PER_NODE x LAUNCH_S            (nodes that launch kernels)
+    wave_efficiency = tiles / (ceil(tiles / SMs) x SMs),  tiles = ceil(output elements / TILE_ELEMENTS)
+
+``rate(path)`` is :func:`featurize.physics.path_rate` on the path :mod:`featurize.precision` gives the class
+(convolutions on the convolution path, GEMMs -- matmul, attention, recurrent -- on the GEMM path, everything else
+on the FP32 vector units). The optimizer update streams ``OPT_BYTES_PER_PARAM`` bytes per trainable parameter;
+the step overhead is ``STEP_OVERHEAD_S``. Power per node: ``idle + (cap - idle) x sqrt(busy)`` with busy the
+node's non-launch share, as in the whole-graph prior.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from featurize.errors import InvalidInputError
+
+PRIOR_CLASS: dict[str, str] = {
+    "conv": "conv", "matmul": "gemm", "attention": "attention", "recurrent": "gemm",
+    "normalization": "normalization", "elementwise": "elementwise", "softmax": "elementwise",
+    "reduction": "elementwise", "pooling": "elementwise", "data_movement": "data_movement",
+    "unsupported": "elementwise",
+}
+"""Featurizer op class -> prior op class; classes not listed (``zero``, ``constant``) launch no kernel.
+``Gather`` nodes (embedding lookups) are the ``embedding`` class."""
+COMPUTE_CLASSES = ("conv", "gemm", "attention")
+TILE_ELEMENTS = 128 * 128
+"""Output elements per thread block of a GEMM / implicit-GEMM convolution (a 128 x 128 tile)."""
+
+
+@dataclass(frozen=True)
+class LayerEfficiencies:
+    """Achievable fraction of the path's rate (compute) and of DRAM bandwidth (memory) per prior op class.
+
+    Compute efficiencies multiply :func:`featurize.physics.path_rate` (which already holds the whole-graph
+    COMPUTE_EFFICIENCY / TENSOR_CORE_EFFICIENCY); 1.0 = the whole-graph rate."""
+
+    compute: dict[str, float] = field(default_factory=lambda: {"conv": 1.0, "gemm": 1.0, "attention": 1.0})
+    memory: dict[str, float] = field(default_factory=lambda: {
+        "conv": 0.8, "gemm": 0.8, "attention": 0.8, "normalization": 0.8, "elementwise": 0.8,
+        "data_movement": 0.8, "embedding": 0.5, "optimizer": 0.8})
+    source: str = "default: round values (80 % of DRAM bandwidth, the whole-graph compute rates)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"compute": dict(self.compute), "memory": dict(self.memory), "source": self.source}
+
+
+def node_classes(nodes: pd.DataFrame) -> np.ndarray:
+    """Prior op class per node (``""`` for nodes that launch no kernel)."""
+    cls = nodes["op_class"].astype(str).map(PRIOR_CLASS).fillna("").to_numpy(object)
+    return np.where(nodes["op_type"].astype(str).to_numpy() == "Gather", "embedding", cls)
+
+
+def wave_efficiency(output_elements: np.ndarray, sm_count: float) -> np.ndarray:
+    """tiles / (waves x SMs): the share of SM slots a kernel's last wave leaves idle is lost (tile quantisation)."""
+    tiles = np.maximum(np.ceil(np.asarray(output_elements, float) / TILE_ELEMENTS), 1.0)
+    waves = np.ceil(tiles / max(sm_count, 1.0))
+    return tiles / (waves * max(sm_count, 1.0))
+
+
+def _class_rates(gpu: Mapping[str, float], cls: np.ndarray, eff: LayerEfficiencies) -> np.ndarray:
+    from featurize.physics import path_rate
+
+    fp32 = float(gpu["peak_fp32_flops"])
+    gemm = float(path_rate(np.float64(gpu["peak_flops"]), np.float64(gpu["tensor_precision"]), np.float64(fp32)))
+    conv = float(path_rate(np.float64(gpu.get("conv_peak_flops", gpu["peak_flops"])),
+                           np.float64(gpu.get("conv_tensor", gpu["tensor_precision"])), np.float64(fp32)))
+    vector = float(path_rate(np.float64(fp32), np.float64(0.0), np.float64(fp32)))
+    base = {"conv": conv, "gemm": gemm, "attention": gemm}
+    return np.array([base.get(c, vector) * eff.compute.get(c, 1.0) for c in cls], float)
+
+
+def evaluated_batch(nodes: pd.DataFrame, flops_forward: float) -> float:
+    """The batch the node table was evaluated at (a graph exported with a fixed batch keeps it): node FLOPs sum
+    to ``flops_forward`` (per sample) x that batch; 1 when the graph has no FLOPs."""
+    total = float(nodes["flops"].sum()) if len(nodes) else 0.0
+    return max(1.0, round(total / flops_forward)) if flops_forward > 0 and total > 0 else 1.0
+
+
+def layer_prior(nodes: pd.DataFrame, gpu: Mapping[str, float], *, batch_size: int, backward_ratio: float,
+                trainable_params: float, eval_batch: float = 1.0, power_limit_w: float | None = None,
+                efficiencies: LayerEfficiencies | None = None) -> pd.DataFrame:
+    """Per-node training-step time and power on one GPU (see the module docstring).
+
+    Args:
+        nodes: ``GraphFeatures.nodes`` (``flops``, ``bytes_read``, ``bytes_written``, ``op_class`` at the
+            evaluated batch ``eval_batch``: :func:`evaluated_batch`).
+        gpu: :func:`featurize.physics.gpu_columns` of the GPU and precision.
+        batch_size: samples per optimizer step.
+        backward_ratio: the graph's backward / forward FLOPs (0 for a fully frozen graph).
+        trainable_params: parameters the optimizer updates.
+        power_limit_w: enforced power limit (None = TDP).
+        efficiencies: per-class efficiencies (None = :class:`LayerEfficiencies` defaults).
+
+    Returns:
+        DataFrame: ``node, op_type, op_class, flops, bytes, t_compute_s, t_memory_s, wave_efficiency,
+        time_s, power_w, energy_j, bound`` per optimizer step; the last two rows are ``optimizer update`` and
+        ``step overhead``.
+    """
+    from featurize.physics import KERNELS_PER_NODE, LAUNCH_S, OPT_BYTES_PER_PARAM, STEP_OVERHEAD_S
+
+    if batch_size < 1:
+        raise InvalidInputError(f"batch_size={batch_size!r} must be >= 1")
+    eff = efficiencies or LayerEfficiencies()
+    cls = node_classes(nodes)
+    keep = cls != ""
+    n, cls = nodes[keep], cls[keep]
+    scale = batch_size / max(eval_batch, 1.0) * (1.0 + max(backward_ratio, 0.0))
+    flops = n["flops"].to_numpy(float) * scale
+    nbytes = (n["bytes_read"].to_numpy(float) + n["bytes_written"].to_numpy(float)) * scale
+    out_elems = (n["bytes_written"].to_numpy(float) / max(float(gpu.get("bytes_per_element", 4.0)), 1.0)
+                 * batch_size / max(eval_batch, 1.0))
+    waves = np.where(np.isin(cls, COMPUTE_CLASSES), wave_efficiency(out_elems, float(gpu["sm_count"])), 1.0)
+    bw = float(gpu["mem_bw_bytes_per_s"])
+    t_c = flops / (_class_rates(gpu, cls, eff) * waves)
+    t_m = nbytes / (bw * np.array([eff.memory.get(c, 0.8) for c in cls]))
+    launch = KERNELS_PER_NODE * LAUNCH_S
+    opt_bytes = OPT_BYTES_PER_PARAM * max(trainable_params, 0.0)
+    t_opt = opt_bytes / (bw * eff.memory.get("optimizer", 0.8))
+    frame = pd.DataFrame({
+        "node": [*n["name"].astype(str), "optimizer update", "step overhead"],
+        "op_type": [*n["op_type"].astype(str), "Adam", ""],
+        "op_class": [*cls, "optimizer", "overhead"],
+        "flops": [*flops, 0.0, 0.0],
+        "bytes": [*nbytes, opt_bytes, 0.0],
+        "t_compute_s": [*t_c, 0.0, 0.0],
+        "t_memory_s": [*t_m, t_opt, 0.0],
+        "wave_efficiency": [*waves, 1.0, 1.0],
+    })
+    busy = np.maximum(frame["t_compute_s"], frame["t_memory_s"]).to_numpy()
+    overhead = np.r_[np.full(len(n), launch), launch if trainable_params > 0 else 0.0, STEP_OVERHEAD_S]
+    frame["time_s"] = busy + overhead
+    frame["bound"] = np.where(busy <= overhead, "overhead",
+                              np.where(frame["t_compute_s"] >= frame["t_memory_s"], "compute", "memory"))
+    tdp = float(gpu["tdp_w"])
+    cap = min(power_limit_w, 1.5 * tdp) if power_limit_w and power_limit_w > 0 else tdp
+    idle = min(float(gpu["idle_power_w"]), cap)
+    frame["power_w"] = idle + (cap - idle) * np.sqrt(busy / frame["time_s"].to_numpy())
+    frame["energy_j"] = frame["power_w"] * frame["time_s"]
+    return frame

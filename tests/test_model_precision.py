@@ -1,0 +1,126 @@
+"""Precision as frameworks run it (featurize.precision) and form factors as the prior prices them."""
+
+from __future__ import annotations
+
+import pytest
+
+from featurize import lookup_gpu
+from featurize.errors import InvalidInputError, UnsupportedPrecisionError
+from featurize.hardware import form_factor_power_ratio, gpu_table
+from featurize.physics import clock_factor, gpu_columns
+from featurize.precision import precision_paths, supported_precisions
+
+
+@pytest.mark.parametrize("gpu, runs", [
+    ("A100-SXM4-80GB", ("fp32", "tf32", "fp16", "bf16")),
+    ("H100-SXM5-80GB", ("fp32", "tf32", "fp16", "bf16", "fp8")),
+    ("L4", ("fp32", "tf32", "fp16", "bf16", "fp8")),
+    ("RTX-4090", ("fp32", "tf32", "fp16", "bf16", "fp8")),
+    ("V100-SXM2-32GB", ("fp32", "fp16")),
+    ("T4", ("fp32", "fp16")),
+    ("P100-PCIE-16GB", ("fp32", "fp16")),     # packed half2 at 2x FP32
+    ("GTX-1660", ("fp32", "fp16")),           # TU116: packed half2, no tensor cores
+    ("GTX-1080-Ti", ("fp32",)),               # GP102: FP16 at 1/64
+    ("P40", ("fp32",)),
+    ("GTX-750-Ti", ("fp32",)),
+    ("MI250X", ("fp32", "fp16", "bf16")),
+    ("MI300X", ("fp32", "tf32", "fp16", "bf16", "fp8")),
+])
+def test_supported_precisions_follow_the_hardware(gpu, runs):
+    assert supported_precisions(lookup_gpu(gpu)) == runs
+
+
+def test_every_curated_gpu_runs_fp32_and_every_listed_precision_has_a_faster_or_tensor_path():
+    for name in gpu_table()["name"]:
+        spec = lookup_gpu(name)
+        ok = supported_precisions(spec)
+        assert ok[0] == "fp32", name
+        for prec in ok[1:]:
+            paths = precision_paths(spec, prec)
+            assert paths.gemm == paths.conv == prec and not paths.note, name
+
+
+def test_fp32_semantics_per_generation():
+    # Ampere / Hopper datacenter: cuDNN convolutions on TF32, GEMMs on the FP32 cores
+    assert precision_paths(lookup_gpu("A100-SXM4-80GB"), "fp32").key == "fp32+tf32conv"
+    assert precision_paths(lookup_gpu("H100-SXM5-80GB"), "fp32").conv == "tf32"
+    # GeForce Ampere: dense TF32 (FP32 accumulate) equals the FP32 rate, nothing to gain; Volta: no TF32
+    assert precision_paths(lookup_gpu("RTX-3090"), "fp32").key == "fp32"
+    assert precision_paths(lookup_gpu("V100-SXM2-32GB"), "fp32").key == "fp32"
+
+
+def test_fallback_paths_and_errors():
+    v100, a100, gtx = lookup_gpu("V100-SXM2-32GB"), lookup_gpu("A100-SXM4-80GB"), lookup_gpu("GTX-1080-Ti")
+    with pytest.raises(UnsupportedPrecisionError) as err:
+        precision_paths(a100, "fp8")
+    assert isinstance(err.value, InvalidInputError)  # one project error type, also a ValueError
+    assert "fp32, tf32, fp16, bf16" in str(err.value) and "--precision-fallback" in str(err.value)
+    fp8 = precision_paths(a100, "fp8", fallback=True)
+    assert (fp8.gemm, fp8.conv) == ("bf16", "bf16") and "cannot run fp8" in fp8.note
+    assert precision_paths(v100, "bf16", fallback=True).key == "fp32"
+    assert precision_paths(gtx, "fp16", fallback=True).key == "fp32"
+    with pytest.raises(InvalidInputError, match="int8"):
+        precision_paths(a100, "int8")
+    with pytest.raises(UnsupportedPrecisionError):
+        gpu_columns(v100, "bf16")
+
+
+def test_geforce_fp16_is_the_fp32_accumulate_rate():
+    """GeForce RTX 30/40 run FP16 with FP32 accumulate (what AMP uses) at half the advertised FP16-accumulate
+    rate: RTX 3090 71 TFLOP/s (not 142), RTX 4090 165.2 (not 330.3); data-centre parts run full rate."""
+    assert gpu_columns(lookup_gpu("RTX-3090"), "fp16")["peak_flops"] == pytest.approx(71e12)
+    assert gpu_columns(lookup_gpu("RTX-4090"), "fp16")["peak_flops"] == pytest.approx(165.2e12)
+    assert gpu_columns(lookup_gpu("A100-SXM4-80GB"), "fp16")["peak_flops"] == pytest.approx(312e12)
+
+
+@pytest.mark.parametrize("low, high", [
+    ("A100-PCIE-40GB", "A100-SXM4-40GB"),  # same datasheet clock, 250 W vs 400 W
+    ("A100-PCIE-80GB", "A100-SXM4-80GB"),
+    ("H100-PCIE-80GB", "H100-SXM5-80GB"),
+    ("H100-NVL-94GB", "H100-SXM5-80GB"),   # 400 W vs 700 W
+    ("V100-PCIE-32GB", "V100-SXM2-32GB"),
+])
+def test_sxm_sustains_at_least_the_pcie_and_nvl_compute(low, high):
+    lo, hi = lookup_gpu(low), lookup_gpu(high)
+    for prec in ("fp32", "fp16"):
+        assert gpu_columns(lo, prec)["peak_flops"] < gpu_columns(hi, prec)["peak_flops"], prec
+    assert clock_factor(hi) > clock_factor(lo)
+
+
+def test_clock_factor_values():
+    # A100 PCIe 40GB: (250 W / 312 TF) / (400 W / 312 TF) = 0.625 -> 0.625^(1/3) = 0.855 of the clock
+    assert form_factor_power_ratio(lookup_gpu("A100-PCIE-40GB")) == pytest.approx(0.625)
+    assert clock_factor(lookup_gpu("A100-PCIE-40GB")) == pytest.approx(0.625 ** (1 / 3))
+    assert clock_factor(lookup_gpu("A100-SXM4-80GB")) == 1.0
+    assert clock_factor(lookup_gpu("RTX-4090")) == 1.0  # no form-factor siblings
+    assert clock_factor(lookup_gpu("GH200-96GB")) == 1.0
+
+
+def test_multi_die_parts_are_one_gcd_as_pytorch_sees_them():
+    gcd = lookup_gpu("AMD Instinct MI250X")
+    # one GCD: half the OAM module's 220 CUs, 95.7 TF FP16 x 2 dies, 3.28 TB/s, 128 GB, 560 W
+    assert gcd.sm_count == 110 and gcd.mem_bytes == 64 * 2**30
+    assert gcd.peak_fp16_tensor_flops == pytest.approx(383e12 / 2)
+    assert gcd.mem_bw_bytes_per_s == pytest.approx(3.2768e12 / 2) and gcd.tdp_w == 280
+    assert lookup_gpu("MI250 GCD").name == "MI250"
+
+
+def test_gh200_is_an_h100_class_gpu_with_faster_memory():
+    gh, h100 = lookup_gpu("NVIDIA GH200 480GB"), lookup_gpu("H100-SXM5-80GB")
+    assert gh.name == "GH200-96GB"
+    assert gh.peak_fp16_tensor_flops == h100.peak_fp16_tensor_flops
+    assert gh.mem_bw_bytes_per_s > h100.mem_bw_bytes_per_s
+    assert lookup_gpu("GH200-144GB").mem_bw_bytes_per_s > gh.mem_bw_bytes_per_s
+
+
+def test_predict_many_refuses_before_featurizing_and_falls_back_on_request():
+    from pathlib import Path
+
+    from predictor import predict_many
+
+    example = str(Path(__file__).resolve().parents[1] / "models" / "examples" / "resnet18.onnx")
+    kw = dict(batch_size=64, samples_per_epoch=1000, n_jobs=1, progress=False, precision="bf16")
+    with pytest.raises(UnsupportedPrecisionError, match="T4 cannot run precision 'bf16'"):
+        predict_many([example], gpu=["A100-SXM4-80GB", "T4"], **kw)
+    df = predict_many([example], gpu=["A100-SXM4-80GB", "T4"], precision_fallback=True, **kw)
+    assert (df["error"] == "").all() and "cannot run bf16" in df.loc[df["gpu"] == "T4", "warnings"].iloc[0]
