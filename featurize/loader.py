@@ -19,6 +19,7 @@ import onnx
 from onnx import TensorProto
 
 from featurize.errors import GraphLoadError, InvalidInputError, ShapeResolutionError, UnboundDimensionError
+from featurize.limits import check_path, check_shapes, read_model_file
 
 __all__ = ["load_model", "load_model_nodes", "load_graph", "LoadedGraph", "node_fields", "NodeFields", "bind_dims", "bind_input_dims", "Binding", "resolve_shapes", "ShapeMap", "FALLBACK_MAX_BYTES"]
 
@@ -87,11 +88,8 @@ def load_graph(source: Any) -> LoadedGraph:
         model = _parse(bytes(source), "the given bytes")
         what = "the given bytes"
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise GraphLoadError(f"ONNX file not found: {str(path)!r}; check the path ({_FIX_LOAD}).")
-        model = _parse(path.read_bytes(), repr(str(path)))
-        what = repr(str(path))
+        what = repr(check_path(source)[:200])
+        model = _parse(read_model_file(source), what)  # regular file, size cap, no FIFO/device (limits)
     else:
         raise InvalidInputError(f"cannot featurize an object of type {type(source).__name__}; {_FIX_LOAD}.")
     inits = _strip_weight_data(model)  # shape inference would otherwise re-serialize every weight
@@ -442,6 +440,7 @@ def resolve_shapes(
         for name, entry in known_inputs.items():
             shapes.setdefault(name, entry)
     _shapes_from_bytes(inferred, shapes)
+    check_shapes(shapes)  # caps before anything is sized or run from the inferred shapes (limits)
     missing = _missing(nodes if nodes is not None else node_fields(model.graph), model.graph, shapes)
     if missing:
         missing = _symbolic_fill(model, shapes, missing)
