@@ -216,6 +216,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     plot(err, args.out / "refine_eval.png")
     (args.out / "REFINE.md").write_text(report(err, tables))
+    if (args.out / "manifest.json").is_file():  # a model directory: re-seal its SHA256SUMS
+        from predictor.artifact import seal
+
+        seal(args.out)
     print(f"wrote {args.out / 'REFINE.md'} and {args.out / 'refine_eval.png'}")
 
 

@@ -3,8 +3,8 @@
 Public entry points:
 
 * :func:`load_model` — ``model_dir=None`` -> the shipped model (``joulecast_models`` package data,
-  falling back to the repository's ``models/``). Validates manifest -> compatible package range ->
-  sha256 of every artifact file -> parses the LightGBM text (:class:`TreeEnsemble`, numpy inference). Cached per directory (and file mtimes).
+  falling back to the repository's ``models/``). Verifies every file against ``SHA256SUMS`` (unknown files
+  refused) -> the typed manifest schema (:mod:`predictor.artifact`) -> compatible package range -> parses the LightGBM text (:class:`TreeEnsemble`, numpy inference). Cached per directory (and file mtimes).
   Any problem raises :class:`featurize.errors.ModelArtifactError` naming the file and the fix.
 * :func:`feature_frame` — graph feature rows x GPU specs -> the model's feature matrix + prior
   columns (one code path for training and inference; physics from :mod:`featurize.physics`).
@@ -23,7 +23,6 @@ flops_train] runs)); ``intervals.novelty`` names the novelty reference file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from featurize.errors import InvalidInputError, ModelArtifactError
+from predictor.artifact import hash_file, stamp, validate_manifest, verify  # noqa: F401 - hash_file re-exported
 from featurize.physics import (
     FEATURE_NAMES,
     PRIOR_NAMES,
@@ -94,17 +94,12 @@ LOCAL_ARCH_PRIOR = 2.0
 4: 17.7 / 62.7 (41.3)."""
 
 
-def hash_file(path: Path) -> str:
-    """sha256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def shipped_model_dir() -> Path:
-    """Directory of the shipped model: package data ``joulecast_models``, else the repo's ``models/``."""
+    """Directory of the shipped model: the ``models/`` beside this package in a source checkout (so code and
+    model always come from the same tree), else the installed package data ``joulecast_models``."""
+    repo = Path(__file__).resolve().parents[1] / "models"
+    if (repo / MANIFEST).is_file():
+        return repo
     try:
         from importlib.resources import files
 
@@ -113,7 +108,7 @@ def shipped_model_dir() -> Path:
             return path
     except (ModuleNotFoundError, TypeError):  # pragma: no cover - depends on the install
         pass
-    return Path(__file__).resolve().parents[1] / "models"
+    return repo
 
 
 @dataclass(frozen=True)
@@ -256,23 +251,13 @@ def _load_uncached(path: Path) -> LoadedModel:
     if not mpath.is_file():
         raise ModelArtifactError(f"no {MANIFEST} in {path}: not a joulecast model directory "
                                  "(use model_dir=None for the shipped model, or a directory written by retrain).")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelArtifactError(f"{mpath} is not valid JSON ({err}); the model directory is corrupt: "
-                                 "reinstall joulecast or regenerate the model.") from err
+    listed = verify(path)  # every file, the manifest included, against SHA256SUMS; no unknown files
+    manifest = validate_manifest(mpath.read_bytes(), mpath)  # typed schema with ranges (artifact.Manifest)
     check_manifest(manifest, path)
     for name, expected in manifest["files"].items():
-        fpath = path / name
-        if not fpath.is_file():
-            raise ModelArtifactError(f"{path}: artifact file {name} is missing; reinstall joulecast or regenerate "
-                                     "the model directory.")
-        actual = hash_file(fpath)
-        if actual != expected:
-            raise ModelArtifactError(
-                f"{fpath}: sha256 {actual[:12]}... does not match the manifest ({expected[:12]}...): the file was "
-                "modified or corrupted; reinstall joulecast or regenerate the model directory."
-            )
+        if listed.get(name) != expected:
+            raise ModelArtifactError(f"{path}: artifact file {name} is missing or its manifest hash differs from "
+                                     "SHA256SUMS; reinstall joulecast or regenerate the model directory.")
     boosters = _read_boosters(path, manifest, manifest["boosters"], manifest["features"])
     local = None
     if manifest.get("local"):
@@ -425,8 +410,7 @@ def load_model(model_dir: str | Path | LoadedModel | None = None) -> LoadedModel
     if not path.is_dir():
         raise ModelArtifactError(f"model directory {path} does not exist; pass a directory written by "
                                  "`joulecast retrain` or model_dir=None for the shipped model.")
-    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in path.iterdir() if p.is_file()))
-    return _load_cached(str(path), stamp)
+    return _load_cached(str(path), stamp(path))
 
 
 # --------------------------------------------------------------------------------------------- inference

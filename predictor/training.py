@@ -49,6 +49,7 @@ import pandas as pd
 from featurize.errors import SchemaError
 from featurize.types import GPUSpec
 from featurize.physics import FEATURE_NAMES, effective_precision
+from predictor.artifact import seal
 from predictor.model import (
     DESIGNS,
     MANIFEST,
@@ -775,9 +776,11 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (tmp / "MODEL_CARD.md").write_text(model_card(json.loads((tmp / MANIFEST).read_text())), encoding="utf-8")
+        seal(tmp)  # SHA256SUMS over every file, the manifest included
         load_model(tmp)  # verify before publishing
         if out_dir.exists():
             _replace_dir(tmp, out_dir)
+            seal(out_dir)  # the merged directory: the new model plus the files other tools own there
         else:
             os.replace(tmp, out_dir)
     except BaseException:
@@ -987,9 +990,10 @@ def model_card(manifest: Mapping[str, Any]) -> str:
 
 
 def write_card(model_dir: Path) -> None:
-    """Regenerate MODEL_CARD.md from the directory's manifest."""
+    """Regenerate MODEL_CARD.md from the directory's manifest and re-seal the directory (``SHA256SUMS``)."""
     manifest = json.loads((Path(model_dir) / MANIFEST).read_text(encoding="utf-8"))
     (Path(model_dir) / "MODEL_CARD.md").write_text(model_card(manifest), encoding="utf-8")
+    seal(model_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
