@@ -40,6 +40,9 @@ MAX_TENSOR_BYTES = 1 << 38
 """Most bytes in one tensor, and in all graph inputs together (256 GiB)."""
 MAX_DIM = 1 << 36
 """Largest single dimension."""
+MAX_RANK = 64
+"""Most dimensions of a tensor, and most elements of a shape/axes/index vector (Slice steps, Reshape shape...):
+onnx's shape inference loops over such vectors (Slice with a 2^24-element ``steps`` input: 8 s)."""
 
 _FIX_PATH = "pass the path of an existing regular .onnx file"
 # Ops whose output size is set by the *values* of an input: (op, index of the size input).
@@ -161,6 +164,11 @@ def check_graph(model: onnx.ModelProto, bound: Mapping[str, Iterable[int]] | Non
     if total > MAX_TENSOR_BYTES:
         raise GraphLoadError(f"the bound graph inputs total {total / 2**30:.0f} GiB, above the "
                              f"{MAX_TENSOR_BYTES / 2**30:.0f} GiB cap; check batch_size / dims= / input_shapes=.")
+    sizes = {t.name: tuple(t.dims) for t in g.initializer}
+    sizes.update({n.output[0]: tuple(a.t.dims) for n in g.node if n.op_type == "Constant" and n.output
+                  for a in n.attribute if a.type == AttributeProto.TENSOR})
+    sizes.update({name: tuple(int(d) for d in shape) for name, shape in (bound or {}).items()})
+    _check_ranks(g, sizes)
     consts = _constant_values(g)
     opset = _default_opset(model)
     schemas: dict[tuple[str, str], dict[str, int] | None] = {}
@@ -243,6 +251,33 @@ def _check_sized(node: onnx.NodeProto, consts: Mapping[str, Any]) -> None:
 
 
 _SIZED_OPS = frozenset({"Range", "Resize", "Upsample", *_SIZE_FROM_VALUES})
+_REDUCE = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+           "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")
+# Inputs that carry a shape, axes or per-dim indices (one element per dim): op -> input positions.
+_SHAPE_VECTOR_INPUTS = {
+    "Slice": (1, 2, 3, 4), "Reshape": (1,), "Resize": (1, 2, 3), "Upsample": (1,), "Pad": (1, 3), "Tile": (1,),
+    "Expand": (1,), "ConstantOfShape": (0,), "Unsqueeze": (1,), "Squeeze": (1,), "Split": (1,), "TopK": (1,),
+    "Range": (0, 1, 2), "CenterCropPad": (1, 2), "Col2Im": (1, 2), "OneHot": (1,), **{r: (1,) for r in _REDUCE},
+}
+
+
+def _check_ranks(g: onnx.GraphProto, sizes: Mapping[str, tuple[int, ...]]) -> None:
+    """Declared ranks <= :data:`MAX_RANK`; shape-like inputs of known size at most that many elements."""
+    for vi in (*g.input, *g.output, *g.value_info):
+        rank = len(vi.type.tensor_type.shape.dim)
+        if rank > MAX_RANK:
+            raise GraphLoadError(f"tensor {vi.name!r} is declared with {rank} dimensions, above the {MAX_RANK} any "
+                                 "framework supports; the graph is corrupt, re-export it.")
+    for node in g.node:
+        for idx in _SHAPE_VECTOR_INPUTS.get(node.op_type, ()):
+            if idx < len(node.input) and node.input[idx] in sizes:
+                n = math.prod(sizes[node.input[idx]])
+                if n > MAX_RANK:
+                    raise GraphLoadError(
+                        f"node {node.name or node.op_type!r} ({node.op_type}) input {idx} {node.input[idx]!r} has "
+                        f"{n:.3g} elements, but it holds one value per dimension (at most {MAX_RANK}); the graph is "
+                        "corrupt, re-export it."
+                    )
 _FLOAT_KINDS = (AttributeProto.FLOAT, AttributeProto.FLOATS)
 
 
