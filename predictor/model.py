@@ -72,11 +72,26 @@ def novelty_scale(nov: Any, scale: float = NOVELTY_SCALE, cap: float = NOVELTY_S
     return np.minimum(1.0 + scale * np.asarray(nov, float), cap)
 
 
+def unique_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(distinct rows, inverse)`` of a 2-D array, rows compared by their bytes (rows holding NaN merge too);
+    None when every row is distinct. Repeated measurements of one configuration are then computed once."""
+    x = np.ascontiguousarray(x)
+    if x.ndim != 2 or len(x) < 2:
+        return None
+    keys = x.view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return None if len(first) == len(x) else (x[first], inverse.reshape(-1))
+
+
 def novelty(reference: np.ndarray, x: np.ndarray, k: int = NOVELTY_K, chunk: int = 512) -> np.ndarray:
     """Mean Euclidean distance of each row of ``x`` to its ``k`` nearest rows of ``reference`` (both already
-    standardised); chunked so thousands of graphs stay in memory."""
+    standardised); repeated rows computed once, chunked so each distance block stays <= 2^22 cells (32 MB)."""
     reference = np.asarray(reference, float)
     x = np.asarray(x, float)
+    distinct = unique_rows(x) if len(x) > 256 else None
+    if distinct is not None:
+        return novelty(reference, distinct[0], k, chunk)[distinct[1]]
+    chunk = max(1, min(chunk, (1 << 22) // max(len(reference), 1)))
     k = max(1, min(k, len(reference)))
     out = np.empty(len(x))
     ref_sq = np.einsum("ij,ij->i", reference, reference)
@@ -372,9 +387,22 @@ class TreeEnsemble:
             stack += [(c, d + 1) for c in (left[node], right[node]) if c >= 0]
         return best
 
+    CHUNK_CELLS = 1 << 21
+    """Rows x trees walked at once (~16 MB per int64 work array): memory stays bounded for any row count."""
+
     def predict(self, x: np.ndarray, **_: Any) -> np.ndarray:
-        """Raw scores for the rows of ``x`` (n_rows x n_features), summed over all trees."""
+        """Raw scores for the rows of ``x`` (n_rows x n_features), summed over all trees. Repeated rows
+        (the same configuration measured many times) are walked once; rows go in chunks of bounded size."""
         x = np.asarray(x, dtype=float)
+        distinct = unique_rows(x) if len(x) > 256 else None
+        if distinct is not None:
+            return self.predict(distinct[0])[distinct[1]]
+        step = max(1, self.CHUNK_CELLS // max(len(self.root), 1))
+        if len(x) > step:
+            return np.concatenate([self._walk(x[i:i + step]) for i in range(0, len(x), step)])
+        return self._walk(x)
+
+    def _walk(self, x: np.ndarray) -> np.ndarray:
         n, t = x.shape[0], len(self.root)
         node = np.broadcast_to(self.root, (n, t)).copy()
         cols = np.broadcast_to(np.arange(t), (n, t))
