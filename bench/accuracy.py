@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from predictor.artifact import seal
 from predictor.model import MANIFEST
 from predictor.training import (
     ROW_FOLDS,
@@ -259,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         (mdir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         write_card(mdir)
         plot(cv, mdir / "accuracy.png")
+        seal(mdir)  # SHA256SUMS over the rewritten manifest, card and plot
         print(f"wrote metrics to {mdir / MANIFEST}, {mdir / 'MODEL_CARD.md'}, {mdir / 'accuracy.png'}")
     print(f"total {time.perf_counter() - t0:.1f} s")
     return 0

@@ -43,6 +43,7 @@ import onnx
 from onnx import TensorProto
 
 from featurize.errors import InvalidInputError
+from featurize.limits import check_features, check_graph
 from featurize.loader import NodeFields, ShapeMap, bind_input_dims, load_graph, node_fields, resolve_shapes
 from featurize.ops import NodeView, OpCost, TensorInfo, handler_table, known_domains
 from featurize.ops.sequence import SEQUENCE_OPS
@@ -152,6 +153,7 @@ def featurize(
         initializers=inits, static_inputs=static, inputs=inputs,
     )
     bound = binding.shapes
+    check_graph(model, bound)  # element/byte caps and attribute sanity before shape inference (limits)
     if input_shapes:
         static = {k: v for k, v in static.items() if k not in input_shapes}
     shapes = resolve_shapes(
@@ -162,6 +164,7 @@ def featurize(
         model, nodes, shapes, weight_inputs, bound, batch_size, precision, frozen_prefixes, need_nodes, list(inits),
         [name for name, _ in inputs], tied,
     )
+    check_features(features.to_dict())  # no NaN/inf/negative count leaves the featurizer (limits)
     if gpu is not None:
         from dataclasses import replace
 

@@ -20,6 +20,7 @@ from onnx import TensorProto
 
 from featurize.errors import GraphLoadError, InvalidInputError, UnboundDimensionError
 from featurize.fold import fold_constants, initializer_values
+from featurize.limits import check_path, check_shapes, read_model_file
 
 __all__ = ["load_model", "load_model_nodes", "load_graph", "LoadedGraph", "node_fields", "NodeFields", "bind_dims", "bind_input_dims", "Binding", "resolve_shapes", "ShapeMap"]
 
@@ -89,14 +90,8 @@ def load_graph(source: Any) -> LoadedGraph:
         model = _parse(bytes(source), "the given bytes")
         what = "the given bytes"
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if path.is_dir():
-            raise GraphLoadError(f"{str(path)!r} is a directory, not an ONNX file; give the path of one .onnx file "
-                                 "(to score every graph in a folder: predict_many(folder) or `joulecast score DIR`).")
-        if not path.is_file():
-            raise GraphLoadError(f"ONNX file not found: {str(path)!r}; check the path ({_FIX_LOAD}).")
-        model = _parse(path.read_bytes(), repr(str(path)))
-        what = repr(str(path))
+        what = repr(check_path(source)[:200])
+        model = _parse(read_model_file(source), what)  # regular file, size cap, no FIFO/device (limits)
     else:
         raise InvalidInputError(f"cannot featurize an object of type {type(source).__name__}; {_FIX_LOAD}.")
     tied = _transposed_copies(model.graph)  # before the payloads go
@@ -486,6 +481,7 @@ def resolve_shapes(
     values = initializer_values(model.graph)
     folded = _fold_into(nodes, shapes, values, {})
     _infer_into(model, nodes, folded, shapes, data_prop=False)
+    check_shapes(shapes)  # caps before anything is sized from the inferred shapes (limits)
     missing = _missing(nodes, model.graph, shapes)
     for _ in range(_MAX_FOLD_ROUNDS):
         if not missing:
@@ -493,6 +489,7 @@ def resolve_shapes(
         before = len(folded)
         _fold_into(nodes, shapes, values, folded)
         _infer_into(model, nodes, folded, shapes, data_prop=True)
+        check_shapes(shapes)
         progress = len(folded) > before
         left = _missing(nodes, model.graph, shapes)
         if not progress or len(left) == len(missing):

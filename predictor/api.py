@@ -41,7 +41,9 @@ def _declared_batch(model: Any, example_inputs: Any, bound: Any = None) -> int |
         import onnx
 
         if isinstance(model, (str, os.PathLike)):
-            proto = onnx.load(str(model), load_external_data=False)
+            from featurize.limits import read_model_file
+
+            proto = onnx.load_from_string(read_model_file(model))  # regular file, size cap (limits)
         elif isinstance(model, (bytes, bytearray)):
             proto = onnx.load_from_string(bytes(model))
         elif isinstance(model, onnx.ModelProto):
@@ -68,7 +70,7 @@ def _cache_key(model: Any, **kw: Any) -> tuple | None:
         return None
     try:
         st = os.stat(model)
-    except OSError:
+    except (OSError, ValueError):  # missing, over-long or NUL-byte path: featurize raises the clear error
         return None
     frozen = tuple(kw.pop("frozen") or ())
     items = tuple(sorted((k, repr(v)) for k, v in kw.items()))

@@ -3,8 +3,8 @@
 Public entry points:
 
 * :func:`load_model` — ``model_dir=None`` -> the shipped model (``joulecast_models`` package data,
-  falling back to the repository's ``models/``). Validates manifest -> compatible package range ->
-  sha256 of every artifact file -> parses the LightGBM text (:class:`TreeEnsemble`, numpy inference). Cached per directory (and file mtimes).
+  falling back to the repository's ``models/``). Verifies every file against ``SHA256SUMS`` (unknown files
+  refused) -> the typed manifest schema (:mod:`predictor.artifact`) -> compatible package range -> parses the LightGBM text (:class:`TreeEnsemble`, numpy inference). Cached per directory (and file mtimes).
   Any problem raises :class:`featurize.errors.ModelArtifactError` naming the file and the fix.
 * :func:`feature_frame` — graph feature rows x GPU specs -> the model's feature matrix + prior
   columns (one code path for training and inference; physics from :mod:`featurize.physics`).
@@ -24,7 +24,6 @@ flops_train] runs)); ``intervals.novelty`` names the novelty reference file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -39,6 +38,7 @@ import pandas as pd
 from featurize.errors import InvalidInputError, ModelArtifactError
 from featurize.physics import FEATURE_NAMES, PRIOR_NAMES, gpu_columns, physics_arrays
 from featurize.precision import precision_paths
+from predictor.artifact import hash_file, stamp, validate_manifest, verify  # noqa: F401 - hash_file re-exported
 from featurize.types import GPUSpec
 
 SCHEMA_VERSION = 1
@@ -67,11 +67,26 @@ def novelty_scale(nov: Any, scale: float = NOVELTY_SCALE, cap: float = NOVELTY_S
     return np.minimum(1.0 + scale * np.asarray(nov, float), cap)
 
 
+def unique_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(distinct rows, inverse)`` of a 2-D array, rows compared by their bytes (rows holding NaN merge too);
+    None when every row is distinct. Repeated measurements of one configuration are then computed once."""
+    x = np.ascontiguousarray(x)
+    if x.ndim != 2 or len(x) < 2:
+        return None
+    keys = x.view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return None if len(first) == len(x) else (x[first], inverse.reshape(-1))
+
+
 def novelty(reference: np.ndarray, x: np.ndarray, k: int = NOVELTY_K, chunk: int = 512) -> np.ndarray:
     """Mean Euclidean distance of each row of ``x`` to its ``k`` nearest rows of ``reference`` (both already
-    standardised); chunked so thousands of graphs stay in memory."""
+    standardised); repeated rows computed once, chunked so each distance block stays <= 2^22 cells (32 MB)."""
     reference = np.asarray(reference, float)
     x = np.asarray(x, float)
+    distinct = unique_rows(x) if len(x) > 256 else None
+    if distinct is not None:
+        return novelty(reference, distinct[0], k, chunk)[distinct[1]]
+    chunk = max(1, min(chunk, (1 << 22) // max(len(reference), 1)))
     k = max(1, min(k, len(reference)))
     out = np.empty(len(x))
     ref_sq = np.einsum("ij,ij->i", reference, reference)
@@ -87,15 +102,6 @@ LOCAL_ARCH_PRIOR = 2.0
 (:meth:`LocalStage.weights`). Leave-one-architecture-out, median / p90 % (GTX 750 Ti median): no stage
 18.4 / 65.0 (40.8); stage unshrunk 17.9 / 64.1 (47.1); prior 1: 18.1 / 63.2 (42.0); 2: 17.9 / 63.1 (41.6);
 4: 17.7 / 62.7 (41.3)."""
-
-
-def hash_file(path: Path) -> str:
-    """sha256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def shipped_model_dir() -> Path:
@@ -266,23 +272,13 @@ def _load_uncached(path: Path) -> LoadedModel:
     if not mpath.is_file():
         raise ModelArtifactError(f"no {MANIFEST} in {path}: not a joulecast model directory "
                                  "(use model_dir=None for the shipped model, or a directory written by retrain).")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelArtifactError(f"{mpath} is not valid JSON ({err}); the model directory is corrupt: "
-                                 "reinstall joulecast or regenerate the model.") from err
+    listed = verify(path)  # every file, the manifest included, against SHA256SUMS; no unknown files
+    manifest = validate_manifest(mpath.read_bytes(), mpath)  # typed schema with ranges (artifact.Manifest)
     check_manifest(manifest, path)
     for name, expected in manifest["files"].items():
-        fpath = path / name
-        if not fpath.is_file():
-            raise ModelArtifactError(f"{path}: artifact file {name} is missing; reinstall joulecast or regenerate "
-                                     "the model directory.")
-        actual = hash_file(fpath)
-        if actual != expected:
-            raise ModelArtifactError(
-                f"{fpath}: sha256 {actual[:12]}... does not match the manifest ({expected[:12]}...): the file was "
-                "modified or corrupted; reinstall joulecast or regenerate the model directory."
-            )
+        if listed.get(name) != expected:
+            raise ModelArtifactError(f"{path}: artifact file {name} is missing or its manifest hash differs from "
+                                     "SHA256SUMS; reinstall joulecast or regenerate the model directory.")
     from predictor.spec import verify_spec
 
     prior = verify_spec(path, manifest)  # the model's physics prior must be the running code's
@@ -400,9 +396,22 @@ class TreeEnsemble:
             stack += [(c, d + 1) for c in (left[node], right[node]) if c >= 0]
         return best
 
+    CHUNK_CELLS = 1 << 21
+    """Rows x trees walked at once (~16 MB per int64 work array): memory stays bounded for any row count."""
+
     def predict(self, x: np.ndarray, **_: Any) -> np.ndarray:
-        """Raw scores for the rows of ``x`` (n_rows x n_features), summed over all trees."""
+        """Raw scores for the rows of ``x`` (n_rows x n_features), summed over all trees. Repeated rows
+        (the same configuration measured many times) are walked once; rows go in chunks of bounded size."""
         x = np.asarray(x, dtype=float)
+        distinct = unique_rows(x) if len(x) > 256 else None
+        if distinct is not None:
+            return self.predict(distinct[0])[distinct[1]]
+        step = max(1, self.CHUNK_CELLS // max(len(self.root), 1))
+        if len(x) > step:
+            return np.concatenate([self._walk(x[i:i + step]) for i in range(0, len(x), step)])
+        return self._walk(x)
+
+    def _walk(self, x: np.ndarray) -> np.ndarray:
         n, t = x.shape[0], len(self.root)
         node = np.broadcast_to(self.root, (n, t)).copy()
         cols = np.broadcast_to(np.arange(t), (n, t))
@@ -438,8 +447,7 @@ def load_model(model_dir: str | Path | LoadedModel | None = None) -> LoadedModel
     if not path.is_dir():
         raise ModelArtifactError(f"model directory {path} does not exist; pass a directory written by "
                                  "`joulecast retrain` or model_dir=None for the shipped model.")
-    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in path.iterdir() if p.is_file()))
-    return _load_cached(str(path), stamp)
+    return _load_cached(str(path), stamp(path))
 
 
 # --------------------------------------------------------------------------------------------- inference

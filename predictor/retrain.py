@@ -24,7 +24,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import pandas as pd
 
 from featurize.errors import SchemaError
 from featurize.types import PRECISIONS
+from predictor.publish import publication, publish
 from predictor.training import CALIBRATE_COL
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("model", "gpu", "batch_size", "samples_per_epoch", "epochs", "energy_j")
@@ -750,27 +750,26 @@ def retrain(
         InvalidInputError: ``out_dir`` exists (without ``overwrite``) or is the base model directory.
     """
     from featurize.errors import InvalidInputError
-    from predictor.model import MANIFEST, load_model, shipped_model_dir
-    from predictor.training import fit_model
+    from predictor.model import shipped_model_dir
 
     if base not in ("shipped", None, "none"):
         raise InvalidInputError(f"base must be 'shipped' or None, got {base!r}")
     base = None if base == "none" else base
-    out = Path(out_dir).expanduser().resolve()
-    protected = {shipped_model_dir().resolve()}
-    if model_dir is not None:
-        protected.add(Path(model_dir).expanduser().resolve())
-    if out in protected:
-        raise InvalidInputError(
-            f"out_dir {out} is a base/shipped model directory; retrain never writes there, "
-            "choose a new directory"
-        )
-    if out.exists() and not overwrite:
-        raise InvalidInputError(
-            f"out_dir {out} already exists; choose a new directory or pass overwrite=True (CLI: --overwrite)"
-        )
-    if out.exists() and (not out.is_dir() or (not (out / MANIFEST).is_file() and any(out.iterdir()))):
-        raise InvalidInputError(f"out_dir {out} exists and is not a model directory; refusing to replace it")
+    protected = [shipped_model_dir()] + ([Path(model_dir)] if model_dir is not None else [])
+    # Output checks, the per-directory lock and stale-staging cleanup before any work (predictor.publish).
+    with publication(out_dir, protected=protected, overwrite=overwrite) as (staging, out):
+        return _retrain_staged(measurements, staging, out, base=base, overwrite=overwrite, seed=seed,
+                               model_dir=model_dir, evaluate=evaluate, cv=cv, n_jobs=n_jobs,
+                               user_weight=user_weight, base_table=base_table)
+
+
+def _retrain_staged(measurements: Any, staging: Path, out: Path, *, base: str | None, overwrite: bool, seed: int,
+                    model_dir: Any, evaluate: bool, cv: bool, n_jobs: int, user_weight: Any,
+                    base_table: Any) -> Path:
+    """:func:`retrain`'s work, inside its publication: writes under ``staging``, publishes to ``out``."""
+    from featurize.errors import InvalidInputError
+    from predictor.model import MANIFEST, load_model
+    from predictor.training import fit_model
 
     # Cheap checks first: the measurements, then the graphs, then the base model.
     raw, origin, base_dir = load_measurements(measurements)
@@ -796,8 +795,8 @@ def retrain(
             "into time and power; add a time_s column or install the shipped model"
         )
     if base == "shipped" and base_table is None:
-        return _calibrate_only(base_model, user_rows, out, origin=origin, seed=seed, evaluate=evaluate,
-                               n_imputed=n_imputed)
+        return _calibrate_only(base_model, user_rows, out, staging, origin=origin, seed=seed, evaluate=evaluate,
+                               n_imputed=n_imputed, overwrite=overwrite)
     weight = user_row_weight(base_table, user_rows, user_weight)
     user_rows = user_rows.assign(sample_weight=weight, **{CALIBRATE_COL: True})
     table = merge_tables(base_table, user_rows)
@@ -815,31 +814,26 @@ def retrain(
         eval_table = flagged if base_table is None else pd.concat([base_table, flagged], ignore_index=True)
         summary["new_model_grouped_cv_on_user_rows"] = user_grouped_cv(eval_table, seed=seed)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.retrain", dir=out.parent))
-    try:
-        new_dir = fit_model(
-            table,
-            staging / "model",
-            seed=seed,
-            base_manifest=base_model.manifest if base_model is not None else None,
-            run_cv=cv,
-        )
-        new_model = load_model(new_dir)
-        if evaluate:
-            summary["new_model_fit_error_on_user_rows"] = base_model_error(user_rows, new_model)
-        mpath = new_dir / MANIFEST
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        manifest = _measured_manifest(manifest, user_rows)
-        summary["gpu_calibration"] = _gpu_calibration(manifest.get("gpu_offsets", {}))
-        if base_model is not None:
-            _set_effective(summary["gpu_calibration"], effective_factors(
-                user_rows, base_model, dataclasses.replace(new_model, manifest=manifest)))
-        manifest[SUMMARY_KEY] = summary
-        manifest["model_name"] = f"{manifest['model_name']}-retrained"
-        _seal_and_publish(new_dir, manifest, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    new_dir = fit_model(
+        table,
+        staging / "model",
+        seed=seed,
+        base_manifest=base_model.manifest if base_model is not None else None,
+        run_cv=cv,
+    )
+    new_model = load_model(new_dir)
+    if evaluate:
+        summary["new_model_fit_error_on_user_rows"] = base_model_error(user_rows, new_model)
+    mpath = new_dir / MANIFEST
+    manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    manifest = _measured_manifest(manifest, user_rows)
+    summary["gpu_calibration"] = _gpu_calibration(manifest.get("gpu_offsets", {}))
+    if base_model is not None:
+        _set_effective(summary["gpu_calibration"], effective_factors(
+            user_rows, base_model, dataclasses.replace(new_model, manifest=manifest)))
+    manifest[SUMMARY_KEY] = summary
+    manifest["model_name"] = f"{manifest['model_name']}-retrained"
+    _seal_and_publish(new_dir, manifest, out, overwrite=overwrite)
     return out
 
 
@@ -879,8 +873,8 @@ def _summary(origin: str, user_rows: pd.DataFrame, base_model: Any, *, base: str
     }
 
 
-def _calibrate_only(base_model: Any, user_rows: pd.DataFrame, out: Path, *, origin: str, seed: int,
-                    evaluate: bool, n_imputed: int) -> Path:
+def _calibrate_only(base_model: Any, user_rows: pd.DataFrame, out: Path, staging: Path, *, origin: str, seed: int,
+                    evaluate: bool, n_imputed: int, overwrite: bool) -> Path:
     """Retrain without a base table: the base boosters + per-GPU calibration offsets from the user's rows."""
     from predictor.training import prepare
 
@@ -896,18 +890,13 @@ def _calibrate_only(base_model: Any, user_rows: pd.DataFrame, out: Path, *, orig
         summary["base_model_error_on_user_rows"] = base_model_error(user_rows, base_model)
         summary["new_model_grouped_cv_on_user_rows"] = calibration_cv(base_model, user_rows, prepared)
         summary["new_model_fit_error_on_user_rows"] = base_model_error(user_rows, calibrated)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.retrain", dir=out.parent))
-    try:
-        new_dir = _copy_boosters(base_model, manifest, staging / "model")
-        manifest[SUMMARY_KEY] = summary
-        _seal_and_publish(new_dir, manifest, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    new_dir = _copy_boosters(base_model, manifest, staging / "model")
+    manifest[SUMMARY_KEY] = summary
+    _seal_and_publish(new_dir, manifest, out, overwrite=overwrite)
     return out
 
 
-def _seal_and_publish(new_dir: Path, manifest: dict[str, Any], out: Path) -> None:
+def _seal_and_publish(new_dir: Path, manifest: dict[str, Any], out: Path, *, overwrite: bool) -> None:
     """Write the final manifest and card into ``new_dir``, verify it loads, then move it to ``out``."""
     from predictor.model import MANIFEST, load_model
     from predictor.training import write_card
@@ -915,7 +904,7 @@ def _seal_and_publish(new_dir: Path, manifest: dict[str, Any], out: Path) -> Non
     (new_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     write_card(new_dir)
     load_model(new_dir)  # verify the finished directory before publishing it
-    _publish(new_dir, out)
+    publish(new_dir, out, overwrite=overwrite)
 
 
 def _try_shipped():
@@ -927,21 +916,6 @@ def _try_shipped():
         return load_model(None)
     except ModelArtifactError:
         return None
-
-
-def _publish(new_dir: Path, out: Path) -> None:
-    """Move ``new_dir`` to ``out`` with renames only; an existing ``out`` is swapped out, then removed."""
-    if not out.exists():
-        os.replace(new_dir, out)
-        return
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    os.replace(out, old)
-    try:
-        os.replace(new_dir, out)
-    except BaseException:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_retrain_summary(model_dir: str | os.PathLike) -> dict[str, Any]:

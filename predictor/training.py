@@ -51,6 +51,7 @@ from featurize.types import GPUSpec
 from featurize.physics import FEATURE_NAMES
 from featurize.precision import precision_paths
 from predictor.spec import current_spec, write_spec
+from predictor.artifact import seal
 from predictor.model import (
     DESIGNS,
     MANIFEST,
@@ -71,6 +72,7 @@ from predictor.model import (
     novelty,
     novelty_scale,
     offset_terms,
+    unique_rows,
 )
 
 RAM_EST_W = 1.5
@@ -323,7 +325,26 @@ def _fit_one(x: pd.DataFrame, y: np.ndarray, w: np.ndarray, features: list[str],
     p["monotone_constraints"] = [MONOTONE.get(target, {}).get(f, 0) for f in features]
     ds = lgb.Dataset(x.loc[ok, features].to_numpy(float), label=y[ok], weight=w[ok], feature_name=features,
                      free_raw_data=True, params={"verbose": -1})
-    return lgb.train(p, ds, num_boost_round=rounds)
+    return _DistinctRows(lgb.train(p, ds, num_boost_round=rounds))
+
+
+class _DistinctRows:
+    """A LightGBM booster whose ``predict`` walks each distinct row once (repeated measurements of one
+    configuration share their features: 100k retrain rows over 800 configurations -> 800 walks); every other
+    attribute is the booster's own."""
+
+    def __init__(self, booster: Any) -> None:
+        self.booster = booster
+
+    def predict(self, x: Any, **kw: Any) -> np.ndarray:
+        x = np.asarray(x, float)
+        distinct = unique_rows(x) if len(x) > 256 else None
+        if distinct is None:
+            return self.booster.predict(x, **kw)
+        return self.booster.predict(distinct[0], **kw)[distinct[1]]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.booster, name)
 
 
 def fit_boosters(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.ndarray, *, design: str = "time_power",
@@ -768,9 +789,11 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (tmp / "MODEL_CARD.md").write_text(model_card(json.loads((tmp / MANIFEST).read_text())), encoding="utf-8")
+        seal(tmp)  # SHA256SUMS over every file, the manifest included
         load_model(tmp)  # verify before publishing
         if out_dir.exists():
             _replace_dir(tmp, out_dir)
+            seal(out_dir)  # the merged directory: the new model plus the files other tools own there
         else:
             os.replace(tmp, out_dir)
     except BaseException:
@@ -980,9 +1003,10 @@ def model_card(manifest: Mapping[str, Any]) -> str:
 
 
 def write_card(model_dir: Path) -> None:
-    """Regenerate MODEL_CARD.md from the directory's manifest."""
+    """Regenerate MODEL_CARD.md from the directory's manifest and re-seal the directory (``SHA256SUMS``)."""
     manifest = json.loads((Path(model_dir) / MANIFEST).read_text(encoding="utf-8"))
     (Path(model_dir) / "MODEL_CARD.md").write_text(model_card(manifest), encoding="utf-8")
+    seal(model_dir)
 
 
 def _base_efficiencies(model_dir: Path) -> Any:

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from featurize.errors import ModelArtifactError
+from predictor.artifact import seal
 from predictor.model import feature_frame, load_model, predict_frame
 from predictor.training import conformal_quantile, fit_model, grouped_cv, prepare
 
@@ -124,9 +125,13 @@ def test_missing_file_incompatible_version_and_bad_json(synth_dir, tmp_path):
     man = json.loads((copy / "manifest.json").read_text())
     man["compatible_package"] = ">=99"
     (copy / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ModelArtifactError, match="manifest.json: sha256.*does not match SHA256SUMS"):
+        load_model(copy)
+    seal(copy)  # a deliberate edit, re-sealed: the manifest's own checks apply
     with pytest.raises(ModelArtifactError, match="needs joulecast"):
         load_model(copy)
     (copy / "manifest.json").write_text("{not json")
+    seal(copy)
     with pytest.raises(ModelArtifactError, match="JSON"):
         load_model(copy)
     with pytest.raises(ModelArtifactError, match="does not exist"):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from featurize.errors import ModelArtifactError
+from predictor.artifact import seal
 from featurize.physics import COMPUTE_EFFICIENCY, TENSOR_CORE_EFFICIENCY, physics_features
 from predictor.model import load_model, predict_frame
 from predictor.training import (
@@ -118,6 +119,7 @@ def test_fit_model_writes_offsets_and_predict_applies_them(tmp_path):
     man = json.loads((out / "manifest.json").read_text())
     man["gpu_offsets"] = {"G2": {"power": "big"}}
     (out / "manifest.json").write_text(json.dumps(man))
+    seal(out)  # re-sealed, so the schema (not the checksum) is what refuses it
     with pytest.raises(ModelArtifactError, match="gpu_offsets"):
         load_model(out)
 

@@ -155,6 +155,7 @@ def test_tableless_base_is_calibrated_per_gpu(synthetic_model, tmp_path):
     import shutil
 
     from predictor import predict_many
+    from predictor.artifact import seal
     from predictor.model import MANIFEST, hash_file
     from predictor.retrain import read_retrain_summary, retrain
 
@@ -167,6 +168,7 @@ def test_tableless_base_is_calibrated_per_gpu(synthetic_model, tmp_path):
     for k in ("file", "sha256"):
         man["training_table"].pop(k)
     (bare / MANIFEST).write_text(json.dumps(man))
+    seal(bare)  # a deliberate edit of the model directory
     out = retrain(_rtx_runs(bare, paths[:12], 1.5), out_dir=tmp_path / "m", model_dir=bare)
     s = read_retrain_summary(out)
     assert s["mode"].startswith("calibration") and s["base_rows"] == 0 and s["user_rows"] == 12
