@@ -86,7 +86,9 @@ def read_model_file(path: Any, max_bytes: int | None = None) -> bytes:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise GraphLoadError(f"{text!r} is {_file_kind(st.st_mode)}, not a regular file; {_FIX_PATH}.")
+            hint = (" (to score every graph in a folder: predict_many(folder) or `joulecast score DIR`)"
+                    if stat.S_ISDIR(st.st_mode) else "")
+            raise GraphLoadError(f"{text!r} is {_file_kind(st.st_mode)}, not a regular file; {_FIX_PATH}{hint}.")
         if st.st_size > cap:
             raise GraphLoadError(
                 f"{text!r} is {st.st_size / 2**30:.2f} GiB, above the {cap / 2**30:.2f} GiB cap on a model file; "

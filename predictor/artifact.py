@@ -228,6 +228,16 @@ class Manifest(_Strict):
     scope: dict[str, Any] = {}
     calibration: dict[str, Any] = {}
     retrain: dict[str, Any] = {}
+    anchors: list[tuple[str, str, float, float, float, float, float]] = []  # retrain: the user's measured runs
+    calibrated_pairs: list[tuple[str, str]] = []  # retrain: (GPU, precision) pairs calibrated on the user's runs
+
+    @field_validator("anchors")
+    @classmethod
+    def _anchors(cls, v: list[tuple]) -> list[tuple]:
+        for row in v:  # [gpu, precision, batch, params, flops_train, time per sample s, avg power W]
+            if not all(math.isfinite(x) and x > 0 for x in row[2:]):
+                raise ValueError(f"anchor {list(row)}: batch, params, FLOPs, time and power must be finite and > 0")
+        return v
 
     @field_validator("files")
     @classmethod

@@ -232,8 +232,6 @@ def _endless_loop() -> onnx.ModelProto:
                   inits)
 
 
-@pytest.mark.xfail(strict=False, reason="issue 15 removes the onnxruntime execution fallback that runs this Loop "
-                                        "(1e9 iterations); until then the child aborts or times out")
 def test_loop_with_huge_trip_count_never_executes(tmp_path):
     """Featurizing a Loop of 1e9 iterations ends in a project error or a warning, within 1 GB and 30 s."""
     path = tmp_path / "loop.onnx"

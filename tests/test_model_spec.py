@@ -10,6 +10,7 @@ import pytest
 import featurize.physics as physics
 import featurize.precision as precision
 from featurize.errors import ModelArtifactError
+from predictor.artifact import seal
 from predictor.model import MANIFEST, hash_file, load_model, shipped_model_dir
 from predictor.spec import SPEC_FILE, PriorSpec, current_spec, gpu_table_sha256, read_spec, spec_differences
 
@@ -28,6 +29,7 @@ def _rewrite_spec(model_dir, edit):
     man = json.loads((model_dir / MANIFEST).read_text())
     man["files"][SPEC_FILE] = hash_file(model_dir / SPEC_FILE)  # a consistent checksum: only the content is wrong
     (model_dir / MANIFEST).write_text(json.dumps(man))
+    seal(model_dir)  # and a consistent SHA256SUMS (issue 19's list over every file)
 
 
 def test_shipped_model_carries_and_matches_its_prior():
@@ -79,10 +81,12 @@ def test_spec_must_be_checksummed_present_and_well_formed(model_copy):
     man = json.loads((model_copy / MANIFEST).read_text())
     spec_hash = man["files"].pop(SPEC_FILE)
     (model_copy / MANIFEST).write_text(json.dumps(man))
+    seal(model_copy)
     with pytest.raises(ModelArtifactError, match="not listed in the manifest's checksummed files"):
         load_model(model_copy)
     man["files"][SPEC_FILE] = spec_hash
     (model_copy / MANIFEST).write_text(json.dumps(man))
+    seal(model_copy)
     (model_copy / SPEC_FILE).write_text((model_copy / SPEC_FILE).read_text().replace("0.3", "0.35", 1))
     with pytest.raises(ModelArtifactError, match="sha256"):  # tampering is caught by the checksum first
         load_model(model_copy)
@@ -90,6 +94,7 @@ def test_spec_must_be_checksummed_present_and_well_formed(model_copy):
     with pytest.raises(ModelArtifactError, match="not a valid prior spec"):
         load_model(model_copy)
     (model_copy / SPEC_FILE).unlink()
+    seal(model_copy)
     with pytest.raises(ModelArtifactError, match="missing|no prior_spec"):
         load_model(model_copy)
 

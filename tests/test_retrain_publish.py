@@ -44,7 +44,7 @@ def test_second_writer_is_refused_before_any_work(tmp_path):
 def test_two_concurrent_cli_retrains_publish_exactly_one_model(tmp_path):
     """The issue's reproducer: two retrains to the same --out at once both exited 0 and one model was lost."""
     from test_batch_graphs import write_variants
-    from test_retrain_fit import synthetic_runs
+    from conftest import synthetic_runs
 
     graphs = write_variants(tmp_path / "graphs", 4, seed=0)
     runs = tmp_path / "runs.csv"
