@@ -17,3 +17,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"public measurements not found at {SHARED_DATA} (set JOULECAST_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def built_table(shared_data, tmp_path_factory):
+    """The training table built from the fixed CI subset (:func:`training_data.subset.ci_subset`) into a temporary
+    folder: every source, seven small exports (cached in training_data/cache/ between runs), ~1 min cold."""
+    import pandas as pd
+
+    from training_data.build_table import build_table
+    from training_data.subset import ci_subset
+
+    out = tmp_path_factory.mktemp("table")
+    build_table(shared_data, out, subset=ci_subset, progress=False)
+    return pd.read_parquet(out / "training_table.parquet")

@@ -62,15 +62,17 @@ class NCF(nn.Module):
 
     Input: ``(batch, 2)`` int64 (user id, item id); MovieLens-1M: 6,040 users, 3,706 items."""
 
-    def __init__(self, users: int = 6040, items: int = 3706, factor: int = 32, layers: int = 3):
+    def __init__(self, users: int = 6040, items: int = 3706, factor: int = 32, layers: int = 3,
+                 sizes: tuple[int, ...] = ()):
         super().__init__()
-        mlp_dim = factor * 2 ** (layers - 1)
+        mlp_dim = sizes[0] // 2 if sizes else factor * 2 ** (layers - 1)
+        sizes = sizes or tuple(mlp_dim * 2 // 2**k for k in range(layers + 1))
         self.gmf_u, self.gmf_i = nn.Embedding(users, factor), nn.Embedding(items, factor)
         self.mlp_u, self.mlp_i = nn.Embedding(users, mlp_dim), nn.Embedding(items, mlp_dim)
-        mlp, c = [], mlp_dim * 2
-        for _ in range(layers):
-            mlp += [nn.Linear(c, c // 2), nn.ReLU()]
-            c //= 2
+        mlp, c = [], sizes[0]
+        for h in sizes[1:]:
+            mlp += [nn.Linear(c, h), nn.ReLU()]
+            c = h
         self.mlp = nn.Sequential(*mlp)
         self.out = nn.Linear(factor + c, 1)
 
@@ -100,6 +102,32 @@ def bert_base(task: str = "qa") -> nn.Module:
     cfg = BertConfig(attn_implementation="eager")
     model = BertForQuestionAnswering(cfg) if task == "qa" else BertForSequenceClassification(cfg)
     return _HFWrap(model)
+
+
+BERT_SIZES = {"base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+              "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)}
+"""google-research/bert BERT-Base / BERT-Large (uncased, vocab 30,522, 512 positions)."""
+
+
+class _PretrainWrap(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids):
+        out = self.model(input_ids=input_ids, return_dict=True)
+        return out.prediction_logits, out.seq_relationship_logits
+
+
+def bert(size: str = "base", task: str = "qa") -> nn.Module:
+    """BERT from :data:`BERT_SIZES` (transformers ``BertConfig``, random init): ``qa`` (SQuAD span head) or
+    ``pretrain`` (masked-LM over every position + next-sentence heads, ``BertForPreTraining``)."""
+    from transformers import BertConfig, BertForPreTraining, BertForQuestionAnswering
+
+    cfg = BertConfig(attn_implementation="eager", **BERT_SIZES[size])
+    if task == "pretrain":
+        return _PretrainWrap(BertForPreTraining(cfg))
+    return _HFWrap(BertForQuestionAnswering(cfg))
 
 
 class MayakiTransformer(nn.Module):
@@ -136,6 +164,12 @@ def mayaki_params(kind: str, layers: int, d_model: int, seq: int) -> int:
 
 def deepspeech2() -> nn.Module:
     return DeepSpeech2()
+
+
+def ncf_dle(users: int = 138493, items: int = 26744) -> nn.Module:
+    """NeuMF as in NVIDIA DLE ``PyTorch/Recommendation/NCF`` (``--factors 64 --layers 256 256 128 64``; MovieLens-20M
+    138,493 users x 26,744 items)."""
+    return NCF(users, items, factor=64, sizes=(256, 256, 128, 64))
 
 
 def ncf() -> nn.Module:
