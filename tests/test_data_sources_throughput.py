@@ -49,11 +49,11 @@ def test_every_raw_row_is_kept_or_kept_out_with_a_reason(lam, dle, mlp):
 def test_lambda_hand_checked_rows(lam, shared_data):
     kept, out = lam
     r = _row(kept, "results/1080Ti/bert_base_squad/FP16/b20")  # raw: 35.1333 sequences/s, batch 20, 1 GPU
-    assert (r.gpu, r.architecture, r.model, r.input_shape) == ("GTX 1080 Ti", "bert_base", "zoo:bert_base_qa", "seq384")
+    assert (r.gpu, r.architecture, r.model, r.input_shape) == ("GTX-1080-Ti", "bert_base", "zoo:bert_base_qa", "seq384")
     assert (r.precision, r.precision_logged, r.n_gpus, r.batch_size) == ("fp16", "FP16", 1, 20)
     assert r.time_per_epoch_s == pytest.approx(20 / 35.13333333333333, rel=1e-12)
     r = _row(kept, "results/16xA4000/resnet50/FP32/b148")  # raw: 3910.28 img/s on 16 GPUs, 148 per GPU, TF32
-    assert (r.gpu, r.n_gpus, r.precision, r.samples_per_epoch) == ("RTX A4000", 16, "tf32", 148)
+    assert (r.gpu, r.n_gpus, r.precision, r.samples_per_epoch) == ("RTX-A4000", 16, "tf32", 148)
     assert r.time_per_epoch_s == pytest.approx(148 / (3910.28 / 16), rel=1e-12)
     # the per-GPU step time agrees with Lambda's own derived column wherever the unit is a sample
     raw = pd.read_csv(shared_data / "lambda_dlbench" / "train_throughput.csv")
@@ -90,11 +90,14 @@ def test_dle_hand_checked_rows(dle):
 
 def test_mlperf_hand_checked_rows(mlp):
     kept, out = mlp
-    r = _row(kept, "v3.0/ASUSTeK/results/ESC4000-E11-4xA100-PCIE-80GB-NVBridge/bert/result_0.txt")
-    assert (r.gpu, r.architecture, r.model, r.input_shape) == ("A100-PCIE-80GB", "bert_large", "zoo:bert_large_pretrain",
-                                                              "seq512")
-    assert (r.n_gpus, r.batch_size, r.precision, r.precision_logged) == (4, 64, "fp16", "mixed (not logged)")
-    assert r.time_per_epoch_s == pytest.approx(0.2560742958137015, rel=1e-9)  # the log's own step_time_s
+    bert = out[out["run_id"] == "v3.0/ASUSTeK/results/ESC4000-E11-4xA100-PCIE-80GB-NVBridge/bert/result_0.txt"]
+    assert bert["reason"].item().startswith("packed sequences")  # 250 seq/s/GPU, tokens per sample not logged
+    r = _row(kept, "v3.0/ASUSTeK/results/ESC4000-E11-4xA100-PCIE-80GB-NVBridge/unet3d/result_0.txt")  # 4 GPUs x 8
+    assert (r.gpu, r.architecture, r.model, r.input_shape) == ("A100-PCIE-80GB", "unet3d", "zoo:unet3d_kits19",
+                                                              "1x128x128x128")
+    assert (r.n_gpus, r.batch_size, r.precision, r.precision_logged) == (4, 8, "fp16", "mixed (not logged)")
+    assert r.time_per_epoch_s == pytest.approx(0.23563268780708313, rel=1e-9)  # the log's own step_time_s
+    assert r.time_per_epoch_s == pytest.approx(8 / 33.951146907723384, rel=1e-12)
     r = _row(kept, "v3.1/xFusion/results/G5500V7x8xL40S/resnet/result_1.txt")  # 2,204.156 img/s/GPU, batch 300
     assert (r.gpu, r.n_gpus) == ("L40S", 8) and r.time_per_epoch_s == pytest.approx(300 / 2204.1559288937906)
     assert (out["reason"] == "run aborted").sum() == 41

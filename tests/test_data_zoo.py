@@ -166,9 +166,10 @@ def test_built_table_is_physically_possible(built_table):
         assert util.notna().all()
         assert float(util.max()) < 0.95, table.loc[util.idxmax(), ["source", "gpu", "architecture", "batch_size"]]
         assert np.allclose(util, table["implied_utilisation"], rtol=1e-9)
-    # the throughput sources are real work: ResNet-50 v1.5 on an H100 in MLPerf runs well above 20 % of peak
-    mlperf = built_table[built_table["source"] == "mlperf_training"]
-    assert float(_utilisation(mlperf).median()) > 0.2
+    # and real work, not a units slip the other way: MLPerf ResNet-50 v1.5 runs at 15-20 % of the FP16 tensor peak
+    # on H100 SXM5 / L40S (3,000+ and 2,200 img/s per GPU x 24.5 GFLOP per training image)
+    mlperf = _utilisation(built_table[built_table["source"] == "mlperf_training"])
+    assert 0.10 < float(mlperf.min()) and float(mlperf.max()) < 0.30
 
 
 def test_physical_check_drops_impossible_rows_with_a_reason(built_table):

@@ -42,7 +42,7 @@ WORKLOADS: dict[str, tuple[str, str, str, bool, str]] = {
                           "WikiText-103 segment of tgt_len=192 tokens"),
     "transformerxllarge": ("transformer_xl_large", "zoo:transformer_xl_large", "seq256", True,
                            "WikiText-103 segment of tgt_len=256 tokens"),
-    "waveglow": ("waveglow", "zoo:waveglow", "8000", True, "LJSpeech audio segment of 8,000 samples"),
+    "waveglow": ("waveglow", "zoo:waveglow", "10560", True, "LJSpeech segment of 8,000 audio samples + 32 mel frames"),
     "gnmt": ("gnmt_v2", "zoo:gnmt_v2", "", False, "WMT16 en-de sentence pair (tokens vary)"),
     "tacotron2": ("tacotron2", "zoo:tacotron2", "", False, "LJSpeech utterance (mel frames vary)"),
 }

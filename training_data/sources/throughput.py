@@ -66,10 +66,25 @@ def zoo_available(model: str) -> bool:
     return model.startswith("zoo:") and model[4:].split("?", 1)[0] in ZOO
 
 
+def canonical_gpus(names: pd.Series) -> pd.Series:
+    """GPU-table names (``featurize.lookup_gpu(name).name``), so one GPU has one name across sources."""
+    import warnings
+
+    from featurize import lookup_gpu
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ambiguous aliases are mapped deliberately by each converter
+        table = {n: lookup_gpu(n).name for n in names.unique()}
+    return names.map(table)
+
+
 def split(df: pd.DataFrame, reasons: pd.Series, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(kept rows, excluded rows)`` where ``reasons`` is '' for kept rows. A row without a zoo graph yet is kept out
     with that reason (the converter still knows its workload)."""
     reasons = reasons.copy()
+    df = df.copy()
+    ok = reasons == ""
+    df.loc[ok, "gpu"] = canonical_gpus(df.loc[ok, "gpu"])
     no_zoo = (reasons == "") & ~df["model"].map(zoo_available)
     reasons[no_zoo] = "no zoo graph yet for " + df.loc[no_zoo, "architecture"].astype(str)
     keep = reasons == ""

@@ -36,6 +36,13 @@ ENTRIES: dict[str, ZooEntry] = {
     "efficientnet": ZooEntry(_lazy("efficientnet", "efficientnet"), "3x224x224",
                              note="EfficientNet-B<variant> (?variant=0..7, &widese=1 for DLE WideSE); B0 5.29 M params "
                                   "0.39 GMACs at 224, B4 19.34 M 4.39 GMACs at 380"),
+    "waveglow": ZooEntry(_lazy("speech", "waveglow"), "10560", input_kind="flat",
+                         note="WaveGlow 256-channel (DLE Tacotron2/WaveGlow), 8,000-sample segment + 32 mel frames; "
+                              "87.73 M params, 81.24 GMACs per segment"),
+    "transformer_xl_base": ZooEntry(_lazy("txl", "transformer_xl", size="base"), "seq192", input_kind="tokens",
+                                    dynamic_seq=True, note="DLE Transformer-XL base (WT103), 191.7 M params"),
+    "transformer_xl_large": ZooEntry(_lazy("txl", "transformer_xl", size="large"), "seq256", input_kind="tokens",
+                                     dynamic_seq=True, note="DLE Transformer-XL large (WT103, div_val 4), 282.8 M params"),
     "ncf_dle": ZooEntry(_lazy("seq", "ncf_dle"), "2", input_kind="ids",
                         note="NeuMF, DLE PyTorch NCF (factors 64, layers 256-256-128-64), MovieLens-20M"),
 }
