@@ -87,3 +87,15 @@ def test_every_catalog_entry_cites_a_reference():
     assert all(len(e.note) > 20 for e in ENTRIES.values())
     module, x = get_zoo_model("ncf_dle?users=138493&items=26744")
     assert module(x).shape == (2, 1)
+
+
+def test_hf_config_entries_match_published_sizes():
+    n, macs, out = _meta("electra_base_qa", "seq384")
+    # ELECTRA-Base discriminator = BERT-Base layout: bert-base-uncased 109,482,240 without its pooler, + a span head
+    assert n == 109_482_240 - (768 * 768 + 768) + 2 * 768 + 2 and out.shape == (1, 384)
+    assert macs == pytest.approx(12 * (12 * 768**2 * 384 + 2 * 384**2 * 768) / 1e9, rel=0.01)
+    n, _, out = _meta("bart_large", "seq128")
+    assert n == pytest.approx(406.29e6, rel=1e-3) and out.shape == (1, 128, 50265)  # facebook/bart-large, 406 M
+    n, macs, out = _meta("vae_cf", "20108")
+    assert n == 20108 * 600 + 600 + 600 * 400 + 400 + 200 * 600 + 600 + 600 * 20108 + 20108 and out.shape == (1, 20108)
+    assert macs == pytest.approx((20108 * 600 * 2 + 600 * 400 + 200 * 600) / 1e9, rel=1e-3)

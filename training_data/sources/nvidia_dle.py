@@ -7,7 +7,8 @@ Entry points: :func:`load` (``shared_dir / "nvidia_dle" / "train_throughput.csv"
 * Workloads (:func:`_workload`): ResNet-50 v1.5 (PyTorch, TensorFlow, MXNet, PaddlePaddle), ResNeXt-101 32x4d,
   SE-ResNeXt-101 32x4d (224 px), EfficientNet-B0 / B4 and their WideSE variants (224 / 380 px), NCF (MovieLens-20M), BERT: rows with a sequence length are pre-training
   (BERT-Large, MLM + NSP heads, seq 128 or 512), rows without are SQuAD v1.1 fine-tuning (BERT-Large, seq 384, the
-  README's default). BERT rows whose batch is the gradient-accumulated per-GPU batch (>= 1,024 with an accumulation
+  README's default); ELECTRA-Base SQuAD fine-tuning (seq 384; pre-training pairs a generator with the discriminator and
+  is not covered), BART-Large pre-training (seq 128 / 512; CNN-DM fine-tuning has no fixed length), VAE-CF. BERT rows whose batch is the gradient-accumulated per-GPU batch (>= 1,024 with an accumulation
   note in ``table_extras``) are kept out: the micro-batch the GPU ran is not logged.
 * Units: only ``throughput_samples_per_s`` rows (images/s, sequences/s, samples/s); tokens/s (GNMT, Transformer,
   Transformer-XL, wav2vec2) and mel frames/s (Tacotron2, FastSpeech) have no fixed items per sample: kept out.
@@ -49,6 +50,12 @@ def _workload(model: str, seq_len: float, framework: str = "PyTorch") -> tuple[s
                 f"ImageNet, {size}x{size} image")
     if model == "SSD" and framework == "PyTorch":  # TensorFlow's SSD is SSD320 v1.2 (ResNet-50 FPN), not covered
         return "ssd300", "zoo:ssd300", "3x300x300", "COCO2017, 300x300 image"
+    if model == "ELECTRA" and seq_len == 384:
+        return "electra_base", "zoo:electra_base_qa", "seq384", "SQuAD v1.1, 384-token sequence"
+    if model == "BART" and pd.notna(seq_len):
+        return "bart_large", "zoo:bart_large", f"seq{int(seq_len)}", f"pre-training, {int(seq_len)}-token sequence"
+    if model == "VAE-CF":
+        return "vae_cf", "zoo:vae_cf", "20108", "MovieLens-20M user (20,108-item click vector)"
     if model == "NCF":
         return "ncf", "zoo:ncf_dle?users=138493&items=26744", "2", "MovieLens-20M (user, item) pair"
     if model == "BERT" and pd.notna(seq_len):

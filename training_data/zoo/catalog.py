@@ -43,6 +43,12 @@ ENTRIES: dict[str, ZooEntry] = {
                                     dynamic_seq=True, note="DLE Transformer-XL base (WT103), 191.7 M params"),
     "transformer_xl_large": ZooEntry(_lazy("txl", "transformer_xl", size="large"), "seq256", input_kind="tokens",
                                      dynamic_seq=True, note="DLE Transformer-XL large (WT103, div_val 4), 282.8 M params"),
+    "electra_base_qa": ZooEntry(_lazy("seq", "electra_base_qa"), "seq384", input_kind="tokens", dynamic_seq=True,
+                                note="ELECTRA-Base discriminator + SQuAD head (google-research/electra base config)"),
+    "bart_large": ZooEntry(_lazy("seq", "bart_large"), "seq512", input_kind="tokens", dynamic_seq=True,
+                           note="BART-Large (facebook/bart-large config) denoising LM, DLE PyTorch BART"),
+    "vae_cf": ZooEntry(_lazy("seq", "vae_cf"), "20108", input_kind="flat",
+                       note="Mult-VAE 20108-600-200 (Liang et al. 2018), DLE TensorFlow VAE-CF, MovieLens-20M"),
     "ncf_dle": ZooEntry(_lazy("seq", "ncf_dle"), "2", input_kind="ids",
                         note="NeuMF, DLE PyTorch NCF (factors 64, layers 256-256-128-64), MovieLens-20M"),
 }

@@ -130,6 +130,60 @@ def bert(size: str = "base", task: str = "qa") -> nn.Module:
     return _HFWrap(BertForQuestionAnswering(cfg))
 
 
+def electra_base_qa() -> nn.Module:
+    """ELECTRA-Base discriminator + SQuAD span head (google-research/electra base: embedding 768, hidden 768, 12 layers,
+    12 heads, FFN 3072, vocab 30,522) -- DLE TensorFlow2 ELECTRA fine-tuning."""
+    from transformers import ElectraConfig, ElectraForQuestionAnswering
+
+    cfg = ElectraConfig(embedding_size=768, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                        intermediate_size=3072, attn_implementation="eager")
+    return _HFWrap(ElectraForQuestionAnswering(cfg))
+
+
+class _Seq2SeqWrap(nn.Module):
+    """Denoising pre-training step: the decoder reads the input shifted right (transformers does this when only
+    ``input_ids`` is given); returns the LM logits."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids):
+        return self.model(input_ids=input_ids, use_cache=False, return_dict=True).logits
+
+
+def bart_large() -> nn.Module:
+    """BART-Large (facebook/bart-large: 12+12 layers, d_model 1024, 16 heads, FFN 4096, vocab 50,265) with its LM head
+    -- DLE PyTorch BART pre-training."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    cfg = BartConfig(vocab_size=50265, d_model=1024, encoder_layers=12, decoder_layers=12, encoder_attention_heads=16,
+                     decoder_attention_heads=16, encoder_ffn_dim=4096, decoder_ffn_dim=4096, max_position_embeddings=1024,
+                     attn_implementation="eager")
+    return _Seq2SeqWrap(BartForConditionalGeneration(cfg))
+
+
+class VAECF(nn.Module):
+    """Mult-VAE (Liang et al. 2018) as in DLE TensorFlow VAE-CF: items -> 600 -> 2 x 200 (mean, log-variance), sample,
+    200 -> 600 -> items; MovieLens-20M 20,108 items. One sample = one user's click vector."""
+
+    def __init__(self, items: int = 20108, hidden: int = 600, latent: int = 200):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Linear(items, hidden), nn.Tanh(), nn.Linear(hidden, 2 * latent))
+        self.dec = nn.Sequential(nn.Linear(latent, hidden), nn.Tanh(), nn.Linear(hidden, items))
+        self.latent = latent
+
+    def forward(self, x):
+        h = self.enc(nn.functional.normalize(x, dim=1))
+        mu, logvar = h[:, : self.latent], h[:, self.latent:]
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        return torch.log_softmax(self.dec(z), dim=1)
+
+
+def vae_cf() -> nn.Module:
+    return VAECF()
+
+
 class MayakiTransformer(nn.Module):
     """Reconstructed Mayaki BERT (learned positions, bidirectional) or GPT (causal, no learned positions)."""
 
