@@ -10,6 +10,9 @@ Entry points: :func:`load` (``shared_dir / "lambda_dlbench" / "train_throughput.
 * Units, explicitly (:data:`WORKLOADS`): images/s, sequences/s, samples/s are samples; Transformer-XL tokens/s / target
   length (192 base, 256 large: ``seq_len``); WaveGlow audio samples/s / segment length (8,000 = ``seq_len``); GNMT
   tokens/s and Tacotron2 mel frames/s have no fixed items per sample and are kept out with that reason.
+* Multi-GPU rows whose per-GPU throughput is above 1.5x the same GPU's best 1-GPU throughput (same tree, model,
+  precision label) are kept out (:data:`DOUBLE_COUNTED`): 235 rows, nearly all SSD and NCF, sit at n_gpus x the
+  1-GPU figure (median ratio / n_gpus 0.99), i.e. a system total reported per GPU.
 * GPU names map to the GPU table (:data:`GPU_NAMES`); laptop Max-Q parts (clock and power limit vary by laptop) and
   "A100 (unspecified)" are kept out. "V100 (unspecified)" (Lambda's V100 servers) maps to the V100 alias's variant
   (SXM2 32 GB; SXM2 16/32 GB have the same clocks).
@@ -46,6 +49,9 @@ WORKLOADS: dict[str, tuple[str, str, str, bool, str]] = {
     "gnmt": ("gnmt_v2", "zoo:gnmt_v2", "", False, "WMT16 en-de sentence pair (tokens vary)"),
     "tacotron2": ("tacotron2", "zoo:tacotron2", "", False, "LJSpeech utterance (mel frames vary)"),
 }
+SCALING_LIMIT = 1.5
+DOUBLE_COUNTED = ("per-GPU throughput above 1.5x the same GPU's 1-GPU figure (235 SSD/NCF rows sit at n_gpus x it, "
+                  "median 0.99 n): the logged figure is the system total, the per-GPU division is not trustworthy")
 GPU_NAMES = {"A100 SXM4 40GB (AWS p4d)": "A100-SXM4-40GB", "V100 (unspecified)": "V100"}
 GPU_EXCLUDED = {"A100 (unspecified)": "A100 variant not logged",
                 **{g: "laptop Max-Q part: clock and power limit depend on the laptop" for g in (
@@ -77,7 +83,18 @@ def _convert(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     reasons[gpu_bad.notna()] = gpu_bad[gpu_bad.notna()]
     reasons[df["precision"].isna()] = "unknown precision label"
     reasons[~(df["batch_size"] > 0)] = "batch size not logged"
+    reasons[_system_total_as_per_gpu(raw)] = DOUBLE_COUNTED
     return df, reasons
+
+
+def _system_total_as_per_gpu(raw: pd.DataFrame) -> pd.Series:
+    """Multi-GPU rows whose per-GPU throughput exceeds :data:`SCALING_LIMIT` x the best 1-GPU per-GPU throughput of the
+    same tree, GPU, model and precision label (the 1-GPU figure is the ceiling of a data-parallel GPU)."""
+    key = ["tree", "gpu", "model_key", "precision_raw"]
+    one = raw[raw["n_gpus"] == 1].groupby(key)["throughput_per_gpu"].max().rename("_one")
+    ref = raw[key].merge(one.reset_index(), on=key, how="left")["_one"].to_numpy()
+    return pd.Series((raw["n_gpus"] > 1).to_numpy() & (raw["throughput_per_gpu"].to_numpy() > SCALING_LIMIT * ref),
+                     index=raw.index)
 
 
 def load_with_exclusions(shared_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -40,9 +40,9 @@ ENTRIES: dict[str, ZooEntry] = {
                          note="WaveGlow 256-channel (DLE Tacotron2/WaveGlow), 8,000-sample segment + 32 mel frames; "
                               "87.73 M params, 81.24 GMACs per segment"),
     "transformer_xl_base": ZooEntry(_lazy("txl", "transformer_xl", size="base"), "seq192", input_kind="tokens",
-                                    dynamic_seq=True, note="DLE Transformer-XL base (WT103), 191.7 M params"),
+                                    dynamic_seq=False, note="DLE Transformer-XL base (WT103), 191.7 M params"),
     "transformer_xl_large": ZooEntry(_lazy("txl", "transformer_xl", size="large"), "seq256", input_kind="tokens",
-                                     dynamic_seq=True, note="DLE Transformer-XL large (WT103, div_val 4), 282.8 M params"),
+                                     dynamic_seq=False, note="DLE Transformer-XL large (WT103, div_val 4), 282.8 M params"),
     "electra_base_qa": ZooEntry(_lazy("seq", "electra_base_qa"), "seq384", input_kind="tokens", dynamic_seq=True,
                                 note="ELECTRA-Base discriminator + SQuAD head (google-research/electra base config)"),
     "bart_large": ZooEntry(_lazy("seq", "bart_large"), "seq512", input_kind="tokens", dynamic_seq=True,
