@@ -85,3 +85,17 @@ def synthetic_model(tmp_path_factory):
     runs.to_csv(csv, index=False)
     out = retrain(csv, out_dir=root / "model", base=None, seed=0)
     return out, csv, paths
+
+
+@pytest.fixture(scope="session")
+def built_table(shared_data, tmp_path_factory):
+    """The training table built from the fixed CI subset (:func:`training_data.subset.ci_subset`) into a temporary
+    folder: every source, 11 small exports (cached in training_data/cache/ between runs), ~3 min cold, ~15 s warm."""
+    import pandas as pd
+
+    from training_data.build_table import build_table
+    from training_data.subset import ci_subset
+
+    out = tmp_path_factory.mktemp("table")
+    build_table(shared_data, out, subset=ci_subset, progress=False)
+    return pd.read_parquet(out / "training_table.parquet")

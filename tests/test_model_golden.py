@@ -118,11 +118,7 @@ def test_shipped_local_stage_covers_the_measured_pairs_only():
         assert bool(full != base) is measured, gpu
 
 
-TABLE = REPO / "training_data" / "table" / "training_table.parquet"
-
-
-@pytest.mark.skipif(not TABLE.is_file(), reason="training table not built (python -m training_data.build_table)")
-def test_shipped_model_fits_its_measured_rows():
+def test_shipped_model_fits_its_measured_rows(built_table):
     """On the measured rows (canonical GPU names, their power limits) the shipped model, local stage included, is
     within a few percent; the main boosters alone are not (Zeus: 13 % median out of fold)."""
     import numpy as np
@@ -133,7 +129,7 @@ def test_shipped_model_fits_its_measured_rows():
     from predictor.training import prepare
 
     m = _shipped_or_skip()
-    rows, _, targets = prepare(pd.read_parquet(TABLE))
+    rows, _, targets = prepare(built_table)
     ok = rows["_energy_ok"].to_numpy(bool)
     rows, true = rows[ok], targets["energy_per_sample_j"].to_numpy()[ok]
     specs = {g: lookup_gpu(g) for g in rows["_gpu_canonical"].unique()}

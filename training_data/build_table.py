@@ -37,7 +37,7 @@ DEFAULT_OUT = REPO / "training_data" / "table"
 FEATURE_COLUMNS = [f"g_{k}" for k in GRAPH_FEATURE_KEYS] + ["g_unsupported_op_count"]
 KEY = ["model", "input_shape", "batch_size", "precision", "frozen"]
 GROUP_ARCH = {"mobilenet_v2": "mobilenet_v2", "nasnet_mobile": "nasnet_mobile", "vgg16": "vgg16",
-              "resnet50": "resnet50", "inception_v3": "inception_v3", "shufflenet_v2": "shufflenet_v2",
+              "resnet50": "resnet50", "resnet50_v15": "resnet50", "inception_v3": "inception_v3", "shufflenet_v2": "shufflenet_v2",
               "deepspeech2": "deepspeech2", "ncf": "ncf", "bert_base": "bert_base", "mayaki_bert": "mayaki_bert",
               "mayaki_gpt": "mayaki_gpt"}
 
@@ -153,9 +153,64 @@ def finish_table(runs: pd.DataFrame, feats: pd.DataFrame) -> tuple[pd.DataFrame,
     return table, dropped
 
 
-def summary_markdown(table: pd.DataFrame, dropped: pd.DataFrame, sha: str) -> str:
-    lines = ["# Training table summary", "", f"- rows: {len(table)}; dropped: {len(dropped)}",
-             f"- table_sha256: `{sha}`", "- built by `python -m training_data.build_table` (do not edit by hand)", "",
+UTILISATION_LIMIT = 0.95
+"""A row whose implied utilisation (training FLOPs per second / the GPU's peak at the row's precision) reaches this is
+physically impossible for a real training step: its label (precision, sequence length, sample unit) is wrong."""
+
+
+def implied_utilisation(table: pd.DataFrame) -> np.ndarray:
+    """``g_flops_train / time_per_sample_s / peak`` per row (time per sample is per GPU), with the model pipeline's
+    per-source GPU names and precision corrections (:mod:`training_data.corrections`); NaN where time is unknown."""
+    import warnings
+
+    from featurize import lookup_gpu
+    from training_data.corrections import SOURCE_PRECISION, source_gpu_names
+
+    gpus = source_gpu_names(table)
+    prec = table["precision"].astype(str).copy()
+    for src, p in SOURCE_PRECISION.items():
+        prec[table["source"].astype(str) == src] = p
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        specs = {g: lookup_gpu(g) for g in gpus.unique()}
+    peak = np.array([specs[g].peak_flops(p) for g, p in zip(gpus, prec)], dtype="float64")
+    return table["g_flops_train"].to_numpy(float) / table["time_per_sample_s"].to_numpy(float) / peak
+
+
+def physical_check(table: pd.DataFrame, dropped: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Add ``implied_utilisation``; rows at or above :data:`UTILISATION_LIMIT` move to ``dropped`` with the figure as
+    their reason (never silently); the table hash is recomputed."""
+    util = implied_utilisation(table)
+    bad = np.isfinite(util) & (util >= UTILISATION_LIMIT)
+    table = table.drop(columns=["table_sha256"]).assign(implied_utilisation=util)
+    gone = table.loc[bad, [c for c in dropped.columns if c in table.columns]].assign(
+        drop_reason=[f"implied utilisation {u:.2f} of the {p} peak >= {UTILISATION_LIMIT}"
+                     for u, p in zip(util[bad], table.loc[bad, "precision"])])
+    table = table.loc[~bad].reset_index(drop=True)
+    table["table_sha256"] = content_hash(table)
+    return table, pd.concat([dropped, gone], ignore_index=True) if len(gone) else dropped
+
+
+def _count_lines(table: pd.DataFrame, excluded: pd.DataFrame) -> list[str]:
+    lines = ["## Rows per source", "", "| source | rows | energy rows | GPUs | architectures | multi-GPU rows | kept out |",
+             "|---|---|---|---|---|---|---|"]
+    for src, t in table.groupby("source"):
+        out = int((excluded["source"] == src).sum()) if len(excluded) else 0
+        lines.append(f"| {src} | {len(t)} | {int(t['energy_per_sample_j'].notna().sum())} | {t['gpu'].nunique()} | "
+                     f"{t['architecture'].nunique()} | {int((t['n_gpus'] > 1).sum())} | {out} |")
+    lines.append(f"| **all** | {len(table)} | {int(table['energy_per_sample_j'].notna().sum())} | "
+                 f"{table['gpu'].nunique()} | {table['architecture'].nunique()} | {int((table['n_gpus'] > 1).sum())} | "
+                 f"{len(excluded)} |")
+    return lines
+
+
+def summary_markdown(table: pd.DataFrame, dropped: pd.DataFrame, sha: str,
+                     excluded: pd.DataFrame | None = None) -> str:
+    excluded = excluded if excluded is not None else pd.DataFrame(columns=["source", "architecture", "reason"])
+    lines = ["# Training table summary", "", f"- rows: {len(table)}; dropped: {len(dropped)}; kept out by the "
+             f"converters: {len(excluded)}", f"- table_sha256: `{sha}`",
+             "- built by `python -m training_data.build_table` (do not edit by hand)", "",
+             *_count_lines(table, excluded), "",
              "## Rows per source x GPU x architecture", "", "| source | gpu | architecture | rows |", "|---|---|---|---|"]
     counts = table.groupby(["source", "gpu", "architecture"]).size()
     lines += [f"| {s} | {g} | {a} | {n} |" for (s, g, a), n in counts.items()]
@@ -166,6 +221,13 @@ def summary_markdown(table: pd.DataFrame, dropped: pd.DataFrame, sha: str) -> st
         lines += ["| source | model | input_shape | reason | rows |", "|---|---|---|---|---|"]
         for (s, m, i, r), n in dropped.groupby(["source", "model", "input_shape", "drop_reason"]).size().items():
             lines.append(f"| {s} | {m} | {i} | {r.replace('|', '/')} | {n} |")
+    lines += ["", "## Rows kept out by the converters", ""]
+    if excluded.empty:
+        lines.append("None.")
+    else:
+        lines += ["| source | architecture | reason | rows |", "|---|---|---|---|"]
+        for (s, a, r), n in excluded.groupby(["source", "architecture", "reason"]).size().items():
+            lines.append(f"| {s} | {a} | {str(r).replace('|', '/')} | {n} |")
     return "\n".join(lines) + "\n"
 
 
@@ -181,20 +243,34 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
+def load_runs(shared: Path, sources: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(validated runs of ``sources`` (default all), rows the converters kept out with their reason)."""
+    from training_data.sources import SOURCE_NAMES, load_source
+
+    loaded = [load_source(s, Path(shared)) for s in (sources or SOURCE_NAMES)]
+    runs = pd.concat([r for r, _ in loaded], ignore_index=True)
+    excluded = pd.concat([x for _, x in loaded if len(x)], ignore_index=True) if any(len(x) for _, x in loaded) \
+        else loaded[0][1]
+    return runs, excluded
+
+
 def build_table(shared: Path, out: Path, *, n_jobs: int = 2, sources: list[str] | None = None,
-                cache_dir: Path | None = None, progress: bool = True) -> pd.DataFrame:
-    """Load, validate, featurize, write ``out/training_table.parquet`` + ``out/SUMMARY.md``; return the table."""
-    from training_data.sources import SOURCE_NAMES, _loaders
+                cache_dir: Path | None = None, progress: bool = True, subset=None) -> pd.DataFrame:
+    """Load, validate, featurize, write ``out/training_table.parquet`` + ``out/SUMMARY.md``; return the table.
+
+    ``subset`` (runs -> runs), e.g. :func:`training_data.subset.ci_subset`, selects rows before featurizing."""
     from training_data.zoo import CACHE_DIR
 
-    loaders = _loaders()
-    runs = pd.concat([loaders[s](Path(shared)) for s in (sources or SOURCE_NAMES)], ignore_index=True)
+    runs, excluded = load_runs(shared, sources)
+    if subset is not None:
+        runs = subset(runs).reset_index(drop=True)
     feats = featurize_runs(runs, cache_dir=Path(cache_dir or CACHE_DIR), n_jobs=n_jobs, progress=progress)
-    table, dropped = finish_table(runs, feats)
+    table, dropped = physical_check(*finish_table(runs, feats))
     sha = str(table["table_sha256"].iloc[0]) if len(table) else ""
+    summary = summary_markdown(table, dropped, sha, None if subset is not None else excluded)
     # build both outputs in memory first, then replace: a failure above never touches a good table
     _atomic_write(Path(out) / "training_table.parquet", lambda p: table.to_parquet(p, index=False))
-    _atomic_write(Path(out) / "SUMMARY.md", lambda p: Path(p).write_text(summary_markdown(table, dropped, sha)))
+    _atomic_write(Path(out) / "SUMMARY.md", lambda p: Path(p).write_text(summary))
     return table
 
 

@@ -14,6 +14,10 @@ Per-sample convention: a validation pass costs a forward pass only, so an epoch 
 ``energy_per_sample_j`` with the default ratio :data:`DEFAULT_FORWARD_TRAIN_RATIO` (1/3); ``build_table`` recomputes it
 with the graph's own ``g_flops_forward / g_flops_train``. Sources whose epochs exclude validation use ``val_samples = 0``.
 
+Time-only rows (throughput sources: ``lambda_dlbench``, ``nvidia_dle``, ``mlperf_training``) leave every energy and
+power column empty and carry ``time_per_epoch_s``; one "epoch" is one step of ``batch_size`` samples per GPU
+(``samples_per_epoch = batch_size``, ``phase = throughput``), so ``time_per_sample_s`` = 1 / per-GPU samples/s.
+
 Numeric cells may be plain numbers or strings with a unit (``"12.5 kJ"``, ``"350 W"``, ``"2 h"``); they are converted to
 the column's unit (J, s, W). Anything else raises ``SchemaError``.
 """
@@ -59,6 +63,10 @@ RUN_COLUMNS: dict[str, str] = {
     "scope": "string",  # gpu_nvml, gpu_nvml+ram_est, ...
     "phase": "string",  # all, frozen_backbone, finetune, step
     "notes": "string",
+    "n_gpus": "int64",  # GPUs of the measured system; per-sample times are per GPU (GPU-seconds per sample)
+    "implementation": "string",  # framework / code base as logged (e.g. "pytorch (NGC, DeepLearningExamples)")
+    "workload": "string",  # dataset and the definition of one sample (image size, sequence length, tokens/sample)
+    "precision_logged": "string",  # the source's own precision label ("AMP", "mixed (not logged)"); '' = as precision
 }
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "source", "run_id", "gpu", "architecture", "model", "batch_size", "samples_per_epoch", "energy_per_epoch_j",
@@ -77,7 +85,8 @@ _DEFAULTS: dict[str, Any] = {
     "input_shape": "", "val_samples": 0, "epochs": np.nan, "precision": "fp32", "frozen": "",
     "trainable_fraction": np.nan, "power_limit_w": np.nan, "default_power_limit": pd.NA,
     "time_per_epoch_s": np.nan, "avg_power_w": np.nan, "energy_per_sample_j": np.nan, "energy_j": np.nan,
-    "time_s": np.nan, "scope": "unknown", "phase": "all", "notes": "",
+    "time_s": np.nan, "scope": "unknown", "phase": "all", "notes": "", "n_gpus": 1, "implementation": "",
+    "workload": "", "precision_logged": "",
 }
 
 
@@ -152,12 +161,24 @@ def _check_gpus(gpus: pd.Series, origin: str) -> None:
                               "`joulecast gpus` lists.") from err
 
 
+def _check_measured(out: pd.DataFrame, origin: str) -> None:
+    """Every row measures energy or time: ``energy_per_epoch_j`` positive, or NaN on a time-only row (throughput
+    sources) whose ``time_per_epoch_s`` is positive. Energy is never invented for time-only rows."""
+    energy, time = out["energy_per_epoch_j"], out["time_per_epoch_s"]
+    bad = ~(energy > 0) & ~(energy.isna() & (time > 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise SchemaError(f"{_where(origin, 'energy_per_epoch_j', i)}: energy must be a positive finite number "
+                          f"(or empty on a time-only row with a positive time_per_epoch_s), got "
+                          f"{energy.iloc[i]!r}; drop or fix the row.")
+
+
 def validate_runs(df: pd.DataFrame, *, origin: str, check_gpus: bool = True) -> pd.DataFrame:
     """Return ``df`` coerced to :data:`RUN_COLUMNS` (ordered, typed, defaults filled; extra columns kept after).
 
     Raises :class:`SchemaError` naming ``origin`` (a file path or source name), column and row for: missing required
-    columns, unparseable numbers/units, non-positive or NaN energies, bad counts, unknown precisions, GPUs that do
-    not resolve with :func:`featurize.lookup_gpu`, and duplicate ``(source, run_id)`` keys.
+    columns, unparseable numbers/units, non-positive energies (NaN only on time-only rows), bad counts, unknown
+    precisions, GPUs that do not resolve with :func:`featurize.lookup_gpu`, and duplicate ``(source, run_id)`` keys.
     """
     if not isinstance(df, pd.DataFrame):
         raise SchemaError(f"{origin}: expected a pandas DataFrame of runs, got {type(df).__name__}.")
@@ -175,12 +196,8 @@ def validate_runs(df: pd.DataFrame, *, origin: str, check_gpus: bool = True) -> 
     for col in ("batch_size", "samples_per_epoch"):
         out[col] = _check_int(out[col], col, origin, minimum=1)
     out["val_samples"] = _check_int(out["val_samples"].fillna(0), "val_samples", origin, minimum=0)
-    for col in ("energy_per_epoch_j",):
-        bad = ~(out[col] > 0)
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise SchemaError(f"{_where(origin, col, i)}: energy must be a positive finite number, got "
-                              f"{out[col].iloc[i]!r}; drop or fix the row.")
+    out["n_gpus"] = _check_int(out["n_gpus"].fillna(1), "n_gpus", origin, minimum=1)
+    _check_measured(out, origin)
     for col in ("energy_j", "time_s", "time_per_epoch_s", "avg_power_w", "epochs", "energy_per_sample_j"):
         bad = out[col].notna() & ~(out[col] > 0) | np.isinf(out[col])
         if bad.any():

@@ -12,18 +12,31 @@ import pandas as pd
 
 
 def _loaders():
-    from training_data.sources import delrey, mayaki, seaa2023, zeus
+    from training_data.sources import delrey, lambda_dlbench, mayaki, mlperf_training, nvidia_dle, perseus, seaa2023, zeus
 
-    return {"seaa2023": seaa2023.load, "delrey": delrey.load, "zeus": zeus.load, "mayaki": mayaki.load}
+    return {"seaa2023": seaa2023.load, "delrey": delrey.load, "zeus": zeus.load, "mayaki": mayaki.load,
+            "lambda_dlbench": lambda_dlbench.load_with_exclusions, "nvidia_dle": nvidia_dle.load_with_exclusions,
+            "mlperf_training": mlperf_training.load_with_exclusions, "perseus_sosp24": perseus.load_with_exclusions}
 
 
-SOURCE_NAMES: tuple[str, ...] = ("seaa2023", "delrey", "zeus", "mayaki")
+SOURCE_NAMES: tuple[str, ...] = ("seaa2023", "delrey", "zeus", "mayaki", "lambda_dlbench", "nvidia_dle",
+                                 "mlperf_training", "perseus_sosp24")
+"""Every source; the first four measure energy, the throughput sources (and Perseus' iterations) add time rows."""
+
+
+def load_source(name: str, shared_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(validated rows, rows kept out with a ``reason``; empty for sources that keep every row)."""
+    from training_data.sources.throughput import EXCLUDED_COLUMNS
+
+    out = _loaders()[name](Path(shared_dir))
+    if isinstance(out, tuple):
+        return out
+    return out, pd.DataFrame(columns=EXCLUDED_COLUMNS)
 
 
 def load_all(shared_dir: Path) -> pd.DataFrame:
     """All sources, validated, concatenated in :data:`SOURCE_NAMES` order."""
-    loaders = _loaders()
-    return pd.concat([loaders[name](Path(shared_dir)) for name in SOURCE_NAMES], ignore_index=True)
+    return pd.concat([load_source(name, shared_dir)[0] for name in SOURCE_NAMES], ignore_index=True)
 
 
 def read_csv(path: Path, *, required: tuple[str, ...]) -> pd.DataFrame:

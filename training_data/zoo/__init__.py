@@ -346,3 +346,12 @@ def fold_shape_chains(model) -> int:
             node.input[1] = name
             folded += 1
     return folded
+
+
+def _merge_catalog() -> None:
+    from training_data.zoo.catalog import ENTRIES
+
+    ZOO.update(ENTRIES)
+
+
+_merge_catalog()

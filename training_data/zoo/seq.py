@@ -62,15 +62,17 @@ class NCF(nn.Module):
 
     Input: ``(batch, 2)`` int64 (user id, item id); MovieLens-1M: 6,040 users, 3,706 items."""
 
-    def __init__(self, users: int = 6040, items: int = 3706, factor: int = 32, layers: int = 3):
+    def __init__(self, users: int = 6040, items: int = 3706, factor: int = 32, layers: int = 3,
+                 sizes: tuple[int, ...] = ()):
         super().__init__()
-        mlp_dim = factor * 2 ** (layers - 1)
+        mlp_dim = sizes[0] // 2 if sizes else factor * 2 ** (layers - 1)
+        sizes = sizes or tuple(mlp_dim * 2 // 2**k for k in range(layers + 1))
         self.gmf_u, self.gmf_i = nn.Embedding(users, factor), nn.Embedding(items, factor)
         self.mlp_u, self.mlp_i = nn.Embedding(users, mlp_dim), nn.Embedding(items, mlp_dim)
-        mlp, c = [], mlp_dim * 2
-        for _ in range(layers):
-            mlp += [nn.Linear(c, c // 2), nn.ReLU()]
-            c //= 2
+        mlp, c = [], sizes[0]
+        for h in sizes[1:]:
+            mlp += [nn.Linear(c, h), nn.ReLU()]
+            c = h
         self.mlp = nn.Sequential(*mlp)
         self.out = nn.Linear(factor + c, 1)
 
@@ -100,6 +102,86 @@ def bert_base(task: str = "qa") -> nn.Module:
     cfg = BertConfig(attn_implementation="eager")
     model = BertForQuestionAnswering(cfg) if task == "qa" else BertForSequenceClassification(cfg)
     return _HFWrap(model)
+
+
+BERT_SIZES = {"base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+              "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)}
+"""google-research/bert BERT-Base / BERT-Large (uncased, vocab 30,522, 512 positions)."""
+
+
+class _PretrainWrap(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids):
+        out = self.model(input_ids=input_ids, return_dict=True)
+        return out.prediction_logits, out.seq_relationship_logits
+
+
+def bert(size: str = "base", task: str = "qa") -> nn.Module:
+    """BERT from :data:`BERT_SIZES` (transformers ``BertConfig``, random init): ``qa`` (SQuAD span head) or
+    ``pretrain`` (masked-LM over every position + next-sentence heads, ``BertForPreTraining``)."""
+    from transformers import BertConfig, BertForPreTraining, BertForQuestionAnswering
+
+    cfg = BertConfig(attn_implementation="eager", **BERT_SIZES[size])
+    if task == "pretrain":
+        return _PretrainWrap(BertForPreTraining(cfg))
+    return _HFWrap(BertForQuestionAnswering(cfg))
+
+
+def electra_base_qa() -> nn.Module:
+    """ELECTRA-Base discriminator + SQuAD span head (google-research/electra base: embedding 768, hidden 768, 12 layers,
+    12 heads, FFN 3072, vocab 30,522) -- DLE TensorFlow2 ELECTRA fine-tuning."""
+    from transformers import ElectraConfig, ElectraForQuestionAnswering
+
+    cfg = ElectraConfig(embedding_size=768, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                        intermediate_size=3072, attn_implementation="eager")
+    return _HFWrap(ElectraForQuestionAnswering(cfg))
+
+
+class _Seq2SeqWrap(nn.Module):
+    """Denoising pre-training step: the decoder reads the input shifted right (transformers does this when only
+    ``input_ids`` is given); returns the LM logits."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids):
+        return self.model(input_ids=input_ids, use_cache=False, return_dict=True).logits
+
+
+def bart_large() -> nn.Module:
+    """BART-Large (facebook/bart-large: 12+12 layers, d_model 1024, 16 heads, FFN 4096, vocab 50,265) with its LM head
+    -- DLE PyTorch BART pre-training."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    cfg = BartConfig(vocab_size=50265, d_model=1024, encoder_layers=12, decoder_layers=12, encoder_attention_heads=16,
+                     decoder_attention_heads=16, encoder_ffn_dim=4096, decoder_ffn_dim=4096, max_position_embeddings=1024,
+                     attn_implementation="eager")
+    return _Seq2SeqWrap(BartForConditionalGeneration(cfg))
+
+
+class VAECF(nn.Module):
+    """Mult-VAE (Liang et al. 2018) as in DLE TensorFlow VAE-CF: items -> 600 -> 2 x 200 (mean, log-variance), sample,
+    200 -> 600 -> items; MovieLens-20M 20,108 items. One sample = one user's click vector."""
+
+    def __init__(self, items: int = 20108, hidden: int = 600, latent: int = 200):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Linear(items, hidden), nn.Tanh(), nn.Linear(hidden, 2 * latent))
+        self.dec = nn.Sequential(nn.Linear(latent, hidden), nn.Tanh(), nn.Linear(hidden, items))
+        self.latent = latent
+
+    def forward(self, x):
+        h = self.enc(nn.functional.normalize(x, dim=1))
+        mu, logvar = h[:, : self.latent], h[:, self.latent:]
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        return torch.log_softmax(self.dec(z), dim=1)
+
+
+def vae_cf() -> nn.Module:
+    return VAECF()
 
 
 class MayakiTransformer(nn.Module):
@@ -136,6 +218,12 @@ def mayaki_params(kind: str, layers: int, d_model: int, seq: int) -> int:
 
 def deepspeech2() -> nn.Module:
     return DeepSpeech2()
+
+
+def ncf_dle(users: int = 138493, items: int = 26744) -> nn.Module:
+    """NeuMF as in NVIDIA DLE ``PyTorch/Recommendation/NCF`` (``--factors 64 --layers 256 256 128 64``; MovieLens-20M
+    138,493 users x 26,744 items)."""
+    return NCF(users, items, factor=64, sizes=(256, 256, 128, 64))
 
 
 def ncf() -> nn.Module:

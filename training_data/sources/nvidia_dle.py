@@ -1,0 +1,105 @@
+"""nvidia_dle (NVIDIA DeepLearningExamples README performance tables): training throughput -> time rows.
+
+Entry points: :func:`load` (``shared_dir / "nvidia_dle" / "train_throughput.csv"``), :func:`load_with_exclusions`.
+
+* Rows are NVIDIA's own tables (DGX A100 / DGX-1 / DGX-2), one per framework x model x GPU count x precision;
+  ``batch_size`` is per GPU; ``n_gpus`` 1-16 kept. Time-only rows (:mod:`training_data.sources.throughput`).
+* Workloads (:func:`_workload`): ResNet-50 v1.5 (PyTorch, TensorFlow, MXNet, PaddlePaddle), ResNeXt-101 32x4d,
+  SE-ResNeXt-101 32x4d (224 px), EfficientNet-B0 / B4 and their WideSE variants (224 / 380 px), NCF (MovieLens-20M), BERT: rows with a sequence length are pre-training
+  (BERT-Large, MLM + NSP heads, seq 128 or 512), rows without are SQuAD v1.1 fine-tuning (BERT-Large, seq 384, the
+  README's default); ELECTRA-Base SQuAD fine-tuning (seq 384; pre-training pairs a generator with the discriminator and
+  is not covered), BART-Large pre-training (seq 128 / 512; CNN-DM fine-tuning has no fixed length), VAE-CF. BERT rows whose batch is the gradient-accumulated per-GPU batch (>= 1,024 with an accumulation
+  note in ``table_extras``) are kept out: the micro-batch the GPU ran is not logged.
+* Units: only ``throughput_samples_per_s`` rows (images/s, sequences/s, samples/s); tokens/s (GNMT, Transformer,
+  Transformer-XL, wav2vec2) and mel frames/s (Tacotron2, FastSpeech) have no fixed items per sample: kept out.
+* GPUs: DGX-2 V100 SXM3 32 GB (350 W) and DGX-2H (450 W) are their own GPU-table rows (:data:`GPU_NAMES`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from training_data.schema import validate_runs
+from training_data.sources import read_csv
+from training_data.sources.throughput import PRECISION, samples_per_s, split, time_rows
+
+SOURCE = "nvidia_dle"
+FOLDER = "nvidia_dle"
+NEEDED = ("readme", "framework", "model", "variant", "gpu", "n_gpus", "precision", "precision_raw", "batch_size",
+          "throughput_unit", "throughput_per_gpu", "seq_len", "table_extras", "readme_line")
+IMAGE = ("3x224x224", "ImageNet, 224x224 image")
+CNNS = {"resnet50v1.5": "resnet50_v15", "RN50v1.5": "resnet50_v15", "resnext101-32x4d": "resnext101_32x4d",
+        "se-resnext101-32x4d": "se_resnext101_32x4d"}
+EFFICIENTNETS = {"efficientnet-b0": (0, 0), "efficientnet-b4": (4, 0), "efficientnet-widese-b0": (0, 1),
+                 "efficientnet-widese-b4": (4, 1)}
+GPU_NAMES = {"A100 SXM4 80GB": "A100-SXM4-80GB", "A100 SXM4 40GB": "A100-SXM4-40GB",
+             "V100 SXM2 16GB": "V100-SXM2-16GB", "V100 SXM2 32GB": "V100-SXM2-32GB",
+             "V100 SXM3 32GB (DGX-2)": "V100-SXM3-32GB", "V100 SXM3 32GB (DGX-2H, 450 W)": "V100-SXM3-32GB-450W"}
+
+
+def _workload(model: str, seq_len: float, framework: str = "PyTorch") -> tuple[str, str, str, str]:
+    """(architecture, zoo model, input shape, one sample) of a README model; architecture '' when not covered."""
+    if model in CNNS:
+        return CNNS[model], f"zoo:{CNNS[model]}", *IMAGE
+    if model in EFFICIENTNETS:
+        variant, widese = EFFICIENTNETS[model]
+        size = {0: 224, 4: 380}[variant]
+        return (model.replace("-", "_"), f"zoo:efficientnet?variant={variant}&widese={widese}", f"3x{size}x{size}",
+                f"ImageNet, {size}x{size} image")
+    if model == "SSD" and framework == "PyTorch":  # TensorFlow's SSD is SSD320 v1.2 (ResNet-50 FPN), not covered
+        return "ssd300", "zoo:ssd300", "3x300x300", "COCO2017, 300x300 image"
+    if model == "ELECTRA" and seq_len == 384:
+        return "electra_base", "zoo:electra_base_qa", "seq384", "SQuAD v1.1, 384-token sequence"
+    if model == "BART" and pd.notna(seq_len):
+        return "bart_large", "zoo:bart_large", f"seq{int(seq_len)}", f"pre-training, {int(seq_len)}-token sequence"
+    if model == "VAE-CF":
+        return "vae_cf", "zoo:vae_cf", "20108", "MovieLens-20M user (20,108-item click vector)"
+    if model == "NCF":
+        return "ncf", "zoo:ncf_dle?users=138493&items=26744", "2", "MovieLens-20M (user, item) pair"
+    if model == "BERT" and pd.notna(seq_len):
+        return "bert_large", "zoo:bert_large_pretrain", f"seq{int(seq_len)}", f"Wikipedia+BookCorpus, {int(seq_len)} tokens"
+    if model == "BERT":
+        return "bert_large", "zoo:bert_large_qa", "seq384", "SQuAD v1.1, 384-token sequence"
+    return model, f"zoo:{model}", "", "not covered"
+
+
+def _convert(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    wl = [_workload(m, s, f) for m, s, f in zip(raw["model"], raw["seq_len"], raw["framework"])]
+    conv = [samples_per_s(t, u) for t, u in zip(raw["throughput_per_gpu"], raw["throughput_unit"])]
+    df = pd.DataFrame({
+        "run_id": raw["readme"] + ":" + raw["readme_line"].astype(str) + "/" + raw["model"] + "/" + raw["gpu"] + "/x"
+                  + raw["n_gpus"].astype(str) + "/" + raw["precision_raw"] + "/b" + raw["batch_size"].map("{:g}".format)
+                  + "/s" + raw["seq_len"].map("{:g}".format),
+        "gpu_logged": raw["gpu"], "gpu": raw["gpu"].map(GPU_NAMES).fillna(raw["gpu"]),
+        "architecture": [w[0] for w in wl], "model": [w[1] for w in wl], "input_shape": [w[2] for w in wl],
+        "batch_size": raw["batch_size"], "n_gpus": raw["n_gpus"], "precision": raw["precision"].map(PRECISION),
+        "precision_logged": raw["precision_raw"], "implementation": raw["framework"] + " (DeepLearningExamples)",
+        "workload": [w[3] for w in wl], "samples_per_s_per_gpu": [c[0] for c in conv],
+        "notes": "README " + raw["readme"] + " line " + raw["readme_line"].astype(str) + "; "
+                 + raw["throughput_per_gpu"].map("{:.6g}".format) + " " + raw["throughput_unit"] + "/GPU",
+    })
+    reasons = pd.Series([c[1] for c in conv], index=raw.index, dtype="object")
+    accumulated = (raw["model"] == "BERT") & (raw["batch_size"] >= 1024) & raw["table_extras"].fillna("").str.contains(
+        "accumul")
+    reasons[accumulated] = "batch is the gradient-accumulated per-GPU batch; micro-batch not logged"
+    reasons[df["precision"].isna()] = "unknown precision label"
+    reasons[~(df["batch_size"] > 0)] = "batch size not logged"
+    dup = df.duplicated("run_id", keep="first")
+    reasons[dup & (reasons == "")] = "duplicate of an earlier README row (same table, GPU, precision, batch)"
+    return df, reasons
+
+
+def load_with_exclusions(shared_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(validated time rows, rows kept out with ``reason``)."""
+    path = Path(shared_dir) / FOLDER / "train_throughput.csv"
+    raw = read_csv(path, required=NEEDED)
+    df, reasons = _convert(raw)
+    kept, out = split(df, reasons, SOURCE)
+    return validate_runs(time_rows(kept, SOURCE), origin=str(path)), out
+
+
+def load(shared_dir: Path) -> pd.DataFrame:
+    """Validated time rows (see :func:`load_with_exclusions`)."""
+    return load_with_exclusions(shared_dir)[0]
