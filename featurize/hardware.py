@@ -212,14 +212,21 @@ def _power_per_flops(spec: GPUSpec) -> float:
     return spec.tdp_w / rate
 
 
+_SYSTEM_ONLY_BOARD = re.compile(r"-SXM3-")
+"""Boards that exist only inside one system (V100 SXM3: DGX-2 at 350 W, DGX-2H at 450 W), fed by that system's power
+and cooling above the chip's standalone rating: they take a clock factor like any variant but are not the chip's
+reference (a standalone SXM / PCIe / NVL product is)."""
+
+
 @functools.lru_cache(maxsize=1)
 def _form_factor_reference() -> dict[str, float]:
-    """Chip stem ("A100", "H100") -> the highest board power per FLOP/s among its curated SXM/PCIe/NVL rows."""
+    """Chip stem ("A100", "H100") -> the highest board power per FLOP/s among its curated standalone SXM/PCIe/NVL
+    rows (:data:`_SYSTEM_ONLY_BOARD` excluded)."""
     specs, _ = _curated()
     out: dict[str, float] = {}
     for name, spec in specs.items():
         m = _FORM_FACTOR.match(name)
-        if m:
+        if m and not _SYSTEM_ONLY_BOARD.search(name):
             out[m["chip"]] = max(out.get(m["chip"], 0.0), _power_per_flops(spec))
     return out
 

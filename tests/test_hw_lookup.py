@@ -231,3 +231,13 @@ def test_ambiguous_note_carries_reason():
     with pytest.warns(AmbiguousGPUWarning):
         spec = lookup_gpu("MI300")
     assert spec.name == "MI300X" and "MI300A" in spec.note
+
+
+def test_system_only_v100_boards_are_not_the_chips_clock_reference():
+    """The DGX-2/2H SXM3 V100s (350/450 W) are fed above any standalone V100: the PCIe board's power per FLOP/s is
+    compared with the SXM2's (250 W / 112 TFLOPS over 300 W / 125 TFLOPS, datasheets), and the SXM3s sit at 1."""
+    from featurize.hardware import form_factor_power_ratio
+
+    pcie = form_factor_power_ratio(lookup_gpu("V100-PCIE-32GB"))
+    assert pcie == pytest.approx((250 / 112e12) / (300 / 125e12), rel=1e-3)
+    assert form_factor_power_ratio(lookup_gpu("V100-SXM3-32GB-450W")) == 1.0
