@@ -510,7 +510,7 @@ def resolve_shapes(
 
 
 def _shape_reads_left(nodes: list[NodeFields], folded: dict) -> bool:
-    """Whether a ``Shape`` / ``Size`` node stayed unfolded (plain inference would leave its consumers unknown)."""
+    """Whether a ``Shape`` / ``Size`` node stayed unfolded (plain inference leaves its readers unknown)."""
     return any(n.op_type in _SHAPE_READS and n.outs and n.outs[0] not in folded for n in nodes)
 
 

@@ -139,7 +139,8 @@ def _one_trace_export(torch: Any, module: Any, args: tuple, kwargs: dict) -> Any
         from torch.onnx._internal.exporter import _core, _decomp, _flags, _fx_passes, _registration
 
         registry = _registration.ONNXRegistry.from_torchlib(opset_version=EXPORT_OPSET)
-        table = _decomp.create_onnx_friendly_decomposition_table(set(_decomp.get_onnx_implemented_overloads(registry)))
+        implemented = set(_decomp.get_onnx_implemented_overloads(registry))
+        table = _decomp.create_onnx_friendly_decomposition_table(implemented)
         cia_table, aten_table = _split_decomp_table_to_cia_and_python_decomp(dict(table))
         deferred = getattr(_flags, "PREFER_DEFERRED_RUNTIME_ASSERTS_OVER_GUARDS", False)
         with _TRACE_LOCK, _onnx_exporting(_flags), _override_composite_implicit_decomp(cia_table), \

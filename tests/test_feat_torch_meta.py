@@ -69,8 +69,8 @@ def test_one_trace_export_gives_the_public_exporters_graph(meta_llama):
     ids = {"input_ids": torch.ones(1, 12, dtype=torch.long, device="meta")}
     with torch_export._export_switches(meta_llama):
         fast = torch_export._one_trace_export(torch, meta_llama, (), ids)
-        public = torch.onnx.export(meta_llama, (), kwargs=ids, dynamo=True, opset_version=torch_export.EXPORT_OPSET,
-                                   optimize=False, verbose=False).model
+        public = torch.onnx.export(meta_llama, (), kwargs=ids, dynamo=True, optimize=False, verbose=False,
+                                   opset_version=torch_export.EXPORT_OPSET).model
     assert fast is not None  # None: this torch lacks the private steps (the public path is taken, slower)
 
     def ops(model):
