@@ -84,6 +84,20 @@ def test_one_trace_export_gives_the_public_exporters_graph(meta_llama):
     assert weights(fast) == weights(public) and set(public_names) <= set(fast.graph.initializers)
 
 
+def test_dynamo_export_needs_one_shape_inference(meta_llama, monkeypatch):
+    """Its Shape -> Slice -> Concat -> Reshape chains read shapes only inference finds: the first pass
+    propagates data, so one pass resolves every shape (plain, then data_prop, took two)."""
+    from featurize import loader
+
+    proto = torch_export.export_module(meta_llama, {"input_ids": torch.ones(1, 12, dtype=torch.long)})
+    assert any(n.op_type == "Shape" for n in proto.graph.node)
+    passes = []
+    real = loader._c_infer_shapes
+    monkeypatch.setattr(loader, "_c_infer_shapes", lambda *a: passes.append(a[3]) or real(*a))
+    feats = featurize(proto, with_nodes=False)
+    assert passes == [True] and feats.warnings == () and feats.macs_forward > 0
+
+
 def test_export_failure_is_one_clean_error():
     class Bad(torch.nn.Module):
         def __init__(self):
