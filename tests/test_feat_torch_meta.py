@@ -54,12 +54,48 @@ def test_repeated_calls_reuse_the_export(meta_llama, monkeypatch):
     ids = {"input_ids": torch.ones(1, 12, dtype=torch.long)}
     first = featurize(meta_llama, example_inputs=ids, with_nodes=False)
     calls = []
-    real = torch.onnx.export
-    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = torch_export._export
+    monkeypatch.setattr(torch_export, "_export", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = featurize(meta_llama, example_inputs=ids, batch_size=4, with_nodes=False)
     assert calls == [] and again.macs_forward == first.macs_forward
     featurize(meta_llama, example_inputs={"input_ids": torch.ones(1, 13, dtype=torch.long)}, with_nodes=False)
     assert calls == [1]  # new shapes: a new export
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch's own, from the public exporter's second trace
+def test_one_trace_export_gives_the_public_exporters_graph(meta_llama):
+    """The single-trace path (torch.export straight to ATen IR with the ONNX decomposition table) is
+    taken, and writes the same compute nodes and weights as torch.onnx.export(dynamo=True)."""
+    ids = {"input_ids": torch.ones(1, 12, dtype=torch.long, device="meta")}
+    with torch_export._export_switches(meta_llama):
+        fast = torch_export._one_trace_export(torch, meta_llama, (), ids)
+        public = torch.onnx.export(meta_llama, (), kwargs=ids, dynamo=True, optimize=False, verbose=False,
+                                   opset_version=torch_export.EXPORT_OPSET).model
+    assert fast is not None  # None: this torch lacks the private steps (the public path is taken, slower)
+
+    def ops(model):
+        return sorted(n.op_type for n in model.graph if n.op_type != "Constant")
+
+    def weights(model):
+        return {v.name: tuple(v.shape) for v in model.graph.initializers.values() if v.name in public_names}
+
+    public_names = set(public.graph.initializers)
+    assert ops(fast) == ops(public) and len(ops(public)) > 100
+    assert weights(fast) == weights(public) and set(public_names) <= set(fast.graph.initializers)
+
+
+def test_dynamo_export_needs_one_shape_inference(meta_llama, monkeypatch):
+    """Its Shape -> Slice -> Concat -> Reshape chains read shapes only inference finds: the first pass
+    propagates data, so one pass resolves every shape (plain, then data_prop, took two)."""
+    from featurize import loader
+
+    proto = torch_export.export_module(meta_llama, {"input_ids": torch.ones(1, 12, dtype=torch.long)})
+    assert any(n.op_type == "Shape" for n in proto.graph.node)
+    passes = []
+    real = loader._c_infer_shapes
+    monkeypatch.setattr(loader, "_c_infer_shapes", lambda *a: passes.append(a[3]) or real(*a))
+    feats = featurize(proto, with_nodes=False)
+    assert passes == [True] and feats.warnings == () and feats.macs_forward > 0
 
 
 def test_export_failure_is_one_clean_error():
