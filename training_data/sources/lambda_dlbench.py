@@ -25,9 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training_data.schema import validate_runs
-from training_data.sources import read_csv
-from training_data.sources.throughput import PRECISION, samples_per_s, split, time_rows
+from training_data.sources.throughput import PRECISION, convert_file, samples_per_s
 
 SOURCE = "lambda_dlbench"
 FOLDER = "lambda_dlbench"
@@ -99,11 +97,7 @@ def _system_total_as_per_gpu(raw: pd.DataFrame) -> pd.Series:
 
 def load_with_exclusions(shared_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(validated time rows, rows kept out with ``reason``)."""
-    path = Path(shared_dir) / FOLDER / "train_throughput.csv"
-    raw = read_csv(path, required=NEEDED)
-    df, reasons = _convert(raw)
-    kept, out = split(df, reasons, SOURCE)
-    return validate_runs(time_rows(kept, SOURCE), origin=str(path)), out
+    return convert_file(Path(shared_dir) / FOLDER / "train_throughput.csv", NEEDED, _convert, SOURCE)
 
 
 def load(shared_dir: Path) -> pd.DataFrame:

@@ -11,6 +11,10 @@ includes the all-reduce overhead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -89,3 +93,16 @@ def split(df: pd.DataFrame, reasons: pd.Series, source: str) -> tuple[pd.DataFra
     reasons[no_zoo] = "no zoo graph yet for " + df.loc[no_zoo, "architecture"].astype(str)
     keep = reasons == ""
     return df[keep].reset_index(drop=True), excluded(df[~keep], source, reasons[~keep])
+
+
+def convert_file(path: Path, needed: Any, convert: Callable[[pd.DataFrame], tuple[pd.DataFrame, pd.Series]],
+                 source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One throughput source's CSV -> (validated time rows, rows kept out with ``reason``): read with the
+    ``needed`` columns checked, ``convert`` (rows + a reason per row, "" = keep), split, validated."""
+    from training_data.schema import validate_runs
+    from training_data.sources import read_csv
+
+    raw = read_csv(path, required=needed)
+    df, reasons = convert(raw)
+    kept, out = split(df, reasons, source)
+    return validate_runs(time_rows(kept, source), origin=str(path)), out
