@@ -404,7 +404,7 @@ def _analyse(
     node_const: list[bool] = []
     all_const = const.issuperset
     for _, op, _, node_ins, node_outs, _ in nodes:
-        is_const = op not in _NONDETERMINISTIC and (
+        is_const = op not in _NONDETERMINISTIC and op not in CONTROL_FLOW_OPS and (  # bodies read outer tensors
             all_const(node_ins) or ("" in node_ins and all(x in const for x in node_ins if x))
         )
         node_const.append(is_const)

@@ -98,3 +98,21 @@ def test_loop_body_with_unknown_shapes_is_stated_naming_the_node():
     with pytest.warns(UserWarning, match="repeat"):
         f = featurize(model)
     assert [w for w in f.warnings if "'repeat'" in w and "body has tensors of unknown shape" in w]
+
+
+def test_loop_with_constant_inputs_reading_an_outer_tensor_is_costed_not_folded():
+    """Every explicit input of this Loop is a constant, but its body adds the graph input x (outer scope) on each of
+    3 iterations: 3 x 8 additions, not a constant subgraph of zero cost."""
+    body = helper.make_graph(
+        [helper.make_node("Add", ["v_in", "x"], ["v_out"]), helper.make_node("Identity", ["c_in"], ["c_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", I64, []), helper.make_tensor_value_info("c_in", BOOL, []),
+         helper.make_tensor_value_info("v_in", F32, [2, 4])],
+        [helper.make_tensor_value_info("c_out", BOOL, []), helper.make_tensor_value_info("v_out", F32, [2, 4])])
+    node = helper.make_node("Loop", ["M", "cond", "v0"], ["y"], name="accumulate", body=body)
+    inits = [numpy_helper.from_array(np.array(3, np.int64), "M"), numpy_helper.from_array(np.array(True), "cond"),
+             numpy_helper.from_array(np.zeros((2, 4), np.float32), "v0")]
+    model = _model([node], [helper.make_tensor_value_info("x", F32, [2, 4])],
+                   [helper.make_tensor_value_info("y", F32, [2, 4])], inits)
+    f = featurize(model)
+    assert _row(f, "accumulate")["flops"] == 3 * 2 * 4
