@@ -134,6 +134,15 @@ def power_limit_range_w(gpu: GPUSpec) -> tuple[float, float]:
 
 
 
+IDLE_FRACTION_OF_TDP = 0.1
+"""Idle power of a GPU whose datasheet row gives none, as a fraction of its TDP."""
+
+
+def idle_power_w(gpu: GPUSpec) -> float:
+    """The GPU's idle power, W: its table value, else :data:`IDLE_FRACTION_OF_TDP` x TDP."""
+    return float(gpu.idle_power_w) if gpu.idle_power_w else IDLE_FRACTION_OF_TDP * float(gpu.tdp_w)
+
+
 def clock_factor(gpu: GPUSpec) -> float:
     """Sustained fraction of the datasheet clock of ``gpu`` under training load (SXM vs PCIe vs NVL)."""
     from featurize.hardware import form_factor_power_ratio
@@ -151,7 +160,7 @@ def gpu_columns(gpu: GPUSpec, precision: str, *, fallback: bool = False) -> dict
     """
     paths = precision_paths(gpu, precision, fallback=fallback)
     clock = clock_factor(gpu)
-    idle = gpu.idle_power_w if gpu.idle_power_w else 0.1 * gpu.tdp_w
+    idle = idle_power_w(gpu)
     gemm, conv = path_peak(gpu, paths.gemm), path_peak(gpu, paths.conv)
     if not gemm or gemm <= 0 or not conv or conv <= 0:  # pragma: no cover - precision_paths only returns real paths
         raise InvalidInputError(f"GPU {gpu.name} has no peak FLOP/s for precision {precision!r}; use fp32.")

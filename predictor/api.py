@@ -272,7 +272,9 @@ def predict(
 
 def _input_capped(p: Prediction, spec: GPUSpec, rate: float, power_limit_w: float | None) -> Prediction:
     """``p`` with epochs stretched to what the loader delivers; the GPU idles while it waits."""
-    idle_w = spec.idle_power_w if spec.idle_power_w else 0.1 * spec.tdp_w  # the physics feature's rule
+    from featurize.physics import idle_power_w
+
+    idle_w = idle_power_w(spec)
     if power_limit_w is not None:
         idle_w = min(idle_w, power_limit_w)
     c = cap_epoch(time_per_epoch_s=p.time_per_epoch_s, energy_per_epoch_j=p.energy_per_epoch_j, idle_w=idle_w,

@@ -237,15 +237,6 @@ def featurize_stream(
             yield from pool.run((i, (_payload(sources[i]), graph_options)) for i in rest)
 
 
-def featurize_many(sources: Sequence[Any], **kw: Any) -> list[dict[str, Any]]:
-    """:func:`featurize_stream` collected in input order."""
-    results: list[dict[str, Any] | None] = [None] * len(sources)
-    for done in featurize_stream(sources, **kw):
-        if done is not None:
-            results[done[0]] = done[1]
-    return results  # type: ignore[return-value]
-
-
 def _as_list(gpu: Any) -> list[Any]:
     if isinstance(gpu, (str, bytes)) or not isinstance(gpu, Iterable):
         return [gpu]
