@@ -68,6 +68,11 @@ _FLOAT_COLUMNS = (
     "l1_bytes_per_sm",
     "tdp_w",
     "idle_power_w",
+    "link_bidir_bytes_per_s",
+    "pcie_bidir_bytes_per_s",
+    "power_limit_min_w",
+    "power_limit_max_w",
+    "power_limit_default_w",
 )
 _INT_COLUMNS = ("sm_count", "launch_year")
 _SPEC_FIELDS = frozenset(GPUSpec.__dataclass_fields__)
