@@ -13,7 +13,8 @@ A GPU *can run* a precision when it has its own path for it that is faster than 
 * ``fp16`` where the table's FP16 rate (tensor cores with FP32 accumulate, or packed half2 on P100 / GTX 1660)
   beats FP32 -- not on GP102/GP104/GM107 (GTX 1080 Ti, P40, GTX 750 Ti: native FP16 at 1/64 rate);
 * ``bf16`` with BF16 tensor cores (Ampere and later, CDNA2/3) -- not V100, T4 or Turing;
-* ``fp8`` with FP8 tensor cores (Ada, Hopper, Blackwell, CDNA3) -- not A100.
+* ``fp8`` with FP8 tensor cores (Ada, Hopper, Blackwell, CDNA3) -- not A100. Only GEMMs run in FP8 (Transformer
+  Engine): convolutions take the best 16-bit path (bf16, else fp16), element-wise ops the FP32 vector units.
 
 With ``fallback=True`` an unsupported precision runs as the framework would fall back (stated in ``note``):
 tf32 / bf16 / fp16 as FP32 arithmetic (no-op TF32 flag; emulated BF16; FP16 GEMMs computed in FP32 on
@@ -35,7 +36,9 @@ PRECISION_SEMANTICS: dict[str, str] = {
             "and optimizer state",
     "bf16": "automatic mixed precision: BF16 GEMMs/convolutions with FP32 accumulate, FP32 master weights "
             "and optimizer state",
-    "fp8": "FP8 GEMMs (Transformer Engine style) where the hardware has FP8 tensor cores, FP32 master weights",
+    "fp8": "FP8 GEMMs only (matmul, attention, linear; Transformer Engine) where the hardware has FP8 tensor "
+           "cores; convolutions, element-wise ops and stored activations in BF16 (FP16 where the GPU has no "
+           "BF16), FP32 master weights",
 }
 """What each precision name means; part of the model's saved prior (a change is a model incompatibility)."""
 
@@ -109,6 +112,8 @@ def precision_paths(gpu: GPUSpec, precision: str, *, fallback: bool = False) -> 
         # cuDNN takes TF32 for convolutions where the GPU has TF32 tensor cores above its FP32 rate (not
         # GeForce Ampere/Ada, whose dense TF32-with-FP32-accumulate rate equals FP32)
         return PrecisionPaths("fp32", "fp32", "tf32" if tf32 and tf32 > gpu.peak_fp32_flops else "fp32")
+    if precision == "fp8" and can_run(gpu, precision):  # Transformer Engine: FP8 for GEMMs, not convolutions
+        return PrecisionPaths("fp8", "fp8", _fallback(gpu, "fp8"))
     if can_run(gpu, precision):
         return PrecisionPaths(precision, precision, precision)
     ok = supported_precisions(gpu)
