@@ -9,6 +9,8 @@ Public entry points:
 * :func:`optimal_limits` -- per row, the cap with the least energy within a slowdown (``optimal_power_limit_w``).
 * :func:`optimal_power_limit_w` -- the same for a :class:`~predictor.prediction.Prediction` and any slowdown.
 * :func:`cap_note` -- the warning ``predict`` states for a power limit.
+* :func:`card_lines` -- the model card's power section from the manifest's ``metrics.power_cap`` / ``mlperf_node``
+  (``training_data.fit_power_cap`` / ``training_data.mlperf_power`` reports).
 """
 
 from __future__ import annotations
@@ -104,3 +106,24 @@ def cap_note(power_limit_w: float, row: Any) -> str:
     return (f"power limit {power_limit_w:g} W is below the forecast draw ({draw:.0f} W): the board runs at the cap "
             f"and its clock drops, time x{stretch:.3f}, energy {-saved:+.1%} (learned clock curve, "
             f"predictor.power_limits); optimal within a 10 % slowdown: {float(row['optimal_power_limit_w']):.0f} W.")
+
+
+def card_lines(metrics: dict[str, Any]) -> list[str]:
+    """Model-card lines for the power-cap curve (Zeus sweeps, leave-one-GPU-out) and MLPerf node energy (host-power
+    term, leave-one-system-out); empty when the manifest carries neither."""
+    cap, node = metrics.get("power_cap"), metrics.get("mlperf_node")
+    if not cap and not node:
+        return []
+    lines = ["", "## Power limits and whole-server power", ""]
+    if cap:
+        c = cap["curve"]
+        lines.append(f"- Power-cap curve (static power {c['static_frac_of_tdp']:.3g} x TDP, voltage-floor knee at "
+                     f"{c['knee_clock']:.3g} of the clock): per-point energy error on a held-out Zeus GPU, median %:")
+        lines += [f"  - {g}: {v['energy_median_pct']:.1f} (time {v['time_median_pct']:.1f}, power "
+                  f"{v['power_median_pct']:.1f}; {v['n_points']} capped points)"
+                  for g, v in cap["leave_one_gpu_out"].items()]
+    if node:
+        lines.append("- MLPerf node energy (whole server = scope factor x (n_gpus x GPU power + host power per system "
+                     "class); never GPU power), leave-one-system-out median %:")
+        lines += [f"  - {s}: {v['node_energy_median_ape']:.1f} ({v['n_runs']} runs)" for s, v in node.items()]
+    return lines
