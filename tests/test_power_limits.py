@@ -131,3 +131,35 @@ def test_settable_range_comes_from_nvidia_smi_where_known_else_the_rule(gpu, lo,
 def test_a_cap_outside_the_settable_range_is_refused_naming_it():
     with pytest.raises(InvalidInputError, match=r"power_limit_w=150.*\[200, 700\]"):
         predict(str(RESNET18), gpu="H100-SXM5-80GB", batch_size=64, power_limit_w=150)
+
+
+def test_the_model_carries_its_power_cap_curve_and_uses_it(tmp_path):
+    import json
+    import shutil
+
+    from featurize.errors import ModelArtifactError
+    from predictor.artifact import seal
+    from predictor.model import MANIFEST, hash_file, load_model, shipped_model_dir
+    from predictor.spec import SPEC_FILE
+
+    assert load_model(None).power_cap_curve() == DEFAULT_CURVE  # recorded in prior_spec.json when the model was made
+
+    def copy_with(edit, name):
+        dest = tmp_path / name
+        shutil.copytree(shipped_model_dir(), dest)
+        data = json.loads((dest / SPEC_FILE).read_text())
+        edit(data["power_cap"])
+        (dest / SPEC_FILE).write_text(json.dumps(data))
+        man = json.loads((dest / MANIFEST).read_text())
+        man["files"][SPEC_FILE] = hash_file(dest / SPEC_FILE)
+        (dest / MANIFEST).write_text(json.dumps(man))
+        seal(dest)
+        return dest
+
+    steep = copy_with(lambda c: c.update(static_frac_of_tdp=0.45), "steep")
+    kw = dict(RUN, power_limit_w=150.0)
+    assert predict(str(RESNET18), model_dir=steep, **kw).time_s > predict(str(RESNET18), **kw).time_s
+    assert predict(str(RESNET18), model_dir=steep, **RUN).energy_j == predict(str(RESNET18), **RUN).energy_j
+    bad = copy_with(lambda c: c.update(knee_clock=1.5), "bad")
+    with pytest.raises(ModelArtifactError, match="power_cap"):
+        load_model(bad)
