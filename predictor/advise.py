@@ -25,6 +25,13 @@ from predictor.advise_options import Job, Pricing, enumerate_options, job_size, 
 
 OBJECTIVES = {"cost": "cost_usd", "energy": "energy_j", "time": "time_s", "co2": "co2_kg"}
 TIE_BREAK = ("cost_usd", "time_s", "energy_j")
+OUTPUT_COLUMNS = (
+    "rank", "gpu", "n_gpus", "precision", "batch_size", "cloud", "instance_type", "gpus_per_instance",
+    "price_usd_per_hour", "cost_usd", "cost_low_usd", "cost_high_usd", "time_s", "time_low_s", "time_high_s",
+    "energy_j", "energy_low_j", "energy_high_j", "co2_kg", "co2_low_kg", "co2_high_kg", "rental_usd",
+    "electricity_usd", "avg_power_w", "memory_bytes", "mem_bytes_gpu", "optimal_power_limit_w", "measured_config",
+    "pareto", "at_risk", "note")
+"""Columns of an advise result, in order (``mem_bytes_gpu``: the GPU's memory, against ``memory_bytes``)."""
 
 
 def advise(
@@ -188,7 +195,7 @@ def rank(frame: pd.DataFrame, objective: str) -> pd.DataFrame:
     out = frame.sort_values(order, na_position="last", kind="mergesort").reset_index(drop=True)
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     out["pareto"] = pareto_mask(out["time_s"].to_numpy(), out["cost_usd"].to_numpy())
-    return out
+    return out.reindex(columns=list(OUTPUT_COLUMNS))
 
 
 def tie_note(ranked: pd.DataFrame, objective: str) -> str:
@@ -217,7 +224,6 @@ def _attach(ranked: pd.DataFrame, dropped: pd.DataFrame, notes: list[str], prici
 
 
 def _empty(dropped: pd.DataFrame, notes: list[str], pricing: Pricing, objective: str) -> pd.DataFrame:
-    out = pd.DataFrame(columns=["rank", "gpu", "precision", "batch_size", "n_gpus", "cost_usd", "time_s",
-                                "energy_j", "co2_kg"])
+    out = pd.DataFrame(columns=list(OUTPUT_COLUMNS))
     _attach(out, dropped, notes, pricing, objective)
     return out

@@ -200,14 +200,15 @@ def _fit_bytes(row: dict[str, float], batch: int) -> float:
     return training_memory_bytes(row["params"], row["trainable_params"], row["activation_bytes"], batch)["total_bytes"]
 
 
-def _batches(row: dict[str, float], spec: GPUSpec, asked: list[int] | None, samples: int) -> list[int]:
-    """Batch sizes to try on ``spec`` from the probe's memory: the asked ones, else the largest of the ladder."""
+def _batches(row: dict[str, float], spec: GPUSpec, asked: list[int] | None, samples: int) -> tuple[list[int], list[int]]:
+    """(batch sizes to try on ``spec``, asked ones that cannot fit) from the batch-1 probe's memory: the asked ones,
+    else the :data:`BATCHES_PER_GPU` largest of the ladder that fit (no featurization at a batch that cannot)."""
     from featurize.physics import largest_batch_that_fits
 
     most = largest_batch_that_fits(row["params"], row["trainable_params"], row["activation_bytes"], spec.mem_bytes)
     if asked is not None:
-        return list(asked)
-    return [b for b in BATCH_LADDER if b <= min(most, max(samples, 1))][-BATCHES_PER_GPU:]
+        return [b for b in asked if b <= most], [b for b in asked if b > most]
+    return [b for b in BATCH_LADDER if b <= min(most, max(samples, 1))][-BATCHES_PER_GPU:], []
 
 
 def _gpu_counts(pricing: Pricing, spec: GPUSpec) -> list[int]:
@@ -246,8 +247,10 @@ def enumerate_options(model: Any, pricing: Pricing, *, precisions: Any, batch_si
     for spec in pricing.specs:
         for prec in plan[spec.name][0]:
             probe = cache[(1, prec)][0]
-            tried = _batches(probe, spec, asked, job.samples_per_epoch)
-            if not tried:
+            tried, too_big = _batches(probe, spec, asked, job.samples_per_epoch)
+            dropped += [{"gpu": spec.name, "precision": prec, "batch_size": b, "reason": _too_big(probe, spec, b)}
+                        for b in too_big]
+            if not tried and not too_big:
                 dropped.append({"gpu": spec.name, "precision": prec, "reason": _no_fit(probe, spec)})
             options += [(spec, prec, b) for b in tried]
     for _, prec, b in options:
@@ -271,6 +274,11 @@ def _no_fit(row: dict[str, float], spec: GPUSpec) -> str:
             f"{spec.name} has {spec.mem_bytes / GIB:,.0f} GiB")
 
 
+def _too_big(row: dict[str, float], spec: GPUSpec, b: int) -> str:
+    return (f"batch {b} does not fit: needs {_fit_bytes(row, b) / GIB:,.1f} GiB, {spec.name} has "
+            f"{spec.mem_bytes / GIB:,.0f} GiB")
+
+
 def _grid(options: list, cache: dict, pricing: Pricing, dropped: list[dict[str, Any]]
           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]:
     keys = list(cache)
@@ -281,8 +289,7 @@ def _grid(options: list, cache: dict, pricing: Pricing, dropped: list[dict[str, 
         row = cache[(b, prec)][0]
         need = _fit_bytes(row, b)
         if need > spec.mem_bytes:
-            dropped.append({"gpu": spec.name, "precision": prec, "batch_size": b, "reason": (
-                f"batch {b} does not fit: needs {need / GIB:,.1f} GiB, {spec.name} has {spec.mem_bytes / GIB:,.0f} GiB")})
+            dropped.append({"gpu": spec.name, "precision": prec, "batch_size": b, "reason": _too_big(row, spec, b)})
             continue
         for n in _gpu_counts(pricing, spec):
             rows.append({"gpu": spec.name, "precision": prec, "batch_size": b, "n_gpus": n, "memory_bytes": need,
