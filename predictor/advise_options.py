@@ -182,6 +182,14 @@ def precisions_for(spec: GPUSpec, asked: Any) -> tuple[list[str], list[str]]:
     return ok, [p for p in asked if p not in ok]
 
 
+def _width(precision: str) -> int:
+    """Bytes per element: the only thing ``featurize`` takes from the precision (its ``precision`` argument "sets
+    bytes per float element"), so fp32/tf32 and fp16/bf16 share one featurization per batch."""
+    from featurize.types import BYTES_PER_ELEMENT
+
+    return BYTES_PER_ELEMENT[precision]
+
+
 def _featurize(model: Any, batch: int, precision: str, kw: dict[str, Any]) -> tuple[dict[str, float], dict, list[str]]:
     """One featurization (no per-node table): (features row, bound input shapes, the featurizer's notes)."""
     from featurize import featurize
@@ -230,7 +238,8 @@ def _gpu_counts(pricing: Pricing, spec: GPUSpec) -> list[int]:
 def enumerate_options(model: Any, pricing: Pricing, *, precisions: Any, batch_sizes: Any, job: Job,
                       **featurize_kw: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str], Job]:
     """Every option that runs and fits: (grid with one row per GPU x precision x batch x n_gpus and its feature
-    row, the feature rows (one per (batch, precision)), dropped options with the reason, notes, the resolved job)."""
+    row, the feature rows (one per (batch, element size)), dropped options with the reason, notes, the resolved
+    job). A batch-1 probe per element size gives the memory per sample, so no batch that cannot fit is featurized."""
     kw = {k: v for k, v in featurize_kw.items() if v is not None}
     if "frozen" in kw and isinstance(kw["frozen"], str):
         kw["frozen"] = [kw["frozen"]]
@@ -238,15 +247,16 @@ def enumerate_options(model: Any, pricing: Pricing, *, precisions: Any, batch_si
     plan = {spec.name: precisions_for(spec, precisions) for spec in pricing.specs}
     dropped = [*pricing.dropped, *({"gpu": g, "precision": p, "reason": f"{g} cannot run {p}"}
                                    for g, (_, bad) in plan.items() for p in bad)]
-    cache: dict[tuple[int, str], tuple[dict[str, float], list[str]]] = {}
+    cache: dict[tuple[int, int], tuple[dict[str, float], list[str]]] = {}
     for prec in dict.fromkeys(p for ok, _ in plan.values() for p in ok):  # probes: memory per sample
-        row, shapes, notes = _featurize(model, 1, prec, kw)
-        cache[(1, prec)] = (row, notes)
-        job = job.resolved(shapes)
+        if (1, _width(prec)) not in cache:
+            row, shapes, notes = _featurize(model, 1, prec, kw)
+            cache[(1, _width(prec))] = (row, notes)
+            job = job.resolved(shapes)
     options = []
     for spec in pricing.specs:
         for prec in plan[spec.name][0]:
-            probe = cache[(1, prec)][0]
+            probe = cache[(1, _width(prec))][0]
             tried, too_big = _batches(probe, spec, asked, job.samples_per_epoch)
             dropped += [{"gpu": spec.name, "precision": prec, "batch_size": b, "reason": _too_big(probe, spec, b)}
                         for b in too_big]
@@ -254,9 +264,9 @@ def enumerate_options(model: Any, pricing: Pricing, *, precisions: Any, batch_si
                 dropped.append({"gpu": spec.name, "precision": prec, "reason": _no_fit(probe, spec)})
             options += [(spec, prec, b) for b in tried]
     for _, prec, b in options:
-        if (b, prec) not in cache:
+        if (b, _width(prec)) not in cache:
             row, _, notes = _featurize(model, b, prec, kw)
-            cache[(b, prec)] = (row, notes)
+            cache[(b, _width(prec))] = (row, notes)
     return (*_grid(options, cache, pricing, dropped), job)
 
 
@@ -286,14 +296,14 @@ def _grid(options: list, cache: dict, pricing: Pricing, dropped: list[dict[str, 
     index = {k: i for i, k in enumerate(keys)}
     rows = []
     for spec, prec, b in options:
-        row = cache[(b, prec)][0]
+        row = cache[(b, _width(prec))][0]
         need = _fit_bytes(row, b)
         if need > spec.mem_bytes:
             dropped.append({"gpu": spec.name, "precision": prec, "batch_size": b, "reason": _too_big(row, spec, b)})
             continue
         for n in _gpu_counts(pricing, spec):
             rows.append({"gpu": spec.name, "precision": prec, "batch_size": b, "n_gpus": n, "memory_bytes": need,
-                         "mem_bytes_gpu": float(spec.mem_bytes), "spec": spec, "feature_row": index[(b, prec)]})
+                         "mem_bytes_gpu": float(spec.mem_bytes), "spec": spec, "feature_row": index[(b, _width(prec))]})
     notes = list(dict.fromkeys(n for _, ns in cache.values() for n in ns))
     cols = ["gpu", "precision", "batch_size", "n_gpus", "reason"]
     return pd.DataFrame(rows), feats, pd.DataFrame(dropped).reindex(columns=cols), notes

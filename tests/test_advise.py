@@ -191,3 +191,14 @@ def test_parse_duration():
 
     assert [parse_duration(t) for t in ("24h", "90min", "2d", "3600", "1.5 h", "45s")] == [
         86400, 5400, 172800, 3600, 5400, 45]
+
+
+def test_precisions_of_one_element_size_featurize_identically():
+    """advise featurizes once per (batch, element size); this holds while featurize takes only the element size
+    from the precision. If a precision ever changes more than that, this fails and the sharing must go."""
+    from featurize import featurize
+
+    for src in (RESNET, gpt_onnx(layers=2, d_model=128, heads=4, seq=256, batch=4)):
+        for a, b in (("fp32", "tf32"), ("bf16", "fp16")):
+            fa = featurize(src, batch_size=16, precision=a, with_nodes=False).to_dict()
+            assert fa == featurize(src, batch_size=16, precision=b, with_nodes=False).to_dict()
