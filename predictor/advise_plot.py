@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from predictor.cards import fmt_s
+
 ENERGY_STYLES = ("green", "chartreuse3", "yellow", "dark_orange", "red")
 """Terminal colours from the lowest to the highest energy fifth (log scale)."""
 
@@ -84,7 +86,7 @@ def text_pareto(ranked: pd.DataFrame, width: int = 60, height: int = 14) -> list
     lines += [[(" " * 10 + " |", "")] + g for g in grid[1:-1]]
     lines.append([(f"${c_lo:>9,.2f} |", "")] + grid[-1])
     lines.append([(" " * 11 + "+" + "-" * width, "")])
-    left, right = _duration(t_lo), _duration(t_hi)
+    left, right = fmt_s(t_lo), fmt_s(t_hi)
     lines.append([(" " * 12 + left + " " * max(1, width - len(left) - len(right)) + right, "")])
     lines.append([(" " * 12 + "time ->  (log scales; colour = energy, green low to red high)", "")])
     return lines
@@ -95,14 +97,6 @@ def _scale(v: np.ndarray, n: int) -> np.ndarray:
     if hi - lo < 1e-12:
         return np.full(len(v), n // 2, int)
     return np.clip(np.floor((v - lo) / (hi - lo) * (n - 1) + 0.5).astype(int), 0, n - 1)
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 86400:
-        return f"{seconds / 86400:.3g} d"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.3g} h"
-    return f"{seconds / 60:.3g} min" if seconds >= 60 else f"{seconds:.3g} s"
 
 
 def energy_legend(ranked: pd.DataFrame) -> str:

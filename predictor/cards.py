@@ -61,6 +61,7 @@ def hf_co2_block(p: Any, *, training_type: str = "pre-training", region: str | N
 
 
 def fmt_j(j: float) -> str:
+    """``"1.2 GJ"``, ``"58.5 kJ"``, ``"12 J"``."""
     for unit, f in (("GJ", 1e9), ("MJ", 1e6), ("kJ", 1e3)):
         if abs(j) >= f:
             return f"{j / f:,.3g} {unit}"
@@ -68,9 +69,12 @@ def fmt_j(j: float) -> str:
 
 
 def fmt_s(s: float) -> str:
+    """``"2.5 d"``, ``"3.14 h"``, ``"12.5 min"``, ``"4.2 s"``."""
+    if s >= 86400:
+        return f"{s / 86400:,.3g} d"
     if s >= 3600:
-        return f"{s / 3600:,.2f} h"
-    return f"{s / 60:.1f} min" if s >= 60 else f"{s:.3g} s"
+        return f"{s / 3600:,.3g} h"
+    return f"{s / 60:.3g} min" if s >= 60 else f"{s:.3g} s"
 
 
 def prediction_html(p: Any) -> str:

@@ -16,6 +16,7 @@ from typing import Any, Optional
 import typer
 
 from featurize.errors import InvalidInputError
+from predictor.cards import fmt_s as _fmt_s
 from predictor.cli._common import parse_dims
 
 _UNITS_S = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400, "day": 86400, "w": 604800}
@@ -29,14 +30,6 @@ def parse_duration(text: str) -> float:
     unit = m.group(2).rstrip("s") if m.group(2) not in ("s", "") else "s"
     factor = next(v for k, v in _UNITS_S.items() if k.rstrip("s") == unit or k == unit)
     return float(m.group(1)) * factor
-
-
-def _fmt_s(s: float) -> str:
-    if s >= 86400:
-        return f"{s / 86400:.3g} d"
-    if s >= 3600:
-        return f"{s / 3600:.3g} h"
-    return f"{s / 60:.3g} min" if s >= 60 else f"{s:.3g} s"
 
 
 def _money(x: float) -> str:
