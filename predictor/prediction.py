@@ -87,6 +87,23 @@ class Prediction:
 
         return cost(self.energy_kwh, price_per_kwh, pue=pue)
 
+    def to_hf_model_card(self, *, training_type: str = "pre-training", region: str | None = None,
+                         grid_g_per_kwh: float | None = None, pue: float = 1.0) -> dict[str, Any]:
+        """The Hugging Face model-card ``co2_eq_emissions`` block of this forecast: ``emissions`` (grams CO2e),
+        ``source`` ("joulecast forecast"), ``training_type`` ("pre-training" or "fine-tuning"),
+        ``geographical_location`` (the ``region``'s name) and ``hardware_used`` (:func:`predictor.cards.hf_co2_block`).
+        Put it in a card with ``huggingface_hub.ModelCardData(co2_eq_emissions=p.to_hf_model_card(region="fr"))``."""
+        from predictor.cards import hf_co2_block
+
+        return hf_co2_block(self, training_type=training_type, region=region, grid_g_per_kwh=grid_g_per_kwh,
+                            pue=pue)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the forecast as a small table (:func:`predictor.cards.prediction_html`)."""
+        from predictor.cards import prediction_html
+
+        return prediction_html(self)
+
     def replace(self, **changes: Any) -> "Prediction":
         """A copy with ``changes`` applied (the type is frozen)."""
         return replace(self, **changes)

@@ -16,7 +16,7 @@ import typer
 
 from featurize.errors import JoulecastError
 
-COMMAND_MODULES = ("predict", "score", "refine", "retrain", "gpus", "info")
+COMMAND_MODULES = ("predict", "score", "advise", "refine", "retrain", "gpus", "info")
 USAGE_EXIT_CODE = 2
 
 app = typer.Typer(

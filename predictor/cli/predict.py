@@ -8,14 +8,8 @@ from typing import Optional
 
 import typer
 
+from predictor.cards import fmt_j as _fmt_j
 from predictor.cli._common import parse_dims
-
-
-def _fmt_j(j: float) -> str:
-    for unit, f in (("MJ", 1e6), ("kJ", 1e3)):
-        if abs(j) >= f:
-            return f"{j / f:,.3g} {unit}"
-    return f"{j:.3g} J"
 
 
 def _fmt_s(s: float) -> str:
