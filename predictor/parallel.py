@@ -1,0 +1,156 @@
+"""N GPUs on one node: a single-GPU forecast -> a data-parallel (DDP / FSDP) one.
+
+Pure functions. Whatever single-GPU time model ``predict_frame`` has gives the per-GPU compute of a step
+(``t_c = time_per_sample_s x batch_size``: ``batch_size`` is per GPU); this module adds what data parallelism
+costs on top, per step::
+
+    comm     = collective bytes / ring bandwidth             (featurize.parallel: bytes, path, efficiency)
+    hidden   = min(overlap x comm, hideable compute)         (DDP: backward; FSDP: forward + backward)
+    extra    = comm - hidden + sync_s x log2(n)              (exposed communication + per-step synchronisation)
+    t_step_N = t_c + extra                                   (wall clock; speed-up n x t_c / t_step_N <= n)
+
+An epoch of S training and V validation samples on n GPUs takes ``t_epoch_1 / n + S / (batch_size x n) x
+extra`` (validation needs no gradient exchange). Energy counts every GPU: the compute energy of the epoch is
+the single-GPU one (the same samples, split n ways), and during ``extra`` each of the n GPUs draws
+``idle + COMM_WAIT_POWER_SHARE x (compute power - idle)`` (NCCL kernels spin on a few SMs and copy over the
+links: neither idle nor full load; no multi-GPU GPU-power measurement exists in the training table to fit it).
+``avg_power_w`` stays per GPU; ``energy_j`` is the whole job's.
+
+``overlap`` and ``sync_s`` are learned from the Lambda, NVIDIA DLE and MLPerf multi-GPU rows
+(``bench/scaling.py``; constants chosen on inner leave-one-GPU-out folds), per implementation class
+(:data:`SCALING`): ``reference`` (NGC/PyTorch DeepLearningExamples-style code, lambda_dlbench) and ``tuned``
+(NVIDIA DLE READMEs, MLPerf submitters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from featurize.parallel import comm_time_s, ring_path
+from featurize.types import GPUSpec
+
+
+@dataclass(frozen=True)
+class ScalingConstants:
+    """Fitted data-parallel constants of one implementation class."""
+
+    overlap: float
+    """Fraction of the collectives hidden behind compute (capped by the hideable compute time)."""
+    sync_s: float
+    """Per-step synchronisation cost per doubling of the GPU count, seconds (launch, barrier, stragglers)."""
+
+
+SCALING: dict[str, ScalingConstants] = {
+    "reference": ScalingConstants(overlap=0.5, sync_s=0.0),
+    "tuned": ScalingConstants(overlap=0.5, sync_s=0.0),
+}
+"""Per implementation class; ``predict``'s ``implementation=`` picks one (default ``reference``)."""
+COMM_WAIT_POWER_SHARE = 0.5
+"""Share of the compute power above idle a GPU draws while it waits on exposed communication (stated rule)."""
+
+
+def step_extra_s(hideable_s: Any, comm_s: Any, n_gpus: Any, constants: ScalingConstants) -> np.ndarray:
+    """Seconds each data-parallel step adds to the per-GPU compute (module formula): the collectives
+    ``comm_s`` not hidden behind ``hideable_s`` of compute, plus the synchronisation cost."""
+    comm = np.asarray(comm_s, float)
+    n = np.asarray(n_gpus, float)
+    hidden = np.minimum(constants.overlap * comm, np.asarray(hideable_s, float))
+    sync = constants.sync_s * np.log2(np.maximum(n, 1.0))
+    return np.where(n > 1, comm - hidden + sync, 0.0)
+
+
+def hideable_share(flops_forward: Any, flops_backward: Any, flops_train: Any, parallelism: str) -> np.ndarray:
+    """Share of a step's compute the collectives can hide behind: backward (DDP), forward + backward (FSDP)."""
+    fwd, bwd, train = (np.asarray(x, float) for x in (flops_forward, flops_backward, flops_train))
+    part = bwd if parallelism == "ddp" else fwd + bwd
+    return np.clip(part / np.maximum(train, 1e-30), 0.0, 1.0)
+
+
+def _col(g: pd.DataFrame, key: str) -> np.ndarray:
+    return np.asarray(g[f"g_{key}"] if f"g_{key}" in g else g[key], float)
+
+
+def comm_columns(graph_rows: pd.DataFrame, specs: Sequence[GPUSpec], n_gpus: int, parallelism: str) -> np.ndarray:
+    """Collective seconds per step for each (graph, GPU) row."""
+    params, trainable = _col(graph_rows, "params"), _col(graph_rows, "trainable_params")
+    return np.array([comm_time_s(p, t, s, n_gpus, parallelism) for p, t, s in zip(params, trainable, specs)])
+
+
+def data_parallel_frame(pred: pd.DataFrame, graph_rows: pd.DataFrame, specs: GPUSpec | Sequence[GPUSpec], *,
+                        n_gpus: int, parallelism: str, batch_size: Any, samples_per_epoch: Any, epochs: Any,
+                        implementation: str = "reference") -> pd.DataFrame:
+    """``pred`` (a single-GPU ``predict_frame`` output) as the same run on ``n_gpus`` GPUs of each row's kind.
+
+    Replaces the time, energy, power and interval columns (wall clock; every GPU's energy; power per GPU) and
+    adds ``n_gpus``, ``comm_s`` (collectives per step), ``exposed_comm_s`` (not hidden, with the sync cost) and
+    ``speedup`` (over one GPU at the same per-GPU batch)."""
+    from featurize.physics import idle_power_w
+
+    specs = [specs] * len(pred) if isinstance(specs, GPUSpec) else list(specs)
+    out = pred.copy()
+    n = int(n_gpus)
+    b = np.broadcast_to(np.asarray(batch_size, float), (len(pred),))
+    spe = np.broadcast_to(np.asarray(samples_per_epoch, float), (len(pred),))
+    ep = np.broadcast_to(np.asarray(epochs, float), (len(pred),))
+    t_c = pred["time_per_sample_s"].to_numpy(float) * b
+    comm = comm_columns(graph_rows, specs, n, parallelism)
+    share = hideable_share(_col(graph_rows, "flops_forward"), _col(graph_rows, "flops_backward"),
+                           _col(graph_rows, "flops_train"), parallelism)
+    extra = step_extra_s(share * t_c, comm, n, SCALING[implementation])
+    steps = spe / (b * n)
+    t_epoch1 = pred["time_per_epoch_s"].to_numpy(float)
+    e_epoch1 = pred["energy_per_epoch_j"].to_numpy(float)
+    p_gpu = pred["avg_power_w"].to_numpy(float)
+    idle = np.array([idle_power_w(s) for s in specs])
+    p_wait = idle + COMM_WAIT_POWER_SHARE * np.maximum(p_gpu - idle, 0.0)
+    t_epoch = t_epoch1 / n + steps * extra
+    e_epoch = e_epoch1 + n * steps * extra * p_wait
+    ratio = np.where(e_epoch1 > 0, e_epoch / np.where(e_epoch1 > 0, e_epoch1, 1.0), 1.0)
+    equiv = np.where(t_epoch1 > 0, t_epoch1 / np.maximum(pred["time_per_sample_s"].to_numpy(float), 1e-300), 1.0)
+    out["time_per_epoch_s"] = t_epoch
+    out["time_s"] = t_epoch * ep
+    out["time_per_sample_s"] = t_epoch / np.maximum(equiv, 1e-300)
+    out["energy_per_epoch_j"] = e_epoch
+    out["energy_j"] = e_epoch * ep
+    out["energy_per_sample_j"] = pred["energy_per_sample_j"].to_numpy(float) * ratio
+    out["avg_power_w"] = np.where(t_epoch > 0, e_epoch / np.maximum(t_epoch, 1e-300) / n, p_gpu)
+    for col in ("interval_low_j", "interval_high_j"):
+        out[col] = pred[col].to_numpy(float) * ratio
+    out["n_gpus"] = n
+    out["comm_time_per_epoch_s"] = steps * extra
+    out["comm_energy_per_epoch_j"] = n * steps * extra * p_wait
+    out["comm_s"] = comm
+    out["exposed_comm_s"] = extra
+    out["speedup"] = n * t_c / (t_c + extra)
+    return out
+
+
+def communication_layer(row: pd.Series, epochs: float) -> dict[str, Any]:
+    """The layer-breakdown row of the run's exposed communication (time and every GPU's energy while waiting)."""
+    return {"node": "data-parallel communication (not hidden)", "op_type": "collectives", "op_class": "communication",
+            "bound": "link", "time_s": float(row["comm_time_per_epoch_s"]) * epochs,
+            "energy_j": float(row["comm_energy_per_epoch_j"]) * epochs}
+
+
+def scaling_note(row: pd.Series, spec: GPUSpec, *, n_gpus: int, parallelism: str, batch_size: int,
+                 params: float, trainable_params: float) -> str:
+    """The warning that states the global batch, the path, the communication per step and the speed-up."""
+    from featurize.parallel import collective_bytes
+
+    if n_gpus <= 1:
+        return ""
+    path = ring_path(spec, n_gpus)
+    gb = collective_bytes(params, trainable_params, n_gpus, parallelism) / 1e9
+    what = "all-reduces the fp32 gradients" if parallelism == "ddp" else (
+        "all-gathers the fp32 parameters twice and reduce-scatters the fp32 gradients")
+    return (f"{n_gpus} GPUs, {parallelism.upper()}: batch_size={batch_size} is per GPU, so the global batch is "
+            f"{batch_size * n_gpus:,} samples per step. Each step {what} ({gb:,.3g} GB through each GPU) over "
+            f"{path.note}: {1e3 * float(row['comm_s']):,.3g} ms, of which {1e3 * float(row['exposed_comm_s']):,.3g} "
+            f"ms (with synchronisation) is not hidden behind compute; speed-up {float(row['speedup']):.2f}x over "
+            f"one GPU at the same per-GPU batch. time_s is wall clock, energy_j counts all {n_gpus} GPUs (waiting "
+            f"GPUs draw power too), avg_power_w is per GPU.")
+
