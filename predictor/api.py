@@ -349,5 +349,5 @@ def _input_capped(p: Prediction, spec: GPUSpec, rate: float, power_limit_w: floa
         energy_j=p.energy_j * c.ratio, energy_per_epoch_j=c.energy_per_epoch_j,
         energy_per_sample_j=p.energy_per_sample_j * c.ratio, time_s=time_s, time_per_epoch_s=c.time_per_epoch_s,
         avg_power_w=p.energy_j * c.ratio / time_s / p.n_gpus, interval_j=(p.interval_j[0] * c.ratio, p.interval_j[1] * c.ratio),
-        warnings=[*p.warnings, c.note], features={**p.features, "input_samples_per_s": rate},
+        warnings=[*p.warnings, c.note + (f" (powers of all {p.n_gpus} GPUs together)" if p.n_gpus > 1 else "")], features={**p.features, "input_samples_per_s": rate},
     )

@@ -231,3 +231,15 @@ def test_tokens_on_a_graph_without_sequence_axis_is_one_clear_error():
 def test_bad_parallel_arguments_are_refused_before_any_work(kw, match):
     with pytest.raises(InvalidInputError, match=match):
         _run("/nonexistent.onnx", **kw)  # the argument is refused before the graph is read
+
+
+def test_a_slow_loader_idles_every_gpu():
+    free = _run(n_gpus=4)
+    capped = _run(n_gpus=4, input_samples_per_s=free.samples_per_epoch / free.time_per_epoch_s / 2)
+    assert capped.time_s == pytest.approx(2 * free.time_s, rel=1e-6)
+    from featurize.physics import idle_power_w
+
+    idle_w = idle_power_w(_gpu("H100-SXM5-80GB"))  # 70 W
+    assert capped.energy_j == pytest.approx(free.energy_j + 4 * idle_w * free.time_s, rel=1e-3)
+    assert capped.avg_power_w * capped.time_s * 4 == pytest.approx(capped.energy_j, rel=1e-9)
+    assert any("all 4 GPUs together" in w for w in capped.warnings)
