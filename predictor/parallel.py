@@ -78,6 +78,34 @@ def step_extra_s(t_compute_s: Any, hideable_share: Any, comm_s: Any, pcie: Any, 
     return constants.scale * np.where(n > 1, comm - hidden + sync, 0.0)
 
 
+def compute_step_s(t_step_s: Any, hideable_share: Any, comm_s: Any, pcie: Any, n_gpus: Any,
+                   constants: ScalingConstants, scale: Any = 1.0) -> np.ndarray:
+    """The per-GPU compute of a step measured as ``t_step_s`` on ``n_gpus`` GPUs: the inverse of
+    ``t_c + scale x step_extra_s(t_c, ...)`` (fixed point; the term's slope in ``t_c`` is far below 1)."""
+    t_step = np.asarray(t_step_s, float)
+    t_c = t_step.copy()
+    for _ in range(50):
+        extra = np.asarray(scale, float) * step_extra_s(t_c, hideable_share, comm_s, pcie, n_gpus, constants)
+        new = np.maximum(t_step - extra, 1e-3 * t_step)
+        if np.allclose(new, t_c, rtol=1e-10, atol=0.0):
+            return new
+        t_c = new
+    return t_c
+
+
+def single_gpu_time_per_sample_s(graph_rows: pd.DataFrame, specs: Sequence[GPUSpec], *, n_gpus: Any,
+                                 batch_size: Any, time_per_sample_s: Any,
+                                 implementation: str = "tuned") -> np.ndarray:
+    """What measured data-parallel rows (GPU-seconds per sample at ``n_gpus``, per-GPU ``batch_size``) would
+    have taken on one GPU: the target a single-GPU time model can learn from multi-GPU rows."""
+    b = np.asarray(batch_size, float)
+    comm, pcie = comm_columns(graph_rows, specs, n_gpus, "ddp")
+    share = hideable_share(_col(graph_rows, "flops_forward"), _col(graph_rows, "flops_backward"),
+                           _col(graph_rows, "flops_train"), "ddp")
+    t_step = np.asarray(time_per_sample_s, float) * b
+    return compute_step_s(t_step, share, comm, pcie, n_gpus, SCALING[implementation]) / b
+
+
 def hideable_share(flops_forward: Any, flops_backward: Any, flops_train: Any, parallelism: str) -> np.ndarray:
     """Share of a step's compute the collectives can hide behind: backward (DDP), forward + backward (FSDP)."""
     fwd, bwd, train = (np.asarray(x, float) for x in (flops_forward, flops_backward, flops_train))

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from predictor.parallel import ScalingConstants, step_extra_s
+from predictor.parallel import ScalingConstants, compute_step_s, step_extra_s
 
 SOURCES = ("lambda_dlbench", "nvidia_dle", "mlperf_training")
 KEYS = ["source", "gpu", "model", "input_shape", "batch_size", "precision", "implementation"]
@@ -104,17 +104,10 @@ def _extra(p: pd.DataFrame, t_c: np.ndarray, tag: str, c: ScalingConstants, scal
 
 def single_gpu_step_s(t_step_s: Any, p: pd.DataFrame, tag: str, c: ScalingConstants, scale: Any = 1.0
                       ) -> np.ndarray:
-    """The per-GPU compute of a step measured as ``t_step_s`` on the rows' (``tag``) GPU counts: the inverse of
-    ``t_c + extra(t_c)`` (fixed point; the term's slope in ``t_c`` is far below 1). Issue 28's time folds can
-    take multi-GPU rows through this: target = the recovered single-GPU step."""
-    t_step = np.asarray(t_step_s, float)
-    t_c = t_step.copy()
-    for _ in range(50):
-        new = np.maximum(t_step - _extra(p, t_c, tag, c, scale), 1e-3 * t_step)
-        if np.allclose(new, t_c, rtol=1e-10, atol=0.0):
-            return new
-        t_c = new
-    return t_c
+    """The per-GPU compute of steps measured as ``t_step_s`` on the pairs' (``tag``) GPU counts
+    (:func:`predictor.parallel.compute_step_s`)."""
+    n = p["n_gpus"] if tag == "" else p["n_anchor"]
+    return compute_step_s(t_step_s, p["share"], p[f"comm{tag}_s"], p[f"pcie{tag}"], n, c, scale)
 
 
 def predicted_speedup(p: pd.DataFrame, c: ScalingConstants, offsets: dict[str, float] | None = None) -> np.ndarray:

@@ -106,3 +106,28 @@ def test_shipped_constants_beat_perfect_scaling_on_real_pcie_cards(shared_data):
     fitted = np.median(np.abs(predicted_speedup(pairs, SCALING["reference"]) / pairs["speedup"] - 1))
     perfect = np.median(np.abs(pairs["n_gpus"] / pairs["speedup"] - 1))
     assert fitted < 0.5 * perfect
+
+
+def test_multi_gpu_rows_give_back_their_single_gpu_time():
+    """The helper issue 28's time folds use: a row predicted at N GPUs maps back to the 1-GPU time it came from."""
+    import warnings
+
+    from featurize import lookup_gpu
+    from predictor.parallel import data_parallel_frame, single_gpu_time_per_sample_s
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        specs = [lookup_gpu(g) for g in ("RTX-3090", "H100-SXM5-80GB", "RTX-4090")]
+    graph = pd.DataFrame({"params": [3.3e8, 1.1e8, 2.5e7], "trainable_params": [3.3e8, 1.1e8, 2.5e7],
+                          "flops_forward": [1.0] * 3, "flops_backward": [2.0] * 3, "flops_train": [3.05] * 3})
+    tps = np.array([0.05, 0.004, 0.002])
+    one = pd.DataFrame({"time_per_sample_s": tps, "time_per_epoch_s": tps * 64, "energy_per_epoch_j": 1.0,
+                        "energy_per_sample_j": 1.0, "avg_power_w": 300.0, "interval_low_j": 1.0,
+                        "interval_high_j": 1.0})
+    multi = data_parallel_frame(one, graph, specs, n_gpus=8, parallelism="ddp", batch_size=16, samples_per_epoch=64,
+                                epochs=1, implementation="tuned")
+    gpu_seconds_per_sample = multi["time_per_epoch_s"].to_numpy() * 8 / 64
+    back = single_gpu_time_per_sample_s(graph, specs, n_gpus=8, batch_size=16,
+                                        time_per_sample_s=gpu_seconds_per_sample)
+    assert np.all(gpu_seconds_per_sample > tps)
+    assert np.allclose(back, tps, rtol=1e-8)
