@@ -169,6 +169,10 @@ def data_parallel_frame(pred: pd.DataFrame, graph_rows: pd.DataFrame, specs: GPU
     out["avg_power_w"] = np.where(t_epoch > 0, e_epoch / np.maximum(t_epoch, 1e-300) / n, p_gpu)
     for col in ("interval_low_j", "interval_high_j"):
         out[col] = pred[col].to_numpy(float) * ratio
+    t_ratio = t_epoch / np.where(t_epoch1 > 0, t_epoch1, 1.0)
+    for col in ("interval_low_s", "interval_high_s"):  # the time interval, where the model gives one
+        if col in pred:
+            out[col] = pred[col].to_numpy(float) * t_ratio
     out["n_gpus"] = n
     out["comm_time_per_epoch_s"] = steps * extra
     out["comm_energy_per_epoch_j"] = n * steps * extra * p_wait
