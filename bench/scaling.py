@@ -1,7 +1,9 @@
 """Held-out-GPU speed-up of data-parallel training (issue 29): N GPUs over 1 GPU, per source.
 
-Run: ``python bench/scaling.py [--table T] [--json OUT]``; T defaults to
-``training_data/table/training_table.parquet`` (``python -m training_data.build_table``). It prints:
+Run: ``python bench/scaling.py [--table T | --from-sources ../shared/data] [--json OUT]``; T defaults to
+``training_data/table/training_table.parquet`` (``python -m training_data.build_table``). ``--from-sources`` skips
+the table build: the same converters' rows, with each zoo model's parameter count taken on the meta device and
+backward = 2 x forward FLOPs (no graph featurized). It prints:
 
 * the rows used (Lambda, NVIDIA DLE, MLPerf single-node time rows) and those kept out, by reason;
 * the constants of :class:`predictor.parallel.ScalingConstants` fitted on every pair (what ships), with the
@@ -55,16 +57,37 @@ def speedup_table(h: pd.DataFrame) -> pd.DataFrame:
                            s.str.split("->").map(lambda x: (int(x[0]), int(x[1])))).reset_index(drop=True)
 
 
+def rows_from_sources(shared: Path) -> pd.DataFrame:
+    """The throughput sources' validated rows with the graph columns the term needs (parameters from the zoo
+    module on the meta device; FLOPs shares forward 1 : backward 2 : train 3)."""
+    import torch
+
+    from predictor.parallel_fit import SOURCES
+    from training_data.build_table import load_runs
+    from training_data.zoo import ZOO, parse_name
+
+    runs, _ = load_runs(shared, list(SOURCES))
+    params = {}
+    for model in runs["model"].unique():
+        base, kw = parse_name(model.removeprefix("zoo:"))
+        with torch.device("meta"):
+            params[model] = float(sum(p.numel() for p in ZOO[base].factory(**kw).parameters()))
+    return runs.assign(g_params=runs["model"].map(params), g_trainable_params=runs["model"].map(params),
+                       g_flops_forward=1.0, g_flops_backward=2.0, g_flops_train=3.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--table", type=Path, default=DEFAULT_TABLE)
+    ap.add_argument("--from-sources", type=Path, default=None, help="the shared data folder: no table needed")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = ap.parse_args(argv)
-    if not args.table.exists():
+    if args.from_sources is None and not args.table.exists():
         print(f"error: {args.table} not found; build it with `python -m training_data.build_table`", file=sys.stderr)
         return 1
     t0 = time.time()
-    rows, kept_out = scaling_rows(pd.read_parquet(args.table))
+    source = rows_from_sources(args.from_sources) if args.from_sources else pd.read_parquet(args.table)
+    rows, kept_out = scaling_rows(source)
     pairs = pair_rows(rows)
     print(f"rows: {len(rows):,} single-node time rows of {rows['source'].nunique()} sources -> {len(pairs):,} "
           f"pairs on {pairs['gpu'].nunique()} GPUs")
