@@ -22,7 +22,7 @@ class Prediction:
         energy_per_sample_j: energy per training sample (one forward + backward + update), joules.
         time_s: total wall time of the run, seconds.
         time_per_epoch_s: time of one epoch, seconds.
-        avg_power_w: average GPU board power over the run, watts.
+        avg_power_w: average board power of one GPU over the run, watts (energy_j / (time_s x n_gpus)).
         interval_j: (low, high) of the nominal ``interval_level`` interval on ``energy_j``.
         gpu: resolved GPU name (canonical row of the hardware table).
         warnings: every default used, alias resolved and extrapolation flagged, as text.
@@ -35,7 +35,11 @@ class Prediction:
         layers: per-layer breakdown (pandas DataFrame, one row per node plus the optimizer update and the
             step overhead: ``node, op_type, op_class, bound, time_s, energy_j, share``): the run's
             ``time_s`` / ``energy_j`` split by the per-layer physics prior (:mod:`featurize.layers`); ``share``
-            is the node's share of the energy. None when not computed (``predict_many``).
+            is the node's share of the energy. None when not computed (``predict_many``). With several GPUs
+            a ``communication`` row holds the collectives' time and energy the compute does not hide.
+        n_gpus: GPUs training data-parallel on one node (1 = a single GPU); ``time_s`` is wall clock,
+            ``energy_j`` every GPU's, ``avg_power_w`` and ``memory_bytes`` per GPU, ``batch_size`` per GPU.
+        parallelism: ``"ddp"`` or ``"fsdp"`` (:mod:`predictor.parallel`).
     """
 
     energy_j: float
@@ -61,6 +65,8 @@ class Prediction:
     memory_bytes: float | None = None
     fits: bool | None = None
     layers: Any = field(default=None, compare=False, repr=False)
+    n_gpus: int = 1
+    parallelism: str = "ddp"
 
     @property
     def energy_kwh(self) -> float:

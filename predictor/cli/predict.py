@@ -24,14 +24,15 @@ def summary_text(p, grid_text: str, co2_kg: float, pue: float = 1.0) -> str:
     """Plain-text summary of a Prediction (what the CLI prints)."""
     lo, hi = p.interval_j
     lines = [
-        f"GPU            {p.gpu}   (batch {p.batch_size}, {p.precision}, {p.samples_per_epoch:,} samples/epoch"
+        f"GPU            {p.gpu}{f' x {p.n_gpus} ({p.parallelism})' if p.n_gpus > 1 else ''}   (batch "
+        f"{p.batch_size}{' per GPU' if p.n_gpus > 1 else ''}, {p.precision}, {p.samples_per_epoch:,} samples/epoch"
         f" + {p.val_samples:,} validation, {p.epochs:g} epochs)",
         f"Energy         {_fmt_j(p.energy_j)} = {p.energy_kwh:.4g} kWh   "
         f"[{p.interval_level:.0%} interval {_fmt_j(lo)} - {_fmt_j(hi)}]",
         f"Per epoch      {_fmt_j(p.energy_per_epoch_j)}, {_fmt_s(p.time_per_epoch_s)}",
         f"Time           {_fmt_s(p.time_s)}",
-        f"Average power  {p.avg_power_w:.0f} W",
-        *([f"Memory         {p.memory_bytes / 2**30:,.1f} GiB per training step"
+        f"Average power  {p.avg_power_w:.0f} W" + (" per GPU" if p.n_gpus > 1 else ""),
+        *([f"Memory         {p.memory_bytes / 2**30:,.1f} GiB per training step" + (" per GPU" if p.n_gpus > 1 else "")
            + (" (fits)" if p.fits else " -- does NOT fit on this GPU (see warnings)")]
           if p.memory_bytes is not None else []),
         f"CO2e           {co2_kg:.3g} kg (GPU energy x PUE {pue:g}) at {grid_text}",
@@ -47,7 +48,8 @@ EXAMPLES = (
     "Examples:\n\n"
     "joulecast predict models/examples/resnet18.onnx --gpu A100 --batch-size 64 --samples-per-epoch 50000 --epochs 10\n\n"
     "joulecast predict bert.onnx --gpu H100 --dim seq=512 --precision bf16 --samples-per-epoch 100000 --json > p.json\n\n"
-    "joulecast predict vit.onnx --gpu L4 --frozen encoder. --power-limit-w 60 --region fr"
+    "joulecast predict vit.onnx --gpu L4 --frozen encoder. --power-limit-w 60 --region fr\n\n"
+    "joulecast predict llama.onnx --gpu H100 --n-gpus 8 --parallelism fsdp --tokens 2e9 --precision bf16"
 )
 
 
@@ -77,6 +79,10 @@ def register(app: typer.Typer) -> None:
         precision: str = typer.Option("fp32", "--precision", help="fp32, tf32, fp16, bf16 or fp8."),
         precision_fallback: bool = typer.Option(False, "--precision-fallback",
                                                 help="Price a precision the GPU cannot run as frameworks fall back."),
+        n_gpus: int = typer.Option(1, "--n-gpus", help="GPUs on one node, data-parallel (--batch-size is per GPU)."),
+        parallelism: str = typer.Option("ddp", "--parallelism", help="ddp or fsdp (with --n-gpus > 1)."),
+        tokens: Optional[float] = typer.Option(None, "--tokens",
+                                               help="Tokens per epoch instead of --samples-per-epoch (sequence models)."),
         frozen: list[str] = typer.Option([], "--frozen", help="Parameter-name prefix not trained (repeatable)."),
         dim: list[str] = typer.Option([], "--dim", help="Symbolic dimension, name=value (repeatable)."),
         power_limit_w: Optional[float] = typer.Option(None, "--power-limit-w", help="Enforced power limit, W."),
@@ -101,7 +107,7 @@ def register(app: typer.Typer) -> None:
                     val_samples=val_samples, precision=precision, frozen=list(frozen) or None,
                     dims=parse_dims(dim), power_limit_w=power_limit_w, model_dir=model_dir,
                     input_samples_per_s=input_samples_per_s,
-                    precision_fallback=precision_fallback)
+                    precision_fallback=precision_fallback, n_gpus=n_gpus, parallelism=parallelism, tokens=tokens)
         intensity, where = resolve_intensity(grid_g_per_kwh, region)
         co2 = p.co2_kg(grid_g_per_kwh=intensity, pue=pue)
         if as_json:

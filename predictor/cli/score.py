@@ -286,13 +286,17 @@ def register(app: typer.Typer) -> None:
         gpu: list[str] = typer.Option(..., "--gpu", "-g", help="GPU name; repeat for a cross-GPU what-if."),
         batch_size: int = typer.Option(32, "--batch-size", "-b", help="Training batch size."),
         samples_per_epoch: int = typer.Option(
-            ..., "--samples-per-epoch", "-n", help="Training samples per epoch."
+            None, "--samples-per-epoch", "-n", help="Training samples per epoch (or --tokens)."
         ),
         epochs: float = typer.Option(1.0, "--epochs", "-e", help="Epochs of the run."),
         val_samples: int = typer.Option(
             0, "--val-samples", help="Validation samples per epoch (forward only)."
         ),
         precision: str = typer.Option("fp32", "--precision", help="fp32, tf32, fp16, bf16 or fp8."),
+        n_gpus: int = typer.Option(1, "--n-gpus", help="GPUs on one node, data-parallel (--batch-size is per GPU)."),
+        parallelism: str = typer.Option("ddp", "--parallelism", help="ddp or fsdp (with --n-gpus > 1)."),
+        tokens: float = typer.Option(None, "--tokens",
+                                     help="Tokens per epoch instead of --samples-per-epoch (sequence models)."),
         power_limit_w: float = typer.Option(None, "--power-limit-w", help="Enforced power limit, W (every GPU)."),
         precision_fallback: bool = typer.Option(False, "--precision-fallback",
                                                 help="Price a precision a GPU cannot run as frameworks fall back."),
@@ -364,6 +368,9 @@ def register(app: typer.Typer) -> None:
             precision=precision,
             power_limit_w=power_limit_w,
             precision_fallback=precision_fallback,
+            n_gpus=n_gpus,
+            parallelism=parallelism,
+            tokens=tokens,
             n_jobs=n_jobs,
             scheduler=scheduler,
             time_limit_s=time_limit or None,
@@ -394,8 +401,10 @@ def register(app: typer.Typer) -> None:
                 raise InvalidInputError("no input could be scored; the error of each is in its record")
             return
         caption = (
-            f"{len(ranked)} rows, {n_err} failed; batch {batch_size}, {samples_per_epoch} samples/epoch, "
-            f"{epochs:g} epochs, {precision}. '!' = warnings (see --out/--json)."
+            f"{len(ranked)} rows, {n_err} failed; batch {batch_size}"
+            + (f" per GPU x {n_gpus} GPUs ({parallelism})" if n_gpus > 1 else "")
+            + (f", {tokens:,.0f} tokens/epoch" if tokens is not None else f", {samples_per_epoch} samples/epoch")
+            + f", {epochs:g} epochs, {precision}. '!' = warnings (see --out/--json)."
         )
         if intensity_note:
             caption += f" CO2e: {intensity_note}, PUE {pue:g}."
