@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
 import onnx
+import onnx.inliner  # a submodule `import onnx` does not load (graphs with local functions need it)
 from onnx import TensorProto
 
 from featurize.errors import GraphLoadError, InvalidInputError, UnboundDimensionError
@@ -94,7 +95,7 @@ def load_graph(source: Any) -> LoadedGraph:
         model = _parse(read_model_file(source), what)  # regular file, size cap, no FIFO/device (limits)
     else:
         raise InvalidInputError(f"cannot featurize an object of type {type(source).__name__}; {_FIX_LOAD}.")
-    tied = _transposed_copies(model.graph)  # before the payloads go
+    tied = {**_transposed_copies(model.graph), **_declared_ties(model)}  # before the payloads go
     inits = _strip_weight_data(model)  # shape inference would otherwise re-serialize every weight
     inputs = _non_init_inputs(model.graph, inits)
     nodes = _validate(model, what, inits, [name for name, _ in inputs])
@@ -135,6 +136,21 @@ def _parse(data: bytes, what: str) -> onnx.ModelProto:
             "Re-export the model with torch.onnx.export / onnx.save and pass the complete file."
         ) from err
     return model
+
+
+def _declared_ties(model: onnx.ModelProto) -> dict[str, str]:
+    """``{copy: original}`` that the torch exporter recorded (``featurize.torch_export.TIED_KEY``): parameters
+    that are one tensor under two names, e.g. GPT-2's ``lm_head.weight`` and ``transformer.wte.weight``."""
+    import json
+
+    for entry in model.metadata_props:
+        if entry.key == "joulecast.tied_weights":
+            try:
+                tied = json.loads(entry.value)
+            except ValueError:
+                return {}
+            return {str(k): str(v) for k, v in tied.items()} if isinstance(tied, dict) else {}
+    return {}
 
 
 def _transposed_copies(graph: onnx.GraphProto, samples: int = 64) -> dict[str, str]:

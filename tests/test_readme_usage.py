@@ -34,3 +34,4 @@ def test_readme_usage_blocks_run_verbatim(tmp_path):
     assert out.stdout.strip().splitlines()[-1] == "RESULT Prediction 6 True True"  # 2 candidates x 3 GPUs
     first = out.stdout.strip().splitlines()[0]  # print(p.energy_kwh, p.interval_j, p.time_s, p.avg_power_w, ...)
     assert re.match(r"^\d\.\d+(e-\d+)? \(\d", first), first
+    assert any(line.startswith("124,439,808 parameters, ") for line in out.stdout.splitlines()), out.stdout
