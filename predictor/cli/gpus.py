@@ -72,8 +72,9 @@ def register(app: typer.Typer) -> None:
             clean = [{k: _clean(v) for k, v in rec.items() if k != "note" or v} for rec in records]
             typer.echo(json.dumps(clean, indent=2, default=str))
             return
-        from rich.console import Console
         from rich.table import Table
+
+        from predictor.cli._common import console as plain_console, styled
 
         table = Table(title=f"GPUs matching {query!r}" if query else "Curated GPUs", show_lines=False)
         for _, header, _ in COLUMNS:
@@ -89,11 +90,11 @@ def register(app: typer.Typer) -> None:
                 else:
                     cells.append(f"{float(value) / scale:,.1f}")
             table.add_row(*cells)
-        console = Console(width=140)
+        console = plain_console(width=140)
         if not records:
             console.print(f"No GPU matches {query!r}; run `joulecast gpus` to list all.")
             return
         console.print(table)
         notes = {rec.get("note") for rec in records if rec.get("note")}
         for note in notes:
-            console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+            console.print(styled("note: ", "yellow", note))

@@ -52,11 +52,12 @@ def collect_info(model_dir: Path | None = None) -> dict[str, Any]:
 
 
 def print_info(info: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    c = Console()
-    c.print(f"[bold]joulecast[/bold] {info['package_version']}")
+    from predictor.cli._common import console, styled
+
+    c = console()
+    c.print(styled("joulecast ", "bold", info["package_version"]))
     c.print(
         f"model: {info['model_name']} {info['model_version']} ({info['design']}) at {info['model_dir']}; "
         f"compatible with joulecast {info['compatible_package']}"

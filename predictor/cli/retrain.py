@@ -20,11 +20,12 @@ def _fmt(stats: dict[str, Any] | None, key: str, spec: str = ".1f") -> str:
 
 
 def print_summary(path: Path, summary: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    console.print(f"[bold]new model:[/bold] {path}")
+    from predictor.cli._common import console as plain_console, styled
+
+    console = plain_console()
+    console.print(styled("new model: ", "bold", path))
     console.print(
         f"{summary['user_rows']} user runs ({summary['user_graphs']} graphs) on "
         f"{', '.join(summary['user_gpus'])}; base: {summary['base']}"

@@ -216,8 +216,9 @@ def _energy_unit(ranked) -> tuple[str, float]:
 
 
 def _print_table(ranked, top: int | None, caption: str) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from predictor.cli._common import console as plain_console, styled
 
     shown = ranked if top is None else ranked.groupby("gpu", sort=False).head(top)
     unit, div = _energy_unit(ranked)
@@ -243,7 +244,7 @@ def _print_table(ranked, top: int | None, caption: str) -> None:
         )
     for _, r in shown.iterrows():
         if r["error"]:  # the message goes below the table on one line: a narrow column would fold it
-            table.add_row("-", r["name"], r["gpu"], *["-"] * (len(cols) - 4), "[red]failed[/red]")
+            table.add_row("-", r["name"], r["gpu"], *["-"] * (len(cols) - 4), styled("failed", "red"))
             continue
         cells = [
             str(r["rank"]),
@@ -261,11 +262,11 @@ def _print_table(ranked, top: int | None, caption: str) -> None:
         if has_notes:
             cells.append("!" if r["warnings"] else "")
         table.add_row(*cells)
-    console = Console()
+    console = plain_console()
     console.print(table)
     failed = shown[shown["error"].astype(str) != ""].drop_duplicates(subset=["model", "error"])
     for _, r in failed.iterrows():
-        console.print(f"[red]failed[/red] {r['name']}: {r['error']}", soft_wrap=True, highlight=False, markup=True)
+        console.print(styled("failed ", "red", f"{r['name']}: {r['error']}"), soft_wrap=True)
 
 
 
