@@ -140,7 +140,8 @@ def featurize(
     if precision not in PRECISIONS:
         raise InvalidInputError(f"precision={precision!r} is not supported; use one of {PRECISIONS}.")
     frozen_prefixes = _check_frozen(frozen)
-    if _is_torch_module(source):
+    from_module = _is_torch_module(source)  # exported here in a way that keeps BatchNorm (no inference check)
+    if from_module:
         from featurize.torch_export import export_module
 
         source = export_module(source, example_inputs)
@@ -165,6 +166,8 @@ def featurize(
         [name for name, _ in inputs], tied,
     )
     check_features(features.to_dict())  # no NaN/inf/negative count leaves the featurizer (limits)
+    if not from_module:
+        features = _note_inference_export(features, nodes)
     if gpu is not None:
         from dataclasses import replace
 
@@ -174,6 +177,19 @@ def featurize(
         if not with_nodes:
             features = replace(features, nodes=None)
     return features
+
+
+def _note_inference_export(features: GraphFeatures, nodes: list[NodeFields]) -> GraphFeatures:
+    """``features`` with the inference-mode-export warning added (and raised) when the graph looks like one."""
+    from dataclasses import replace
+
+    from featurize.export_mode import inference_export_note
+
+    note = inference_export_note({n.op_type for n in nodes if not n.domain or n.domain == "ai.onnx"})
+    if note is None:
+        return features
+    warnings.warn(note, stacklevel=3)
+    return replace(features, warnings=(*features.warnings, note))
 
 
 def _check_batch(batch_size: Any) -> int:
