@@ -22,8 +22,8 @@ Conventions (all graph-level counts are per sample = total at the evaluated batc
   parameters 0, and the first trainable layer 1x (no gradient w.r.t. the data).
 * Optimizer: :data:`OPTIMIZER_FLOPS_PER_PARAM` = 10 FLOPs per trainable parameter per step (Adam:
   two moment updates, bias correction, sqrt, divide, update), divided by ``batch_size``.
-* ``activation_bytes``: unique tensors some backward-region node saves for its backward pass
-  (:func:`_saved_inputs`). ``peak_activation_bytes``: peak of live activations in a forward liveness
+* ``activation_bytes``: unique storages some backward-region node saves for its backward pass, as PyTorch's
+  autograd saves them (:mod:`featurize.saved`). ``peak_activation_bytes``: peak of live activations in a forward liveness
   pass in graph order (view ops alias their input; graph outputs stay live).
 * ``depth``: longest path counted in weight-bearing MAC ops. ``n_nodes``: nodes that do work at
   run time (not folded constants or zero-cost views). ``frac_flops_elementwise``: share of forward
@@ -47,6 +47,7 @@ from featurize.limits import check_features, check_graph
 from featurize.loader import NodeFields, ShapeMap, bind_input_dims, load_graph, node_fields, resolve_shapes
 from featurize.ops import NodeView, OpCost, TensorInfo, handler_table, known_domains
 from featurize.ops.sequence import SEQUENCE_OPS
+from featurize.saved import SavedTensors
 
 CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan"})  # costed from their subgraphs (featurize.control_flow)
 from featurize.types import BYTES_PER_ELEMENT, PRECISIONS, GPUSpec, GraphFeatures, LazyNodes
@@ -93,17 +94,6 @@ _BUFFER_SLOTS: dict[str, frozenset[int]] = {"BatchNormalization": frozenset({3, 
 _ALIAS_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Dropout"})
 _MAC_CLASSES = ("conv", "matmul", "attention", "recurrent")
 _NONDETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike"})
-# Backward needs nothing saved for these (linear in their inputs, or pure data movement).
-_NO_SAVE_OPS = frozenset(
-    {
-        "Add", "Sub", "Sum", "Neg", "Concat", "Split", "Slice", "Transpose", "Gather", "Expand", "Tile",
-        "Pad", "Cast", "CastLike", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Dropout",
-        "ReduceSum", "ReduceMean", "AveragePool", "GlobalAveragePool", "Resize", "Upsample",
-        "DepthToSpace", "SpaceToDepth", "Mean", "Shape", "Size", "Where", "Equal", "Less", "Greater",
-        "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor",
-    }
-)
-_SAVE_OUTPUT_OPS = frozenset({"Softmax", "LogSoftmax", "Relu", "Sigmoid", "Tanh", "Exp"})
 
 
 def featurize(
@@ -479,7 +469,7 @@ def _analyse(
         for x, r in roots.items():
             if not trainable_leaves.isdisjoint(r):
                 requires_grad.add(x)
-    saved: set[str] = set()
+    saved = SavedTensors()
     tot_macs = tot_flops = tot_bwd = tot_bytes = tot_wbytes = 0.0
     cls_macs: Counter[str] = Counter()
     nonmac_flops = 0.0
@@ -605,11 +595,11 @@ def _analyse(
                 tot_bwd += 2.0 * macs * n_grads + (flops - 2.0 * macs)
             else:
                 tot_bwd += flops
-            for t in outs:
-                if t.name and t.itemsize == elem_bytes:
-                    requires_grad.add(t.name)
-            if op not in _NO_SAVE_OPS:
-                saved.update(_saved_inputs(op, cls, acts, outs, w_trainable))
+            if op != "CastLike" or node_ins[0] in requires_grad:  # CastLike's 2nd input is a type, not a value
+                for t in outs:
+                    if t.name and t.itemsize == elem_bytes:
+                        requires_grad.add(t.name)
+            saved.node(op, cls, ins, acts, outs, w_trainable, requires_grad)
         # depth in weight-bearing MAC ops
         d = d_in + 1 if (macs and cost.params) else d_in
         for o in node_outs:
@@ -654,7 +644,7 @@ def _analyse(
     flops_optimizer = OPTIMIZER_FLOPS_PER_PARAM * trainable_params / batch_size
     # weights are read once per step whatever the batch: amortise them over the training batch
     bytes_moved = (tot_bytes - tot_wbytes) * per + tot_wbytes / batch_size
-    act_bytes = sum(info_of(x).nbytes for x in saved) * per
+    act_bytes = saved.nbytes(info_of, storage_get) * per
     return GraphFeatures(
         params=int(params),
         trainable_params=int(trainable_params),
@@ -728,22 +718,6 @@ def _nodes_frame(rows: list[tuple], ws_scale: float = 1.0):
 
 def _frac(a: float, b: float) -> float:
     return float(a / b) if b else 0.0
-
-
-def _saved_inputs(op: str, cls: str, acts: list[str], outs, w_trainable: bool) -> list[str]:
-    """Activation tensors (of the names ``acts`` of the node's activation inputs) a backward-region node
-    keeps for its backward pass."""
-    if op in _NO_SAVE_OPS or cls in ("zero", "constant", "data_movement"):
-        return []
-    if cls in ("conv", "matmul", "recurrent"):
-        return acts[:1] if w_trainable or cls == "recurrent" else []
-    if cls == "attention":
-        return acts
-    if op in _SAVE_OUTPUT_OPS or cls == "softmax":
-        return [t.name for t in outs[:1] if t.name]
-    if cls in ("normalization", "pooling", "reduction"):
-        return acts[:1]
-    return acts
 
 
 def _peak_live_bytes(live: int, new_bytes: list[tuple[int, int]], last_use: dict[str, int], nbytes) -> float:
