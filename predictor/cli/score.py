@@ -296,7 +296,8 @@ def register(app: typer.Typer) -> None:
         precision: str = typer.Option("fp32", "--precision", help="fp32, tf32, fp16, bf16 or fp8."),
         power_limit_w: float = typer.Option(None, "--power-limit-w", help="Enforced power limit, W (every GPU)."),
         precision_fallback: bool = typer.Option(False, "--precision-fallback",
-                                                help="Price a precision a GPU cannot run as frameworks fall back."),
+                                                help="Price a precision frameworks refuse on a GPU (fp8 without FP8 "
+                                                "tensor cores) as the nearest one they would pick."),
         dim: list[str] = typer.Option(
             None, "--dim", help="Symbolic dimension value, name=value (repeatable)."
         ),
