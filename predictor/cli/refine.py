@@ -57,9 +57,27 @@ def load_epochs(path: Path):
             f"--epochs-csv {path} has columns {list(frame.columns)}; it needs an 'energy_j' column "
             f"(one row per finished epoch, joules) and optionally 'time_s'{delimiter_hint(frame.columns)}."
         )
-    energies = pd.to_numeric(frame["energy_j"], errors="coerce").tolist()
-    times = pd.to_numeric(frame["time_s"], errors="coerce").tolist() if "time_s" in frame.columns else None
+    energies = _quantities(frame, "energy_j", path, required=True)
+    times = _quantities(frame, "time_s", path, required=False) if "time_s" in frame.columns else None
     return energies, times
+
+
+def _quantities(frame, column: str, path: Path, *, required: bool) -> list[float]:
+    """A column read with the unit parser ``retrain`` uses (``9.8 kJ``, ``95 min``); a cell that is not a quantity is
+    an error naming its line (an empty ``time_s`` cell is allowed: that epoch's time is unknown)."""
+    import math
+
+    from predictor.units import parse_quantity, row_label, units_hint
+
+    out = []
+    for idx, raw in enumerate(frame[column]):
+        value = parse_quantity(raw, column)
+        empty = raw is None or (isinstance(raw, float) and math.isnan(raw)) or str(raw).strip() == ""
+        if math.isnan(value) and (required or not empty):
+            raise SchemaError(f"{row_label(f'--epochs-csv {path}', idx, True)}, column '{column}': {raw!r} is not "
+                              f"a number; give a plain number{units_hint(column)}.")
+        out.append(value)
+    return out
 
 
 def refinement_path(prior, energies, times, **kw) -> list[tuple[int, float, float, float]]:
@@ -97,7 +115,8 @@ EXAMPLES = (
     "Examples:\n\n"
     "joulecast refine --prior-json p.json --epochs-csv epochs.csv --total-epochs 10\n\n"
     "joulecast refine --prior-json p.json --epochs-csv epochs.csv --max-epochs 90 --plot refine.png\n\n"
-    "epochs.csv: one row per finished epoch, column energy_j (joules of that epoch), optional time_s."
+    "epochs.csv: one row per finished epoch, column energy_j (joules of that epoch, or e.g. '9.8 kJ', '0.7 kWh'), "
+    "optional time_s (seconds, or e.g. '95 min')."
 )
 
 
