@@ -496,7 +496,8 @@ def _analyse(
         if node_const[idx]:
             if with_nodes:
                 name = name or f"{op}_{idx}"
-                rows.append((name, op, dom, "constant", outs, 0.0, 0.0, 0, 0.0, 0.0, 0.0, False, 0.0, (), (), node_outs))
+                rows.append((name, op, dom, "constant", outs, 0.0, 0.0, 0, 0.0, 0.0, 0.0, False, 0.0, (), (), node_outs,
+                             ""))
             continue
         ins = tuple(map(info_of, node_ins))
         # one pass over the inputs: liveness (last read of a storage), weights, activations,
@@ -585,6 +586,7 @@ def _analyse(
             rows.append((
                 name, op, dom, cls, outs, macs, flops, cost.params, br, bw, ws, w_trainable, w,
                 acts, act_bytes, node_outs,  # act_bytes scaled by ws_scale when the table is built
+                _module_path(ins, roots_get) if w_bytes else "",
             ))
         tot_wbytes += w
         if ws > max_ws:
@@ -699,7 +701,21 @@ _prod = math.prod
 _NODE_COLUMNS = (
     "name", "op_type", "domain", "op_class", "output_shapes", "macs", "flops", "params", "bytes_read",
     "bytes_written", "working_set_bytes", "trainable", "weight_bytes", "act_inputs", "act_input_bytes", "outputs",
+    "module",
 )
+
+
+def _module_path(ins: tuple, roots_get: Any) -> str:
+    """The module a node belongs to, from the name of the first parameter it reads (``layers.3.conv1.weight`` ->
+    ``layers.3.conv1``; a transposed or cast copy of a weight counts as that weight); "" when no parameter name
+    carries a module path (``onnx::Conv_12``)."""
+    for t in ins:
+        if t[4]:  # a weight
+            leaf = (roots_get(t[0]) or (t[0],))[0]
+            head, dot, _ = leaf.rpartition(".")
+            if dot and head:
+                return head
+    return ""
 
 
 def _nodes_frame(rows: list[tuple], ws_scale: float = 1.0):

@@ -103,9 +103,25 @@ def _export_switches(module: Any):
             config.use_cache = had_cache
 
 
+@contextlib.contextmanager
+def _quiet_exporter_logs():
+    """The exporter's registry logs one warning per torchvision op when torchvision is absent ("torchvision is not
+    installed. Skipping torchvision::nms", 4 lines on every export): nothing a joulecast user can act on."""
+    import logging
+
+    log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def _export(torch: Any, module: Any, args: tuple, kwargs: dict) -> onnx.ModelProto:
     try:
-        with _export_switches(module), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with _export_switches(module), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                _quiet_exporter_logs():
             warnings.simplefilter("ignore")
             model = _one_trace_export(torch, module, args, kwargs)
             if model is None:

@@ -62,9 +62,10 @@ def layers_text(layers, top: int) -> str:
     from predictor.layers import by_class, hotspots
 
     lines = [f"Top {top} layers by energy (per-layer physics prior applied to the totals):",
-             f"  {'node':<28} {'op':<20} {'class':<14} {'bound':<9} {'time':>10} {'energy':>10} {'share':>6}"]
+             f"  {'layer':<28} {'op':<20} {'class':<14} {'bound':<9} {'time':>10} {'energy':>10} {'share':>6}"]
     for r in hotspots(layers, top).itertuples():
-        lines.append(f"  {str(r.node)[:28]:<28} {str(r.op_type)[:20]:<20} {r.op_class:<14} {r.bound:<9} "
+        label = str(getattr(r, "module", "") or r.node)  # the module path where parameter names carry one
+        lines.append(f"  {label[-28:]:<28} {str(r.op_type)[:20]:<20} {r.op_class:<14} {r.bound:<9} "
                      f"{_fmt_s(r.time_s):>10} {_fmt_j(r.energy_j):>10} {r.share:>6.1%}")
     lines.append("By op class: " + ", ".join(f"{r.op_class} {r.share:.1%}" for r in by_class(layers).itertuples()))
     return "\n".join(lines)

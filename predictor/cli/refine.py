@@ -92,10 +92,20 @@ def refinement_path(prior, energies, times, **kw) -> list[tuple[int, float, floa
 
 
 def write_plot(path: Path, prior, steps) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = refine_figure(prior, steps)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def refine_figure(prior, steps):
+    """Projected total (and its interval) against the number of epochs measured; whole-epoch ticks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     k = [s[0] for s in steps]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=90)
@@ -104,11 +114,11 @@ def write_plot(path: Path, prior, steps) -> None:
     ax.plot(k, [s[1] / 1e3 for s in steps], "-o", ms=3, label="projected total")
     ax.axhline(prior.energy_j / 1e3, color="grey", ls=":", label="prior")
     ax.set_xlabel("epochs measured")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # an epoch is measured whole
     ax.set_ylabel("total energy, kJ")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
 
 
 EXAMPLES = (
