@@ -103,14 +103,14 @@ def featurize_cached(model: Any, **kw: Any):
     return result
 
 
-def _resolve_gpu(gpu: str | GPUSpec, prefer: Any = ()) -> tuple[GPUSpec, list[str]]:
-    """The GPU's spec and notes; an ambiguous alias prefers a variant in ``prefer`` (the model's measured GPUs)."""
+def _resolve_gpu(gpu: str | GPUSpec) -> tuple[GPUSpec, list[str]]:
+    """The GPU's spec and notes (an ambiguous alias resolves to its default variant, with a note)."""
     from featurize import lookup_gpu
 
     notes: list[str] = []
     with _warnings.catch_warnings(record=True) as caught:
         _warnings.simplefilter("always")
-        spec = lookup_gpu(gpu, prefer=prefer)
+        spec = lookup_gpu(gpu)
     if spec.note:
         notes.append(f"GPU: {spec.note}")
     else:
@@ -200,8 +200,10 @@ def predict(
             epochs then last at least (samples_per_epoch + val_samples) / N seconds with the GPU idling while
             it waits (:mod:`predictor.input_cap`; stated in ``warnings``). None = the loader keeps up
             (with ``n_gpus`` > 1, the rate all the GPUs together are fed at).
-        precision_fallback: a precision the GPU cannot run (bf16 on a V100, fp8 on an A100) is predicted as
-            frameworks fall back, with a warning, instead of raising ``UnsupportedPrecisionError``.
+        precision_fallback: a precision the framework refuses on the GPU (fp8 without FP8 tensor cores, e.g. on an
+            A100) is priced as the nearest precision a framework would pick (bf16, else fp16, else fp32), with a
+            warning, instead of raising ``UnsupportedPrecisionError``. Every other precision runs everywhere and
+            is priced as it runs (bf16 on a V100: emulated, FP32 arithmetic), with a warning.
         n_gpus: GPUs on one node training data-parallel (1-16); ``batch_size`` is per GPU (global batch =
             batch_size x n_gpus); ``time_s`` is wall clock, ``energy_j`` all GPUs', ``memory_bytes`` and
             ``avg_power_w`` per GPU (:mod:`predictor.parallel`).
@@ -237,7 +239,7 @@ def predict(
     if samples_per_epoch is None:
         notes.append("default: samples_per_epoch=None -> totals are for ONE training sample per epoch; pass "
                      "samples_per_epoch= for a real dataset.")
-    spec, gpu_notes = _resolve_gpu(gpu, loaded.manifest.get("gpus_seen", ()))
+    spec, gpu_notes = _resolve_gpu(gpu)
     power_limit_w = check_power_limit(power_limit_w, spec)
     notes += gpu_notes
     precision_paths(spec, precision, fallback=precision_fallback)  # refuse what the GPU cannot run, before work

@@ -361,10 +361,9 @@ def predict_many(
         raise InvalidInputError("predict_many needs samples_per_epoch= (or tokens= for sequence models).")
     limits = check_limits(time_limit_s, memory_limit_mb)
     model = load_model(model_dir)  # fail fast on a bad model dir, before any featurization
-    measured = model.manifest.get("gpus_seen", ())  # an ambiguous alias prefers a measured variant
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")  # alias notes travel on each row via GPUSpec.note
-        specs = [g if hasattr(g, "tdp_w") else lookup_gpu(g, prefer=measured) for g in _as_list(gpu)]
+        specs = [g if hasattr(g, "tdp_w") else lookup_gpu(g) for g in _as_list(gpu)]
     for spec in specs:
         power_limit_w = check_power_limit(power_limit_w, spec)
     for spec in specs:  # refuse what a GPU cannot run before featurizing anything

@@ -294,7 +294,7 @@ class EpochMeter:
             return
         from rich.console import Console
 
-        Console(stderr=True).print(line, highlight=False)
+        Console(stderr=True, markup=False, highlight=False).print(line)
 
     def __exit__(self, *exc: Any) -> None:
         if self.sampler is not None:

@@ -33,7 +33,8 @@ class Prediction:
         fits: whether ``memory_bytes`` fits in the GPU's memory (None when unknown); when it does not,
             ``warnings`` names the largest batch that fits.
         layers: per-layer breakdown (pandas DataFrame, one row per node plus the optimizer update and the
-            step overhead: ``node, op_type, op_class, bound, time_s, energy_j, share``): the run's
+            step overhead: ``node, module, op_type, op_class, bound, time_s, energy_j, share``; ``module`` is the
+            module path the node's parameter names carry, e.g. ``layers.3.conv1``, else ""): the run's
             ``time_s`` / ``energy_j`` split by the per-layer physics prior (:mod:`featurize.layers`); ``share``
             is the node's share of the energy. None when not computed (``predict_many``). With several GPUs
             a ``communication`` row holds the collectives' time and energy the compute does not hide.

@@ -58,9 +58,10 @@ def layers_text(layers, top: int) -> str:
     from predictor.layers import by_class, hotspots
 
     lines = [f"Top {top} layers by energy (per-layer physics prior applied to the totals):",
-             f"  {'node':<28} {'op':<20} {'class':<14} {'bound':<9} {'time':>10} {'energy':>10} {'share':>6}"]
+             f"  {'layer':<28} {'op':<20} {'class':<14} {'bound':<9} {'time':>10} {'energy':>10} {'share':>6}"]
     for r in hotspots(layers, top).itertuples():
-        lines.append(f"  {str(r.node)[:28]:<28} {str(r.op_type)[:20]:<20} {r.op_class:<14} {r.bound:<9} "
+        label = str(getattr(r, "module", "") or r.node)  # the module path where parameter names carry one
+        lines.append(f"  {label[-28:]:<28} {str(r.op_type)[:20]:<20} {r.op_class:<14} {r.bound:<9} "
                      f"{_fmt_s(r.time_s):>10} {_fmt_j(r.energy_j):>10} {r.share:>6.1%}")
     lines.append("By op class: " + ", ".join(f"{r.op_class} {r.share:.1%}" for r in by_class(layers).itertuples()))
     return "\n".join(lines)
@@ -70,15 +71,17 @@ def register(app: typer.Typer) -> None:
     @app.command("predict", help="Forecast energy, time and power of training a model graph on a GPU.", epilog=EXAMPLES)
     def predict_cmd(
         file: Path = typer.Argument(..., help="ONNX model graph (weights not needed)."),
-        gpu: str = typer.Option(..., "--gpu", help="GPU name or alias, e.g. A100, 'RTX 3090'."),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per step (default: graph's, else 32)."),
-        samples_per_epoch: Optional[int] = typer.Option(None, "--samples-per-epoch",
+        gpu: str = typer.Option(..., "--gpu", "-g", help="GPU name or alias, e.g. A100, 'RTX 3090'."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b",
+                                                 help="Samples per step (default: graph's, else 32)."),
+        samples_per_epoch: Optional[int] = typer.Option(None, "--samples-per-epoch", "-n",
                                                         help="Training samples per epoch (default: 1 sample)."),
-        epochs: float = typer.Option(1.0, "--epochs", help="Number of epochs."),
+        epochs: float = typer.Option(1.0, "--epochs", "-e", help="Number of epochs."),
         val_samples: int = typer.Option(0, "--val-samples", help="Validation samples per epoch (forward only)."),
         precision: str = typer.Option("fp32", "--precision", help="fp32, tf32, fp16, bf16 or fp8."),
         precision_fallback: bool = typer.Option(False, "--precision-fallback",
-                                                help="Price a precision the GPU cannot run as frameworks fall back."),
+                                                help="Price a precision frameworks refuse on the GPU (fp8 without FP8 "
+                                                "tensor cores) as the nearest one they would pick."),
         n_gpus: int = typer.Option(1, "--n-gpus", help="GPUs on one node, data-parallel (--batch-size is per GPU)."),
         parallelism: str = typer.Option("ddp", "--parallelism", help="ddp or fsdp (with --n-gpus > 1)."),
         tokens: Optional[float] = typer.Option(None, "--tokens",
