@@ -163,3 +163,18 @@ def test_the_model_carries_its_power_cap_curve_and_uses_it(tmp_path):
     bad = copy_with(lambda c: c.update(knee_clock=1.5), "bad")
     with pytest.raises(ModelArtifactError, match="power_cap"):
         load_model(bad)
+
+
+def test_the_shipped_curve_reproduces_zeus_power_limit_sweeps(built_table):
+    """Real sweeps (V100, P100, Quadro RTX 6000; every cap of each configuration forecast from its measured default
+    point): per GPU the median per-point energy error is a few percent, well under the two naive rules."""
+    from training_data.fit_power_cap import baselines, summary, sweep_points
+
+    points = sweep_points(built_table)
+    assert points["gpu"].nunique() == 3 and (~points["default_power_limit"].astype(bool)).sum() > 400
+    per_gpu = {g: summary(points[points["gpu"] == g], DEFAULT_CURVE)["energy_median_pct"]
+               for g in points["gpu"].unique()}
+    assert max(per_gpu.values()) < 6.5, per_gpu
+    base = baselines(points)
+    overall = summary(points, DEFAULT_CURVE)["energy_median_pct"]
+    assert overall < 0.8 * base["cube_root"]["energy_median_pct"] and overall < 0.7 * base["no_change"]["energy_median_pct"]
