@@ -113,12 +113,13 @@ def test_hub_config_counts():
     assert _params("gnmt_v2") == gnmt == 160_671_297
 
 
-def _featurized_macs(name: str, tmp_path) -> float:
+def _featurized_macs(name: str) -> float:
+    """Per-sample forward MACs of the zoo export (cached in training_data/cache) at a batch of 2."""
     from featurize import featurize
     from training_data.zoo import bind_export, export_onnx, featurize_dims
 
     base, _ = parse_name(name)
-    path = export_onnx(name, None, tmp_path)
+    path = export_onnx(name)
     frozen = [p for p in ZOO[base].frozen_prefix.split(";") if p] or None
     feats = featurize(bind_export(path, name, None, 2), batch_size=2, dims=featurize_dims(name, None, 2),
                       frozen=frozen)
@@ -132,3 +133,30 @@ def _reference_macs(name: str) -> float:
             FlopCounterMode(display=False) as counter:
         module(x)
     return counter.get_total_flops() / 2
+
+
+# (zoo name, relative tolerance): the exported, featurized graph against FlopCounterMode on the same definition
+MACS = [("llama2_70b?lora_rank=16&layers=2", 0.005), ("dlrm_dcnv2?rows=1000", 0.01), ("rgat", 0.01),
+        ("maskrcnn_r50_fpn", 0.01), ("t5_3b?layers=2", 0.005)]
+
+
+@pytest.mark.parametrize("name,tol", MACS)
+def test_featurized_macs_match_flop_counter(name, tol):
+    """Exports cached in training_data/cache (the table build shares them); ~20-70 s each cold."""
+    assert _featurized_macs(name) == pytest.approx(_reference_macs(name), rel=tol)
+
+
+def test_lora_prices_the_frozen_base_without_weight_gradients():
+    """LoRA: the frozen base costs forward + activation gradients (~2x forward), not the 3x of full training; the
+    adapters are the only trainable parameters."""
+    from featurize import featurize
+    from training_data.zoo import bind_export, export_onnx, featurize_dims
+
+    name = "llama2_70b?lora_rank=16&layers=2"
+    path = export_onnx(name)
+    dims = featurize_dims(name, "seq512", 1)
+    full = featurize(bind_export(path, name, "seq512", 1), batch_size=1, dims=dims).to_dict()
+    lora = featurize(bind_export(path, name, "seq512", 1), batch_size=1, dims=dims, frozen=["base"]).to_dict()
+    assert lora["trainable_params"] == 2 * 16 * (8192 + 10240 + 8192 + 8192)
+    assert full["flops_train"] / full["flops_forward"] == pytest.approx(3.0, abs=0.05)
+    assert lora["flops_train"] / lora["flops_forward"] == pytest.approx(2.0, abs=0.05)

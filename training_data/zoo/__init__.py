@@ -182,7 +182,7 @@ def export_onnx(name: str, input_shape: str | None = None, cache_dir: Path | Non
     batch = torch.export.Dim("batch", min=1, max=65536)
     dyn = {0: batch}
     if entry.dynamic_seq:
-        dyn[1] = torch.export.Dim("seq", min=2, max=4096)
+        dyn[1] = torch.export.Dim("seq", min=2, max=32768 if entry.meta else 4096)  # LLMs train at 8,192
     arg_name = list(__import__("inspect").signature(module.forward).parameters)[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
