@@ -3,6 +3,7 @@
 Usage::
 
     python -m training_data.build_table [--shared ../shared/data] [--out training_data/table] [--n-jobs 2]
+                                        [--cache-dir training_data/cache]
 
 Entry points: :func:`build_table` (runs DataFrame + features) and :func:`main` (CLI). Steps: load and validate every
 source (:mod:`training_data.sources`), export each zoo graph once (cached in ``training_data/cache/``), featurize each
@@ -312,11 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--sources", nargs="*", default=None, help="subset of sources (default: all)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="ONNX export + feature cache (default training_data/cache/; an empty folder = from scratch)")
     args = parser.parse_args(argv)
     from featurize.errors import JoulecastError
 
     try:
-        table = build_table(args.shared, args.out, n_jobs=args.n_jobs, sources=args.sources)
+        table = build_table(args.shared, args.out, n_jobs=args.n_jobs, sources=args.sources, cache_dir=args.cache_dir)
     except JoulecastError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
