@@ -165,7 +165,7 @@ def test_lora_prices_the_frozen_base_without_weight_gradients():
 TABLE = __import__("pathlib").Path(__file__).resolve().parents[1] / "training_data" / "table" / "training_table.parquet"
 NEW_GRAPHS = ("zoo:sd2_unet", "zoo:maskrcnn_r50_fpn", "zoo:rnnt", "zoo:dlrm_dcnv2", "zoo:rgat", "zoo:llama2_70b",
               "zoo:gpt3", "zoo:bert_huge", "zoo:t5_3b", "zoo:bloom_3b", "zoo:wide_resnet101_8", "zoo:bart_large",
-              "zoo:gnmt_v2", "zoo:tacotron2", "zoo:bert_large_pretrain")
+              "zoo:gnmt_v2", "zoo:tacotron2", "zoo:bert_large_pretrain", "zoo:jasper")
 
 
 @pytest.mark.skipif(not TABLE.is_file(), reason="the full table is not built (python -m training_data.build_table)")
@@ -185,3 +185,20 @@ def test_full_table_macs_match_flop_counter():
                 FlopCounterMode(display=False) as counter:
             module(x)
         assert flops.iloc[0] / 2 == pytest.approx(counter.get_total_flops() / 2, rel=0.01), (model, shape)
+
+
+def test_jasper_is_the_published_size():
+    """Jasper 10x5 DR: "333M" parameters (Li et al. 2019, Table 1); the closed form of its conv/BN layers."""
+    from training_data.zoo.speech import JASPER_FILTERS, JASPER_KERNELS
+
+    def conv_bn(cin, cout, k=1):
+        return cin * cout * k + 2 * cout
+
+    total, c, outs = conv_bn(64, 256, 11), 256, [256]
+    for f, k in zip(JASPER_FILTERS, JASPER_KERNELS):
+        total += conv_bn(c, f, k) + 4 * conv_bn(f, f, k) + sum(conv_bn(o, f) for o in outs)
+        outs.append(f)
+        c = f
+    total += conv_bn(768, 896, 29) + conv_bn(896, 1024) + 1024 * 29 + 29
+    assert _params("jasper") == total == 332_632_349
+    assert total / 1e6 == pytest.approx(333, abs=0.5)

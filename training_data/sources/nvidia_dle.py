@@ -12,7 +12,8 @@ Entry points: :func:`load` (``shared_dir / "nvidia_dle" / "train_throughput.csv"
   note in ``table_extras``) are kept out: the micro-batch the GPU ran is not logged.
 * Units: ``throughput_samples_per_s`` rows (images/s, sequences/s, samples/s), and PyTorch Tacotron2's mel frames/s
   over LJSpeech's mean utterance (566 frames); tokens/s (GNMT (TensorFlow), Transformer, Transformer-XL, wav2vec2) and
-  FastSpeech's mel frames/s have no fixed items per sample: kept out. PyTorch Mask R-CNN as MLPerf's (800 x 1333).
+  FastSpeech's mel frames/s have no fixed items per sample: kept out. PyTorch Mask R-CNN as MLPerf's (800 x 1333);
+  PyTorch Jasper 10x5 DR at LibriSpeech's mean utterance (12.3 s).
 * GPUs: DGX-2 V100 SXM3 32 GB (350 W) and DGX-2H (450 W) are their own GPU-table rows (:data:`GPU_NAMES`).
 """
 
@@ -48,6 +49,8 @@ def _workload(model: str, seq_len: float, framework: str = "PyTorch") -> tuple[s
     if model == "MaskRCNN" and framework == "PyTorch":  # TensorFlow2's Mask R-CNN is a different (TPU) configuration
         return ("maskrcnn_r50_fpn", "zoo:maskrcnn_r50_fpn", "3x800x1344",
                 "COCO2017 image, min side 800 / max 1333 padded to 800x1344; 512 box + 128 mask RoIs")
+    if model == "Jasper" and framework == "PyTorch":
+        return "jasper", "zoo:jasper", "64x1230", "LibriSpeech utterance of the mean 12.3 s (1,230 frames; stated)"
     if model == "Tacotron2" and framework == "PyTorch":
         return ("tacotron2", "zoo:tacotron2", str(TACO_SYMBOLS),
                 f"LJSpeech utterance of the mean {TACO_FRAMES} mel frames (mel frames/s / {TACO_FRAMES})")

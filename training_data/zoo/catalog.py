@@ -88,6 +88,9 @@ ENTRIES: dict[str, ZooEntry] = {
     "tacotron2": ZooEntry(_lazy("seq2seq", "tacotron2"), "100", input_kind="ids", meta=True,
                           note="Tacotron 2, DLE PyTorch/SpeechSynthesis/Tacotron2, 28,193,153 params; one LJSpeech "
                                "utterance of the mean 100 characters / 566 mel frames (stated)"),
+    "jasper": ZooEntry(_lazy("speech", "jasper"), "64x1230", input_kind="spectrogram", meta=True,
+                       note="Jasper 10x5 dense-residual (Li et al. 2019: 333 M), DLE PyTorch/SpeechRecognition/Jasper, "
+                            "332,632,349 params; one LibriSpeech utterance of the mean 12.3 s = 1,230 frames (stated)"),
     "gpt3": ZooEntry(_lazy("perseus", "gpt3"), "seq1024", input_kind="tokens", dynamic_seq=True, meta=True,
                      note="Perseus/Merak GPT-3 as GPT2LMHeadModel: ?size=1 XL 1,313.63 M, 2 = 2.7B 2,648.93 M, "
                           "6 = 6.7B 6,654.21 M params (published, artifact README)"),
