@@ -213,7 +213,7 @@ def reason_family(reason: str) -> str:
     import re
 
     head = re.split(r":|\(| for ", str(reason), maxsplit=1)[0].strip()
-    return re.sub(r"\d+\.\d+", "x", head)
+    return re.sub(r"^implied utilisation [\d.e+-]+ of", "implied utilisation x of", head)
 
 
 def _reason_lines(dropped: pd.DataFrame, excluded: pd.DataFrame) -> list[str]:
