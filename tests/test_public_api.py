@@ -23,10 +23,28 @@ def test_predictor_all_is_pinned():
     ]
 
 
-def test_every_name_in_all_resolves():
+def test_every_name_in_all_is_what_the_api_says():
+    """Functions are functions of the package, value types are dataclasses, errors share one root; a star import
+    gives exactly ``__all__``."""
+    import dataclasses
+    import inspect
+
+    functions = {"featurize", "lookup_gpu", "predict", "predict_many", "advise", "refine", "retrain"}
+    values = {"GraphFeatures", "GPUSpec", "Prediction"}
     for mod in (featurize, predictor):
         for name in mod.__all__:
-            assert getattr(mod, name) is not None, (mod.__name__, name)
+            obj = getattr(mod, name)
+            if name in functions:
+                assert inspect.isfunction(obj) and obj.__name__ == name, (mod.__name__, name, obj)
+                assert obj.__module__.split(".")[0] == mod.__name__, (name, obj.__module__)
+            elif name in values:
+                assert dataclasses.is_dataclass(obj) and obj.__name__ == name, (mod.__name__, name)
+            else:
+                assert inspect.isclass(obj) and issubclass(obj, featurize.JoulecastError), (mod.__name__, name)
+        space: dict = {}
+        exec(f"from {mod.__name__} import *", space)  # noqa: S102 - the star import a user may write
+        assert sorted(k for k in space if k != "__builtins__") == sorted(mod.__all__), mod.__name__
+    assert predictor.JoulecastError is featurize.JoulecastError  # re-exported, not a second class
 
 
 def _fresh(code: str) -> str:
