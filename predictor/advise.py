@@ -22,6 +22,9 @@ import pandas as pd
 
 from featurize.errors import InvalidInputError
 from predictor.advise_options import Job, Pricing, enumerate_options, job_size, price_options, pricing_for
+from predictor.carbon import emissions_kg
+from predictor.rank import pareto_mask
+from predictor.units import J_PER_KWH
 
 OBJECTIVES = {"cost": "cost_usd", "energy": "energy_j", "time": "time_s", "co2": "co2_kg"}
 TIE_BREAK = ("cost_usd", "time_s", "energy_j")
@@ -98,7 +101,7 @@ def advise(
     frame = forecast(grid, feats, job, model_dir=model_dir)
     frame = price_options(frame, pricing)
     frame["co2_kg"], frame["co2_low_kg"], frame["co2_high_kg"] = (
-        frame[c] / 3.6e6 * pricing.pue * pricing.grid_g_per_kwh / 1000.0
+        emissions_kg(frame[c] / J_PER_KWH, pricing.grid_g_per_kwh, pricing.pue)
         for c in ("energy_j", "energy_low_j", "energy_high_j"))
     frame["optimal_power_limit_w"] = optimal_power_limits(frame)
     kept, late = _apply_limits(frame, pricing)
@@ -173,17 +176,6 @@ def _apply_limits(frame: pd.DataFrame, pricing: Pricing) -> tuple[pd.DataFrame, 
 
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:,.2f} h" if seconds >= 7200 else f"{seconds / 60:,.1f} min"
-
-
-def pareto_mask(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """True for points no other point beats on both ``x`` and ``y`` (minimising both; NaN never on the front)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    mask = np.zeros(len(x), bool)
-    best = np.inf
-    for i in np.lexsort((y, x)):
-        if np.isfinite(x[i]) and np.isfinite(y[i]) and y[i] < best:
-            mask[i], best = True, y[i]
-    return mask
 
 
 def rank(frame: pd.DataFrame, objective: str) -> pd.DataFrame:

@@ -18,6 +18,7 @@ import pandas as pd
 from featurize.errors import InvalidInputError, UnknownGPUError
 from featurize.types import GPUSpec
 from predictor.args import MAX_SAMPLES, check_number, check_run_args
+from predictor.units import J_PER_KWH
 
 BATCH_LADDER = tuple(2**k for k in range(10))
 """Per-GPU batch sizes tried by default (1..512): per GPU and precision, the :data:`BATCHES_PER_GPU` largest that
@@ -319,7 +320,7 @@ def price_options(frame: pd.DataFrame, pricing: Pricing) -> pd.DataFrame:
 
     out = frame.copy()
     hours = {k: out[f"time{k}_s"] / 3600.0 for k in ("", "_low", "_high")}
-    kwh = {k: out[f"energy{k}_j"] / 3.6e6 for k in ("", "_low", "_high")}
+    kwh = {k: out[f"energy{k}_j"] / J_PER_KWH for k in ("", "_low", "_high")}
     out["note"] = ""
     if pricing.mode == "snapshot":
         best = cheapest_offers(pricing.offers, out["gpu"], out["n_gpus"])

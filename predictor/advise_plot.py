@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from predictor.cards import fmt_s
+from predictor.units import J_PER_KWH
 
 ENERGY_STYLES = ("green", "chartreuse3", "yellow", "dark_orange", "red")
 """Terminal colours from the lowest to the highest energy fifth (log scale)."""
@@ -43,7 +44,7 @@ def plot_pareto(ranked: pd.DataFrame, path: str | Path) -> None:
 
     ok = ranked[np.isfinite(ranked["cost_usd"].astype(float)) & np.isfinite(ranked["time_s"].astype(float))]
     fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=100)
-    pts = ax.scatter(ok["time_s"] / 3600, ok["cost_usd"], c=ok["energy_j"] / 3.6e6, cmap="viridis", s=18,
+    pts = ax.scatter(ok["time_s"] / 3600, ok["cost_usd"], c=ok["energy_j"] / J_PER_KWH, cmap="viridis", s=18,
                      norm=matplotlib.colors.LogNorm(), alpha=0.85)
     fig.colorbar(pts, ax=ax, label="forecast energy (kWh)")
     front = ok[ok["pareto"].astype(bool)].sort_values("time_s")
@@ -101,7 +102,7 @@ def _scale(v: np.ndarray, n: int) -> np.ndarray:
 
 def energy_legend(ranked: pd.DataFrame) -> str:
     """``energy: green <= 1.2 kWh ... red >= 9.8 kWh`` for the text plot's colours."""
-    e = ranked["energy_j"].astype(float) / 3.6e6
+    e = ranked["energy_j"].astype(float) / J_PER_KWH
     if e.empty or not math.isfinite(e.min()):
         return ""
     return f"energy: green ~ {e.min():.3g} kWh ... red ~ {e.max():.3g} kWh"

@@ -1,7 +1,8 @@
 """Carbon and cost of a forecast run: grid carbon intensity by region, CO2 and money from kWh.
 
 Public entry points: :func:`grid_intensity` (region name/code/alias/cloud region -> :class:`GridIntensity`),
-:func:`list_regions` (the whole offline table), :func:`co2_kg` and :func:`cost` (pure arithmetic on kWh), and
+:func:`list_regions` (the whole offline table), :func:`co2_kg` and :func:`cost` (checked arithmetic on kWh),
+:func:`emissions_kg` (the CO2 formula itself, on numbers or arrays), and
 :data:`DEFAULT_REGION` (``"world"``, used when neither an intensity nor a region is given).
 
 The table ``predictor/data/grid_intensity.csv`` holds **annual average** carbon intensities of electricity
@@ -23,7 +24,6 @@ from importlib import resources
 from featurize.errors import InvalidInputError
 
 DEFAULT_REGION = "world"
-J_PER_KWH = 3.6e6
 
 
 @dataclass(frozen=True)
@@ -124,12 +124,18 @@ def _check_pue(pue: float) -> float:
     return pue
 
 
+def emissions_kg(energy_kwh, grid_g_per_kwh: float, pue: float = 1.0):
+    """The CO2 formula, once: kg CO2e of ``energy_kwh`` (a number or an array) drawn at ``pue`` from a grid of
+    ``grid_g_per_kwh`` g CO2e/kWh. Unchecked arithmetic; :func:`co2_kg` checks its inputs."""
+    return energy_kwh * pue * grid_g_per_kwh / 1000.0
+
+
 def co2_kg(
     energy_kwh: float, *, grid_g_per_kwh: float | None = None, region: str | None = None, pue: float = 1.0
 ) -> float:
     """Kilograms of CO2e for ``energy_kwh`` of GPU energy, scaled by the facility's ``pue`` (>= 1)."""
     intensity, _ = resolve_intensity(grid_g_per_kwh, region)
-    return float(energy_kwh) * _check_pue(pue) * intensity / 1000.0
+    return emissions_kg(float(energy_kwh), intensity, _check_pue(pue))
 
 
 def cost(energy_kwh: float, price_per_kwh: float, *, pue: float = 1.0) -> float:

@@ -1,4 +1,4 @@
-"""Framework callbacks that meter every training epoch with :class:`predictor.meter.EpochMeter` (NVML, extra
+"""Framework callbacks that meter every training epoch with :class:`predictor.energy.meter.EpochMeter` (NVML, extra
 ``nvml``) and refine a prior forecast as the run goes.
 
 Public entry points:
@@ -24,7 +24,7 @@ import math
 from typing import Any
 
 from featurize.errors import MissingExtraError
-from predictor.meter import EpochMeter
+from predictor.energy.meter import EpochMeter
 
 
 class _MeterHooks:

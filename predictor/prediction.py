@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-J_PER_KWH = 3.6e6
+from predictor.units import J_PER_KWH
 
 
 @dataclass(frozen=True)

@@ -3,28 +3,30 @@ the column's unit, or a number with a unit -- ``"9.8 kJ"``, ``"2.5 kWh"``, ``"95
 
 from __future__ import annotations
 
+import numbers
 import re
 from typing import Any
 
-import numpy as np
+__all__ = ["J_PER_KWH", "UNIT_FACTORS", "parse_quantity", "units_hint", "row_label"]
 
-__all__ = ["UNIT_FACTORS", "parse_quantity", "units_hint", "row_label"]
+J_PER_KWH = 3.6e6
+"""Joules in a kilowatt-hour: the one conversion every kWh figure uses."""
 
 UNIT_FACTORS: dict[str, dict[str, float]] = {
-    "energy_j": {"j": 1.0, "kj": 1e3, "mj": 1e6, "wh": 3600.0, "kwh": 3.6e6},
+    "energy_j": {"j": 1.0, "kj": 1e3, "mj": 1e6, "wh": J_PER_KWH / 1e3, "kwh": J_PER_KWH},
     "time_s": {"s": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0},
-    "power_limit_w": {"w": 1.0, "kw": 1e3},
+    "power_limit_w": {"w": 1.0, "kw": 1e3, "mw": 1e-3},
 }
 """Per column (named with its unit), the units a cell may carry and their factor to that unit."""
-_QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z]*)\s*$")
+QUANTITY_PATTERN = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z]*)\s*$")
 
 
 def parse_quantity(raw: Any, column: str) -> float:
     """A cell as a float in ``column``'s unit (``"12.5 kJ"`` in ``energy_j`` -> 12500.0); NaN when unparseable,
     empty, or carrying a unit the column does not take."""
-    if isinstance(raw, (int, float, np.integer, np.floating)) and not isinstance(raw, bool):
+    if isinstance(raw, numbers.Real) and not isinstance(raw, bool):  # numpy scalars included
         return float(raw)
-    m = _QUANTITY.match(str(raw)) if raw is not None else None
+    m = QUANTITY_PATTERN.match(str(raw)) if raw is not None else None
     if not m:
         return float("nan")
     factor = UNIT_FACTORS.get(column, {}).get(m.group(2).lower(), None) if m.group(2) else 1.0

@@ -13,7 +13,8 @@ import pytest
 from featurize.errors import InvalidInputError
 from featurize.physics import training_memory_bytes
 from predictor import advise, predict
-from predictor.advise import pareto_mask, tie_note
+from predictor.advise import tie_note
+from predictor.rank import pareto_mask
 from predictor.prices import price_table
 from tests._graphs import gpt_onnx
 from tests.conftest import REPO_ROOT

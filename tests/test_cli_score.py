@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from predictor.cli import main
-from predictor.cli.score import pareto_front
+from predictor.rank import pareto_front
 from test_batch_graphs import write_variants
 
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from predictor.cli import main
-from predictor.cli.pareto import pareto_figure
-from predictor.cli.score import rank
+from predictor.rank import pareto_figure
+from predictor.rank import rank
 from predictor.cli.score_view import plain, print_table
 from test_batch_graphs import write_variants
 

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from training_data.collect import models  # noqa: E402
 from training_data.collect.__main__ import main  # noqa: E402
-from training_data.collect.nvml import open_device  # noqa: E402
+from predictor.energy.devices import open_device  # noqa: E402
 from training_data.collect.runner import (  # noqa: E402
     EXTRA_COLUMNS,
     RUN_COLUMNS,
@@ -231,7 +231,7 @@ def test_export_onnx_for_featurization(tmp_path):
 def test_rows_with_an_nvml_gpu_name_pass_the_gpu_check(tmp_path):
     """Rows carry NVML's device name in `gpu`; the schema resolves it through featurize.lookup_gpu."""
     from training_data import schema
-    from training_data.collect.nvml import ReplayDevice, synthetic_trace
+    from predictor.energy.devices import ReplayDevice, synthetic_trace
 
     configs = [c for c in expand(parse_sweep(SPEC)) if c.family == "mlp"][:2]
     dev = ReplayDevice(synthetic_trace(), loop=True, name="NVIDIA H100 80GB HBM3", power_limit_w=700.0)

@@ -1,4 +1,4 @@
-"""Tests for predictor.meter: the EpochMeter fed by a ReplayDevice through the same code path as NVML."""
+"""Tests for predictor.energy.meter: the EpochMeter fed by a ReplayDevice through the same code path as NVML."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from featurize.errors import InvalidInputError, JoulecastError, MissingExtraError, NoGPUError
-from predictor.meter import MODE_COUNTER, MODE_SAMPLED, EpochMeter, ReplayDevice
+from predictor.energy.devices import ReplayDevice, VirtualClock
+from predictor.energy.meter import MODE_COUNTER, MODE_SAMPLED, EpochMeter
 from predictor.refine import epoch_energies_from_trace
 from predictor.prediction import Prediction
 
@@ -31,16 +32,22 @@ def seaa_slice(shared_data):
     return tr.t_seconds.to_numpy(float), tr.power_W.to_numpy(float)
 
 
-def _run(device, ends, **kw):
+def replay(t, p, *, with_counter: bool = True) -> ReplayDevice:
+    """A trace on a virtual clock that starts at its first timestamp (``device.clock`` is that clock)."""
+    return ReplayDevice({"t_s": t, "power_w": p}, clock=VirtualClock(), has_counter=with_counter)
+
+
+def _run(device, ends, t0=0.0, **kw):
+    """Epochs ending at trace times ``ends`` (the clock counts from the trace's first timestamp ``t0``)."""
     lines = []
+    clock = device._clock
     with EpochMeter(device=device, printer=lines.append, start_sampler_thread=False, **kw) as m:
-        for end in ends:
-            dev_t = device.time_s()
-            for t in np.arange(dev_t, end, 1.0)[1:]:  # the fallback sampler polls each second
-                device.advance_to(float(t))
-                if m.sampler is not None:
+        for end in np.asarray(ends, float) - t0:
+            for t in np.arange(clock.t_s, end, 1.0)[1:]:  # the fallback sampler polls each second
+                clock.t_s = float(t)
+                if m.mode == MODE_SAMPLED:
                     m.sampler.poll()
-            device.advance_to(float(end))
+            clock.t_s = float(end)
             m.epoch_end()
     return m, lines
 
@@ -49,7 +56,7 @@ def test_counter_mode_matches_trace_integral(seaa_slice):
     t, p = seaa_slice
     ends = np.linspace(t[0], t[-1], 11)[1:]
     truth, dt = epoch_energies_from_trace(t, p, ends)
-    m, lines = _run(ReplayDevice(t, p), ends, prior=make_prior(float(truth.mean()), epochs=10), total_epochs=10)
+    m, lines = _run(replay(t, p), ends, t[0], prior=make_prior(float(truth.mean()), epochs=10), total_epochs=10)
     assert m.mode == MODE_COUNTER and m.warnings == []
     assert np.allclose(m.epoch_energies_j, truth, rtol=1e-9)
     assert np.allclose(m.epoch_times_s, dt)
@@ -62,28 +69,31 @@ def test_sampled_fallback_is_flagged_and_close(seaa_slice):
     t, p = seaa_slice
     ends = np.linspace(t[0], t[-1], 11)[1:]
     truth, _ = epoch_energies_from_trace(t, p, ends)
-    m, lines = _run(ReplayDevice(t, p, with_counter=False), ends, prior=None, total_epochs=10)
+    m, lines = _run(replay(t, p, with_counter=False), ends, t[0], prior=None, total_epochs=10)
     assert m.mode == MODE_SAMPLED and "unsupported" in m.warnings[0]
-    assert m.sampler.samples > 200
+    assert sum(w.power_samples_n for w in m.windows) > 200
+    assert {w.energy_method for w in m.windows} == {"power_integral"}
     assert np.sum(m.epoch_energies_j) == pytest.approx(truth.sum(), rel=0.01)
     assert len(lines) == 10 and "projected" not in lines[0]
 
 
 def test_sampler_thread_runs_and_stops():
-    dev = ReplayDevice([0.0, 1e6], [100.0, 100.0], with_counter=False)
+    dev = replay([0.0, 1e6], [100.0, 100.0], with_counter=False)
     with EpochMeter(device=dev, progress=False, sample_interval_s=0.01) as m:
-        dev.advance_to(10.0)
+        thread = m.sampler._thread
+        dev._clock.t_s = 10.0
         import time
 
         time.sleep(0.05)
         m.epoch_end()
     assert m.epoch_energies_j[0] == pytest.approx(1000.0)
-    assert not m.sampler._thread.is_alive()
+    assert m.windows[0].power_samples_n > 2  # the thread polled between the edges
+    assert not thread.is_alive()
 
 
 def test_epoch_end_outside_with_block_is_clear_error():
     with pytest.raises(InvalidInputError, match="with"):
-        EpochMeter(device=ReplayDevice([0, 1], [1, 1])).epoch_end()
+        EpochMeter(device=replay([0, 1], [1, 1])).epoch_end()
 
 
 def test_no_gpu_raises_project_error():
@@ -109,7 +119,7 @@ def test_meter_passes_phase_priors_to_refine(seaa_slice):
     ends = np.linspace(t[0], t[-1], 11)[1:4]  # 3 frozen epochs measured of a declared 10 + 10 run
     truth, _ = epoch_energies_from_trace(t, p, ends)
     pri = [make_prior(float(truth.mean()), 10), make_prior(3 * float(truth.mean()), 10)]
-    m, _ = _run(ReplayDevice(t, p), ends, prior=make_prior(2 * float(truth.mean()), 20), total_epochs=20,
+    m, _ = _run(replay(t, p), ends, t[0], prior=make_prior(2 * float(truth.mean()), 20), total_epochs=20,
                 phases=[10], phase_priors=pri, prior_rho=0.0)
     ref = m.latest.refinement
     assert ref["phase_priors_used"] and ref["prior_rho"] == 0.0

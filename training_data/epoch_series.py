@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from predictor.energy.integrate import cumulative_energy_j
 from training_data.sources.seaa2023 import EPOCHS_OVERCOUNT, FOLDER, TOLERANCE, split_phases
 
 SEARCH = 0.2  # boundary search window, fraction of a period
@@ -114,8 +115,7 @@ def epoch_bounds(trace: pd.DataFrame, finetune_epochs_expected: int, cp: int) ->
 
 
 def _integrate(t: np.ndarray, p: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    cum = np.concatenate([[0.0], np.cumsum(np.diff(t) * (p[1:] + p[:-1]) / 2.0)])
-    return np.diff(cum[bounds]), np.diff(t[bounds])
+    return np.diff(cumulative_energy_j(t, p)[bounds]), np.diff(t[bounds])
 
 
 def _phase_starts(runs: pd.DataFrame, groups: dict[str, pd.DataFrame]) -> dict[str, int]:

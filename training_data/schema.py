@@ -33,6 +33,8 @@ import pandas as pd
 
 from featurize.errors import JoulecastError, SchemaError
 from featurize.types import PRECISIONS
+from predictor.units import QUANTITY_PATTERN as _QUANTITY
+from predictor.units import UNIT_FACTORS
 
 SCHEMA_VERSION = 1
 DEFAULT_FORWARD_TRAIN_RATIO = 1.0 / 3.0
@@ -90,12 +92,9 @@ USER_REQUIRED_COLUMNS: tuple[str, ...] = ("model", "gpu", "batch_size", "samples
 USER_OPTIONAL_COLUMNS: tuple[str, ...] = ("val_samples", "precision", "time_s", "frozen")
 
 _UNIT_FACTORS: dict[str, dict[str, float]] = {
-    "j": {"j": 1.0, "kj": 1e3, "mj": 1e6, "wh": 3600.0, "kwh": 3.6e6},
-    "s": {"s": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0},
-    "w": {"w": 1.0, "kw": 1e3, "mw": 1e-3},
+    "j": UNIT_FACTORS["energy_j"], "s": UNIT_FACTORS["time_s"], "w": UNIT_FACTORS["power_limit_w"],
 }
 _COLUMN_UNIT = {c: c.rsplit("_", 1)[1] for c in RUN_COLUMNS if c.rsplit("_", 1)[-1] in ("j", "s", "w")}
-_QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z]*)\s*$")
 _DEFAULTS: dict[str, Any] = {
     "input_shape": "", "val_samples": 0, "epochs": np.nan, "precision": "fp32", "frozen": "",
     "trainable_fraction": np.nan, "power_limit_w": np.nan, "default_power_limit": pd.NA,

@@ -18,6 +18,7 @@ import typer
 from featurize.errors import InvalidInputError
 from predictor.cards import fmt_s as _fmt_s
 from predictor.cli._common import parse_dims
+from predictor.units import J_PER_KWH
 
 _UNITS_S = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400, "day": 86400, "w": 604800}
 
@@ -50,7 +51,7 @@ def _value(objective: str, x: float) -> str:
         return _money(x)
     if objective == "time":
         return _fmt_s(x)
-    return f"{x / 3.6e6:.3g} kWh" if objective == "energy" else f"{x:.3g} kg"
+    return f"{x / J_PER_KWH:.3g} kWh" if objective == "energy" else f"{x:.3g} kg"
 
 
 def _table(shown, letters: dict, objective: str):
@@ -66,7 +67,7 @@ def _table(shown, letters: dict, objective: str):
         table.add_column(c, justify="left" if c in ("GPU", "prec") else "right", overflow="fold")
     for i, r in shown.iterrows():
         cells = [str(r["rank"]), r["gpu"], *([str(int(r["n_gpus"]))] if multi else []), r["precision"],
-                 str(int(r["batch_size"])), _money(r["cost_usd"]), _fmt_s(r["time_s"]), f"{r['energy_j'] / 3.6e6:.3g}",
+                 str(int(r["batch_size"])), _money(r["cost_usd"]), _fmt_s(r["time_s"]), f"{r['energy_j'] / J_PER_KWH:.3g}",
                  f"{_value(objective, r[lo])}-{_value(objective, r[hi])}", letters.get(i, "")]
         table.add_row(*[Text(str(c)) for c in cells])
     return table
@@ -114,7 +115,7 @@ def render(ranked, *, top: int, file_label: str, pareto: Path | None) -> None:
         for i, letter in front_labels(ranked).items():
             r = ranked.loc[i]
             con.print(Text(f"  {letter} #{r['rank']} {describe(r)}: {_money(r['cost_usd'])}, {_fmt_s(r['time_s'])}, "
-                           f"{r['energy_j'] / 3.6e6:.3g} kWh"))
+                           f"{r['energy_j'] / J_PER_KWH:.3g} kWh"))
     _print_dropped(con, a["dropped"])
     for note in a.get("notes", []):
         con.print(Text(f"note: {note}"))

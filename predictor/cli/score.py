@@ -20,8 +20,8 @@ import typer
 
 from featurize.errors import InvalidInputError
 from predictor.cli._common import parse_dims
-from predictor.cli.pareto import pareto_front, plot_pareto  # noqa: F401 - pareto_front re-exported
 from predictor.isolation import DEFAULT_MEMORY_LIMIT_MB, DEFAULT_TIME_LIMIT_S, check_limits
+from predictor.rank import plot_pareto, rank, read_accuracy
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 
@@ -41,69 +41,6 @@ def check_writable(path: Path, *, suffixes: tuple[str, ...], flag: str) -> Path:
     if (path.exists() and not os.access(path, os.W_OK)) or not os.access(parent, os.W_OK | os.X_OK):
         raise InvalidInputError(f"{flag} {str(path)!r} is not writable; choose another location")
     return path
-
-
-def read_accuracy(path: Path, column: str | None) -> tuple[dict[str, float], str]:
-    """``{model name: accuracy}`` and the column used, from a CSV with a ``model`` column."""
-    import pandas as pd
-
-    try:
-        df = pd.read_csv(path)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is a user input problem here
-        raise InvalidInputError(f"--accuracy-csv {str(path)!r}: cannot read it as CSV ({err})") from err
-    if "model" not in df.columns:
-        raise InvalidInputError(
-            f"--accuracy-csv {str(path)!r}: needs a 'model' column (file name or stem of "
-            f"each graph) and an accuracy column; found {list(df.columns)}"
-        )
-    if column is None:
-        numeric = [c for c in df.columns if c != "model" and pd.api.types.is_numeric_dtype(df[c])]
-        if len(numeric) != 1:
-            raise InvalidInputError(
-                f"--accuracy-csv {str(path)!r}: pick the accuracy column with "
-                f"--accuracy-column (numeric columns: {numeric})"
-            )
-        column = numeric[0]
-    if column not in df.columns:
-        raise InvalidInputError(
-            f"--accuracy-csv {str(path)!r}: no column {column!r}; found {list(df.columns)}"
-        )
-    return {Path(str(m)).stem: float(v) for m, v in zip(df["model"], df[column])}, column
-
-
-def rank(
-    df,
-    *,
-    region: str | None = None,
-    grid_g_per_kwh: float | None = None,
-    pue: float = 1.0,
-    accuracy: dict[str, float] | None = None,
-    accuracy_name: str = "accuracy",
-):
-    """Ranked copy of a ``predict_many`` frame: ``rank`` by energy within each GPU, the rows in GPU blocks (GPUs in
-    input order, lowest energy first in each), failed rows last (rank 0); CO2 and accuracy when given."""
-    import numpy as np
-
-    out = df.copy()
-    if "name" not in out.columns:
-        out.insert(0, "name", [Path(m).stem if isinstance(m, str) else str(m) for m in out["model"]])
-    if region is not None or grid_g_per_kwh is not None:
-        from predictor.carbon import resolve_intensity
-
-        intensity, _ = resolve_intensity(grid_g_per_kwh, region)
-        out["co2_kg"] = out["energy_kwh"] * pue * intensity / 1000.0
-    if accuracy is not None:
-        out[accuracy_name] = [accuracy.get(n, np.nan) for n in out["name"]]
-    failed = out["error"].astype(str) != ""
-    order = {g: i for i, g in enumerate(dict.fromkeys(out["gpu"]))}  # GPUs in input order, each block ranked
-    out = (
-        out.assign(_failed=failed, _gpu=out["gpu"].map(order))
-        .sort_values(["_failed", "_gpu", "energy_j"], kind="stable")
-        .drop(columns=["_failed", "_gpu"])
-    )
-    out.insert(0, "rank", out.groupby("gpu", sort=False).cumcount() + 1)
-    out.loc[out["error"].astype(str) != "", "rank"] = 0
-    return out.reset_index(drop=True)
 
 
 def write_table(ranked, path: Path) -> None:

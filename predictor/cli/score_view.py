@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from predictor.units import J_PER_KWH
+
 WARNING_SEP = "; "  # predict_many joins a row's warnings with it
 
 
@@ -41,8 +43,8 @@ def duration(seconds: float) -> str:
 def energy_unit(ranked) -> tuple[str, float]:
     """One unit for the whole table so rows compare at a glance."""
     top = ranked["energy_j"].max()
-    if not top == top or top >= 0.1 * 3.6e6:  # NaN (all failed) or >= 0.1 kWh
-        return "kWh", 3.6e6
+    if not top == top or top >= 0.1 * J_PER_KWH:  # NaN (all failed) or >= 0.1 kWh
+        return "kWh", J_PER_KWH
     return ("kJ", 1e3) if top >= 1e3 else ("J", 1.0)
 
 

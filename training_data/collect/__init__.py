@@ -3,6 +3,6 @@
 Entry point: ``python -m training_data.collect --sweep training_data/collect/sweeps/h100.yaml --out training_data/runs
 --budget-s 500`` (see ``training_data/runs/README.md``). Modules: :mod:`~training_data.collect.sweep` (YAML spec ->
 ordered run configs), :mod:`~training_data.collect.models` (self-contained PyTorch builders),
-:mod:`~training_data.collect.nvml` (NVML and replay energy devices, power sampler, energy meter),
+the energy devices, sampler and window meter of :mod:`predictor.energy` (shared with the live meter),
 :mod:`~training_data.collect.runner` (train, measure, write one Parquet file per run, resume).
 """

@@ -71,7 +71,7 @@ def _main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from featurize.errors import InvalidInputError
-    from training_data.collect.nvml import open_device
+    from predictor.energy.devices import open_device
     from training_data.collect.runner import RunnerOptions, run_sweep
 
     runs_dir = (Path(__file__).resolve().parents[1] / "runs").resolve()
@@ -80,7 +80,9 @@ def _main(args: argparse.Namespace) -> int:
                                 f"not {runs_dir}")
 
     kind = args.energy or ("replay" if args.dry_run else "nvml")
-    energy = open_device(kind, index=args.gpu_index, trace=args.replay_trace)
+    energy = open_device(kind, index=args.gpu_index, trace=args.replay_trace,
+                         remedy="Run the collection on a GPU machine, or use `--device cpu --dry-run` to replay a "
+                                "recorded trace instead.")
     if args.dry_run:
         opts = RunnerOptions(epochs=args.epochs or 2, steps_per_epoch=args.steps_per_epoch or 2,
                              torch_device=args.device, tiny=True, sweep_name=spec.name)

@@ -33,7 +33,8 @@ import pandas as pd
 
 from featurize.errors import InvalidInputError
 
-from training_data.collect.nvml import EnergyDevice, EnergyMeter, PowerSampler, WindowEnergy
+from predictor.energy.devices import EnergyDevice, PowerSampler
+from predictor.energy.window import EnergyMeter, WindowEnergy
 from training_data.collect.sweep import RunConfig
 
 log = logging.getLogger("training_data.collect")

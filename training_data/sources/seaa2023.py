@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from featurize.errors import SchemaError
+from predictor.energy.integrate import trace_energy_j
 from training_data.schema import DEFAULT_FORWARD_TRAIN_RATIO, training_sample_equivalents, validate_runs
 from training_data.sources import read_csv
 
@@ -79,10 +80,6 @@ def split_phases(trace: pd.DataFrame, *, window_s: tuple[float, float] | None = 
     return _change_point(_smoothed(trace), lo, hi)
 
 
-def _energy_j(t: np.ndarray, p: np.ndarray) -> float:
-    return float(np.trapezoid(p, t)) if len(t) > 1 else 0.0
-
-
 def load(shared_dir: Path) -> pd.DataFrame:
     """Two validated rows per run (frozen_backbone, finetune)."""
     folder = Path(shared_dir) / FOLDER
@@ -112,8 +109,8 @@ def load(shared_dir: Path) -> pd.DataFrame:
         g = groups[r.run_id]
         t, p = g["t_seconds"].to_numpy("float64"), g["power_W"].to_numpy("float64")
         k = int(r.cp)
-        e_frozen = _energy_j(t[: k + 1], p[: k + 1])
-        e_fine = _energy_j(t[k:], p[k:])
+        e_frozen = trace_energy_j(t[: k + 1], p[: k + 1])
+        e_fine = trace_energy_j(t[k:], p[k:])
         t_frozen, t_fine = t[k] - t[0], t[-1] - t[k]
         base = dict(
             source=SOURCE, gpu=r.gpu_model, architecture=r.architecture,

@@ -1,4 +1,5 @@
-"""Energy and power readings behind a small device interface (an ABC + factory, as in zeus).
+"""Energy and power readings behind one device interface (an ABC + factory, as in zeus), shared by the live
+meter (:mod:`predictor.energy.meter`) and the collection harness (``training_data.collect``).
 
 Public entry points:
 
@@ -9,9 +10,6 @@ Public entry points:
   through the same interface, on a virtual clock (tests) or on wall time (``--dry-run``), looping if asked.
 * :func:`open_device` -- factory: ``"nvml"`` or ``"replay"``.
 * :class:`PowerSampler` -- polls ``sample()`` (from a background thread, or by hand with ``poll()``).
-* :class:`EnergyMeter` -- ``begin()`` / ``end()`` around an epoch -> :class:`WindowEnergy`: counter difference
-  (preferred), trapezoid integral of the sampled power (fallback and cross-check), and the samples' means.
-* :func:`counter_energy_j`, :func:`integrate_power_j` -- the two pure energy formulas.
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from featurize.errors import InvalidInputError, NoGPUError, SchemaError, require
+from predictor.energy.integrate import cumulative_energy_j, energy_at_j
 
 #: columns of a replay trace; only ``t_s`` and one of ``power_w`` / ``energy_mj`` are required
 TRACE_COLUMNS: tuple[str, ...] = (
@@ -79,6 +78,11 @@ class EnergyDevice(ABC):
 
 
 # ---------------------------------------------------------------- NVML
+NO_GPU_REMEDY = ("Measure on a machine with an NVIDIA GPU; without one, refine from recorded epochs with "
+                 "predictor.refine().")
+"""What a user without a GPU can do instead (the collection harness passes its own: ``--dry-run``)."""
+
+
 class NvmlDevice(EnergyDevice):
     """A live NVIDIA GPU, index ``index`` in NVML's order (set ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so torch agrees).
 
@@ -88,19 +92,18 @@ class NvmlDevice(EnergyDevice):
 
     kind = "nvml"
 
-    def __init__(self, index: int = 0):
+    def __init__(self, index: int = 0, *, remedy: str = NO_GPU_REMEDY):
         self._nv = nv = require("pynvml", extra="nvml", purpose="reading GPU energy with NVML")
         try:
             nv.nvmlInit()
         except nv.NVMLError as err:
             raise NoGPUError(
-                f"NVML could not start ({err}): no NVIDIA driver or GPU on this machine. Run the collection on a "
-                "GPU machine, or use `--device cpu --dry-run` to replay a recorded trace instead."
+                f"NVML could not start ({err}): no NVIDIA driver or GPU on this machine. {remedy}"
             ) from err
         count = nv.nvmlDeviceGetCount()
         if count == 0 or not 0 <= index < count:
             nv.nvmlShutdown()
-            raise NoGPUError(f"NVML sees {count} GPU(s); index {index} does not exist. Pass --gpu-index 0..{count - 1}.")
+            raise NoGPUError(f"NVML sees {count} GPU(s); gpu index {index} does not exist. Pass 0..{count - 1}.")
         self.index = index
         self._h = h = nv.nvmlDeviceGetHandleByIndex(index)
         self.name = _text(nv.nvmlDeviceGetName(h))
@@ -168,9 +171,9 @@ class ReplayDevice(EnergyDevice):
 
     ``trace`` maps column -> equal-length sequences (see :data:`TRACE_COLUMNS`), times ascending from any origin.
     Readings hold the last recorded value (as NVML does between updates); the energy counter is interpolated
-    linearly between recorded counter values. Without an ``energy_mj`` column the counter is the exact integral
-    of the held power (left Riemann sum). ``clock`` defaults to wall time since construction; with ``loop=True``
-    the trace repeats, the counter carrying on from its end value.
+    linearly between recorded counter values. Without an ``energy_mj`` column the counter is the trapezoid
+    integral of the recorded power (:mod:`predictor.energy.integrate`), exact at any time between samples. ``clock`` defaults to wall time since
+    construction; with ``loop=True`` the trace repeats, the counter carrying on from its end value.
     """
 
     kind = "replay"
@@ -184,11 +187,11 @@ class ReplayDevice(EnergyDevice):
         t = cols["t_s"]
         if np.any(np.diff(t) <= 0):
             raise SchemaError("replay trace 't_s' must be strictly increasing")
-        if "energy_mj" not in cols:
+        self._derived = "energy_mj" not in cols  # the counter is the power's integral, exact at any time
+        if self._derived:
             if "power_w" not in cols:
                 raise SchemaError("replay trace needs 'power_w' or 'energy_mj'")
-            steps = cols["power_w"][:-1] * np.diff(t) * 1000.0
-            cols["energy_mj"] = np.concatenate([[0.0], np.cumsum(steps)])
+            cols["energy_mj"] = cumulative_energy_j(t, cols["power_w"]) * 1000.0
         if "power_w" not in cols:  # derive held power from the counter
             p = np.diff(cols["energy_mj"]) / np.diff(t) / 1000.0
             cols["power_w"] = np.concatenate([p, p[-1:]])
@@ -234,7 +237,9 @@ class ReplayDevice(EnergyDevice):
             return None
         t, loops = self._locate(self.clock())
         e = self._cols["energy_mj"]
-        return float(np.interp(t, self._t, e) + loops * (e[-1] - e[0]))
+        now = (energy_at_j(self._t, self._cols["power_w"], t) * 1000.0 + e[0] if self._derived
+               else np.interp(t, self._t, e))
+        return float(now + loops * (e[-1] - e[0]))
 
     def sample(self) -> PowerSample:
         now = self.clock()
@@ -254,7 +259,7 @@ def _keys(trace: Any) -> list[str]:
 
 def synthetic_trace(duration_s: float = 60.0, dt_s: float = 0.01, *, idle_w: float = 70.0, busy_w: float = 450.0,
                     period_s: float = 7.0, seed: int = 0) -> dict[str, np.ndarray]:
-    """A plausible GPU power trace (idle ramp, then busy with periodic dips and noise) with its exact counter.
+    """A plausible GPU power trace (idle ramp, then busy with periodic dips and noise) with its counter (trapezoid).
 
     Used by ``--dry-run`` when no recorded trace is given, and by tests. Power in W, counter in mJ.
     """
@@ -263,21 +268,23 @@ def synthetic_trace(duration_s: float = 60.0, dt_s: float = 0.01, *, idle_w: flo
     ramp = np.clip(t / 2.0, 0, 1)
     dips = 0.25 * (np.sin(2 * np.pi * t / period_s) < -0.8)
     p = idle_w + (busy_w - idle_w) * ramp * (1 - dips) + rng.normal(0, 8.0, t.size)
-    energy = np.concatenate([[0.0], np.cumsum(p[:-1] * np.diff(t))]) * 1000.0
+    energy = cumulative_energy_j(t, p) * 1000.0
     return {
         "t_s": t, "energy_mj": energy, "power_w": p, "util_pct": np.clip(100 * ramp * (1 - dips), 0, 100),
         "sm_clock_mhz": 345 + 1635 * ramp, "mem_used_bytes": np.full(t.size, 8e9), "temp_c": 35 + 30 * ramp,
     }
 
 
-def open_device(kind: str = "nvml", *, index: int = 0, trace: Any = None, **kw: Any) -> EnergyDevice:
-    """Factory: ``"nvml"`` -> :class:`NvmlDevice` (``index``); ``"replay"`` -> :class:`ReplayDevice`.
+def open_device(kind: str = "nvml", *, index: int = 0, trace: Any = None, remedy: str = NO_GPU_REMEDY,
+                **kw: Any) -> EnergyDevice:
+    """Factory: ``"nvml"`` -> :class:`NvmlDevice` (``index``; ``remedy`` ends its no-GPU error);
+    ``"replay"`` -> :class:`ReplayDevice`.
 
     For replay, ``trace`` is a mapping of columns, a path to a Parquet/CSV trace, or ``None`` for
     :func:`synthetic_trace` (looping on wall time).
     """
     if kind == "nvml":
-        return NvmlDevice(index)
+        return NvmlDevice(index, remedy=remedy)
     if kind == "replay":
         if trace is None:
             kw.setdefault("loop", True)
@@ -288,7 +295,7 @@ def open_device(kind: str = "nvml", *, index: int = 0, trace: Any = None, **kw: 
     raise InvalidInputError(f"energy device kind {kind!r} not in ('nvml', 'replay')")
 
 
-# ---------------------------------------------------------------- sampling and windows
+# ---------------------------------------------------------------- sampling
 class PowerSampler:
     """Collects :class:`PowerSample` s: ``start()`` a daemon thread polling every ``interval_s``, or ``poll()``."""
 
@@ -336,97 +343,3 @@ class PowerSampler:
 
     def __exit__(self, *exc):
         self.stop()
-
-
-def counter_energy_j(start_mj: float | None, end_mj: float | None) -> float:
-    """Energy between two counter reads in J; NaN if either is missing or the counter went backwards."""
-    if start_mj is None or end_mj is None or end_mj < start_mj:
-        return math.nan
-    return (end_mj - start_mj) / 1000.0
-
-
-def integrate_power_j(t_s: Sequence[float], power_w: Sequence[float], t0_s: float, t1_s: float) -> float:
-    """Trapezoid integral of sampled power over ``[t0_s, t1_s]`` in J (edges interpolated); NaN with < 2 samples."""
-    t, p = np.asarray(t_s, dtype="float64"), np.asarray(power_w, dtype="float64")
-    keep = np.isfinite(p)
-    t, p = t[keep], p[keep]
-    if t.size < 2 or t1_s <= t0_s:
-        return math.nan
-    order = np.argsort(t)
-    t, p = t[order], p[order]
-    inner = (t > t0_s) & (t < t1_s)
-    tt = np.concatenate([[t0_s], t[inner], [t1_s]])
-    pp = np.concatenate([[np.interp(t0_s, t, p)], p[inner], [np.interp(t1_s, t, p)]])
-    return float(np.sum((pp[1:] + pp[:-1]) * np.diff(tt)) / 2.0)
-
-
-@dataclass(frozen=True)
-class WindowEnergy:
-    """Energy and readings of one measured window (an epoch). Energies in J, times in s."""
-
-    time_s: float
-    energy_j: float
-    energy_method: str  # "counter" or "power_integral"
-    counter_energy_j: float
-    integral_energy_j: float
-    power_samples_n: int
-    mean_power_w: float
-    mean_util_pct: float
-    mean_sm_clock_mhz: float
-    max_mem_used_bytes: float
-    mean_temp_c: float
-
-
-class EnergyMeter:
-    """Measures windows on ``device``: counter difference when the device has a counter, else power integral.
-
-    ``begin()`` and ``end()`` each poll the sampler once, so every window has samples at both edges even
-    without the background thread. Call ``torch.cuda.synchronize()`` before ``end()``.
-    """
-
-    def __init__(self, device: EnergyDevice, sampler: PowerSampler | None = None):
-        self.device = device
-        self.sampler = sampler or PowerSampler(device)
-
-    def begin(self) -> tuple[float, float | None]:
-        token = (self.device.clock(), self.device.energy_mj())
-        self.sampler.poll()
-        return token
-
-    def end(self, token: tuple[float, float | None]) -> WindowEnergy:
-        t0, e0 = token
-        self.sampler.poll()
-        e1 = self.device.energy_mj()
-        t1 = self.device.clock()
-        window = self.sampler.between(t0, t1)
-        return summarize_window(t0, t1, e0, e1, window)
-
-
-def summarize_window(t0_s: float, t1_s: float, e0_mj: float | None, e1_mj: float | None,
-                     samples: Sequence[PowerSample]) -> WindowEnergy:
-    """Pure: the :class:`WindowEnergy` of a window from its counter reads and samples."""
-    counter = counter_energy_j(e0_mj, e1_mj)
-    ts = [s.t_s for s in samples]
-    integral = integrate_power_j(ts, [s.power_w for s in samples], t0_s, t1_s)
-    use_counter = math.isfinite(counter)
-
-    def mean(attr: str) -> float:
-        v = np.array([getattr(s, attr) for s in samples], dtype="float64")
-        v = v[np.isfinite(v)]
-        return float(v.mean()) if v.size else math.nan
-
-    mem = np.array([s.mem_used_bytes for s in samples], dtype="float64")
-    mem = mem[np.isfinite(mem)]
-    return WindowEnergy(
-        time_s=t1_s - t0_s,
-        energy_j=counter if use_counter else integral,
-        energy_method="counter" if use_counter else "power_integral",
-        counter_energy_j=counter,
-        integral_energy_j=integral,
-        power_samples_n=len(samples),
-        mean_power_w=mean("power_w"),
-        mean_util_pct=mean("util_pct"),
-        mean_sm_clock_mhz=mean("sm_clock_mhz"),
-        max_mem_used_bytes=float(mem.max()) if mem.size else math.nan,
-        mean_temp_c=mean("temp_c"),
-    )
