@@ -16,7 +16,6 @@ from featurize.errors import (
     SchemaError,
     UnboundDimensionError,
     UnknownGPUError,
-    UnsupportedOpError,
     UnsupportedPrecisionError,
 )
 from featurize.types import GPUSpec, GraphFeatures
@@ -31,7 +30,6 @@ __all__ = [
     "GraphLoadError",
     "InvalidInputError",
     "UnboundDimensionError",
-    "UnsupportedOpError",
     "UnsupportedPrecisionError",
     "SchemaError",
     "ModelArtifactError",

@@ -24,15 +24,6 @@ class UnboundDimensionError(JoulecastError, ValueError):
     """A symbolic tensor dimension has no value; bind it with ``dims=`` or ``input_shapes=``."""
 
 
-class ShapeResolutionError(UnboundDimensionError):
-    """Tensor shapes stay unknown and measuring them would run too large a graph; pass ``input_shapes=``
-    / ``dims=`` or export with static shapes."""
-
-
-class UnsupportedOpError(JoulecastError, ValueError):
-    """An op (or op domain) the featurizer cannot cost and that cannot be skipped."""
-
-
 class UnknownGPUError(JoulecastError, KeyError):
     """A GPU name that is not in the hardware table; the message lists the closest names."""
 

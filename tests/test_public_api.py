@@ -11,7 +11,7 @@ from conftest import REPO_ROOT
 def test_featurize_all_is_pinned():
     assert featurize.__all__ == [
         "featurize", "lookup_gpu", "GraphFeatures", "GPUSpec", "JoulecastError", "UnknownGPUError",
-        "GraphLoadError", "InvalidInputError", "UnboundDimensionError", "UnsupportedOpError",
+        "GraphLoadError", "InvalidInputError", "UnboundDimensionError",
         "UnsupportedPrecisionError", "SchemaError", "ModelArtifactError", "MissingExtraError", "NoGPUError",
     ]
 

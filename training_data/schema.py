@@ -326,8 +326,3 @@ def _arch_from_model(model: str) -> str:
         return model[4:].split("?", 1)[0]
     stem = re.split(r"[\\/]", model)[-1]
     return stem[:-5] if stem.lower().endswith(".onnx") else stem
-
-
-def empty_runs() -> pd.DataFrame:
-    """An empty DataFrame with the run schema's columns and dtypes."""
-    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in RUN_COLUMNS.items()})

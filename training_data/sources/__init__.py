@@ -1,7 +1,7 @@
 """Converters from the public sources in ``../shared/data`` to the run schema (:mod:`training_data.schema`).
 
 Each module exposes ``load(shared_dir: Path) -> pandas.DataFrame`` (already validated) and documents its
-assumptions. :data:`SOURCES` maps source name -> loader; :func:`load_all` concatenates them.
+assumptions. :func:`load_source` reads one by name (:data:`SOURCE_NAMES`).
 """
 
 from __future__ import annotations
@@ -32,11 +32,6 @@ def load_source(name: str, shared_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame
     if isinstance(out, tuple):
         return out
     return out, pd.DataFrame(columns=EXCLUDED_COLUMNS)
-
-
-def load_all(shared_dir: Path) -> pd.DataFrame:
-    """All sources, validated, concatenated in :data:`SOURCE_NAMES` order."""
-    return pd.concat([load_source(name, shared_dir)[0] for name in SOURCE_NAMES], ignore_index=True)
 
 
 def read_csv(path: Path, *, required: tuple[str, ...]) -> pd.DataFrame:
