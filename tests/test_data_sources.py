@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from featurize.errors import SchemaError
-from training_data.schema import RUN_COLUMNS, normalize_user_runs, parse_quantity, validate_runs
+from training_data.schema import RUN_COLUMNS, parse_quantity, validate_runs
 from training_data.sources import delrey, mayaki, seaa2023, zeus
 
 warnings.filterwarnings("ignore", message=".*ambiguous.*")
@@ -123,17 +123,6 @@ def test_validate_converts_units_and_names_errors():
     bad.loc[1, "run_id"] = "a"
     with pytest.raises(SchemaError, match=r"duplicate"):
         validate_runs(bad, origin="runs.csv")
-
-
-def test_normalize_user_runs():
-    df = pd.DataFrame({"model": ["net.onnx"], "gpu": ["A100"], "batch_size": [64], "samples_per_epoch": [6000],
-                       "epochs": [4], "energy_j": ["2 kJ"], "time_s": [100.0], "val_samples": [3000]})
-    out = normalize_user_runs(df)
-    row = out.iloc[0]
-    assert row.energy_per_epoch_j == 500.0 and row.avg_power_w == 20.0 and row.architecture == "net"
-    assert row.energy_per_sample_j == pytest.approx(500.0 / 7000.0)
-    with pytest.raises(SchemaError, match="energy_j"):
-        normalize_user_runs(df.drop(columns=["energy_j"]))
 
 
 def test_source_with_missing_column_names_file(shared_data, tmp_path):

@@ -5,8 +5,6 @@ Public entry points:
 * :data:`RUN_COLUMNS` -- ordered ``{column: dtype}`` of the run schema (documented in ``training_data/README.md``).
 * :func:`validate_runs` -- coerce a DataFrame to the schema or raise :class:`featurize.errors.SchemaError` naming the
   origin (file or source), the column and the row.
-* :func:`normalize_user_runs` -- fill the derived columns from the user-retrain minimum
-  (``model, gpu, batch_size, samples_per_epoch, epochs, energy_j`` + optional ``val_samples, precision, time_s, frozen``).
 * :func:`training_sample_equivalents` -- the per-sample convention shared with the model pipeline.
 
 Per-sample convention: a validation pass costs a forward pass only, so an epoch that includes validation counts
@@ -25,7 +23,6 @@ the column's unit (J, s, W). Anything else raises ``SchemaError``.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import numpy as np
@@ -88,8 +85,6 @@ LAYOUT_COLUMNS: tuple[str, ...] = ("tensor_parallel", "pipeline_parallel", "cont
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "source", "run_id", "gpu", "architecture", "model", "batch_size", "samples_per_epoch", "energy_per_epoch_j",
 )
-USER_REQUIRED_COLUMNS: tuple[str, ...] = ("model", "gpu", "batch_size", "samples_per_epoch", "epochs", "energy_j")
-USER_OPTIONAL_COLUMNS: tuple[str, ...] = ("val_samples", "precision", "time_s", "frozen")
 
 _UNIT_FACTORS: dict[str, dict[str, float]] = {
     "j": UNIT_FACTORS["energy_j"], "s": UNIT_FACTORS["time_s"], "w": UNIT_FACTORS["power_limit_w"],
@@ -271,58 +266,3 @@ def training_sample_equivalents(samples_per_epoch, val_samples, forward_train_ra
     """Training-sample equivalents of one epoch: ``samples + val_samples * flops_forward / flops_train``."""
     return np.asarray(samples_per_epoch, dtype="float64") + np.asarray(val_samples, dtype="float64") * np.asarray(
         forward_train_ratio, dtype="float64")
-
-
-def normalize_user_runs(df: pd.DataFrame, *, origin: str = "user runs", check_gpus: bool = True) -> pd.DataFrame:
-    """Fill the run schema from the user-retrain minimum and validate it.
-
-    Required: ``model, gpu, batch_size, samples_per_epoch, epochs, energy_j``; optional ``val_samples`` (validation
-    samples inside each epoch, default 0), ``precision`` (fp32), ``time_s``, ``frozen``. Derived:
-    ``energy_per_epoch_j = energy_j / epochs``, ``time_per_epoch_s``, ``avg_power_w = energy_j / time_s``, and
-    ``energy_per_sample_j`` per training-sample equivalent (default forward/train ratio until featurized).
-    """
-    if not isinstance(df, pd.DataFrame):
-        raise SchemaError(f"{origin}: expected a pandas DataFrame of runs, got {type(df).__name__}.")
-    missing = [c for c in USER_REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise SchemaError(f"{origin}: missing required column(s) {missing}; a retrain table needs "
-                          f"{list(USER_REQUIRED_COLUMNS)} (optional: {list(USER_OPTIONAL_COLUMNS)}).")
-    out = df.reset_index(drop=True).copy()
-    energy = _coerce_numeric(out, "energy_j", origin)
-    epochs = _coerce_numeric(out, "epochs", origin)
-    bad = ~(epochs > 0)
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise SchemaError(f"{_where(origin, 'epochs', i)}: epochs must be positive, got {epochs.iloc[i]!r}.")
-    bad = ~(energy > 0)
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise SchemaError(f"{_where(origin, 'energy_j', i)}: energy must be a positive finite number, got "
-                          f"{energy.iloc[i]!r}; drop or fix the row.")
-    out["energy_j"], out["epochs"] = energy, epochs
-    time_s = _coerce_numeric(out, "time_s", origin) if "time_s" in out else pd.Series(np.nan, index=out.index)
-    out["time_s"] = time_s
-    if "source" not in out:
-        out["source"] = "user"
-    if "run_id" not in out:
-        out["run_id"] = [f"user-{i:05d}" for i in range(len(out))]
-    if "architecture" not in out:
-        out["architecture"] = [_arch_from_model(str(m)) for m in out["model"]]
-    if "val_samples" not in out:
-        out["val_samples"] = 0
-    out["energy_per_epoch_j"] = energy / epochs
-    out["time_per_epoch_s"] = time_s / epochs
-    out["avg_power_w"] = energy / time_s
-    if "scope" not in out:
-        out["scope"] = "user"
-    validated = validate_runs(out, origin=origin, check_gpus=check_gpus)
-    validated["energy_per_sample_j"] = validated["energy_per_epoch_j"] / training_sample_equivalents(
-        validated["samples_per_epoch"], validated["val_samples"])
-    return validated
-
-
-def _arch_from_model(model: str) -> str:
-    if model.startswith("zoo:"):
-        return model[4:].split("?", 1)[0]
-    stem = re.split(r"[\\/]", model)[-1]
-    return stem[:-5] if stem.lower().endswith(".onnx") else stem
