@@ -11,7 +11,7 @@ import warnings
 
 def main() -> None:
     t0 = time.perf_counter()
-    from featurize.hardware import _resolve, lookup_gpu
+    from featurize.hardware.table import _resolve, lookup_gpu
 
     first = lookup_gpu("NVIDIA A100-SXM4-80GB")
     t_first = time.perf_counter() - t0

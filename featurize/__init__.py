@@ -45,7 +45,7 @@ def __getattr__(name: str):
 
         return featurize
     if name == "lookup_gpu":
-        from featurize.hardware import lookup_gpu
+        from featurize.hardware.table import lookup_gpu
 
         return lookup_gpu
     raise AttributeError(f"module 'featurize' has no attribute {name!r}")

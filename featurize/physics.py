@@ -116,7 +116,7 @@ def _col(graph: Mapping[str, Any], key: str) -> np.ndarray:
 
 CLOCK_POWER_EXPONENT = 3.0
 """Dynamic power grows ~ f x V^2 with V ~ f, so P ~ f^3: a board fed a fraction r of its chip's best-fed
-variant's power per datasheet FLOP/s (:func:`featurize.hardware.form_factor_power_ratio`: A100 PCIe 250 W vs
+variant's power per datasheet FLOP/s (:func:`featurize.hardware.table.form_factor_power_ratio`: A100 PCIe 250 W vs
 SXM4 400 W -> 0.625) sustains r^(1/3) of the clock (0.855) under training load."""
 
 
@@ -155,7 +155,7 @@ def idle_power_w(gpu: GPUSpec) -> float:
 
 def clock_factor(gpu: GPUSpec) -> float:
     """Sustained fraction of the datasheet clock of ``gpu`` under training load (SXM vs PCIe vs NVL)."""
-    from featurize.hardware import form_factor_power_ratio
+    from featurize.hardware.table import form_factor_power_ratio
 
     return float(form_factor_power_ratio(gpu)) ** (1.0 / CLOCK_POWER_EXPONENT)
 

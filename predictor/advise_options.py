@@ -137,7 +137,7 @@ def _resolve(name: str) -> tuple[GPUSpec | None, str]:
 def _candidate_specs(gpus: Any, pricing: Pricing) -> list[GPUSpec]:
     """Default: every GPU with an offer. Named GPUs: resolved (an ambiguous alias brings every variant that has an
     offer); in snapshot mode a GPU without an offer is dropped with the reason."""
-    from featurize.hardware import list_gpus
+    from featurize.hardware.table import list_gpus
 
     offered = list(dict.fromkeys(pricing.offers["gpu"]))
     if gpus is None:

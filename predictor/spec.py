@@ -91,7 +91,7 @@ class PriorSpec(BaseModel):
 
 def gpu_table_sha256() -> str:
     """sha256 of the hardware table's prior-relevant columns (every ``GPUSpec`` field), rows sorted by name."""
-    from featurize.hardware import gpu_table
+    from featurize.hardware.table import gpu_table
     from featurize.types import GPUSpec
 
     table = gpu_table()

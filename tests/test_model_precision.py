@@ -6,7 +6,7 @@ import pytest
 
 from featurize import lookup_gpu
 from featurize.errors import InvalidInputError, UnsupportedPrecisionError
-from featurize.hardware import form_factor_power_ratio, gpu_table
+from featurize.hardware.table import form_factor_power_ratio, gpu_table
 from featurize.physics import clock_factor, gpu_columns
 from featurize.precision import has_path, precision_paths, supported_precisions
 

@@ -68,7 +68,7 @@ def test_a_model_made_with_another_gpu_table_is_refused(model_copy):
 
 
 def test_gpu_table_hash_follows_a_prior_relevant_value(monkeypatch):
-    import featurize.hardware as hw
+    import featurize.hardware.table as hw
 
     before = gpu_table_sha256()
     table = hw.gpu_table()

@@ -139,7 +139,7 @@ def convert(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def _curated(name: str) -> bool:
-    from featurize.hardware import gpu_table
+    from featurize.hardware.table import gpu_table
 
     return name in set(gpu_table()["name"])
 

