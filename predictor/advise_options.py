@@ -221,14 +221,8 @@ def _batches(row: dict[str, float], spec: GPUSpec, asked: list[int] | None, samp
 
 
 def _gpu_counts(pricing: Pricing, spec: GPUSpec) -> list[int]:
-    """GPU counts for ``spec``: 1 until ``predict_frame`` takes ``n_gpus`` (issue 29), then every count of
-    :data:`GPU_COUNTS` up to ``max_gpus`` that some offer holds (snapshot pricing)."""
-    import inspect
-
-    from predictor.model import predict_frame
-
-    if "n_gpus" not in inspect.signature(predict_frame).parameters:
-        return [1]
+    """GPU counts for ``spec``: every count of :data:`GPU_COUNTS` up to ``max_gpus`` that some offer holds
+    (snapshot pricing; N GPUs run data-parallel, :func:`predictor.advise.on_gpu_counts`)."""
     counts = [n for n in GPU_COUNTS if n <= pricing.max_gpus]
     if pricing.mode == "snapshot":
         most = int(pricing.offers.loc[pricing.offers["gpu"] == spec.name, "gpus_per_instance"].max())
