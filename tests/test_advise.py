@@ -153,11 +153,15 @@ def test_tokens_give_samples_from_the_sequence_length(tmp_path):
     path = tmp_path / "gpt.onnx"
     path.write_bytes(gpt_onnx(layers=2, d_model=128, heads=4, seq=256, batch=4).SerializeToString())
     kw = dict(gpus=["H100"], precisions=["bf16"], batch_sizes=[4])
-    by_tokens = advise(str(path), tokens=256_000, **kw)
+    with pytest.raises(InvalidInputError, match="sequence axis"):  # predict's rule: float input [4, 256, 128]
+        advise(str(path), tokens=256_000, **kw)
+    by_tokens = advise(str(path), tokens=256_000, dims={"seq": 256}, **kw)  # the user names the length
     by_samples = advise(str(path), samples_per_epoch=1000, **kw)
     assert by_tokens["energy_j"].iloc[0] == pytest.approx(by_samples["energy_j"].iloc[0], rel=1e-12)
-    assert any("sequence length 256 = 1,000 samples" in n for n in by_tokens.attrs["notes"])
-    with pytest.raises(InvalidInputError, match="sequence model"):
+    assert any("sequence length 256 (dims['seq']) = 1,000 samples" in n for n in by_tokens.attrs["notes"])
+    p = predict(str(path), gpu="H100", batch_size=4, precision="bf16", tokens=256_000, dims={"seq": 256})
+    assert p.energy_j == pytest.approx(by_tokens["energy_j"].iloc[0], rel=1e-12)  # one rule in both
+    with pytest.raises(InvalidInputError, match="sequence axis"):
         advise(RESNET, tokens=1e6, gpus=["H100"])
 
 
