@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from predictor.stats import ape_pct
+
 POWER_FEATURES: tuple[str, ...] = ("busy_frac", "compute_frac", "memory_frac", "overhead_frac", "launch_frac",
                                    "tensor_precision", "idle_frac", "log_tdp_w", "log_batch_size")
 """``busy_frac`` / ``*_frac``: the prior's utilisation and split of the step (after issue 28: the per-layer prior's);
@@ -78,10 +80,6 @@ def fit_power(x: pd.DataFrame, y: np.ndarray, seed: int = 0, params: Mapping[str
     p = {**PARAMS, "monotone_constraints": [MONOTONE.get(f, 0) for f in x.columns], **(params or {}), "seed": seed}
     ds = lgb.Dataset(x.to_numpy(float), label=y, feature_name=list(x.columns), params={"verbose": -1})
     return lgb.train(p, ds, num_boost_round=rounds)
-
-
-def _ape(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
-    return 100.0 * np.abs(pred / true - 1.0)
 
 
 def recalibrated_prior_w(theta: np.ndarray, feats: pd.DataFrame) -> np.ndarray:
@@ -142,7 +140,7 @@ def grouped_power_cv(rows: pd.DataFrame, feats: pd.DataFrame, targets: pd.DataFr
             pred.setdefault(name, np.full(len(r), np.nan))[test] = p
     out: dict[str, Any] = {"n_rows": int(len(r)), "n_groups": int(len(set(groups)))}
     for name, p in pred.items():
-        ape = _ape(p, power)
+        ape = ape_pct(p, power)
         per_group = pd.Series(ape).groupby(groups).median()
         out[name] = {"median_ape": round(float(np.median(ape)), 2), "p90_ape": round(float(np.percentile(ape, 90)), 2),
                      "median_of_group_medians": round(float(per_group.median()), 2),
@@ -172,7 +170,7 @@ def energy_cv(rows: pd.DataFrame, feats: pd.DataFrame, targets: pd.DataFrame, gr
     true = t["energy_per_sample_j"].to_numpy(float)
     out: dict[str, Any] = {"n_rows": int(len(r))}
     for name, e in energy.items():
-        ape = pd.Series(_ape(e, true))
+        ape = pd.Series(ape_pct(e, true))
         out[name] = {"median_ape": round(float(ape.median()), 2),
                      "median_of_group_medians": round(float(ape.groupby(groups).median().median()), 2)}
     return out

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from featurize.layers import COMPUTE_CLASSES, LayerEfficiencies, evaluated_batch, layer_prior
+from predictor.stats import ape_pct
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = REPO / "training_data" / "table" / "training_table.parquet"
@@ -163,17 +164,18 @@ def main(argv: list[str] | None = None) -> int:
         theta = fit([p for p, t in zip(parts, test) if not t], batch[~test], measured[~test], weight[~test])
         for th, acc in ((theta, held_fit), (default, held_default)):
             pred = predicted_time([p for p, t in zip(parts, test) if t], batch[test], th)
-            acc.append(float(np.median(np.abs(pred / measured[test] - 1)) * 100))
+            acc.append(float(np.median(ape_pct(pred, measured[test]))))
         print(f"held-out {g:<18} rows {test.sum():4d}  fitted {held_fit[-1]:6.1f} %  default {held_default[-1]:6.1f} %"
               f"  (theta {np.round(theta, 3).tolist()})")
     theta = fit(parts, batch, measured, weight)
     whole = whole_graph_prior(table)
     for src in sorted(table["source"].unique()):
         m = (table["source"] == src).to_numpy()
-        print(f"source {src:<10} rows {m.sum():4d}  median |time error| whole-graph prior "
-              f"{np.median(np.abs(whole[m] / measured[m] - 1)) * 100:6.1f} %, per-layer default "
-              f"{np.median(np.abs(predicted_time([p for p, k in zip(parts, m) if k], batch[m], default) / measured[m] - 1)) * 100:6.1f} %, "
-              f"per-layer fitted {np.median(np.abs(predicted_time([p for p, k in zip(parts, m) if k], batch[m], theta) / measured[m] - 1)) * 100:6.1f} %")
+        mine = [p for p, k in zip(parts, m) if k]
+        errs = [np.median(ape_pct(t, measured[m])) for t in (whole[m], predicted_time(mine, batch[m], default),
+                                                               predicted_time(mine, batch[m], theta))]
+        print(f"source {src:<10} rows {m.sum():4d}  median |time error| whole-graph prior {errs[0]:6.1f} %, "
+              f"per-layer default {errs[1]:6.1f} %, per-layer fitted {errs[2]:6.1f} %")
     print(f"leave-one-GPU-out median of GPU medians: fitted {np.median(held_fit):.1f} %, "
           f"default {np.median(held_default):.1f} %; all-row fit theta (conv, gemm, memory) {np.round(theta, 3)}")
     eff = LayerEfficiencies(

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ import pandas as pd
 from predictor.prediction import Prediction
 from predictor.refine import refine
 from predictor.refine_model import RefineParams
+from predictor.stats import robust_sd
 from training_data.epoch_series import EpochSeries, load_series
 
 KS = (1, 2, 3, 5, 10)
@@ -40,10 +40,6 @@ T_DOFS = (3.0, 10.0)
 MEAN_BELOW = (3, 5, 9)
 PRIOR_LOG_SIGMA = 0.25
 PRIOR_T_DOF = 1.0  # Cauchy: a prior far from the epochs yields (predictions 0.16-0.95x the truth were seen); not tuned
-
-
-def _robust_sd(x: np.ndarray) -> float:
-    return float(1.4826 * np.median(np.abs(x - np.median(x))))
 
 
 def group_of(s: EpochSeries) -> str:
@@ -83,14 +79,14 @@ def fit_statistics(series: list[EpochSeries]) -> dict[str, float]:
     for s in series:
         y = np.log(s.energies_j[s.n_frozen + 1 :])
         noise += list(y[1:6] - np.log(np.mean(np.exp(y[6:]))))
-        typical.append(_robust_sd(np.diff(y)) / np.sqrt(2))
+        typical.append(robust_sd(np.diff(y)) / np.sqrt(2))
         slopes.append(np.polyfit(np.arange(y.size), y, 1)[0])
         if y.size >= 20:
             late.append(np.log(np.mean(np.exp(y[10:]))) - np.mean(y[:10]))
-    scale = _robust_sd(np.array(noise))
+    scale = robust_sd(np.array(noise))
     a, b = body_sd_law(series)
     drift = float(np.median(slopes))
-    late_sd = _robust_sd(np.array(late))
+    late_sd = robust_sd(np.array(late))
     drift_sd = float(np.sqrt(max(late_sd**2 - np.median(typical) ** 2 / 10, 0.0)))
     return dict(warmup_log_mean=float(np.mean(w)), warmup_log_sd=float(np.std(w)), epoch_log_sd=a,
                 body_sd_decay=b,
