@@ -37,6 +37,14 @@ def test_pyproject_takes_a_torch_range_and_lists_each_dependency_once():
     assert len(names) == len(set(names)), names
 
 
+def test_every_shipped_package_is_in_the_wheel():
+    """A subpackage missing from pyproject's package list imports from a checkout but not from the wheel."""
+    listed = set(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO_ROOT).parts) for top in ("featurize", "predictor")
+             for p in (REPO_ROOT / top).rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)
+
+
 def test_readme_keeps_two_setup_commands_and_hints_at_the_cpu_wheel():
     text = (REPO_ROOT / "README.md").read_text()
     setup = text[text.index("## Set-up"):text.index("## Usage")]
