@@ -37,7 +37,7 @@ def _models():
 
 def main() -> int:
     warnings.simplefilter("ignore")
-    import predictor.advise_options as opts
+    import predictor.advice.options as opts
     from featurize.torch_export import export_module
     from predictor import advise
 

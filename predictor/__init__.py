@@ -29,7 +29,7 @@ __all__ = [
 _LAZY = {
     "predict": ("predictor.api", "predict"),
     "predict_many": ("predictor.batch", "predict_many"),
-    "advise": ("predictor.advise", "advise"),
+    "advise": ("predictor.advice.advise", "advise"),
     "refine": ("predictor.refine", "refine"),
     "retrain": ("predictor.retrain", "retrain"),
 }

@@ -13,9 +13,9 @@ import pytest
 from featurize.errors import InvalidInputError
 from featurize.physics import training_memory_bytes
 from predictor import advise, predict
-from predictor.advise import tie_note
-from predictor.rank import pareto_mask
+from predictor.advice.advise import tie_note
 from predictor.prices import price_table
+from predictor.rank import pareto_mask
 from tests._graphs import gpt_onnx
 from tests.conftest import REPO_ROOT
 

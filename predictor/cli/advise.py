@@ -1,6 +1,6 @@
 """`joulecast advise FILE -n N -e E`: which GPU, precision, batch and GPU count to rent, priced and ranked.
 
-Thin layer over :func:`predictor.advise.advise`: prints a short table (the best option per GPU and GPU count), a
+Thin layer over :func:`predictor.advice.advise.advise`: prints a short table (the best option per GPU and GPU count), a
 character Pareto plot (time vs cost, energy as colour, the front lettered), what was dropped and why, and the price
 source; ``--pareto FILE.png`` writes the plot as an image, ``--out`` the whole table, ``--json`` records. Every text
 that comes from the user, a path or a message is printed verbatim (rich ``Text``, never markup).
@@ -93,8 +93,8 @@ def render(ranked, *, top: int, file_label: str, pareto: Path | None) -> None:
     from rich.console import Console
     from rich.text import Text
 
-    from predictor.advise import describe
-    from predictor.advise_plot import energy_legend, front_labels, text_pareto
+    from predictor.advice.advise import describe
+    from predictor.advice.plot import energy_legend, front_labels, text_pareto
 
     con = Console(highlight=False)
     a = ranked.attrs
@@ -175,7 +175,7 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write every option (.csv or .parquet)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON (options, dropped, notes) only."),
     ) -> None:
-        from predictor.advise import advise
+        from predictor.advice.advise import advise
         from predictor.cli.score import TABLE_SUFFIXES, check_writable, write_table
 
         if out is not None:
@@ -192,7 +192,7 @@ def register(app: typer.Typer) -> None:
         if out is not None:
             write_table(ranked, out)
         if pareto is not None and len(ranked):
-            from predictor.advise_plot import plot_pareto
+            from predictor.advice.plot import plot_pareto
 
             plot_pareto(ranked, pareto)
         if as_json:

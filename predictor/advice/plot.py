@@ -1,4 +1,4 @@
-"""Pareto views of an :func:`predictor.advise.advise` result: time vs cost, energy as colour, the front labelled.
+"""Pareto views of an :func:`predictor.advice.advise.advise` result: time vs cost, energy as colour, the front labelled.
 
 Public entry points: :func:`plot_pareto` (a PNG with matplotlib) and :func:`text_pareto` (a character plot for
 the terminal: rows of ``(text, style)`` segments, styles as rich colour names). Front points carry letters A, B,

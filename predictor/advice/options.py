@@ -1,4 +1,4 @@
-"""The option grid behind :func:`predictor.advise.advise`: the job's size, the pricing, and every (GPU x precision
+"""The option grid behind :func:`predictor.advice.advise.advise`: the job's size, the pricing, and every (GPU x precision
 it runs x batch that fits x GPU count) with the graph featurized once per (batch, precision).
 
 Public entry points: :func:`job_size`, :func:`pricing_for`, :func:`enumerate_options`, :func:`price_options`, the
@@ -220,7 +220,7 @@ def _batches(row: dict[str, float], spec: GPUSpec, asked: list[int] | None, samp
 
 def _gpu_counts(pricing: Pricing, spec: GPUSpec) -> list[int]:
     """GPU counts for ``spec``: every count of :data:`GPU_COUNTS` up to ``max_gpus`` that some offer holds
-    (snapshot pricing; N GPUs run data-parallel, :func:`predictor.advise.on_gpu_counts`)."""
+    (snapshot pricing; N GPUs run data-parallel, :func:`predictor.advice.advise.on_gpu_counts`)."""
     counts = [n for n in GPU_COUNTS if n <= pricing.max_gpus]
     if pricing.mode == "snapshot":
         most = int(pricing.offers.loc[pricing.offers["gpu"] == spec.name, "gpus_per_instance"].max())

@@ -4,11 +4,11 @@ Public entry point: :func:`advise` (see ``../shared/docs/API.md``). It enumerate
 runs x batch that fits x GPU count), forecasts energy, time, cost and CO2 for each with the shipped model in one
 vectorised call, prices it from the packaged snapshot (:mod:`predictor.prices`) or the user's own prices, drops
 options past the deadline or the budget (saying why), and ranks by the objective. The enumeration, the job
-size and the pricing live in :mod:`predictor.advise_options`; the forecast of the option grid is :func:`forecast`.
+size and the pricing live in :mod:`predictor.advice.options`; the forecast of the option grid is :func:`forecast`.
 
 Hooks for the models in flight: :func:`forecast` is the one place options meet the model (issue 28's time model
 and its ``interval_s`` arrive through ``predict_frame``'s columns ``interval_low_s``/``interval_high_s``, used when
-present); options on N GPUs (:data:`predictor.advise_options.GPU_COUNTS`) run data-parallel through issue 29's
+present); options on N GPUs (:data:`predictor.advice.options.GPU_COUNTS`) run data-parallel through issue 29's
 ``data_parallel_frame`` (:func:`on_gpu_counts`); :func:`optimal_power_limits` fills ``optimal_power_limit_w`` (issue 31).
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from featurize.errors import InvalidInputError
-from predictor.advise_options import Job, Pricing, enumerate_options, job_size, price_options, pricing_for
+from predictor.advice.options import Job, Pricing, enumerate_options, job_size, price_options, pricing_for
 from predictor.carbon import emissions_kg
 from predictor.rank import pareto_mask
 from predictor.units import J_PER_KWH
