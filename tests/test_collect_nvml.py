@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from featurize.errors import InvalidInputError, NoGPUError, SchemaError
-from predictor.energy.devices import NvmlDevice, PowerSampler, ReplayDevice, VirtualClock, open_device, synthetic_trace
+from predictor.energy.devices import (
+    NvmlDevice,
+    PowerSampler,
+    ReplayDevice,
+    VirtualClock,
+    open_device,
+    synthetic_trace,
+)
 from predictor.energy.integrate import window_energy_j as integrate_power_j
 from predictor.energy.window import EnergyMeter, counter_energy_j
 

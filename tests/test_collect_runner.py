@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from training_data.collect import models  # noqa: E402
+from training_data.collect import models, networks  # noqa: E402
 from training_data.collect.__main__ import main  # noqa: E402
 from predictor.energy.devices import open_device  # noqa: E402
 from training_data.collect.runner import (  # noqa: E402
@@ -213,9 +213,9 @@ def test_full_size_param_counts_match_reference_models():
     assert n("cnn", "efficientnet", variant="b0") == 5_288_548
     assert n("transformer", "vit", d_model=768, layers=12, image_size=224) == 86_567_656
     assert n("mlp", "mlp", shape="rectangle", width=32, depth=2) == 784 * 32 + 32 + 32 * 32 + 32 + 32 * 10 + 10
-    assert models.mlp_widths("trapezoid", 1024, 4) == [1024, 768, 512, 256]
-    assert models.mlp_widths("exponential", 64, 5) == [64, 32, 16, 8, 8]
-    assert models.mlp_widths("wide_first", 1024, 3) == [1024, 256, 256]
+    assert networks.mlp_widths("trapezoid", 1024, 4) == [1024, 768, 512, 256]
+    assert networks.mlp_widths("exponential", 64, 5) == [64, 32, 16, 8, 8]
+    assert networks.mlp_widths("wide_first", 1024, 3) == [1024, 256, 256]
 
 
 def test_export_onnx_for_featurization(tmp_path):

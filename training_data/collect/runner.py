@@ -32,7 +32,6 @@ from typing import Any
 import pandas as pd
 
 from featurize.errors import InvalidInputError
-
 from predictor.energy.devices import EnergyDevice, PowerSampler
 from predictor.energy.window import EnergyMeter, WindowEnergy
 from training_data.collect.sweep import RunConfig
