@@ -40,6 +40,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--mem-gb", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--family", default="corrupt", choices=("corrupt", "stress", "mixed"),
+                    help="mutations: corrupt protobufs (issue 19), valid-but-expensive inputs (issue 32), or both")
     ap.add_argument("--quick", action="store_true", help="cheap node-case modules only (seeds in ~2 s, not ~30 s)")
     args = ap.parse_args()
     fz = _fuzzing()
@@ -59,7 +61,7 @@ def main() -> None:
         if done[0] % 1000 == 0:
             print(f"  {done[0]} cases, {time.perf_counter() - t1:.0f} s: {dict(counts)}", flush=True)
 
-    results = fz.run_cases(fz.cases(seeds, args.cases, args.seed), workers=args.workers, timeout_s=args.timeout,
+    results = fz.run_cases(fz.cases(seeds, args.cases, args.seed, args.family), workers=args.workers, timeout_s=args.timeout,
                            mem_bytes=int(args.mem_gb * 2**30), on_result=progress)
     wall = time.perf_counter() - t1
     details = collections.Counter(r["detail"] for r in results if r["outcome"] == "project_error")

@@ -673,10 +673,13 @@ def _analyse(
 def _flow_handlers(model: onnx.ModelProto, shapes: ShapeMap, precision: str, notes: list[str]) -> dict:
     """Handlers for If / Loop / Scan bound to this graph's shapes (:mod:`featurize.control_flow`); what
     they state goes into ``notes``."""
-    from featurize.control_flow import control_flow_cost
+    from featurize.control_flow import OuterConstants, control_flow_cost
+
+    outer = OuterConstants(model.graph)
 
     def handle(view: NodeView) -> OpCost:
-        cost, note = control_flow_cost(view, view.attrs._proto, shapes, model.graph, model.opset_import, precision)
+        cost, note = control_flow_cost(view, view.attrs._proto, shapes, model.graph, model.opset_import, precision,
+                                       outer)
         if note:
             notes.append(f"featurize: {note}")
         return cost

@@ -26,7 +26,7 @@ from onnx import AttributeProto, TensorProto
 from featurize.errors import GraphLoadError
 
 __all__ = [
-    "MAX_FILE_BYTES", "MAX_PATH_CHARS", "MAX_TENSOR_ELEMENTS", "MAX_TENSOR_BYTES", "MAX_DIM",
+    "MAX_FILE_BYTES", "MAX_PATH_CHARS", "MAX_CONTROL_FLOW_NODES", "MAX_TENSOR_ELEMENTS", "MAX_TENSOR_BYTES", "MAX_DIM",
     "check_path", "read_model_file", "check_graph", "check_shapes", "check_tensor", "check_features", "tensor_bytes",
 ]
 
@@ -40,6 +40,10 @@ MAX_TENSOR_BYTES = 1 << 38
 """Most bytes in one tensor, and in all graph inputs together (256 GiB)."""
 MAX_DIM = 1 << 36
 """Largest single dimension."""
+MAX_CONTROL_FLOW_NODES = 256
+"""Most If/Loop/Scan nodes in a graph, nested bodies included: each body is shape-inferred and costed as a graph
+of its own, and onnx's inference of a chain of loops grows with the square of their number (5,000 loops: 4 s
+per pass). Exporters that trace (``torch.onnx.export``) unroll Python control flow and write none."""
 MAX_RANK = 64
 """Most dimensions of a tensor, and most elements of a shape/axes/index vector (Slice steps, Reshape shape...):
 onnx's shape inference loops over such vectors (Slice with a 2^24-element ``steps`` input: 8 s)."""
@@ -171,6 +175,7 @@ def check_graph(model: onnx.ModelProto, bound: Mapping[str, Iterable[int]] | Non
                   for a in n.attribute if a.type == AttributeProto.TENSOR})
     sizes.update({name: tuple(int(d) for d in shape) for name, shape in (bound or {}).items()})
     _check_ranks(g, sizes)
+    _check_control_flow(g)
     consts = _constant_values(g)
     opset = _default_opset(model)
     schemas: dict[tuple[str, str], dict[str, int] | None] = {}
@@ -280,6 +285,27 @@ def _check_ranks(g: onnx.GraphProto, sizes: Mapping[str, tuple[int, ...]]) -> No
                         f"{n:.3g} elements, but it holds one value per dimension (at most {MAX_RANK}); the graph is "
                         "corrupt, re-export it."
                     )
+
+
+def _check_control_flow(g: onnx.GraphProto) -> None:
+    """At most :data:`MAX_CONTROL_FLOW_NODES` If/Loop/Scan nodes, counted through every nested body."""
+    count, stack = 0, [g]
+    while stack:
+        for node in stack.pop().node:
+            if node.op_type in ("If", "Loop", "Scan"):
+                count += 1
+            for a in node.attribute:
+                if a.type == AttributeProto.GRAPH:
+                    stack.append(a.g)
+                elif a.type == AttributeProto.GRAPHS:
+                    stack.extend(a.graphs)
+        if count > MAX_CONTROL_FLOW_NODES:
+            raise GraphLoadError(
+                f"the graph has more than {MAX_CONTROL_FLOW_NODES} If/Loop/Scan nodes (nested bodies included); each "
+                "body is costed as a graph of its own, so this many cannot be featurized in bounded time. Export "
+                "with tracing (torch.onnx.export unrolls Python loops and branches) or pass a graph with fewer.")
+
+
 _FLOAT_KINDS = (AttributeProto.FLOAT, AttributeProto.FLOATS)
 
 

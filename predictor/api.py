@@ -91,7 +91,9 @@ def featurize_cached(model: Any, **kw: Any):
         return _FEATURE_CACHE[key]
     if kw.get("example_inputs") is None:
         kw.pop("example_inputs", None)
-    with _warnings.catch_warnings(record=True) as caught:
+    from predictor.inference_limits import limited_inference
+
+    with _warnings.catch_warnings(record=True) as caught, limited_inference():  # no input can hang it
         _warnings.simplefilter("always")
         gf = featurize(model, **kw)
     result = (gf, featurizer_notes([*caught, *getattr(gf, "warnings", ())], gf.unsupported_ops))
@@ -189,6 +191,9 @@ def predict(
         precision_fallback: a precision the GPU cannot run (bf16 on a V100, fp8 on an A100) is predicted as
             frameworks fall back, with a warning, instead of raising ``UnsupportedPrecisionError``.
     """
+    from predictor.inference_limits import start_worker
+
+    start_worker()  # the isolated shape-inference worker imports while this process loads the model
     from predictor.carbon import resolve_intensity
     from predictor.layers import layer_breakdown, layer_prior_for
     from predictor.model import extrapolation_warnings, load_model, predict_frame
