@@ -27,7 +27,7 @@ from featurize.errors import GraphLoadError
 
 __all__ = [
     "MAX_FILE_BYTES", "MAX_PATH_CHARS", "MAX_CONTROL_FLOW_NODES", "MAX_TENSOR_ELEMENTS", "MAX_TENSOR_BYTES", "MAX_DIM",
-    "check_path", "read_model_file", "check_graph", "check_shapes", "check_tensor", "check_features", "tensor_bytes",
+    "check_path", "read_model_file", "check_graph", "batch_cap_error", "check_shapes", "check_tensor", "check_features", "tensor_bytes",
 ]
 
 MAX_FILE_BYTES = 2 << 30
@@ -147,11 +147,36 @@ def check_tensor(name: str, shape: tuple[int, ...], elem: int, where: str) -> No
     n = math.prod(shape) if big > 1 else 1
     if big <= MAX_DIM and n <= MAX_TENSOR_ELEMENTS and n * _itemsize(elem) <= MAX_TENSOR_BYTES:
         return
-    raise GraphLoadError(
+    err = GraphLoadError(
         f"tensor {name!r} ({where}) would have shape {list(shape)}: {n:.3g} elements, above the caps "
         f"(dim {MAX_DIM:.3g}, {MAX_TENSOR_ELEMENTS:.3g} elements, {MAX_TENSOR_BYTES / 2**30:.0f} GiB per tensor) "
         "that no GPU can hold. Check batch_size / dims= / input_shapes=, or the graph's constant sizes."
     )
+    err.tensor = (name, tuple(shape), elem)  # for batch_cap_error
+    raise err
+
+
+def batch_cap_error(err: GraphLoadError, batch_size: int, batch_inputs: Mapping[str, Iterable[int]]
+                    ) -> GraphLoadError:
+    """``err`` (a tensor over the caps, from :func:`check_tensor`) restated for the user when the batch made it
+    so: the batch, the input that carries it, the cap and the largest batch under it. ``batch_inputs``: ``{input
+    name: bound shape}`` of the inputs whose first dim is the batch. Any other error is returned unchanged."""
+    tensor = getattr(err, "tensor", None)
+    if tensor is None or batch_size <= 1 or not batch_inputs:
+        return err
+    name, shape, elem = tensor
+    if batch_size not in shape:
+        return err  # a constant size, not the batch: the original message says so
+    per_sample = math.prod(shape) // batch_size
+    largest = min(MAX_TENSOR_ELEMENTS // max(per_sample, 1), MAX_TENSOR_BYTES // max(per_sample * _itemsize(elem), 1),
+                  MAX_DIM)
+    first, dims = next(iter(batch_inputs.items()))
+    return GraphLoadError(
+        f"batch_size={batch_size:,} is too large for this graph: input {first!r} of shape {list(dims)} makes an "
+        f"intermediate tensor of {math.prod(shape):.3g} elements ({per_sample:,} per sample), above the cap of "
+        f"{MAX_TENSOR_ELEMENTS:.3g} elements / {MAX_TENSOR_BYTES / 2**30:.0f} GiB per tensor that no GPU can hold. "
+        f"Use batch_size <= {largest:,} (CLI: --batch-size); the memory check of predict then says which batch "
+        "fits the GPU.")
 
 
 def check_graph(model: onnx.ModelProto, bound: Mapping[str, Iterable[int]] | None = None) -> None:

@@ -196,3 +196,25 @@ def test_predict_runs_shape_inference_under_a_time_limit(monkeypatch):
     assert time.monotonic() - t0 < 30.0
     ok = predict(_doubling_chain(2).SerializeToString(), gpu="A100", batch_size=8)  # a fresh worker takes over
     assert ok.energy_j > 0 and isinstance(err, JoulecastError)
+
+
+def test_a_batch_too_large_names_the_input_the_batch_and_the_cap(capsys):
+    """Item 14: ``--batch-size 100000`` on ResNet-18 named an internal tensor ('getitem'); the message now names
+    the batch, the input carrying it and the cap, and the batch it suggests is the largest under that cap."""
+    from conftest import RESNET18
+    from predictor import predict
+    from predictor.cli import main
+
+    with pytest.raises(GraphLoadError) as err:
+        predict(RESNET18, gpu="A100", batch_size=100_000)
+    text = str(err.value)
+    x = onnx.load(RESNET18, load_external_data=False).graph.input[0].name
+    assert "batch_size=100,000" in text and f"input {x!r} of shape [100000, 3, 224, 224]" in text
+    assert f"{limits.MAX_TENSOR_ELEMENTS:.3g} elements" in text and "getitem" not in text
+    largest = int(text.split("batch_size <= ")[1].split(" ")[0].replace(",", ""))
+    featurize(RESNET18, batch_size=largest, with_nodes=False)  # under the cap
+    with pytest.raises(GraphLoadError, match=f"batch_size={largest + 1:,} is too large"):
+        featurize(RESNET18, batch_size=largest + 1, with_nodes=False)
+    assert main(["predict", str(RESNET18), "--gpu", "A100", "--batch-size", "100000"]) == 1
+    cli = " ".join(capsys.readouterr().err.split())
+    assert "batch_size=100,000 is too large" in cli and f"input {x!r}" in cli and "getitem" not in cli
