@@ -289,24 +289,23 @@ def _frozen_list(text: str) -> list[str] | None:
 
 
 def featurize_measurements(
-    df: pd.DataFrame, *, origin: str = "measurements", n_jobs: int = 1
+    df: pd.DataFrame, *, origin: str = "measurements", n_jobs: int = 1, limits: Any = None
 ) -> pd.DataFrame:
-    """Graph features (``g_<key>`` columns) for every validated row; each distinct graph config once.
+    """Graph features (``g_<key>`` columns) for every validated row; each distinct graph config once, in isolated
+    worker processes under ``limits`` (:class:`~predictor.isolation.Limits`; None = the defaults of
+    ``predict_many``), so that a graph that hangs or exhausts memory is an error naming its row.
 
     Raises:
         SchemaError: a graph that cannot be read or featurized, naming the file and the first row using it.
     """
-    from joblib import Parallel, delayed
-
-    from predictor.batch import _featurize_one
+    from predictor.batch import featurize_isolated
+    from predictor.isolation import Limits
 
     keys = list(zip(df["model"], df["batch_size"].astype(int), df["precision"], df["frozen"]))
     distinct = list(dict.fromkeys(keys))
     jobs = [(m, {"batch_size": int(b), "precision": p, "frozen": _frozen_list(f)}) for m, b, p, f in distinct]
-    if n_jobs == 1 or len(jobs) < 4:
-        results = [_featurize_one(m, o) for m, o in jobs]
-    else:
-        results = Parallel(n_jobs=n_jobs)(delayed(_featurize_one)(m, o) for m, o in jobs)
+    done = dict(item for item in featurize_isolated(jobs, n_jobs=n_jobs, limits=limits or Limits()) if item)
+    results = [done[i] for i in range(len(jobs))]
     by_key = {}
     for key, res in zip(distinct, results):
         if "error" in res:
