@@ -6,7 +6,7 @@ than corrupt. :func:`stress` applies one of them to a parsed seed model:
   onnx's data propagation would materialise them;
 * a ``Range`` bounded by a graph input's dim (``Shape -> Gather -> Range``) with that dim set large;
 * large legal input dims (2^20..2^31);
-* long chains (up to 30,000 nodes), with ``Loop`` nodes in the chain;
+* long chains (up to 10,000 nodes), with ``Loop`` nodes in the chain;
 * nested ``Loop`` bodies;
 * tensors of unknown shape read by long chains (onnxruntime's symbolic inference runs on them).
 
@@ -129,12 +129,12 @@ def _loop(name: str, x: str, trips: str, depth: int) -> onnx.NodeProto:
 
 
 def long_chain(m: onnx.ModelProto, rng: random.Random) -> None:
-    """A chain of up to 30,000 elementwise nodes off a float input, with ``Loop`` nodes every ``k`` links."""
+    """A chain of up to 10,000 elementwise nodes off a float input, with ``Loop`` nodes every ``k`` links."""
     x = _float_input(m)
     if x is None:
         return
     g, tag = m.graph, f"st{rng.randrange(10**6)}"
-    n = rng.choice([1000, 5000, 30_000])
+    n = rng.choice([1000, 5000, 10_000])
     every = rng.choice([0, 1, 10, 500])
     g.initializer.append(_i64(tag + "m", rng.choice([3, 10**6])))
     cur = x
