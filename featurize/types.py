@@ -49,6 +49,24 @@ class GPUSpec:
     idle_power_w: float | None = None
     launch_year: int | None = None
     memory_type: str | None = None
+    form_factor: str | None = None
+    """SXM, PCIe, NVL (PCIe card for NVLink-bridged pairs/quads), OAM (AMD) or superchip (GH200)."""
+    link_type: str | None = None
+    """GPU-to-GPU link: ``nvlink``, ``xgmi`` (AMD Infinity Fabric) or ``none`` (peers talk over PCIe)."""
+    link_topology: str | None = None
+    """``switch`` (NVSwitch board: every pair gets the full link bandwidth), ``mesh`` (direct links, no switch),
+    ``bridge`` (NVLink bridges pair PCIe cards up; other pairs go over PCIe) or ``none``."""
+    link_bidir_bytes_per_s: float | None = None
+    """Total GPU-to-GPU link bandwidth per GPU, both directions summed over all links (vendor convention);
+    one direction is half. 0 where the product has no peer link."""
+    pcie_bidir_bytes_per_s: float | None = None
+    """Host PCIe x16 link, both directions, nominal (Gen3 32, Gen4 64, Gen5 128 GB/s)."""
+    power_limit_min_w: float | None = None
+    """nvidia-smi ``Min Power Limit`` (NVML constraint) where a public dump shows it; None = unknown."""
+    power_limit_max_w: float | None = None
+    """nvidia-smi ``Max Power Limit``; None = unknown."""
+    power_limit_default_w: float | None = None
+    """nvidia-smi ``Default Power Limit`` (AMD: the cap rocm-smi reports); None = unknown."""
     note: str = ""
     filled_fields: tuple[str, ...] = ()
 

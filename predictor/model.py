@@ -775,7 +775,7 @@ def extrapolation_warnings(model: LoadedModel, row: dict[str, float], *, gpu: GP
     if gpu.name not in man.get("gpus_seen", [gpu.name]):
         out.append(f"GPU {gpu.name} was not measured in the training data; predicted from its specifications.")
     paths = precision_paths(gpu, precision, fallback=True)
-    if precision == "fp32" and paths.conv != "fp32":
+    if precision == "fp32" and paths.conv != "fp32" and row.get("frac_macs_conv", 0.0) > 0:  # convolutions on TF32
         out.append(f"fp32 on {gpu.name} as PyTorch runs it by default: matmuls on the FP32 cores, convolutions on "
                    "TF32 tensor cores (cuDNN). With torch.backends.cuda.matmul.allow_tf32=True (NGC containers, "
                    "TensorFlow/JAX defaults) predict precision='tf32' instead.")
