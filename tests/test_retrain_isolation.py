@@ -48,7 +48,7 @@ def test_a_graph_that_keeps_inference_busy_is_an_error_naming_its_row(tmp_path):
     with pytest.raises(SchemaError) as err:
         featurize_measurements(runs, origin=origin, limits=Limits(time_s=2.0))
     text = str(err.value)
-    assert "busy.onnx" in text and "row 2" in text and "TimeLimitExceeded" in text and "2 s" in text
+    assert "busy.onnx" in text and "line 4" in text and "TimeLimitExceeded" in text and "2 s" in text  # 3rd data row
     assert time.monotonic() - t0 < 60
 
 
