@@ -228,6 +228,14 @@ def _validate(
                 "Re-export the model, or run onnx.checker.check_model on it to locate the problem."
             )
         update(node.outs)
+        if type(node.op_type) is not str or type(node.name) is not str or type(node.domain) is not str:
+            raise GraphLoadError(  # protobuf hands back bytes for a string field that is not valid UTF-8
+                f"{what}: node {node.name!r} has an op type, name or domain that is not valid UTF-8 text "
+                f"({node.op_type!r}); the file is corrupt: re-export the model.")
+    if any(type(x) is not str for x in defined):
+        bad = next(x for x in defined if type(x) is not str)
+        raise GraphLoadError(f"{what}: tensor name {bad!r} is not valid UTF-8 text; the file is corrupt: re-export "
+                             "the model.")
     return nodes
 
 

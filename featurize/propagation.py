@@ -34,6 +34,7 @@ MAX_PROPAGATED_ELEMENTS = 4096
 
 # Ops whose output size is set by input *values* (sized here from the constants, as inference would).
 _SIZED_OPS = frozenset({"Range", "ConstantOfShape", "Tile", "Expand"})
+_CUT_CANDIDATES = _SIZED_OPS | {"Constant"}
 # Readers of a cut tensor whose outputs stay small (the rank, the element count).
 _SIZE_READS = frozenset({"Shape", "Size"})
 _BOOL_OPS = frozenset({"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor",
@@ -80,23 +81,36 @@ def _plan(nodes: list, folded: Mapping[str, Any], shapes: Mapping[str, tuple], v
     drop: dict[int, None] = {}
     inits: list[tuple[str, Any]] = []
     hidden: dict[str, int] = {}
+    get = shapes.get
     for i, n in enumerate(nodes):
-        outs = [o for o in n.outs if o]
-        if not outs:
+        outs = n.outs
+        if not outs or not any(outs):
             continue
-        if n.op_type != "Constant" and all(o in folded and folded[o].dtype.kind in "biu" for o in outs):
+        op = n.op_type
+        if folded and op != "Constant" and all(o in folded and folded[o].dtype.kind in "biu" for o in outs if o):
             drop[i] = None
             for o in outs:
+                if not o:
+                    continue
                 if data_prop and folded[o].size > MAX_PROPAGATED_ELEMENTS:
                     hidden[o] = _elem_of(folded[o])
                 else:
                     inits.append((o, folded[o]))
             continue
-        if data_prop:
-            elems = _cut_outputs(n, outs, shapes, values, hidden)
-            if elems:
-                drop[i] = None
-                hidden.update(elems)
+        if not data_prop:
+            continue
+        if op not in _CUT_CANDIDATES and not (hidden and not hidden.keys().isdisjoint(n.ins)):  # the common case
+            known_big = False
+            for o in outs:
+                shape = get(o, _NO_SHAPE)[0]
+                if shape is not None and len(shape) == 1 and shape[0] > MAX_PROPAGATED_ELEMENTS:
+                    known_big = True
+            if not known_big:
+                continue
+        elems = _cut_outputs(n, [o for o in outs if o], shapes, values, hidden)
+        if elems:
+            drop[i] = None
+            hidden.update(elems)
     return drop, inits, hidden
 
 

@@ -218,3 +218,18 @@ def test_a_batch_too_large_names_the_input_the_batch_and_the_cap(capsys):
     assert main(["predict", str(RESNET18), "--gpu", "A100", "--batch-size", "100000"]) == 1
     cli = " ".join(capsys.readouterr().err.split())
     assert "batch_size=100,000 is too large" in cli and f"input {x!r}" in cli and "getitem" not in cli
+
+
+def test_a_node_field_that_is_not_utf8_is_a_project_error():
+    """Found by the campaign: protobuf returns bytes for a string field that is not valid UTF-8 (here an op type
+    b'\\xc3onv'), which failed deep in the per-layer table with a UnicodeDecodeError."""
+    from predictor import predict
+
+    x = h.make_tensor_value_info("x", T.FLOAT, ["N", 4])
+    w = nh.from_array(np.ones((4, 4), np.float32), "w")
+    nodes = [h.make_node("MatMul", ["x", "w"], ["m"]), h.make_node("Relu", ["m"], ["y"], name="relu0")]
+    model = h.make_model(h.make_graph(nodes, "g", [x], [h.make_tensor_value_info("y", T.FLOAT, None)], [w]),
+                         opset_imports=[h.make_opsetid("", 17)])
+    data = model.SerializeToString().replace(b"Relu", b"\xc3elu")
+    with pytest.raises(GraphLoadError, match="not valid UTF-8"):
+        predict(data, gpu="A100", batch_size=8)
