@@ -317,8 +317,11 @@ def _check_control_flow(g: onnx.GraphProto) -> None:
     count, stack = 0, [g]
     while stack:
         for node in stack.pop().node:
-            if node.op_type in ("If", "Loop", "Scan"):
+            op = node.op_type
+            if op in ("If", "Loop", "Scan"):
                 count += 1
+            elif op != "SequenceMap" and node.domain in ("", "ai.onnx"):
+                continue  # no other standard op carries a subgraph
             for a in node.attribute:
                 if a.type == AttributeProto.GRAPH:
                     stack.append(a.g)

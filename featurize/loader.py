@@ -24,7 +24,7 @@ from featurize import isolated_inference
 from featurize.errors import GraphLoadError, InvalidInputError, JoulecastError, UnboundDimensionError
 from featurize.fold import fold_constants, initializer_values
 from featurize.limits import check_path, check_shapes, read_model_file
-from featurize.propagation import data_prop_risk, inference_copy
+from featurize.propagation import data_prop_plan, inference_copy
 
 __all__ = ["load_model", "load_model_nodes", "load_graph", "LoadedGraph", "node_fields", "NodeFields", "bind_dims", "bind_input_dims", "Binding", "resolve_shapes", "ShapeMap"]
 
@@ -544,9 +544,10 @@ def resolve_shapes(
     folded = _fold_into(nodes, shapes, values, {})
     # one pass with data propagation when Shape reads are left, unless big 1-D tensors would be cut from it:
     # then a plain pass first, so that the cut follows known ranks (featurize.propagation)
-    first_dp = _shape_reads_left(nodes, folded) and not data_prop_risk(nodes, folded, shapes, values)
+    plan = data_prop_plan(nodes, folded, shapes, values) if _shape_reads_left(nodes, folded) else None
+    first_dp = plan is not None and not plan[2]
     cut: list[str] = []
-    _infer_into(model, nodes, folded, shapes, values, data_prop=first_dp, cut=cut)
+    _infer_into(model, nodes, folded, shapes, values, data_prop=first_dp, cut=cut, plan=plan if first_dp else None)
     check_shapes(shapes)  # caps before anything is sized from the inferred shapes (limits)
     missing = _missing(nodes, model.graph, shapes)
     for _ in range(_MAX_FOLD_ROUNDS):
@@ -644,12 +645,12 @@ def _np_elem(dtype: Any) -> int:
 
 def _infer_into(
     model: onnx.ModelProto, nodes: list[NodeFields], folded: dict, shapes: ShapeMap, values: dict, *, data_prop: bool,
-    cut: list[str] | None = None,
+    cut: list[str] | None = None, plan: tuple | None = None,
 ) -> None:
     """Shape inference on ``model`` with the ``folded`` node outputs as initializers (``values``: every constant
     known, initializers included); the shapes it finds go into ``shapes`` (entries still unknown are refreshed).
     ``cut``: gets the names kept out of a data-propagation pass (:func:`~featurize.propagation.inference_copy`)."""
-    copy = inference_copy(model, nodes, folded, shapes, data_prop=data_prop, values=values, cut=cut)  # no big 1-D values (propagation)
+    copy = inference_copy(model, nodes, folded, shapes, data_prop=data_prop, values=values, cut=cut, plan=plan)  # no big 1-D values (propagation)
     _shapes_from_bytes(_infer_bytes(copy, data_prop=data_prop), shapes)
 
 

@@ -8,14 +8,14 @@ only ever needs the values of *shape vectors* (one value per dimension), so :fun
 1-D tensor of more than :data:`MAX_PROPAGATED_ELEMENTS` elements out of a data-propagation pass: its producer is
 dropped and the tensor becomes a graph input of unknown shape (no dimensions to carry), and so do the outputs of
 the nodes reading it whose shape is not yet known to be of rank >= 2 (onnx propagates 1-D data only). A plain
-pass afterwards sizes what was cut (:func:`featurize.loader.resolve_shapes`). :func:`data_prop_risk` says
+pass afterwards sizes what was cut (:func:`featurize.loader.resolve_shapes`). :func:`data_prop_plan` says
 whether a graph has such tensors before any inference ran (the loader then sizes everything with a plain pass
 first, so that the cut follows known ranks).
 
 What is left -- values grown by a chain of ``Concat`` nodes from small sources whose sizes only inference finds
 -- is bounded by the time limit ``predict`` runs inference under (:mod:`featurize.isolated_inference`).
 
-Public entry points: :func:`inference_copy`, :func:`data_prop_risk`, :data:`MAX_PROPAGATED_ELEMENTS`.
+Public entry points: :func:`inference_copy`, :func:`data_prop_plan`, :data:`MAX_PROPAGATED_ELEMENTS`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["inference_copy", "data_prop_risk", "MAX_PROPAGATED_ELEMENTS"]
+__all__ = ["inference_copy", "data_prop_plan", "MAX_PROPAGATED_ELEMENTS"]
 
 MAX_PROPAGATED_ELEMENTS = 4096
 """Largest 1-D tensor a data-propagation pass may carry (a shape vector has at most 64 values; position ids of a
@@ -34,7 +34,6 @@ MAX_PROPAGATED_ELEMENTS = 4096
 
 # Ops whose output size is set by input *values* (sized here from the constants, as inference would).
 _SIZED_OPS = frozenset({"Range", "ConstantOfShape", "Tile", "Expand"})
-_CUT_CANDIDATES = _SIZED_OPS | {"Constant"}
 # Readers of a cut tensor whose outputs stay small (the rank, the element count).
 _SIZE_READS = frozenset({"Shape", "Size"})
 _BOOL_OPS = frozenset({"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor",
@@ -44,7 +43,7 @@ _NO_SHAPE = (None, 0)
 
 def inference_copy(model: onnx.ModelProto, nodes: list, folded: Mapping[str, Any], shapes: Mapping[str, tuple],
                    *, data_prop: bool, values: Mapping[str, Any] | None = None,
-                   cut: list[str] | None = None) -> onnx.ModelProto:
+                   cut: list[str] | None = None, plan: tuple | None = None) -> onnx.ModelProto:
     """A copy of ``model`` for one inference pass (``model`` itself when nothing changes).
 
     Folded shape nodes (every output a folded integer/bool tensor; ``Constant`` aside) become initializers
@@ -52,9 +51,9 @@ def inference_copy(model: onnx.ModelProto, nodes: list, folded: Mapping[str, Any
     ``Constant``'s, sized from the constant ``values`` by :func:`_sized_shape`, known from ``shapes``, or a
     ``Range`` / ``ConstantOfShape`` / ``Tile`` / ``Expand`` of still unknown size) and the outputs that read them
     are cut instead: dropped with their producers, declared as graph inputs of unknown shape; their names are
-    appended to ``cut``.
+    appended to ``cut``. ``plan``: :func:`data_prop_plan` of the same state, when the caller has it.
     """
-    drop, inits, hidden = _plan(nodes, folded, shapes, values or {}, data_prop)
+    drop, inits, hidden = plan if plan is not None else _plan(nodes, folded, shapes, values or {}, data_prop)
     if cut is not None:
         cut.extend(hidden)
     if not drop:
@@ -69,10 +68,11 @@ def inference_copy(model: onnx.ModelProto, nodes: list, folded: Mapping[str, Any
     return m
 
 
-def data_prop_risk(nodes: list, folded: Mapping[str, Any], shapes: Mapping[str, tuple],
-                   values: Mapping[str, Any]) -> bool:
-    """Whether a data-propagation pass over what is known now would cut anything (see :func:`inference_copy`)."""
-    return bool(_plan(nodes, folded, shapes, values, True)[2])
+def data_prop_plan(nodes: list, folded: Mapping[str, Any], shapes: Mapping[str, tuple],
+                   values: Mapping[str, Any]) -> tuple:
+    """The plan of a data-propagation copy over what is known now (for :func:`inference_copy`'s ``plan``); its
+    last item, the tensors it would cut, says whether the graph has big 1-D tensors."""
+    return _plan(nodes, folded, shapes, values, True)
 
 
 def _plan(nodes: list, folded: Mapping[str, Any], shapes: Mapping[str, tuple], values: Mapping[str, Any],
@@ -99,7 +99,11 @@ def _plan(nodes: list, folded: Mapping[str, Any], shapes: Mapping[str, tuple], v
             continue
         if not data_prop:
             continue
-        if op not in _CUT_CANDIDATES and not (hidden and not hidden.keys().isdisjoint(n.ins)):  # the common case
+        if op == "Constant":
+            shape = _constant_shape(n.proto)[0]
+            if shape is None or len(shape) > 1 or math.prod(shape) <= MAX_PROPAGATED_ELEMENTS:
+                continue
+        elif op not in _SIZED_OPS and not (hidden and not hidden.keys().isdisjoint(n.ins)):  # the common case
             known_big = False
             for o in outs:
                 shape = get(o, _NO_SHAPE)[0]
