@@ -24,7 +24,7 @@ from featurize import isolated_inference
 from featurize.errors import GraphLoadError, InvalidInputError, JoulecastError, UnboundDimensionError
 from featurize.fold import fold_constants, initializer_values
 from featurize.limits import check_path, check_shapes, read_model_file
-from featurize.propagation import data_prop_plan, inference_copy
+from featurize.propagation import big_1d, data_prop_plan, inference_copy
 
 __all__ = ["load_model", "load_model_nodes", "load_graph", "LoadedGraph", "node_fields", "NodeFields", "bind_dims", "bind_input_dims", "Binding", "resolve_shapes", "ShapeMap"]
 
@@ -544,7 +544,8 @@ def resolve_shapes(
     folded = _fold_into(nodes, shapes, values, {})
     # one pass with data propagation when Shape reads are left, unless big 1-D tensors would be cut from it:
     # then a plain pass first, so that the cut follows known ranks (featurize.propagation)
-    plan = data_prop_plan(nodes, folded, shapes, values) if _shape_reads_left(nodes, folded) else None
+    big = big_1d([vi.name for vi in model.graph.input if vi.name not in initializers], shapes)  # a 2^31-long input
+    plan = data_prop_plan(nodes, folded, shapes, values, big) if _shape_reads_left(nodes, folded) else None
     first_dp = plan is not None and not plan[2]
     cut: list[str] = []
     _infer_into(model, nodes, folded, shapes, values, data_prop=first_dp, cut=cut, plan=plan if first_dp else None)
@@ -555,7 +556,7 @@ def resolve_shapes(
             break
         before = len(folded)
         _fold_into(nodes, shapes, values, folded)
-        _infer_into(model, nodes, folded, shapes, values, data_prop=True, cut=cut)
+        _infer_into(model, nodes, folded, shapes, values, data_prop=True, cut=cut, big_inputs=big)
         check_shapes(shapes)
         progress = len(folded) > before
         left = _missing(nodes, model.graph, shapes)
@@ -568,7 +569,7 @@ def resolve_shapes(
         check_shapes(shapes)
         missing = _missing(nodes, model.graph, shapes)
     if missing:
-        copy = inference_copy(model, nodes, folded, shapes, data_prop=True, values=values)
+        copy = inference_copy(model, nodes, folded, shapes, data_prop=True, values=values, big_inputs=big)
         missing = _symbolic_fill(copy, shapes, missing)
     if missing:
         _rejoined_sequences(nodes, shapes)
@@ -645,12 +646,13 @@ def _np_elem(dtype: Any) -> int:
 
 def _infer_into(
     model: onnx.ModelProto, nodes: list[NodeFields], folded: dict, shapes: ShapeMap, values: dict, *, data_prop: bool,
-    cut: list[str] | None = None, plan: tuple | None = None,
+    cut: list[str] | None = None, plan: tuple | None = None, big_inputs: list[str] | tuple = (),
 ) -> None:
     """Shape inference on ``model`` with the ``folded`` node outputs as initializers (``values``: every constant
     known, initializers included); the shapes it finds go into ``shapes`` (entries still unknown are refreshed).
     ``cut``: gets the names kept out of a data-propagation pass (:func:`~featurize.propagation.inference_copy`)."""
-    copy = inference_copy(model, nodes, folded, shapes, data_prop=data_prop, values=values, cut=cut, plan=plan)  # no big 1-D values (propagation)
+    copy = inference_copy(model, nodes, folded, shapes, data_prop=data_prop, values=values, cut=cut, plan=plan,
+                          big_inputs=big_inputs)  # no big 1-D values (propagation)
     _shapes_from_bytes(_infer_bytes(copy, data_prop=data_prop), shapes)
 
 

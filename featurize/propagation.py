@@ -21,12 +21,12 @@ Public entry points: :func:`inference_copy`, :func:`data_prop_plan`, :data:`MAX_
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["inference_copy", "data_prop_plan", "MAX_PROPAGATED_ELEMENTS"]
+__all__ = ["inference_copy", "data_prop_plan", "big_1d", "MAX_PROPAGATED_ELEMENTS"]
 
 MAX_PROPAGATED_ELEMENTS = 4096
 """Largest 1-D tensor a data-propagation pass may carry (a shape vector has at most 64 values; position ids of a
@@ -43,7 +43,8 @@ _NO_SHAPE = (None, 0)
 
 def inference_copy(model: onnx.ModelProto, nodes: list, folded: Mapping[str, Any], shapes: Mapping[str, tuple],
                    *, data_prop: bool, values: Mapping[str, Any] | None = None,
-                   cut: list[str] | None = None, plan: tuple | None = None) -> onnx.ModelProto:
+                   cut: list[str] | None = None, plan: tuple | None = None,
+                   big_inputs: Sequence[str] = ()) -> onnx.ModelProto:
     """A copy of ``model`` for one inference pass (``model`` itself when nothing changes).
 
     Folded shape nodes (every output a folded integer/bool tensor; ``Constant`` aside) become initializers
@@ -52,8 +53,11 @@ def inference_copy(model: onnx.ModelProto, nodes: list, folded: Mapping[str, Any
     ``Range`` / ``ConstantOfShape`` / ``Tile`` / ``Expand`` of still unknown size) and the outputs that read them
     are cut instead: dropped with their producers, declared as graph inputs of unknown shape; their names are
     appended to ``cut``. ``plan``: :func:`data_prop_plan` of the same state, when the caller has it.
+    ``big_inputs``: graph inputs that are 1-D tensors of more than :data:`MAX_PROPAGATED_ELEMENTS` elements
+    (:func:`big_1d`): they stay, but what reads them is cut.
     """
-    drop, inits, hidden = plan if plan is not None else _plan(nodes, folded, shapes, values or {}, data_prop)
+    drop, inits, hidden = plan if plan is not None else _plan(nodes, folded, shapes, values or {}, data_prop,
+                                                              big_inputs)
     if cut is not None:
         cut.extend(hidden)
     if not drop:
@@ -69,18 +73,30 @@ def inference_copy(model: onnx.ModelProto, nodes: list, folded: Mapping[str, Any
 
 
 def data_prop_plan(nodes: list, folded: Mapping[str, Any], shapes: Mapping[str, tuple],
-                   values: Mapping[str, Any]) -> tuple:
+                   values: Mapping[str, Any], big_inputs: Sequence[str] = ()) -> tuple:
     """The plan of a data-propagation copy over what is known now (for :func:`inference_copy`'s ``plan``); its
     last item, the tensors it would cut, says whether the graph has big 1-D tensors."""
-    return _plan(nodes, folded, shapes, values, True)
+    return _plan(nodes, folded, shapes, values, True, big_inputs)
+
+
+def big_1d(names: Iterable[str], shapes: Mapping[str, tuple]) -> list[str]:
+    """The ``names`` whose known shape is 1-D with more than :data:`MAX_PROPAGATED_ELEMENTS` elements."""
+    out = []
+    for name in names:
+        shape = shapes.get(name, _NO_SHAPE)[0]
+        if shape is not None and len(shape) == 1 and shape[0] > MAX_PROPAGATED_ELEMENTS:
+            out.append(name)
+    return out
 
 
 def _plan(nodes: list, folded: Mapping[str, Any], shapes: Mapping[str, tuple], values: Mapping[str, Any],
-          data_prop: bool) -> tuple[dict[int, None], list[tuple[str, Any]], dict[str, int]]:
+          data_prop: bool, big_inputs: Sequence[str] = ()) -> tuple[dict[int, None], list[tuple[str, Any]],
+                                                                    dict[str, int]]:
     """``(indices of the nodes to drop, (name, value) initializers to add, {cut tensor: elem type})``."""
     drop: dict[int, None] = {}
     inits: list[tuple[str, Any]] = []
-    hidden: dict[str, int] = {}
+    hidden: dict[str, int] = {x: shapes.get(x, _NO_SHAPE)[1] or TensorProto.FLOAT for x in big_inputs} if data_prop \
+        else {}
     get = shapes.get
     for i, n in enumerate(nodes):
         outs = n.outs
@@ -115,6 +131,8 @@ def _plan(nodes: list, folded: Mapping[str, Any], shapes: Mapping[str, tuple], v
         if elems:
             drop[i] = None
             hidden.update(elems)
+    for x in big_inputs:  # they taint their readers, and stay graph inputs
+        hidden.pop(x, None)
     return drop, inits, hidden
 
 

@@ -233,3 +233,18 @@ def test_a_node_field_that_is_not_utf8_is_a_project_error():
     data = model.SerializeToString().replace(b"Relu", b"\xc3elu")
     with pytest.raises(GraphLoadError, match="not valid UTF-8"):
         predict(data, gpu="A100", batch_size=8)
+
+
+def test_a_long_1d_graph_input_never_reaches_data_propagation():
+    """Found by the campaign (expanded GroupNormalization, ``bias`` declared float[2^31]): data propagation gave
+    each of the input's 2^31 elements a dimension (bad_alloc after ~20 s); its readers are now kept out."""
+    nodes = [h.make_node("Cast", ["b"], ["bc"], to=T.FLOAT), h.make_node("Add", ["bc", "bc"], ["b2"]),
+             h.make_node("Relu", ["x"], ["r"]), h.make_node("Shape", ["r"], ["s"]),
+             h.make_node("Reshape", ["r", "s"], ["y"])]
+    g = h.make_graph(nodes, "long_input", [h.make_tensor_value_info("x", T.FLOAT, ["N", 4]),
+                                           h.make_tensor_value_info("b", T.FLOAT, [2**31])],
+                     [h.make_tensor_value_info("y", T.FLOAT, None), h.make_tensor_value_info("b2", T.FLOAT, None)])
+    model = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    feats = _deadline(lambda: featurize(model, batch_size=8, with_nodes=False), 15.0)
+    assert not isinstance(feats, BaseException), feats
+    assert feats.flops_forward >= 2**31 / 8  # the Add over the long input is costed (per sample of 8)
