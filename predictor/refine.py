@@ -427,6 +427,8 @@ def refine(
                 post_mu, post_sd, held = _held_in_prior(post_mu, post_sd, prior_mu, prior_var, z)
                 if held:
                     warnings.append(held)
+                reading = float(np.log(e[0])) - params.warmup_log_mean  # the level if it was a typical warm-up
+                post_sd = max(post_sd, abs(reading - post_mu) / z)  # the interval reaches it
         else:
             post_mu, post_sd = t_prior_posterior(prior_mu, math.sqrt(prior_var), obs_mu, obs_sd, params.prior_t_dof)
         post_var = post_sd**2
