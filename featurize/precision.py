@@ -22,6 +22,9 @@ says so:
 A GPU *has a path* for a precision (:func:`has_path`) when that path is its own and faster than FP32. With
 ``fallback=True`` a refused precision (fp8) is priced as the nearest precision the framework would pick instead:
 the best 16-bit path the GPU has (bf16, else fp16, else fp32), stated in ``note``.
+
+``fp8`` where the GPU has FP8 tensor cores runs only the GEMMs in FP8 (Transformer Engine): convolutions take the
+best 16-bit path (bf16, else fp16), element-wise ops the FP32 vector units, activations are stored in BF16.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ PRECISION_SEMANTICS: dict[str, str] = {
             "and optimizer state",
     "bf16": "automatic mixed precision: BF16 GEMMs/convolutions with FP32 accumulate, FP32 master weights "
             "and optimizer state",
-    "fp8": "FP8 GEMMs (Transformer Engine style) where the hardware has FP8 tensor cores, FP32 master weights",
+    "fp8": "FP8 GEMMs only (matmul, attention, linear; Transformer Engine) where the hardware has FP8 tensor "
+           "cores; convolutions, element-wise ops and stored activations in BF16 (FP16 where the GPU has no "
+           "BF16), FP32 master weights",
 }
 """What each precision name means; part of the model's saved prior (a change is a model incompatibility)."""
 
@@ -127,6 +132,8 @@ def precision_paths(gpu: GPUSpec, precision: str, *, fallback: bool = False) -> 
         # GeForce Ampere/Ada, whose dense TF32-with-FP32-accumulate rate equals FP32); ROCm's MIOpen does not
         cudnn_tf32 = gpu.vendor == "NVIDIA" and tf32 and tf32 > gpu.peak_fp32_flops
         return PrecisionPaths("fp32", "fp32", "tf32" if cudnn_tf32 else "fp32")
+    if precision == "fp8" and has_path(gpu, precision):  # Transformer Engine: FP8 for GEMMs, not convolutions
+        return PrecisionPaths("fp8", "fp8", _fallback(gpu, "fp8"))
     if has_path(gpu, precision):
         return PrecisionPaths(precision, precision, precision)
     faster = [p for p in PRECISIONS if p != "fp32" and has_path(gpu, p)]

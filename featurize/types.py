@@ -6,7 +6,8 @@ returns. Both are frozen dataclasses with units in every field name. Conventions
 * FLOPs: one multiply-accumulate (MAC) = 2 FLOPs; elementwise ops count their own FLOPs.
 * Graph counts are **per sample** (divided by the batch size the graph was evaluated at), except
   ``nodes`` working sets, which are at the evaluated batch size (that is what meets the cache).
-* Byte counts use the element size of ``precision`` (fp32 = 4, bf16/fp16 = 2).
+* Byte counts use the element size of ``precision`` (fp32 = 4, bf16/fp16 = 2; fp8 = 2: Transformer Engine keeps
+  activations and every non-GEMM op in BF16 and casts only the GEMM operands to FP8 inside its kernels).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Callable, Literal
 
 Precision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8")
-BYTES_PER_ELEMENT: dict[str, int] = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
+BYTES_PER_ELEMENT: dict[str, int] = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 2}
 
 
 @dataclass(frozen=True)

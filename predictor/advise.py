@@ -9,7 +9,7 @@ size and the pricing live in :mod:`predictor.advise_options`; the forecast of th
 Hooks for the models in flight: :func:`forecast` is the one place options meet the model (issue 28's time model
 and its ``interval_s`` arrive through ``predict_frame``'s columns ``interval_low_s``/``interval_high_s``, used when
 present); :data:`predictor.advise_options.GPU_COUNTS` / ``supports_n_gpus`` add N-GPU options once ``predict``
-takes ``n_gpus`` (issue 29); :func:`optimal_power_limits` fills ``optimal_power_limit_w`` once issue 31 provides it.
+takes ``n_gpus`` (issue 29); :func:`optimal_power_limits` fills ``optimal_power_limit_w`` (issue 31).
 """
 
 from __future__ import annotations
@@ -137,17 +137,16 @@ def forecast(grid: pd.DataFrame, feats: pd.DataFrame, job: Job, *, model_dir: An
         frame["time_low_s"] = frame["time_s"] * frame["energy_low_j"] / frame["energy_j"]
         frame["time_high_s"] = frame["time_s"] * frame["energy_high_j"] / frame["energy_j"]
     frame["measured_config"] = out["measured_config"].to_numpy()
+    frame["optimal_power_limit_w"] = out["optimal_power_limit_w"].to_numpy()  # issue 31 (predictor.power_limits)
     return frame
 
 
 def optimal_power_limits(frame: pd.DataFrame) -> np.ndarray:
-    """The energy-optimal power cap per option (within a 10 % slowdown), once the model provides one (issue 31:
-    ``optimal_power_limit_w``); NaN until then."""
-    try:
-        from predictor.model import optimal_power_limit_frame  # type: ignore[attr-defined]  # issue 31
-    except ImportError:
+    """The energy-optimal power cap per option within a 10 % slowdown (``predict_frame``'s
+    ``optimal_power_limit_w``, :mod:`predictor.power_limits`); NaN where a frame lacks it."""
+    if "optimal_power_limit_w" not in frame:
         return np.full(len(frame), np.nan)
-    return np.asarray(optimal_power_limit_frame(frame), float)  # pragma: no cover - arrives with issue 31
+    return frame["optimal_power_limit_w"].to_numpy(float)
 
 
 def _apply_limits(frame: pd.DataFrame, pricing: Pricing) -> tuple[pd.DataFrame, pd.DataFrame]:

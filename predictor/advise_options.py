@@ -167,18 +167,19 @@ def _candidate_specs(gpus: Any, pricing: Pricing) -> list[GPUSpec]:
 
 
 def precisions_for(spec: GPUSpec, asked: Any) -> tuple[list[str], list[str]]:
-    """(precisions to try on ``spec``, asked ones it cannot run). Default: fp32, tf32 where it has TF32 tensor
-    cores, bf16 where it runs it else fp16."""
-    from featurize.precision import can_run, path_peak
+    """(precisions to try on ``spec``, asked ones frameworks refuse there). Default: fp32, tf32 where it has TF32
+    tensor cores, bf16 where it has its own path else fp16 where it has one (an emulated precision is never faster,
+    so it is not offered unless asked)."""
+    from featurize.precision import framework_runs, has_path, path_peak
 
     if asked is None:
-        half = "bf16" if can_run(spec, "bf16") else "fp16"
+        half = "bf16" if has_path(spec, "bf16") else "fp16"
         tf32 = (path_peak(spec, "tf32") or 0.0) > spec.peak_fp32_flops
-        return ["fp32", *(["tf32"] if tf32 else []), *([half] if can_run(spec, half) else [])], []
+        return ["fp32", *(["tf32"] if tf32 else []), *([half] if has_path(spec, half) else [])], []
     asked = [asked] if isinstance(asked, str) else list(asked)
     for p in asked:
         check_run_args(batch_size=None, samples_per_epoch=None, epochs=1, val_samples=0, precision=p)
-    ok = [p for p in asked if p == "fp32" or can_run(spec, p)]
+    ok = [p for p in asked if framework_runs(spec, p)]
     return ok, [p for p in asked if p not in ok]
 
 

@@ -195,7 +195,9 @@ def predict(
         precision: ``fp32`` (default), ``tf32``, ``fp16``, ``bf16`` or ``fp8``.
         frozen: parameter-name prefixes whose weights are not trained.
         dims / input_shapes: bindings for symbolic dimensions (see ``featurize.featurize``).
-        power_limit_w: enforced GPU power limit, watts (None = TDP).
+        power_limit_w: enforced GPU power limit, watts (None = the board's default limit). A cap at or above the
+            forecast draw changes nothing; below it, power is the cap and time stretches along the learned clock
+            curve (:mod:`predictor.power_limits`).
         model_dir: a model directory from ``retrain``; None = the shipped model.
         example_inputs: example tensors for a torch module.
         input_samples_per_s: the most samples per second your data pipeline delivers (decoding, storage);
@@ -273,14 +275,19 @@ def predict(
                                   batch_size=batch_size, params=row["params"],
                                   trainable_params=row["trainable_params"]))
     r = frame.iloc[0]
+    if power_limit_w is not None:
+        from predictor.power_limits import cap_note
+
+        notes.append(cap_note(power_limit_w, r))
     if bool(r["measured_config"]):
         notes.append(f"measured configuration: {spec.name} at {precision} with a graph of these params and "
                      "training FLOPs is in the training data (or your retrain runs); the interval is the one "
                      "calibrated on withheld runs.")
     intensity, where = resolve_intensity()
-    lprior = layer_prior_for(gf, spec, precision=precision, batch_size=batch_size, power_limit_w=power_limit_w,
+    lprior = layer_prior_for(gf, spec, precision=precision, batch_size=batch_size,  # shares of the uncapped step
                              precision_fallback=precision_fallback, efficiencies=loaded.layer_efficiencies())
-    feats = {k: float(r[k]) for k in ("t_compute_s", "t_memory_s", "t_overhead_s", "t_phys_s", "e_phys_j")}
+    feats = {k: float(r[k]) for k in ("t_compute_s", "t_memory_s", "t_overhead_s", "t_phys_s", "e_phys_j",
+                                      "t_arith_s", "tdp_w", "uncapped_time_per_sample_s", "uncapped_avg_power_w")}
     feats["t_layers_s"] = float(lprior["time_s"].sum()) / batch_size  # per-layer prior, per sample
     feats.update({k: float(v) for k, v in row.items()})
     feats["grid_g_per_kwh_default"] = float(intensity)
@@ -309,6 +316,7 @@ def predict(
         layers=_layers(lprior, r, n_gpus, float(epochs)),
         memory_bytes=memory_bytes,
         fits=fits,
+        optimal_power_limit_w=float(r["optimal_power_limit_w"]),
         n_gpus=n_gpus,
         parallelism=parallelism,
     )

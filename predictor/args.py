@@ -78,7 +78,7 @@ def check_parallel_args(n_gpus: Any, parallelism: Any) -> tuple[int, str]:
 
 
 def check_power_limit(power_limit_w: Any, gpu: GPUSpec) -> float | None:
-    """``power_limit_w`` as a float (None = the TDP) when it lies in the GPU's settable range."""
+    """``power_limit_w`` as a float (None = the board's default limit) when it lies in the GPU's settable range."""
     if power_limit_w is None:
         return None
     from featurize.physics import power_limit_range_w
@@ -89,5 +89,7 @@ def check_power_limit(power_limit_w: Any, gpu: GPUSpec) -> float | None:
     except InvalidInputError as err:
         raise InvalidInputError(
             f"{err} That is the range a power limit can be set to on {gpu.name} (TDP {gpu.tdp_w:g} W; "
-            "nvidia-smi -q lists the card's own Min/Max Power Limit); pass None for the default (TDP)."
+            + ("nvidia-smi's Min/Max Power Limit" if gpu.power_limit_min_w and gpu.power_limit_max_w else
+               "a rule from the TDP where nvidia-smi's limits are unknown; `nvidia-smi -q` lists the card's own")
+            + "); pass None for the default limit."
         ) from None

@@ -32,6 +32,10 @@ class Prediction:
             batch, workspace; :func:`featurize.physics.training_memory_bytes`), bytes; None when unknown.
         fits: whether ``memory_bytes`` fits in the GPU's memory (None when unknown); when it does not,
             ``warnings`` names the largest batch that fits.
+        optimal_power_limit_w: the power limit (W) that minimises the run's energy while it slows down by at most
+            10 %, forecast from the uncapped run and the learned power-cap curve (the board's default limit when no
+            lower cap saves energy); :func:`predictor.power_limits.optimal_power_limit_w` takes another slowdown.
+            None when not computed.
         layers: per-layer breakdown (pandas DataFrame, one row per node plus the optimizer update and the
             step overhead: ``node, module, op_type, op_class, bound, time_s, energy_j, share``; ``module`` is the
             module path the node's parameter names carry, e.g. ``layers.3.conv1``, else ""): the run's
@@ -65,6 +69,7 @@ class Prediction:
     refinement: dict[str, Any] | None = None
     memory_bytes: float | None = None
     fits: bool | None = None
+    optimal_power_limit_w: float | None = None
     layers: Any = field(default=None, compare=False, repr=False)
     n_gpus: int = 1
     parallelism: str = "ddp"

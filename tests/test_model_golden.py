@@ -120,8 +120,10 @@ def test_shipped_local_stage_covers_the_measured_pairs_only():
 
 
 def test_shipped_model_fits_its_measured_rows(built_table):
-    """On the measured rows (canonical GPU names, their power limits) the shipped model, local stage included, is
-    within a few percent; the main boosters alone are not (Zeus: 13 % median out of fold)."""
+    """On the measured rows at their board's default limit the shipped model, local stage included, is within a few
+    percent; the main boosters alone are not (Zeus: 13 % median out of fold). Rows capped below it (Zeus sweeps)
+    are priced by the learned power-cap curve (featurize.power_cap: 3-5 % per held-out Zeus GPU on its own) on top
+    of the forecast at the default limit: within 10 %."""
     import numpy as np
     import pandas as pd
 
@@ -138,8 +140,10 @@ def test_shipped_model_fits_its_measured_rows(built_table):
                         precision=rows["precision"].astype(str).to_numpy(),
                         power_limit_w=rows["power_limit_w"].astype(float).to_numpy(), model=m)
     ape = pd.Series(np.abs(out["energy_per_sample_j"].to_numpy() / true - 1) * 100, index=rows.index)
-    per_source = ape.groupby(rows["source"]).median()
-    assert ape.median() < 3.0 and (per_source < 5.0).all(), per_source.to_dict()
+    capped = rows["power_limit_w"].to_numpy(float) < out["uncapped_avg_power_w"].to_numpy()
+    per_source = ape[~capped].groupby(rows["source"][~capped]).median()
+    assert ape[~capped].median() < 3.0 and (per_source < 5.0).all(), per_source.to_dict()
+    assert capped.sum() > 100 and ape[capped].median() < 10.0
 
 
 def test_shipped_fp32_on_a100_runs_gemms_in_fp32():

@@ -32,6 +32,8 @@ def summary_text(p, grid_text: str, co2_kg: float, pue: float = 1.0) -> str:
         f"Per epoch      {_fmt_j(p.energy_per_epoch_j)}, {_fmt_s(p.time_per_epoch_s)}",
         f"Time           {_fmt_s(p.time_s)}",
         f"Average power  {p.avg_power_w:.0f} W" + (" per GPU" if p.n_gpus > 1 else ""),
+        *([f"Power limit    {p.optimal_power_limit_w:.0f} W saves the most energy within a 10 % slowdown "
+           "(--power-limit-w to forecast it)"] if p.optimal_power_limit_w is not None else []),
         *([f"Memory         {p.memory_bytes / 2**30:,.1f} GiB per training step" + (" per GPU" if p.n_gpus > 1 else "")
            + (" (fits)" if p.fits else " -- does NOT fit on this GPU (see warnings)")]
           if p.memory_bytes is not None else []),
