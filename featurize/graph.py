@@ -94,6 +94,11 @@ _BUFFER_SLOTS: dict[str, frozenset[int]] = {"BatchNormalization": frozenset({3, 
 _ALIAS_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Dropout"})
 _MAC_CLASSES = ("conv", "matmul", "attention", "recurrent")
 _NONDETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike"})
+_VALUE_INPUTS: dict[str, tuple[int, ...]] = {"CastLike": (0,)}
+"""Ops some of whose inputs are read for their element type only (CastLike's ``target_type``): the node is a
+constant when its value inputs are. The dynamo exporter's zero bias of a bias-free convolution,
+``Expand(CastLike(0, x), Shape(W))``, is then free, as it is in PyTorch (no kernel), instead of two launches per
+convolution. (Shape/Size stay run-time: ``arange(x.shape[0])`` launches a kernel in eager PyTorch.)"""
 
 
 def featurize(
@@ -415,8 +420,10 @@ def _analyse(
     node_const: list[bool] = []
     all_const = const.issuperset
     for _, op, _, node_ins, node_outs, _ in nodes:
+        value_ins = node_ins if op not in _VALUE_INPUTS else [node_ins[i] for i in _VALUE_INPUTS[op]
+                                                                 if i < len(node_ins)]
         is_const = op not in _NONDETERMINISTIC and op not in CONTROL_FLOW_OPS and (  # bodies read outer tensors
-            all_const(node_ins) or ("" in node_ins and all(x in const for x in node_ins if x))
+            all_const(value_ins) or ("" in value_ins and all(x in const for x in value_ins if x))
         )
         node_const.append(is_const)
         if is_const:
