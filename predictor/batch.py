@@ -177,8 +177,14 @@ def _featurize_task(payload: tuple[Any, dict[str, Any]], _context: Any = None) -
 
 def _warm_up() -> None:
     """Worker start-up: featurize a one-node graph, so that the imports it triggers (~1.5-3 s of onnx, numpy
-    and the op handlers) are not charged to the first real graph's time limit."""
+    and the op handlers) are not charged to the first real graph's time limit; onnxruntime's symbolic inference
+    (~0.5 s of sympy imports idle, several seconds under load), which only graphs with unknown shapes reach, loads
+    here too, before any clock starts (once per worker; a batch amortises it)."""
     from onnx import TensorProto, helper
+
+    from featurize import loader
+
+    loader._symbolic_class()
 
     vi = helper.make_tensor_value_info
     graph = helper.make_graph(
