@@ -8,13 +8,12 @@ size and the pricing live in :mod:`predictor.advise_options`; the forecast of th
 
 Hooks for the models in flight: :func:`forecast` is the one place options meet the model (issue 28's time model
 and its ``interval_s`` arrive through ``predict_frame``'s columns ``interval_low_s``/``interval_high_s``, used when
-present); :data:`predictor.advise_options.GPU_COUNTS` / ``supports_n_gpus`` add N-GPU options once ``predict``
-takes ``n_gpus`` (issue 29); :func:`optimal_power_limits` fills ``optimal_power_limit_w`` (issue 31).
+present); options on N GPUs (:data:`predictor.advise_options.GPU_COUNTS`) run data-parallel through issue 29's
+``data_parallel_frame`` (:func:`on_gpu_counts`); :func:`optimal_power_limits` fills ``optimal_power_limit_w`` (issue 31).
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
@@ -119,12 +118,10 @@ def forecast(grid: pd.DataFrame, feats: pd.DataFrame, job: Job, *, model_dir: An
 
     loaded = load_model(model_dir)
     rows = feats.loc[grid["feature_row"].to_numpy()].reset_index(drop=True)
-    kw = {}
-    if "n_gpus" in inspect.signature(predict_frame).parameters:  # issue 29: N-GPU data parallelism
-        kw["n_gpus"] = grid["n_gpus"].to_numpy()
     out = predict_frame(rows, list(grid["spec"]), batch_size=grid["batch_size"].to_numpy(),
                         samples_per_epoch=job.samples_per_epoch, epochs=job.epochs, val_samples=job.val_samples,
-                        precision=grid["precision"].to_numpy(), model=loaded, **kw)
+                        precision=grid["precision"].to_numpy(), model=loaded)
+    out = on_gpu_counts(out, rows, grid, job)
     frame = grid.drop(columns=["spec", "feature_row"]).reset_index(drop=True)
     frame["time_s"] = out["time_s"].to_numpy()
     frame["energy_j"] = out["energy_j"].to_numpy()
@@ -139,6 +136,24 @@ def forecast(grid: pd.DataFrame, feats: pd.DataFrame, job: Job, *, model_dir: An
     frame["measured_config"] = out["measured_config"].to_numpy()
     frame["optimal_power_limit_w"] = out["optimal_power_limit_w"].to_numpy()  # issue 31 (predictor.power_limits)
     return frame
+
+
+def on_gpu_counts(pred: pd.DataFrame, rows: pd.DataFrame, grid: pd.DataFrame, job: Job) -> pd.DataFrame:
+    """``pred`` (single-GPU forecasts of ``grid``'s rows) with each row of ``n_gpus`` > 1 run data-parallel on that
+    many GPUs (issue 29's :func:`predictor.parallel.data_parallel_frame`, DDP, the per-GPU batch unchanged)."""
+    from predictor.parallel import data_parallel_frame
+
+    out = pred.copy()
+    counts = grid["n_gpus"].to_numpy(int)
+    for n in sorted(set(counts) - {1}):
+        at = np.flatnonzero(counts == n)
+        part = data_parallel_frame(pred.iloc[at].reset_index(drop=True), rows.iloc[at].reset_index(drop=True),
+                                   list(grid["spec"].iloc[at]), n_gpus=int(n), parallelism="ddp",
+                                   batch_size=grid["batch_size"].to_numpy()[at],
+                                   samples_per_epoch=job.samples_per_epoch, epochs=job.epochs)
+        for col in pred.columns.intersection(part.columns):
+            out.loc[at, col] = part[col].to_numpy()
+    return out
 
 
 def optimal_power_limits(frame: pd.DataFrame) -> np.ndarray:

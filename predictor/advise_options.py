@@ -7,7 +7,6 @@ value types :class:`Job` and :class:`Pricing`, and :data:`BATCH_LADDER` / :data:
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -38,20 +37,18 @@ class Job:
     tokens: float | None = None
     notes: tuple[str, ...] = ()
 
-    def resolved(self, input_shapes: dict[str, list[int]]) -> "Job":
-        """``tokens`` -> samples per epoch = tokens / the sequence length (dim 1 of the first graph input, shaped
-        [batch, sequence] or [batch, sequence, features]). Issue 29 moves this rule into ``predict``."""
+    def resolved(self, model: Any, input_shapes: dict[str, list[int]], featurize_kw: dict[str, Any]) -> Job:
+        """``tokens`` -> samples per epoch by ``predict``'s rule (:func:`predictor.tokens.sequence_length`,
+        :func:`predictor.tokens.samples_from_tokens`), with the batch-1 probe's bound input shapes."""
+        from predictor.tokens import samples_from_tokens, sequence_length
+
         if self.tokens is None:
             return self
-        shapes = [s for s in input_shapes.values() if s]
-        shape = shapes[0] if shapes else []
-        if len(shape) not in (2, 3) or int(shape[1]) < 1:
-            raise InvalidInputError(f"tokens= needs a sequence model (first input shaped [batch, sequence]); this "
-                                    f"graph's first input is {list(shape)}. Pass samples_per_epoch= instead.")
-        seq = int(shape[1])
-        samples = max(1, math.ceil(self.tokens / seq))
+        seq, where = sequence_length(model, dims=featurize_kw.get("dims"), input_shapes=input_shapes,
+                                     example_inputs=featurize_kw.get("example_inputs"))
+        samples = samples_from_tokens(self.tokens, seq)
         return replace(self, samples_per_epoch=samples, notes=(*self.notes, (
-            f"tokens={self.tokens:,.0f} at sequence length {seq:,} = {samples:,} samples per epoch.")))
+            f"tokens={self.tokens:,.0f} at sequence length {seq:,} ({where}) = {samples:,} samples per epoch.")))
 
 
 def job_size(model: Any, *, samples_per_epoch: Any, epochs: Any, tokens: Any, val_samples: Any, **_: Any) -> Job:
@@ -221,14 +218,8 @@ def _batches(row: dict[str, float], spec: GPUSpec, asked: list[int] | None, samp
 
 
 def _gpu_counts(pricing: Pricing, spec: GPUSpec) -> list[int]:
-    """GPU counts for ``spec``: 1 until ``predict_frame`` takes ``n_gpus`` (issue 29), then every count of
-    :data:`GPU_COUNTS` up to ``max_gpus`` that some offer holds (snapshot pricing)."""
-    import inspect
-
-    from predictor.model import predict_frame
-
-    if "n_gpus" not in inspect.signature(predict_frame).parameters:
-        return [1]
+    """GPU counts for ``spec``: every count of :data:`GPU_COUNTS` up to ``max_gpus`` that some offer holds
+    (snapshot pricing; N GPUs run data-parallel, :func:`predictor.advise.on_gpu_counts`)."""
     counts = [n for n in GPU_COUNTS if n <= pricing.max_gpus]
     if pricing.mode == "snapshot":
         most = int(pricing.offers.loc[pricing.offers["gpu"] == spec.name, "gpus_per_instance"].max())
@@ -253,7 +244,7 @@ def enumerate_options(model: Any, pricing: Pricing, *, precisions: Any, batch_si
         if (1, _width(prec)) not in cache:
             row, shapes, notes = _featurize(model, 1, prec, kw)
             cache[(1, _width(prec))] = (row, notes)
-            job = job.resolved(shapes)
+            job = job.resolved(model, shapes, kw)
     options = []
     for spec in pricing.specs:
         for prec in plan[spec.name][0]:

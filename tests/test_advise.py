@@ -75,7 +75,7 @@ def test_every_option_is_priced_from_the_snapshot_at_its_cheapest_instance(limit
 
 def test_cheapest_option_recomputed_by_hand():
     """Two GPUs x two precisions x one batch, priced with predict() and the cheapest offer, by hand."""
-    df = advise(RESNET, **JOB, gpus=["L4", "RTX 4090"], precisions=["fp32", "bf16"], batch_sizes=[64])
+    df = advise(RESNET, **JOB, gpus=["L4", "RTX 4090"], precisions=["fp32", "bf16"], batch_sizes=[64], max_gpus=1)
     table = price_table()
     by_hand = []
     for gpu in ("L4", "RTX-4090"):
@@ -91,6 +91,19 @@ def test_cheapest_option_recomputed_by_hand():
     assert top["time_s"] == pytest.approx(time_s, rel=1e-9) and top["energy_j"] == pytest.approx(energy_j, rel=1e-9)
     assert (top["energy_low_j"], top["energy_high_j"]) == pytest.approx(interval, rel=1e-9)
     assert list(df["cost_usd"]) == sorted(df["cost_usd"]) and len(df) == 4
+
+
+def test_n_gpu_options_are_predict_with_n_gpus():
+    """An option on N GPUs is the data-parallel forecast predict(..., n_gpus=N) gives, billed for N GPUs."""
+    df = advise(RESNET, **JOB, gpus=["H100"], precisions=["bf16"], batch_sizes=[64], max_gpus=8)
+    counts = sorted(df["n_gpus"].unique())
+    assert counts[0] == 1 and counts[-1] >= 4
+    for n in counts:
+        r = df[df["n_gpus"] == n].iloc[0]
+        p = predict(RESNET, gpu="H100", batch_size=64, precision="bf16", n_gpus=int(n), **JOB)
+        assert r["time_s"] == pytest.approx(p.time_s, rel=1e-9) and r["energy_j"] == pytest.approx(p.energy_j, rel=1e-9)
+    one, most = df[df["n_gpus"] == 1].iloc[0], df[df["n_gpus"] == counts[-1]].iloc[0]
+    assert most["time_s"] < one["time_s"] / 2 and most["energy_j"] > one["energy_j"]  # faster, never free
 
 
 def test_objectives_rank_and_the_front_is_not_dominated():
@@ -117,9 +130,11 @@ def test_tie_is_stated_only_when_the_runner_up_is_inside_the_interval():
 
 def test_one_gpu_on_an_eight_gpu_only_offer_is_billed_whole():
     df = advise(RESNET, **JOB, gpus=["B200"], cloud="nebius", batch_sizes=[64])
-    r = df.iloc[0]
-    assert r["gpus_per_instance"] == 8 and r["price_usd_per_hour"] == pytest.approx(44.0)
-    assert "whole 8-GPU instance billed (7 idle)" in r["note"]
+    one = df[df["n_gpus"] == 1].iloc[0]
+    assert one["gpus_per_instance"] == 8 and one["price_usd_per_hour"] == pytest.approx(44.0)
+    assert "whole 8-GPU instance billed (7 idle)" in one["note"]
+    # the same instance used whole (data-parallel on its 8 GPUs) is cheaper than 1 GPU of it billed whole
+    assert df.iloc[0]["n_gpus"] == 8 and df.iloc[0]["cost_usd"] < one["cost_usd"]
 
 
 def test_own_prices_add_gpu_hours_and_electricity():
@@ -138,11 +153,15 @@ def test_tokens_give_samples_from_the_sequence_length(tmp_path):
     path = tmp_path / "gpt.onnx"
     path.write_bytes(gpt_onnx(layers=2, d_model=128, heads=4, seq=256, batch=4).SerializeToString())
     kw = dict(gpus=["H100"], precisions=["bf16"], batch_sizes=[4])
-    by_tokens = advise(str(path), tokens=256_000, **kw)
+    with pytest.raises(InvalidInputError, match="sequence axis"):  # predict's rule: float input [4, 256, 128]
+        advise(str(path), tokens=256_000, **kw)
+    by_tokens = advise(str(path), tokens=256_000, dims={"seq": 256}, **kw)  # the user names the length
     by_samples = advise(str(path), samples_per_epoch=1000, **kw)
     assert by_tokens["energy_j"].iloc[0] == pytest.approx(by_samples["energy_j"].iloc[0], rel=1e-12)
-    assert any("sequence length 256 = 1,000 samples" in n for n in by_tokens.attrs["notes"])
-    with pytest.raises(InvalidInputError, match="sequence model"):
+    assert any("sequence length 256 (dims['seq']) = 1,000 samples" in n for n in by_tokens.attrs["notes"])
+    p = predict(str(path), gpu="H100", batch_size=4, precision="bf16", tokens=256_000, dims={"seq": 256})
+    assert p.energy_j == pytest.approx(by_tokens["energy_j"].iloc[0], rel=1e-12)  # one rule in both
+    with pytest.raises(InvalidInputError, match="sequence axis"):
         advise(RESNET, tokens=1e6, gpus=["H100"])
 
 
@@ -158,7 +177,7 @@ def test_clear_errors_and_an_empty_answer_with_reasons():
     df = advise(RESNET, **JOB, gpus=["L4"], batch_sizes=[2**20], precisions=["fp32"])
     assert df.empty and df.attrs["dropped"]["reason"].str.contains("does not fit").all()
     # frameworks refuse only fp8 without FP8 tensor cores; bf16 on a V100 runs emulated (FP32 arithmetic)
-    bad = advise(RESNET, **JOB, gpus=["V100"], precisions=["fp8", "bf16", "fp16"], batch_sizes=[32])
+    bad = advise(RESNET, **JOB, gpus=["V100"], precisions=["fp8", "bf16", "fp16"], batch_sizes=[32], max_gpus=1)
     assert set(bad["precision"]) == {"bf16", "fp16"}
     assert bad.attrs["dropped"]["reason"].str.contains("cannot run fp8").any()
     by = bad.set_index("precision")["time_s"]

@@ -125,6 +125,28 @@ def test_dle_hand_checked_rows(dle):
     assert (kept["architecture"] == "maskrcnn_r50_fpn").sum() == 12  # PyTorch Mask R-CNN only
 
 
+def test_dle_nnunet_and_wide_and_deep_rows(dle):
+    """nnU-Net (PyTorch + TensorFlow2, 2D slices and 3D patches) and TensorFlow2 Wide&Deep (with and without XLA)."""
+    kept, out = dle
+    counts = kept.groupby("architecture").size()
+    assert (counts["nnunet_2d"], counts["nnunet_3d"], counts["wide_and_deep"]) == (48, 40, 16)
+    readme = "PyTorch/Segmentation/nnUNet/README.md:543/nnUNet/A100 SXM4 80GB/x1"
+    r = _row(kept, f"{readme}/Throughput - mixed precision [img/s]/b2/snan")  # raw: 27.48 img/s, 3D, batch 2
+    assert (r.model, r.input_shape, r.precision) == ("zoo:nnunet_3d", "4x128x128x128", "fp16")
+    assert r.time_per_epoch_s == pytest.approx(2 / 27.48, rel=1e-12)
+    r = _row(kept, f"{readme}/Throughput - TF32 [img/s]/b64/snan")  # raw: 797.37 img/s, 2D, batch 64
+    assert (r.model, r.input_shape) == ("zoo:nnunet_2d", "4x192x160") and r.time_per_epoch_s == pytest.approx(
+        64 / 797.37, rel=1e-12)
+    wd = "TensorFlow2/Recommendation/WideAndDeep/README.md:862/WideAndDeep/A100 SXM4 80GB/x1/Throughput - TF32 (sa" \
+         "mples/s)/b131072/snan"
+    xla, plain = _row(kept, f"{wd}/xla=Yes"), _row(kept, f"{wd}/xla=No")  # raw: 1,640,580 and 1,188,653 samples/s
+    assert (xla.implementation, plain.implementation) == ("TensorFlow2 (DeepLearningExamples, XLA)",
+                                                          "TensorFlow2 (DeepLearningExamples)")
+    assert xla.time_per_epoch_s == pytest.approx(131072 / 1640580, rel=1e-6)
+    assert plain.time_per_epoch_s == pytest.approx(131072 / 1188653, rel=1e-6)
+    assert out["reason"].str.startswith("TensorFlow 1 Wide&Deep").sum() == 8
+
+
 def test_mlperf_hand_checked_rows(mlp):
     kept, out = mlp
     # packed BERT: 249.93 sequences/s per GPU, batch 64 sequences; priced per sequence of 254 real tokens
@@ -203,4 +225,4 @@ def test_time_only_rows_need_time():
                                     "data_parallel": [4]}), origin="t", check_gpus=False)
 
 
-LAMBDA_ROWS, DLE_ROWS, MLPERF_ROWS = 3732, 378, 6790  # with the zoo of this commit (rows without a graph are kept out)
+LAMBDA_ROWS, DLE_ROWS, MLPERF_ROWS = 3732, 482, 6790  # with the zoo of this commit (rows without a graph are kept out)

@@ -3,6 +3,8 @@ torch.utils.flop_counter (built on the meta device: no weights, no graph execute
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -99,3 +101,46 @@ def test_hf_config_entries_match_published_sizes():
     n, macs, out = _meta("vae_cf", "20108")
     assert n == 20108 * 600 + 600 + 600 * 400 + 400 + 200 * 600 + 600 + 600 * 20108 + 20108 and out.shape == (1, 20108)
     assert macs == pytest.approx((20108 * 600 * 2 + 600 * 400 + 200 * 600) / 1e9, rel=1e-3)
+
+
+def _conv(cin: int, cout: int, k: int, dim: int, bias: bool = False) -> int:
+    return cin * cout * k**dim + (cout if bias else 0)
+
+
+@pytest.mark.parametrize("dim,patch,params", [(2, (192, 160), 20_613_092), (3, (128, 128, 128), 31_192_868)])
+def test_nnunet_is_the_dle_dynunet(dim, patch, params):
+    """DLE nnU-Net (MONAI DynUNet) for Task01: 6 levels, filters 32-320 (3D) / 32-512 (2D), two 3x3(x3) conv + affine
+    InstanceNorm per level, biased ConvTranspose(2) up, biased 1x1 head; the closed form of its layers."""
+    from training_data.zoo.medical import nnunet_plan
+
+    kernels, strides = nnunet_plan(patch)
+    assert strides == [[1] * dim] + [[2] * dim] * 5  # 128 -> 4 (3D), 192x160 -> 6x5 (2D): halve while >= 8
+    assert kernels == [[3] * dim] * 6
+    filters = [min(2 ** (5 + i), 320 if dim == 3 else 512) for i in range(6)]
+    total = 0
+    for cin, cout in zip([4, *filters[:-1]], filters):  # encoder + bottleneck
+        total += _conv(cin, cout, 3, dim) + _conv(cout, cout, 3, dim) + 4 * cout
+    for cin, cout in zip(filters[:0:-1], filters[-2::-1]):  # decoder
+        total += _conv(cin, cout, 2, dim, bias=True) + _conv(2 * cout, cout, 3, dim) + _conv(cout, cout, 3, dim) \
+            + 4 * cout
+    total += _conv(32, 4, 1, dim, bias=True)
+    n, macs, out = _meta(f"nnunet_{dim}d")
+    assert n == total == params and out.shape == (1, 4, *patch)
+    # MACs in closed form: every conv at its level's resolution, ConvTranspose(k = stride) = cin x cout per output voxel
+    voxels = [math.prod(s // 2**i for s in patch) for i in range(6)]
+    enc = sum(v * (_conv(cin, cout, 3, dim) + _conv(cout, cout, 3, dim))
+              for v, cin, cout in zip(voxels, [4, *filters[:-1]], filters))
+    dec = sum(voxels[i] * (filters[i + 1] * filters[i] + _conv(2 * filters[i], filters[i], 3, dim)
+                           + _conv(filters[i], filters[i], 3, dim)) for i in range(5))
+    assert macs * 1e9 == pytest.approx(enc + dec + voxels[0] * 32 * 4, rel=1e-9)
+
+
+def test_wide_and_deep_is_the_dle_outbrain_model():
+    from training_data.zoo.recsys import WD_FEATURES
+
+    n, macs, out = _meta("wide_and_deep")
+    deep_in = sum(d for _, _, d in WD_FEATURES) + 13
+    assert deep_in == 1248 and sum(r for _, r, _ in WD_FEATURES) == 682_754
+    mlp = deep_in * 1024 + 1024 + 4 * (1024 * 1024 + 1024) + 1024 + 1
+    assert n == sum(r * d for _, r, d in WD_FEATURES) + 682_754 + mlp + 13 + 1 == 91_777_245
+    assert out.shape == (1, 1) and macs * 1e9 == pytest.approx(deep_in * 1024 + 4 * 1024**2 + 1024, rel=0.001)

@@ -137,7 +137,8 @@ def _reference_macs(name: str) -> float:
 
 # (zoo name, relative tolerance): the exported, featurized graph against FlopCounterMode on the same definition
 MACS = [("llama2_70b?lora_rank=16&layers=2", 0.005), ("dlrm_dcnv2?rows=1000", 0.01), ("rgat", 0.01),
-        ("maskrcnn_r50_fpn", 0.01), ("t5_3b?layers=2", 0.005)]
+        ("maskrcnn_r50_fpn", 0.01), ("t5_3b?layers=2", 0.005), ("nnunet_3d", 0.01), ("nnunet_2d", 0.01),
+        ("wide_and_deep", 0.01)]
 
 
 @pytest.mark.parametrize("name,tol", MACS)
@@ -165,7 +166,8 @@ def test_lora_prices_the_frozen_base_without_weight_gradients():
 TABLE = __import__("pathlib").Path(__file__).resolve().parents[1] / "training_data" / "table" / "training_table.parquet"
 NEW_GRAPHS = ("zoo:sd2_unet", "zoo:maskrcnn_r50_fpn", "zoo:rnnt", "zoo:dlrm_dcnv2", "zoo:rgat", "zoo:llama2_70b",
               "zoo:gpt3", "zoo:bert_huge", "zoo:t5_3b", "zoo:bloom_3b", "zoo:wide_resnet101_8", "zoo:bart_large",
-              "zoo:gnmt_v2", "zoo:tacotron2", "zoo:bert_large_pretrain", "zoo:jasper")
+              "zoo:gnmt_v2", "zoo:tacotron2", "zoo:bert_large_pretrain", "zoo:jasper", "zoo:nnunet_2d",
+              "zoo:nnunet_3d", "zoo:wide_and_deep")
 
 
 @pytest.mark.skipif(not TABLE.is_file(), reason="the full table is not built (python -m training_data.build_table)")

@@ -40,7 +40,7 @@ KEY = ["model", "input_shape", "batch_size", "precision", "frozen"]
 GROUP_ARCH = {"mobilenet_v2": "mobilenet_v2", "nasnet_mobile": "nasnet_mobile", "vgg16": "vgg16",
               "resnet50": "resnet50", "resnet50_v15": "resnet50", "inception_v3": "inception_v3", "shufflenet_v2": "shufflenet_v2",
               "deepspeech2": "deepspeech2", "ncf": "ncf", "bert_base": "bert_base", "mayaki_bert": "mayaki_bert",
-              "mayaki_gpt": "mayaki_gpt"}
+              "mayaki_gpt": "mayaki_gpt", "nnunet_2d": "nnunet", "nnunet_3d": "nnunet"}  # one U-Net, two patch kinds
 
 
 def _export(model: str, input_shape: str, cache_dir: str) -> tuple[str, str]:

@@ -11,10 +11,12 @@ Entry point: :func:`ci_subset` ``(runs) -> runs`` (pass as ``build_table(..., su
 * lambda_dlbench, nvidia_dle: NCF (MovieLens-20M); mlperf_training: ResNet-50 v1.5 on H100 SXM5 and L40S;
   perseus_sosp24: Wide-ResNet-101 (width 8, 1.5 B parameters, a meta-device export; pipeline layout, 6 power limits).
 
-1,788 rows, 12 exports: 3.1 min of CPU cold (user + sys, the export workers included; 9.1 min wall at load 11 on two
-shared cores, where the 11-export subset took 2.9 min wall at a lower load), ~15 s with the export cache. With it the shipped model's measured-row fit (tests/test_model_golden.py) sees energy rows of every energy
-source (median error of the current shipped model: 2.7 % on the subset, 1.9 % on the full table; MobileNetV2 alone
-sits at 4.6 %, so the subset is not MobileNetV2-only).
+1,788 rows, 12 exports. Cold (a fresh cache folder, `/usr/bin/time -v`, export workers included), 7 Dec 2026 on two
+shared cores: 2.3 min CPU (user + sys; 6.7 min wall at load 7-9) and 2.9 min CPU (4.0 min wall at load 3-4); ~15 s
+warm. The exports are ~85 % of it (20 s CPU with every export cached): BERT-base SQuAD 24 s and Sentiment140 22 s,
+InceptionV3 17 s, MobileNetV2 16 s, ShuffleNetV2 13 s, Wide-ResNet-101 13 s, the rest <= 8 s each. With it the
+shipped model's measured-row fit (tests/test_model_golden.py) sees energy rows of every energy source (median error
+of the shipped model of 7 Dec: 2.8 % on the subset, delrey 1.2 %, seaa2023 2.2 %, zeus 3.9 %; capped rows 7.1 %).
 """
 
 from __future__ import annotations

@@ -8,8 +8,12 @@ Entry points: :func:`load` (``shared_dir / "nvidia_dle" / "train_throughput.csv"
   SE-ResNeXt-101 32x4d (224 px), EfficientNet-B0 / B4 and their WideSE variants (224 / 380 px), NCF (MovieLens-20M), BERT: rows with a sequence length are pre-training
   (BERT-Large, MLM + NSP heads, seq 128 or 512), rows without are SQuAD v1.1 fine-tuning (BERT-Large, seq 384, the
   README's default); ELECTRA-Base SQuAD fine-tuning (seq 384; pre-training pairs a generator with the discriminator and
-  is not covered), BART-Large pre-training (seq 128 / 512; CNN-DM fine-tuning has no fixed length), VAE-CF. BERT rows whose batch is the gradient-accumulated per-GPU batch (>= 1,024 with an accumulation
-  note in ``table_extras``) are kept out: the micro-batch the GPU ran is not logged.
+  is not covered), BART-Large pre-training (seq 128 / 512; CNN-DM fine-tuning has no fixed length), VAE-CF. BERT rows
+  whose batch is the gradient-accumulated per-GPU batch (>= 1,024 with an accumulation note in ``table_extras``) are
+  kept out: the micro-batch the GPU ran is not logged. nnU-Net (PyTorch and TensorFlow2, ``dimension=2|3`` in
+  ``table_extras``): one sample = one 4x192x160 slice (2D) or one 4x128^3 patch (3D), the README's img/s. TensorFlow2
+  Wide&Deep (Outbrain): one sample = one (display, ad) example; each cell is logged with and without XLA (the
+  implementation says which); TensorFlow 1's Wide&Deep is kept out (not the zoo's configuration).
 * Units: ``throughput_samples_per_s`` rows (images/s, sequences/s, samples/s), and PyTorch Tacotron2's mel frames/s
   over LJSpeech's mean utterance (566 frames); tokens/s (GNMT (TensorFlow), Transformer, Transformer-XL, wav2vec2) and
   FastSpeech's mel frames/s have no fixed items per sample: kept out. PyTorch Mask R-CNN as MLPerf's (800 x 1333);
@@ -24,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from training_data.sources.throughput import PRECISION, convert_file, samples_per_s
+from training_data.zoo.medical import NNUNET_IN_CHANNELS, NNUNET_PATCH
 from training_data.zoo.seq2seq import TACO_FRAMES, TACO_SYMBOLS
 
 SOURCE = "nvidia_dle"
@@ -39,13 +44,21 @@ CNNS = {"resnet50v1.5": "resnet50_v15", "RN50v1.5": "resnet50_v15", "resnext101-
         "se-resnext101-32x4d": "se_resnext101_32x4d"}
 EFFICIENTNETS = {"efficientnet-b0": (0, 0), "efficientnet-b4": (4, 0), "efficientnet-widese-b0": (0, 1),
                  "efficientnet-widese-b4": (4, 1)}
+NNUNET_DIMS = {"dimension=2": 2, "dimension=3": 3}
 GPU_NAMES = {"A100 SXM4 80GB": "A100-SXM4-80GB", "A100 SXM4 40GB": "A100-SXM4-40GB",
              "V100 SXM2 16GB": "V100-SXM2-16GB", "V100 SXM2 32GB": "V100-SXM2-32GB",
              "V100 SXM3 32GB (DGX-2)": "V100-SXM3-32GB", "V100 SXM3 32GB (DGX-2H, 450 W)": "V100-SXM3-32GB-450W"}
 
 
-def _workload(model: str, seq_len: float, framework: str = "PyTorch") -> tuple[str, str, str, str]:
+def _workload(model: str, seq_len: float, framework: str = "PyTorch", extras: str = "") -> tuple[str, str, str, str]:
     """(architecture, zoo model, input shape, one sample) of a README model; architecture '' when not covered."""
+    if model == "nnUNet" and extras in NNUNET_DIMS:  # PyTorch and its TensorFlow2 port build the same network
+        dim = NNUNET_DIMS[extras]
+        shape = "x".join(map(str, (NNUNET_IN_CHANNELS, *NNUNET_PATCH[dim])))
+        return (f"nnunet_{dim}d", f"zoo:nnunet_{dim}d", shape,
+                f"MSD Task01_BrainTumour {'128^3 patch' if dim == 3 else '192x160 slice'} (one img of img/s)")
+    if model == "WideAndDeep" and framework == "TensorFlow2":  # TensorFlow 1's Estimator version: not the zoo's graph
+        return "wide_and_deep", "zoo:wide_and_deep", "35", "Outbrain (display, ad) example"
     if model == "MaskRCNN" and framework == "PyTorch":  # TensorFlow2's Mask R-CNN is a different (TPU) configuration
         return ("maskrcnn_r50_fpn", "zoo:maskrcnn_r50_fpn", "3x800x1344",
                 "COCO2017 image, min side 800 / max 1333 padded to 800x1344; 512 box + 128 mask RoIs")
@@ -79,7 +92,9 @@ def _workload(model: str, seq_len: float, framework: str = "PyTorch") -> tuple[s
 
 
 def _convert(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    wl = [_workload(m, s, f) for m, s, f in zip(raw["model"], raw["seq_len"], raw["framework"])]
+    extras = raw["table_extras"].fillna("")
+    wl = [_workload(m, s, f, e) for m, s, f, e in zip(raw["model"], raw["seq_len"], raw["framework"], extras)]
+    xla = extras.str.extract(r"xla=(\w+)", expand=False)  # TF2 Wide&Deep logs each cell with and without XLA
     per_sample = [TACO_FRAMES if w[0] == "tacotron2" else None for w in wl]
     raw = raw.copy()
     millions = (raw["model"] == "NCF") & (raw["framework"] == "PyTorch") & (raw["throughput_per_gpu"] < NCF_MILLIONS_BELOW)
@@ -88,11 +103,12 @@ def _convert(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     df = pd.DataFrame({
         "run_id": raw["readme"] + ":" + raw["readme_line"].astype(str) + "/" + raw["model"] + "/" + raw["gpu"] + "/x"
                   + raw["n_gpus"].astype(str) + "/" + raw["precision_raw"] + "/b" + raw["batch_size"].map("{:g}".format)
-                  + "/s" + raw["seq_len"].map("{:g}".format),
+                  + "/s" + raw["seq_len"].map("{:g}".format) + ("/xla=" + xla).fillna(""),
         "gpu_logged": raw["gpu"], "gpu": raw["gpu"].map(GPU_NAMES).fillna(raw["gpu"]),
         "architecture": [w[0] for w in wl], "model": [w[1] for w in wl], "input_shape": [w[2] for w in wl],
         "batch_size": raw["batch_size"], "n_gpus": raw["n_gpus"], "precision": raw["precision"].map(PRECISION),
-        "precision_logged": raw["precision_raw"], "implementation": raw["framework"] + " (DeepLearningExamples)",
+        "precision_logged": raw["precision_raw"], "implementation": raw["framework"] + " (DeepLearningExamples"
+                          + xla.isin(["Yes", "ON"]).map({True: ", XLA", False: ""}) + ")",
         "workload": [w[3] for w in wl], "samples_per_s_per_gpu": [c[0] for c in conv],
         "notes": "README " + raw["readme"] + " line " + raw["readme_line"].astype(str) + "; "
                  + raw["throughput_per_gpu"].map("{:.6g}".format) + " " + raw["throughput_unit"] + "/GPU",
@@ -101,6 +117,8 @@ def _convert(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     accumulated = (raw["model"] == "BERT") & (raw["batch_size"] >= 1024) & raw["table_extras"].fillna("").str.contains(
         "accumul")
     reasons[accumulated] = "batch is the gradient-accumulated per-GPU batch; micro-batch not logged"
+    reasons[(raw["model"] == "WideAndDeep") & (raw["framework"] == "TensorFlow")] = (
+        "TensorFlow 1 Wide&Deep (Estimator): feature configuration not checked against the TensorFlow2 zoo graph")
     reasons[df["precision"].isna()] = "unknown precision label"
     reasons[~(df["batch_size"] > 0)] = "batch size not logged"
     dup = df.duplicated("run_id", keep="first")

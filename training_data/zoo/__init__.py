@@ -40,7 +40,8 @@ class ZooEntry:
     reference_gflops: dict[str, float] = field(default_factory=dict)  # input shape -> forward GFLOPs (2 x MACs)
     note: str = ""
     revision: int = 0  # bump when this entry's definition changes (cached exports are keyed by it)
-    meta: bool = False  # build on the meta device (no weight allocated: 1-70 B parameter graphs)
+    optimize: bool = True  # run the exporter's optimizer (folds dynamic shape chains that ONNX inference cannot see)
+    meta: bool = False  # build on the meta device (no weight allocated: 1-70 B parameter graphs); never optimized
 
 
 def _tl(features_fn, hidden=(), **fkw):
@@ -96,9 +97,9 @@ ZOO: dict[str, ZooEntry] = {
     "bert_base_cls": ZooEntry(_lazy("seq", "bert_base", task="cls"), "seq128", input_kind="tokens",
                               dynamic_seq=True),
     "mayaki_bert": ZooEntry(_lazy("seq", "mayaki_transformer", kind="bert"), "seq512", input_kind="tokens",
-                            dynamic_seq=True),
+                            dynamic_seq=True, optimize=False),
     "mayaki_gpt": ZooEntry(_lazy("seq", "mayaki_transformer", kind="gpt"), "seq512", input_kind="tokens",
-                           dynamic_seq=True),
+                           dynamic_seq=True, optimize=False),
 }
 
 
@@ -150,8 +151,8 @@ def _cache_key(name: str, input_shape: str) -> str:
     entry = ZOO[base]
     shape = "seq*" if entry.dynamic_seq else input_shape
     parts = [ZOO_VERSION, base, sorted(kwargs.items()), shape, EXPORT_OPSET, torch.__version__, onnx.__version__]
-    if not entry.meta:  # (meta entries always were) exported as featurize.torch_export exports a user's module
-        parts.append("eval-unoptimized")  # eval mode, exporter optimizer off: BatchNorm kept, as training runs it
+    if entry.optimize and not entry.meta:
+        parts.append("optimize")
     if entry.revision:
         parts.append(f"rev{entry.revision}")
     blob = json.dumps(parts)
@@ -186,7 +187,7 @@ def export_onnx(name: str, input_shape: str | None = None, cache_dir: Path | Non
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(module, (example,), dynamo=True, opset_version=EXPORT_OPSET,
-                                    optimize=False, external_data=False, verbose=False,
+                                    optimize=entry.optimize and not entry.meta, external_data=False, verbose=False,
                                     dynamic_shapes={arg_name: dyn})
     if entry.meta:  # meta weights have no bytes: every initializer becomes a reference (featurize's own rule)
         from featurize.torch_export import _weightless_proto

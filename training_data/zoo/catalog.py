@@ -91,6 +91,18 @@ ENTRIES: dict[str, ZooEntry] = {
     "jasper": ZooEntry(_lazy("speech", "jasper"), "64x1230", input_kind="spectrogram", meta=True,
                        note="Jasper 10x5 dense-residual (Li et al. 2019: 333 M), DLE PyTorch/SpeechRecognition/Jasper, "
                             "332,632,349 params; one LibriSpeech utterance of the mean 12.3 s = 1,230 frames (stated)"),
+    "nnunet_3d": ZooEntry(_lazy("medical", "nnunet", dim=3), "4x128x128x128", input_kind="volume",
+                          note="nnU-Net 3D, DLE PyTorch/Segmentation/nnUNet (MONAI DynUNet, MSD Task01_BrainTumour: 4 "
+                               "modalities, 4 classes, 6 levels 32-320); 31,192,868 params (computed), 482.80 GMACs "
+                               "per 128^3 patch"),
+    "nnunet_2d": ZooEntry(_lazy("medical", "nnunet", dim=2), "4x192x160",
+                          note="nnU-Net 2D, DLE PyTorch/Segmentation/nnUNet (MONAI DynUNet, MSD Task01_BrainTumour: 4 "
+                               "modalities, 4 classes, 6 levels 32-512); 20,613,092 params (computed), 6.69 GMACs per "
+                               "192x160 slice"),
+    "wide_and_deep": ZooEntry(_lazy("recsys", "wide_and_deep"), "35", input_kind="flat", meta=True,
+                              note="Wide & Deep, DLE TensorFlow2/Recommendation/WideAndDeep (Outbrain: 16 categorical "
+                                   "features, 3 multi-hot, 13 numerical; deep 5 x 1024); 91,777,245 params (computed), "
+                                   "5.47 M MACs; one sample = one (display, ad) example"),
     "gpt3": ZooEntry(_lazy("perseus", "gpt3"), "seq1024", input_kind="tokens", dynamic_seq=True, meta=True,
                      note="Perseus/Merak GPT-3 as GPT2LMHeadModel: ?size=1 XL 1,313.63 M, 2 = 2.7B 2,648.93 M, "
                           "6 = 6.7B 6,654.21 M params (published, artifact README)"),
