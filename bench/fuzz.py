@@ -1,10 +1,13 @@
 """Fuzz benchmark: seeded mutations of real ONNX graphs through ``predict``, each case isolated.
 
-Run: ``python bench/fuzz.py [--cases 10000] [--workers 2] [--timeout 10] [--mem-gb 3] [--seed 0] [--quick]``.
+Run: ``python bench/fuzz.py [--cases 10000] [--workers 2] [--timeout 10] [--mem-gb 3] [--seed 0] [--quick]
+[--family corrupt|stress|mixed]``.
 
 Seeds: every one-node case of ``onnx.backend.test.case.node`` (``--quick``: the cheap modules only), the
 backend's on-disk PyTorch/simple models and the weightless real models in ``onnx/backend/test/data/light``.
-Mutations and the isolated runner are ``tests/fuzzing.py`` (worker processes under ``RLIMIT_AS``, a per-case
+Mutations (``--family``: corrupt protobufs, issue 19; valid-but-expensive inputs from ``tests/fuzz_stress.py``,
+issue 32 -- large constant sizes read by data-propagating ops, large input dims, long chains with loops, nested
+loops, unknown-shape chains; or both) and the isolated runner are ``tests/fuzzing.py`` (worker processes under ``RLIMIT_AS``, a per-case
 wall limit enforced by killing the worker). Prints outcome counts, cases outside the project's errors (with
 their seed model), peak RSS per case and the slowest cases. Goal (issue 19): 10,000 cases, 0 outcomes outside
 the project's errors, 0 timeouts at 10 s, peak RSS <= 1 GB per case.
@@ -40,6 +43,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--mem-gb", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--family", default="corrupt", choices=("corrupt", "stress", "mixed"),
+                    help="mutations: corrupt protobufs (issue 19), valid-but-expensive inputs (issue 32), or both")
     ap.add_argument("--quick", action="store_true", help="cheap node-case modules only (seeds in ~2 s, not ~30 s)")
     args = ap.parse_args()
     fz = _fuzzing()
@@ -59,7 +64,7 @@ def main() -> None:
         if done[0] % 1000 == 0:
             print(f"  {done[0]} cases, {time.perf_counter() - t1:.0f} s: {dict(counts)}", flush=True)
 
-    results = fz.run_cases(fz.cases(seeds, args.cases, args.seed), workers=args.workers, timeout_s=args.timeout,
+    results = fz.run_cases(fz.cases(seeds, args.cases, args.seed, args.family), workers=args.workers, timeout_s=args.timeout,
                            mem_bytes=int(args.mem_gb * 2**30), on_result=progress)
     wall = time.perf_counter() - t1
     details = collections.Counter(r["detail"] for r in results if r["outcome"] == "project_error")

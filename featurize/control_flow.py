@@ -20,19 +20,63 @@ from onnx import helper, numpy_helper
 
 from featurize.ops import NodeView, OpCost
 
-__all__ = ["control_flow_cost", "CONTROL_FLOW_OPS"]
+__all__ = ["control_flow_cost", "CONTROL_FLOW_OPS", "OuterConstants"]
 
 CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan"})
 _PIN = "__joulecast_batch_pin__"
 
 
+class OuterConstants:
+    """The outer graph's initializer shapes and small integer constants, read once per graph (each control-flow
+    node looks up its trip count and start values here; a scan of the whole graph per node is quadratic in a
+    long chain of loops), and the costs of the bodies featurized so far (a body identical to an earlier one,
+    with the same input shapes, is not featurized again)."""
+
+    def __init__(self, graph: onnx.GraphProto):
+        self.graph = graph
+        self._inits: dict[str, onnx.TensorProto] | None = None
+        self._consts: dict[str, onnx.TensorProto] | None = None
+        self.bodies: dict[tuple, tuple[OpCost, bool]] = {}
+
+    def init_shape(self, name: str) -> tuple:
+        """``(shape, elem_type)`` of an outer initializer (a loop-carried start value), ``(None, 0)`` if not one."""
+        init = self._initializers().get(name)
+        return (tuple(init.dims), init.data_type) if init is not None else (None, 0)
+
+    def const_int(self, name: str) -> int | None:
+        """The first value of the integer initializer or ``Constant`` named ``name``; None if not one."""
+        if not name:
+            return None
+        init = self._initializers().get(name)
+        if init is not None and (init.raw_data or init.int64_data or init.int32_data):
+            return int(numpy_helper.to_array(init).reshape(-1)[0])
+        if self._consts is None:
+            self._consts = {n.output[0]: next((a.t for a in n.attribute if a.name == "value"), None)
+                            for n in self.graph.node if n.op_type == "Constant" and n.output}
+        if name in self._consts:
+            t = self._consts[name]
+            return int(numpy_helper.to_array(t).reshape(-1)[0]) if t is not None else None
+        return None
+
+    def _initializers(self) -> dict[str, onnx.TensorProto]:
+        if self._inits is None:
+            self._inits = {t.name: t for t in self.graph.initializer}
+        return self._inits
+
+
 def control_flow_cost(
     view: NodeView, proto: onnx.NodeProto, shapes: Mapping[str, tuple], graph: onnx.GraphProto,
-    opsets: Any, precision: str,
+    opsets: Any, precision: str, outer: OuterConstants | None = None,
 ) -> tuple[OpCost, str | None]:
-    """``(cost, note)`` of a control-flow node; ``note`` is None when nothing needs stating."""
+    """``(cost, note)`` of a control-flow node; ``note`` is None when nothing needs stating. ``outer``: the
+    :class:`OuterConstants` of ``graph`` shared by its control-flow nodes (built here when None)."""
+    outer = OuterConstants(graph) if outer is None else outer
     bodies = {a.name: a.g for a in proto.attribute if a.type == onnx.AttributeProto.GRAPH}
     name = view.name
+
+    def _body(body, given, shapes, opsets, precision):
+        return _body_cached(body, given, shapes, opsets, precision, outer.bodies)
+
     if view.op_type == "If":
         costs = {k: _body(bodies[k], {}, shapes, opsets, precision) for k in ("then_branch", "else_branch")}
         pick = max(costs, key=lambda k: costs[k][0].flops)
@@ -40,9 +84,8 @@ def control_flow_cost(
         return _scaled(view, costs[pick][0], 1), " ".join(filter(None, [note, _partial_note(view, costs[pick][1])]))
     body = bodies["body"]
     if view.op_type == "Loop":
-        carried = {vi.name: shapes.get(x) or _init_shape(x, graph)
-                   for vi, x in zip(body.input[2:], proto.input[2:])}
-        trips = _const_int(proto.input[0] if proto.input else "", graph)
+        carried = {vi.name: shapes.get(x) or outer.init_shape(x) for vi, x in zip(body.input[2:], proto.input[2:])}
+        trips = outer.const_int(proto.input[0] if proto.input else "")
         cost, unknown = _body(body, {**_scalars(body), **carried}, shapes, opsets, precision)
         note = _partial_note(view, unknown)
         if trips is None:
@@ -65,12 +108,6 @@ def control_flow_cost(
     return _scaled(view, cost, trips), _partial_note(view, unknown)
 
 
-def _init_shape(name: str, graph: onnx.GraphProto) -> tuple:
-    """``(shape, elem_type)`` of an outer initializer (a loop-carried start value), ``(None, 0)`` if not one."""
-    init = next((t for t in graph.initializer if t.name == name), None)
-    return (tuple(init.dims), init.data_type) if init is not None else (None, 0)
-
-
 def _partial_note(view: NodeView, unknown: bool) -> str | None:
     """A body whose own tensors kept unknown shapes is costed partially: say so, naming the node."""
     if not unknown:
@@ -85,23 +122,40 @@ def _scalars(body: onnx.GraphProto) -> dict[str, tuple]:
     return dict(zip(names, [((), onnx.TensorProto.INT64), ((), onnx.TensorProto.BOOL)]))
 
 
-def _const_int(name: str, graph: onnx.GraphProto) -> int | None:
-    if not name:
-        return None
-    for init in graph.initializer:
-        if init.name == name and (init.raw_data or init.int64_data or init.int32_data):
-            return int(numpy_helper.to_array(init).reshape(-1)[0])
-    for node in graph.node:
-        if node.op_type == "Constant" and name in node.output:
-            t = next((a.t for a in node.attribute if a.name == "value"), None)
-            return int(numpy_helper.to_array(t).reshape(-1)[0]) if t is not None else None
-    return None
-
-
 def _scaled(view: NodeView, sub: OpCost, trips: int) -> OpCost:
     return OpCost(macs=sub.macs * trips, flops=sub.flops * trips, params=sub.params,
                   bytes_read=float(view.bytes_in) + sub.bytes_read * trips,
                   bytes_written=float(view.bytes_out) + sub.bytes_written * trips, op_class=sub.op_class)
+
+
+def _body_cached(body: onnx.GraphProto, given: Mapping[str, tuple], shapes: Mapping[str, tuple], opsets: Any,
+                 precision: str, memo: dict) -> tuple[OpCost, bool]:
+    """:func:`_body`, once per distinct (body content, shapes of what it reads): a chain of loops around the
+    same body featurizes it once."""
+    produced = {o for n in body.node for o in n.output} | {i.name for i in body.initializer}
+    reads = [vi.name for vi in body.input] + [x for n in body.node for x in n.input if x and x not in produced]
+    seen = {vi.name: given.get(vi.name) for vi in body.input}
+
+    def shape_key(x: str) -> tuple:
+        shape, elem = (seen[x] if x in seen else shapes.get(x)) or (None, 0)
+        return x, None if shape is None else tuple(shape), elem
+
+    key = (_content(body), tuple(shape_key(x) for x in dict.fromkeys(reads)))
+    if key not in memo:
+        memo[key] = _body(body, given, shapes, opsets, precision)
+    return memo[key]
+
+
+def _content(body: onnx.GraphProto) -> bytes:
+    """A digest of ``body`` without its name (loops in an exported chain differ only by it)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in (body.node, body.input, body.output, body.initializer):
+        for item in part:
+            h.update(item.SerializeToString())
+        h.update(b"|")
+    return h.digest()
 
 
 def _body(body: onnx.GraphProto, given: Mapping[str, tuple], shapes: Mapping[str, tuple], opsets: Any,

@@ -18,11 +18,17 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-__all__ = ["fold_constants", "FOLD_MAX_ELEMENTS", "initializer_values", "Values"]
+from featurize.limits import MAX_RANK
+
+__all__ = ["fold_constants", "FOLD_MAX_ELEMENTS", "FOLD_BUDGET_ELEMENTS", "initializer_values", "Values"]
 
 # Largest tensor the folder materialises (elements). Shape subgraphs hold a few dozen values; a
 # [seq, seq] causal mask at seq 128 is 16384. Anything larger keeps its (inferred) shape, unfolded.
 FOLD_MAX_ELEMENTS = 1 << 16
+FOLD_BUDGET_ELEMENTS = 1 << 20
+"""Most elements the folder holds in all (8 MiB of int64): past it only shape vectors (at most
+:data:`~featurize.limits.MAX_RANK` elements) are still folded, so a long chain of large constant ops cannot
+grow the folder's memory (or the model copies that carry its values) without bound."""
 
 _SHAPE_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.BOOL,
                           onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT16})
@@ -75,21 +81,27 @@ def fold_constants(
     """Evaluate, in graph order, every node of ``nodes`` (:class:`~featurize.loader.NodeFields`) whose
     inputs are all in ``values`` (updated in place) or that reads only the shape of a tensor whose
     shape ``shapes`` knows. Returns the newly folded node outputs. Outputs above ``max_elements`` (or
-    ops without a kernel, or a kernel error) are skipped, never raised."""
+    ops without a kernel, or a kernel error) are skipped, never raised; once the values hold
+    :data:`FOLD_BUDGET_ELEMENTS` elements, so is every output above a shape vector's size."""
     new: dict[str, np.ndarray] = {}
+    held = sum(getattr(v, "size", 0) for v in dict.values(values))
+    cap = max_elements if held <= FOLD_BUDGET_ELEMENTS else min(max_elements, MAX_RANK)
     for node in nodes:
         outs = node.outs
         if not outs or outs[0] in values:
             continue
         try:
-            result = _eval(node, shapes, values, max_elements)
+            result = _eval(node, shapes, values, cap)
         except Exception:  # noqa: BLE001 - a node we cannot evaluate keeps its inferred shape
             result = None
         if result is None:
             continue
         for name, arr in zip(outs, result):
-            if name and arr is not None and arr.size <= max_elements:
+            if name and arr is not None and arr.size <= cap:
                 values[name] = new[name] = arr
+                held += arr.size
+                if held > FOLD_BUDGET_ELEMENTS:
+                    cap = min(max_elements, MAX_RANK)
     return new
 
 

@@ -42,8 +42,8 @@ from typing import Any, Iterable, Mapping
 import onnx
 from onnx import TensorProto
 
-from featurize.errors import InvalidInputError
-from featurize.limits import check_features, check_graph
+from featurize.errors import GraphLoadError, InvalidInputError
+from featurize.limits import batch_cap_error, check_features, check_graph
 from featurize.loader import NodeFields, ShapeMap, bind_input_dims, load_graph, node_fields, resolve_shapes
 from featurize.ops import NodeView, OpCost, TensorInfo, handler_table, known_domains
 from featurize.ops.sequence import SEQUENCE_OPS
@@ -150,12 +150,16 @@ def featurize(
         initializers=inits, static_inputs=static, inputs=inputs,
     )
     bound, batch_size = binding.shapes, binding.batch_size
-    check_graph(model, bound)  # element/byte caps and attribute sanity before shape inference (limits)
     if input_shapes:
         static = {k: v for k, v in static.items() if k not in input_shapes}
-    shapes = resolve_shapes(
-        model, batch_positions=binding.batch_positions, nodes=nodes, initializers=inits, known_inputs=static
-    )
+    try:
+        check_graph(model, bound)  # element/byte caps and attribute sanity before shape inference (limits)
+        shapes = resolve_shapes(
+            model, batch_positions=binding.batch_positions, nodes=nodes, initializers=inits, known_inputs=static
+        )
+    except GraphLoadError as err:  # a tensor over the caps because of the batch: say so (limits)
+        batched = {k: bound[k] for k in binding.batch_positions if k in bound}
+        raise batch_cap_error(err, batch_size, batched) from err
     need_nodes = with_nodes or gpu is not None  # cache features walk the node table
     features = _analyse(
         model, nodes, shapes, weight_inputs, bound, batch_size, precision, frozen_prefixes, need_nodes, list(inits),
@@ -689,10 +693,13 @@ def _analyse(
 def _flow_handlers(model: onnx.ModelProto, shapes: ShapeMap, precision: str, notes: list[str]) -> dict:
     """Handlers for If / Loop / Scan bound to this graph's shapes (:mod:`featurize.control_flow`); what
     they state goes into ``notes``."""
-    from featurize.control_flow import control_flow_cost
+    from featurize.control_flow import OuterConstants, control_flow_cost
+
+    outer = OuterConstants(model.graph)
 
     def handle(view: NodeView) -> OpCost:
-        cost, note = control_flow_cost(view, view.attrs._proto, shapes, model.graph, model.opset_import, precision)
+        cost, note = control_flow_cost(view, view.attrs._proto, shapes, model.graph, model.opset_import, precision,
+                                       outer)
         if note:
             notes.append(f"featurize: {note}")
         return cost

@@ -26,8 +26,8 @@ from onnx import AttributeProto, TensorProto
 from featurize.errors import GraphLoadError
 
 __all__ = [
-    "MAX_FILE_BYTES", "MAX_PATH_CHARS", "MAX_TENSOR_ELEMENTS", "MAX_TENSOR_BYTES", "MAX_DIM",
-    "check_path", "read_model_file", "check_graph", "check_shapes", "check_tensor", "check_features", "tensor_bytes",
+    "MAX_FILE_BYTES", "MAX_PATH_CHARS", "MAX_CONTROL_FLOW_NODES", "MAX_TENSOR_ELEMENTS", "MAX_TENSOR_BYTES", "MAX_DIM",
+    "check_path", "read_model_file", "check_graph", "batch_cap_error", "check_shapes", "check_tensor", "check_features", "tensor_bytes",
 ]
 
 MAX_FILE_BYTES = 2 << 30
@@ -40,6 +40,10 @@ MAX_TENSOR_BYTES = 1 << 38
 """Most bytes in one tensor, and in all graph inputs together (256 GiB)."""
 MAX_DIM = 1 << 36
 """Largest single dimension."""
+MAX_CONTROL_FLOW_NODES = 256
+"""Most If/Loop/Scan nodes in a graph, nested bodies included: each body is shape-inferred and costed as a graph
+of its own, and onnx's inference of a chain of loops grows with the square of their number (5,000 loops: 4 s
+per pass). Exporters that trace (``torch.onnx.export``) unroll Python control flow and write none."""
 MAX_RANK = 64
 """Most dimensions of a tensor, and most elements of a shape/axes/index vector (Slice steps, Reshape shape...):
 onnx's shape inference loops over such vectors (Slice with a 2^24-element ``steps`` input: 8 s)."""
@@ -143,11 +147,36 @@ def check_tensor(name: str, shape: tuple[int, ...], elem: int, where: str) -> No
     n = math.prod(shape) if big > 1 else 1
     if big <= MAX_DIM and n <= MAX_TENSOR_ELEMENTS and n * _itemsize(elem) <= MAX_TENSOR_BYTES:
         return
-    raise GraphLoadError(
+    err = GraphLoadError(
         f"tensor {name!r} ({where}) would have shape {list(shape)}: {n:.3g} elements, above the caps "
         f"(dim {MAX_DIM:.3g}, {MAX_TENSOR_ELEMENTS:.3g} elements, {MAX_TENSOR_BYTES / 2**30:.0f} GiB per tensor) "
         "that no GPU can hold. Check batch_size / dims= / input_shapes=, or the graph's constant sizes."
     )
+    err.tensor = (name, tuple(shape), elem)  # for batch_cap_error
+    raise err
+
+
+def batch_cap_error(err: GraphLoadError, batch_size: int, batch_inputs: Mapping[str, Iterable[int]]
+                    ) -> GraphLoadError:
+    """``err`` (a tensor over the caps, from :func:`check_tensor`) restated for the user when the batch made it
+    so: the batch, the input that carries it, the cap and the largest batch under it. ``batch_inputs``: ``{input
+    name: bound shape}`` of the inputs whose first dim is the batch. Any other error is returned unchanged."""
+    tensor = getattr(err, "tensor", None)
+    if tensor is None or batch_size <= 1 or not batch_inputs:
+        return err
+    name, shape, elem = tensor
+    if batch_size not in shape:
+        return err  # a constant size, not the batch: the original message says so
+    per_sample = math.prod(shape) // batch_size
+    largest = min(MAX_TENSOR_ELEMENTS // max(per_sample, 1), MAX_TENSOR_BYTES // max(per_sample * _itemsize(elem), 1),
+                  MAX_DIM)
+    first, dims = next(iter(batch_inputs.items()))
+    return GraphLoadError(
+        f"batch_size={batch_size:,} is too large for this graph: input {first!r} of shape {list(dims)} makes an "
+        f"intermediate tensor of {math.prod(shape):.3g} elements ({per_sample:,} per sample), above the cap of "
+        f"{MAX_TENSOR_ELEMENTS:.3g} elements / {MAX_TENSOR_BYTES / 2**30:.0f} GiB per tensor that no GPU can hold. "
+        f"Use batch_size <= {largest:,} (CLI: --batch-size); the memory check of predict then says which batch "
+        "fits the GPU.")
 
 
 def check_graph(model: onnx.ModelProto, bound: Mapping[str, Iterable[int]] | None = None) -> None:
@@ -171,6 +200,7 @@ def check_graph(model: onnx.ModelProto, bound: Mapping[str, Iterable[int]] | Non
                   for a in n.attribute if a.type == AttributeProto.TENSOR})
     sizes.update({name: tuple(int(d) for d in shape) for name, shape in (bound or {}).items()})
     _check_ranks(g, sizes)
+    _check_control_flow(g)
     consts = _constant_values(g)
     opset = _default_opset(model)
     schemas: dict[tuple[str, str], dict[str, int] | None] = {}
@@ -280,6 +310,30 @@ def _check_ranks(g: onnx.GraphProto, sizes: Mapping[str, tuple[int, ...]]) -> No
                         f"{n:.3g} elements, but it holds one value per dimension (at most {MAX_RANK}); the graph is "
                         "corrupt, re-export it."
                     )
+
+
+def _check_control_flow(g: onnx.GraphProto) -> None:
+    """At most :data:`MAX_CONTROL_FLOW_NODES` If/Loop/Scan nodes, counted through every nested body."""
+    count, stack = 0, [g]
+    while stack:
+        for node in stack.pop().node:
+            op = node.op_type
+            if op in ("If", "Loop", "Scan"):
+                count += 1
+            elif op != "SequenceMap" and node.domain in ("", "ai.onnx"):
+                continue  # no other standard op carries a subgraph
+            for a in node.attribute:
+                if a.type == AttributeProto.GRAPH:
+                    stack.append(a.g)
+                elif a.type == AttributeProto.GRAPHS:
+                    stack.extend(a.graphs)
+        if count > MAX_CONTROL_FLOW_NODES:
+            raise GraphLoadError(
+                f"the graph has more than {MAX_CONTROL_FLOW_NODES} If/Loop/Scan nodes (nested bodies included); each "
+                "body is costed as a graph of its own, so this many cannot be featurized in bounded time. Export "
+                "with tracing (torch.onnx.export unrolls Python loops and branches) or pass a graph with fewer.")
+
+
 _FLOAT_KINDS = (AttributeProto.FLOAT, AttributeProto.FLOATS)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
@@ -19,9 +20,11 @@ import onnx
 import onnx.inliner  # a submodule `import onnx` does not load (graphs with local functions need it)
 from onnx import TensorProto
 
-from featurize.errors import GraphLoadError, InvalidInputError, UnboundDimensionError
+from featurize import isolated_inference
+from featurize.errors import GraphLoadError, InvalidInputError, JoulecastError, UnboundDimensionError
 from featurize.fold import fold_constants, initializer_values
 from featurize.limits import check_path, check_shapes, read_model_file
+from featurize.propagation import big_1d, data_prop_plan, inference_copy
 
 __all__ = ["load_model", "load_model_nodes", "load_graph", "LoadedGraph", "node_fields", "NodeFields", "bind_dims", "bind_input_dims", "Binding", "resolve_shapes", "ShapeMap"]
 
@@ -225,6 +228,14 @@ def _validate(
                 "Re-export the model, or run onnx.checker.check_model on it to locate the problem."
             )
         update(node.outs)
+        if type(node.op_type) is not str or type(node.name) is not str or type(node.domain) is not str:
+            raise GraphLoadError(  # protobuf hands back bytes for a string field that is not valid UTF-8
+                f"{what}: node {node.name!r} has an op type, name or domain that is not valid UTF-8 text "
+                f"({node.op_type!r}); the file is corrupt: re-export the model.")
+    if any(type(x) is not str for x in defined):
+        bad = next(x for x in defined if type(x) is not str)
+        raise GraphLoadError(f"{what}: tensor name {bad!r} is not valid UTF-8 text; the file is corrupt: re-export "
+                             "the model.")
     return nodes
 
 
@@ -506,7 +517,11 @@ def resolve_shapes(
        Shape -> Slice -> Concat -> Reshape chains): then with data propagation at once, which resolves
        those chains in the same pass instead of a second one;
     3. only while shapes stay unknown: fold again with the shapes now known (``Shape`` of inferred
-       tensors) and re-infer with data propagation, up to :data:`_MAX_FOLD_ROUNDS` times;
+       tensors) and re-infer with data propagation, up to :data:`_MAX_FOLD_ROUNDS` times.
+
+    Every data-propagation pass runs on a copy without the large 1-D tensors and what reads them
+    (:func:`featurize.propagation.inference_copy`), so that its work stays bounded; when the graph has such
+    tensors the first pass is plain, and a plain pass after the rounds sizes what was cut.
     4. then onnxruntime's ``SymbolicShapeInference`` (symbolic, no execution).
 
     Whatever stays unknown is left ``None`` in the map (the featurizer states it in its warnings).
@@ -527,7 +542,13 @@ def resolve_shapes(
     _drop_symbolic_value_info(model.graph)
     values = initializer_values(model.graph)
     folded = _fold_into(nodes, shapes, values, {})
-    _infer_into(model, nodes, folded, shapes, data_prop=_shape_reads_left(nodes, folded))
+    # one pass with data propagation when Shape reads are left, unless big 1-D tensors would be cut from it:
+    # then a plain pass first, so that the cut follows known ranks (featurize.propagation)
+    big = big_1d([vi.name for vi in model.graph.input if vi.name not in initializers], shapes)  # a 2^31-long input
+    plan = data_prop_plan(nodes, folded, shapes, values, big) if _shape_reads_left(nodes, folded) else None
+    first_dp = plan is not None and not plan[2]
+    cut: list[str] = []
+    _infer_into(model, nodes, folded, shapes, values, data_prop=first_dp, cut=cut, plan=plan if first_dp else None)
     check_shapes(shapes)  # caps before anything is sized from the inferred shapes (limits)
     missing = _missing(nodes, model.graph, shapes)
     for _ in range(_MAX_FOLD_ROUNDS):
@@ -535,7 +556,7 @@ def resolve_shapes(
             break
         before = len(folded)
         _fold_into(nodes, shapes, values, folded)
-        _infer_into(model, nodes, folded, shapes, data_prop=True)
+        _infer_into(model, nodes, folded, shapes, values, data_prop=True, cut=cut, big_inputs=big)
         check_shapes(shapes)
         progress = len(folded) > before
         left = _missing(nodes, model.graph, shapes)
@@ -543,8 +564,13 @@ def resolve_shapes(
             missing = left
             break
         missing = left
+    if missing and cut:  # what data propagation was not shown: sized by a plain pass
+        _infer_into(model, nodes, folded, shapes, values, data_prop=False)
+        check_shapes(shapes)
+        missing = _missing(nodes, model.graph, shapes)
     if missing:
-        missing = _symbolic_fill(_with_constants(model, nodes, folded), shapes, missing)
+        copy = inference_copy(model, nodes, folded, shapes, data_prop=True, values=values, big_inputs=big)
+        missing = _symbolic_fill(copy, shapes, missing)
     if missing:
         _rejoined_sequences(nodes, shapes)
     return shapes
@@ -619,35 +645,15 @@ def _np_elem(dtype: Any) -> int:
 
 
 def _infer_into(
-    model: onnx.ModelProto, nodes: list[NodeFields], folded: dict, shapes: ShapeMap, *, data_prop: bool
+    model: onnx.ModelProto, nodes: list[NodeFields], folded: dict, shapes: ShapeMap, values: dict, *, data_prop: bool,
+    cut: list[str] | None = None, plan: tuple | None = None, big_inputs: list[str] | tuple = (),
 ) -> None:
-    """Shape inference on ``model`` with the ``folded`` node outputs as initializers; the shapes it
-    finds go into ``shapes`` (entries still unknown are refreshed)."""
-    _shapes_from_bytes(_infer_bytes(_with_constants(model, nodes, folded), data_prop=data_prop), shapes)
-
-
-def _with_constants(model: onnx.ModelProto, nodes: list[NodeFields], folded: dict) -> onnx.ModelProto:
-    """A copy of ``model`` whose folded shape nodes (all outputs folded integer/bool tensors: shape
-    data; ``Constant`` nodes aside) are replaced by initializers holding their values; ``model`` itself
-    when there are none. Folded float tensors (weights some graphs build with ``ConstantOfShape``)
-    stay produced by their nodes."""
-    drop = [
-        i for i, n in enumerate(nodes)
-        if n.op_type != "Constant" and n.outs and all(o in folded and folded[o].dtype.kind in "biu" for o in n.outs if o)
-    ]
-    if not drop:
-        return model
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    dropped = set(drop)
-    keep = [n for i, n in enumerate(m.graph.node) if i not in dropped]
-    del m.graph.node[:]
-    m.graph.node.extend(keep)
-    from_array = onnx.numpy_helper.from_array
-    m.graph.initializer.extend(
-        [from_array(folded[o], o) for i in drop for o in nodes[i].outs if o and o in folded]
-    )
-    return m
+    """Shape inference on ``model`` with the ``folded`` node outputs as initializers (``values``: every constant
+    known, initializers included); the shapes it finds go into ``shapes`` (entries still unknown are refreshed).
+    ``cut``: gets the names kept out of a data-propagation pass (:func:`~featurize.propagation.inference_copy`)."""
+    copy = inference_copy(model, nodes, folded, shapes, data_prop=data_prop, values=values, cut=cut, plan=plan,
+                          big_inputs=big_inputs)  # no big 1-D values (propagation)
+    _shapes_from_bytes(_infer_bytes(copy, data_prop=data_prop), shapes)
 
 
 def _missing(nodes: list[NodeFields], g: onnx.GraphProto, shapes: ShapeMap) -> list[str]:
@@ -670,26 +676,63 @@ _SEQUENCE_OPS = frozenset({"SplitToSequence", "SequenceConstruct", "SequenceInse
 
 def _symbolic_fill(model: onnx.ModelProto, shapes: ShapeMap, missing: list[str]) -> list[str]:
     """Fill what onnxruntime's symbolic shape inference resolves (it never executes the graph);
-    returns the names still unknown. Best effort: any failure leaves ``shapes`` unchanged."""
+    returns the names still unknown. Best effort: any failure (a time or memory limit of the isolated
+    runner included: :mod:`featurize.isolated_inference`) leaves ``shapes`` unchanged."""
     try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-        m = onnx.ModelProto()
-        m.CopyFrom(model)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out = _symbolic_infer(SymbolicShapeInference, m)
+        found = isolated_inference.run("symbolic", (model.SerializeToString(), missing))
     except Exception:  # noqa: BLE001 - an optional second opinion; the caller falls back
         return missing
+    for name, (shape, elem) in found.items():
+        shapes[name] = (shape, shapes.get(name, (None, 0))[1] or elem)
+    return [o for o in missing if shapes.get(o, (None, 0))[0] is None]
+
+
+def symbolic_shapes(model_bytes: bytes, wanted: list[str]) -> dict[str, tuple[tuple[int, ...], int]]:
+    """``{name: (shape, elem)}`` of the ``wanted`` tensors that onnxruntime's symbolic inference sizes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = _symbolic_infer(_symbolic_class(), onnx.load_from_string(model_bytes))
     if out is None:
-        return missing
-    want = set(missing)
+        return {}
+    want = set(wanted)
+    found = {}
     for vi in list(out.graph.value_info) + list(out.graph.output):
         if vi.name in want:
             shape, elem = _shape_of(vi)
             if shape is not None:
-                shapes[vi.name] = (shape, shapes.get(vi.name, (None, 0))[1] or elem)
-    return [o for o in missing if shapes.get(o, (None, 0))[0] is None]
+                found[vi.name] = (shape, elem)
+    return found
+
+
+def _symbolic_class():
+    """onnxruntime's ``SymbolicShapeInference``, loaded from its file: importing it through
+    ``onnxruntime.tools`` also imports torch and the runtime (~3 s, ~300 MB), which it does not use."""
+    import sys
+
+    name = "_joulecast_ort_symbolic_shape_infer"
+    with _SYMBOLIC_LOCK:  # a worker's warm-up thread may be loading it
+        if name not in sys.modules:
+            sys.modules[name] = _load_symbolic(name)
+    return sys.modules[name].SymbolicShapeInference
+
+
+def _load_symbolic(name: str) -> Any:
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("onnxruntime")
+        path = Path(spec.origin).parent / "tools" / "symbolic_shape_infer.py"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        return module
+    except Exception:  # noqa: BLE001 - a layout change: the ordinary import
+        from onnxruntime.tools import symbolic_shape_infer
+
+        return symbolic_shape_infer
+
+
+_SYMBOLIC_LOCK = threading.Lock()
 
 
 def _symbolic_infer(cls, m: onnx.ModelProto) -> onnx.ModelProto | None:
@@ -730,6 +773,8 @@ def _infer_bytes(model: onnx.ModelProto, data_prop: bool = True) -> bytes:
     infer = _c_infer_shapes
     try:
         return infer(model.SerializeToString(), True, True, data_prop)  # check_type, strict_mode, data_prop
+    except JoulecastError:  # a limit of the isolated runner: retrying would only hit it again
+        raise
     except Exception as err:  # InferenceError, ValidationError, ...
         first = err
     del model.graph.value_info[:]
@@ -738,10 +783,14 @@ def _infer_bytes(model: onnx.ModelProto, data_prop: bool = True) -> bytes:
             vi.type.tensor_type.ClearField("shape")
     try:
         return infer(model.SerializeToString(), True, True, data_prop)
+    except JoulecastError:
+        raise
     except Exception:  # noqa: BLE001
         pass
     try:
         inferred_bytes = infer(model.SerializeToString(), False, False, data_prop)
+    except JoulecastError:
+        raise
     except Exception:  # noqa: BLE001
         inferred_bytes = None
     if inferred_bytes is not None:
@@ -758,8 +807,14 @@ def _infer_bytes(model: onnx.ModelProto, data_prop: bool = True) -> bytes:
 
 
 def _c_infer_shapes(model_bytes: bytes, check_type: bool, strict_mode: bool, data_prop: bool) -> bytes:
-    """onnx's C++ shape inference, serialized model in and out (``onnx.shape_inference.infer_shapes``
-    without its Python-side parse of the result; that public call when the binding is absent)."""
+    """onnx's C++ shape inference, serialized model in and out, in this process or through the runner the
+    caller installed (:mod:`featurize.isolated_inference`: ``predict`` runs it under a time limit)."""
+    return isolated_inference.run("c_infer", (model_bytes, check_type, strict_mode, data_prop))
+
+
+def c_infer_local(model_bytes: bytes, check_type: bool, strict_mode: bool, data_prop: bool) -> bytes:
+    """onnx's C++ shape inference in this process (``onnx.shape_inference.infer_shapes`` without its
+    Python-side parse of the result; that public call when the binding is absent)."""
     if _C_INFER is not None:
         return _C_INFER(model_bytes, check_type, strict_mode, data_prop)
     return onnx.shape_inference.infer_shapes(

@@ -92,7 +92,9 @@ def featurize_cached(model: Any, **kw: Any):
         return _FEATURE_CACHE[key]
     if kw.get("example_inputs") is None:
         kw.pop("example_inputs", None)
-    with _warnings.catch_warnings(record=True) as caught:
+    from predictor.inference_limits import limited_inference
+
+    with _warnings.catch_warnings(record=True) as caught, limited_inference():  # no input can hang it
         _warnings.simplefilter("always")
         gf = featurize(model, **kw)
     result = (gf, featurizer_notes([*caught, *getattr(gf, "warnings", ())], gf.unsupported_ops))
@@ -214,6 +216,9 @@ def predict(
         tokens: a token budget per epoch for a sequence model, instead of ``samples_per_epoch``: samples =
             tokens / the graph's sequence length (:mod:`predictor.tokens`; rounded up).
     """
+    from predictor.inference_limits import start_worker
+
+    start_worker()  # the isolated shape-inference worker imports while this process loads the model
     from predictor.carbon import resolve_intensity
     from predictor.layers import layer_prior_for
     from predictor.model import extrapolation_warnings, load_model, predict_frame

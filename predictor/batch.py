@@ -177,8 +177,14 @@ def _featurize_task(payload: tuple[Any, dict[str, Any]], _context: Any = None) -
 
 def _warm_up() -> None:
     """Worker start-up: featurize a one-node graph, so that the imports it triggers (~1.5-3 s of onnx, numpy
-    and the op handlers) are not charged to the first real graph's time limit."""
+    and the op handlers) are not charged to the first real graph's time limit; onnxruntime's symbolic inference
+    (~0.5 s of sympy imports idle, several seconds under load), which only graphs with unknown shapes reach, loads
+    here too, before any clock starts (once per worker; a batch amortises it)."""
     from onnx import TensorProto, helper
+
+    from featurize import loader
+
+    loader._symbolic_class()
 
     vi = helper.make_tensor_value_info
     graph = helper.make_graph(
@@ -250,8 +256,18 @@ def featurize_stream(
         par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator", batch_size="auto")
         yield from zip(rest, par(delayed(_featurize_one)(sources[i], graph_options) for i in rest))
     else:
-        with borrow_pool(FEATURIZE_TARGET, _n_workers(n_jobs, len(rest)), limits, FEATURIZE_WARMUP) as pool:
-            yield from pool.run((i, (_payload(sources[i]), graph_options)) for i in rest)
+        jobs = [(sources[i], graph_options) for i in rest]
+        yield from (item if item is None else (rest[item[0]], item[1])
+                    for item in featurize_isolated(jobs, n_jobs=n_jobs, limits=limits))
+
+
+def featurize_isolated(jobs: Sequence[tuple[Any, dict[str, Any]]], *, n_jobs: int = -1, limits: Limits = Limits()
+                       ) -> Iterator[tuple[int, dict[str, Any]] | None]:
+    """``(job index, result)`` for ``(graph source, featurize options)`` jobs, each featurized in an isolated
+    worker process under ``limits`` (:mod:`predictor.isolation`), as each finishes; ``None`` now and then while
+    nothing finishes. Sources are paths, bytes or ModelProtos (torch modules are exported by the caller)."""
+    with borrow_pool(FEATURIZE_TARGET, _n_workers(n_jobs, len(jobs)), limits, FEATURIZE_WARMUP) as pool:
+        yield from pool.run((i, (_payload(src), opts)) for i, (src, opts) in enumerate(jobs))
 
 
 def _as_list(gpu: Any) -> list[Any]:

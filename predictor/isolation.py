@@ -340,6 +340,34 @@ def borrow_pool(target: str, n_workers: int, limits: Limits, warmup: str | None 
             pool.busy.release()
 
 
+def prestart(target: str, limits: Limits, warmup: str | None = None) -> None:
+    """Start the child of :func:`borrow_pool`'s shared one-worker pool for ``target`` now, without waiting for it,
+    so that its imports overlap the caller's own work before the first :func:`call_isolated`."""
+    key = (target, limits)
+    with _shared_lock:
+        pool = _shared.get(key)
+        if pool is None or pool.header["parent"] != os.getpid():
+            pool = _shared[key] = IsolatedPool(target, {}, limits=limits, warmup=warmup)
+        if not pool.busy.acquire(blocking=False):
+            return
+    try:
+        if not pool.children:
+            pool._spawn()
+    finally:
+        pool.busy.release()
+
+
+def call_isolated(target: str, payload: Any, limits: Limits, warmup: str | None = None) -> dict[str, Any]:
+    """``target(payload, {})`` in a warm isolated child (:func:`borrow_pool`) under ``limits``: its result dict,
+    or ``{"error": ...}`` when it raised, broke a limit or killed its child."""
+    result: dict[str, Any] = {"error": "WorkerCrashed: no result"}
+    with borrow_pool(target, 1, limits, warmup) as pool:
+        for item in pool.run([(0, payload)]):  # consumed to the end: an abandoned run closes the pool
+            if item is not None:
+                result = item[1]
+    return result
+
+
 def _close_if_idle(key: tuple[str, Limits], pool: IsolatedPool) -> None:
     with _shared_lock:
         if not pool.busy.acquire(blocking=False):

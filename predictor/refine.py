@@ -423,6 +423,12 @@ def refine(
         if _first_epoch_modelled(seg, in_later_phase):
             body = np.log(e)[[i for i in seg.stable_epochs if i != 0]]
             post_mu, post_sd = level_posterior(prior_mu, math.sqrt(prior_var), float(np.log(e[0])), body, params)
+            if not body.size:  # a lone first epoch: held inside the prior's interval until a second confirms it
+                post_mu, post_sd, held = _held_in_prior(post_mu, post_sd, prior_mu, prior_var, z)
+                if held:
+                    warnings.append(held)
+                reading = float(np.log(e[0])) - params.warmup_log_mean  # the level if it was a typical warm-up
+                post_sd = max(post_sd, abs(reading - post_mu) / z)  # the interval reaches it
         else:
             post_mu, post_sd = t_prior_posterior(prior_mu, math.sqrt(prior_var), obs_mu, obs_sd, params.prior_t_dof)
         post_var = post_sd**2
@@ -603,6 +609,24 @@ def _unit_warning(level_log: float, prior_epoch_j: float) -> str | None:
     return (f"measured epochs ({math.exp(level_log):.4g} J each) are {ratio:.3g}x the prior's {prior_epoch_j:.4g} "
             "J/epoch: check the unit. epoch_energies_j takes the joules of each epoch (1 kWh = 3.6e6 J, 1 Wh = "
             "3600 J), not a whole-run total or a cumulative meter reading.")
+
+
+def _held_in_prior(post_mu: float, post_sd: float, prior_mu: float, prior_var: float, z: float
+                   ) -> tuple[float, float, str | None]:
+    """A level read from one first epoch, kept inside the prior's interval (``prior_mu`` +- ``z`` prior sd, log
+    energy per epoch): ``(level, sd, note)``. One epoch -- start-up, autotuning, a cold cache -- is not evidence
+    enough to leave the prior's interval; the sd widens by the distance held back, so the interval still reaches
+    what the epoch suggests, and a second epoch lifts the hold."""
+    if not math.isfinite(prior_var):
+        return post_mu, post_sd, None
+    half = z * math.sqrt(prior_var)
+    held = min(max(post_mu, prior_mu - half), prior_mu + half)
+    if held == post_mu:
+        return post_mu, post_sd, None
+    note = (f"one epoch measured: it suggests {math.exp(post_mu - prior_mu) - 1:+.0%} per epoch against the prior, "
+            f"beyond the prior's interval; the forecast is held at the interval's edge "
+            f"({math.exp(held - prior_mu) - 1:+.0%}) until a second epoch confirms it (the interval reaches it).")
+    return held, math.hypot(post_sd, post_mu - held), note
 
 
 def _first_epoch_modelled(seg: Segmentation, in_later_phase: bool) -> bool:

@@ -9,7 +9,11 @@ Model (log energy per epoch, ``L`` = steady level of the current phase):
 - **Warm-up**: the run's first epoch is ``log e_1 = L + w``, ``w ~ N(warmup_log_mean, warmup_log_sd^2)``
   (start-up, graph tracing, autotuning and cache fills: x1.27 geometric mean, log sd 0.18, on those runs). While
   it is the only epoch it is read as ``L`` plus that excess, so it never counts as steady; once a later epoch
-  exists it is left out of ``L`` (on the traces it then adds noise, not information).
+  exists it is left out of ``L`` (on the traces it then adds noise, not information). A lone first epoch is
+  weighed by that measured spread with Student-t tails (``first_epoch_t_dof``, a stated choice): a first epoch
+  1.5-3x the steady ones (a cold cache, cuDNN autotuning, a slow data-loader start) is mostly read as more warm-up,
+  not as a higher level; ``predictor.refine`` also keeps its level inside the prior's interval until a second
+  epoch confirms it.
 - **Steady epochs**: fewer than ``mean_epochs_below``: their log mean, Student-t around ``L`` with scale
   ``epoch_log_scale x m^-body_sd_decay`` (cut jitter between neighbours cancels in a sum); more: each epoch
   Student-t around ``L`` (scale ``epoch_log_scale``, ``epoch_t_dof`` dof), a robust location. The mean of m
@@ -49,6 +53,9 @@ class RefineParams:
     prior_t_dof: float
     interval_scale: float
     n_runs: int = 0
+    first_epoch_t_dof: float = 3.0
+    hot_start_share: float = 0.5
+    hot_start_max_ratio: float = 4.0
 
 
 # fitted by `python -m training_data.fit_refine` (seaa2023, 249 runs, 8 (architecture, GPU) groups)
@@ -110,8 +117,9 @@ def level_posterior(
     """Posterior mean and sd of the steady log level ``L`` (exact on a 4,001-point grid; pure).
 
     Terms: the prior, Student-t (``prior_t_dof``) around ``prior_mu`` with scale ``prior_sd`` (skipped when not
-    finite); ``first``, the log energy of the run's first epoch, normal around ``L + warmup_log_mean`` (used only
-    while no steady epoch exists: on the traces it no longer improves the median error once one does); each
+    finite); ``first``, the log energy of the run's first epoch, Student-t (``first_epoch_t_dof``, scale
+    ``warmup_log_sd``) around ``L + warmup_log_mean`` (used only while no steady epoch exists: on the traces it no
+    longer improves the median error once one does); each
     ``body`` log energy Student-t (``epoch_t_dof``) around ``L`` with scale ``epoch_log_scale`` (or the epochs'
     own robust spread when 5 or more show a larger one); with fewer than ``mean_epochs_below`` (at least 3)
     body epochs, their log mean instead, Student-t with scale ``epoch_log_scale x m^-body_sd_decay``. The mean comes from that model; the sd is the larger
@@ -124,10 +132,11 @@ def level_posterior(
     if use_prior:
         centres.append(prior_mu)
     x = np.linspace(min(centres) - 1.5, max(centres) + 1.5, 4001)
+    if with_first:  # a lone first epoch: its measured spread, with tails (an unusually hot start is more warm-up),
+        # against the prior as a normal: one suspect epoch is the outlier here, not the prior
+        base = -0.5 * ((x - prior_mu) / prior_sd) ** 2 if use_prior else np.zeros_like(x)
+        return _grid_moments(x, base + first_epoch_loglik(x, first, params))
     base = _log_t(x, prior_mu, prior_sd, params.prior_t_dof) if use_prior else np.zeros_like(x)
-    if with_first:
-        fsd = math.hypot(params.warmup_log_sd, params.epoch_log_scale)
-        base = base - 0.5 * ((first - params.warmup_log_mean - x) / fsd) ** 2
     if not body.size:
         return _grid_moments(x, base)
     scale, tail_sd = params.epoch_log_scale, body_mean_sd(body.size, params)
@@ -142,6 +151,22 @@ def level_posterior(
     mean, sd = _grid_moments(x, base + like)
     _, sd_tail = _grid_moments(x, base - 0.5 * ((body_mean - x) / tail_sd) ** 2)
     return mean, max(sd, sd_tail)
+
+
+def first_epoch_loglik(x: np.ndarray, first: float, params: RefineParams = PARAMS) -> np.ndarray:
+    """Log likelihood of steady log levels ``x`` given a lone first epoch of log energy ``first``: with weight
+    ``1 - hot_start_share`` a typical warm-up (excess Student-t, ``first_epoch_t_dof``, around
+    ``warmup_log_mean`` with the fitted spread), with weight ``hot_start_share`` a hot start whose excess is
+    anywhere in [0, ``log(hot_start_max_ratio)``] (it then says only that the level is below the epoch)."""
+    fsd = math.hypot(params.warmup_log_sd, params.epoch_log_scale)
+    u = (first - params.warmup_log_mean - x) / fsd
+    dof = params.first_epoch_t_dof
+    typical = math.exp(math.lgamma((dof + 1) / 2) - math.lgamma(dof / 2)) / (math.sqrt(dof * math.pi) * fsd) * (
+        1 + u**2 / dof) ** (-(dof + 1) / 2)
+    span = math.log(params.hot_start_max_ratio)
+    excess = first - x
+    hot = np.where((excess >= 0) & (excess <= span), 1.0 / span, 0.0)
+    return np.log((1 - params.hot_start_share) * typical + params.hot_start_share * hot + 1e-300)
 
 
 def body_mean_sd(m: int, params: RefineParams = PARAMS) -> float:

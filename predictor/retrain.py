@@ -101,26 +101,46 @@ def _numeric(
     allow_zero: bool = False,
     allow_nan: bool = False,
 ) -> pd.Series:
-    values = pd.Series([parse_quantity(v, col) for v in df[col]], index=df.index, dtype="float64")
-    for idx, (raw, val) in enumerate(zip(df[col], values)):
-        where = _row_label(origin, idx, is_file)
-        if isinstance(val, float) and math.isnan(val):
-            if allow_nan and (
-                raw is None or (isinstance(raw, float) and math.isnan(raw)) or str(raw).strip() == ""
-            ):
-                continue
-            raise SchemaError(
-                f"{where}, column '{col}': {raw!r} is not a number"
-                + (" (NaN/empty is not allowed)" if not allow_nan else "")
-                + f"; give a plain number{units_hint(col)}"
-            )
-        if not math.isfinite(val):
-            raise SchemaError(f"{where}, column '{col}': {raw!r} is not finite")
-        if positive and (val < 0 or (val == 0 and not allow_zero)):
-            raise SchemaError(f"{where}, column '{col}': {raw!r} must be {'>= 0' if allow_zero else '> 0'}")
-        if integer and val != int(val):
-            raise SchemaError(f"{where}, column '{col}': {raw!r} must be a whole number")
+    raw_col = df[col]
+    if pd.api.types.is_numeric_dtype(raw_col) and not pd.api.types.is_bool_dtype(raw_col):
+        values = raw_col.astype("float64")  # what parse_quantity gives each numeric cell, at once
+    else:
+        values = pd.Series([parse_quantity(v, col) for v in raw_col], index=df.index, dtype="float64")
+    arr = values.to_numpy()
+    with np.errstate(invalid="ignore"):
+        flagged = ~np.isfinite(arr)
+        if positive:
+            flagged |= (arr < 0) | ((arr == 0) if not allow_zero else False)
+        if integer:
+            flagged |= np.isfinite(arr) & (arr != np.floor(arr))
+    if allow_nan and flagged.any():
+        empty = raw_col.isna().to_numpy() | raw_col.astype(str).str.strip().eq("").to_numpy()
+        flagged &= ~(np.isnan(arr) & empty)
+    for idx in np.flatnonzero(flagged):  # only the rows that break a rule: the first one raises
+        _check_cell(raw_col.iloc[idx], float(arr[idx]), col, _row_label(origin, int(idx), is_file),
+                    integer=integer, positive=positive, allow_zero=allow_zero, allow_nan=allow_nan)
     return values
+
+
+def _check_cell(raw: Any, val: float, col: str, where: str, *, integer: bool, positive: bool, allow_zero: bool,
+                allow_nan: bool) -> None:
+    """Raise the :class:`SchemaError` for one cell of :func:`_numeric` that breaks its column's rules."""
+    if isinstance(val, float) and math.isnan(val):
+        if allow_nan and (
+            raw is None or (isinstance(raw, float) and math.isnan(raw)) or str(raw).strip() == ""
+        ):
+            return
+        raise SchemaError(
+            f"{where}, column '{col}': {raw!r} is not a number"
+            + (" (NaN/empty is not allowed)" if not allow_nan else "")
+            + f"; give a plain number{units_hint(col)}"
+        )
+    if not math.isfinite(val):
+        raise SchemaError(f"{where}, column '{col}': {raw!r} is not finite")
+    if positive and (val < 0 or (val == 0 and not allow_zero)):
+        raise SchemaError(f"{where}, column '{col}': {raw!r} must be {'>= 0' if allow_zero else '> 0'}")
+    if integer and val != int(val):
+        raise SchemaError(f"{where}, column '{col}': {raw!r} must be a whole number")
 
 
 def delimiter_hint(columns: Any) -> str:
@@ -162,9 +182,7 @@ def validate_measurements(
         if col not in df.columns:
             df[col] = default
     for col in ("frozen", "architecture", "scope", "run_id"):
-        df[col] = df[col].map(
-            lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip()
-        )
+        df[col] = _text_column(df[col])
     df["scope"] = df["scope"].replace("", OPTIONAL_COLUMNS["scope"])
 
     df["energy_j"] = _numeric(df, "energy_j", origin, is_file, integer=False, positive=True)
@@ -190,7 +208,8 @@ def validate_measurements(
     )
 
     precisions = df["precision"].fillna("fp32").astype(str).str.strip().str.lower()
-    for idx, prec in enumerate(precisions):
+    for idx in np.flatnonzero(~precisions.isin(PRECISIONS).to_numpy()):
+        prec = precisions.iloc[idx]
         if prec not in PRECISIONS:
             raise SchemaError(
                 f"{_row_label(origin, idx, is_file)}, column 'precision': {prec!r} is not one of "
@@ -200,21 +219,28 @@ def validate_measurements(
 
     df["gpu"] = _resolve_gpus(df["gpu"], origin, is_file)
     df["model"] = _resolve_models(df["model"], origin, is_file, base_dir, check_files)
-    df["architecture"] = [a or Path(m).stem for a, m in zip(df["architecture"], df["model"])]
+    stems = {m: Path(m).stem for m in dict.fromkeys(df["model"])}
+    df["architecture"] = [a or stems[m] for a, m in zip(df["architecture"], df["model"])]
 
-    key = pd.Series(
-        ["|".join(map(str, r)) for r in df.drop(columns=["run_id"]).itertuples(index=False)], index=df.index
-    )
-    dup = key.duplicated(keep="first")
+    body = df.drop(columns=["run_id"])
+    dup = body.duplicated(keep="first")
     if dup.any():
         idx = int(np.flatnonzero(dup.to_numpy())[0])
-        first = int(np.flatnonzero((key == key.iloc[idx]).to_numpy())[0])
+        same = np.flatnonzero(body.duplicated(keep=False).to_numpy())  # candidates for the row it repeats
+        key = "|".join(map(str, body.iloc[idx]))
+        first = int(next(i for i in same if "|".join(map(str, body.iloc[i])) == key))
         raise SchemaError(
             f"{_row_label(origin, idx, is_file)} duplicates {_row_label(origin, first, is_file).split(': ')[-1]} "
             f"(every column but run_id "
             f"equal; {int(dup.sum())} duplicate row(s) in all); remove the repeated rows"
         )
     return df
+
+
+def _text_column(values: pd.Series) -> pd.Series:
+    """Cells as stripped text; missing cells (None / NaN) as ``""``."""
+    text = values.astype(object).where(values.notna(), "")
+    return text.map(str).str.strip()
 
 
 def _resolve_gpus(values: pd.Series, origin: str, is_file: bool) -> list[str]:
@@ -241,7 +267,11 @@ def _resolve_models(
     values: pd.Series, origin: str, is_file: bool, base_dir: Path | None, check_files: bool
 ) -> list[str]:
     out = []
+    memo: dict[Any, str] = {}  # a run table names a few graphs many times: each is resolved once
     for idx, raw in enumerate(values):
+        if raw in memo:
+            out.append(memo[raw])
+            continue
         text = "" if raw is None or (isinstance(raw, float) and math.isnan(raw)) else str(raw).strip()
         if not text:
             raise SchemaError(f"{_row_label(origin, idx, is_file)}, column 'model': empty graph path")
@@ -254,6 +284,8 @@ def _resolve_models(
                 + (f" (relative paths resolve against {base_dir})" if base_dir else "")
                 + "; give the path of the .onnx file the run trained"
             )
+        if isinstance(raw, str):
+            memo[raw] = str(path)
         out.append(str(path))
     return out
 
@@ -267,24 +299,23 @@ def _frozen_list(text: str) -> list[str] | None:
 
 
 def featurize_measurements(
-    df: pd.DataFrame, *, origin: str = "measurements", n_jobs: int = 1
+    df: pd.DataFrame, *, origin: str = "measurements", n_jobs: int = 1, limits: Any = None
 ) -> pd.DataFrame:
-    """Graph features (``g_<key>`` columns) for every validated row; each distinct graph config once.
+    """Graph features (``g_<key>`` columns) for every validated row; each distinct graph config once, in isolated
+    worker processes under ``limits`` (:class:`~predictor.isolation.Limits`; None = the defaults of
+    ``predict_many``), so that a graph that hangs or exhausts memory is an error naming its row.
 
     Raises:
         SchemaError: a graph that cannot be read or featurized, naming the file and the first row using it.
     """
-    from joblib import Parallel, delayed
-
-    from predictor.batch import _featurize_one
+    from predictor.batch import featurize_isolated
+    from predictor.isolation import Limits
 
     keys = list(zip(df["model"], df["batch_size"].astype(int), df["precision"], df["frozen"]))
     distinct = list(dict.fromkeys(keys))
     jobs = [(m, {"batch_size": int(b), "precision": p, "frozen": _frozen_list(f)}) for m, b, p, f in distinct]
-    if n_jobs == 1 or len(jobs) < 4:
-        results = [_featurize_one(m, o) for m, o in jobs]
-    else:
-        results = Parallel(n_jobs=n_jobs)(delayed(_featurize_one)(m, o) for m, o in jobs)
+    done = dict(item for item in featurize_isolated(jobs, n_jobs=n_jobs, limits=limits or Limits()) if item)
+    results = [done[i] for i in range(len(jobs))]
     by_key = {}
     for key, res in zip(distinct, results):
         if "error" in res:
@@ -433,7 +464,28 @@ def impute_time(user_rows: pd.DataFrame, reference: Any) -> tuple[pd.DataFrame, 
     return rows, int(missing.sum())
 
 
+# Columns of a user row that describe what was measured, not the run asked for: a forecast never reads them.
+_MEASURED_COLUMNS = frozenset({
+    "run_id", "energy_j", "time_s", "epochs", "energy_per_epoch_j", "time_per_epoch_s", "avg_power_w",
+    "energy_per_sample_j", "time_per_sample_s", "notes", "scope", "phase", "source", "power_reliable", "sample_weight",
+})
+
+
 def _reference_frame(user_rows: pd.DataFrame, model: Any) -> pd.DataFrame:
+    """:func:`_reference_frame_rows` of each distinct run configuration once (a 100k-row table repeats a few
+    thousand), expanded back to one row per user row (``epochs`` 1)."""
+    keys = [c for c in user_rows.columns if c not in _MEASURED_COLUMNS]
+    codes = user_rows.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
+    if codes.max(initial=-1) + 1 >= 0.5 * len(user_rows):
+        return _reference_frame_rows(user_rows, model)
+    first = np.unique(codes, return_index=True)[1]  # position of each configuration's first row, by code
+    distinct = _reference_frame_rows(user_rows.iloc[first], model)
+    out = distinct.iloc[codes]
+    out.index = user_rows.index
+    return out
+
+
+def _reference_frame_rows(user_rows: pd.DataFrame, model: Any) -> pd.DataFrame:
     from featurize import lookup_gpu
     from predictor.model import predict_frame
 
@@ -479,11 +531,16 @@ def user_row_weight(
 
 
 def _table_sha256(table: pd.DataFrame) -> str:
+    """A content hash of the table (columns in name order; each column's name, dtype and per-row value hashes):
+    hashing per column is ~100x faster than hashing a CSV rendering of 100k rows."""
     import hashlib
 
     body = table.drop(columns=["table_sha256"], errors="ignore")
-    body = body.reindex(sorted(body.columns), axis=1)
-    return hashlib.sha256(body.to_csv(index=False, float_format="%.10g").encode()).hexdigest()
+    h = hashlib.sha256()
+    for col in sorted(body.columns):
+        h.update(f"{col}|{body[col].dtype}|".encode())
+        h.update(pd.util.hash_pandas_object(body[col], index=False).to_numpy().tobytes())
+    return h.hexdigest()
 
 
 def merge_tables(base: pd.DataFrame | None, user: pd.DataFrame) -> pd.DataFrame:

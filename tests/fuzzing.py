@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import importlib
+import importlib.util
 import json
 import os
 import random
@@ -209,12 +210,12 @@ def _mutate_bytes(data: bytes, rng: random.Random) -> bytes:
     return bytes(b)
 
 
-def cases(seeds: list[tuple[str, bytes]], n: int, base_seed: int = 0):
+def cases(seeds: list[tuple[str, bytes]], n: int, base_seed: int = 0, family: str = "corrupt"):
     """``(case id, bytes, as_path)`` for cases ``0..n-1``: a seeded choice of seed model each, mutated by
     :func:`make_case`; odd cases are passed as a file path (``batch_size=None``), even ones as bytes."""
     for i in range(n):
         name, data = seeds[random.Random(base_seed * 7919 + i).randrange(len(seeds))]
-        yield i, make_case(data, i, base_seed), i % 2 == 1
+        yield i, make_case(data, i, base_seed, family), i % 2 == 1
 
 
 def seed_name(seeds: list[tuple[str, bytes]], i: int, base_seed: int = 0) -> str:
@@ -222,11 +223,33 @@ def seed_name(seeds: list[tuple[str, bytes]], i: int, base_seed: int = 0) -> str
     return seeds[random.Random(base_seed * 7919 + i).randrange(len(seeds))][0]
 
 
-def make_case(seed: bytes, i: int, base_seed: int = 0) -> bytes:
-    """Case ``i``: 1-3 seeded mutations of the serialized ``seed`` model."""
+FAMILIES = ("corrupt", "stress", "mixed")
+
+
+def _stress_module():
+    """:mod:`fuzz_stress`, beside this file (``bench/fuzz.py`` loads this module by path)."""
+    if "fuzz_stress" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("fuzz_stress", Path(__file__).with_name("fuzz_stress.py"))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        sys.modules["fuzz_stress"] = mod
+    return sys.modules["fuzz_stress"]
+
+
+def make_case(seed: bytes, i: int, base_seed: int = 0, family: str = "corrupt") -> bytes:
+    """Case ``i``: 1-3 seeded mutations of the serialized ``seed`` model. ``family``: ``"corrupt"`` (the
+    mutations above), ``"stress"`` (one of :mod:`fuzz_stress`'s valid-but-expensive inputs, then maybe one
+    corrupting edit) or ``"mixed"`` (either, per case)."""
     rng = random.Random(base_seed * 1_000_003 + i)
     m = onnx.ModelProto()
     m.ParseFromString(seed)
+    if family == "mixed":
+        family = rng.choice(["corrupt", "stress"])
+    if family == "stress":
+        _stress_module().stress(m, rng)
+        if rng.random() < 0.3:
+            rng.choice([_add_reproducer, _edit_dims, _edit_attribute])(m, rng)
+        return m.SerializeToString()
     edits = [_add_reproducer, _edit_dims, _edit_attribute, _edit_graph]
     raw = rng.random() < 0.25
     for _ in range(rng.randint(1, 3)):
@@ -262,11 +285,7 @@ def reset_hwm():
     except OSError:
         pass
 
-def warm_up():  # one-time imports (onnxruntime's symbolic inference pulls torch: ~10 s) are not a case's cost
-    try:
-        import onnxruntime.tools.symbolic_shape_infer  # noqa: F401
-    except Exception:
-        pass
+def warm_up():  # one-time imports and predict's inference worker are not a case's cost
     from onnx import helper as h
     x, y = h.make_tensor_value_info("x", 1, ["N", 4]), h.make_tensor_value_info("y", 1, None)
     warm = h.make_model(h.make_graph([h.make_node("Relu", ["x"], ["y"])], "w", [x], [y]),

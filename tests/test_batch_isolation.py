@@ -84,6 +84,23 @@ def test_time_limit_is_not_charged_with_the_workers_imports(tmp_path, synthetic_
     assert (df["error"] == "").all(), df["error"].tolist()
 
 
+def test_the_worker_warm_up_loads_symbolic_inference_before_the_first_graph_needs_it():
+    """onnxruntime's symbolic inference (sympy imports: ~0.5-1.5 s idle, 6-9 s seen under load) is reached only by
+    a graph with unknown shapes (the loop bomb below); loaded lazily, it was charged to that graph's time limit and
+    turned it into a timeout row on a loaded machine. The worker's warm-up starts it (fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from predictor import batch; batch._warm_up(); "
+            "print('_joulecast_ort_symbolic_shape_infer' in sys.modules)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "True"
+
+
 def test_limits_are_validated():
     assert check_limits(None, None) == Limits(None, None)
     assert check_limits(5, 1024) == Limits(5.0, 1024.0)

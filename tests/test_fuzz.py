@@ -48,6 +48,17 @@ def test_fuzzed_inputs_end_in_a_forecast_or_a_project_error(seeds):
     assert counts["ok"] >= 20 and counts["project_error"] >= 100  # both paths exercised
 
 
+@pytest.mark.timeout(300)
+def test_expensive_valid_inputs_end_in_a_forecast_or_a_project_error(seeds):
+    """Issue 32's stress family (large constant sizes read by data-propagating ops, large dims, long chains with
+    loops, nested loops, unknown-shape chains): none may run past the per-case limit."""
+    results = fuzzing.run_cases(fuzzing.cases(seeds, 40, base_seed=1, family="stress"), workers=2, timeout_s=10.0,
+                                mem_bytes=3 << 30)
+    outside = [(r["id"], fuzzing.seed_name(seeds, r["id"], 1), r["outcome"], r["detail"], round(r["seconds"], 1))
+               for r in results if r["outcome"] in fuzzing.OUTSIDE]
+    assert len(results) == 40 and not outside, outside
+
+
 def test_runner_reports_hangs_and_aborts_without_hanging():
     """The isolation itself: a case that never returns is a timeout, one that aborts the process a crash."""
     import os

@@ -28,17 +28,22 @@ def make_prior(per_epoch_j: float = 100.0, epochs: int = 40, log_sigma: float = 
 def test_typical_first_epoch_is_read_as_warm_up_not_steady():
     # a run exactly at the prior's level whose first epoch carries the typical excess
     r = refine(make_prior(100.0), epoch_energies_j=[100.0 * math.exp(PARAMS.warmup_log_mean)], total_epochs=40)
-    assert r.energy_per_epoch_j == pytest.approx(100.0, rel=0.02)
+    assert r.energy_per_epoch_j == pytest.approx(100.0, rel=0.03)  # a hot start (level lower) stays possible
     assert any("read as a warm-up epoch" in w for w in r.warnings)
     assert r.refinement["level_from"] == "first epoch (warm-up model)"
 
 
-def test_first_epoch_far_from_prior_overrides_it():
-    # the prior is 3x low (seen on input-bound runs): one epoch moves the estimate most of the way
-    r = refine(make_prior(100.0), epoch_energies_j=[300.0 * math.exp(PARAMS.warmup_log_mean)], total_epochs=40)
-    assert r.energy_per_epoch_j > 250.0
-    assert r.refinement["prior_weight"] < 0.15
-    assert any("off the prior" in w for w in r.warnings)
+def test_first_epoch_far_from_prior_needs_a_second_to_override_it():
+    # the prior is 3x low (seen on input-bound runs): one epoch moves the estimate within the prior's interval only
+    # (it may be a hot start: issue 32 item 17); a second epoch at that level overrides it
+    prior = make_prior(100.0)
+    e = 300.0 * math.exp(PARAMS.warmup_log_mean)
+    one = refine(prior, epoch_energies_j=[e], total_epochs=40)
+    assert 100.0 < one.energy_per_epoch_j <= 100.0 * math.exp(1.6448536269514722 * 0.25) * 1.001
+    two = refine(prior, epoch_energies_j=[e, 300.0], total_epochs=40)
+    assert two.energy_per_epoch_j > 250.0
+    assert two.refinement["prior_weight"] < 0.15
+    assert any("off the prior" in w for w in two.warnings)
 
 
 def test_one_epoch_never_worse_than_the_prior_in_expectation():
@@ -86,10 +91,11 @@ def test_level_posterior_prior_yields_to_many_epochs_and_to_far_ones():
     mu_near, _ = level_posterior(math.log(100.0), 0.25, math.log(140.0), np.array([]))
     steady_far = 400.0 / math.exp(PARAMS.warmup_log_mean)
     steady_near = 140.0 / math.exp(PARAMS.warmup_log_mean)
-    # heavy-tailed prior: the far reading keeps a larger share of its distance than the near one
+    # a lone first epoch far above the prior is more likely a hot start than a level (issue 32 item 17): it keeps a
+    # smaller share of its distance than a near one; far steady epochs (above) still override the prior
     share_far = math.log(steady_far / math.exp(mu_far)) / math.log(steady_far / 100.0)
     share_near = math.log(steady_near / math.exp(mu_near)) / math.log(steady_near / 100.0)
-    assert share_far < share_near
+    assert share_far > share_near
 
 
 def test_input_bound_run_detected_from_measured_epochs():
