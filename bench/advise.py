@@ -38,7 +38,7 @@ def _models():
 def main() -> int:
     warnings.simplefilter("ignore")
     import predictor.advice.options as opts
-    from featurize.torch_export import export_module
+    from featurize.graph.torch_export import export_module
     from predictor import advise
 
     calls = []

@@ -34,7 +34,8 @@ import onnx  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from featurize import featurize  # noqa: E402
-from featurize.loader import _c_infer_shapes, _shapes_from_bytes, node_fields  # noqa: E402
+from featurize.graph.load import node_fields  # noqa: E402
+from featurize.graph.shapes import _c_infer_shapes, _shapes_from_bytes  # noqa: E402
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 

@@ -162,7 +162,7 @@ def export_bert_base(path: Path) -> float:
 def export_llama(size: str, path: Path) -> float:
     import torch
 
-    from featurize.torch_export import export_module
+    from featurize.graph.torch_export import export_module
 
     module = meta_llama(size)
     proto = export_module(module, {"input_ids": torch.ones(1, SEQ, dtype=torch.long)})

@@ -41,7 +41,7 @@ __all__ = [
 def __getattr__(name: str):
     # Lazy so that `import featurize` stays cheap and modules load only when used.
     if name == "featurize":
-        from featurize.graph import featurize
+        from featurize.graph.walk import featurize
 
         return featurize
     if name == "lookup_gpu":

@@ -214,7 +214,7 @@ def physics_arrays(
         gpu: :func:`gpu_columns` output, one value per row or a scalar for all rows.
         batch_size: samples per optimizer step (array or scalar).
         power_limit_w: enforced board power limit, watts (None/NaN = the TDP).
-        dram_bytes_per_sample: cache-aware DRAM traffic of the forward pass (``featurize.cache``);
+        dram_bytes_per_sample: cache-aware DRAM traffic of the forward pass (``featurize.graph.cache``);
             None = ``bytes_moved_forward``.
 
     Returns:
@@ -320,7 +320,7 @@ def physics_features(
         batch_size: samples per optimizer step.
         precision: one of ``fp32, tf32, fp16, bf16, fp8`` (picks the peak FLOP/s).
         power_limit_w: enforced power limit (None = TDP).
-        cache: optional ``featurize.cache.cache_features`` output; its ``dram_bytes_per_sample``
+        cache: optional ``featurize.graph.cache.cache_features`` output; its ``dram_bytes_per_sample``
             replaces ``bytes_moved_forward`` in the memory-bound time.
         fallback: run a precision the GPU cannot run as frameworks fall back (see :mod:`featurize.precision`).
     """

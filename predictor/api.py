@@ -42,7 +42,7 @@ def _declared_batch(model: Any, example_inputs: Any, bound: Any = None) -> int |
         import onnx
 
         if isinstance(model, (str, os.PathLike)):
-            from featurize.limits import read_model_file
+            from featurize.graph.limits import read_model_file
 
             proto = onnx.load_from_string(read_model_file(model))  # regular file, size cap (limits)
         elif isinstance(model, (bytes, bytearray)):

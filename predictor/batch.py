@@ -182,9 +182,9 @@ def _warm_up() -> None:
     here too, before any clock starts (once per worker; a batch amortises it)."""
     from onnx import TensorProto, helper
 
-    from featurize import loader
+    from featurize.graph import inference
 
-    loader._symbolic_class()
+    inference.symbolic_class()
 
     vi = helper.make_tensor_value_info
     graph = helper.make_graph(

@@ -1,8 +1,8 @@
 """``predict``'s shape inference under a time and memory limit.
 
 onnx's C++ shape inference and onnxruntime's symbolic inference cannot be interrupted from Python, and a graph can
-make them run for minutes even within the size caps checked beforehand (:mod:`featurize.limits`,
-:mod:`featurize.propagation`). :func:`limited_inference` sends each of those calls made by ``featurize`` to a
+make them run for minutes even within the size caps checked beforehand (:mod:`featurize.graph.limits`,
+:mod:`featurize.graph.propagation`). :func:`limited_inference` sends each of those calls made by ``featurize`` to a
 warm worker process of :mod:`predictor.isolation` -- the isolation batch scoring uses -- under
 :data:`INFERENCE_TIME_LIMIT_S` and :data:`INFERENCE_MEMORY_LIMIT_MB`. A call past a limit ends the featurization
 with a :class:`~featurize.errors.GraphLoadError` naming the limit (a symbolic-inference call past it only
@@ -16,7 +16,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from featurize import isolated_inference
+from featurize.graph import isolated_inference
 from featurize.errors import GraphLoadError
 from predictor.isolation import DEFAULT_MEMORY_LIMIT_MB, Limits, call_isolated, prestart
 

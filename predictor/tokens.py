@@ -37,7 +37,7 @@ def _declared_inputs(model: Any) -> list[tuple[str, bool, list[int | str]]]:
 
     try:
         if isinstance(model, (str, os.PathLike)):
-            from featurize.limits import read_model_file
+            from featurize.graph.limits import read_model_file
 
             proto = onnx.load_from_string(read_model_file(model))
         elif isinstance(model, (bytes, bytearray)):

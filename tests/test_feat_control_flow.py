@@ -1,4 +1,4 @@
-"""Control flow costed from subgraphs (featurize.control_flow), one hand-derived node each."""
+"""Control flow costed from subgraphs (featurize.graph.control_flow), one hand-derived node each."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 
 from conftest import RESNET18
 from featurize import featurize
-from featurize.export_mode import inference_export_note
+from featurize.graph.export_mode import inference_export_note
 
 
 def _conv_net(with_bn: bool) -> onnx.ModelProto:

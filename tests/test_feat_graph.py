@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from featurize import GraphLoadError, InvalidInputError, JoulecastError, UnboundDimensionError, featurize
-from featurize.cache import cache_features
+from featurize.graph.cache import cache_features
 
 F32 = TensorProto.FLOAT
 

@@ -1,4 +1,4 @@
-"""Shape resolution when static ONNX inference leaves shapes unknown (featurize.loader).
+"""Shape resolution when static ONNX inference leaves shapes unknown (featurize.graph.load).
 
 Order: numpy folding of small constant shape subgraphs -> plain onnx inference -> (fold again, inference
 with data propagation) -> onnxruntime symbolic inference. The graph is never executed (an onnxruntime
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from featurize import loader
+from featurize.graph import bind, load, shapes
 from featurize import featurize
 
 
@@ -82,13 +82,13 @@ def no_execution(monkeypatch):
 
     monkeypatch.setattr(onnxruntime, "InferenceSession", refuse)
     calls = []
-    real = loader._symbolic_fill
+    real = shapes._symbolic_fill
 
     def spy(model, shapes, missing):
         calls.append(list(missing))
         return real(model, shapes, missing)
 
-    monkeypatch.setattr(loader, "_symbolic_fill", spy)
+    monkeypatch.setattr(shapes, "_symbolic_fill", spy)
     return calls
 
 
@@ -115,11 +115,11 @@ def test_torch_expand_pattern_resolves_exactly(no_execution):
 
 
 def test_folder_is_size_capped(monkeypatch, no_execution):
-    from featurize import fold
+    from featurize.graph import fold
 
     g = range_graph()
-    lg = loader.load_graph(g)
-    loader.bind_input_dims(lg.model, batch_size=64, initializers=lg.initializers, inputs=lg.inputs)
+    lg = load.load_graph(g)
+    bind.bind_input_dims(lg.model, batch_size=64, initializers=lg.initializers, inputs=lg.inputs)
     shapes = {"x": ((64, 3), TensorProto.FLOAT)}
     small = fold.fold_constants(lg.nodes, shapes, fold.initializer_values(lg.model.graph), max_elements=16)
     assert "n" in small and "r" not in small  # the 64-element Range is refused before allocation
@@ -139,10 +139,10 @@ def test_data_dependent_shape_is_a_warning_on_the_result(no_execution):
 def test_batch_positions_follow_the_batch_symbol():
     model = _model([helper.make_node("Identity", ["x"], ["y"])], [])
     model.graph.input.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, [3, "batch"]))
-    binding = loader.bind_input_dims(model, batch_size=8)
+    binding = bind.bind_input_dims(model, batch_size=8)
     assert binding.shapes == {"x": [8, 3], "mask": [3, 8]}
     assert binding.batch_positions == {"x": (0,), "mask": (1,)}
-    assert loader.bind_input_dims(model, batch_size=8, dims={"batch": 8}).batch_positions == {}
+    assert bind.bind_input_dims(model, batch_size=8, dims={"batch": 8}).batch_positions == {}
 
 
 def test_shape_fallback_leaves_the_working_directory_untouched(tmp_path, monkeypatch):

@@ -8,7 +8,9 @@ import onnx
 from onnx import TensorProto, helper
 
 from featurize import featurize
-from featurize.loader import _infer_bytes, _shape_of, _shapes_from_bytes, _shapes_into, bind_input_dims, load_graph
+from featurize.graph.bind import shape_of, _shapes_into, bind_input_dims
+from featurize.graph.load import load_graph
+from featurize.graph.shapes import _infer_bytes, _shapes_from_bytes
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 F32 = TensorProto.FLOAT
@@ -33,7 +35,7 @@ def test_shapes_from_bytes_equal_shape_of_on_every_kind_of_value_info():
     vis = list(g.input) + list(g.value_info) + list(g.output)
     got = {"full": (None, 0), "int": ((7,), TensorProto.INT64)}  # unknown entry filled, known entry kept
     _shapes_from_bytes(model.SerializeToString(), got)
-    want = {vi.name: _shape_of(vi) for vi in vis} | {"int": ((7,), TensorProto.INT64)}
+    want = {vi.name: shape_of(vi) for vi in vis} | {"int": ((7,), TensorProto.INT64)}
     assert got == want and len(got) == 10
     assert got["scalar"] == ((), F32) and got["zero"] == ((0, 3), F32) and got["symbolic"] == (None, F32)
     assert got["seq"] == (None, 0) and got["untyped"] == (None, 0) and got["no_shape"] == (None, F32)

@@ -12,8 +12,11 @@ import pytest
 from onnx import TensorProto, helper
 
 from featurize import featurize
-from featurize.graph import _NODE_COLUMNS, _peak_live_bytes, _weight_like_inputs
-from featurize.loader import _shape_of, _shapes_into, bind_input_dims, load_graph, node_fields
+from featurize.graph.memory import peak_live_bytes
+from featurize.graph.node_table import NODE_COLUMNS
+from featurize.graph.weights import weight_like_inputs
+from featurize.graph.bind import shape_of, _shapes_into, bind_input_dims
+from featurize.graph.load import load_graph, node_fields
 from featurize.types import LazyNodes
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
@@ -25,7 +28,7 @@ def test_nodes_table_is_built_on_first_read_only():
     assert isinstance(f.__dict__["_nodes"], LazyNodes)  # nothing built yet
     df = f.nodes
     assert isinstance(df, pd.DataFrame) and f.nodes is df  # built once, then kept
-    assert list(df.columns) == list(_NODE_COLUMNS) and len(df) == 415
+    assert list(df.columns) == list(NODE_COLUMNS) and len(df) == 415
     assert df["macs"].sum() == pytest.approx(f.macs_forward, rel=1e-12)  # fixed batch-1 graph: evaluated at 1
     assert all(isinstance(o, tuple) for o in df["outputs"])
     conv = df[df["op_class"] == "conv"]
@@ -63,7 +66,7 @@ def test_bulk_shape_extraction_matches_shape_of_on_every_kind_of_dim():
     vis[5].type.tensor_type.shape.dim[0].dim_value = 0  # an explicit 0 (empty tensor)
     shapes = {"full": (None, 0)}  # unknown before: filled; a known entry is kept
     _shapes_into(vis, shapes)
-    assert shapes == {vi.name: _shape_of(vi) for vi in vis}
+    assert shapes == {vi.name: shape_of(vi) for vi in vis}
     assert shapes["scalar"] == ((), F32) and shapes["no_shape"] == (None, F32) and shapes["zero"] == ((0, 3), F32)
     known = {"full": ((9,), F32)}
     _shapes_into(vis[:1], known)
@@ -85,8 +88,8 @@ def test_fast_paths_for_weights_as_graph_inputs_match_the_general_paths():
     model = _weights_as_inputs_graph()
     loaded = load_graph(model)
     assert loaded.static_inputs == {"w1": ((16, 8), F32), "b1": ((16,), F32), "w2": ((16, 4), F32)}
-    fast = _weight_like_inputs(loaded.model.graph, loaded.nodes, loaded.initializers, loaded.static_inputs)
-    assert fast == _weight_like_inputs(loaded.model.graph) == {"w1", "b1", "w2"}
+    fast = weight_like_inputs(loaded.model.graph, loaded.nodes, loaded.initializers, loaded.static_inputs)
+    assert fast == weight_like_inputs(loaded.model.graph) == {"w1", "b1", "w2"}
     b = bind_input_dims(
         loaded.model, batch_size=3, skip=fast, initializers=loaded.initializers, static_inputs=loaded.static_inputs
     )
@@ -104,5 +107,5 @@ def test_peak_live_bytes_frees_each_storage_after_its_last_use():
     # inputs 10 B; node 0 makes a (5), node 1 makes b (7) and is a's last use, node 2 makes c (1)
     sizes = {"x": 10, "a": 5, "b": 7, "c": 1}
     last_use = {"x": 0, "a": 1, "b": 2, "c": 3}  # c is a graph output (len(nodes) = 3)
-    peak = _peak_live_bytes(10, [(0, 5), (1, 7), (2, 1)], last_use, sizes.__getitem__)
+    peak = peak_live_bytes(10, [(0, 5), (1, 7), (2, 1)], last_use, sizes.__getitem__)
     assert peak == 10 + 5  # then x freed: 5 + 7 = 12, a freed: 7 + 1 = 8

@@ -11,7 +11,7 @@ pytest.importorskip("onnxscript")
 nn = torch.nn
 
 from featurize import featurize  # noqa: E402
-from featurize.torch_export import export_module  # noqa: E402
+from featurize.graph.torch_export import export_module  # noqa: E402
 
 
 class SmallCNN(nn.Module):

@@ -9,7 +9,7 @@ tf = pytest.importorskip("transformers")
 pytest.importorskip("onnxscript")
 
 from featurize import featurize  # noqa: E402
-from featurize import torch_export  # noqa: E402
+from featurize.graph import torch_export  # noqa: E402
 from featurize.errors import GraphLoadError  # noqa: E402
 
 
@@ -87,13 +87,13 @@ def test_one_trace_export_gives_the_public_exporters_graph(meta_llama):
 def test_dynamo_export_needs_one_shape_inference(meta_llama, monkeypatch):
     """Its Shape -> Slice -> Concat -> Reshape chains read shapes only inference finds: the first pass
     propagates data, so one pass resolves every shape (plain, then data_prop, took two)."""
-    from featurize import loader
+    from featurize.graph import shapes
 
     proto = torch_export.export_module(meta_llama, {"input_ids": torch.ones(1, 12, dtype=torch.long)})
     assert any(n.op_type == "Shape" for n in proto.graph.node)
     passes = []
-    real = loader._c_infer_shapes
-    monkeypatch.setattr(loader, "_c_infer_shapes", lambda *a: passes.append(a[3]) or real(*a))
+    real = shapes._c_infer_shapes
+    monkeypatch.setattr(shapes, "_c_infer_shapes", lambda *a: passes.append(a[3]) or real(*a))
     feats = featurize(proto, with_nodes=False)
     assert passes == [True] and feats.warnings == () and feats.macs_forward > 0
 

@@ -22,9 +22,10 @@ from onnx import TensorProto as T
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
-from featurize import featurize, fold, limits
+from featurize import featurize
+from featurize.graph import fold, limits
 from featurize.errors import GraphLoadError, JoulecastError
-from featurize.loader import load_graph
+from featurize.graph.load import load_graph
 
 BIG = 2**26  # onnx's data propagation of this many values through one Add: ~70 s
 
@@ -145,7 +146,7 @@ def _loops(n: int, *, distinct: bool = False, chain: bool = True) -> onnx.ModelP
 
 
 def test_identical_loop_bodies_are_costed_once(monkeypatch):
-    from featurize import control_flow
+    from featurize.graph import control_flow
 
     calls = []
     real = control_flow._body
@@ -165,9 +166,9 @@ def test_a_long_chain_of_loops_is_walked_in_bounded_time():
 
 
 def test_too_many_control_flow_nodes_are_refused_before_inference(monkeypatch):
-    from featurize import loader
+    from featurize.graph import shapes
 
-    monkeypatch.setattr(loader, "_c_infer_shapes", lambda *a: pytest.fail("inference ran"))
+    monkeypatch.setattr(shapes, "_c_infer_shapes", lambda *a: pytest.fail("inference ran"))
     n = limits.MAX_CONTROL_FLOW_NODES + 1
     err = _deadline(lambda: featurize(_loops(n, distinct=True), with_nodes=False), 10.0)
     assert isinstance(err, GraphLoadError) and f"more than {limits.MAX_CONTROL_FLOW_NODES} If/Loop/Scan" in str(err)

@@ -19,7 +19,7 @@ from onnx import helper as h
 from onnx import numpy_helper as nh
 
 from featurize import featurize
-from featurize import limits
+from featurize.graph import limits
 from featurize.errors import GraphLoadError, JoulecastError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,12 +143,12 @@ def _sized(op: str):
 
 @pytest.mark.parametrize("op", ["Range", "ConstantOfShape", "Tile", "Expand", "Resize"])
 def test_constant_sizes_capped_before_inference(op, monkeypatch):
-    from featurize import loader
+    from featurize.graph import shapes
 
     def no_inference(*_a, **_k):
         raise AssertionError("shape inference ran before the size check")
 
-    monkeypatch.setattr(loader, "_c_infer_shapes", no_inference)
+    monkeypatch.setattr(shapes, "_c_infer_shapes", no_inference)
     with pytest.raises(GraphLoadError, match=f"output of {op}.*caps"):
         featurize(_sized(op))
 

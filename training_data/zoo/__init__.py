@@ -190,7 +190,7 @@ def export_onnx(name: str, input_shape: str | None = None, cache_dir: Path | Non
                                     optimize=entry.optimize and not entry.meta, external_data=False, verbose=False,
                                     dynamic_shapes={arg_name: dyn})
     if entry.meta:  # meta weights have no bytes: every initializer becomes a reference (featurize's own rule)
-        from featurize.torch_export import _weightless_proto
+        from featurize.graph.torch_export import _weightless_proto
 
         proto = _weightless_proto(program.model)
     else:

@@ -8,12 +8,12 @@ only ever needs the values of *shape vectors* (one value per dimension), so :fun
 1-D tensor of more than :data:`MAX_PROPAGATED_ELEMENTS` elements out of a data-propagation pass: its producer is
 dropped and the tensor becomes a graph input of unknown shape (no dimensions to carry), and so do the outputs of
 the nodes reading it whose shape is not yet known to be of rank >= 2 (onnx propagates 1-D data only). A plain
-pass afterwards sizes what was cut (:func:`featurize.loader.resolve_shapes`). :func:`data_prop_plan` says
+pass afterwards sizes what was cut (:func:`featurize.graph.shapes.resolve_shapes`). :func:`data_prop_plan` says
 whether a graph has such tensors before any inference ran (the loader then sizes everything with a plain pass
 first, so that the cut follows known ranks).
 
 What is left -- values grown by a chain of ``Concat`` nodes from small sources whose sizes only inference finds
--- is bounded by the time limit ``predict`` runs inference under (:mod:`featurize.isolated_inference`).
+-- is bounded by the time limit ``predict`` runs inference under (:mod:`featurize.graph.isolated_inference`).
 
 Public entry points: :func:`inference_copy`, :func:`data_prop_plan`, :data:`MAX_PROPAGATED_ELEMENTS`.
 """

@@ -32,8 +32,9 @@ class OuterConstants:
     long chain of loops), and the costs of the bodies featurized so far (a body identical to an earlier one,
     with the same input shapes, is not featurized again)."""
 
-    def __init__(self, graph: onnx.GraphProto):
+    def __init__(self, graph: onnx.GraphProto, featurize: Any):
         self.graph = graph
+        self.featurize = featurize  # the graph featurizer, handed in (this module sits below the walk)
         self._inits: dict[str, onnx.TensorProto] | None = None
         self._consts: dict[str, onnx.TensorProto] | None = None
         self.bodies: dict[tuple, tuple[OpCost, bool]] = {}
@@ -66,16 +67,15 @@ class OuterConstants:
 
 def control_flow_cost(
     view: NodeView, proto: onnx.NodeProto, shapes: Mapping[str, tuple], graph: onnx.GraphProto,
-    opsets: Any, precision: str, outer: OuterConstants | None = None,
+    opsets: Any, precision: str, outer: OuterConstants,
 ) -> tuple[OpCost, str | None]:
     """``(cost, note)`` of a control-flow node; ``note`` is None when nothing needs stating. ``outer``: the
-    :class:`OuterConstants` of ``graph`` shared by its control-flow nodes (built here when None)."""
-    outer = OuterConstants(graph) if outer is None else outer
+    :class:`OuterConstants` of ``graph`` shared by its control-flow nodes, with the featurizer that costs a body."""
     bodies = {a.name: a.g for a in proto.attribute if a.type == onnx.AttributeProto.GRAPH}
     name = view.name
 
     def _body(body, given, shapes, opsets, precision):
-        return _body_cached(body, given, shapes, opsets, precision, outer.bodies)
+        return _body_cached(body, given, shapes, opsets, precision, outer.bodies, outer.featurize)
 
     if view.op_type == "If":
         costs = {k: _body(bodies[k], {}, shapes, opsets, precision) for k in ("then_branch", "else_branch")}
@@ -129,7 +129,7 @@ def _scaled(view: NodeView, sub: OpCost, trips: int) -> OpCost:
 
 
 def _body_cached(body: onnx.GraphProto, given: Mapping[str, tuple], shapes: Mapping[str, tuple], opsets: Any,
-                 precision: str, memo: dict) -> tuple[OpCost, bool]:
+                 precision: str, memo: dict, featurize: Any) -> tuple[OpCost, bool]:
     """:func:`_body`, once per distinct (body content, shapes of what it reads): a chain of loops around the
     same body featurizes it once."""
     produced = {o for n in body.node for o in n.output} | {i.name for i in body.initializer}
@@ -142,7 +142,7 @@ def _body_cached(body: onnx.GraphProto, given: Mapping[str, tuple], shapes: Mapp
 
     key = (_content(body), tuple(shape_key(x) for x in dict.fromkeys(reads)))
     if key not in memo:
-        memo[key] = _body(body, given, shapes, opsets, precision)
+        memo[key] = _body(body, given, shapes, opsets, precision, featurize)
     return memo[key]
 
 
@@ -159,11 +159,10 @@ def _content(body: onnx.GraphProto) -> bytes:
 
 
 def _body(body: onnx.GraphProto, given: Mapping[str, tuple], shapes: Mapping[str, tuple], opsets: Any,
-          precision: str) -> tuple[OpCost, bool]:
+          precision: str, featurize: Any) -> tuple[OpCost, bool]:
     """Total cost of one run of ``body``: a model whose inputs are the body's inputs (shapes ``given``)
-    and the outer-scope tensors it reads (shapes from ``shapes``); the flag says its own tensors kept unknown shapes."""
-    from featurize.graph import featurize
-
+    and the outer-scope tensors it reads (shapes from ``shapes``); the flag says its own tensors kept unknown shapes.
+    ``featurize``: :func:`featurize.graph.walk.featurize` (handed in)."""
     produced = {o for n in body.node for o in n.output} | {i.name for i in body.initializer}
     declared = [vi.name for vi in body.input]
     outer = [x for n in body.node for x in n.input if x and x not in produced and x not in declared]

@@ -7,7 +7,7 @@ with :func:`runner` -- ``predictor.predict`` installs one that sends each call t
 and memory limit (:mod:`predictor.isolation`, the isolation batch scoring uses), so that no input can hang it.
 
 Public entry points: :func:`run`, :func:`runner` (context manager), :func:`task` (the worker-side target,
-``"featurize.isolated_inference:task"``), :func:`warm_up` (the worker's start-up).
+``"featurize.graph.isolated_inference:task"``), :func:`warm_up` (the worker's start-up).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any, Callable, Iterator
 
 __all__ = ["run", "runner", "task", "warm_up", "TARGET", "WARMUP"]
 
-TARGET = "featurize.isolated_inference:task"
-WARMUP = "featurize.isolated_inference:warm_up"
+TARGET = "featurize.graph.isolated_inference:task"
+WARMUP = "featurize.graph.isolated_inference:warm_up"
 # kind ("c_infer" | "symbolic"), args -> result; None: run here
 _RUNNER: ContextVar[Callable[[str, tuple], Any] | None] = ContextVar("joulecast_inference_runner", default=None)
 
@@ -44,12 +44,12 @@ def run(kind: str, args: tuple) -> Any:
 
 def local(kind: str, args: tuple) -> Any:
     """:func:`run` in this process."""
-    from featurize import loader
+    from featurize.graph import inference
 
     if kind == "c_infer":
-        return loader.c_infer_local(*args)
+        return inference.c_infer_local(*args)
     if kind == "symbolic":
-        return loader.symbolic_shapes(*args)
+        return inference.symbolic_shapes(*args)
     raise ValueError(f"unknown shape-inference call {kind!r}")
 
 
@@ -65,9 +65,9 @@ def warm_up() -> None:
 
     from onnx import TensorProto, helper
 
-    from featurize import loader
+    from featurize.graph import inference
 
-    threading.Thread(target=loader._symbolic_class, daemon=True).start()
+    threading.Thread(target=inference.symbolic_class, daemon=True).start()
     vi = helper.make_tensor_value_info
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "warm_up",
                               [vi("x", TensorProto.FLOAT, [1, 4])], [vi("y", TensorProto.FLOAT, None)])

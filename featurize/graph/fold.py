@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from featurize.limits import MAX_RANK
+from featurize.graph.limits import MAX_RANK
 
 __all__ = ["fold_constants", "FOLD_MAX_ELEMENTS", "FOLD_BUDGET_ELEMENTS", "initializer_values", "Values"]
 
@@ -27,7 +27,7 @@ __all__ = ["fold_constants", "FOLD_MAX_ELEMENTS", "FOLD_BUDGET_ELEMENTS", "initi
 FOLD_MAX_ELEMENTS = 1 << 16
 FOLD_BUDGET_ELEMENTS = 1 << 20
 """Most elements the folder holds in all (8 MiB of int64): past it only shape vectors (at most
-:data:`~featurize.limits.MAX_RANK` elements) are still folded, so a long chain of large constant ops cannot
+:data:`~featurize.graph.limits.MAX_RANK` elements) are still folded, so a long chain of large constant ops cannot
 grow the folder's memory (or the model copies that carry its values) without bound."""
 
 _SHAPE_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.BOOL,
@@ -78,7 +78,7 @@ def initializer_values(graph: onnx.GraphProto) -> Values:
 def fold_constants(
     nodes: list, shapes: Mapping[str, tuple], values: dict[str, np.ndarray], *, max_elements: int = FOLD_MAX_ELEMENTS
 ) -> dict[str, np.ndarray]:
-    """Evaluate, in graph order, every node of ``nodes`` (:class:`~featurize.loader.NodeFields`) whose
+    """Evaluate, in graph order, every node of ``nodes`` (:class:`~featurize.graph.load.NodeFields`) whose
     inputs are all in ``values`` (updated in place) or that reads only the shape of a tensor whose
     shape ``shapes`` knows. Returns the newly folded node outputs. Outputs above ``max_elements`` (or
     ops without a kernel, or a kernel error) are skipped, never raised; once the values hold

@@ -1,7 +1,7 @@
 """Resource bounds checked before any heavy step: files before they are read, graphs before shapes are
 propagated, attributes before they are costed. Every refusal is one of the project's errors naming the fix.
 
-Public entry points (hooks called by :mod:`featurize.loader` and :mod:`predictor.api`):
+Public entry points (hooks called by :mod:`featurize.graph.load` and :mod:`predictor.api`):
 
 * :func:`read_model_file` -- a path -> its bytes, after the checks a hostile path needs (no NUL byte, no
   over-long name, a regular file -- never a FIFO, device or directory -- and at most :data:`MAX_FILE_BYTES`),
