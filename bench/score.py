@@ -231,7 +231,7 @@ def _role(pid: int) -> str:
         return ""
     if not cmd.strip():
         return ""  # a zombie: keep what an earlier reading said
-    for needle, role in (("predictor.isolation", "featurizer"), ("resource_tracker", "tracker"),
+    for needle, role in (("predictor.batch.isolation", "featurizer"), ("resource_tracker", "tracker"),
                          ("loky", "loky-worker"), ("spawn_main", "dask-worker")):
         if needle in cmd:
             return role

@@ -28,7 +28,7 @@ __all__ = [
 
 _LAZY = {
     "predict": ("predictor.api", "predict"),
-    "predict_many": ("predictor.batch", "predict_many"),
+    "predict_many": ("predictor.batch.many", "predict_many"),
     "advise": ("predictor.advice.advise", "advise"),
     "refine": ("predictor.refine", "refine"),
     "retrain": ("predictor.retrain", "retrain"),

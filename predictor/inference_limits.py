@@ -3,7 +3,7 @@
 onnx's C++ shape inference and onnxruntime's symbolic inference cannot be interrupted from Python, and a graph can
 make them run for minutes even within the size caps checked beforehand (:mod:`featurize.graph.limits`,
 :mod:`featurize.graph.propagation`). :func:`limited_inference` sends each of those calls made by ``featurize`` to a
-warm worker process of :mod:`predictor.isolation` -- the isolation batch scoring uses -- under
+warm worker process of :mod:`predictor.batch.isolation` -- the isolation batch scoring uses -- under
 :data:`INFERENCE_TIME_LIMIT_S` and :data:`INFERENCE_MEMORY_LIMIT_MB`. A call past a limit ends the featurization
 with a :class:`~featurize.errors.GraphLoadError` naming the limit (a symbolic-inference call past it only
 leaves its shapes unknown: it is a best-effort second opinion).
@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 from featurize.graph import isolated_inference
 from featurize.errors import GraphLoadError
-from predictor.isolation import DEFAULT_MEMORY_LIMIT_MB, Limits, call_isolated, prestart
+from predictor.batch.isolation import DEFAULT_MEMORY_LIMIT_MB, Limits, call_isolated, prestart
 
 __all__ = ["limited_inference", "start_worker", "INFERENCE_TIME_LIMIT_S", "INFERENCE_MEMORY_LIMIT_MB"]
 

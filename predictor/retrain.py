@@ -302,14 +302,14 @@ def featurize_measurements(
     df: pd.DataFrame, *, origin: str = "measurements", n_jobs: int = 1, limits: Any = None
 ) -> pd.DataFrame:
     """Graph features (``g_<key>`` columns) for every validated row; each distinct graph config once, in isolated
-    worker processes under ``limits`` (:class:`~predictor.isolation.Limits`; None = the defaults of
+    worker processes under ``limits`` (:class:`~predictor.batch.isolation.Limits`; None = the defaults of
     ``predict_many``), so that a graph that hangs or exhausts memory is an error naming its row.
 
     Raises:
         SchemaError: a graph that cannot be read or featurized, naming the file and the first row using it.
     """
-    from predictor.batch import featurize_isolated
-    from predictor.isolation import Limits
+    from predictor.batch.many import featurize_isolated
+    from predictor.batch.isolation import Limits
 
     keys = list(zip(df["model"], df["batch_size"].astype(int), df["precision"], df["frozen"]))
     distinct = list(dict.fromkeys(keys))

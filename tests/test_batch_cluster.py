@@ -103,8 +103,8 @@ def test_cli_score_scheduler_matches_local_and_writes_out(
 def test_path_a_worker_cannot_read_is_one_clear_error(cluster):
     from distributed import Client
 
-    from predictor.cluster import _chunk_results, _remote_chunk
-    from predictor.isolation import Limits
+    from predictor.batch.cluster import _chunk_results, _remote_chunk
+    from predictor.batch.isolation import Limits
 
     missing = "/nonexistent/joulecast/graph.onnx"
     chunk = [(0, (missing, {"batch_size": 8}), True)]  # as if the client could read it
@@ -117,9 +117,9 @@ def test_path_a_worker_cannot_read_is_one_clear_error(cluster):
 
 
 def test_unreachable_scheduler_is_one_clear_error(monkeypatch, synthetic_model, mixed_dir):
-    import predictor.cluster
+    import predictor.batch.cluster
     from predictor import predict_many
 
-    monkeypatch.setattr(predictor.cluster, "CONNECT_TIMEOUT_S", 1)
+    monkeypatch.setattr(predictor.batch.cluster, "CONNECT_TIMEOUT_S", 1)
     with pytest.raises(InvalidInputError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
         predict_many(mixed_dir, scheduler="tcp://127.0.0.1:9", **_kw(synthetic_model[0]))

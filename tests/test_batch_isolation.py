@@ -15,7 +15,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from featurize.errors import InvalidInputError
-from predictor.isolation import IsolatedPool, Limits, check_limits
+from predictor.batch.isolation import IsolatedPool, Limits, check_limits
 from test_batch_graphs import write_variants
 
 
@@ -58,7 +58,7 @@ def test_pool_turns_hang_abort_exit_and_allocation_into_errors():
 
 
 def test_consecutive_batches_share_warm_children_and_an_abandoned_run_stops_them():
-    from predictor.isolation import borrow_pool
+    from predictor.batch.isolation import borrow_pool
 
     target, limits = f"{__name__}:misbehave", Limits(30.0, 512)
     with borrow_pool(target, 1, limits) as pool:
@@ -91,7 +91,7 @@ def test_the_worker_warm_up_loads_symbolic_inference_before_the_first_graph_need
     import subprocess
     import sys
 
-    code = ("import sys; from predictor import batch; batch._warm_up(); "
+    code = ("import sys; from predictor.batch import worker; worker.warm_up(); "
             "print('_joulecast_ort_symbolic_shape_infer' in sys.modules)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}

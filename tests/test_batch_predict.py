@@ -6,7 +6,8 @@ import onnx
 import pytest
 
 from featurize.errors import InvalidInputError, UnknownGPUError
-from predictor.batch import OUTPUT_COLUMNS, expand_models
+from predictor.batch.inputs import expand_models
+from predictor.batch.many import OUTPUT_COLUMNS
 from test_batch_graphs import write_variants
 
 

@@ -80,12 +80,12 @@ def test_table_out_and_pareto_files(cand_dir, synthetic_model, tmp_path, capsys)
 
 
 def test_fails_before_any_work(cand_dir, synthetic_model, tmp_path, capsys, monkeypatch):
-    import predictor.batch
+    import predictor.batch.many
 
     def boom(*a, **k):
         raise AssertionError("scoring started although the output cannot be written")
 
-    monkeypatch.setattr(predictor.batch, "predict_many", boom)
+    monkeypatch.setattr(predictor.batch.many, "predict_many", boom)
     (tmp_path / "empty").mkdir()
     cases = [
         (
@@ -125,9 +125,9 @@ def test_nothing_scorable_exits_non_zero(synthetic_model, tmp_path, capsys):
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_rows_computed_before_a_crash_stay_on_disk(cand_dir, synthetic_model, tmp_path, monkeypatch, suffix):
-    import predictor.batch
+    import predictor.batch.many
 
-    real = predictor.batch.featurize_stream
+    real = predictor.batch.many.featurize_stream
 
     def crashes_after_three(sources, **kw):
         done = 0
@@ -140,7 +140,7 @@ def test_rows_computed_before_a_crash_stay_on_disk(cand_dir, synthetic_model, tm
 
     complete = tmp_path / "complete.csv"
     assert main(_args(cand_dir, synthetic_model[0], "--out", str(complete))) == 0
-    monkeypatch.setattr(predictor.batch, "featurize_stream", crashes_after_three)
+    monkeypatch.setattr(predictor.batch.many, "featurize_stream", crashes_after_three)
     out = tmp_path / f"crashed{suffix}"
     with pytest.raises(RuntimeError, match="simulated crash"):
         main(_args(cand_dir, synthetic_model[0], "--out", str(out)))

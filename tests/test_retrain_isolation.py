@@ -14,7 +14,7 @@ from onnx import helper as h
 
 from conftest import RESNET18
 from featurize.errors import SchemaError
-from predictor.isolation import Limits
+from predictor.batch.isolation import Limits
 from predictor.retrain import featurize_measurements, load_measurements, validate_measurements
 
 

@@ -4,7 +4,7 @@ onnx's C++ shape inference and onnxruntime's symbolic inference are the two step
 hostile graph can keep busy past any bound checked beforehand (they cannot be interrupted from Python). The
 featurizer calls them through :func:`run`: in this process by default, or through the runner a caller installs
 with :func:`runner` -- ``predictor.predict`` installs one that sends each call to a worker process under a time
-and memory limit (:mod:`predictor.isolation`, the isolation batch scoring uses), so that no input can hang it.
+and memory limit (:mod:`predictor.batch.isolation`, the isolation batch scoring uses), so that no input can hang it.
 
 Public entry points: :func:`run`, :func:`runner` (context manager), :func:`task` (the worker-side target,
 ``"featurize.graph.isolated_inference:task"``), :func:`warm_up` (the worker's start-up).
@@ -54,7 +54,7 @@ def local(kind: str, args: tuple) -> Any:
 
 
 def task(payload: tuple[str, tuple], _context: Any = None) -> dict[str, Any]:
-    """Worker target (:class:`predictor.isolation.IsolatedPool`): ``payload`` is ``(kind, args)``."""
+    """Worker target (:class:`predictor.batch.isolation.IsolatedPool`): ``payload`` is ``(kind, args)``."""
     return {"value": local(*payload)}
 
 

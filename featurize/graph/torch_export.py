@@ -37,6 +37,11 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _CACHE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
 
+def is_torch_module(obj: Any) -> bool:
+    """Whether ``obj`` is a ``torch.nn.Module`` (checked by class name: torch is never imported for it)."""
+    return any(c.__module__.startswith("torch.nn") and c.__name__ == "Module" for c in type(obj).__mro__)
+
+
 def export_module(module: Any, example_inputs: Any) -> onnx.ModelProto:
     """Trace ``module`` on ``example_inputs`` (a tensor, a tuple of tensors, or a dict of keyword
     tensors) into a weightless ONNX ModelProto (a copy: callers may mutate it)."""

@@ -41,6 +41,7 @@ from featurize.graph.load import NodeFields, ShapeMap, load_graph
 from featurize.graph.memory import Liveness
 from featurize.graph.node_table import module_path, nodes_frame
 from featurize.graph.shapes import resolve_shapes
+from featurize.graph.torch_export import export_module, is_torch_module
 from featurize.graph.totals import Totals, graph_features, walk_notes
 from featurize.graph.views import InfoCache, LazyAttrs, tnew
 from featurize.graph.weights import CONTROL_FLOW_OPS, Weights, weight_like_inputs, weight_roots
@@ -86,10 +87,8 @@ def featurize(
     if precision not in PRECISIONS:
         raise InvalidInputError(f"precision={precision!r} is not supported; use one of {PRECISIONS}.")
     frozen_prefixes = _check_frozen(frozen)
-    from_module = _is_torch_module(source)  # exported here in a way that keeps BatchNorm (no inference check)
+    from_module = is_torch_module(source)  # exported here in a way that keeps BatchNorm (no inference check)
     if from_module:
-        from featurize.graph.torch_export import export_module
-
         source = export_module(source, example_inputs)
     elif example_inputs is not None:
         raise InvalidInputError("example_inputs= is only used with a torch.nn.Module source; drop it.")
@@ -161,10 +160,6 @@ def _check_frozen(frozen: Any) -> tuple[str, ...]:
             "prefixes of the frozen parameters (e.g. frozen=['backbone.']), or frozen=None to train everything."
         )
     return out
-
-
-def _is_torch_module(obj: Any) -> bool:
-    return any(c.__module__.startswith("torch.nn") and c.__name__ == "Module" for c in type(obj).__mro__)
 
 
 def _analyse(

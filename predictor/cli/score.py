@@ -20,7 +20,7 @@ import typer
 
 from featurize.errors import InvalidInputError
 from predictor.cli._common import parse_dims
-from predictor.isolation import DEFAULT_MEMORY_LIMIT_MB, DEFAULT_TIME_LIMIT_S, check_limits
+from predictor.batch.isolation import DEFAULT_MEMORY_LIMIT_MB, DEFAULT_TIME_LIMIT_S, check_limits
 from predictor.rank import plot_pareto, rank, read_accuracy
 
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -153,7 +153,8 @@ def register(app: typer.Typer) -> None:
             False, "--json", help="Print JSON records (ranked) on stdout, nothing else."
         ),
     ) -> int:
-        from predictor.batch import expand_models, predict_many
+        from predictor.batch.inputs import expand_models
+        from predictor.batch.many import predict_many
 
         # Every check that can fail cheaply runs before featurization.
         if out is not None:
@@ -233,7 +234,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _print(ranked, top, n_err, job, epochs, precision, intensity_note, pue, out, pareto) -> None:
-    from predictor.batch import OUTPUT_COLUMNS
+    from predictor.batch.many import OUTPUT_COLUMNS
     from predictor.cli._common import console, styled
     from predictor.cli.score_view import print_table
 

@@ -6,10 +6,10 @@ ModelProtos / torch modules -> labelled inputs, in order).
 How it scales: graphs are featurized in parallel worker processes that return only the small
 ``GraphFeatures.to_dict()`` dicts, never node tables; the model is loaded once, and finished graphs are
 predicted by vectorised calls of :func:`predictor.model.predict_frame` (up to 1,024 rows each) as they arrive.
-Each graph runs under a time and memory limit (:mod:`predictor.isolation`, defaults 60 s and 4096 MB): a graph
+Each graph runs under a time and memory limit (:mod:`predictor.batch.isolation`, defaults 60 s and 4096 MB): a graph
 that passes one, or aborts its process, becomes an error row and a fresh process takes the next graph. On a
 Dask cluster (``pip install 'joulecast[dask]'``) the graphs are featurized on its workers, under the same
-limits (:mod:`predictor.cluster`)::
+limits (:mod:`predictor.batch.cluster`)::
 
     from predictor import predict_many
 
@@ -22,7 +22,6 @@ as they are computed (``joulecast score --out`` appends them to its file), so a 
 
 from __future__ import annotations
 
-import glob as _glob
 import os
 import time
 import warnings as _warnings
@@ -30,17 +29,24 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featurize.errors import InvalidInputError, JoulecastError
-from predictor.isolation import (
+from featurize.errors import InvalidInputError
+from featurize.graph.torch_export import is_torch_module
+from predictor.batch.inputs import as_list, expand_models, worker_payload
+from predictor.batch.isolation import (
     DEFAULT_MEMORY_LIMIT_MB,
     DEFAULT_TIME_LIMIT_S,
+    FEATURIZE_TARGET,
+    FEATURIZE_WARMUP,
     Limits,
     borrow_pool,
     check_limits,
 )
+from predictor.batch.worker import featurize_one
+from predictor.units import J_PER_KWH
 
 if TYPE_CHECKING:  # pandas is imported where used: featurization workers import this module and never need it
     import pandas as pd
+
 
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "model",
@@ -62,137 +68,22 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     "warnings",
     "error",
 )
-_GLOB_CHARS = set("*?[")
+
+
 # Above this many inputs a progress bar is shown when ``progress=None`` and stderr is a terminal.
 PROGRESS_MIN_INPUTS = 50
+
+
 # With the default n_jobs=-1, fewer graphs than this are featurized by one worker process: starting more
 # (~1.5 s each for the onnx imports) costs more than it saves on a few dozen graphs.
 PARALLEL_MIN_INPUTS = 32
+
+
 PREDICT_CHUNK_ROWS = 1024
+
+
 FLUSH_EVERY_S = 2.0
 """Finished graphs are predicted and handed to ``on_rows`` at least this often while results arrive."""
-FEATURIZE_TARGET = "predictor.batch:_featurize_task"
-FEATURIZE_WARMUP = "predictor.batch:_warm_up"
-
-
-def _is_torch_module(obj: Any) -> bool:
-    return any(c.__module__.startswith("torch.nn") and c.__name__ == "Module" for c in type(obj).__mro__)
-
-
-def _expand_one(item: Any, index: int) -> list[tuple[str, Any]]:
-    """Labelled sources for one element of ``models`` (a directory/glob may give many)."""
-    if isinstance(item, (str, os.PathLike)):
-        text = os.fspath(item)
-        path = Path(text).expanduser()
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() == ".onnx" and p.is_file())
-            if not found:
-                raise InvalidInputError(
-                    f"directory {text!r} contains no .onnx files; point to a folder of ONNX graphs or a glob "
-                    f"such as '{path / '*.onnx'}'"
-                )
-            return [(str(p), str(p)) for p in found]
-        if _GLOB_CHARS & set(text):
-            found = sorted(p for p in _glob.glob(str(path), recursive=True) if Path(p).is_file())
-            if not found:
-                raise InvalidInputError(f"glob {text!r} matches no files; check the pattern and the folder")
-            return [(p, p) for p in found]
-        return [(text, text)]  # a plain path: a missing file becomes that row's error, not an exception
-    if isinstance(item, (bytes, bytearray)):
-        return [(f"bytes[{index}]", bytes(item))]
-    if type(item).__name__ == "ModelProto":
-        name = getattr(getattr(item, "graph", None), "name", "") or f"model[{index}]"
-        return [(name, item)]
-    if _is_torch_module(item):
-        return [(f"{type(item).__name__}[{index}]", item)]
-    raise InvalidInputError(
-        f"models[{index}] has unsupported type {type(item).__name__}; give .onnx paths, a directory, a glob, "
-        "onnx.ModelProto objects, ONNX bytes or torch.nn.Module objects"
-    )
-
-
-def expand_models(models: Any) -> list[tuple[str, Any]]:
-    """``(label, source)`` pairs in input order; directories and globs expand sorted by name.
-
-    Raises:
-        InvalidInputError: nothing to score (empty list, empty directory, glob matching nothing) or an
-            unsupported input type.
-    """
-    if (
-        isinstance(models, (str, os.PathLike, bytes, bytearray))
-        or not isinstance(models, Iterable)
-        or type(models).__name__ == "ModelProto"
-        or _is_torch_module(models)
-    ):
-        models = [models]
-    out: list[tuple[str, Any]] = []
-    for i, item in enumerate(models):
-        out.extend(_expand_one(item, i))
-    if not out:
-        raise InvalidInputError("no models to score: `models` is empty")
-    return out
-
-
-def _featurize_one(source: Any, options: dict[str, Any]) -> dict[str, Any]:
-    """Worker: featurize one graph; returns ``{"features": dict, "warnings": [...]} `` or ``{"error": str}``.
-
-    Runs in a worker process; only small dicts travel back (never the node table).
-    """
-    from featurize import featurize
-    from predictor.notes import featurizer_notes, no_flops_message
-
-    options = dict(options)
-    want_seq, want_layer = options.pop("_sequence_length", False), options.pop("_largest_layer", False)
-    with _warnings.catch_warnings(record=True) as caught:
-        _warnings.simplefilter("always")  # kept: unknown shapes, unsupported ops ... travel on the row
-        try:
-            seq = _sequence_length(source, options) if want_seq else None
-            feats = featurize(source, with_nodes=want_layer, **options)
-        except JoulecastError as err:
-            return {"error": f"{type(err).__name__}: {err}"}
-        except Exception as err:  # noqa: BLE001 - one bad file must not stop a batch of thousands
-            return {"error": f"{type(err).__name__}: {err}"}
-    out = feats.to_dict()
-    if want_layer and feats.nodes is not None and len(feats.nodes):
-        out["largest_layer_params"] = float(feats.nodes["params"].max())
-    if seq is not None:
-        out["sequence_length"] = float(seq)
-    if not out.get("flops_train", 0) > 0:
-        return {"error": f"GraphLoadError: {no_flops_message(feats.unsupported_ops)}"}
-    return {"features": out, "warnings": featurizer_notes(caught, feats.unsupported_ops)}
-
-
-def _sequence_length(source: Any, options: dict[str, Any]) -> int:
-    """The graph's tokens per sample (:func:`predictor.tokens.sequence_length`), for a ``tokens=`` budget."""
-    from predictor.tokens import sequence_length
-
-    return sequence_length(source, dims=options.get("dims"), input_shapes=options.get("input_shapes"),
-                           example_inputs=options.get("example_inputs"))[0]
-
-
-def _featurize_task(payload: tuple[Any, dict[str, Any]], _context: Any = None) -> dict[str, Any]:
-    """Worker target: ``payload`` is ``(source, featurize options)``."""
-    return _featurize_one(*payload)
-
-
-def _warm_up() -> None:
-    """Worker start-up: featurize a one-node graph, so that the imports it triggers (~1.5-3 s of onnx, numpy
-    and the op handlers) are not charged to the first real graph's time limit; onnxruntime's symbolic inference
-    (~0.5 s of sympy imports idle, several seconds under load), which only graphs with unknown shapes reach, loads
-    here too, before any clock starts (once per worker; a batch amortises it)."""
-    from onnx import TensorProto, helper
-
-    from featurize.graph import inference
-
-    inference.symbolic_class()
-
-    vi = helper.make_tensor_value_info
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])], "warm_up",
-        [vi("x", TensorProto.FLOAT, ["N", 4]), vi("w", TensorProto.FLOAT, [4, 2])],
-        [vi("y", TensorProto.FLOAT, ["N", 2])],
-    )
-    _featurize_one(helper.make_model(graph), {"batch_size": 1})
 
 
 def _progress_wanted(progress: bool | None, n: int) -> bool:
@@ -201,16 +92,6 @@ def _progress_wanted(progress: bool | None, n: int) -> bool:
     import sys
 
     return n >= PROGRESS_MIN_INPUTS and sys.stderr.isatty()
-
-
-def _payload(source: Any) -> Any:
-    """What travels to a worker: an absolute path (a warm worker may have started in another working
-    directory), or the graph's bytes (a ModelProto is serialised once)."""
-    if isinstance(source, (str, os.PathLike)):
-        return os.path.abspath(os.path.expanduser(os.fspath(source)))
-    if type(source).__name__ == "ModelProto":
-        return source.SerializeToString()
-    return source
 
 
 def _n_workers(n_jobs: int, n: int) -> int:
@@ -232,29 +113,29 @@ def featurize_stream(
     ``None`` now and then while nothing finishes.
 
     Torch modules are exported in this process first (export is not safe to fan out). The rest run in
-    isolated worker processes under ``limits`` (:mod:`predictor.isolation`); with ``scheduler`` on a Dask
-    cluster (:mod:`predictor.cluster`, the same limits on every worker); with a joblib ``backend`` name
+    isolated worker processes under ``limits`` (:mod:`predictor.batch.isolation`); with ``scheduler`` on a Dask
+    cluster (:mod:`predictor.batch.cluster`, the same limits on every worker); with a joblib ``backend`` name
     through joblib, without per-graph limits.
     """
     graph_options = {k: v for k, v in options.items() if k != "example_inputs"}  # torch modules only
     rest = []
     for i, src in enumerate(sources):
-        if _is_torch_module(src):
-            yield i, _featurize_one(src, options)
+        if is_torch_module(src):
+            yield i, featurize_one(src, options)
         else:
             rest.append(i)
     if not rest:
         return
     if scheduler is not None:
-        from predictor.cluster import featurize_on_cluster
+        from predictor.batch.cluster import featurize_on_cluster
 
-        tasks = [(i, (_payload(sources[i]), graph_options)) for i in rest]
+        tasks = [(i, (worker_payload(sources[i]), graph_options)) for i in rest]
         yield from featurize_on_cluster(scheduler, tasks, limits)
     elif backend is not None:
         from joblib import Parallel, delayed
 
         par = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator", batch_size="auto")
-        yield from zip(rest, par(delayed(_featurize_one)(sources[i], graph_options) for i in rest))
+        yield from zip(rest, par(delayed(featurize_one)(sources[i], graph_options) for i in rest))
     else:
         jobs = [(sources[i], graph_options) for i in rest]
         yield from (item if item is None else (rest[item[0]], item[1])
@@ -264,19 +145,10 @@ def featurize_stream(
 def featurize_isolated(jobs: Sequence[tuple[Any, dict[str, Any]]], *, n_jobs: int = -1, limits: Limits = Limits()
                        ) -> Iterator[tuple[int, dict[str, Any]] | None]:
     """``(job index, result)`` for ``(graph source, featurize options)`` jobs, each featurized in an isolated
-    worker process under ``limits`` (:mod:`predictor.isolation`), as each finishes; ``None`` now and then while
+    worker process under ``limits`` (:mod:`predictor.batch.isolation`), as each finishes; ``None`` now and then while
     nothing finishes. Sources are paths, bytes or ModelProtos (torch modules are exported by the caller)."""
     with borrow_pool(FEATURIZE_TARGET, _n_workers(n_jobs, len(jobs)), limits, FEATURIZE_WARMUP) as pool:
-        yield from pool.run((i, (_payload(src), opts)) for i, (src, opts) in enumerate(jobs))
-
-
-def _as_list(gpu: Any) -> list[Any]:
-    if isinstance(gpu, (str, bytes)) or not isinstance(gpu, Iterable):
-        return [gpu]
-    out = list(gpu)
-    if not out:
-        raise InvalidInputError("gpu is empty; name at least one GPU, e.g. gpu='A100'")
-    return out
+        yield from pool.run((i, (worker_payload(src), opts)) for i, (src, opts) in enumerate(jobs))
 
 
 def _in_batches(stream: Iterable[Any], size: int, every_s: float) -> Iterator[list[Any]]:
@@ -365,9 +237,8 @@ def predict_many(
 
     from featurize import lookup_gpu
     from featurize.precision import precision_paths
-    from predictor.model import load_model
-
     from predictor.args import check_parallel_args, check_power_limit, check_run_args
+    from predictor.model import load_model
 
     check_run_args(batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,
                    val_samples=val_samples, precision=precision, n_gpus=n_gpus, parallelism=parallelism,
@@ -379,7 +250,7 @@ def predict_many(
     model = load_model(model_dir)  # fail fast on a bad model dir, before any featurization
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")  # alias notes travel on each row via GPUSpec.note
-        specs = [g if hasattr(g, "tdp_w") else lookup_gpu(g) for g in _as_list(gpu)]
+        specs = [g if hasattr(g, "tdp_w") else lookup_gpu(g) for g in as_list(gpu)]
     for spec in specs:
         power_limit_w = check_power_limit(power_limit_w, spec)
     for spec in specs:  # refuse what a GPU cannot run before featurizing anything
@@ -433,7 +304,6 @@ def _predict_ok(ok: list[tuple[int, dict[str, Any]]], specs: list[Any], model: A
     import pandas as pd
 
     from predictor.model import extrapolation_warnings, predict_frame
-
     from predictor.parallel import data_parallel_frame, scaling_note
 
     feats = pd.DataFrame([res["features"] for _, res in ok])
@@ -497,7 +367,7 @@ def _rows(items, done, specs, model, run) -> pd.DataFrame:
                     gpu=spec.name,
                     memory_bytes=memory_bytes,
                     fits=fits,
-                    energy_kwh=rec["energy_j"] / 3.6e6,
+                    energy_kwh=rec["energy_j"] / J_PER_KWH,
                     params=feats.get("params", nan),
                     flops_train=feats.get("flops_train", nan),
                     n_gpus=run["n_gpus"],

@@ -1,7 +1,7 @@
 """Isolated worker processes for batch work: a per-task time and memory limit, and a task that hangs, exhausts
 memory or aborts its process becomes an error result instead of a lost batch.
 
-:class:`IsolatedPool` starts ``n_workers`` child interpreters (``python -m predictor.isolation``), sends each
+:class:`IsolatedPool` starts ``n_workers`` child interpreters (``python -m predictor.batch.isolation``), sends each
 the name of a target function (``"module:function"``) and a shared context once, then one task at a time.
 A child that passes the time limit is killed; one that dies (SIGABRT from a C++ abort, SIGKILL from the
 kernel's OOM killer, a segfault) is reported with its signal and the last line it wrote to stderr. Either
@@ -109,7 +109,7 @@ class _Child:
     def __init__(self, header: dict[str, Any], inbox: queue.Queue, env: dict[str, str]):
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "predictor.isolation"],
+            [sys.executable, "-m", "predictor.batch.isolation"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
@@ -192,7 +192,7 @@ class IsolatedPool:
         self.limits = limits
         self.header = {"target": target, "context": context, "memory_mb": limits.memory_mb, "path": sys.path,
                        "parent": os.getpid(), "warmup": warmup}
-        root = str(Path(__file__).resolve().parents[1])  # so that `-m predictor.isolation` finds this copy
+        root = str(Path(__file__).resolve().parents[1])  # so that `-m predictor.batch.isolation` finds this copy
         paths = [root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
         # One thread per child (parallelism is across children, as loky does), which also keeps thread stacks
         # and malloc arenas from eating the address-space limit on many-core machines.
@@ -459,3 +459,10 @@ def _is_out_of_memory(result: Any) -> bool:
 
 if __name__ == "__main__":
     _child_main()
+
+
+# what predict_many's isolated processes run (predictor.batch.worker), by import path
+FEATURIZE_TARGET = "predictor.batch.worker:featurize_task"
+
+
+FEATURIZE_WARMUP = "predictor.batch.worker:warm_up"

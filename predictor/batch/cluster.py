@@ -1,6 +1,6 @@
 """Featurize graphs on a Dask cluster (``pip install 'joulecast[dask]'``) for :func:`predictor.predict_many`.
 
-The graphs go to the workers in chunks; on each worker an :class:`predictor.isolation.IsolatedPool` (one child
+The graphs go to the workers in chunks; on each worker an :class:`predictor.batch.isolation.IsolatedPool` (one child
 process per worker thread, kept warm between chunks) featurizes them under the same per-graph time and memory
 limits as on one machine, so a hostile graph costs one error row, not a Dask worker. Only the small feature
 dicts come back; the model is applied on the client, in vectorised chunks, as the chunks finish.
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from featurize.errors import InvalidInputError, require
-from predictor.isolation import IsolatedPool, Limits
+from predictor.batch.isolation import FEATURIZE_TARGET, FEATURIZE_WARMUP, IsolatedPool, Limits
 
 CHUNKS_PER_SLOT = 4
 """Chunks per worker thread: enough to balance uneven graphs and show progress, few enough to keep the
@@ -110,8 +110,6 @@ def _chunk_results(client: Any, fut: Any, futures: dict[Any, list]) -> list[tupl
 
 def _worker_pool(limits: Limits) -> IsolatedPool:
     """This worker thread's warm pool (one child process), rebuilt when the limits change."""
-    from predictor.batch import FEATURIZE_TARGET, FEATURIZE_WARMUP
-
     cached = getattr(_local, "pool", None)
     if cached is not None and cached[0] == limits:
         return cached[1]
