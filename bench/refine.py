@@ -39,7 +39,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from predictor.refine import refine  # noqa: E402
+from predictor.refinement.project import refine  # noqa: E402
 from training_data.epoch_series import load_series  # noqa: E402
 from training_data.fit_refine import KS, fit, group_of, make_prior, single_phase, trace_summary  # noqa: E402
 

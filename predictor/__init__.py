@@ -30,7 +30,7 @@ _LAZY = {
     "predict": ("predictor.api", "predict"),
     "predict_many": ("predictor.batch.many", "predict_many"),
     "advise": ("predictor.advice.advise", "advise"),
-    "refine": ("predictor.refine", "refine"),
+    "refine": ("predictor.refinement.project", "refine"),
     "retrain": ("predictor.retrain", "retrain"),
 }
 

@@ -66,7 +66,7 @@ class Prediction:
     model_version: str = ""
     model_name: str = ""
     features: dict[str, float] = field(default_factory=dict)
-    refinement: dict[str, Any] | None = None
+    refinement: Any = None  # predictor.refinement.record.Refinement (a read-only mapping); a dict after from_dict
     memory_bytes: float | None = None
     fits: bool | None = None
     optimal_power_limit_w: float | None = None

@@ -14,7 +14,7 @@ from featurize.errors import MissingExtraError
 from predictor.integrations import keras_callback_class, lightning_callback_class
 from predictor.energy.devices import ReplayDevice, VirtualClock
 from predictor.prediction import Prediction
-from predictor.refine import epoch_energies_from_trace
+from predictor.refinement.trace import epoch_energies_from_trace
 
 # Three 100 s epochs at 250, 300 and 200 W (1 ms ramps between them).
 TRACE_T = [0.0, 100.0, 100.001, 200.0, 200.001, 300.0]

@@ -9,7 +9,7 @@ import pytest
 from featurize.errors import InvalidInputError, JoulecastError, MissingExtraError, NoGPUError
 from predictor.energy.devices import ReplayDevice, VirtualClock
 from predictor.energy.meter import MODE_COUNTER, MODE_SAMPLED, EpochMeter
-from predictor.refine import epoch_energies_from_trace
+from predictor.refinement.trace import epoch_energies_from_trace
 from predictor.prediction import Prediction
 
 

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from featurize.types import GPUSpec
 from predictor import Prediction, predict, refine
-from predictor.refine_model import PARAMS, RefineParams
+from predictor.refinement.params import PARAMS, RefineParams
 
 physics = importlib.import_module("featurize.physics")
 model_mod = importlib.import_module("predictor.model")

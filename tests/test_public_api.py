@@ -59,14 +59,14 @@ def test_public_functions_are_functions_in_a_fresh_interpreter():
         "import types\n"
         "from predictor import predict, predict_many, refine, retrain, Prediction, JoulecastError\n"
         "assert isinstance(refine, types.FunctionType) and isinstance(retrain, types.FunctionType)\n"
-        "import predictor.refine, predictor.retrain\n"
-        "from predictor.refine import segment_epochs\n"
+        "import predictor.refinement.project, predictor.retrain\n"
+        "from predictor.refinement.segment import segment_epochs\n"
         "from predictor import refine as r2, retrain as t2\n"
         "import predictor\n"
         "assert r2 is refine and t2 is retrain and predictor.refine is refine and predictor.retrain is retrain\n"
         "print(refine.__module__, retrain.__module__, segment_epochs.__module__)\n"
     )
-    assert _fresh(code) == "predictor.refine predictor.retrain predictor.refine"
+    assert _fresh(code) == "predictor.refinement.project predictor.retrain predictor.refinement.segment"
 
 
 def test_refine_is_a_function_after_predict_ran():

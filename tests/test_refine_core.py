@@ -10,13 +10,10 @@ import pytest
 
 from featurize.errors import InvalidInputError, JoulecastError
 from predictor.prediction import Prediction
-from predictor.refine_model import PARAMS
-from predictor.refine import (
-    epoch_energies_from_trace,
-    refine,
-    refine_from_trace,
-    segment_epochs,
-)
+from predictor.refinement.params import PARAMS
+from predictor.refinement.project import refine
+from predictor.refinement.segment import segment_epochs
+from predictor.refinement.trace import epoch_energies_from_trace, refine_from_trace
 
 
 def make_prior(per_epoch_j: float = 100.0, epochs: int = 20, log_sigma: float = 0.25) -> Prediction:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from predictor.prediction import Prediction
-from predictor.refine import refine
-from predictor.refine_model import PARAMS
+from predictor.refinement.project import refine
+from predictor.refinement.params import PARAMS
 
 Z90 = 1.6448536269514722
 N = 30

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from predictor.prediction import Prediction
-from predictor.refine import refine
-from predictor.refine_model import PARAMS, input_bound_note, level_posterior
+from predictor.refinement.project import refine
+from predictor.refinement.params import PARAMS, input_bound_note, level_posterior
 
 
 def make_prior(per_epoch_j: float = 100.0, epochs: int = 40, log_sigma: float = 0.25, t_epoch_s: float = 10.0):

@@ -9,7 +9,8 @@ import pytest
 
 from featurize.errors import InvalidInputError
 from predictor.prediction import Prediction
-from predictor.refine import PRIOR_RHO, pool_phase_levels, refine
+from predictor.refinement.phases import PRIOR_RHO, pool_phase_levels
+from predictor.refinement.project import refine
 
 Z90 = 1.6448536269514722
 

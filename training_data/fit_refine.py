@@ -1,4 +1,4 @@
-"""Fit the refinement model's constants (:class:`predictor.refine_model.RefineParams`) on real epoch series.
+"""Fit the refinement model's constants (:class:`predictor.refinement.params.RefineParams`) on real epoch series.
 
 Run: ``python -m training_data.fit_refine [--shared ../shared/data]``; prints the fitted values and a
 ``PARAMS = RefineParams(...)`` block to paste into ``predictor/refine_model.py`` (build time only).
@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from predictor.prediction import Prediction
-from predictor.refine import refine
-from predictor.refine_model import RefineParams
+from predictor.refinement.project import refine
+from predictor.refinement.params import RefineParams
 from predictor.stats import robust_sd
 from training_data.epoch_series import EpochSeries, load_series
 

@@ -82,7 +82,7 @@ def _quantities(frame, column: str, path: Path, *, required: bool) -> list[float
 
 def refinement_path(prior, energies, times, **kw) -> list[tuple[int, float, float, float]]:
     """(k, projected total J, low J, high J) after each k = 1..n measured epochs."""
-    from predictor.refine import refine
+    from predictor.refinement.project import refine
 
     out = []
     for k in range(1, len(energies) + 1):
@@ -144,7 +144,7 @@ def register(app: typer.Typer) -> None:
         plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of projected total vs epochs."),
         as_json: bool = typer.Option(False, "--json", help="Print the refined Prediction as JSON."),
     ) -> None:
-        from predictor.refine import refine
+        from predictor.refinement.project import refine
 
         prior = load_prior(prior_json)
         energies, times = load_epochs(epochs_csv)

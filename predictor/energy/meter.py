@@ -28,7 +28,7 @@ class EpochMeter:
 
     Args:
         gpu_index: NVML index of the GPU to read.
-        prior: optional :class:`Prediction`; when given, :func:`predictor.refine.refine` runs after each epoch
+        prior: optional :class:`Prediction`; when given, :func:`predictor.refinement.project.refine` runs after each epoch
             and ``self.latest`` holds the refined prediction.
         total_epochs / max_epochs / phases / phase_priors / prior_rho: passed to ``refine``.
         progress: print a one-line update (rich) after each epoch.
@@ -97,7 +97,7 @@ class EpochMeter:
         self.epoch_times_s.append(max(window.time_s, 1e-9))
         self.epoch_energies_j.append(max(window.energy_j, 1e-9))
         if self.prior is not None:
-            from predictor.refine import refine
+            from predictor.refinement.project import refine
 
             self.latest = refine(
                 self.prior,

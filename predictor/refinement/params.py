@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from predictor.stats import robust_sd
+
 
 @dataclass(frozen=True)
 class RefineParams:
@@ -141,7 +143,7 @@ def level_posterior(
         return _grid_moments(x, base)
     scale, tail_sd = params.epoch_log_scale, body_mean_sd(body.size, params)
     if body.size >= 5:
-        own = 1.4826 * float(np.median(np.abs(body - np.median(body))))
+        own = robust_sd(body)
         scale, tail_sd = max(scale, own), max(tail_sd, own / math.sqrt(body.size))
     body_mean = math.log(float(np.mean(np.exp(body))))
     if body.size < max(params.mean_epochs_below, 3):  # their mean (cut jitter cancels in the sum); robust later
