@@ -4,7 +4,7 @@ Run: ``python bench/retrain.py [--rows 100000] [--graphs 40] [--base none|shippe
 
 Writes ``--graphs`` weightless MLP graphs (``bench/score.py``'s generator), a runs CSV of ``--rows`` measured
 runs on 5 GPUs x 4 batch sizes whose energy follows a roofline-like law (+3 % noise), then times
-``predictor.retrain.retrain`` on it in a child process (its own peak RSS from ``getrusage``), stage by stage
+``predictor.retraining.publish.retrain`` on it in a child process (its own peak RSS from ``getrusage``), stage by stage
 when ``--profile`` is given. Goal (issue 19): 100k rows <= 120 s and <= 1 GB.
 """
 
@@ -72,7 +72,7 @@ _CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
 t0 = time.perf_counter()
-from predictor.retrain import retrain, read_retrain_summary
+from predictor.retraining.publish import read_retrain_summary, retrain
 if {profile!r}:
     import cProfile, pstats
     prof = cProfile.Profile(); prof.enable()

@@ -7,9 +7,6 @@ Imports go one way: ``predictor`` uses ``featurize``, never the reverse.
 
 from __future__ import annotations
 
-import sys
-import types
-
 from featurize.errors import JoulecastError, ModelArtifactError, NoGPUError, SchemaError
 from predictor.prediction import Prediction
 
@@ -31,7 +28,7 @@ _LAZY = {
     "predict_many": ("predictor.batch.many", "predict_many"),
     "advise": ("predictor.advice.advise", "advise"),
     "refine": ("predictor.refinement.project", "refine"),
-    "retrain": ("predictor.retrain", "retrain"),
+    "retrain": ("predictor.retraining.publish", "retrain"),
 }
 
 
@@ -45,19 +42,3 @@ def __getattr__(name: str):
         globals()[name] = value  # bound once: later lookups skip __getattr__
         return value
     raise AttributeError(f"module 'predictor' has no attribute {name!r}")
-
-
-class _Package(types.ModuleType):
-    """``predictor`` itself. Importing a submodule binds it as an attribute of its package, which would
-    replace the public functions ``refine`` and ``retrain`` with the modules ``predictor.refine`` and
-    ``predictor.retrain`` of the same name (``from predictor import refine`` then gives a module). The
-    public names stay the functions; the modules remain importable (``from predictor.refine import ...``,
-    ``importlib.import_module("predictor.refine")``)."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

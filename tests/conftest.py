@@ -74,7 +74,7 @@ def synthetic_runs(paths, *, gpus=GPUS, batch_sizes=(32, 128), seed=0) -> pd.Dat
 @pytest.fixture(scope="session")
 def synthetic_model(tmp_path_factory):
     """(model_dir, runs csv path, graph paths) of a base=None model trained on synthetic runs."""
-    from predictor.retrain import retrain
+    from predictor.retraining.publish import retrain
 
     from test_batch_graphs import write_variants
 

@@ -74,7 +74,7 @@ def test_every_command_help_has_examples(command, capsys, monkeypatch):
 
 
 def test_retrain_help_documents_the_csv_schema(capsys, monkeypatch):
-    from predictor.retrain import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+    from predictor.retraining.measurements import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 
     monkeypatch.setenv("COLUMNS", "200")
     assert main(["retrain", "--help"]) == 0

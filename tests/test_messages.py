@@ -51,7 +51,7 @@ def test_a_graph_of_unknown_ops_names_them_and_the_register_hook():
 
 @pytest.mark.parametrize("sep, name", [(";", "semicolon"), ("\t", "tab")])
 def test_a_non_comma_csv_is_told_to_use_commas(sep, name, tmp_path):
-    from predictor.retrain import load_measurements, validate_measurements
+    from predictor.retraining.measurements import load_measurements, validate_measurements
 
     shutil.copy(RESNET18, tmp_path / "r.onnx")
     csv = tmp_path / "runs.csv"

@@ -3,9 +3,10 @@
 import subprocess
 import sys
 
+from conftest import REPO_ROOT
+
 import featurize
 import predictor
-from conftest import REPO_ROOT
 
 
 def test_featurize_all_is_pinned():
@@ -54,19 +55,21 @@ def _fresh(code: str) -> str:
 
 
 def test_public_functions_are_functions_in_a_fresh_interpreter():
-    # API.md's exact import line, before and after the submodules of the same name are imported
+    # API.md's exact import line; the packages that implement refine, retrain and advise are named apart from the
+    # functions (refinement, retraining, advice), so importing them never rebinds the public names
     code = (
         "import types\n"
-        "from predictor import predict, predict_many, refine, retrain, Prediction, JoulecastError\n"
-        "assert isinstance(refine, types.FunctionType) and isinstance(retrain, types.FunctionType)\n"
-        "import predictor.refinement.project, predictor.retrain\n"
+        "from predictor import predict, predict_many, advise, refine, retrain, Prediction, JoulecastError\n"
+        "assert all(isinstance(f, types.FunctionType) for f in (predict, predict_many, advise, refine, retrain))\n"
+        "import predictor.refinement.project, predictor.retraining.publish, predictor.advice.advise, predictor.batch.many\n"
         "from predictor.refinement.segment import segment_epochs\n"
-        "from predictor import refine as r2, retrain as t2\n"
+        "from predictor import refine as r2, retrain as t2, advise as a2\n"
         "import predictor\n"
-        "assert r2 is refine and t2 is retrain and predictor.refine is refine and predictor.retrain is retrain\n"
-        "print(refine.__module__, retrain.__module__, segment_epochs.__module__)\n"
+        "assert r2 is refine and t2 is retrain and a2 is advise and predictor.refine is refine\n"
+        "print(refine.__module__, retrain.__module__, advise.__module__, segment_epochs.__module__)\n"
     )
-    assert _fresh(code) == "predictor.refinement.project predictor.retrain predictor.refinement.segment"
+    assert _fresh(code) == ("predictor.refinement.project predictor.retraining.publish predictor.advice.advise "
+                            "predictor.refinement.segment")
 
 
 def test_refine_is_a_function_after_predict_ran():

@@ -29,7 +29,7 @@ def _refine_cli(tmp_path, capsys, csv_text: str) -> tuple[int, str]:
 
 
 def test_refine_reads_cells_with_units_as_retrain_does(tmp_path, capsys):
-    from predictor.retrain import validate_measurements
+    from predictor.retraining.measurements import validate_measurements
 
     rc, out = _refine_cli(tmp_path, capsys, "energy_j,time_s\n9.8 kJ,95 s\n9.7 kJ,1.5 min\n0.0027 kWh,96\n")
     assert rc == 0
@@ -47,7 +47,7 @@ def test_refine_names_the_line_of_a_cell_that_is_not_a_quantity(tmp_path, capsys
 
 
 def test_retrain_messages_use_one_row_base(tmp_path):
-    from predictor.retrain import validate_measurements
+    from predictor.retraining.measurements import validate_measurements
 
     runs = pd.DataFrame({"model": ["a.onnx", "b.onnx"], "gpu": ["L4", "L4"], "batch_size": [8, 8.5],
                          "samples_per_epoch": [100, 100], "epochs": [1, 1], "energy_j": [1e4, 1e4]})
@@ -80,7 +80,7 @@ def test_info_shows_the_retrained_models_own_rows_and_no_borrowed_cv(synthetic_m
 
 def test_a_retrained_model_worse_on_held_out_graphs_says_so_and_recommends_the_base(tmp_path, capsys):
     from predictor.cli.retrain import print_summary
-    from predictor.retrain import held_out_verdict
+    from predictor.retraining.publish import held_out_verdict
 
     summary = {"measurements": "runs.csv", "user_rows": 12, "user_graphs": 4, "user_gpus": ["L4"], "base": "shipped",
                "mode": "calibration offsets", "base_model_version": "x", "base_rows": 0, "seed": 0,

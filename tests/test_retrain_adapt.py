@@ -36,7 +36,7 @@ def _shipped():
 @pytest.fixture(scope="module")
 def adapted(tmp_path_factory):
     from predictor import predict_many
-    from predictor.retrain import retrain
+    from predictor.retraining.publish import retrain
 
     shipped = _shipped()
     assert GPU not in shipped.manifest["gpus_seen"], "pick a GPU the shipped model has not seen"
@@ -101,7 +101,7 @@ def test_shipped_model_untouched_and_other_gpus_sane(adapted):
         assert {f: (out / f).read_bytes() for f in man["files"]} == before
     # the user's GPU got its own calibration, which carries the factor
     from featurize import lookup_gpu
-    from predictor.retrain import read_retrain_summary
+    from predictor.retraining.publish import read_retrain_summary
 
     cal = read_retrain_summary(out)["gpu_calibration"]
     assert set(cal) == {lookup_gpu(GPU).name} and cal[lookup_gpu(GPU).name]["n_rows"] == 100

@@ -18,7 +18,7 @@ from featurize.errors import InvalidInputError
 
 def test_retrain_writes_a_complete_verified_model(synthetic_model):
     from predictor.model import load_model
-    from predictor.retrain import read_retrain_summary
+    from predictor.retraining.publish import read_retrain_summary
 
     out, csv, paths = synthetic_model
     model = load_model(out)
@@ -46,7 +46,7 @@ def test_retrain_writes_a_complete_verified_model(synthetic_model):
 
 
 def test_retrain_is_deterministic(synthetic_model, tmp_path):
-    from predictor.retrain import retrain
+    from predictor.retraining.publish import retrain
 
     out, csv, _ = synthetic_model
     again = retrain(csv, out_dir=tmp_path / "again", base=None, seed=0, evaluate=False)
@@ -58,7 +58,7 @@ def test_retrain_is_deterministic(synthetic_model, tmp_path):
 
 def test_overwrite_swaps_atomically_and_refuses_without_flag(synthetic_model, tmp_path):
     from predictor.model import load_model
-    from predictor.retrain import retrain
+    from predictor.retraining.publish import retrain
 
     _, csv, _ = synthetic_model
     runs = pd.read_csv(csv).iloc[:48]
@@ -85,7 +85,7 @@ def test_predict_uses_the_retrained_model(synthetic_model):
 def test_energy_only_runs_on_a_base_model_get_time_imputed(synthetic_model, tmp_path):
     """Runs without time_s merge with a base model's table; their time/power split comes from that model."""
     from predictor import predict_many
-    from predictor.retrain import read_retrain_summary, retrain
+    from predictor.retraining.publish import read_retrain_summary, retrain
 
     base_dir, _, paths = synthetic_model
     df = predict_many(
@@ -118,7 +118,7 @@ def test_energy_only_runs_on_a_base_model_get_time_imputed(synthetic_model, tmp_
 def test_energy_only_runs_without_any_base_are_refused(synthetic_model, tmp_path, monkeypatch):
     import importlib
 
-    rt = importlib.import_module("predictor.retrain")  # the module; `predictor.retrain` is the function
+    rt = importlib.import_module("predictor.retraining.publish")  # the module; `predictor.retrain` is the function
 
     _, csv, _ = synthetic_model
     runs = pd.read_csv(csv).iloc[:8].drop(columns=["time_s"])
@@ -138,7 +138,7 @@ def _rtx_runs(base_dir, paths, factor):
 
 def test_explicit_base_table_is_merged(synthetic_model, tmp_path):
     """base_table= (the table build_table writes) merges with the user's rows and refits the boosters."""
-    from predictor.retrain import read_retrain_summary, retrain
+    from predictor.retraining.publish import read_retrain_summary, retrain
 
     base_dir, _, paths = synthetic_model
     table_path = tmp_path / "table.parquet"
@@ -157,7 +157,7 @@ def test_tableless_base_is_calibrated_per_gpu(synthetic_model, tmp_path):
     from predictor import predict_many
     from predictor.artifact import seal
     from predictor.model import MANIFEST, hash_file
-    from predictor.retrain import read_retrain_summary, retrain
+    from predictor.retraining.publish import read_retrain_summary, retrain
 
     base_dir, _, paths = synthetic_model
     bare = tmp_path / "bare"
@@ -189,7 +189,7 @@ def test_tableless_base_is_calibrated_per_gpu(synthetic_model, tmp_path):
 
 
 def test_base_table_errors(synthetic_model, tmp_path):
-    from predictor.retrain import retrain
+    from predictor.retraining.publish import retrain
 
     base_dir, csv, _ = synthetic_model
     with pytest.raises(InvalidInputError, match="build_table"):

@@ -13,7 +13,7 @@ from conftest import RESNET18
 from featurize import SchemaError
 from predictor import predict, retrain
 from predictor.cli.info import collect_info, print_info
-from predictor.retrain import read_retrain_summary
+from predictor.retraining.publish import read_retrain_summary
 
 RUN = dict(gpu="L4", samples_per_epoch=50_000, epochs=5, precision="bf16")
 # the "measured" runs: 1.25x the shipped forecast's energy in the same time, i.e. ~1.25x its power (up to ~70 W, under

@@ -15,7 +15,8 @@ from onnx import helper as h
 from conftest import RESNET18
 from featurize.errors import SchemaError
 from predictor.batch.isolation import Limits
-from predictor.retrain import featurize_measurements, load_measurements, validate_measurements
+from predictor.retraining.measurements import load_measurements, validate_measurements
+from predictor.retraining.rows import featurize_measurements
 
 
 def _busy_graph(links: int = 24) -> onnx.ModelProto:

@@ -15,7 +15,7 @@ from featurize.errors import InvalidInputError
 from predictor.artifact import seal
 from predictor.model import load_model, shipped_model_dir
 from predictor.publish import OLD_TAG, STAGING_TAG, OutputLock, publication, publish
-from predictor.retrain import retrain
+from predictor.retraining.publish import retrain
 
 REPO = Path(__file__).resolve().parents[1]
 

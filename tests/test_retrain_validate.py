@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from featurize.errors import InvalidInputError, SchemaError
-from predictor.retrain import REQUIRED_COLUMNS, load_measurements, retrain, validate_measurements
+from predictor.retraining.measurements import REQUIRED_COLUMNS, load_measurements, validate_measurements
+from predictor.retraining.publish import retrain
 from test_batch_graphs import write_variants
 
 

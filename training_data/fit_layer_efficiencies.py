@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from featurize.graph.weights import frozen_from_text
 from featurize.layers import COMPUTE_CLASSES, LayerEfficiencies, evaluated_batch, layer_prior
 from predictor.stats import ape_pct
 
@@ -39,7 +40,7 @@ def _nodes(row: pd.Series, cache_dir: Path):
     path = export_onnx(row.model, row.input_shape or None, cache_dir)
     source = bind_export(Path(path), row.model, row.input_shape or None, int(row.batch_size))
     gf = featurize(source, batch_size=int(row.batch_size), precision=row.precision,
-                   frozen=[p for p in str(row.frozen).split(";") if p] or None)
+                   frozen=frozen_from_text(row.frozen))
     return gf
 
 

@@ -44,7 +44,7 @@ from featurize.graph.shapes import resolve_shapes
 from featurize.graph.torch_export import export_module, is_torch_module
 from featurize.graph.totals import Totals, graph_features, walk_notes
 from featurize.graph.views import InfoCache, LazyAttrs, tnew
-from featurize.graph.weights import CONTROL_FLOW_OPS, Weights, weight_like_inputs, weight_roots
+from featurize.graph.weights import CONTROL_FLOW_OPS, Weights, check_frozen, weight_like_inputs, weight_roots
 from featurize.ops import NodeView, OpCost, TensorInfo, handler_table, known_domains
 from featurize.ops.sequence import SEQUENCE_OPS
 from featurize.types import BYTES_PER_ELEMENT, PRECISIONS, GPUSpec, GraphFeatures, LazyNodes
@@ -86,7 +86,7 @@ def featurize(
     batch_size = None if batch_size is None else _check_batch(batch_size)
     if precision not in PRECISIONS:
         raise InvalidInputError(f"precision={precision!r} is not supported; use one of {PRECISIONS}.")
-    frozen_prefixes = _check_frozen(frozen)
+    frozen_prefixes = check_frozen(frozen)
     from_module = is_torch_module(source)  # exported here in a way that keeps BatchNorm (no inference check)
     if from_module:
         source = export_module(source, example_inputs)
@@ -146,20 +146,6 @@ def _check_batch(batch_size: Any) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise InvalidInputError(f"batch_size must be a positive int, got {batch_size!r}; pass e.g. batch_size=32.")
     return batch_size
-
-
-def _check_frozen(frozen: Any) -> tuple[str, ...]:
-    if frozen is None:
-        return ()
-    out = (frozen,) if isinstance(frozen, str) else tuple(frozen)
-    if not all(isinstance(p, str) for p in out):
-        raise InvalidInputError("frozen= must be a parameter-name prefix or a list of them (strings).")
-    if any(not p for p in out):
-        raise InvalidInputError(
-            "frozen= contains an empty prefix, which would match every parameter (nothing trained); pass the "
-            "prefixes of the frozen parameters (e.g. frozen=['backbone.']), or frozen=None to train everything."
-        )
-    return out
 
 
 def _analyse(

@@ -149,6 +149,29 @@ def weight_roots(nodes: list[NodeFields], shapes: ShapeMap, init_names: list[str
                    sum(leaf_numel[n] for n in trainable), sum(leaf_numel[n] for n in used_leaves))
 
 
+def check_frozen(frozen: Any) -> tuple[str, ...]:
+    """``frozen=`` as a tuple of parameter-name prefixes: one prefix given as a string stays one prefix (``tuple("ab")``
+    would split it into letters); None trains everything; an empty prefix (it would freeze everything) is refused."""
+    if frozen is None:
+        return ()
+    out = (frozen,) if isinstance(frozen, str) else tuple(frozen)
+    if not all(isinstance(p, str) for p in out):
+        raise InvalidInputError("frozen= must be a parameter-name prefix or a list of them (strings).")
+    if any(not p for p in out):
+        raise InvalidInputError(
+            "frozen= contains an empty prefix, which would match every parameter (nothing trained); pass the "
+            "prefixes of the frozen parameters (e.g. frozen=['backbone.']), or frozen=None to train everything."
+        )
+    return out
+
+
+def frozen_from_text(text: Any) -> list[str] | None:
+    """The ``frozen`` cell of a runs table (``"backbone.;head."``: prefixes joined by ``;``) as prefixes, None when
+    empty."""
+    parts = [p.strip() for p in str(text).split(";") if p.strip()]
+    return parts or None
+
+
 def check_frozen_matches(frozen: tuple[str, ...], param_names: Any) -> None:
     """Every frozen prefix must name at least one parameter: a typo would silently train everything."""
     unmatched = [p for p in frozen if not any(n.startswith(p) for n in param_names)]

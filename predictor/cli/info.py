@@ -54,7 +54,7 @@ def collect_info(model_dir: Path | None = None) -> dict[str, Any]:
 
 
 def _with_verdict(summary: dict[str, Any]) -> dict[str, Any]:
-    from predictor.retrain import held_out_verdict
+    from predictor.retraining.publish import held_out_verdict
 
     verdict = held_out_verdict(summary)
     return {**summary, "verdict": verdict} if verdict else dict(summary)

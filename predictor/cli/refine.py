@@ -41,7 +41,7 @@ def load_prior(path: Path, option: str = "--prior-json"):
 def load_epochs(path: Path):
     import pandas as pd
 
-    from predictor.retrain import delimiter_hint
+    from predictor.retraining.measurements import delimiter_hint
 
     if Path(path).is_dir():
         raise InvalidInputError(f"--epochs-csv {path} is a directory; give the CSV file (one row per epoch).")

@@ -1,6 +1,6 @@
 """`joulecast retrain`: fit a new model on your measured runs and print how it compares with the base model.
 
-Thin layer over :func:`predictor.retrain.retrain`; the comparison printed is the one stored in the new
+Thin layer over :func:`predictor.retraining.publish.retrain`; the comparison printed is the one stored in the new
 model's ``manifest.json`` (``"retrain"`` section).
 """
 
@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         from featurize.errors import InvalidInputError
-        from predictor.retrain import read_retrain_summary, retrain
+        from predictor.retraining.publish import read_retrain_summary, retrain
 
         if base.lower() not in ("shipped", "none"):
             raise InvalidInputError(f"--base must be 'shipped' or 'none', got {base!r}")
