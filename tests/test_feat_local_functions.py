@@ -40,7 +40,8 @@ GPT2_META = r"""
 import json, torch, transformers as tf
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
-from featurize import featurize, torch_export
+from featurize import featurize
+from featurize.graph import torch_export
 
 cfg = tf.GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=64, vocab_size=512, bos_token_id=0, eos_token_id=0)
 with torch.device("meta"):
