@@ -32,8 +32,8 @@ import math
 from dataclasses import dataclass
 
 from featurize.errors import InvalidInputError
-from featurize.physics import GRAD_BYTES_PER_PARAM as _SINGLE_GPU_GRAD_BYTES
-from featurize.physics import training_memory_bytes
+from featurize.physics.prior import GRAD_BYTES_PER_PARAM as _SINGLE_GPU_GRAD_BYTES
+from featurize.physics.prior import training_memory_bytes
 from featurize.types import GPUSpec
 
 PARALLELISMS: tuple[str, ...] = ("ddp", "fsdp")

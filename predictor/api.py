@@ -18,7 +18,7 @@ import pandas as pd
 
 from featurize.errors import GraphLoadError
 from featurize.graph.weights import check_frozen
-from featurize.precision import precision_paths
+from featurize.hardware.precision import precision_paths
 from featurize.types import GPUSpec
 from predictor.args import check_parallel_args, check_power_limit, check_run_args
 from predictor.input_cap import cap_epoch, check_input_rate
@@ -344,7 +344,7 @@ def _layers(lprior: pd.DataFrame, r: pd.Series, n_gpus: int, epochs: float) -> p
 
 def _input_capped(p: Prediction, spec: GPUSpec, rate: float, power_limit_w: float | None) -> Prediction:
     """``p`` with epochs stretched to what the loader delivers; the GPU idles while it waits."""
-    from featurize.physics import idle_power_w
+    from featurize.physics.prior import idle_power_w
 
     idle_w = idle_power_w(spec)
     if power_limit_w is not None:

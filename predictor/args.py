@@ -2,7 +2,7 @@
 CLI's ``predict`` and ``score``, which call them).
 
 Public entry points: :func:`check_run_args` (batch size, samples, epochs, validation samples, precision) and
-:func:`check_power_limit` (against the GPU's settable range, :func:`featurize.physics.power_limit_range_w`).
+:func:`check_power_limit` (against the GPU's settable range, :func:`featurize.physics.prior.power_limit_range_w`).
 A value that is not a number, not finite, or out of range raises :class:`InvalidInputError` naming the
 argument and the allowed range; nothing NaN or infinite reaches the model.
 """
@@ -81,7 +81,7 @@ def check_power_limit(power_limit_w: Any, gpu: GPUSpec) -> float | None:
     """``power_limit_w`` as a float (None = the board's default limit) when it lies in the GPU's settable range."""
     if power_limit_w is None:
         return None
-    from featurize.physics import power_limit_range_w
+    from featurize.physics.prior import power_limit_range_w
 
     lo, hi = power_limit_range_w(gpu)
     try:

@@ -2,7 +2,7 @@
 
 Public entry points: :func:`layer_breakdown` (a featurized graph + GPU + the run's predicted totals -> the
 ``layers`` DataFrame) and :func:`hotspots` (its top rows for display). The split comes from the per-layer
-physics prior (:func:`featurize.layers.layer_prior`): each node's share of the prior's step time and energy,
+physics prior (:func:`featurize.physics.layers.layer_prior`): each node's share of the prior's step time and energy,
 applied to the model's predicted totals, so the rows sum to ``Prediction.time_s`` and ``energy_j``.
 """
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from featurize.layers import LayerEfficiencies, evaluated_batch, layer_prior
-from featurize.physics import gpu_columns
+from featurize.physics.layers import LayerEfficiencies, evaluated_batch, layer_prior
+from featurize.physics.prior import gpu_columns
 from featurize.types import GPUSpec, GraphFeatures
 
 LAYER_COLUMNS = ("node", "module", "op_type", "op_class", "bound", "time_s", "energy_j", "share")
@@ -22,7 +22,7 @@ LAYER_COLUMNS = ("node", "module", "op_type", "op_class", "bound", "time_s", "en
 def layer_prior_for(gf: GraphFeatures, gpu: GPUSpec, *, precision: str, batch_size: int,
                     power_limit_w: float | None = None, precision_fallback: bool = False,
                     efficiencies: LayerEfficiencies | None = None) -> pd.DataFrame:
-    """:func:`featurize.layers.layer_prior` of a featurized graph (one optimizer step)."""
+    """:func:`featurize.physics.layers.layer_prior` of a featurized graph (one optimizer step)."""
     return layer_prior(gf.nodes, gpu_columns(gpu, precision, fallback=precision_fallback), batch_size=batch_size,
                        backward_ratio=gf.flops_backward / max(gf.flops_forward, 1.0),
                        trainable_params=float(gf.trainable_params),

@@ -7,7 +7,7 @@ Public entry points:
   refused) -> the typed manifest schema (:mod:`predictor.artifact`) -> compatible package range -> parses the LightGBM text (:class:`TreeEnsemble`, numpy inference). Cached per directory (and file mtimes).
   Any problem raises :class:`featurize.errors.ModelArtifactError` naming the file and the fix.
 * :func:`feature_frame` — graph feature rows x GPU specs -> the model's feature matrix + prior
-  columns (one code path for training and inference; physics from :mod:`featurize.physics`).
+  columns (one code path for training and inference; physics from :mod:`featurize.physics.prior`).
 * :func:`predict_frame` — vectorised prediction: one LightGBM call per booster for all rows.
 * :class:`LoadedModel` — manifest + boosters.
 
@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 
 from featurize.errors import InvalidInputError, ModelArtifactError
-from featurize.physics import FEATURE_NAMES, PRIOR_NAMES, gpu_columns, physics_arrays
-from featurize.precision import precision_paths
+from featurize.physics.prior import FEATURE_NAMES, PRIOR_NAMES, gpu_columns, physics_arrays
+from featurize.hardware.precision import precision_paths
 from predictor.artifact import hash_file, stamp, validate_manifest, verify  # noqa: F401 - hash_file re-exported
 from featurize.types import GPUSpec
 
@@ -178,8 +178,8 @@ class LoadedModel:
     """The model's :class:`predictor.spec.PriorSpec` (``prior_spec.json``), verified against the running code."""
 
     def layer_efficiencies(self) -> Any:
-        """The per-layer efficiencies the model carries (``featurize.layers.LayerEfficiencies``)."""
-        from featurize.layers import LayerEfficiencies
+        """The per-layer efficiencies the model carries (``featurize.physics.layers.LayerEfficiencies``)."""
+        from featurize.physics.layers import LayerEfficiencies
 
         if self.prior is None:
             return LayerEfficiencies()
@@ -257,7 +257,7 @@ def check_manifest(manifest: Any, where: Path) -> dict[str, Any]:
     unknown = [f for f in [*manifest["features"], *(local or {}).get("features", [])] if f not in FEATURE_NAMES]
     if unknown:
         raise ModelArtifactError(f"{where}: features {unknown} are not computed by this joulecast "
-                                 "(featurize.physics); upgrade joulecast or retrain the model.")
+                                 "(featurize.physics.prior); upgrade joulecast or retrain the model.")
     installed = _package_version()
     if installed is not None:
         from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -471,7 +471,7 @@ def _as_rows(value: Any, n: int, name: str) -> np.ndarray:
 
 def gpu_rows(gpus: GPUSpec | Sequence[GPUSpec], precision: Any, n: int,
              fallback: bool = False) -> dict[str, np.ndarray]:
-    """:func:`featurize.physics.gpu_columns` for each row (one spec for all rows or one per row); ``fallback``
+    """:func:`featurize.physics.prior.gpu_columns` for each row (one spec for all rows or one per row); ``fallback``
     runs a precision a GPU cannot run as frameworks fall back instead of raising."""
     specs = [gpus] * n if isinstance(gpus, GPUSpec) else list(gpus)
     if len(specs) != n:
@@ -496,7 +496,7 @@ def feature_frame(
     power_limit_w: Any = None,
     precision_fallback: bool = False,
 ) -> pd.DataFrame:
-    """Physics features (:data:`featurize.physics.FEATURE_NAMES` + prior columns), one row per graph row."""
+    """Physics features (:data:`featurize.physics.prior.FEATURE_NAMES` + prior columns), one row per graph row."""
     n = len(graph_rows)
     gcols = gpu_rows(gpus, precision, n, precision_fallback)
     pl = None if power_limit_w is None else _as_rows(power_limit_w, n, "power_limit_w").astype(float)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from featurize.physics import default_power_limit_w, power_limit_range_w
+from featurize.physics.prior import default_power_limit_w, power_limit_range_w
 from featurize.power_cap import DEFAULT_CURVE, PowerCapCurve, apply_power_cap
 from featurize.power_cap import optimal_power_limit_w as _optimal
 from featurize.types import GPUSpec

@@ -29,7 +29,7 @@ class Prediction:
         log_sigma: standard deviation of log(energy) implied by the interval (used by ``refine``).
         refinement: filled in by ``refine``: epochs measured, warm-up epochs, stable start, ...
         memory_bytes: peak GPU memory of one training step (weights, gradients, Adam state, activations x
-            batch, workspace; :func:`featurize.physics.training_memory_bytes`), bytes; None when unknown.
+            batch, workspace; :func:`featurize.physics.prior.training_memory_bytes`), bytes; None when unknown.
         fits: whether ``memory_bytes`` fits in the GPU's memory (None when unknown); when it does not,
             ``warnings`` names the largest batch that fits.
         optimal_power_limit_w: the power limit (W) that minimises the run's energy while it slows down by at most
@@ -39,7 +39,7 @@ class Prediction:
         layers: per-layer breakdown (pandas DataFrame, one row per node plus the optimizer update and the
             step overhead: ``node, module, op_type, op_class, bound, time_s, energy_j, share``; ``module`` is the
             module path the node's parameter names carry, e.g. ``layers.3.conv1``, else ""): the run's
-            ``time_s`` / ``energy_j`` split by the per-layer physics prior (:mod:`featurize.layers`); ``share``
+            ``time_s`` / ``energy_j`` split by the per-layer physics prior (:mod:`featurize.physics.layers`); ``share``
             is the node's share of the energy. None when not computed (``predict_many``). With several GPUs
             a ``communication`` row holds the collectives' time and energy the compute does not hide.
         n_gpus: GPUs training data-parallel on one node (1 = a single GPU); ``time_s`` is wall clock,

@@ -114,7 +114,7 @@ def feature_probe() -> dict[str, dict[str, float]]:
     import warnings
 
     from featurize import lookup_gpu
-    from featurize.physics import physics_features
+    from featurize.physics.prior import physics_features
 
     out = {}
     with warnings.catch_warnings():
@@ -127,12 +127,12 @@ def feature_probe() -> dict[str, dict[str, float]]:
 
 def current_spec(*, efficiencies: Any = None, source_corrections: dict[str, Any] | None = None,
                  note: str = "", power_cap: Any = None) -> PriorSpec:
-    """The running code's prior (``efficiencies``: a ``featurize.layers.LayerEfficiencies``; ``power_cap``: a
+    """The running code's prior (``efficiencies``: a ``featurize.physics.layers.LayerEfficiencies``; ``power_cap``: a
     ``featurize.power_cap.PowerCapCurve``; None = defaults)."""
-    import featurize.physics as physics
-    from featurize.layers import TILE_ELEMENTS, LayerEfficiencies
+    import featurize.physics.prior as physics
+    from featurize.physics.layers import TILE_ELEMENTS, LayerEfficiencies
     from featurize.power_cap import DEFAULT_CURVE
-    from featurize.precision import PRECISION_SEMANTICS
+    from featurize.hardware.precision import PRECISION_SEMANTICS
 
     eff = (efficiencies or LayerEfficiencies()).to_dict()
     return PriorSpec(
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     mpath = args.model_dir / "manifest.json"
     manifest = json.loads(mpath.read_text(encoding="utf-8"))
     if args.write:
-        from featurize.layers import LayerEfficiencies
+        from featurize.physics.layers import LayerEfficiencies
         from predictor.model import hash_file
 
         old = read_spec(args.model_dir) if (args.model_dir / SPEC_FILE).is_file() else None

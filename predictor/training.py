@@ -12,7 +12,7 @@ Public entry points (``retrain`` reuses them):
   built from ``../shared/data`` by ``python -m training_data.build_table`` and is never committed or shipped.
 
 Design (see :data:`SHIPPED_DESIGN` and ``models/MODEL_CARD.md``): two LightGBM regressors on log residuals
-over the physics prior of :mod:`featurize.physics` -- ``log(time_per_sample / t_phys)`` and
+over the physics prior of :mod:`featurize.physics.prior` -- ``log(time_per_sample / t_phys)`` and
 ``log(avg_power / p_phys)`` -- energy = power x time. The ``energy`` design (one regressor on
 ``log(energy_per_sample / e_phys)``) is the alternative the CV compares against. A retrain keeps its base
 model's design and fits :data:`DEFAULT_FEATURES` (= :data:`SHIPPED_FEATURES`). A second, seen-configuration stage
@@ -48,8 +48,8 @@ import pandas as pd
 
 from featurize.errors import SchemaError
 from featurize.types import GPUSpec
-from featurize.physics import FEATURE_NAMES
-from featurize.precision import precision_paths
+from featurize.physics.prior import FEATURE_NAMES
+from featurize.hardware.precision import precision_paths
 from predictor.spec import current_spec, write_spec
 from predictor.artifact import seal
 from predictor.model import (
@@ -193,7 +193,7 @@ ROW_FOLDS = "row_fold"
 """Pseudo grouping for :func:`grouped_cv`: rows assigned at random to :data:`N_ROW_FOLDS` folds (seeded)."""
 N_ROW_FOLDS = 5
 PATH_COL = "_precision_path"
-"""Rows' precision as the prior runs it (:attr:`featurize.precision.PrecisionPaths.key`): the key of the
+"""Rows' precision as the prior runs it (:attr:`featurize.hardware.precision.PrecisionPaths.key`): the key of the
 seen-configuration stage's (GPU, precision) pairs, so tf32 on a V100 (no TF32: run as fp32) and fp32 are one pair."""
 CALIBRATE_COL = "calibrate_gpu"
 """Rows with this column True (``retrain``: the user's own runs) get a per-GPU calibration offset."""
@@ -855,7 +855,7 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 
 
 def _physics_constants() -> dict[str, float]:
-    from featurize import physics
+    from featurize.physics import prior as physics
 
     return {k: getattr(physics, k) for k in ("LAUNCH_S", "KERNELS_PER_NODE", "OPT_BYTES_PER_PARAM", "STEP_OVERHEAD_S",
                                              "COMPUTE_EFFICIENCY",
@@ -1014,7 +1014,7 @@ def write_card(model_dir: Path) -> None:
 
 def _base_efficiencies(model_dir: Path) -> Any:
     """The per-layer efficiencies a model directory's prior spec carries (None without a readable spec)."""
-    from featurize.layers import LayerEfficiencies
+    from featurize.physics.layers import LayerEfficiencies
     from predictor.spec import SPEC_FILE, read_spec
 
     if not (model_dir / SPEC_FILE).is_file():
@@ -1046,7 +1046,7 @@ def main(argv: list[str] | None = None) -> int:
         base.get("metrics", {}).pop("cv", None)
     eff = None
     if args.layer_efficiencies:
-        from featurize.layers import LayerEfficiencies
+        from featurize.physics.layers import LayerEfficiencies
 
         eff = LayerEfficiencies(**json.loads(Path(args.layer_efficiencies).read_text(encoding="utf-8")))
     elif base is not None:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from featurize.errors import InvalidInputError
-from featurize.physics import training_memory_bytes
+from featurize.physics.prior import training_memory_bytes
 from predictor import advise, predict
 from predictor.advice.advise import tie_note
 from predictor.prices import price_table

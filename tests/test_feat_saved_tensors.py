@@ -124,7 +124,7 @@ def test_activation_bytes_match_pytorchs_saved_tensors(name):
 
 
 def test_memory_bytes_carry_the_activations_times_the_batch():
-    from featurize.physics import training_memory_bytes
+    from featurize.physics.prior import training_memory_bytes
     from predictor import predict
 
     from conftest import RESNET18

@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from featurize import featurize, lookup_gpu
-from featurize.physics import WORKSPACE_BYTES, largest_batch_that_fits, training_memory_bytes
+from featurize.physics.prior import WORKSPACE_BYTES, largest_batch_that_fits, training_memory_bytes
 from predictor import Prediction, predict, refine
 
 RESNET50 = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / "light_resnet50.onnx"

@@ -11,7 +11,7 @@ import pytest
 
 from featurize.errors import ModelArtifactError
 from predictor.artifact import seal
-from featurize.physics import COMPUTE_EFFICIENCY, TENSOR_CORE_EFFICIENCY, physics_features
+from featurize.physics.prior import COMPUTE_EFFICIENCY, TENSOR_CORE_EFFICIENCY, physics_features
 from predictor.model import load_model, predict_frame
 from predictor.training import (
     CALIBRATE_COL,

@@ -3,7 +3,7 @@ fitted on the selection the code ships (a changed selection without a refit fail
 
 import json
 
-from featurize.physics import FEATURE_NAMES
+from featurize.physics.prior import FEATURE_NAMES
 from predictor.model import MANIFEST, shipped_model_dir
 from predictor.training import LOCAL_FEATURES, MONOTONE, SHIPPED_FEATURES
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from featurize import featurize, lookup_gpu
-from featurize.precision import precision_paths
+from featurize.hardware.precision import precision_paths
 from predictor import predict
 from predictor.layers import layer_prior_for
 from tests._graphs import gpt_onnx

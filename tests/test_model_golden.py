@@ -34,7 +34,7 @@ def test_shipped_model_loads_and_verifies():
                 if p.suffix in (".parquet", ".csv", ".feather") and p.name != reference]
     # the novelty reference holds configuration descriptors only: physics features computed from the graph, the
     # GPU's specifications and the batch size, standardised; no measured energy, time or power
-    from featurize.physics import FEATURE_NAMES
+    from featurize.physics.prior import FEATURE_NAMES
 
     header = (m.path / reference).read_text().splitlines()[0].split(",")
     assert header == m.manifest["intervals"]["novelty"]["features"] and set(header) <= set(FEATURE_NAMES)

@@ -1,4 +1,4 @@
-"""Per-layer physics prior (featurize.layers) and per-layer answers (Prediction.layers, predict --layers)."""
+"""Per-layer physics prior (featurize.physics.layers) and per-layer answers (Prediction.layers, predict --layers)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from featurize import GPUSpec, featurize
-from featurize.layers import TILE_ELEMENTS, LayerEfficiencies, evaluated_batch, layer_prior, wave_efficiency
-from featurize.physics import KERNELS_PER_NODE, LAUNCH_S, OPT_BYTES_PER_PARAM, STEP_OVERHEAD_S, gpu_columns
+from featurize.physics.layers import TILE_ELEMENTS, LayerEfficiencies, evaluated_batch, layer_prior, wave_efficiency
+from featurize.physics.prior import KERNELS_PER_NODE, LAUNCH_S, OPT_BYTES_PER_PARAM, STEP_OVERHEAD_S, gpu_columns
 
 from _graphs import RESNET50, gpt_onnx
 

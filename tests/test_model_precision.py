@@ -1,4 +1,4 @@
-"""Precision as frameworks run it (featurize.precision) and form factors as the prior prices them."""
+"""Precision as frameworks run it (featurize.hardware.precision) and form factors as the prior prices them."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from featurize import lookup_gpu
 from featurize.errors import InvalidInputError, UnsupportedPrecisionError
 from featurize.hardware.table import form_factor_power_ratio, gpu_table
-from featurize.physics import clock_factor, gpu_columns
-from featurize.precision import has_path, precision_paths, supported_precisions
+from featurize.physics.prior import clock_factor, gpu_columns
+from featurize.hardware.precision import has_path, precision_paths, supported_precisions
 
 ALL = ("fp32", "tf32", "fp16", "bf16", "fp8")
 

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-import featurize.physics as physics
-import featurize.precision as precision
+import featurize.physics.prior as physics
+import featurize.hardware.precision as precision
 from featurize.errors import ModelArtifactError
 from predictor.artifact import seal
 from predictor.model import MANIFEST, hash_file, load_model, shipped_model_dir

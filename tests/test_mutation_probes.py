@@ -17,7 +17,7 @@ from featurize.types import GPUSpec
 from predictor import Prediction, predict, refine
 from predictor.refinement.params import PARAMS, RefineParams
 
-physics = importlib.import_module("featurize.physics")
+physics = importlib.import_module("featurize.physics.prior")
 model_mod = importlib.import_module("predictor.model")
 
 GPU = GPUSpec(name="T", vendor="NVIDIA", architecture="x", tdp_w=300.0, peak_fp32_flops=10e12,

@@ -11,7 +11,7 @@ import pytest
 
 from featurize import featurize, lookup_gpu
 from featurize.errors import InvalidInputError
-from featurize.physics import power_limit_range_w
+from featurize.physics.prior import power_limit_range_w
 from featurize.power_cap import DEFAULT_CURVE, PowerCapCurve, apply_power_cap, optimal_power_limit_w
 from predictor import predict
 from predictor.model import predict_frame

@@ -10,7 +10,7 @@ import pytest
 from conftest import RESNET18 as _RESNET18
 from featurize import lookup_gpu
 from featurize.errors import InvalidInputError
-from featurize.physics import power_limit_range_w
+from featurize.physics.prior import power_limit_range_w
 from predictor import predict, predict_many
 from predictor.cli import main
 

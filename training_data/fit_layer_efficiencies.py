@@ -6,7 +6,7 @@ Usage::
         [--out training_data/table/layer_efficiencies.json]
 
 Each distinct graph of the table (model, input shape, precision, frozen) is featurized once (its node table is per
-sample); every row's per-layer prior step time (:func:`featurize.layers.layer_prior`) is then a function of three
+sample); every row's per-layer prior step time (:func:`featurize.physics.layers.layer_prior`) is then a function of three
 multipliers -- convolution compute, GEMM (matmul / attention / recurrent) compute, DRAM bandwidth efficiency
 (all memory classes, at most 1) -- fitted by minimising the mean |log(measured / prior)| time over rows, each source weighted equally
 (Nelder-Mead on the logs). Leave-one-GPU-out folds refit on the other GPUs and report the held-out median error
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from featurize.graph.weights import frozen_from_text
-from featurize.layers import COMPUTE_CLASSES, LayerEfficiencies, evaluated_batch, layer_prior
+from featurize.physics.layers import COMPUTE_CLASSES, LayerEfficiencies, evaluated_batch, layer_prior
 from predictor.stats import ape_pct
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def _nodes(row: pd.Series, cache_dir: Path):
 def step_parts(table: pd.DataFrame, cache_dir: Path) -> list[pd.DataFrame]:
     """Per row: the per-layer prior at unit efficiencies (compute and memory times per node, for refitting)."""
     from featurize import lookup_gpu
-    from featurize.physics import gpu_columns
+    from featurize.physics.prior import gpu_columns
 
     unit = LayerEfficiencies(compute={c: 1.0 for c in COMPUTE_CLASSES},
                              memory={c: 1.0 for c in LayerEfficiencies().memory})

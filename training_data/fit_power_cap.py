@@ -7,7 +7,7 @@ Usage::
 
 Each Zeus configuration (GPU, workload, batch size, optimizer) was profiled at every power limit of its GPU; the
 highest is the card's default. From the measured default point (time ``t0``, average power ``p0``) and the prior's
-split of the step (:func:`featurize.physics.physics_arrays`: arithmetic, DRAM and overhead time, uncapped), the
+split of the step (:func:`featurize.physics.prior.physics_arrays`: arithmetic, DRAM and overhead time, uncapped), the
 curve forecasts every lower cap; the constants minimise the mean |log(forecast / measured)| energy over the capped
 points, each GPU weighted equally (grid search). Leave-one-GPU-out: refit on the other GPUs, score the held-out
 one (the figures printed, and written with the constants). The forecast starts from the *measured* default point,
@@ -39,7 +39,7 @@ MIN_CLOCK = 0.2
 def sweep_points(table: pd.DataFrame) -> pd.DataFrame:
     """Zeus rows with their configuration's default point (``t0_s``, ``p0_w``) and the prior's uncapped split."""
     from featurize import lookup_gpu
-    from featurize.physics import gpu_columns, physics_arrays
+    from featurize.physics.prior import gpu_columns, physics_arrays
 
     z = table[table["source"] == "zeus"].copy()
     z["config"] = z["run_id"].str.replace(r"/pl[0-9.]+$", "", regex=True)

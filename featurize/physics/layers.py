@@ -17,7 +17,7 @@ Per node, for one optimizer step of ``batch_size`` samples::
     t_node    = max(t_compute, t_memory) + KERNELS_PER_NODE x LAUNCH_S            (nodes that launch kernels)
     wave_efficiency = tiles / (ceil(tiles / SMs) x SMs),  tiles = ceil(output elements / TILE_ELEMENTS)
 
-``rate(path)`` is :func:`featurize.physics.path_rate` on the path :mod:`featurize.precision` gives the class
+``rate(path)`` is :func:`featurize.physics.prior.path_rate` on the path :mod:`featurize.hardware.precision` gives the class
 (convolutions on the convolution path, GEMMs -- matmul, attention, recurrent -- on the GEMM path, everything else
 on the FP32 vector units). The optimizer update streams ``OPT_BYTES_PER_PARAM`` bytes per trainable parameter;
 the step overhead is ``STEP_OVERHEAD_S``. Power per node: ``idle + (cap - idle) x sqrt(busy)`` with busy the
@@ -52,7 +52,7 @@ TILE_ELEMENTS = 128 * 128
 class LayerEfficiencies:
     """Achievable fraction of the path's rate (compute) and of DRAM bandwidth (memory) per prior op class.
 
-    Compute efficiencies multiply :func:`featurize.physics.path_rate` (which already holds the whole-graph
+    Compute efficiencies multiply :func:`featurize.physics.prior.path_rate` (which already holds the whole-graph
     COMPUTE_EFFICIENCY / TENSOR_CORE_EFFICIENCY); 1.0 = the whole-graph rate."""
 
     compute: dict[str, float] = field(default_factory=lambda: {"conv": 1.0, "gemm": 1.0, "attention": 1.0})
@@ -79,7 +79,7 @@ def wave_efficiency(output_elements: np.ndarray, sm_count: float) -> np.ndarray:
 
 
 def _class_rates(gpu: Mapping[str, float], cls: np.ndarray, eff: LayerEfficiencies) -> np.ndarray:
-    from featurize.physics import path_rate
+    from featurize.physics.prior import path_rate
 
     fp32 = float(gpu["peak_fp32_flops"])
     gemm = float(path_rate(np.float64(gpu["peak_flops"]), np.float64(gpu["tensor_precision"]), np.float64(fp32)))
@@ -105,7 +105,7 @@ def layer_prior(nodes: pd.DataFrame, gpu: Mapping[str, float], *, batch_size: in
     Args:
         nodes: ``GraphFeatures.nodes`` (``flops``, ``bytes_read``, ``bytes_written``, ``op_class`` at the
             evaluated batch ``eval_batch``: :func:`evaluated_batch`).
-        gpu: :func:`featurize.physics.gpu_columns` of the GPU and precision.
+        gpu: :func:`featurize.physics.prior.gpu_columns` of the GPU and precision.
         batch_size: samples per optimizer step.
         backward_ratio: the graph's backward / forward FLOPs (0 for a fully frozen graph).
         trainable_params: parameters the optimizer updates.
@@ -117,7 +117,7 @@ def layer_prior(nodes: pd.DataFrame, gpu: Mapping[str, float], *, batch_size: in
         time_s, power_w, energy_j, bound`` per optimizer step; the last two rows are ``optimizer update`` and
         ``step overhead``.
     """
-    from featurize.physics import KERNELS_PER_NODE, LAUNCH_S, OPT_BYTES_PER_PARAM, STEP_OVERHEAD_S
+    from featurize.physics.prior import KERNELS_PER_NODE, LAUNCH_S, OPT_BYTES_PER_PARAM, STEP_OVERHEAD_S
 
     if batch_size < 1:
         raise InvalidInputError(f"batch_size={batch_size!r} must be >= 1")
