@@ -344,7 +344,7 @@ def _layers(lprior: pd.DataFrame, r: pd.Series, n_gpus: int, epochs: float) -> p
 
 def _input_capped(p: Prediction, spec: GPUSpec, rate: float, power_limit_w: float | None) -> Prediction:
     """``p`` with epochs stretched to what the loader delivers; the GPU idles while it waits."""
-    from featurize.physics.prior import idle_power_w
+    from featurize.hardware.names import idle_power_w
 
     idle_w = idle_power_w(spec)
     if power_limit_w is not None:

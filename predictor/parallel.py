@@ -135,7 +135,7 @@ def data_parallel_frame(pred: pd.DataFrame, graph_rows: pd.DataFrame, specs: GPU
     Replaces the time, energy, power and interval columns (wall clock; every GPU's energy; power per GPU) and
     adds ``n_gpus``, ``comm_s`` (collectives per step), ``exposed_comm_s`` (not hidden, with the sync cost) and
     ``speedup`` (over one GPU at the same per-GPU batch)."""
-    from featurize.physics.prior import idle_power_w
+    from featurize.hardware.names import idle_power_w
 
     specs = [specs] * len(pred) if isinstance(specs, GPUSpec) else list(specs)
     out = pred.copy()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from featurize import lookup_gpu
-from featurize.physics.prior import idle_power_w
+from featurize.hardware.names import idle_power_w
 from predictor.model import MANIFEST, shipped_model_dir
 
 sys.path.insert(0, str(Path(__file__).parent))

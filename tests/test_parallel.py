@@ -237,7 +237,7 @@ def test_a_slow_loader_idles_every_gpu():
     free = _run(n_gpus=4)
     capped = _run(n_gpus=4, input_samples_per_s=free.samples_per_epoch / free.time_per_epoch_s / 2)
     assert capped.time_s == pytest.approx(2 * free.time_s, rel=1e-6)
-    from featurize.physics.prior import idle_power_w
+    from featurize.hardware.names import idle_power_w
 
     idle_w = idle_power_w(_gpu("H100-SXM5-80GB"))  # 70 W
     assert capped.energy_j == pytest.approx(free.energy_j + 4 * idle_w * free.time_s, rel=1e-3)

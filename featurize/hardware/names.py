@@ -1,5 +1,5 @@
 """GPU names: the normalised comparison key, the brand words it drops, and the rules every part of the hardware
-layer shares (tensor-peak fields, the idle-power rule, the ambiguity warning).
+layer shares (tensor-peak fields, the idle-power rule and :func:`idle_power_w`, the ambiguity warning).
 
 Normalisation (:func:`normalize_gpu_name`): lower case; vendor/brand words (NVIDIA, GeForce, Tesla, Quadro,
 AMD, Instinct, Radeon) and filler ("Generation", "Graphics") dropped; letters and digits split apart; the
@@ -10,6 +10,7 @@ remaining tokens compared as a sorted multiset, so word order and spaces/hyphens
 from __future__ import annotations
 
 import re
+from typing import Any
 
 IDLE_POWER_FRACTION_OF_TDP = 0.10
 """Rule for ``idle_power_w`` where no measured NVML idle figure is known (see data/GPUS.md)."""
@@ -19,6 +20,11 @@ DROP_WORDS = frozenset(
 )
 """Vendor/brand words and filler that never tell two GPUs apart."""
 TENSOR_FIELDS = ("peak_tf32_tensor_flops", "peak_fp16_tensor_flops", "peak_bf16_tensor_flops", "peak_fp8_tensor_flops")
+
+
+def idle_power_w(gpu: Any) -> float:
+    """The GPU's idle power, W: its table value, else :data:`IDLE_POWER_FRACTION_OF_TDP` x TDP."""
+    return float(gpu.idle_power_w) if gpu.idle_power_w else IDLE_POWER_FRACTION_OF_TDP * float(gpu.tdp_w)
 
 
 class AmbiguousGPUWarning(UserWarning):

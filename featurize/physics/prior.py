@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from featurize.errors import InvalidInputError
+from featurize.hardware.names import idle_power_w
 from featurize.hardware.precision import path_peak, precision_paths
 from featurize.types import BYTES_PER_ELEMENT, GPUSpec
 
@@ -141,16 +142,6 @@ def power_limit_range_w(gpu: GPUSpec) -> tuple[float, float]:
 def default_power_limit_w(gpu: GPUSpec) -> float:
     """The power limit a board runs at unless set: nvidia-smi's Default Power Limit where known, else the TDP."""
     return float(gpu.power_limit_default_w) if gpu.power_limit_default_w else float(gpu.tdp_w)
-
-
-
-IDLE_FRACTION_OF_TDP = 0.1
-"""Idle power of a GPU whose datasheet row gives none, as a fraction of its TDP."""
-
-
-def idle_power_w(gpu: GPUSpec) -> float:
-    """The GPU's idle power, W: its table value, else :data:`IDLE_FRACTION_OF_TDP` x TDP."""
-    return float(gpu.idle_power_w) if gpu.idle_power_w else IDLE_FRACTION_OF_TDP * float(gpu.tdp_w)
 
 
 def clock_factor(gpu: GPUSpec) -> float:
