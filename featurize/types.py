@@ -20,6 +20,15 @@ PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8")
 BYTES_PER_ELEMENT: dict[str, int] = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 2}
 
 
+def check_precision(precision: Any) -> str:
+    """``precision`` when it is one of :data:`PRECISIONS`; else the one error every entry point gives."""
+    if precision not in PRECISIONS:
+        from featurize.errors import InvalidInputError
+
+        raise InvalidInputError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}.")
+    return precision
+
+
 @dataclass(frozen=True)
 class GPUSpec:
     """One accelerator's specification. FLOP/s figures are dense (no structured sparsity).

@@ -14,7 +14,7 @@ import numbers
 from typing import Any
 
 from featurize.errors import InvalidInputError
-from featurize.types import PRECISIONS, GPUSpec
+from featurize.types import GPUSpec, check_precision
 
 MAX_BATCH_SIZE = 2**24
 """Largest batch accepted (16.8 M samples per step: far above any single-node training batch)."""
@@ -29,6 +29,14 @@ MAX_TOKENS = 1e16
 
 def _fmt(x: float) -> str:
     return f"{x:,.0f}" if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
+def training_sample_equivalents(samples_per_epoch: Any, val_samples: Any, flops_forward: Any = 1.0,
+                                flops_train: Any = 3.0) -> Any:
+    """Training-sample equivalents of an epoch: ``samples + val_samples x flops_forward / flops_train`` (a
+    validation sample costs a forward pass only; without a graph the forward pass is a third of a training step).
+    Numbers or arrays; the one per-sample convention of predictions, retraining rows and the training table."""
+    return samples_per_epoch + val_samples * flops_forward / flops_train
 
 
 def check_number(name: str, value: Any, *, lo: float, hi: float, integer: bool, lo_open: bool = False) -> float:
@@ -60,8 +68,7 @@ def check_run_args(*, batch_size: Any, samples_per_epoch: Any, epochs: Any, val_
         check_number("samples_per_epoch", samples_per_epoch, lo=1, hi=MAX_SAMPLES, integer=True)
     check_number("epochs", epochs, lo=0, hi=MAX_EPOCHS, integer=False, lo_open=True)
     check_number("val_samples", val_samples, lo=0, hi=MAX_SAMPLES, integer=True)
-    if precision not in PRECISIONS:
-        raise InvalidInputError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}.")
+    check_precision(precision)
 
 
 def check_parallel_args(n_gpus: Any, parallelism: Any) -> tuple[int, str]:

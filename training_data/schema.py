@@ -5,11 +5,11 @@ Public entry points:
 * :data:`RUN_COLUMNS` -- ordered ``{column: dtype}`` of the run schema (documented in ``training_data/README.md``).
 * :func:`validate_runs` -- coerce a DataFrame to the schema or raise :class:`featurize.errors.SchemaError` naming the
   origin (file or source), the column and the row.
-* :func:`training_sample_equivalents` -- the per-sample convention shared with the model pipeline.
 
-Per-sample convention: a validation pass costs a forward pass only, so an epoch that includes validation counts
-``samples_per_epoch + val_samples * flops_forward / flops_train`` *training-sample equivalents*. Converters fill
-``energy_per_sample_j`` with the default ratio :data:`DEFAULT_FORWARD_TRAIN_RATIO` (1/3); ``build_table`` recomputes it
+Per-sample convention (:func:`predictor.args.training_sample_equivalents`): a validation pass costs a forward pass
+only, so an epoch that includes validation counts ``samples_per_epoch + val_samples * flops_forward / flops_train``
+*training-sample equivalents*. Converters fill
+``energy_per_sample_j`` with the default ratio (a forward pass is a third of a training step); ``build_table`` recomputes it
 with the graph's own ``g_flops_forward / g_flops_train``. Sources whose epochs exclude validation use ``val_samples = 0``.
 
 Time-only rows (throughput sources: ``lambda_dlbench``, ``nvidia_dle``, ``mlperf_training``) leave every energy and
@@ -34,8 +34,6 @@ from predictor.units import QUANTITY_PATTERN as _QUANTITY
 from predictor.units import UNIT_FACTORS
 
 SCHEMA_VERSION = 1
-DEFAULT_FORWARD_TRAIN_RATIO = 1.0 / 3.0
-"""Forward FLOPs / training FLOPs used before a graph is featurized (forward 1x, backward ~2x)."""
 
 RUN_COLUMNS: dict[str, str] = {
     "source": "string",  # seaa2023, delrey, zeus, mayaki, user, ...
@@ -260,9 +258,3 @@ def validate_runs(df: pd.DataFrame, *, origin: str, check_gpus: bool = True) -> 
         _check_gpus(out["gpu"], origin)
     extra = [c for c in out.columns if c not in RUN_COLUMNS]
     return out[list(RUN_COLUMNS) + extra]
-
-
-def training_sample_equivalents(samples_per_epoch, val_samples, forward_train_ratio=DEFAULT_FORWARD_TRAIN_RATIO):
-    """Training-sample equivalents of one epoch: ``samples + val_samples * flops_forward / flops_train``."""
-    return np.asarray(samples_per_epoch, dtype="float64") + np.asarray(val_samples, dtype="float64") * np.asarray(
-        forward_train_ratio, dtype="float64")

@@ -47,7 +47,7 @@ from featurize.graph.views import InfoCache, LazyAttrs, tnew
 from featurize.graph.weights import CONTROL_FLOW_OPS, Weights, check_frozen, weight_like_inputs, weight_roots
 from featurize.ops import NodeView, OpCost, TensorInfo, handler_table, known_domains
 from featurize.ops.sequence import SEQUENCE_OPS
-from featurize.types import BYTES_PER_ELEMENT, PRECISIONS, GPUSpec, GraphFeatures, LazyNodes
+from featurize.types import BYTES_PER_ELEMENT, GPUSpec, GraphFeatures, LazyNodes, check_precision
 
 __all__ = ["featurize"]
 
@@ -84,8 +84,7 @@ def featurize(
         GraphLoadError, UnboundDimensionError, InvalidInputError (all ``JoulecastError``).
     """
     batch_size = None if batch_size is None else _check_batch(batch_size)
-    if precision not in PRECISIONS:
-        raise InvalidInputError(f"precision={precision!r} is not supported; use one of {PRECISIONS}.")
+    check_precision(precision)
     frozen_prefixes = check_frozen(frozen)
     from_module = is_torch_module(source)  # exported here in a way that keeps BatchNorm (no inference check)
     if from_module:

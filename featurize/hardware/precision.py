@@ -31,8 +31,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from featurize.errors import InvalidInputError, UnsupportedPrecisionError
-from featurize.types import PRECISIONS, GPUSpec
+from featurize.errors import UnsupportedPrecisionError
+from featurize.types import PRECISIONS, GPUSpec, check_precision
 
 PRECISION_SEMANTICS: dict[str, str] = {
     "fp32": "PyTorch defaults: matmuls in FP32 on CUDA cores; convolutions take TF32 tensor cores where the "
@@ -124,8 +124,7 @@ def precision_paths(gpu: GPUSpec, precision: str, *, fallback: bool = False) -> 
         InvalidInputError: unknown precision name.
         UnsupportedPrecisionError: the framework refuses ``precision`` on ``gpu`` and ``fallback`` is False.
     """
-    if precision not in PRECISIONS:
-        raise InvalidInputError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}.")
+    check_precision(precision)
     if precision == "fp32":
         tf32 = path_peak(gpu, "tf32")
         # cuDNN takes TF32 for convolutions where the GPU has TF32 tensor cores above its FP32 rate (not

@@ -13,6 +13,7 @@ import pandas as pd
 
 from featurize.errors import SchemaError
 from featurize.graph.weights import frozen_from_text
+from predictor.args import training_sample_equivalents
 from predictor.retraining.measurements import cell_row_label
 from predictor.units import row_label
 
@@ -59,7 +60,8 @@ def featurize_measurements(
 
 def to_training_rows(df: pd.DataFrame, gfeats: pd.DataFrame) -> pd.DataFrame:
     """Validated user runs + graph features -> rows in the training-table schema (``source = "user"``)."""
-    equiv = df["samples_per_epoch"] + df["val_samples"] * gfeats["g_flops_forward"] / gfeats["g_flops_train"]
+    equiv = training_sample_equivalents(df["samples_per_epoch"], df["val_samples"], gfeats["g_flops_forward"],
+                                        gfeats["g_flops_train"])
     e_epoch = df["energy_j"] / df["epochs"]
     t_epoch = df["time_s"] / df["epochs"]
     rows = pd.DataFrame(

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from training_data.schema import DEFAULT_FORWARD_TRAIN_RATIO, training_sample_equivalents, validate_runs
+from predictor.args import training_sample_equivalents
+from training_data.schema import validate_runs
 from training_data.sources import read_csv
 
 SOURCE = "delrey"
@@ -80,5 +81,5 @@ def load(shared_dir: Path) -> pd.DataFrame:
     })
     df["time_per_epoch_s"] = df["energy_per_epoch_j"] / df["avg_power_w"]
     df["energy_per_sample_j"] = df["energy_per_epoch_j"] / training_sample_equivalents(
-        df["samples_per_epoch"], df["val_samples"], DEFAULT_FORWARD_TRAIN_RATIO)
+        df["samples_per_epoch"].astype(float), df["val_samples"].astype(float))
     return validate_runs(df, origin=str(path))

@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 
 from featurize.errors import SchemaError
+from predictor.args import training_sample_equivalents
 from predictor.energy.integrate import trace_energy_j
-from training_data.schema import DEFAULT_FORWARD_TRAIN_RATIO, training_sample_equivalents, validate_runs
+from training_data.schema import validate_runs
 from training_data.sources import read_csv
 
 SOURCE = "seaa2023"
@@ -128,5 +129,5 @@ def load(shared_dir: Path) -> pd.DataFrame:
                              avg_power_w=e / dur if dur > 0 else np.nan, notes=f"{note}; run totals in energy_j/time_s"))
     df = pd.DataFrame(rows)
     df["energy_per_sample_j"] = df["energy_per_epoch_j"] / training_sample_equivalents(
-        df["samples_per_epoch"], df["val_samples"], DEFAULT_FORWARD_TRAIN_RATIO)
+        df["samples_per_epoch"].astype(float), df["val_samples"].astype(float))
     return validate_runs(df, origin=str(folder / "runs.csv"))
