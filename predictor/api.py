@@ -20,7 +20,7 @@ from featurize.errors import GraphLoadError
 from featurize.graph.weights import check_frozen
 from featurize.hardware.precision import precision_paths
 from featurize.types import GPUSpec
-from predictor.args import check_parallel_args, check_power_limit, check_run_args
+from predictor.run import check_parallel_args, check_power_limit, check_run_args
 from predictor.input_cap import cap_epoch, check_input_rate
 from predictor.parallel import communication_layer, data_parallel_frame, scaling_note
 from predictor.prediction import Prediction

@@ -6,7 +6,7 @@ Public entry points:
 * :func:`validate_runs` -- coerce a DataFrame to the schema or raise :class:`featurize.errors.SchemaError` naming the
   origin (file or source), the column and the row.
 
-Per-sample convention (:func:`predictor.args.training_sample_equivalents`): a validation pass costs a forward pass
+Per-sample convention (:func:`predictor.run.training_sample_equivalents`): a validation pass costs a forward pass
 only, so an epoch that includes validation counts ``samples_per_epoch + val_samples * flops_forward / flops_train``
 *training-sample equivalents*. Converters fill
 ``energy_per_sample_j`` with the default ratio (a forward pass is a third of a training step); ``build_table`` recomputes it

@@ -16,7 +16,7 @@ import pandas as pd
 
 from featurize.errors import InvalidInputError, UnknownGPUError
 from featurize.types import GPUSpec
-from predictor.args import MAX_SAMPLES, check_number, check_run_args
+from predictor.run import MAX_SAMPLES, check_number, check_run_args
 from predictor.units import J_PER_KWH
 
 BATCH_LADDER = tuple(2**k for k in range(10))

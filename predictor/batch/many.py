@@ -237,7 +237,7 @@ def predict_many(
 
     from featurize import lookup_gpu
     from featurize.hardware.precision import precision_paths
-    from predictor.args import check_parallel_args, check_power_limit, check_run_args
+    from predictor.run import check_parallel_args, check_power_limit, check_run_args
     from predictor.model import load_model
 
     check_run_args(batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,

@@ -13,7 +13,7 @@ import pandas as pd
 
 from featurize.errors import SchemaError
 from featurize.graph.weights import frozen_from_text
-from predictor.args import training_sample_equivalents
+from predictor.run import training_sample_equivalents
 from predictor.retraining.measurements import cell_row_label
 from predictor.units import row_label
 

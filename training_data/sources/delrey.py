@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from predictor.args import training_sample_equivalents
+from predictor.run import training_sample_equivalents
 from training_data.schema import validate_runs
 from training_data.sources import read_csv
 

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from featurize.errors import SchemaError
-from predictor.args import training_sample_equivalents
+from predictor.run import training_sample_equivalents
 from predictor.energy.integrate import trace_energy_j
 from training_data.schema import validate_runs
 from training_data.sources import read_csv

@@ -1,8 +1,9 @@
-"""One validation of the numeric run arguments, shared by every entry point (``predict``, ``predict_many``, the
-CLI's ``predict`` and ``score``, which call them).
+"""A training run's arguments: one validation shared by every entry point (``predict``, ``predict_many``, the
+CLI's ``predict`` and ``score``, which call them), and the run's per-sample convention.
 
-Public entry points: :func:`check_run_args` (batch size, samples, epochs, validation samples, precision) and
-:func:`check_power_limit` (against the GPU's settable range, :func:`featurize.physics.prior.power_limit_range_w`).
+Public entry points: :func:`check_run_args` (batch size, samples, epochs, validation samples, precision),
+:func:`check_power_limit` (against the GPU's settable range, :func:`featurize.physics.prior.power_limit_range_w`)
+and :func:`training_sample_equivalents`.
 A value that is not a number, not finite, or out of range raises :class:`InvalidInputError` naming the
 argument and the allowed range; nothing NaN or infinite reaches the model.
 """
