@@ -64,11 +64,7 @@ def bind_input_dims(
     unknown = sorted(set(input_shapes) - set(names))
     if unknown:
         raise InvalidInputError(f"input_shapes names unknown graph input(s) {unknown}; the inputs are {names}.")
-    symbols: dict[str, int] = {}
-    for k, v in dims.items():
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise InvalidInputError(f"dims[{k!r}] must be a positive int, got {v!r}.")
-        symbols[k] = v
+    symbols = _checked_symbols(dims)
     batch_symbols: set[str] = set()
     batch_positions: dict[str, tuple[int, ...]] = {}
     bound: dict[str, list[int]] = {}
@@ -85,48 +81,73 @@ def bind_input_dims(
                 bound[name] = values
                 continue
         if vi.name in input_shapes:
-            shape = [int(d) for d in input_shapes[vi.name]]
-            if any(d <= 0 for d in shape):
-                raise InvalidInputError(f"input_shapes[{vi.name!r}] = {shape} must have positive dims.")
-            tt.shape.ClearField("dim")
-            for d in shape:
-                tt.shape.dim.add().dim_value = d
-            bound[vi.name] = shape
+            bound[vi.name] = _set_shape(vi.name, tt, input_shapes[vi.name])
             continue
-        shape = []
-        at_batch = []
-        for pos, d in enumerate(tt.shape.dim):
-            if d.HasField("dim_value") and d.dim_value > 0:
-                shape.append(d.dim_value)
-                continue
-            sym = d.dim_param if d.HasField("dim_param") else ""
-            if sym and sym in symbols:
-                value = symbols[sym]
-                if sym in batch_symbols:
-                    at_batch.append(pos)
-            elif pos == 0 and vi.name not in skip:
-                value = batch_size
-                at_batch.append(pos)
-                if sym:
-                    symbols[sym] = batch_size
-                    batch_symbols.add(sym)
-            else:
-                raise _unbound(vi.name, sym, pos, symbols)
-            d.Clear()
-            d.dim_value = value
-            shape.append(value)
-        bound[vi.name] = shape
+        bound[vi.name], at_batch = _bind_symbolic(vi.name, tt, symbols, batch_symbols, batch_size, vi.name in skip)
         if at_batch:
             batch_positions[vi.name] = tuple(at_batch)
     if symbols:
-        for vi in list(model.graph.output) + list(model.graph.value_info):
-            if vi.type.HasField("tensor_type"):
-                for d in vi.type.tensor_type.shape.dim:
-                    if d.HasField("dim_param") and d.dim_param in symbols:
-                        value = symbols[d.dim_param]
-                        d.Clear()
-                        d.dim_value = value
+        _substitute(model, symbols)
     return Binding(bound, batch_positions, batch_size)
+
+
+def _checked_symbols(dims: Mapping[str, Any]) -> dict[str, int]:
+    symbols: dict[str, int] = {}
+    for k, v in dims.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise InvalidInputError(f"dims[{k!r}] must be a positive int, got {v!r}.")
+        symbols[k] = v
+    return symbols
+
+
+def _set_shape(name: str, tt: Any, given: Any) -> list[int]:
+    """``input_shapes[name]`` replaces the input's whole declared shape."""
+    shape = [int(d) for d in given]
+    if any(d <= 0 for d in shape):
+        raise InvalidInputError(f"input_shapes[{name!r}] = {shape} must have positive dims.")
+    tt.shape.ClearField("dim")
+    for d in shape:
+        tt.shape.dim.add().dim_value = d
+    return shape
+
+
+def _bind_symbolic(name: str, tt: Any, symbols: dict[str, int], batch_symbols: set[str], batch_size: int,
+                   is_weight: bool) -> tuple[list[int], list[int]]:
+    """``(shape, positions bound to the batch)`` of one input: a symbolic dim takes ``symbols``; an unnamed or new
+    symbolic first dim of a non-weight input is the batch (its symbol then means the batch everywhere)."""
+    shape, at_batch = [], []
+    for pos, d in enumerate(tt.shape.dim):
+        if d.HasField("dim_value") and d.dim_value > 0:
+            shape.append(d.dim_value)
+            continue
+        sym = d.dim_param if d.HasField("dim_param") else ""
+        if sym and sym in symbols:
+            value = symbols[sym]
+            if sym in batch_symbols:
+                at_batch.append(pos)
+        elif pos == 0 and not is_weight:
+            value = batch_size
+            at_batch.append(pos)
+            if sym:
+                symbols[sym] = batch_size
+                batch_symbols.add(sym)
+        else:
+            raise _unbound(name, sym, pos, symbols)
+        d.Clear()
+        d.dim_value = value
+        shape.append(value)
+    return shape, at_batch
+
+
+def _substitute(model: onnx.ModelProto, symbols: Mapping[str, int]) -> None:
+    """The bound symbols' values in the graph's outputs and value_info too."""
+    for vi in list(model.graph.output) + list(model.graph.value_info):
+        if vi.type.HasField("tensor_type"):
+            for d in vi.type.tensor_type.shape.dim:
+                if d.HasField("dim_param") and d.dim_param in symbols:
+                    value = symbols[d.dim_param]
+                    d.Clear()
+                    d.dim_value = value
 
 
 def _batch_from_dims(inputs: list[tuple[str, onnx.ValueInfoProto]], skip: Any, input_shapes: Mapping[str, Any],
