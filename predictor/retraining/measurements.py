@@ -136,6 +136,19 @@ def validate_measurements(
             files, exact duplicate rows.
     """
     is_file = origin.lower().endswith(".csv")  # CSV rows also get their line number
+    df = _with_columns(df, origin)
+    _numbers_into(df, origin, is_file)
+    df["precision"] = _checked_precisions(df["precision"], origin, is_file)
+    df["gpu"] = _resolve_gpus(df["gpu"], origin, is_file)
+    df["model"] = _resolve_models(df["model"], origin, is_file, base_dir, check_files)
+    stems = {m: Path(m).stem for m in dict.fromkeys(df["model"])}
+    df["architecture"] = [a or stems[m] for a, m in zip(df["architecture"], df["model"])]
+    _refuse_duplicates(df, origin, is_file)
+    return df
+
+
+def _with_columns(df: Any, origin: str) -> pd.DataFrame:
+    """A copy with the required columns checked, the optional ones filled and the text columns stripped."""
     if not isinstance(df, pd.DataFrame):
         raise SchemaError(f"{origin}: expected a table, got {type(df).__name__}")
     df = df.copy()
@@ -156,44 +169,37 @@ def validate_measurements(
     for col in ("frozen", "architecture", "scope", "run_id"):
         df[col] = _text_column(df[col])
     df["scope"] = df["scope"].replace("", OPTIONAL_COLUMNS["scope"])
+    return df
 
+
+def _numbers_into(df: pd.DataFrame, origin: str, is_file: bool) -> None:
+    """The numeric columns parsed (units allowed) and range-checked, in place."""
     df["energy_j"] = _numeric(df, "energy_j", origin, is_file, integer=False, positive=True)
-    df["batch_size"] = _numeric(df, "batch_size", origin, is_file, integer=True, positive=True).astype(
-        "int64"
-    )
+    df["batch_size"] = _numeric(df, "batch_size", origin, is_file, integer=True, positive=True).astype("int64")
     df["samples_per_epoch"] = _numeric(
         df, "samples_per_epoch", origin, is_file, integer=True, positive=True
     ).astype("int64")
     df["epochs"] = _numeric(df, "epochs", origin, is_file, integer=False, positive=True).astype(float)
-    df["val_samples"] = _numeric(
-        df.fillna({"val_samples": 0}),
-        "val_samples",
-        origin,
-        is_file,
-        integer=True,
-        positive=True,
-        allow_zero=True,
-    ).astype("int64")
+    df["val_samples"] = _numeric(df.fillna({"val_samples": 0}), "val_samples", origin, is_file, integer=True,
+                                 positive=True, allow_zero=True).astype("int64")
     df["time_s"] = _numeric(df, "time_s", origin, is_file, integer=False, positive=True, allow_nan=True)
     df["power_limit_w"] = _numeric(
         df, "power_limit_w", origin, is_file, integer=False, positive=True, allow_nan=True
     )
 
-    precisions = df["precision"].fillna("fp32").astype(str).str.strip().str.lower()
+
+def _checked_precisions(values: pd.Series, origin: str, is_file: bool) -> pd.Series:
+    precisions = values.fillna("fp32").astype(str).str.strip().str.lower()
     for idx in np.flatnonzero(~precisions.isin(PRECISIONS).to_numpy()):
-        prec = precisions.iloc[idx]
-        if prec not in PRECISIONS:
-            raise SchemaError(
-                f"{cell_row_label(origin, idx, is_file)}, column 'precision': {prec!r} is not one of "
-                f"{', '.join(PRECISIONS)}"
-            )
-    df["precision"] = precisions
+        raise SchemaError(
+            f"{cell_row_label(origin, idx, is_file)}, column 'precision': {precisions.iloc[idx]!r} is not one of "
+            f"{', '.join(PRECISIONS)}"
+        )
+    return precisions
 
-    df["gpu"] = _resolve_gpus(df["gpu"], origin, is_file)
-    df["model"] = _resolve_models(df["model"], origin, is_file, base_dir, check_files)
-    stems = {m: Path(m).stem for m in dict.fromkeys(df["model"])}
-    df["architecture"] = [a or stems[m] for a, m in zip(df["architecture"], df["model"])]
 
+def _refuse_duplicates(df: pd.DataFrame, origin: str, is_file: bool) -> None:
+    """Two rows equal in every column but run_id are one run entered twice."""
     body = df.drop(columns=["run_id"])
     dup = body.duplicated(keep="first")
     if dup.any():
@@ -206,7 +212,6 @@ def validate_measurements(
             f"(every column but run_id "
             f"equal; {int(dup.sum())} duplicate row(s) in all); remove the repeated rows"
         )
-    return df
 
 
 def _text_column(values: pd.Series) -> pd.Series:
