@@ -220,6 +220,7 @@ def _default_opset(model: onnx.ModelProto) -> int:
 
 def _constant_values(g: onnx.GraphProto) -> dict[str, Any]:
     """``{name: numpy array}`` of the small integer/float constants (initializers with data, Constant nodes)."""
+    import numpy as np
     from onnx import numpy_helper
 
     out: dict[str, Any] = {}
@@ -235,10 +236,16 @@ def _constant_values(g: onnx.GraphProto) -> dict[str, Any]:
         if t.data_location == TensorProto.EXTERNAL:
             continue
         try:
-            out[name] = numpy_helper.to_array(t)
+            raw = _RAW_DTYPES.get(t.data_type) if t.raw_data else None
+            out[name] = (np.frombuffer(t.raw_data, raw).reshape(tuple(t.dims)) if raw is not None
+                         else numpy_helper.to_array(t))
         except Exception:  # noqa: BLE001 - a corrupt constant: shape inference reports it
             continue
     return out
+
+
+# little-endian raw_data of the size-carrying types read without numpy_helper's general path (per-call overhead)
+_RAW_DTYPES = {TensorProto.INT64: "<i8", TensorProto.INT32: "<i4", TensorProto.FLOAT: "<f4", TensorProto.DOUBLE: "<f8"}
 
 
 def _check_sized(node: onnx.NodeProto, consts: Mapping[str, Any]) -> None:
@@ -259,7 +266,7 @@ def _check_sized(node: onnx.NodeProto, consts: Mapping[str, Any]) -> None:
         elif op in ("Resize", "Upsample"):
             idx = 2 if op == "Resize" else 1  # Resize scales (input 2) / sizes (input 3)
             if op == "Resize" and len(ins) > 3 and ins[3] in consts:
-                shape = tuple(int(v) for v in np.asarray(consts[ins[3]]).reshape(-1))
+                shape = tuple(map(int, np.asarray(consts[ins[3]]).reshape(-1).tolist()))
             elif len(ins) > idx and ins[idx] in consts:
                 scales = [float(v) for v in np.asarray(consts[ins[idx]]).reshape(-1)]
                 if not all(math.isfinite(s) and s >= 0 for s in scales):
@@ -272,7 +279,7 @@ def _check_sized(node: onnx.NodeProto, consts: Mapping[str, Any]) -> None:
             idx = _SIZE_FROM_VALUES[op]
             if len(ins) <= idx or ins[idx] not in consts:
                 return
-            shape = tuple(int(v) for v in np.asarray(consts[ins[idx]]).reshape(-1))
+            shape = tuple(map(int, np.asarray(consts[ins[idx]]).reshape(-1).tolist()))
     except (TypeError, ValueError, OverflowError, IndexError) as err:
         raise GraphLoadError(f"{op} node {node.name or node.output[0]!r} has an unreadable size input "
                              f"({err}); fix the graph.") from err
