@@ -254,6 +254,23 @@ def _train_and_measure(cfg, *, energy, meter, opts, builder):
 
 def _rows(cfg: RunConfig, windows: list[WindowEnergy], energy: EnergyDevice, opts: RunnerOptions, started: str,
           *, extra: dict[str, Any], row_kind: str = "run") -> pd.DataFrame:
+    """One row per measured epoch and one for the run (or one ``skipped`` row), in the run schema's columns."""
+    common, base_id, samples = _common_columns(cfg, energy, opts, started, extra)
+    rows = []
+    if row_kind == "skipped":
+        rows.append({**common, "run_id": base_id, "row_kind": "skipped", "epochs": math.nan,
+                     "notes": f"skipped: {extra.get('skip_reason', '')}"})
+    else:
+        for i, w in enumerate(windows):
+            rows.append({**common, **_window_cols(w, samples), "run_id": f"{base_id}-e{i}", "row_kind": "epoch",
+                         "epoch_index": i, "is_warmup": i == 0, "epochs": 1.0})
+        rows.append(_run_row(common, base_id, windows, samples))
+    return _typed(pd.DataFrame(rows))
+
+
+def _common_columns(cfg: RunConfig, energy: EnergyDevice, opts: RunnerOptions, started: str,
+                    extra: dict[str, Any]) -> tuple[dict[str, Any], str, int]:
+    """``(the columns every row of the run shares, the run's id, samples per epoch)``."""
     from training_data.collect.models import architecture_name, input_shape
 
     slug = gpu_slug(energy.name)
@@ -281,35 +298,35 @@ def _rows(cfg: RunConfig, windows: list[WindowEnergy], energy: EnergyDevice, opt
                   f"optimizer {cfg.optimizer}"),
     }
     common.update(extra)
-    rows = []
-    if row_kind == "skipped":
-        rows.append({**common, "run_id": base_id, "row_kind": "skipped", "epochs": math.nan,
-                     "notes": f"skipped: {extra.get('skip_reason', '')}"})
-    else:
-        for i, w in enumerate(windows):
-            rows.append({**common, **_window_cols(w, samples), "run_id": f"{base_id}-e{i}", "row_kind": "epoch",
-                         "epoch_index": i, "is_warmup": i == 0, "epochs": 1.0})
-        steady = windows[1:]
-        e_steady = sum(w.energy_j for w in steady)
-        t_steady = sum(w.time_s for w in steady)
-        run = {
-            **common, "run_id": base_id, "row_kind": "run", "epoch_index": -1, "is_warmup": False,
-            "epochs": float(len(windows)),
-            "energy_j": sum(w.energy_j for w in windows), "time_s": sum(w.time_s for w in windows),
-            "energy_per_epoch_j": e_steady / len(steady), "time_per_epoch_s": t_steady / len(steady),
-            "avg_power_w": e_steady / t_steady if t_steady > 0 else math.nan,
-            "energy_per_sample_j": e_steady / len(steady) / samples if samples else math.nan,
-            "energy_method": ",".join(sorted({w.energy_method for w in windows})),
-            "counter_energy_j": sum(w.counter_energy_j for w in windows),
-            "integral_energy_j": sum(w.integral_energy_j for w in windows),
-            "power_samples_n": sum(w.power_samples_n for w in windows),
-            "mean_util_pct": _mean([w.mean_util_pct for w in steady]),
-            "mean_sm_clock_mhz": _mean([w.mean_sm_clock_mhz for w in steady]),
-            "max_mem_used_bytes": max((w.max_mem_used_bytes for w in windows), default=math.nan),
-            "mean_temp_c": _mean([w.mean_temp_c for w in steady]),
-        }
-        rows.append(run)
-    df = pd.DataFrame(rows)
+    return common, base_id, samples
+
+
+def _run_row(common: dict[str, Any], base_id: str, windows: list[WindowEnergy], samples: int) -> dict[str, Any]:
+    """The run's row: totals over every epoch, per-epoch figures over the steady ones (epoch 0 is the warm-up)."""
+    steady = windows[1:]
+    e_steady = sum(w.energy_j for w in steady)
+    t_steady = sum(w.time_s for w in steady)
+    run = {
+        **common, "run_id": base_id, "row_kind": "run", "epoch_index": -1, "is_warmup": False,
+        "epochs": float(len(windows)),
+        "energy_j": sum(w.energy_j for w in windows), "time_s": sum(w.time_s for w in windows),
+        "energy_per_epoch_j": e_steady / len(steady), "time_per_epoch_s": t_steady / len(steady),
+        "avg_power_w": e_steady / t_steady if t_steady > 0 else math.nan,
+        "energy_per_sample_j": e_steady / len(steady) / samples if samples else math.nan,
+        "energy_method": ",".join(sorted({w.energy_method for w in windows})),
+        "counter_energy_j": sum(w.counter_energy_j for w in windows),
+        "integral_energy_j": sum(w.integral_energy_j for w in windows),
+        "power_samples_n": sum(w.power_samples_n for w in windows),
+        "mean_util_pct": _mean([w.mean_util_pct for w in steady]),
+        "mean_sm_clock_mhz": _mean([w.mean_sm_clock_mhz for w in steady]),
+        "max_mem_used_bytes": max((w.max_mem_used_bytes for w in windows), default=math.nan),
+        "mean_temp_c": _mean([w.mean_temp_c for w in steady]),
+    }
+    return run
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows in the schema's column order and dtypes."""
     for col in (*RUN_COLUMNS, *EXTRA_COLUMNS):
         if col not in df:
             df[col] = None
@@ -324,6 +341,8 @@ def _rows(cfg: RunConfig, windows: list[WindowEnergy], energy: EnergyDevice, opt
     df["default_power_limit"] = df["default_power_limit"].astype("boolean")
     df["is_warmup"] = df["is_warmup"].astype("boolean")
     return df
+
+
 
 
 def _window_cols(w: WindowEnergy, samples: int) -> dict[str, Any]:
