@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from featurize.errors import InvalidInputError
-from featurize.precision import path_peak, precision_paths
+from featurize.precision import peak_flops, precision_paths
 from featurize.types import BYTES_PER_ELEMENT, GPUSpec
 
 LAUNCH_S = 6e-6
@@ -161,13 +161,12 @@ def gpu_columns(gpu: GPUSpec, precision: str, *, fallback: bool = False) -> dict
     paths = precision_paths(gpu, precision, fallback=fallback)
     clock = clock_factor(gpu)
     idle = idle_power_w(gpu)
-    gemm, conv = path_peak(gpu, paths.gemm), path_peak(gpu, paths.conv)
-    if not gemm or gemm <= 0 or not conv or conv <= 0:  # pragma: no cover - precision_paths only returns real paths
-        raise InvalidInputError(f"GPU {gpu.name} has no peak FLOP/s for precision {precision!r}; use fp32.")
+    gemm = peak_flops(gpu, precision, "gemm", fallback=fallback)
+    conv = peak_flops(gpu, precision, "conv", fallback=fallback)
     return {
         "peak_flops": gemm * clock,
         "conv_peak_flops": conv * clock,
-        "peak_fp32_flops": float(gpu.peak_fp32_flops) * clock,
+        "peak_fp32_flops": peak_flops(gpu, precision, "vector", fallback=fallback) * clock,
         "mem_bw_bytes_per_s": float(gpu.mem_bw_bytes_per_s),
         "l2_cache_bytes": float(gpu.l2_cache_bytes),
         "tdp_w": float(gpu.tdp_w),

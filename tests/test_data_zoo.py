@@ -140,19 +140,25 @@ def test_built_table_frozen_rows_train_less(built_table):
 
 
 def _utilisation(table: pd.DataFrame) -> pd.Series:
-    """Training FLOP/s per GPU over the GPU's peak at the row's precision, computed here independently of the build."""
+    """Training FLOP/s per GPU over the peak the MODEL prices the row at (``gpu_columns``' GEMM and convolution
+    peaks without the sustained-clock factor, blended by the convolution share): the table's own figure must agree,
+    so the table builder and the model price every row identically."""
     import warnings
 
     from featurize import lookup_gpu
+    from featurize.physics import clock_factor, gpu_columns
     from training_data.corrections import apply_corrections
 
     table = apply_corrections(table)  # idempotent: a table built before the move gets them too
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         specs = {g: lookup_gpu(g) for g in table["gpu"].unique()}
-    prec = table["precision"].astype(str)
-    peak = np.array([specs[g].peak_flops(p) for g, p in zip(table["gpu"], prec)])
-    return table["g_flops_train"] / table["time_per_sample_s"] / peak
+    cols = [gpu_columns(specs[g], p, fallback=True) for g, p in zip(table["gpu"], table["precision"].astype(str))]
+    clock = np.array([clock_factor(specs[g]) for g in table["gpu"]])
+    fc = table["g_frac_macs_conv"].to_numpy(float)
+    seconds_per_flop = (fc / np.array([c["conv_peak_flops"] for c in cols])
+                        + (1 - fc) / np.array([c["peak_flops"] for c in cols])) * clock
+    return table["g_flops_train"] / table["time_per_sample_s"] * seconds_per_flop
 
 
 def test_built_table_is_physically_possible(built_table):

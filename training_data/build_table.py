@@ -158,22 +158,40 @@ UTILISATION_LIMIT = 0.95
 physically impossible for a real training step: its label (precision, sequence length, sample unit) is wrong."""
 
 
-def implied_utilisation(table: pd.DataFrame) -> np.ndarray:
-    """``g_flops_train / time_per_sample_s / peak`` per row (time per sample is per GPU), with the model pipeline's
-    per-source GPU names and precision corrections (:mod:`training_data.corrections`); NaN where time is unknown."""
+def priced_peak_flops(gpus: pd.Series, precisions: pd.Series, frac_conv: pd.Series) -> np.ndarray:
+    """Per row, the datasheet peak FLOP/s the prior prices the row's training FLOPs at: convolutions (share
+    ``frac_conv`` of the MACs) on the convolution path, the rest on the GEMM path, each from the one precision rule
+    (:func:`featurize.precision.peak_flops`, with the framework fallback a measured run took)."""
     import warnings
 
     from featurize import lookup_gpu
+    from featurize.precision import peak_flops
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        specs = {g: lookup_gpu(g) for g in pd.unique(gpus.astype(str))}
+    memo: dict[tuple[str, str], tuple[float, float]] = {}
+    gemm, conv = np.empty(len(gpus)), np.empty(len(gpus))
+    for i, (g, p) in enumerate(zip(gpus.astype(str), precisions.astype(str))):
+        if (g, p) not in memo:
+            memo[(g, p)] = (peak_flops(specs[g], p, "gemm", fallback=True),
+                            peak_flops(specs[g], p, "conv", fallback=True))
+        gemm[i], conv[i] = memo[(g, p)]
+    fc = np.clip(frac_conv.to_numpy(float), 0.0, 1.0)
+    return 1.0 / (fc / conv + (1.0 - fc) / gemm)
+
+
+def implied_utilisation(table: pd.DataFrame) -> np.ndarray:
+    """``g_flops_train / time_per_sample_s / peak`` per row (time per sample is per GPU; peak:
+    :func:`priced_peak_flops`), with the model pipeline's per-source GPU names and precision corrections
+    (:mod:`training_data.corrections`); NaN where time is unknown."""
     from training_data.corrections import SOURCE_PRECISION, source_gpu_names
 
     gpus = source_gpu_names(table)
     prec = table["precision"].astype(str).copy()
     for src, p in SOURCE_PRECISION.items():
         prec[table["source"].astype(str) == src] = p
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        specs = {g: lookup_gpu(g) for g in gpus.unique()}
-    peak = np.array([specs[g].peak_flops(p) for g, p in zip(gpus, prec)], dtype="float64")
+    peak = priced_peak_flops(gpus, prec, table["g_frac_macs_conv"])
     return table["g_flops_train"].to_numpy(float) / table["time_per_sample_s"].to_numpy(float) / peak
 
 
