@@ -135,6 +135,8 @@ class GraphFeatures:
     cache_features: dict[str, float] = field(default_factory=dict)  # set by featurize(..., gpu=)
     # what the counts leave out or assume (unknown shapes, control flow, unsupported ops); also warned
     warnings: tuple[str, ...] = ()
+    # featurize.layer_profile.LayerProfile: the kernels the per-layer prior prices (built with or without nodes)
+    layer_profile: Any = None
 
     def to_dict(self) -> dict[str, float]:
         out = {k: float(getattr(self, k)) for k in GRAPH_FEATURE_KEYS}

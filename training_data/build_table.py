@@ -35,6 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED = REPO.parent / "shared" / "data"
 DEFAULT_OUT = REPO / "training_data" / "table"
 FEATURE_COLUMNS = [f"g_{k}" for k in GRAPH_FEATURE_KEYS] + ["g_unsupported_op_count"]
+PROFILE_COLUMN = "g_layer_profile"
+"""The graph's kernel profile (:meth:`featurize.layer_profile.LayerProfile.to_text`): the per-layer prior's input."""
 KEY = ["model", "input_shape", "batch_size", "precision", "frozen"]
 GROUP_ARCH = {"mobilenet_v2": "mobilenet_v2", "nasnet_mobile": "nasnet_mobile", "vgg16": "vgg16",
               "resnet50": "resnet50", "resnet50_v15": "resnet50", "inception_v3": "inception_v3", "shufflenet_v2": "shufflenet_v2",
@@ -99,7 +101,7 @@ def _featurize_uncached(path: str, model: str, input_shape: str, batch_size: int
                               frozen=[p for p in frozen.split(";") if p] or None)
         except Exception as err:  # noqa: BLE001 - recorded as a drop reason
             return {"error": f"featurize failed: {type(err).__name__}: {str(err)[:200]}"}
-    return {f"g_{k}": v for k, v in feats.to_dict().items()}
+    return {**{f"g_{k}": v for k, v in feats.to_dict().items()}, PROFILE_COLUMN: feats.layer_profile.to_text()}
 
 
 def featurize_runs(runs: pd.DataFrame, *, cache_dir: Path, n_jobs: int = 2, progress: bool = True) -> pd.DataFrame:
@@ -122,7 +124,7 @@ def featurize_runs(runs: pd.DataFrame, *, cache_dir: Path, n_jobs: int = 2, prog
         if not e else
         delayed(dict)(error=e) for p, e, k in jobs)
     feats = pd.DataFrame(results)
-    for col in FEATURE_COLUMNS + ["error"]:
+    for col in FEATURE_COLUMNS + [PROFILE_COLUMN, "error"]:
         if col not in feats:
             feats[col] = np.nan
     return pd.concat([keys, feats], axis=1)
@@ -138,7 +140,7 @@ def content_hash(df: pd.DataFrame) -> str:
 def finish_table(runs: pd.DataFrame, feats: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Join features, apply the per-sample convention; returns (table, dropped rows with ``drop_reason``)."""
     merged = runs.merge(feats, on=KEY, how="left", validate="many_to_one")
-    bad = merged["error"].notna() | merged[FEATURE_COLUMNS[0]].isna()
+    bad = merged["error"].notna() | merged[FEATURE_COLUMNS[0]].isna() | merged[PROFILE_COLUMN].isna()
     dropped = merged.loc[bad, list(runs.columns)].assign(drop_reason=merged.loc[bad, "error"].fillna("no features"))
     table = merged.loc[~bad].drop(columns=["error"]).copy()
     ratio = table["g_flops_forward"] / table["g_flops_train"]
