@@ -167,6 +167,7 @@ def predict(
     example_inputs: Any = None,
     input_samples_per_s: float | None = None,
     precision_fallback: bool = False,
+    implementation: str = "reference",
 ) -> Prediction:
     """Forecast the energy, time and power of training ``model`` on ``gpu``.
 
@@ -188,13 +189,19 @@ def predict(
             it waits (:mod:`predictor.input_cap`; stated in ``warnings``). None = the loader keeps up.
         precision_fallback: a precision the GPU cannot run (bf16 on a V100, fp8 on an A100) is predicted as
             frameworks fall back, with a warning, instead of raising ``UnsupportedPrecisionError``.
+        implementation: whose training code: ``"reference"`` (typical PyTorch code, the default) or ``"tuned"``
+            (NVIDIA DeepLearningExamples / MLPerf-class code); time offsets learned per implementation, listed in
+            the model card (:data:`predictor.time_model.IMPLEMENTATIONS`).
     """
     from predictor.carbon import resolve_intensity
     from predictor.layers import layer_breakdown, layer_prior_for
     from predictor.model import extrapolation_warnings, load_model, predict_frame
 
+    from predictor.time_model import check_implementation
+
     check_run_args(batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,
                    val_samples=val_samples, precision=precision)
+    implementation = check_implementation(implementation)
     input_rate = check_input_rate(input_samples_per_s)
     loaded = load_model(model_dir)
     notes: list[str] = []
@@ -228,9 +235,11 @@ def predict(
     if memory_warning:
         notes.append(memory_warning)
     spe = 1 if samples_per_epoch is None else int(samples_per_epoch)
-    frame = predict_frame(pd.DataFrame([row]), spec, batch_size=batch_size, samples_per_epoch=spe,
+    frame = predict_frame(pd.DataFrame([{**row, "layer_profile": gf.layer_profile}]), spec, batch_size=batch_size,
+                          samples_per_epoch=spe,
                           epochs=float(epochs), val_samples=int(val_samples), precision=precision,
-                          power_limit_w=power_limit_w, model=loaded, precision_fallback=precision_fallback)
+                          power_limit_w=power_limit_w, model=loaded, precision_fallback=precision_fallback,
+                          implementation=implementation)
     r = frame.iloc[0]
     if bool(r["measured_config"]):
         notes.append(f"measured configuration: {spec.name} at {precision} with a graph of these params and "
@@ -251,6 +260,7 @@ def predict(
         time_per_epoch_s=float(r["time_per_epoch_s"]),
         avg_power_w=float(r["avg_power_w"]),
         interval_j=(float(r["interval_low_j"]), float(r["interval_high_j"])),
+        interval_s=_time_interval(r),
         gpu=spec.name,
         warnings=notes,
         epochs=float(epochs),
@@ -270,6 +280,14 @@ def predict(
     return pred if input_rate is None else _input_capped(pred, spec, input_rate, power_limit_w)
 
 
+def _time_interval(r: Any) -> tuple[float, float] | None:
+    """(low, high) of the 90 % time interval of a ``predict_frame`` row; None for a model without one."""
+    import math
+
+    low, high = float(r["interval_low_s"]), float(r["interval_high_s"])
+    return (low, high) if math.isfinite(low) and math.isfinite(high) else None
+
+
 def _input_capped(p: Prediction, spec: GPUSpec, rate: float, power_limit_w: float | None) -> Prediction:
     """``p`` with epochs stretched to what the loader delivers; the GPU idles while it waits."""
     from featurize.physics import idle_power_w
@@ -280,9 +298,11 @@ def _input_capped(p: Prediction, spec: GPUSpec, rate: float, power_limit_w: floa
     c = cap_epoch(time_per_epoch_s=p.time_per_epoch_s, energy_per_epoch_j=p.energy_per_epoch_j, idle_w=idle_w,
                   samples_per_epoch=p.samples_per_epoch, val_samples=p.val_samples, input_samples_per_s=rate)
     time_s = c.time_per_epoch_s * p.epochs
+    loader_s = (p.samples_per_epoch + p.val_samples) / rate * p.epochs  # the run can be no faster than its loader
     return p.replace(
         energy_j=p.energy_j * c.ratio, energy_per_epoch_j=c.energy_per_epoch_j,
         energy_per_sample_j=p.energy_per_sample_j * c.ratio, time_s=time_s, time_per_epoch_s=c.time_per_epoch_s,
         avg_power_w=p.energy_j * c.ratio / time_s, interval_j=(p.interval_j[0] * c.ratio, p.interval_j[1] * c.ratio),
         warnings=[*p.warnings, c.note], features={**p.features, "input_samples_per_s": rate},
+        interval_s=None if p.interval_s is None else (max(p.interval_s[0], loader_s), max(p.interval_s[1], loader_s)),
     )

@@ -147,7 +147,8 @@ def _featurize_one(source: Any, options: dict[str, Any]) -> dict[str, Any]:
             return {"error": f"{type(err).__name__}: {err}"}
         except Exception as err:  # noqa: BLE001 - one bad file must not stop a batch of thousands
             return {"error": f"{type(err).__name__}: {err}"}
-    out = feats.to_dict()
+    out: dict[str, Any] = feats.to_dict()
+    out["layer_profile"] = feats.layer_profile.to_text()  # the per-layer prior's input (a few KB of text)
     if not out.get("flops_train", 0) > 0:
         return {"error": f"GraphLoadError: {no_flops_message(feats.unsupported_ops)}"}
     return {"features": out, "warnings": featurizer_notes(caught, feats.unsupported_ops)}
@@ -287,6 +288,7 @@ def predict_many(
     precision: str = "fp32",
     power_limit_w: float | None = None,
     precision_fallback: bool = False,
+    implementation: str = "reference",
     **kw: Any,
 ) -> pd.DataFrame:
     """Forecast training energy for many graphs on one or more GPUs.
@@ -310,6 +312,7 @@ def predict_many(
         progress: tqdm bar; ``None`` shows it for >= 50 inputs on a terminal.
         model_dir: a model directory from :func:`predictor.retrain`; ``None`` = the shipped model.
         precision_fallback: as in ``predict``: a precision a GPU cannot run is priced as frameworks fall back.
+        implementation: as in ``predict``: ``"reference"`` (typical PyTorch code) or ``"tuned"``.
         **kw: passed to ``featurize`` (``dims=``, ``input_shapes=``, ``frozen=``; ``example_inputs=`` goes to
             torch modules only, the same inputs for every module in the call).
 
@@ -331,8 +334,11 @@ def predict_many(
 
     from predictor.args import check_power_limit, check_run_args
 
+    from predictor.time_model import check_implementation
+
     check_run_args(batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,
                    val_samples=val_samples, precision=precision)
+    implementation = check_implementation(implementation)
     limits = check_limits(time_limit_s, memory_limit_mb)
     model = load_model(model_dir)  # fail fast on a bad model dir, before any featurization
     measured = model.manifest.get("gpus_seen", ())  # an ambiguous alias prefers a measured variant
@@ -346,7 +352,7 @@ def predict_many(
     items = expand_models(models)
     run = dict(batch_size=int(batch_size), samples_per_epoch=int(samples_per_epoch), epochs=epochs,
                val_samples=int(val_samples), precision=precision, power_limit_w=power_limit_w,
-               precision_fallback=precision_fallback)
+               precision_fallback=precision_fallback, implementation=implementation)
     options = {"batch_size": int(batch_size), "precision": precision, **kw}
     stream = featurize_stream([src for _, src in items], n_jobs=n_jobs, backend=backend, scheduler=scheduler,
                               limits=limits, **options)

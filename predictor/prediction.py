@@ -24,6 +24,8 @@ class Prediction:
         time_per_epoch_s: time of one epoch, seconds.
         avg_power_w: average GPU board power over the run, watts.
         interval_j: (low, high) of the nominal ``interval_level`` interval on ``energy_j``.
+        interval_s: (low, high) of the nominal ``interval_level`` interval on ``time_s`` (calibrated on the same
+            grouped folds; deadlines need it); None for a model without a calibrated time interval.
         gpu: resolved GPU name (canonical row of the hardware table).
         warnings: every default used, alias resolved and extrapolation flagged, as text.
         log_sigma: standard deviation of log(energy) implied by the interval (used by ``refine``).
@@ -61,6 +63,7 @@ class Prediction:
     memory_bytes: float | None = None
     fits: bool | None = None
     layers: Any = field(default=None, compare=False, repr=False)
+    interval_s: tuple[float, float] | None = None
 
     @property
     def energy_kwh(self) -> float:
@@ -96,6 +99,7 @@ class Prediction:
         out = asdict(replace(self, layers=None))
         out["layers"] = None if self.layers is None else self.layers.to_dict(orient="records")
         out["interval_j"] = list(self.interval_j)
+        out["interval_s"] = None if self.interval_s is None else list(self.interval_s)
         out["energy_kwh"] = self.energy_kwh
         return out
 
@@ -107,6 +111,8 @@ class Prediction:
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in names}
         kwargs["interval_j"] = tuple(kwargs["interval_j"])
+        if kwargs.get("interval_s") is not None:
+            kwargs["interval_s"] = tuple(kwargs["interval_s"])
         if kwargs.get("layers") is not None:
             import pandas as pd
 

@@ -35,7 +35,9 @@ def summary_text(p, grid_text: str, co2_kg: float, pue: float = 1.0) -> str:
         f"Energy         {_fmt_j(p.energy_j)} = {p.energy_kwh:.4g} kWh   "
         f"[{p.interval_level:.0%} interval {_fmt_j(lo)} - {_fmt_j(hi)}]",
         f"Per epoch      {_fmt_j(p.energy_per_epoch_j)}, {_fmt_s(p.time_per_epoch_s)}",
-        f"Time           {_fmt_s(p.time_s)}",
+        f"Time           {_fmt_s(p.time_s)}"
+        + (f"   [{p.interval_level:.0%} interval {_fmt_s(p.interval_s[0])} - {_fmt_s(p.interval_s[1])}]"
+           if p.interval_s else ""),
         f"Average power  {p.avg_power_w:.0f} W",
         *([f"Memory         {p.memory_bytes / 2**30:,.1f} GiB per training step"
            + (" (fits)" if p.fits else " -- does NOT fit on this GPU (see warnings)")]
@@ -83,6 +85,9 @@ def register(app: typer.Typer) -> None:
         precision: str = typer.Option("fp32", "--precision", help="fp32, tf32, fp16, bf16 or fp8."),
         precision_fallback: bool = typer.Option(False, "--precision-fallback",
                                                 help="Price a precision the GPU cannot run as frameworks fall back."),
+        implementation: str = typer.Option("reference", "--implementation",
+                                           help="Whose training code: reference (typical PyTorch) or tuned "
+                                                "(NVIDIA/MLPerf-class)."),
         frozen: list[str] = typer.Option([], "--frozen", help="Parameter-name prefix not trained (repeatable)."),
         dim: list[str] = typer.Option([], "--dim", help="Symbolic dimension, name=value (repeatable)."),
         power_limit_w: Optional[float] = typer.Option(None, "--power-limit-w", help="Enforced power limit, W."),
@@ -107,7 +112,7 @@ def register(app: typer.Typer) -> None:
                     val_samples=val_samples, precision=precision, frozen=list(frozen) or None,
                     dims=parse_dims(dim), power_limit_w=power_limit_w, model_dir=model_dir,
                     input_samples_per_s=input_samples_per_s,
-                    precision_fallback=precision_fallback)
+                    precision_fallback=precision_fallback, implementation=implementation)
         intensity, where = resolve_intensity(grid_g_per_kwh, region)
         co2 = p.co2_kg(grid_g_per_kwh=intensity, pue=pue)
         if as_json:

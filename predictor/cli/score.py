@@ -296,6 +296,9 @@ def register(app: typer.Typer) -> None:
         power_limit_w: float = typer.Option(None, "--power-limit-w", help="Enforced power limit, W (every GPU)."),
         precision_fallback: bool = typer.Option(False, "--precision-fallback",
                                                 help="Price a precision a GPU cannot run as frameworks fall back."),
+        implementation: str = typer.Option("reference", "--implementation",
+                                           help="Whose training code: reference (typical PyTorch) or tuned "
+                                                "(NVIDIA/MLPerf-class)."),
         dim: list[str] = typer.Option(
             None, "--dim", help="Symbolic dimension value, name=value (repeatable)."
         ),
@@ -364,6 +367,7 @@ def register(app: typer.Typer) -> None:
             precision=precision,
             power_limit_w=power_limit_w,
             precision_fallback=precision_fallback,
+            implementation=implementation,
             n_jobs=n_jobs,
             scheduler=scheduler,
             time_limit_s=time_limit or None,

