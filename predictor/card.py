@@ -7,6 +7,7 @@ directory).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -92,13 +93,6 @@ def model_card(manifest: Mapping[str, Any]) -> str:
         lines += ["", "Per held-out group (median % error, joulecast):", ""]
         for g, res in cv.items():
             lines.append(f"- {g}: " + ", ".join(f"{k} {v:.1f}" for k, v in res["per_group_median_ape"].items()))
-        timed = {g: res["time"] for g, res in cv.items() if "time" in res}
-        if timed:
-            lines += ["", "Time per sample, same folds, every row with a measured time (incl. Mayaki's A100 steps): "
-                      + "; ".join(f"{g} median {t['median_ape']:.1f} % / p90 {t['p90_ape']:.1f} %"
-                                  for g, t in timed.items()) + "."]
-            for g, t in timed.items():
-                lines.append(f"- {g} (time): " + ", ".join(f"{k} {v:.1f}" for k, v in t["per_group_median_ape"].items()))
     rows_cv = m.get("metrics", {}).get("cv_rows")
     if rows_cv:
         lines += ["", f"Withheld rows of measured configurations ({N_ROW_FOLDS} random row folds, "
@@ -107,6 +101,7 @@ def model_card(manifest: Mapping[str, Any]) -> str:
                           f"{k} {v:.1f}" for k, v in rows_cv.get("per_source_median_ape", {}).items())
                   + (f"; time median {rows_cv['time']['median_ape']:.1f} % / p90 {rows_cv['time']['p90_ape']:.1f} %"
                      if "time" in rows_cv else "") + "."]
+    lines += time_section(m)
     comp = m.get("metrics", {}).get("design_comparison", {})
     if comp and cv:
         lines += ["", "## Design choice (grouped CV, median / p90 % error)", ""]
@@ -150,7 +145,8 @@ def model_card(manifest: Mapping[str, Any]) -> str:
         lines += ["", f"The training table is not shipped: its rows are the public measurements, which stay in "
                       f"`../shared/data`. Rebuild it with `{m['training_table'].get('rebuild', TABLE_REBUILD)}`; "
                       f"its sha256 must match `{m['training_table']['table_sha256']}`."]
-    lines += ["", "See also: [accuracy plot](accuracy.png), [refinement evaluation](REFINE.md) "
+    lines += ["", "See also: [accuracy plot](accuracy.png), [time plot](time_accuracy.png), "
+              "[refinement evaluation](REFINE.md) "
               "(![refine](refine_eval.png)).", ""]
     return "\n".join(lines)
 
@@ -160,3 +156,105 @@ def write_card(model_dir: Path) -> None:
     manifest = json.loads((Path(model_dir) / MANIFEST).read_text(encoding="utf-8"))
     (Path(model_dir) / "MODEL_CARD.md").write_text(model_card(manifest), encoding="utf-8")
     seal(model_dir)
+
+
+def _x(log_offset: float) -> str:
+    return f"x{math.exp(log_offset):.3f}"
+
+
+def time_section(m: Mapping[str, Any]) -> list[str]:
+    """The time model: prior, residual, implementations and offsets, accuracy per grouping and per GPU, interval."""
+    tm = m.get("time_model")
+    cv = m.get("metrics", {}).get("cv", {})
+    if not tm:
+        return []
+    kept = tm.get("kept_out", {})
+    lines = ["", "## Time", "",
+             "Time per sample = the per-layer prior `t_layers_s` (featurize/layers.py: each kernel's roofline on its "
+             "precision path + launches + optimizer + step overhead) x exp(bound x tanh((booster + implementation "
+             f"offset) / bound)), bound {tm['bound']:.3f} (the learned residual moves time by at most "
+             f"{_x(tm['bound'])} either way). Booster features: "
+             + ", ".join(f"`{f}`" for f in m["boosters"]["time"].get("features", [])) + "; monotone "
+             + f"{m['boosters']['time'].get('monotone', {})}. Learned from every single-GPU row with a time "
+             f"({sum(tm.get('rows_per_source', {}).values())} rows: "
+             + ", ".join(f"{k} {v}" for k, v in tm.get("rows_per_source", {}).items())
+             + f"); kept out: {kept.get('multi_gpu', 0)} multi-GPU rows (until a data-parallel scaling term exists)"
+             + f", {kept.get('no_energy_or_time', 0)} rows with neither energy nor time.",
+             "",
+             "Implementations (`implementation=`, CLI `--implementation`; default `"
+             + tm.get("default_implementation", "reference") + "`): "
+             + "; ".join(f"`{k}` {_x(v)} ({tm.get('implementations', {}).get(k, '')})"
+                         for k, v in tm["implementation_offsets"].items()) + ".",
+             "Per-source offsets (learned while fitting, relative to their class, shrunk by "
+             f"{tm['shrinkage']['source_prior_rows']:g} pseudo-rows; the class offset by "
+             f"{tm['shrinkage']['class_prior_rows']:g}; not applied to predictions): "
+             + ", ".join(f"{k} {_x(v)}" for k, v in tm.get("source_offsets", {}).items()) + ".",
+             f"Hyper-parameters {tm.get('params', {})}, chosen on inner leave-GPUs-out folds "
+             f"({tm.get('selection', {})}); every reported figure chose them inside its own outer fold (nested).",
+             ]
+    timed = {g: res["time"] for g, res in cv.items() if "time" in res}
+    if timed:
+        lines += ["", "Time per sample on grouped folds (absolute % error; every single-GPU row with a time):", "",
+                  "| held out | rows | median % | p90 % | GPUs with >= 30 rows: median / p90 % |", "|---|---|---|---|---|"]
+        for g, t in timed.items():
+            big = t.get("gpus_with_30_rows", {})
+            lines.append(f"| {g} | {t['n_rows']} | {t['median_ape']:.1f} | {t['p90_ape']:.1f} | "
+                         f"{big.get('median_ape', float('nan')):.1f} / {big.get('p90_ape', float('nan')):.1f} "
+                         f"({big.get('n_gpus', 0)} GPUs) |")
+        for g, t in timed.items():
+            lines.append(f"- {g} (time, median per held-out group): "
+                         + ", ".join(f"{k} {v:.1f}" for k, v in t["per_group_median_ape"].items()))
+        gpu = timed.get("gpu", {}).get("per_gpu")
+        if gpu:
+            lines += ["", "Leave-one-GPU-out time per GPU:", "", "| GPU | rows | median % | p90 % |",
+                      "|---|---|---|---|"]
+            lines += [f"| {g} | {v['rows']} | {v['median_ape']:.1f} | {v['p90_ape']:.1f} |"
+                      for g, v in sorted(gpu.items(), key=lambda kv: -kv[1]["rows"])]
+    iv = tm.get("interval")
+    if iv:
+        lines += ["", f"Time interval (`Prediction.interval_s`, nominal {iv['level']:.0%}): time x "
+                      f"exp(±{iv['log_halfwidth']:.3f} x the energy interval's widening); {iv.get('method', '')}. "
+                      "Share of out-of-fold time residuals inside: "
+                      + ", ".join(f"{g} {v:.2f}" for g, v in iv.get("coverage_on_oof", {}).items())
+                      + (f". Measured configurations: x exp(±{iv['measured_log_halfwidth']:.3f})."
+                         if iv.get("measured_log_halfwidth") else ".")]
+    lines += ["", "![predicted vs measured time per sample](time_accuracy.png)"]
+    return lines
+
+
+TIME_PLOT = "time_accuracy.png"
+
+
+def time_plot(cv: Mapping[str, Any], path: Path) -> None:
+    """Predicted (out of fold) vs measured time per sample, one panel per grouping, coloured by GPU generation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = {g: res["oof_time"] for g, res in cv.items() if len(res.get("oof_time", ()))}
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), dpi=72)
+    axes = [axes] if len(panels) == 1 else list(axes)
+    gens = sorted({str(v) for oof in panels.values() for v in oof["generation"]})
+    colours = {gname: plt.get_cmap("tab10")(i % 10) for i, gname in enumerate(gens)}
+    for ax, (g, oof) in zip(axes, panels.items()):
+        for gen, part in oof.groupby(oof["generation"].astype(str)):
+            ax.scatter(part["true_s"], part["pred_s"], s=5, alpha=0.6, color=colours[gen], label=gen)
+        lo = float(min(oof["true_s"].min(), oof["pred_s"].min()))
+        hi = float(max(oof["true_s"].max(), oof["pred_s"].max()))
+        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+        for f in (1.25, 1 / 1.25):
+            ax.plot([lo, hi], [lo * f, hi * f], "k:", lw=0.6)
+        ape = (oof["pred_s"] / oof["true_s"] - 1).abs() * 100
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"time, leave-one-{g}-out: median {ape.median():.1f} %, p90 {ape.quantile(0.9):.1f} %",
+                     fontsize=8)
+        ax.set_xlabel("measured GPU-seconds / sample", fontsize=8)
+        ax.set_ylabel("predicted (out of fold)", fontsize=8)
+        ax.legend(fontsize=6, markerscale=2, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=72)
+    plt.close(fig)

@@ -122,6 +122,10 @@ def shipped_model_dir() -> Path:
     return tree
 
 
+MEASURED_ONLY_TARGETS = ("time",)
+"""Targets whose seen-configuration term applies to measured configurations only (:meth:`LocalStage.log_terms`)."""
+
+
 @dataclass(frozen=True)
 class LocalStage:
     """Second-stage boosters for (GPU, precision) pairs measured in the training data.
@@ -154,14 +158,18 @@ class LocalStage:
 
     def log_terms(self, feats: pd.DataFrame, gpu_names: Sequence[str], precisions: Any,
                   measured: Any = None) -> dict[str, np.ndarray]:
-        """Per-row additive log terms per booster target (x :meth:`weights`; zero where the pair was not measured)."""
+        """Per-row additive log terms per booster target (x :meth:`weights`; zero where the pair was not measured).
+        The time term (:data:`MEASURED_ONLY_TARGETS`) applies to measured configurations only: a new graph on a
+        measured GPU keeps the shared time model, so a per-GPU correction never reorders GPUs physics orders."""
         w = self.weights(gpu_names, precisions, measured)
+        exact = (w >= 1.0) if measured is not None else np.zeros(len(w), bool)
         mask = w > 0
         out = {name: np.zeros(len(feats)) for name in self.boosters}
         if mask.any():
             x = feats[list(self.features)].to_numpy(dtype=float)[mask]
             for name, booster in self.boosters.items():
-                out[name][mask] = w[mask] * booster.predict(x)
+                wn = np.where(exact, 1.0, 0.0)[mask] if name in MEASURED_ONLY_TARGETS else w[mask]
+                out[name][mask] = wn * booster.predict(x)
         return out
 
 
@@ -553,15 +561,15 @@ def log_residuals(model: LoadedModel, feats: pd.DataFrame, gpu_names: Sequence[s
     shrink = float(model.manifest.get("shrink", 1.0))  # learned residual shrunk toward the physics prior
     out = {name: shrink * b.predict(feats[model.booster_features(name)].to_numpy(dtype=float))
            for name, b in model.boosters.items()}
-    if model.local is not None and gpu_names is not None and precisions is not None:
-        for name, term in model.local.log_terms(feats, list(gpu_names), precisions, measured).items():
-            out[name] = out[name] + term
     tm = model.time_model
     if tm is not None and "time" in out:  # bounded residual over the per-layer prior, + the implementation offset
         from predictor.time_model import implementation_offsets, log_time_residual
 
         impl = implementation_offsets(tm["implementation_offsets"], implementation, len(feats))
         out["time"] = log_time_residual(out["time"], impl, float(tm["bound"]))
+    if model.local is not None and gpu_names is not None and precisions is not None:
+        for name, term in model.local.log_terms(feats, list(gpu_names), precisions, measured).items():
+            out[name] = out[name] + term
     offs = gpu_offset_rows(model, gpu_names, len(feats))  # the user's calibrations: measured, never bounded
     return {name: r + offs[name] for name, r in out.items()}
 

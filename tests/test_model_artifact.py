@@ -34,12 +34,13 @@ def test_round_trip_predictions_match_training_code(synth_dir):
     x = feats[m.features].to_numpy()
     shrink = m.manifest["shrink"]
     xl = feats[list(m.manifest["local"]["features"])].to_numpy()
-    local = m.local.boosters["power"].predict(xl)  # the seen-configuration stage learns power, not time
-    assert "time" not in m.local.boosters and np.abs(local).max() > 1e-3  # every synthetic row is a measured pair
+    local_t, local_p = (m.local.boosters[t].predict(xl) for t in ("time", "power"))
+    assert np.abs(local_p).max() > 1e-3  # every synthetic row is a measured configuration: both terms apply
     bound = m.manifest["time_model"]["bound"]
     raw_t = m.boosters["time"].predict(feats[m.booster_features("time")].to_numpy())
-    time_s = feats["t_layers_s"] * np.exp(bound * np.tanh(shrink * raw_t / bound))  # reference: offset 0
-    expect = time_s * feats["p_phys_w"] * np.exp(shrink * m.boosters["power"].predict(x) + local)
+    # reference implementation: offset 0; the bounded shared residual, then the measured configuration's own term
+    time_s = feats["t_layers_s"] * np.exp(bound * np.tanh(shrink * raw_t / bound) + local_t)
+    expect = time_s * feats["p_phys_w"] * np.exp(shrink * m.boosters["power"].predict(x) + local_p)
     np.testing.assert_allclose(out["energy_per_sample_j"], expect, rtol=1e-12)
     np.testing.assert_allclose(out["energy_j"], expect * 300, rtol=1e-12)
     assert (out["interval_low_j"] < out["energy_j"]).all() and (out["energy_j"] < out["interval_high_j"]).all()
@@ -50,7 +51,7 @@ def test_round_trip_predictions_match_training_code(synth_dir):
 def test_manifest_contents(synth_dir):
     man = json.loads((synth_dir / "manifest.json").read_text())
     assert man["design"] == "time_power" and set(man["boosters"]) == {"time", "power"}
-    assert set(man["files"]) == {"time.txt", "power.txt", "local_power.txt",
+    assert set(man["files"]) == {"time.txt", "power.txt", "local_time.txt", "local_power.txt", "time_accuracy.png",
                                  "novelty_reference.csv", "training_table.parquet", "prior_spec.json"}
     table = synth_table()
     assert man["local"]["applies_to"] == [[g, "fp32", int(table.loc[table["gpu"] == g, "group_arch"].nunique())]
@@ -90,7 +91,7 @@ def test_local_stage_only_for_measured_gpu_precision_pairs(synth_dir):
         "measured_config"].all()
     feats = feature_frame(new_graph, spec, batch_size=32)
     xl = feats[list(m.local.features)].to_numpy()
-    term = m.local.boosters["power"].predict(xl)  # the stage learns power only (time: every row, all sources)
+    term = m.local.boosters["power"].predict(xl)  # its time term applies to measured configurations only
     np.testing.assert_allclose(np.log(new_full["energy_per_sample_j"] / new_main["energy_per_sample_j"]),
                                n_arch / (n_arch + LOCAL_ARCH_PRIOR) * term, atol=1e-9)
     np.testing.assert_allclose(other_prec, other_prec_main["energy_per_sample_j"], rtol=1e-12)
@@ -149,6 +150,7 @@ def test_refuses_to_overwrite_and_is_deterministic(synth_dir, tmp_path):
                     base_manifest=json.loads((synth_dir / "manifest.json").read_text()))
     a = json.loads((synth_dir / "manifest.json").read_text())["files"]
     b = json.loads((out / "manifest.json").read_text())["files"]
+    a.pop("time_accuracy.png")  # the out-of-fold time plot comes with cross-validation only
     assert a == b  # same seed + same table -> byte-identical boosters and table copy
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dir left behind
 
@@ -250,7 +252,7 @@ def test_model_without_table_records_how_to_rebuild_it(synth_dir, tmp_path):
                     base_manifest=json.loads((synth_dir / "manifest.json").read_text()))
     man = json.loads((out / "manifest.json").read_text())
     full = json.loads((synth_dir / "manifest.json").read_text())
-    boosters = ("time.txt", "power.txt", "local_power.txt", "novelty_reference.csv",
+    boosters = ("time.txt", "power.txt", "local_time.txt", "local_power.txt", "novelty_reference.csv",
                 "prior_spec.json")
     assert set(man["files"]) == set(boosters) and not (out / "training_table.parquet").exists()
     assert {f: man["files"][f] for f in boosters} == {f: full["files"][f] for f in boosters}

@@ -9,6 +9,9 @@ here; rewrites it with a new ``table_sha256``).
 * :func:`canonical_gpu_names` -- every GPU name as :func:`featurize.lookup_gpu` resolves it (``NVIDIA GeForce RTX
   3090`` and ``RTX-3090`` are one GPU, ``RTX-3090``); the name the source logged stays in ``gpu_logged``.
 * :data:`SOURCE_PRECISION` -- a recorded precision that is physically impossible, replaced (Mayaki: TF32).
+* :data:`SOURCE_IMPLEMENTATION` -- whose training code a source ran (``implementation_class``: ``tuned`` =
+  NVIDIA DeepLearningExamples / MLPerf-class code, ``reference`` otherwise): the time model learns an offset per
+  class and source instead of pooling implementations that differ up to 2x.
 * :data:`SOURCE_POWER_UNRELIABLE` -- sources whose power is not the step's: ``power_reliable`` = False on their
   rows and ``power_note`` says why; the fitter keeps their time target and drops power/energy.
 """
@@ -39,6 +42,13 @@ SOURCE_POWER_UNRELIABLE: dict[str, str] = {
         "TFLOP/s by the authors' own FLOP count); its CUDA-event step times are kept (time model only)"
     ),
 }
+SOURCE_IMPLEMENTATION: dict[str, str] = {
+    # whose training code a source ran (predictor.time_model.IMPLEMENTATIONS); every other source: "reference"
+    "lambda_dlbench": "tuned",   # NVIDIA DeepLearningExamples in NGC containers (AMP, DALI, fused optimizers)
+    "nvidia_dle": "tuned",       # NVIDIA's own published DeepLearningExamples figures
+    "mlperf_training": "tuned",  # MLPerf submissions (vendor-optimised NGC MLPerf code)
+}
+IMPLEMENTATION_COL = "implementation_class"
 POWER_RELIABLE_COL = "power_reliable"
 POWER_NOTE_COL = "power_note"
 
@@ -46,7 +56,8 @@ POWER_NOTE_COL = "power_note"
 def describe() -> dict[str, Any]:
     """The corrections as data (recorded in the model's prior spec)."""
     return {"gpu_names": SOURCE_GPU_NAMES, "canonical_gpu_names": "featurize.lookup_gpu(name).name",
-            "precision": SOURCE_PRECISION, "power_unreliable": SOURCE_POWER_UNRELIABLE}
+            "precision": SOURCE_PRECISION, "implementation": SOURCE_IMPLEMENTATION,
+            "power_unreliable": SOURCE_POWER_UNRELIABLE}
 
 
 def source_gpu_names(rows: pd.DataFrame) -> pd.Series:
@@ -84,6 +95,7 @@ def apply_corrections(table: pd.DataFrame) -> pd.DataFrame:
     for name, prec in SOURCE_PRECISION.items():
         if "precision" in out:
             out.loc[src == name, "precision"] = prec
+    out[IMPLEMENTATION_COL] = src.map(SOURCE_IMPLEMENTATION).fillna("reference").astype(str)
     out[POWER_RELIABLE_COL] = ~src.isin(list(SOURCE_POWER_UNRELIABLE))
     out[POWER_NOTE_COL] = src.map(SOURCE_POWER_UNRELIABLE).fillna("").astype(str)
     out.attrs["source_corrections"] = describe()
