@@ -197,15 +197,23 @@ def implied_utilisation(table: pd.DataFrame) -> np.ndarray:
     return table["g_flops_train"].to_numpy(float) / table["time_per_sample_s"].to_numpy(float) / peak
 
 
+UTILISATION_FLOOR = 1e-5
+"""A row whose implied utilisation is below this is a unit slip, not a slow run: the smallest real training steps in
+the table (Zeus NCF, batch 64: 1.5e-4; MobileNetV2 transfer learning: 2e-3) sit well above it, NVIDIA's PyTorch NCF
+README figures read as samples/s instead of millions of samples/s sit at 4e-8."""
+
+
 def physical_check(table: pd.DataFrame, dropped: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Add ``implied_utilisation``; rows at or above :data:`UTILISATION_LIMIT` move to ``dropped`` with the figure as
-    their reason (never silently); the table hash is recomputed."""
+    """Add ``implied_utilisation``; rows at or above :data:`UTILISATION_LIMIT` or below :data:`UTILISATION_FLOOR`
+    move to ``dropped`` with the figure as their reason (never silently); the table hash is recomputed."""
     util = implied_utilisation(table)
-    bad = np.isfinite(util) & (util >= UTILISATION_LIMIT)
+    high = np.isfinite(util) & (util >= UTILISATION_LIMIT)
+    bad = high | (np.isfinite(util) & (util < UTILISATION_FLOOR))
     table = table.drop(columns=["table_sha256"]).assign(implied_utilisation=util)
     gone = table.loc[bad, [c for c in dropped.columns if c in table.columns]].assign(
-        drop_reason=[f"implied utilisation {u:.2f} of the {p} peak >= {UTILISATION_LIMIT}"
-                     for u, p in zip(util[bad], table.loc[bad, "precision"])])
+        drop_reason=[f"implied utilisation {u:.2g} of the {p} peak "
+                     + (f">= {UTILISATION_LIMIT}" if h else f"< {UTILISATION_FLOOR:g} (a unit slip)")
+                     for u, p, h in zip(util[bad], table.loc[bad, "precision"], high[bad])])
     table = table.loc[~bad].reset_index(drop=True)
     table["table_sha256"] = content_hash(table)
     return table, pd.concat([dropped, gone], ignore_index=True) if len(gone) else dropped
