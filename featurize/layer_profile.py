@@ -50,20 +50,38 @@ LAYER_FEATURE_NAMES: tuple[str, ...] = (
     "layer_launch_frac",
     "layer_optimizer_frac",
     "layer_step_frac",
+    "layer_conv_compute_frac",
+    "layer_conv_memory_frac",
+    "layer_gemm_frac",
+    "layer_vector_frac",
     "log_layer_kernel_time_s",
     "log_tensor_speedup",
     "log_bw_per_fp32_flop",
 )
 """Features :func:`layered_arrays` returns besides ``t_layers_s`` (per sample): the shares of the per-layer prior's
 step time in compute-bound nodes, memory-bound nodes, kernel launches, the optimizer update and the fixed step
-overhead; the mean busy time per kernel; and two GPU ratios (reduced-precision GEMM rate / FP32 rate, DRAM bytes
-per FP32 FLOP) -- scale-free, no GPU identity."""
+overhead, and of its busy time by op class (compute-bound convolutions, memory-bound convolutions such as depthwise
+ones, GEMMs and attention, vector ops); the mean busy time per kernel; and two GPU ratios (reduced-precision GEMM rate / FP32 rate, DRAM bytes
+per FP32 FLOP) -- scale-free, no GPU identity. ``log_tensor_speedup`` is the speed-up the prior promises the GEMM
+path over the FP32 one (its achievable rates, :func:`featurize.physics.path_rate`): 0 for fp32, and for AMP on a
+GeForce card whose FP32-accumulate tensor rate x TENSOR_CORE_EFFICIENCY does not beat COMPUTE_EFFICIENCY x FP32."""
 
 
 def prior_class(op_class: str, op_type: str) -> str:
     """The prior op class of a node (``""``: it launches no kernel)."""
     cls = PRIOR_CLASS.get(op_class, "")
     return "embedding" if cls and op_type == "Gather" else cls
+
+
+REFERENCE_GPU = "H100-SXM5-80GB"
+"""The GPU the workload descriptors are priced on (:data:`REFERENCE_FEATURE_NAMES`): one fixed device that runs every
+precision, so they describe the graph, batch and precision, never the GPU a prediction is for."""
+REFERENCE_PREFIX = "ref_"
+REFERENCE_FEATURE_NAMES: tuple[str, ...] = tuple(
+    REFERENCE_PREFIX + f for f in LAYER_FEATURE_NAMES if f not in ("log_tensor_speedup", "log_bw_per_fp32_flop"))
+""":data:`LAYER_FEATURE_NAMES` (but the GPU ratios) of the per-layer prior on :data:`REFERENCE_GPU`: workload
+descriptors that transfer to any GPU. A time residual over them (plus the precision path and GPU ratios with a
+monotone constraint) cannot reorder two GPUs of the same ratios that the per-layer prior orders."""
 
 
 @dataclass(frozen=True)
@@ -232,12 +250,32 @@ def step_times(profile: LayerProfile, gpu: Mapping[str, float], *, batch_size: f
     opt = (OPT_BYTES_PER_PARAM * max(trainable_params, 0.0) / (float(gpu["mem_bw_bytes_per_s"])
                                                                * eff.memory.get("optimizer", 0.8))
            + (launch if trainable_params > 0 else 0.0))
-    parts = {"compute_s": float(np.sum(n * np.where(t_c >= t_m, t_c, 0.0))),
-             "memory_s": float(np.sum(n * np.where(t_c >= t_m, 0.0, t_m))),
+    busy = np.maximum(t_c, t_m)
+    compute = t_c >= t_m
+    parts = {"compute_s": float(np.sum(n * np.where(compute, t_c, 0.0))),
+             "memory_s": float(np.sum(n * np.where(compute, 0.0, t_m))),
              "launch_s": float(n.sum() * launch), "optimizer_s": float(opt), "step_s": float(STEP_OVERHEAD_S)}
     parts["time_s"] = sum(parts.values())
     parts["kernels"] = float(n.sum())
+    conv = profile.code == PRIOR_CLASSES.index("conv")
+    gemm = np.isin(profile.code, [PRIOR_CLASSES.index("gemm"), PRIOR_CLASSES.index("attention")])
+    parts["conv_memory_s"] = float(np.sum(n * np.where(conv & ~compute, busy, 0.0)))
+    parts["conv_compute_s"] = float(np.sum(n * np.where(conv & compute, busy, 0.0)))
+    parts["gemm_s"] = float(np.sum(n * np.where(gemm, busy, 0.0)))
+    parts["vector_s"] = float(np.sum(n * np.where(~conv & ~gemm, busy, 0.0)))
     return parts
+
+
+def _gemm_rate(cols: Mapping[str, np.ndarray]) -> np.ndarray:
+    from featurize.physics import path_rate
+
+    return path_rate(cols["peak_flops"], cols["tensor_precision"], cols["peak_fp32_flops"])
+
+
+def _vector_rate(cols: Mapping[str, np.ndarray]) -> np.ndarray:
+    from featurize.physics import path_rate
+
+    return path_rate(cols["peak_fp32_flops"], np.zeros_like(cols["peak_fp32_flops"]), cols["peak_fp32_flops"])
 
 
 def layered_arrays(profiles: Sequence[LayerProfile], gpu: Mapping[str, Any], *, batch_size: Any,
@@ -253,7 +291,7 @@ def layered_arrays(profiles: Sequence[LayerProfile], gpu: Mapping[str, Any], *, 
     tp = np.broadcast_to(np.asarray(trainable_params, float), (n,))
     keys = sorted(cols)
     memo: dict[tuple, dict[str, float]] = {}
-    out = np.zeros((n, 7))
+    out = np.zeros((n, 11))
     for i, prof in enumerate(profiles):
         key = (id(prof), bs[i], bwd[i], tp[i], *(cols[k][i] for k in keys))
         if key not in memo:
@@ -261,7 +299,7 @@ def layered_arrays(profiles: Sequence[LayerProfile], gpu: Mapping[str, Any], *, 
                                    trainable_params=tp[i], efficiencies=efficiencies)
         p = memo[key]
         out[i] = [p["time_s"], p["compute_s"], p["memory_s"], p["launch_s"], p["optimizer_s"], p["step_s"],
-                  p["kernels"]]
+                  p["kernels"], p["conv_compute_s"], p["conv_memory_s"], p["gemm_s"], p["vector_s"]]
     step = out[:, 0]
     busy = out[:, 1] + out[:, 2]
     fp32 = cols["peak_fp32_flops"]
@@ -273,8 +311,11 @@ def layered_arrays(profiles: Sequence[LayerProfile], gpu: Mapping[str, Any], *, 
         "layer_launch_frac": out[:, 3] / step,
         "layer_optimizer_frac": out[:, 4] / step,
         "layer_step_frac": out[:, 5] / step,
+        "layer_conv_compute_frac": out[:, 7] / step,
+        "layer_conv_memory_frac": out[:, 8] / step,
+        "layer_gemm_frac": out[:, 9] / step,
+        "layer_vector_frac": out[:, 10] / step,
         "log_layer_kernel_time_s": np.log10(np.maximum(busy, 1e-12) / np.maximum(out[:, 6], 1.0)),
-        "log_tensor_speedup": np.log2(np.maximum(cols["peak_flops"], fp32) / fp32)
-        * (cols["tensor_precision"] > 0),
+        "log_tensor_speedup": np.log2(_gemm_rate(cols) / _vector_rate(cols)),
         "log_bw_per_fp32_flop": np.log2(cols["mem_bw_bytes_per_s"] / fp32),
     }

@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 from featurize.errors import InvalidInputError, ModelArtifactError
-from featurize.layer_profile import LAYER_FEATURE_NAMES, layered_arrays, row_profiles
+from featurize.layer_profile import (LAYER_FEATURE_NAMES, REFERENCE_FEATURE_NAMES, REFERENCE_GPU, REFERENCE_PREFIX,
+                                     layered_arrays, row_profiles)
 from featurize.physics import FEATURE_NAMES, PRIOR_NAMES, gpu_columns, physics_arrays
 from featurize.precision import precision_paths
 from predictor.artifact import hash_file, stamp, validate_manifest, verify  # noqa: F401 - hash_file re-exported
@@ -264,7 +265,7 @@ def check_manifest(manifest: Any, where: Path) -> dict[str, Any]:
             and all(isinstance(p, list) and len(p) == 3 for p in local["applies_to"])):
         raise ModelArtifactError(f"{where}: manifest 'local' must hold boosters (a subset of {sorted(targets)}), "
                                  "features and applies_to [gpu, precision, n_architectures]; regenerate the model.")
-    known = set(FEATURE_NAMES) | set(LAYER_FEATURE_NAMES)
+    known = set(FEATURE_NAMES) | set(LAYER_FEATURE_NAMES) | set(REFERENCE_FEATURE_NAMES)
     per_booster = [f for b in manifest["boosters"].values() if isinstance(b, dict) for f in b.get("features", [])]
     unknown = [f for f in [*manifest["features"], *per_booster, *(local or {}).get("features", [])] if f not in known]
     if unknown:
@@ -511,7 +512,8 @@ def feature_frame(
 ) -> pd.DataFrame:
     """Physics features (:data:`featurize.physics.FEATURE_NAMES` + prior columns) and the per-layer prior
     (``t_layers_s`` + :data:`featurize.layer_profile.LAYER_FEATURE_NAMES`, from each row's layer profile, priced
-    with ``efficiencies``: a ``featurize.layers.LayerEfficiencies``, None = defaults), one row per graph row."""
+    with ``efficiencies``: a ``featurize.layers.LayerEfficiencies``, None = defaults; the same on the reference GPU:
+    :data:`featurize.layer_profile.REFERENCE_FEATURE_NAMES`), one row per graph row."""
     n = len(graph_rows)
     gcols = gpu_rows(gpus, precision, n, precision_fallback)
     pl = None if power_limit_w is None else _as_rows(power_limit_w, n, "power_limit_w").astype(float)
@@ -522,10 +524,20 @@ def feature_frame(
         fwd = np.asarray(g["g_flops_forward"] if "g_flops_forward" in g else g["flops_forward"], float)
         bwd = np.asarray(g["g_flops_backward"] if "g_flops_backward" in g else g["flops_backward"], float)
         tp = np.asarray(g["g_trainable_params"] if "g_trainable_params" in g else g["trainable_params"], float)
-        arrays.update(layered_arrays(row_profiles(graph_rows), gcols, batch_size=bs.astype(float),
-                                     backward_ratio=bwd / np.maximum(fwd, 1.0), trainable_params=tp,
-                                     efficiencies=efficiencies))
+        profiles = row_profiles(graph_rows)
+        kw = dict(batch_size=bs.astype(float), backward_ratio=bwd / np.maximum(fwd, 1.0), trainable_params=tp,
+                  efficiencies=efficiencies)
+        arrays.update(layered_arrays(profiles, gcols, **kw))
+        ref = layered_arrays(profiles, gpu_rows(_reference_spec(), precision, n, True), **kw)
+        arrays.update({k: ref[k.removeprefix(REFERENCE_PREFIX)] for k in REFERENCE_FEATURE_NAMES})
     return pd.DataFrame(arrays, index=graph_rows.index)
+
+
+@lru_cache(maxsize=1)
+def _reference_spec() -> GPUSpec:
+    from featurize import lookup_gpu
+
+    return lookup_gpu(REFERENCE_GPU)
 
 
 def offset_terms(offsets: dict[str, dict[str, float]], gpu_names: Sequence[str] | None, n: int,
