@@ -561,6 +561,8 @@ def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> 
         stage_terms,
     )
 
+    from predictor.time_model import RETRAIN_BOUND
+
     rows, feats, targets = prepare(table)
     user = rows[NEW_ROW_COL].fillna(False).astype(bool).to_numpy()
     groups = rows["group_arch"].astype(str).to_numpy()
@@ -579,7 +581,7 @@ def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> 
         test = user & np.array([fold_of.get(g, -1) == f for g in groups])
         b, offsets, local = fit_all(feats[~test], targets[~test], w[~test], gpus[~test], precs[~test],
                                     groups[~test], calibrate[~test], features=list(DEFAULT_FEATURES), seed=seed,
-                                    rows=rows[~test])
+                                    rows=rows[~test], time_params={"bound": RETRAIN_BOUND})
         extra = stage_terms(local, b, feats[test], gpus[test], precs[test], None)  # held-out graphs: never measured
         off = offset_terms(offsets, gpus[test], int(test.sum()), list(b))
         pred[test] = predict_log_energy(b, feats[test], list(DEFAULT_FEATURES), "time_power", extra=extra, outer=off)

@@ -77,6 +77,10 @@ the prior: GeForce, promised x1, -0.7; A100, promised x6.9, -0.47); and at an eq
 slower than the prior says relative to FP32 (AMP is never slower than fp32 where the prior prices them alike)."""
 RESIDUAL_BOUND = float(np.log(2.5))
 """Largest |log| move of the learned residual (x2.5 either way)."""
+RETRAIN_BOUND = 5.0
+"""The bound of a model retrained on a user's own runs: their measurements are the truth for their setup (a
+framework without the prior's fixed per-step overhead sits x10-100 below it on tiny graphs), so the residual may
+follow them (x148 either way, the manifest's ceiling)."""
 SOURCE_PRIOR_ROWS = 30.0
 """Shrinkage of a source's offset toward its implementation class: sum of residuals / (rows + this)."""
 CLASS_PRIOR_ROWS = 30.0

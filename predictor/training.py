@@ -792,6 +792,10 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
     shrink = 1.0 if calibrate.any() else shrink_for(rows)
     tp = time_params or time_params_for(rows, feats, targets, seed=seed, base_manifest=base_manifest,
                                         select=run_cv and not calibrate.any() and design == "time_power")
+    if calibrate.any():  # the user's own runs: follow them (predictor.time_model.RETRAIN_BOUND)
+        from predictor.time_model import RETRAIN_BOUND
+
+        tp = {**tp, "bound": RETRAIN_BOUND}
     boosters, gpu_offsets, local = fit_all(feats, targets, sample_weights(rows),
                                            rows["_gpu_canonical"].astype(str).to_numpy(),
                                            rows[PATH_COL].astype(str).to_numpy(),
