@@ -78,7 +78,8 @@ REFERENCE_GPU = "H100-SXM5-80GB"
 precision, so they describe the graph, batch and precision, never the GPU a prediction is for."""
 REFERENCE_PREFIX = "ref_"
 REFERENCE_FEATURE_NAMES: tuple[str, ...] = tuple(
-    REFERENCE_PREFIX + f for f in LAYER_FEATURE_NAMES if f not in ("log_tensor_speedup", "log_bw_per_fp32_flop"))
+    REFERENCE_PREFIX + f for f in LAYER_FEATURE_NAMES if f not in ("log_tensor_speedup", "log_bw_per_fp32_flop")
+) + (REFERENCE_PREFIX + "log_whole_over_layers",)
 """:data:`LAYER_FEATURE_NAMES` (but the GPU ratios) of the per-layer prior on :data:`REFERENCE_GPU`: workload
 descriptors that transfer to any GPU. A time residual over them (plus the precision path and GPU ratios with a
 monotone constraint) cannot reorder two GPUs of the same ratios that the per-layer prior orders."""

@@ -290,6 +290,18 @@ def physics_arrays(
     return {k: np.broadcast_to(v, t_phys.shape).astype(float) for k, v in out.items()}
 
 
+def power_prior_w(prior: Mapping[str, Any], time_per_sample_s: Any) -> np.ndarray:
+    """The power prior over a given time per sample: ``idle + (cap - idle) x sqrt(busy)`` with ``busy`` the
+    whole-graph roofline's busy time over THAT time (at most 1). With the prior's own time it is ``p_phys_w``; over
+    the measured time (training) or the predicted one (prediction) a step that takes longer than its kernels
+    spends the difference waiting, at lower power. ``prior``: :func:`physics_arrays` output (or a frame of it)."""
+    t_busy = np.asarray(prior["busy_frac"], float) * np.asarray(prior["t_phys_s"], float)
+    cap = np.asarray(prior["power_cap_w"], float)
+    idle = np.minimum(np.asarray(prior["idle_frac"], float) * np.asarray(prior["tdp_w"], float), cap)
+    busy = np.clip(t_busy / np.asarray(time_per_sample_s, float), 0.0, 1.0)
+    return idle + (cap - idle) * np.sqrt(busy)
+
+
 def physics_features(
     graph: Mapping[str, Any],
     gpu: GPUSpec,

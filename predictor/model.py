@@ -38,7 +38,7 @@ import pandas as pd
 from featurize.errors import InvalidInputError, ModelArtifactError
 from featurize.layer_profile import (LAYER_FEATURE_NAMES, REFERENCE_FEATURE_NAMES, REFERENCE_GPU, REFERENCE_PREFIX,
                                      layered_arrays, row_profiles)
-from featurize.physics import FEATURE_NAMES, PRIOR_NAMES, gpu_columns, physics_arrays
+from featurize.physics import FEATURE_NAMES, PRIOR_NAMES, gpu_columns, physics_arrays, power_prior_w
 from featurize.precision import precision_paths
 from predictor.artifact import hash_file, stamp, validate_manifest, verify  # noqa: F401 - hash_file re-exported
 from predictor.trees import TreeEnsemble, unique_rows  # noqa: F401 - re-exported
@@ -176,6 +176,8 @@ class LoadedModel:
     """Standardised features of the training rows (``intervals.novelty``), for the novelty-scaled interval."""
     prior: Any = field(default=None, repr=False)
     """The model's :class:`predictor.spec.PriorSpec` (``prior_spec.json``), verified against the running code."""
+    time_boosters: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Implementation -> its own time booster (manifest ``time_model.class_boosters``)."""
 
     def layer_efficiencies(self) -> Any:
         """The per-layer efficiencies the model carries (``featurize.layers.LayerEfficiencies``)."""
@@ -294,6 +296,9 @@ def _load_uncached(path: Path) -> LoadedModel:
 
     prior = verify_spec(path, manifest)  # the model's physics prior must be the running code's
     boosters = _read_boosters(path, manifest, manifest["boosters"], manifest["features"])
+    tm = manifest.get("time_model") or {}
+    time_boosters = _read_boosters(path, manifest, tm.get("class_boosters", {}),
+                                   manifest["boosters"]["time"].get("features", manifest["features"])) if tm else {}
     local = None
     if manifest.get("local"):
         spec = manifest["local"]
@@ -313,7 +318,8 @@ def _load_uncached(path: Path) -> LoadedModel:
         if reference.shape[1] != len(nov["features"]) or len(nov["mean"]) != len(nov["features"]):
             raise ModelArtifactError(f"{path / nov['file']}: {reference.shape[1]} columns for "
                                      f"{len(nov['features'])} novelty features; regenerate the model.")
-    return LoadedModel(path=path, manifest=manifest, boosters=boosters, local=local, reference=reference, prior=prior)
+    return LoadedModel(path=path, manifest=manifest, boosters=boosters, local=local, reference=reference, prior=prior,
+                       time_boosters=time_boosters)
 
 
 def _read_boosters(path: Path, manifest: dict[str, Any], specs: dict[str, Any],
@@ -407,7 +413,10 @@ def feature_frame(
         kw = dict(batch_size=bs.astype(float), backward_ratio=bwd / np.maximum(fwd, 1.0), trainable_params=tp,
                   efficiencies=efficiencies)
         arrays.update(layered_arrays(profiles, gcols, **kw))
-        ref = layered_arrays(profiles, gpu_rows(_reference_spec(), precision, n, True), **kw)
+        ref_cols = gpu_rows(_reference_spec(), precision, n, True)
+        ref = layered_arrays(profiles, ref_cols, **kw)
+        ref["log_whole_over_layers"] = np.log(physics_arrays(graph_rows, ref_cols, batch_size=bs)["t_phys_s"]
+                                              / ref["t_layers_s"])
         arrays.update({k: ref[k.removeprefix(REFERENCE_PREFIX)] for k in REFERENCE_FEATURE_NAMES})
     return pd.DataFrame(arrays, index=graph_rows.index)
 
@@ -454,10 +463,12 @@ def log_residuals(model: LoadedModel, feats: pd.DataFrame, gpu_names: Sequence[s
            for name, b in model.boosters.items()}
     tm = model.time_model
     if tm is not None and "time" in out:  # bounded residual over the per-layer prior, + the implementation offset
-        from predictor.time_model import implementation_offsets, log_time_residual
+        from predictor.time_model import implementation_offsets, log_time_residual, raw_time_score
 
+        x = feats[model.booster_features("time")].to_numpy(dtype=float)
+        raw = shrink * raw_time_score(model.boosters["time"], model.time_boosters, x, implementation)
         impl = implementation_offsets(tm["implementation_offsets"], implementation, len(feats))
-        out["time"] = log_time_residual(out["time"], impl, float(tm["bound"]))
+        out["time"] = log_time_residual(raw, impl, float(tm["bound"]))
     if model.local is not None and gpu_names is not None and precisions is not None:
         for name, term in model.local.log_terms(feats, list(gpu_names), precisions, measured).items():
             out[name] = out[name] + term
@@ -481,7 +492,8 @@ def raw_predict(model: LoadedModel, feats: pd.DataFrame, gpu_names: Sequence[str
     out = log_residuals(model, feats, gpu_names, precisions, measured, implementation)
     if model.manifest["design"] == "time_power":
         time_s = time_prior_s(model, feats) * np.exp(out["time"])
-        power_w = clip_power_w(feats["p_phys_w"].to_numpy() * np.exp(out["power"]), feats)
+        prior_w = power_prior_w(feats, time_s) if model.time_model is not None else feats["p_phys_w"].to_numpy()
+        power_w = clip_power_w(prior_w * np.exp(out["power"]), feats)
         energy_j = time_s * power_w
     else:  # energy design: time from the prior scaled by the same residual, power = energy / time
         energy_j = feats["e_phys_j"].to_numpy() * np.exp(out["energy"])

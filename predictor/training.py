@@ -48,7 +48,7 @@ import pandas as pd
 
 from featurize.errors import SchemaError
 from featurize.types import GPUSpec
-from featurize.physics import FEATURE_NAMES
+from featurize.physics import FEATURE_NAMES, power_prior_w
 from featurize.precision import precision_paths
 from predictor.spec import current_spec, write_spec
 from predictor.artifact import seal
@@ -287,7 +287,7 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None,
     targets = pd.DataFrame(
         {
             "time": np.log(time / feats["t_layers_s"].to_numpy()),
-            "power": np.log(power / feats["p_phys_w"].to_numpy()),
+            "power": np.log(power / power_prior_w(feats, time)),
             "energy": np.log(energy / feats["e_phys_j"].to_numpy()),
             "energy_per_sample_j": energy,
             "time_per_sample_s": time,
@@ -418,7 +418,8 @@ def log_terms(boosters: Mapping[str, Any], feats: pd.DataFrame, features: list[s
 
     out = {}
     for t, b in boosters.items():
-        r = shrink * b.predict(feats[booster_features(t, features)].to_numpy(float))
+        x = feats[booster_features(t, features)].to_numpy(float)
+        r = shrink * (b.predict(x, implementation) if isinstance(b, TimeFit) else b.predict(x))
         if isinstance(b, TimeFit):
             r = log_time_residual(r, implementation_offsets(b.implementation_offsets, implementation, len(feats)),
                                   b.bound)
@@ -554,8 +555,9 @@ def predict_log_energy(boosters: Mapping[str, Any], feats: pd.DataFrame, feature
     ``extra`` log terms per target (the seen-configuration stage) and ``outer`` ones (per-GPU calibrations)."""
     r = log_terms(boosters, feats, features, shrink=shrink, inner=extra, outer=outer, implementation=implementation)
     if design == "time_power":
-        power = clip_power_w(feats["p_phys_w"].to_numpy() * np.exp(r["power"]), feats)
-        return np.log(feats["t_layers_s"].to_numpy()) + r["time"] + np.log(power)
+        log_t = np.log(feats["t_layers_s"].to_numpy()) + r["time"]
+        power = clip_power_w(power_prior_w(feats, np.exp(log_t)) * np.exp(r["power"]), feats)
+        return log_t + np.log(power)
     resid = r["energy"]
     log_t = np.log(feats["t_phys_s"].to_numpy()) + resid
     power = clip_power_w(np.exp(np.log(feats["e_phys_j"].to_numpy()) + resid - log_t), feats)
@@ -748,7 +750,7 @@ def cross_validate_all(table: pd.DataFrame, *, design: str, seed: int = 0, gpu_s
     prepared = prepared or prepare(table, gpu_specs=gpu_specs)
     shrink = shrink_for(prepared[0]) if shrink is None else shrink
     return {g: grouped_cv(table, g, design=design, seed=seed, prepared=prepared, features=features, shrink=shrink,
-                          time_params=time_params)
+                          time_params=time_params.for_group(g) if hasattr(time_params, "for_group") else time_params)
             for g in groups if prepared[0][g].nunique() > 1}
 
 
@@ -758,8 +760,8 @@ def time_params_for(rows: pd.DataFrame, feats: pd.DataFrame, targets: pd.DataFra
     when ``select``, else the base model's, else the first candidate."""
     from predictor.time_select import TIME_GRID, select_time_params
 
-    if select:
-        return select_time_params(rows, feats, targets, seed=seed)
+    if select:  # the mean of the three groupings' inner scores
+        return select_time_params(rows, feats, targets, seed=seed, groups=("gpu", "group_arch", "source"))
     base = ((base_manifest or {}).get("time_model") or {}).get("params")
     return dict(base) if base else dict(TIME_GRID[0])
 
@@ -836,6 +838,8 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
         files = {}
         for name, booster in boosters.items():
             (tmp / f"{name}.txt").write_text(booster.model_to_string(num_iteration=-1), encoding="utf-8")
+        for impl, booster in getattr(boosters.get("time"), "class_boosters", {}).items():
+            (tmp / f"time_{impl}.txt").write_text(booster.model_to_string(num_iteration=-1), encoding="utf-8")
         for name, booster in (local.boosters.items() if local else ()):
             (tmp / f"local_{name}.txt").write_text(booster.model_to_string(num_iteration=-1), encoding="utf-8")
         if run_cv and design == "time_power":
@@ -938,7 +942,8 @@ def booster_entry(name: str, booster: Any, features: list[str], shrink: float) -
                              "exp(); multiply by the per-layer prior t_layers_s",
                 "monotone": dict(TIME_MONOTONE), "features": booster_features(name, features)}
     return {"file": f"{name}.txt",
-            "target": {"power": "log(avg_power_w / p_phys_w)",
+            "target": {"power": "log(avg_power_w / power_prior_w(time_per_sample_s)): idle + (cap - idle) x "
+                                "sqrt(roofline busy time / the measured time; the predicted one at prediction)",
                        "energy": "log(energy_per_sample_j / (p_phys_w * t_phys_s))"}[name],
             "transform": f"exp({shrink} x raw score); multiply by the prior",
             "monotone": {f: c for f, c in MONOTONE.get(name, {}).items() if f in features}}
