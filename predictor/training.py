@@ -241,13 +241,15 @@ def _positive(rows: pd.DataFrame, col: str) -> np.ndarray:
     return np.isfinite(v) & (v > 0)
 
 
-def prepare(table: pd.DataFrame, *, gpu_specs: Any = None,
-            efficiencies: Any = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def prepare(table: pd.DataFrame, *, gpu_specs: Any = None, efficiencies: Any = None,
+            multi_gpu: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Clean rows, physics features and log-residual targets.
 
     Every single-GPU row with a measured energy or time is kept; multi-GPU rows (``n_gpus`` > 1: their time needs a
     scaling term this model does not have yet) and rows with neither are left out, counted in
-    ``rows.attrs["kept_out"]``. Returns ``(rows, feats, targets)`` on the same index; ``targets`` has ``time``
+    ``rows.attrs["kept_out"]`` (``multi_gpu=True`` keeps them, flagged ``rows["_multi_gpu"]``, for a data-parallel
+    scaling fit over the per-GPU time model; no fitter here uses them). Returns ``(rows, feats, targets)`` on the
+    same index; ``targets`` has ``time``
     (log measured time per sample / the per-layer prior ``t_layers_s``, priced with ``efficiencies``), ``power``,
     ``energy`` (NaN where a source lacks the quantity, or its power is not trusted: :data:`POWER_RELIABLE_COL`
     False; ``rows["_energy_ok"]`` is False there and on time-only rows) and the GPU-only ``energy_per_sample_j``.
@@ -260,7 +262,8 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None,
     multi = (pd.to_numeric(rows["n_gpus"], errors="coerce").fillna(1).to_numpy(float) > 1 if "n_gpus" in rows
              else np.zeros(len(rows), bool))
     kept_out = {"multi_gpu": int((measured & multi).sum()), "no_energy_or_time": int((~measured).sum())}
-    rows = rows[measured & ~multi].reset_index(drop=True)
+    keep = measured & (~multi | multi_gpu)
+    rows = rows[keep].assign(_multi_gpu=multi[keep]).reset_index(drop=True)
     resolve = _resolver(gpu_specs)
     specs = {name: resolve(name) for name in rows["gpu"].unique()}
     for col, default in (("power_limit_w", np.nan), ("avg_power_w", np.nan), ("time_per_sample_s", np.nan),
