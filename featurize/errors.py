@@ -76,6 +76,6 @@ def require(module: str, *, extra: str, purpose: str):
 
 
 class UnsupportedPrecisionError(InvalidInputError):
-    """A precision the GPU cannot run (bf16 on a V100, fp8 on an A100, fp16 on a GTX 1080 Ti); the message
-    lists the precisions it can run and the opt-in (``precision_fallback=True``) to run it as a framework
-    would fall back."""
+    """A precision the framework refuses on the GPU (fp8 without FP8 tensor cores, e.g. on an A100); the message
+    lists the precisions it runs and the opt-in (``precision_fallback=True``) to price the nearest precision a
+    framework would pick."""

@@ -22,8 +22,8 @@ Conventions (all graph-level counts are per sample = total at the evaluated batc
   parameters 0, and the first trainable layer 1x (no gradient w.r.t. the data).
 * Optimizer: :data:`OPTIMIZER_FLOPS_PER_PARAM` = 10 FLOPs per trainable parameter per step (Adam:
   two moment updates, bias correction, sqrt, divide, update), divided by ``batch_size``.
-* ``activation_bytes``: unique tensors some backward-region node saves for its backward pass
-  (:func:`_saved_inputs`). ``peak_activation_bytes``: peak of live activations in a forward liveness
+* ``activation_bytes``: unique storages some backward-region node saves for its backward pass, as PyTorch's
+  autograd saves them (:mod:`featurize.saved`). ``peak_activation_bytes``: peak of live activations in a forward liveness
   pass in graph order (view ops alias their input; graph outputs stay live).
 * ``depth``: longest path counted in weight-bearing MAC ops. ``n_nodes``: nodes that do work at
   run time (not folded constants or zero-cost views). ``frac_flops_elementwise``: share of forward
@@ -48,6 +48,7 @@ from featurize.limits import check_features, check_graph
 from featurize.loader import NodeFields, ShapeMap, bind_input_dims, load_graph, node_fields, resolve_shapes
 from featurize.ops import NodeView, OpCost, TensorInfo, handler_table, known_domains
 from featurize.ops.sequence import SEQUENCE_OPS
+from featurize.saved import SavedTensors
 
 CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan"})  # costed from their subgraphs (featurize.control_flow)
 from featurize.types import BYTES_PER_ELEMENT, PRECISIONS, GPUSpec, GraphFeatures, LazyNodes
@@ -94,23 +95,17 @@ _BUFFER_SLOTS: dict[str, frozenset[int]] = {"BatchNormalization": frozenset({3, 
 _ALIAS_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Dropout"})
 _MAC_CLASSES = ("conv", "matmul", "attention", "recurrent")
 _NONDETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike"})
-# Backward needs nothing saved for these (linear in their inputs, or pure data movement).
-_NO_SAVE_OPS = frozenset(
-    {
-        "Add", "Sub", "Sum", "Neg", "Concat", "Split", "Slice", "Transpose", "Gather", "Expand", "Tile",
-        "Pad", "Cast", "CastLike", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Dropout",
-        "ReduceSum", "ReduceMean", "AveragePool", "GlobalAveragePool", "Resize", "Upsample",
-        "DepthToSpace", "SpaceToDepth", "Mean", "Shape", "Size", "Where", "Equal", "Less", "Greater",
-        "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor",
-    }
-)
-_SAVE_OUTPUT_OPS = frozenset({"Softmax", "LogSoftmax", "Relu", "Sigmoid", "Tanh", "Exp"})
+_VALUE_INPUTS: dict[str, tuple[int, ...]] = {"CastLike": (0,)}
+"""Ops some of whose inputs are read for their element type only (CastLike's ``target_type``): the node is a
+constant when its value inputs are. The dynamo exporter's zero bias of a bias-free convolution,
+``Expand(CastLike(0, x), Shape(W))``, is then free, as it is in PyTorch (no kernel), instead of two launches per
+convolution. (Shape/Size stay run-time: ``arange(x.shape[0])`` launches a kernel in eager PyTorch.)"""
 
 
 def featurize(
     source: Any,
     *,
-    batch_size: int = 1,
+    batch_size: int | None = None,
     dims: Mapping[str, int] | None = None,
     input_shapes: Mapping[str, Iterable[int]] | None = None,
     precision: str = "fp32",
@@ -124,7 +119,8 @@ def featurize(
     Args:
         source: ``.onnx`` path, ONNX bytes, ``onnx.ModelProto``, or ``torch.nn.Module`` (then
             ``example_inputs`` is required; exported through ``torch.onnx``). Weights are never read.
-        batch_size: training batch size (> 0); binds a symbolic first input dim.
+        batch_size: training batch size (> 0); binds a symbolic first input dim. None: the value ``dims`` gives
+            that dim by name, else 1; a ``dims`` value for it that differs from ``batch_size`` is an error.
         dims: values for named symbolic dims, e.g. ``{"seq": 512}``.
         input_shapes: full shapes per graph input; override the declared shapes.
         precision: one of ``fp32, tf32, fp16, bf16, fp8``; sets bytes per float element.
@@ -137,11 +133,12 @@ def featurize(
     Raises:
         GraphLoadError, UnboundDimensionError, InvalidInputError (all ``JoulecastError``).
     """
-    batch_size = _check_batch(batch_size)
+    batch_size = None if batch_size is None else _check_batch(batch_size)
     if precision not in PRECISIONS:
         raise InvalidInputError(f"precision={precision!r} is not supported; use one of {PRECISIONS}.")
     frozen_prefixes = _check_frozen(frozen)
-    if _is_torch_module(source):
+    from_module = _is_torch_module(source)  # exported here in a way that keeps BatchNorm (no inference check)
+    if from_module:
         from featurize.torch_export import export_module
 
         source = export_module(source, example_inputs)
@@ -153,7 +150,7 @@ def featurize(
         model, batch_size=batch_size, dims=dims, input_shapes=input_shapes, skip=weight_inputs,
         initializers=inits, static_inputs=static, inputs=inputs,
     )
-    bound = binding.shapes
+    bound, batch_size = binding.shapes, binding.batch_size
     check_graph(model, bound)  # element/byte caps and attribute sanity before shape inference (limits)
     if input_shapes:
         static = {k: v for k, v in static.items() if k not in input_shapes}
@@ -166,6 +163,8 @@ def featurize(
         [name for name, _ in inputs], tied,
     )
     check_features(features.to_dict())  # no NaN/inf/negative count leaves the featurizer (limits)
+    if not from_module:
+        features = _note_inference_export(features, nodes)
     if gpu is not None:
         from dataclasses import replace
 
@@ -175,6 +174,19 @@ def featurize(
         if not with_nodes:
             features = replace(features, nodes=None)
     return features
+
+
+def _note_inference_export(features: GraphFeatures, nodes: list[NodeFields]) -> GraphFeatures:
+    """``features`` with the inference-mode-export warning added (and raised) when the graph looks like one."""
+    from dataclasses import replace
+
+    from featurize.export_mode import inference_export_note
+
+    note = inference_export_note({n.op_type for n in nodes if not n.domain or n.domain == "ai.onnx"})
+    if note is None:
+        return features
+    warnings.warn(note, stacklevel=3)
+    return replace(features, warnings=(*features.warnings, note))
 
 
 def _check_batch(batch_size: Any) -> int:
@@ -405,8 +417,10 @@ def _analyse(
     node_const: list[bool] = []
     all_const = const.issuperset
     for _, op, _, node_ins, node_outs, _ in nodes:
+        value_ins = node_ins if op not in _VALUE_INPUTS else [node_ins[i] for i in _VALUE_INPUTS[op]
+                                                                 if i < len(node_ins)]
         is_const = op not in _NONDETERMINISTIC and op not in CONTROL_FLOW_OPS and (  # bodies read outer tensors
-            all_const(node_ins) or ("" in node_ins and all(x in const for x in node_ins if x))
+            all_const(value_ins) or ("" in value_ins and all(x in const for x in value_ins if x))
         )
         node_const.append(is_const)
         if is_const:
@@ -465,7 +479,7 @@ def _analyse(
         for x, r in roots.items():
             if not trainable_leaves.isdisjoint(r):
                 requires_grad.add(x)
-    saved: set[str] = set()
+    saved = SavedTensors()
     tot_macs = tot_flops = tot_bwd = tot_bytes = tot_wbytes = 0.0
     cls_macs: Counter[str] = Counter()
     nonmac_flops = 0.0
@@ -491,7 +505,8 @@ def _analyse(
         if node_const[idx]:
             if with_nodes:
                 name = name or f"{op}_{idx}"
-                rows.append((name, op, dom, "constant", outs, 0.0, 0.0, 0, 0.0, 0.0, 0.0, False, 0.0, (), (), node_outs))
+                rows.append((name, op, dom, "constant", outs, 0.0, 0.0, 0, 0.0, 0.0, 0.0, False, 0.0, (), (), node_outs,
+                             ""))
             continue
         ins = tuple(map(info_of, node_ins))
         # one pass over the inputs: liveness (last read of a storage), weights, activations,
@@ -583,6 +598,7 @@ def _analyse(
             rows.append((
                 name, op, dom, cls, outs, macs, flops, cost.params, br, bw, ws, w_trainable, w,
                 acts, act_bytes, node_outs,  # act_bytes scaled by ws_scale when the table is built
+                _module_path(ins, roots_get) if w_bytes else "",
             ))
         tot_wbytes += w
         if ws > max_ws:
@@ -594,11 +610,11 @@ def _analyse(
                 tot_bwd += 2.0 * macs * n_grads + (flops - 2.0 * macs)
             else:
                 tot_bwd += flops
-            for t in outs:
-                if t.name and t.itemsize == elem_bytes:
-                    requires_grad.add(t.name)
-            if op not in _NO_SAVE_OPS:
-                saved.update(_saved_inputs(op, cls, acts, outs, w_trainable))
+            if op != "CastLike" or node_ins[0] in requires_grad:  # CastLike's 2nd input is a type, not a value
+                for t in outs:
+                    if t.name and t.itemsize == elem_bytes:
+                        requires_grad.add(t.name)
+            saved.node(op, cls, ins, acts, outs, w_trainable, requires_grad)
         # depth in weight-bearing MAC ops
         d = d_in + 1 if (macs and cost.params) else d_in
         for o in node_outs:
@@ -643,7 +659,7 @@ def _analyse(
     flops_optimizer = OPTIMIZER_FLOPS_PER_PARAM * trainable_params / batch_size
     # weights are read once per step whatever the batch: amortise them over the training batch
     bytes_moved = (tot_bytes - tot_wbytes) * per + tot_wbytes / batch_size
-    act_bytes = sum(info_of(x).nbytes for x in saved) * per
+    act_bytes = saved.nbytes(info_of, storage_get) * per
     return GraphFeatures(
         params=int(params),
         trainable_params=int(trainable_params),
@@ -699,7 +715,21 @@ _prod = math.prod
 _NODE_COLUMNS = (
     "name", "op_type", "domain", "op_class", "output_shapes", "macs", "flops", "params", "bytes_read",
     "bytes_written", "working_set_bytes", "trainable", "weight_bytes", "act_inputs", "act_input_bytes", "outputs",
+    "module",
 )
+
+
+def _module_path(ins: tuple, roots_get: Any) -> str:
+    """The module a node belongs to, from the name of the first parameter it reads (``layers.3.conv1.weight`` ->
+    ``layers.3.conv1``; a transposed or cast copy of a weight counts as that weight); "" when no parameter name
+    carries a module path (``onnx::Conv_12``)."""
+    for t in ins:
+        if t[4]:  # a weight
+            leaf = (roots_get(t[0]) or (t[0],))[0]
+            head, dot, _ = leaf.rpartition(".")
+            if dot and head:
+                return head
+    return ""
 
 
 def _nodes_frame(rows: list[tuple], ws_scale: float = 1.0):
@@ -719,22 +749,6 @@ def _nodes_frame(rows: list[tuple], ws_scale: float = 1.0):
 
 def _frac(a: float, b: float) -> float:
     return float(a / b) if b else 0.0
-
-
-def _saved_inputs(op: str, cls: str, acts: list[str], outs, w_trainable: bool) -> list[str]:
-    """Activation tensors (of the names ``acts`` of the node's activation inputs) a backward-region node
-    keeps for its backward pass."""
-    if op in _NO_SAVE_OPS or cls in ("zero", "constant", "data_movement"):
-        return []
-    if cls in ("conv", "matmul", "recurrent"):
-        return acts[:1] if w_trainable or cls == "recurrent" else []
-    if cls == "attention":
-        return acts
-    if op in _SAVE_OUTPUT_OPS or cls == "softmax":
-        return [t.name for t in outs[:1] if t.name]
-    if cls in ("normalization", "pooling", "reduction"):
-        return acts[:1]
-    return acts
 
 
 def _peak_live_bytes(live: int, new_bytes: list[tuple[int, int]], last_use: dict[str, int], nbytes) -> float:

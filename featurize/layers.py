@@ -85,7 +85,7 @@ def layer_prior(nodes: pd.DataFrame, gpu: Mapping[str, float], *, batch_size: in
         efficiencies: per-class efficiencies (None = :class:`LayerEfficiencies` defaults).
 
     Returns:
-        DataFrame: ``node, op_type, op_class, flops, bytes, t_compute_s, t_memory_s, wave_efficiency,
+        DataFrame: ``node, module, op_type, op_class, flops, bytes, t_compute_s, t_memory_s, wave_efficiency,
         time_s, power_w, energy_j, bound`` per optimizer step; the last two rows are ``optimizer update`` and
         ``step overhead``.
     """
@@ -109,6 +109,7 @@ def layer_prior(nodes: pd.DataFrame, gpu: Mapping[str, float], *, batch_size: in
     t_opt = opt_bytes / (bw * eff.memory.get("optimizer", 0.8))
     frame = pd.DataFrame({
         "node": [*n["name"].astype(str), "optimizer update", "step overhead"],
+        "module": [*(n["module"].astype(str) if "module" in n else [""] * len(n)), "", ""],
         "op_type": [*n["op_type"].astype(str), "Adam", ""],
         "op_class": [*cls, "optimizer", "overhead"],
         "flops": [*(n["flops"].to_numpy(float) * scale), 0.0, 0.0],

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
 import onnx
+import onnx.inliner  # a submodule `import onnx` does not load (graphs with local functions need it)
 from onnx import TensorProto
 
 from featurize.errors import GraphLoadError, InvalidInputError, UnboundDimensionError
@@ -94,7 +95,7 @@ def load_graph(source: Any) -> LoadedGraph:
         model = _parse(read_model_file(source), what)  # regular file, size cap, no FIFO/device (limits)
     else:
         raise InvalidInputError(f"cannot featurize an object of type {type(source).__name__}; {_FIX_LOAD}.")
-    tied = _transposed_copies(model.graph)  # before the payloads go
+    tied = {**_transposed_copies(model.graph), **_declared_ties(model)}  # before the payloads go
     inits = _strip_weight_data(model)  # shape inference would otherwise re-serialize every weight
     inputs = _non_init_inputs(model.graph, inits)
     nodes = _validate(model, what, inits, [name for name, _ in inputs])
@@ -135,6 +136,21 @@ def _parse(data: bytes, what: str) -> onnx.ModelProto:
             "Re-export the model with torch.onnx.export / onnx.save and pass the complete file."
         ) from err
     return model
+
+
+def _declared_ties(model: onnx.ModelProto) -> dict[str, str]:
+    """``{copy: original}`` that the torch exporter recorded (``featurize.torch_export.TIED_KEY``): parameters
+    that are one tensor under two names, e.g. GPT-2's ``lm_head.weight`` and ``transformer.wte.weight``."""
+    import json
+
+    for entry in model.metadata_props:
+        if entry.key == "joulecast.tied_weights":
+            try:
+                tied = json.loads(entry.value)
+            except ValueError:
+                return {}
+            return {str(k): str(v) for k, v in tied.items()} if isinstance(tied, dict) else {}
+    return {}
 
 
 def _transposed_copies(graph: onnx.GraphProto, samples: int = 64) -> dict[str, str]:
@@ -227,6 +243,8 @@ class Binding(NamedTuple):
 
     shapes: dict[str, list[int]]
     batch_positions: dict[str, tuple[int, ...]]
+    batch_size: int = 1
+    """The training batch: the ``batch_size`` given, else the value ``dims`` binds the batch axis to, else 1."""
 
 
 def bind_dims(
@@ -252,7 +270,7 @@ def bind_dims(
 def bind_input_dims(
     model: onnx.ModelProto,
     *,
-    batch_size: int,
+    batch_size: int | None,
     dims: Mapping[str, int] | None = None,
     input_shapes: Mapping[str, Any] | None = None,
     skip: set[str] | frozenset[str] = frozenset(),
@@ -264,12 +282,17 @@ def bind_input_dims(
 
     ``initializers`` / ``static_inputs`` / ``inputs``: :attr:`LoadedGraph.initializers` /
     ``.static_inputs`` / ``.inputs`` when already known (static inputs need no binding).
+
+    The batch axis is the first dim of the first graph input that is not a weight. When ``dims`` binds it by name
+    (``dims={"batch": 8}``) that value is the batch: ``batch_size`` None takes it, a different ``batch_size`` is an
+    :class:`InvalidInputError` naming both (one run has one batch size).
     """
     static_inputs = static_inputs or {}
     dims = dict(dims or {})
     input_shapes = dict(input_shapes or {})
     if inputs is None:
         inputs = _graph_inputs(model, initializers)
+    batch_size = _batch_from_dims(inputs, skip, input_shapes, dims, batch_size)
     names = [name for name, _ in inputs]
     unknown = sorted(set(input_shapes) - set(names))
     if unknown:
@@ -336,7 +359,28 @@ def bind_input_dims(
                         value = symbols[d.dim_param]
                         d.Clear()
                         d.dim_value = value
-    return Binding(bound, batch_positions)
+    return Binding(bound, batch_positions, batch_size)
+
+
+def _batch_from_dims(inputs: list[tuple[str, onnx.ValueInfoProto]], skip: Any, input_shapes: Mapping[str, Any],
+                     dims: Mapping[str, int], batch_size: int | None) -> int:
+    """The run's batch size: ``batch_size``, or the value ``dims`` gives the batch axis (the first dim of the first
+    non-weight input) when it names it; both given and different is an error naming both."""
+    first = next(((n, vi) for n, vi in inputs if n not in skip and vi.type.HasField("tensor_type")), None)
+    sym = ""
+    if first is not None and first[0] not in input_shapes:
+        d0 = first[1].type.tensor_type.shape.dim
+        sym = d0[0].dim_param if len(d0) and d0[0].HasField("dim_param") else ""
+    bound = dims.get(sym) if sym else None
+    if bound is None:
+        return 1 if batch_size is None else batch_size
+    if batch_size is not None and bound != batch_size:
+        raise InvalidInputError(
+            f"dims binds {sym!r}, the batch axis of input {first[0]!r}, to {bound}, but batch_size is {batch_size}: "
+            f"give the batch once (CLI: drop --dim {sym}={bound} or pass --batch-size {bound}; API: batch_size= alone "
+            "binds the batch axis)."
+        )
+    return bound
 
 
 def _unbound(name: str, sym: str, pos: int, symbols: Mapping[str, int]) -> UnboundDimensionError:

@@ -100,7 +100,9 @@ FEATURE_NAMES: tuple[str, ...] = (
 """Every feature :func:`physics_arrays` returns besides the prior columns (``t_*_s``, ``e_phys_j``)."""
 
 PRIOR_NAMES: tuple[str, ...] = ("t_compute_s", "t_memory_s", "t_overhead_s", "t_phys_s", "e_phys_j", "tdp_w",
-                                "power_cap_w", "p_phys_w")
+                                "power_cap_w", "p_phys_w", "t_arith_s")
+"""``t_arith_s``: the arithmetic time at achievable rates (what a lower core clock stretches,
+:mod:`featurize.power_cap`)."""
 
 
 def _col(graph: Mapping[str, Any], key: str) -> np.ndarray:
@@ -128,9 +130,17 @@ more (RTX 4090: 600 of 450 W, the largest known); the training table reaches 1.0
 
 
 def power_limit_range_w(gpu: GPUSpec) -> tuple[float, float]:
-    """(lowest, highest) power limit in watts that ``gpu`` could be set to (rule: :data:`POWER_LIMIT_MIN_FRAC`
-    / :data:`POWER_LIMIT_MAX_FRAC` x TDP)."""
-    return POWER_LIMIT_MIN_FRAC * float(gpu.tdp_w), POWER_LIMIT_MAX_FRAC * float(gpu.tdp_w)
+    """(lowest, highest) power limit in watts that ``gpu`` can be set to: nvidia-smi's Min / Max Power Limit from
+    the GPU table where a public dump gives them, else the rule :data:`POWER_LIMIT_MIN_FRAC` /
+    :data:`POWER_LIMIT_MAX_FRAC` x TDP (each end on its own)."""
+    lo, hi = gpu.power_limit_min_w, gpu.power_limit_max_w
+    return (float(lo) if lo else POWER_LIMIT_MIN_FRAC * float(gpu.tdp_w),
+            float(hi) if hi else POWER_LIMIT_MAX_FRAC * float(gpu.tdp_w))
+
+
+def default_power_limit_w(gpu: GPUSpec) -> float:
+    """The power limit a board runs at unless set: nvidia-smi's Default Power Limit where known, else the TDP."""
+    return float(gpu.power_limit_default_w) if gpu.power_limit_default_w else float(gpu.tdp_w)
 
 
 
@@ -260,6 +270,7 @@ def physics_arrays(
         "tdp_w": tdp * np.ones_like(t_phys),
         "power_cap_w": cap * np.ones_like(t_phys),
         "p_phys_w": p_phys * np.ones_like(t_phys),
+        "t_arith_s": t_arith,
         "log_t_phys_s": np.log10(t_phys),
         "log_kernel_time_s": np.log10(t_busy * bs / (KERNELS_PER_NODE * np.maximum(g["n_nodes"], 1.0))),
         "compute_frac": t_compute / t_phys,

@@ -103,9 +103,25 @@ def _export_switches(module: Any):
             config.use_cache = had_cache
 
 
+@contextlib.contextmanager
+def _quiet_exporter_logs():
+    """The exporter's registry logs one warning per torchvision op when torchvision is absent ("torchvision is not
+    installed. Skipping torchvision::nms", 4 lines on every export): nothing a joulecast user can act on."""
+    import logging
+
+    log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def _export(torch: Any, module: Any, args: tuple, kwargs: dict) -> onnx.ModelProto:
     try:
-        with _export_switches(module), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with _export_switches(module), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                _quiet_exporter_logs():
             warnings.simplefilter("ignore")
             model = _one_trace_export(torch, module, args, kwargs)
             if model is None:
@@ -120,7 +136,28 @@ def _export(torch: Any, module: Any, args: tuple, kwargs: dict) -> onnx.ModelPro
             "example_inputs match forward() (pass keyword inputs as a dict, e.g. {'input_ids': ids, "
             "'attention_mask': mask}), or export to .onnx yourself and pass the file."
         ) from err
-    return _weightless_proto(model)
+    proto = _weightless_proto(model)
+    _declare_tied(proto, module)
+    return proto
+
+
+TIED_KEY = "joulecast.tied_weights"  # model metadata: JSON {initializer: the initializer it is the same tensor as}
+
+
+def _declare_tied(proto: onnx.ModelProto, module: Any) -> None:
+    """Record parameters that are one tensor under two names (a tied LM head): the exporter writes one
+    initializer per name, and without their bytes the loader cannot see that they are equal."""
+    import json
+
+    first: dict[int, str] = {}
+    tied: dict[str, str] = {}
+    names = {i.name for i in proto.graph.initializer}
+    for name, param in module.named_parameters(remove_duplicate=False):
+        orig = first.setdefault(id(param), name)
+        if orig != name and orig in names and name in names:
+            tied[name] = orig
+    if tied:
+        proto.metadata_props.add(key=TIED_KEY, value=json.dumps(tied))
 
 
 def _one_trace_export(torch: Any, module: Any, args: tuple, kwargs: dict) -> Any:

@@ -6,7 +6,8 @@ returns. Both are frozen dataclasses with units in every field name. Conventions
 * FLOPs: one multiply-accumulate (MAC) = 2 FLOPs; elementwise ops count their own FLOPs.
 * Graph counts are **per sample** (divided by the batch size the graph was evaluated at), except
   ``nodes`` working sets, which are at the evaluated batch size (that is what meets the cache).
-* Byte counts use the element size of ``precision`` (fp32 = 4, bf16/fp16 = 2).
+* Byte counts use the element size of ``precision`` (fp32 = 4, bf16/fp16 = 2; fp8 = 2: Transformer Engine keeps
+  activations and every non-GEMM op in BF16 and casts only the GEMM operands to FP8 inside its kernels).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Callable, Literal
 
 Precision = Literal["fp32", "tf32", "fp16", "bf16", "fp8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "fp8")
-BYTES_PER_ELEMENT: dict[str, int] = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
+BYTES_PER_ELEMENT: dict[str, int] = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 2}
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,24 @@ class GPUSpec:
     idle_power_w: float | None = None
     launch_year: int | None = None
     memory_type: str | None = None
+    form_factor: str | None = None
+    """SXM, PCIe, NVL (PCIe card for NVLink-bridged pairs/quads), OAM (AMD) or superchip (GH200)."""
+    link_type: str | None = None
+    """GPU-to-GPU link: ``nvlink``, ``xgmi`` (AMD Infinity Fabric) or ``none`` (peers talk over PCIe)."""
+    link_topology: str | None = None
+    """``switch`` (NVSwitch board: every pair gets the full link bandwidth), ``mesh`` (direct links, no switch),
+    ``bridge`` (NVLink bridges pair PCIe cards up; other pairs go over PCIe) or ``none``."""
+    link_bidir_bytes_per_s: float | None = None
+    """Total GPU-to-GPU link bandwidth per GPU, both directions summed over all links (vendor convention);
+    one direction is half. 0 where the product has no peer link."""
+    pcie_bidir_bytes_per_s: float | None = None
+    """Host PCIe x16 link, both directions, nominal (Gen3 32, Gen4 64, Gen5 128 GB/s)."""
+    power_limit_min_w: float | None = None
+    """nvidia-smi ``Min Power Limit`` (NVML constraint) where a public dump shows it; None = unknown."""
+    power_limit_max_w: float | None = None
+    """nvidia-smi ``Max Power Limit``; None = unknown."""
+    power_limit_default_w: float | None = None
+    """nvidia-smi ``Default Power Limit`` (AMD: the cap rocm-smi reports); None = unknown."""
     note: str = ""
     filled_fields: tuple[str, ...] = ()
 

@@ -1,6 +1,6 @@
 """joulecast.predictor: the shipped model, the public API and STEP refinement.
 
-Public entry points: :func:`predict`, :func:`predict_many`, :func:`refine`, :func:`retrain`, the
+Public entry points: :func:`predict`, :func:`predict_many`, :func:`advise`, :func:`refine`, :func:`retrain`, the
 :class:`Prediction` value type, and :class:`JoulecastError` (re-exported from ``featurize``).
 Imports go one way: ``predictor`` uses ``featurize``, never the reverse.
 """
@@ -16,6 +16,7 @@ from predictor.prediction import Prediction
 __all__ = [
     "predict",
     "predict_many",
+    "advise",
     "refine",
     "retrain",
     "Prediction",
@@ -28,6 +29,7 @@ __all__ = [
 _LAZY = {
     "predict": ("predictor.api", "predict"),
     "predict_many": ("predictor.batch", "predict_many"),
+    "advise": ("predictor.advise", "advise"),
     "refine": ("predictor.refine", "refine"),
     "retrain": ("predictor.retrain", "retrain"),
 }

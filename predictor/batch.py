@@ -57,6 +57,8 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     "flops_train",
     "memory_bytes",
     "fits",
+    "n_gpus",
+    "samples_per_epoch",
     "warnings",
     "error",
 )
@@ -139,19 +141,34 @@ def _featurize_one(source: Any, options: dict[str, Any]) -> dict[str, Any]:
     from featurize import featurize
     from predictor.notes import featurizer_notes, no_flops_message
 
+    options = dict(options)
+    want_seq, want_layer = options.pop("_sequence_length", False), options.pop("_largest_layer", False)
     with _warnings.catch_warnings(record=True) as caught:
         _warnings.simplefilter("always")  # kept: unknown shapes, unsupported ops ... travel on the row
         try:
-            feats = featurize(source, with_nodes=False, **options)
+            seq = _sequence_length(source, options) if want_seq else None
+            feats = featurize(source, with_nodes=want_layer, **options)
         except JoulecastError as err:
             return {"error": f"{type(err).__name__}: {err}"}
         except Exception as err:  # noqa: BLE001 - one bad file must not stop a batch of thousands
             return {"error": f"{type(err).__name__}: {err}"}
     out: dict[str, Any] = feats.to_dict()
     out["layer_profile"] = feats.layer_profile.to_text()  # the per-layer prior's input (a few KB of text)
+    if want_layer and feats.nodes is not None and len(feats.nodes):
+        out["largest_layer_params"] = float(feats.nodes["params"].max())
+    if seq is not None:
+        out["sequence_length"] = float(seq)
     if not out.get("flops_train", 0) > 0:
         return {"error": f"GraphLoadError: {no_flops_message(feats.unsupported_ops)}"}
     return {"features": out, "warnings": featurizer_notes(caught, feats.unsupported_ops)}
+
+
+def _sequence_length(source: Any, options: dict[str, Any]) -> int:
+    """The graph's tokens per sample (:func:`predictor.tokens.sequence_length`), for a ``tokens=`` budget."""
+    from predictor.tokens import sequence_length
+
+    return sequence_length(source, dims=options.get("dims"), input_shapes=options.get("input_shapes"),
+                           example_inputs=options.get("example_inputs"))[0]
 
 
 def _featurize_task(payload: tuple[Any, dict[str, Any]], _context: Any = None) -> dict[str, Any]:
@@ -274,7 +291,7 @@ def predict_many(
     *,
     gpu: Any,
     batch_size: int,
-    samples_per_epoch: int,
+    samples_per_epoch: int | None = None,
     epochs: float = 1,
     n_jobs: int = -1,
     backend: str | None = None,
@@ -289,6 +306,9 @@ def predict_many(
     power_limit_w: float | None = None,
     precision_fallback: bool = False,
     implementation: str = "reference",
+    n_gpus: int = 1,
+    parallelism: str = "ddp",
+    tokens: float | None = None,
     **kw: Any,
 ) -> pd.DataFrame:
     """Forecast training energy for many graphs on one or more GPUs.
@@ -313,6 +333,8 @@ def predict_many(
         model_dir: a model directory from :func:`predictor.retrain`; ``None`` = the shipped model.
         precision_fallback: as in ``predict``: a precision a GPU cannot run is priced as frameworks fall back.
         implementation: as in ``predict``: ``"reference"`` (typical PyTorch code) or ``"tuned"``.
+        n_gpus, parallelism, tokens: as in ``predict`` (``batch_size`` per GPU; ``tokens`` instead of
+            ``samples_per_epoch``, divided by each graph's sequence length; a graph without one gets an error row).
         **kw: passed to ``featurize`` (``dims=``, ``input_shapes=``, ``frozen=``; ``example_inputs=`` goes to
             torch modules only, the same inputs for every module in the call).
 
@@ -332,28 +354,33 @@ def predict_many(
     from featurize.precision import precision_paths
     from predictor.model import load_model
 
-    from predictor.args import check_power_limit, check_run_args
+    from predictor.args import check_parallel_args, check_power_limit, check_run_args
 
     from predictor.time_model import check_implementation
 
     check_run_args(batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,
-                   val_samples=val_samples, precision=precision)
+                   val_samples=val_samples, precision=precision, n_gpus=n_gpus, parallelism=parallelism,
+                   tokens=tokens)
+    n_gpus, parallelism = check_parallel_args(n_gpus, parallelism)
     implementation = check_implementation(implementation)
+    if samples_per_epoch is None and tokens is None:
+        raise InvalidInputError("predict_many needs samples_per_epoch= (or tokens= for sequence models).")
     limits = check_limits(time_limit_s, memory_limit_mb)
     model = load_model(model_dir)  # fail fast on a bad model dir, before any featurization
-    measured = model.manifest.get("gpus_seen", ())  # an ambiguous alias prefers a measured variant
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")  # alias notes travel on each row via GPUSpec.note
-        specs = [g if hasattr(g, "tdp_w") else lookup_gpu(g, prefer=measured) for g in _as_list(gpu)]
+        specs = [g if hasattr(g, "tdp_w") else lookup_gpu(g) for g in _as_list(gpu)]
     for spec in specs:
         power_limit_w = check_power_limit(power_limit_w, spec)
     for spec in specs:  # refuse what a GPU cannot run before featurizing anything
         precision_paths(spec, precision, fallback=precision_fallback)
     items = expand_models(models)
-    run = dict(batch_size=int(batch_size), samples_per_epoch=int(samples_per_epoch), epochs=epochs,
-               val_samples=int(val_samples), precision=precision, power_limit_w=power_limit_w,
-               precision_fallback=precision_fallback, implementation=implementation)
-    options = {"batch_size": int(batch_size), "precision": precision, **kw}
+    run = dict(batch_size=int(batch_size), samples_per_epoch=None if tokens is not None else int(samples_per_epoch),
+               epochs=epochs, val_samples=int(val_samples), precision=precision, power_limit_w=power_limit_w,
+               precision_fallback=precision_fallback, implementation=implementation, n_gpus=n_gpus,
+               parallelism=parallelism, tokens=tokens)
+    options = {"batch_size": int(batch_size), "precision": precision, **kw,
+               "_sequence_length": tokens is not None, "_largest_layer": n_gpus > 1 and parallelism == "fsdp"}
     stream = featurize_stream([src for _, src in items], n_jobs=n_jobs, backend=backend, scheduler=scheduler,
                               limits=limits, **options)
     bar = None
@@ -398,13 +425,30 @@ def _predict_ok(ok: list[tuple[int, dict[str, Any]]], specs: list[Any], model: A
 
     from predictor.model import extrapolation_warnings, predict_frame
 
+    from predictor.parallel import data_parallel_frame, scaling_note
+
     feats = pd.DataFrame([res["features"] for _, res in ok])
     rows = feats.loc[feats.index.repeat(len(specs))].reset_index(drop=True)
     row_specs = specs * len(ok)
-    pred = predict_frame(rows, row_specs, model=model, **run)
+    layout = {k: run[k] for k in ("n_gpus", "parallelism", "tokens")}
+    frame_args = {k: v for k, v in run.items() if k not in layout}
+    if layout["tokens"] is not None:
+        from predictor.tokens import samples_from_tokens
+
+        frame_args["samples_per_epoch"] = [samples_from_tokens(layout["tokens"], s) for s in rows["sequence_length"]]
+    pred = predict_frame(rows, row_specs, model=model, **frame_args)
+    pred["samples_per_epoch"] = frame_args["samples_per_epoch"]
+    n = layout["n_gpus"]
+    if n > 1:
+        pred = data_parallel_frame(pred, rows, row_specs, n_gpus=n, parallelism=layout["parallelism"],
+                                   batch_size=run["batch_size"], samples_per_epoch=pred["samples_per_epoch"],
+                                   epochs=run["epochs"])
     pred["warnings"] = [
         extrapolation_warnings(model, ok[k // len(specs)][1]["features"], gpu=row_specs[k],
                                precision=run["precision"], batch_size=run["batch_size"])
+        + ([scaling_note(pred.iloc[k], row_specs[k], n_gpus=n, parallelism=layout["parallelism"],
+                         batch_size=run["batch_size"], params=rows["params"].iloc[k],
+                         trainable_params=rows["trainable_params"].iloc[k])] if n > 1 else [])
         for k in range(len(pred))
     ]
     return pred
@@ -420,7 +464,7 @@ def _rows(items, done, specs, model, run) -> pd.DataFrame:
     n_gpu = len(specs)
     ok = [(i, res) for i, res in done if "features" in res]
     pred = _predict_ok(ok, specs, model, run) if ok else None
-    cols = {c: pred[c].to_numpy(float) for c in _PRED_COLUMNS} if pred is not None else {}
+    cols = {c: pred[c].to_numpy(float) for c in (*_PRED_COLUMNS, "samples_per_epoch")} if pred is not None else {}
     row_warn = list(pred["warnings"]) if pred is not None else []
     pos = {i: k for k, (i, _) in enumerate(ok)}
     nan = float("nan")
@@ -430,12 +474,14 @@ def _rows(items, done, specs, model, run) -> pd.DataFrame:
         for g, spec in enumerate(specs):
             if "error" in res:
                 rec = dict.fromkeys(OUTPUT_COLUMNS, nan)
-                rec.update(model=label, name=_name(label), gpu=spec.name, fits=None, warnings="", error=res["error"])
+                rec.update(model=label, name=_name(label), gpu=spec.name, fits=None, warnings="", error=res["error"],
+                           n_gpus=run["n_gpus"])
             else:
                 k = pos[i] * n_gpu + g
                 feats = res["features"]
                 rec = {c: float(cols[c][k]) for c in _PRED_COLUMNS}
-                memory_bytes, fits, memory_warning = memory_note(feats, spec, run["batch_size"])
+                memory_bytes, fits, memory_warning = memory_note(feats, spec, run["batch_size"], run["n_gpus"],
+                                                                 run["parallelism"])
                 rec.update(
                     model=label,
                     name=_name(label),
@@ -445,6 +491,8 @@ def _rows(items, done, specs, model, run) -> pd.DataFrame:
                     energy_kwh=rec["energy_j"] / 3.6e6,
                     params=feats.get("params", nan),
                     flops_train=feats.get("flops_train", nan),
+                    n_gpus=run["n_gpus"],
+                    samples_per_epoch=float(cols["samples_per_epoch"][k]),
                     error="",
                 )
                 msgs = list(res.get("warnings", [])) + ([spec.note] if spec.note else []) + list(row_warn[k])
@@ -456,4 +504,6 @@ def _rows(items, done, specs, model, run) -> pd.DataFrame:
     df["params"] = df["params"].astype("float64")
     df["memory_bytes"] = df["memory_bytes"].astype("float64")
     df["fits"] = df["fits"].astype("boolean")  # <NA> for a failed row
+    df["n_gpus"] = df["n_gpus"].astype("int64")
+    df["samples_per_epoch"] = df["samples_per_epoch"].astype("float64")
     return df

@@ -38,8 +38,10 @@ class GridIntensity:
     aliases: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        """One line for humans, e.g. ``France: 56 g CO2e/kWh (2023 annual average, Ember ...)``."""
-        return f"{self.name}: {self.g_co2e_per_kwh:g} g CO2e/kWh ({self.year} annual average; {self.source})"
+        """One line for humans, e.g. ``France: 56 g CO2e/kWh (2023 annual average; Ember Yearly Electricity Data
+        2023)``: "annual average" once, the source's own note of it dropped."""
+        source = self.source.replace(" (annual average)", "").replace("(annual average, ", "(")
+        return f"{self.name}: {self.g_co2e_per_kwh:g} g CO2e/kWh ({self.year} annual average; {source})"
 
 
 def _norm(key: str) -> str:

@@ -145,6 +145,9 @@ def model_card(manifest: Mapping[str, Any]) -> str:
         lines += ["", f"The training table is not shipped: its rows are the public measurements, which stay in "
                       f"`../shared/data`. Rebuild it with `{m['training_table'].get('rebuild', TABLE_REBUILD)}`; "
                       f"its sha256 must match `{m['training_table']['table_sha256']}`."]
+    from predictor.power_limits import card_lines
+
+    lines += card_lines(m.get("metrics", {}))
     lines += ["", "See also: [accuracy plot](accuracy.png), [time plot](time_accuracy.png), "
               "[refinement evaluation](REFINE.md) "
               "(![refine](refine_eval.png)).", ""]

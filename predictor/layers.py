@@ -16,7 +16,7 @@ from featurize.layers import LayerEfficiencies, evaluated_batch, layer_prior
 from featurize.physics import gpu_columns
 from featurize.types import GPUSpec, GraphFeatures
 
-LAYER_COLUMNS = ("node", "op_type", "op_class", "bound", "time_s", "energy_j", "share")
+LAYER_COLUMNS = ("node", "module", "op_type", "op_class", "bound", "time_s", "energy_j", "share")
 
 
 def layer_prior_for(gf: GraphFeatures, gpu: GPUSpec, *, precision: str, batch_size: int,
@@ -33,7 +33,7 @@ def layer_prior_for(gf: GraphFeatures, gpu: GPUSpec, *, precision: str, batch_si
 def layer_breakdown(prior: pd.DataFrame, *, time_s: float, energy_j: float) -> pd.DataFrame:
     """The run's ``time_s`` and ``energy_j`` split over the rows of a :func:`layer_prior_for` step."""
     t, e = prior["time_s"].to_numpy(float), prior["energy_j"].to_numpy(float)
-    out = prior[["node", "op_type", "op_class", "bound"]].copy()
+    out = prior[["node", "module", "op_type", "op_class", "bound"]].copy()
     out["time_s"] = t / t.sum() * time_s if t.sum() > 0 else 0.0
     out["energy_j"] = e / e.sum() * energy_j if e.sum() > 0 else 0.0
     out["share"] = e / e.sum() if e.sum() > 0 else 0.0

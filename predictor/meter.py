@@ -7,8 +7,8 @@ Public entry points:
   :class:`NVMLDevice` reads NVML through nvidia-ml-py; :class:`ReplayDevice` replays a recorded trace
   (timestamps + power, optionally an energy counter) through the same meter code, for tests.
 - :class:`PowerSampler` — integrates sampled power (trapezoid) when the energy counter is unsupported.
-- ``LightningEpochMeter`` / ``KerasEpochMeter`` — thin callbacks, defined only when those packages import
-  (neither is installed in CI: untested, import-guarded).
+- Framework callbacks (Hugging Face ``Trainer``, Lightning, Keras) live in :mod:`predictor.integrations`;
+  ``LightningEpochMeter`` / ``KerasEpochMeter`` stay importable from here.
 
 The meter always reads a cumulative energy counter (J): NVML's ``nvmlDeviceGetTotalEnergyConsumption`` (mJ,
 Volta and newer), or, where that is unsupported, a :class:`PowerSampler` thread that polls board power and
@@ -294,7 +294,7 @@ class EpochMeter:
             return
         from rich.console import Console
 
-        Console(stderr=True).print(line, highlight=False)
+        Console(stderr=True, markup=False, highlight=False).print(line)
 
     def __exit__(self, *exc: Any) -> None:
         if self.sampler is not None:
@@ -303,44 +303,12 @@ class EpochMeter:
             self._device.close()
 
 
-# ---------------------------------------------------------------- optional framework adapters (untested)
-try:  # pragma: no cover - lightning is not installed in CI
-    import lightning.pytorch as _pl
+# ---------------------------------------------------------------- framework adapters (predictor.integrations)
+def __getattr__(name: str) -> Any:
+    """``LightningEpochMeter`` / ``KerasEpochMeter`` kept importable from here; they live in
+    :mod:`predictor.integrations` (with the Hugging Face ``JoulecastTrainerCallback``)."""
+    if name in ("LightningEpochMeter", "KerasEpochMeter"):
+        from predictor import integrations
 
-    class LightningEpochMeter(_pl.Callback):
-        """PyTorch Lightning callback: an :class:`EpochMeter` closed at every training epoch end."""
-
-        def __init__(self, **meter_kwargs: Any):
-            self.meter = EpochMeter(**meter_kwargs)
-
-        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-            self.meter.__enter__()
-
-        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-            self.meter.epoch_end()
-
-        def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-            self.meter.__exit__(None, None, None)
-except ImportError:
-    pass
-
-try:  # pragma: no cover - keras is not installed in CI
-    import keras as _keras
-
-    class KerasEpochMeter(_keras.callbacks.Callback):
-        """Keras callback: an :class:`EpochMeter` closed at every epoch end."""
-
-        def __init__(self, **meter_kwargs: Any):
-            super().__init__()
-            self.meter = EpochMeter(**meter_kwargs)
-
-        def on_train_begin(self, logs: Any = None) -> None:
-            self.meter.__enter__()
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            self.meter.epoch_end()
-
-        def on_train_end(self, logs: Any = None) -> None:
-            self.meter.__exit__(None, None, None)
-except ImportError:
-    pass
+        return getattr(integrations, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -188,6 +188,14 @@ class LoadedModel:
         eff = self.prior.layer_efficiencies
         return LayerEfficiencies(dict(eff.compute), dict(eff.memory), eff.source)
 
+    def power_cap_curve(self) -> Any:
+        """The power-cap response the model carries (``featurize.power_cap.PowerCapCurve``; the code's default
+        for a model written before it)."""
+        from featurize.power_cap import DEFAULT_CURVE
+
+        cap = None if self.prior is None else self.prior.power_cap
+        return DEFAULT_CURVE if cap is None else cap.curve()
+
     def novelty(self, feats: pd.DataFrame) -> np.ndarray:
         """Per-row novelty (:func:`novelty`) of a :func:`feature_frame`; zeros without a reference."""
         nov = self.manifest["intervals"].get("novelty")
@@ -641,12 +649,17 @@ def predict_frame(
         ``interval_high_j``, ``interval_low_s`` / ``interval_high_s`` (90 % interval of ``time_s``; NaN for a
         model without a time interval), ``log_sigma``, ``gpu``, ``measured_config`` (the GPU, precision and graph
         match a measured run: the interval is the one calibrated on withheld runs), ``novelty`` (distance to
-        the training rows that scales the interval) and the prior columns.
+        the training rows that scales the interval), ``uncapped_time_per_sample_s`` / ``uncapped_avg_power_w``
+        (the forecast at the board's default limit), ``optimal_power_limit_w`` (the cap with the least energy
+        within a 10 % slowdown, :mod:`predictor.power_limits`) and the prior columns (uncapped).
     """
+    from predictor.power_limits import board_limits, cap_forecast, optimal_limits
+
     m = load_model(model)
     n = len(graph_feature_rows)
+    pl = None if power_limit_w is None else _as_rows(power_limit_w, n, "power_limit_w").astype(float)
     feats = feature_frame(graph_feature_rows, gpus, batch_size=batch_size, precision=precision,
-                          power_limit_w=power_limit_w, precision_fallback=precision_fallback,
+                          power_limit_w=board_limits(pl, gpus, n), precision_fallback=precision_fallback,
                           efficiencies=m.layer_efficiencies())
     specs = [gpus] * n if isinstance(gpus, GPUSpec) else list(gpus)
     g = graph_feature_rows
@@ -663,8 +676,11 @@ def predict_frame(
     measured = measured_rows(m, names, paths, params, fl_train)
     pred = raw_predict(m, feats, names, paths, measured, implementation)
     anchored = apply_anchors(m, pred, names, _as_rows(precision, n, "precision").astype(str), params, fl_train,
-                             _as_rows(batch_size, n, "batch_size").astype(float), power_limit_w)
+                             _as_rows(batch_size, n, "batch_size").astype(float), None)
     measured = measured | anchored
+    curve = m.power_cap_curve()
+    uncapped = dict(pred)
+    pred = cap_forecast(pred, feats, pl, curve)
     spe = _as_rows(samples_per_epoch, n, "samples_per_epoch").astype(float)
     val = _as_rows(val_samples, n, "val_samples").astype(float)
     ep = _as_rows(epochs, n, "epochs").astype(float)
@@ -698,6 +714,9 @@ def predict_frame(
             "log_sigma": hw / Z90,
             "measured_config": measured,
             "novelty": nov,
+            "uncapped_time_per_sample_s": uncapped["time_per_sample_s"],
+            "uncapped_avg_power_w": uncapped["avg_power_w"],
+            "optimal_power_limit_w": optimal_limits(uncapped, feats, specs, curve),
         },
         index=graph_feature_rows.index,
     )
@@ -748,7 +767,7 @@ def extrapolation_warnings(model: LoadedModel, row: dict[str, float], *, gpu: GP
     if gpu.name not in man.get("gpus_seen", [gpu.name]):
         out.append(f"GPU {gpu.name} was not measured in the training data; predicted from its specifications.")
     paths = precision_paths(gpu, precision, fallback=True)
-    if precision == "fp32" and paths.conv != "fp32":
+    if precision == "fp32" and paths.conv != "fp32" and row.get("frac_macs_conv", 0.0) > 0:  # convolutions on TF32
         out.append(f"fp32 on {gpu.name} as PyTorch runs it by default: matmuls on the FP32 cores, convolutions on "
                    "TF32 tensor cores (cuDNN). With torch.backends.cuda.matmul.allow_tf32=True (NGC containers, "
                    "TensorFlow/JAX defaults) predict precision='tf32' instead.")

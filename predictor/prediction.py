@@ -22,7 +22,7 @@ class Prediction:
         energy_per_sample_j: energy per training sample (one forward + backward + update), joules.
         time_s: total wall time of the run, seconds.
         time_per_epoch_s: time of one epoch, seconds.
-        avg_power_w: average GPU board power over the run, watts.
+        avg_power_w: average board power of one GPU over the run, watts (energy_j / (time_s x n_gpus)).
         interval_j: (low, high) of the nominal ``interval_level`` interval on ``energy_j``.
         interval_s: (low, high) of the nominal ``interval_level`` interval on ``time_s`` (calibrated on the same
             grouped folds; deadlines need it); None for a model without a calibrated time interval.
@@ -34,10 +34,19 @@ class Prediction:
             batch, workspace; :func:`featurize.physics.training_memory_bytes`), bytes; None when unknown.
         fits: whether ``memory_bytes`` fits in the GPU's memory (None when unknown); when it does not,
             ``warnings`` names the largest batch that fits.
+        optimal_power_limit_w: the power limit (W) that minimises the run's energy while it slows down by at most
+            10 %, forecast from the uncapped run and the learned power-cap curve (the board's default limit when no
+            lower cap saves energy); :func:`predictor.power_limits.optimal_power_limit_w` takes another slowdown.
+            None when not computed.
         layers: per-layer breakdown (pandas DataFrame, one row per node plus the optimizer update and the
-            step overhead: ``node, op_type, op_class, bound, time_s, energy_j, share``): the run's
+            step overhead: ``node, module, op_type, op_class, bound, time_s, energy_j, share``; ``module`` is the
+            module path the node's parameter names carry, e.g. ``layers.3.conv1``, else ""): the run's
             ``time_s`` / ``energy_j`` split by the per-layer physics prior (:mod:`featurize.layers`); ``share``
-            is the node's share of the energy. None when not computed (``predict_many``).
+            is the node's share of the energy. None when not computed (``predict_many``). With several GPUs
+            a ``communication`` row holds the collectives' time and energy the compute does not hide.
+        n_gpus: GPUs training data-parallel on one node (1 = a single GPU); ``time_s`` is wall clock,
+            ``energy_j`` every GPU's, ``avg_power_w`` and ``memory_bytes`` per GPU, ``batch_size`` per GPU.
+        parallelism: ``"ddp"`` or ``"fsdp"`` (:mod:`predictor.parallel`).
     """
 
     energy_j: float
@@ -62,8 +71,11 @@ class Prediction:
     refinement: dict[str, Any] | None = None
     memory_bytes: float | None = None
     fits: bool | None = None
+    optimal_power_limit_w: float | None = None
     layers: Any = field(default=None, compare=False, repr=False)
     interval_s: tuple[float, float] | None = None
+    n_gpus: int = 1
+    parallelism: str = "ddp"
 
     @property
     def energy_kwh(self) -> float:
@@ -89,6 +101,23 @@ class Prediction:
         from predictor.carbon import cost
 
         return cost(self.energy_kwh, price_per_kwh, pue=pue)
+
+    def to_hf_model_card(self, *, training_type: str = "pre-training", region: str | None = None,
+                         grid_g_per_kwh: float | None = None, pue: float = 1.0) -> dict[str, Any]:
+        """The Hugging Face model-card ``co2_eq_emissions`` block of this forecast: ``emissions`` (grams CO2e),
+        ``source`` ("joulecast forecast"), ``training_type`` ("pre-training" or "fine-tuning"),
+        ``geographical_location`` (the ``region``'s name) and ``hardware_used`` (:func:`predictor.cards.hf_co2_block`).
+        Put it in a card with ``huggingface_hub.ModelCardData(co2_eq_emissions=p.to_hf_model_card(region="fr"))``."""
+        from predictor.cards import hf_co2_block
+
+        return hf_co2_block(self, training_type=training_type, region=region, grid_g_per_kwh=grid_g_per_kwh,
+                            pue=pue)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the forecast as a small table (:func:`predictor.cards.prediction_html`)."""
+        from predictor.cards import prediction_html
+
+        return prediction_html(self)
 
     def replace(self, **changes: Any) -> "Prediction":
         """A copy with ``changes`` applied (the type is frozen)."""

@@ -22,7 +22,6 @@ import dataclasses
 import json
 import math
 import os
-import re
 import shutil
 import warnings
 from pathlib import Path
@@ -35,6 +34,7 @@ from featurize.errors import SchemaError
 from featurize.types import PRECISIONS
 from predictor.publish import publication, publish
 from predictor.training import CALIBRATE_COL
+from predictor.units import parse_quantity, row_label, units_hint
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("model", "gpu", "batch_size", "samples_per_epoch", "epochs", "energy_j")
 OPTIONAL_COLUMNS: dict[str, Any] = {
@@ -87,27 +87,7 @@ def load_measurements(measurements: Any) -> tuple[pd.DataFrame, str, Path | None
 
 
 def _row_label(origin: str, idx: int, is_file: bool) -> str:
-    # CSV line numbers: header is line 1, so data row idx (0-based) is line idx + 2
-    return f"{origin}: row {idx}" + (f" (line {idx + 2})" if is_file and origin.endswith(".csv") else "")
-
-
-_UNIT_FACTORS: dict[str, dict[str, float]] = {
-    "energy_j": {"j": 1.0, "kj": 1e3, "mj": 1e6, "wh": 3600.0, "kwh": 3.6e6},
-    "time_s": {"s": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0},
-    "power_limit_w": {"w": 1.0, "kw": 1e3},
-}
-_QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z]*)\s*$")
-
-
-def _to_number(raw: Any, col: str) -> float:
-    """A cell as a float in the column's unit; ``"12.5 kJ"`` style cells convert; NaN when unparseable."""
-    if isinstance(raw, (int, float, np.integer, np.floating)) and not isinstance(raw, bool):
-        return float(raw)
-    m = _QUANTITY.match(str(raw)) if raw is not None else None
-    if not m:
-        return float("nan")
-    factor = _UNIT_FACTORS.get(col, {}).get(m.group(2).lower(), None) if m.group(2) else 1.0
-    return float(m.group(1)) * factor if factor is not None else float("nan")
+    return row_label(origin, idx, is_file and origin.lower().endswith(".csv"))
 
 
 def _numeric(
@@ -121,7 +101,7 @@ def _numeric(
     allow_zero: bool = False,
     allow_nan: bool = False,
 ) -> pd.Series:
-    values = pd.Series([_to_number(v, col) for v in df[col]], index=df.index, dtype="float64")
+    values = pd.Series([parse_quantity(v, col) for v in df[col]], index=df.index, dtype="float64")
     for idx, (raw, val) in enumerate(zip(df[col], values)):
         where = _row_label(origin, idx, is_file)
         if isinstance(val, float) and math.isnan(val):
@@ -129,13 +109,10 @@ def _numeric(
                 raw is None or (isinstance(raw, float) and math.isnan(raw)) or str(raw).strip() == ""
             ):
                 continue
-            units = (
-                f" or a number with a unit ({', '.join(_UNIT_FACTORS[col])})" if col in _UNIT_FACTORS else ""
-            )
             raise SchemaError(
                 f"{where}, column '{col}': {raw!r} is not a number"
                 + (" (NaN/empty is not allowed)" if not allow_nan else "")
-                + f"; give a plain number{units}"
+                + f"; give a plain number{units_hint(col)}"
             )
         if not math.isfinite(val):
             raise SchemaError(f"{where}, column '{col}': {raw!r} is not finite")
@@ -233,7 +210,8 @@ def validate_measurements(
         idx = int(np.flatnonzero(dup.to_numpy())[0])
         first = int(np.flatnonzero((key == key.iloc[idx]).to_numpy())[0])
         raise SchemaError(
-            f"{_row_label(origin, idx, is_file)} duplicates row {first} (every column but run_id "
+            f"{_row_label(origin, idx, is_file)} duplicates {_row_label(origin, first, is_file).split(': ')[-1]} "
+            f"(every column but run_id "
             f"equal; {int(dup.sum())} duplicate row(s) in all); remove the repeated rows"
         )
     return df
@@ -312,7 +290,8 @@ def featurize_measurements(
         if "error" in res:
             row = keys.index(key)
             raise SchemaError(
-                f"{origin}: row {row}, column 'model': graph {key[0]!r} cannot be featurized "
+                f"{row_label(origin, row, origin.lower().endswith('.csv'))}, column 'model': graph {key[0]!r} cannot "
+                "be featurized "
                 f"({res['error']}); fix or replace the file"
             )
         by_key[key] = res["features"]
@@ -817,6 +796,7 @@ def _retrain_staged(measurements: Any, staging: Path, out: Path, *, base: str | 
         eval_table = flagged if base_table is None else pd.concat([base_table, flagged], ignore_index=True)
         summary["new_model_grouped_cv_on_user_rows"] = user_grouped_cv(eval_table, seed=seed)
 
+    summary["cv_run"] = bool(cv)  # else the manifest's grouped-CV metrics are the base model's, carried over
     new_dir = fit_model(
         table,
         staging / "model",
@@ -923,7 +903,26 @@ def _try_shipped():
 
 
 def read_retrain_summary(model_dir: str | os.PathLike) -> dict[str, Any]:
-    """The ``"retrain"`` section of a retrained model's manifest (empty for the shipped model)."""
+    """The ``"retrain"`` section of a retrained model's manifest (empty for the shipped model), with its
+    :func:`held_out_verdict` under ``"verdict"`` when both errors were measured."""
     from predictor.model import load_model
 
-    return dict(load_model(model_dir).manifest.get(SUMMARY_KEY, {}))
+    summary = dict(load_model(model_dir).manifest.get(SUMMARY_KEY, {}))
+    verdict = held_out_verdict(summary)
+    return {**summary, "verdict": verdict} if verdict else summary
+
+
+def held_out_verdict(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """Which model to use on graphs like the user's: the retrained model's median error on held-out graphs (grouped
+    CV on the user's runs) against the base model's on the same runs; the base when the retrained one is worse."""
+    base = (summary.get("base_model_error_on_user_rows") or {}).get("median_ape")
+    new = (summary.get("new_model_grouped_cv_on_user_rows") or {}).get("median_ape")
+    if base is None or new is None:
+        return None
+    worse = float(new) > float(base)
+    note = (f"on held-out graphs the retrained model is {'worse' if worse else 'better'} than the base model "
+            f"({float(new):.1f} % vs {float(base):.1f} % median error)"
+            + ("; keep using the base model (leave out --model-dir / model_dir=), or measure more graphs and "
+               "retrain" if worse else ""))
+    return {"use": "base" if worse else "retrained", "retrained_median_ape": float(new),
+            "base_median_ape": float(base), "note": note}

@@ -50,6 +50,22 @@ class LayerEfficiencySpec(BaseModel):
     tile_elements: int
 
 
+class PowerCapSpec(BaseModel):
+    """The learned power-cap response (:class:`featurize.power_cap.PowerCapCurve`); carried, like the per-layer
+    efficiencies, and checked for range at load."""
+
+    model_config = ConfigDict(extra="forbid")
+    static_frac_of_tdp: float = Field(ge=0.0, lt=1.0)
+    knee_clock: float = Field(gt=0.0, le=1.0)
+    min_clock: float = Field(gt=0.0, le=1.0)
+    source: str
+
+    def curve(self) -> Any:
+        from featurize.power_cap import PowerCapCurve
+
+        return PowerCapCurve(**self.model_dump())
+
+
 class FeatureSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     names: list[str]
@@ -68,6 +84,8 @@ class PriorSpec(BaseModel):
     gpu_table_sha256: str
     precision_semantics: dict[str, str]
     source_corrections: dict[str, Any] = Field(default_factory=dict)
+    power_cap: PowerCapSpec | None = None
+    """None in a model written before the power-cap curve: :data:`featurize.power_cap.DEFAULT_CURVE` applies."""
     note: str = ""
 
 
@@ -127,10 +145,12 @@ def _layer_probe() -> dict[str, dict[str, float]]:
 
 
 def current_spec(*, efficiencies: Any = None, source_corrections: dict[str, Any] | None = None,
-                 note: str = "") -> PriorSpec:
-    """The running code's prior (``efficiencies``: a ``featurize.layers.LayerEfficiencies``; None = defaults)."""
+                 note: str = "", power_cap: Any = None) -> PriorSpec:
+    """The running code's prior (``efficiencies``: a ``featurize.layers.LayerEfficiencies``; ``power_cap``: a
+    ``featurize.power_cap.PowerCapCurve``; None = defaults)."""
     import featurize.physics as physics
     from featurize.layers import TILE_ELEMENTS, LayerEfficiencies
+    from featurize.power_cap import DEFAULT_CURVE
     from featurize.precision import PRECISION_SEMANTICS
 
     eff = (efficiencies or LayerEfficiencies()).to_dict()
@@ -142,6 +162,7 @@ def current_spec(*, efficiencies: Any = None, source_corrections: dict[str, Any]
         gpu_table_sha256=gpu_table_sha256(),
         precision_semantics=dict(PRECISION_SEMANTICS),
         source_corrections=dict(source_corrections or {}),
+        power_cap=PowerCapSpec(**(power_cap or DEFAULT_CURVE).to_dict()),
         note=note,
     )
 
@@ -227,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         eff = None if old is None else LayerEfficiencies(old.layer_efficiencies.compute,
                                                          old.layer_efficiencies.memory, old.layer_efficiencies.source)
         corr = {} if old is None else old.source_corrections
-        write_spec(args.model_dir, current_spec(efficiencies=eff, source_corrections=corr,
+        cap = None if old is None or old.power_cap is None else old.power_cap.curve()
+        write_spec(args.model_dir, current_spec(efficiencies=eff, source_corrections=corr, power_cap=cap,
                                                 note=args.note or (old.note if old else "")))
         manifest["files"][SPEC_FILE] = hash_file(args.model_dir / SPEC_FILE)
         mpath.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")

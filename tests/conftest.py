@@ -90,7 +90,7 @@ def synthetic_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def built_table(shared_data, tmp_path_factory):
     """The training table built from the fixed CI subset (:func:`training_data.subset.ci_subset`) into a temporary
-    folder: every source, 11 small exports (cached in training_data/cache/ between runs), ~3 min cold, ~15 s warm."""
+    folder: every source, 12 small exports (cached in training_data/cache/ between runs), ~3 min CPU cold, ~15 s warm."""
     import pandas as pd
 
     from training_data.build_table import build_table

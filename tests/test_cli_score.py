@@ -68,7 +68,7 @@ def test_table_out_and_pareto_files(cand_dir, synthetic_model, tmp_path, capsys)
         )
     )
     out = capsys.readouterr().out
-    assert rc == 0 and "joulecast score" in out and "top1" in out
+    assert rc == 0 and "L4: lowest forecast training energy first" in out and "top1" in out
     ranked = pd.read_parquet(tmp_path / "ranked.parquet")
     assert len(ranked) == 5 and list(ranked["rank"]) == [1, 2, 3, 4, 5]
     assert dict(zip(ranked["name"], ranked["top1"])) == dict(zip(acc["model"].str[:-5], acc["top1"]))

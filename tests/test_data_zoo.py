@@ -116,6 +116,12 @@ def test_built_table_hash_and_columns(built_table):
     # energy is never invented: exactly the time-only sources' rows lack it
     assert set(table.loc[energy.isna(), "source"]) == {"lambda_dlbench", "nvidia_dle", "mlperf_training"}
     assert (table.loc[energy.isna(), "avg_power_w"].isna()).all()
+    # every row carries its parallel layout; Perseus' pipeline rows are energy rows of 4 stages
+    layout = table["tensor_parallel"] * table["pipeline_parallel"] * table["context_parallel"] * table["data_parallel"]
+    assert (layout == table["n_gpus"]).all() and set(table["parallelism"]) <= {"none", "ddp", "pipeline"}
+    perseus = table[table["source"] == "perseus_sosp24"]
+    assert len(perseus) > 0 and (perseus["parallelism"] == "pipeline").all() and (perseus["pipeline_parallel"] == 4).all()
+    assert perseus["energy_per_sample_j"].notna().all()
 
 
 def test_eval_dim_composite_expressions():

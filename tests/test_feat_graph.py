@@ -182,3 +182,22 @@ def test_nodes_table_columns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert set(f.to_dict()) >= {"params", "flops_train", "unsupported_op_count"}
+
+
+def test_conv_zero_bias_of_the_dynamo_exporter_launches_no_kernel():
+    """``Expand(CastLike(0, x), Shape(W))`` (a bias-free convolution exported without the optimizer) reads ``x``
+    for its element type only: it is a constant, as in PyTorch, not two launches per convolution."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.zeros((8, 3, 3, 3), np.float32), "w")
+    zero = numpy_helper.from_array(np.zeros((), np.float32), "zero")
+    nodes = [helper.make_node("Shape", ["w"], ["ws"], end=1),
+             helper.make_node("CastLike", ["zero", "x"], ["z"]),
+             helper.make_node("Expand", ["z", "ws"], ["b"]),
+             helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, zero])
+    feats = featurize(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), batch_size=2)
+    classes = feats.nodes.set_index("op_type")["op_class"]
+    assert classes["CastLike"] == "constant" and classes["Expand"] == "constant"
+    assert feats.to_dict()["n_nodes"] == 1  # the convolution alone runs

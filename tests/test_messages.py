@@ -91,7 +91,7 @@ def test_score_prints_a_failure_on_one_line_in_a_narrow_terminal(tmp_path, capsy
     shutil.copy(RESNET18, tmp_path / "resnet18.onnx")
     (tmp_path / "bad.onnx").write_bytes(b"not an onnx file at all")
     monkeypatch.setenv("COLUMNS", "60")
-    assert main(["score", str(tmp_path), "--gpu", "A100", "-n", "1000"]) == 0
+    assert main(["score", str(tmp_path), "--gpu", "A100", "-n", "1000"]) == 1  # one input failed
     out = capsys.readouterr().out
     failed = [x for x in out.splitlines() if x.startswith("failed bad:")]
     assert len(failed) == 1 and "not a readable ONNX model" in failed[0]

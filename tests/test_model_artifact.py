@@ -11,7 +11,8 @@ import pytest
 
 from featurize.errors import ModelArtifactError
 from predictor.artifact import seal
-from predictor.model import feature_frame, load_model, predict_frame
+from featurize.physics import power_prior_w
+from predictor.model import clip_power_w, feature_frame, load_model, predict_frame
 from predictor.training import conformal_quantile, fit_model, grouped_cv, prepare
 
 from test_model_synth import synth_gpus, synth_table
@@ -40,7 +41,9 @@ def test_round_trip_predictions_match_training_code(synth_dir):
     raw_t = m.boosters["time"].predict(feats[m.booster_features("time")].to_numpy())
     # reference implementation: offset 0; the bounded shared residual, then the measured configuration's own term
     time_s = feats["t_layers_s"] * np.exp(bound * np.tanh(shrink * raw_t / bound) + local_t)
-    expect = time_s * feats["p_phys_w"] * np.exp(shrink * m.boosters["power"].predict(x) + local_p)
+    # power: the prior over the predicted time (a step slower than its kernels waits at lower power)
+    expect = time_s * clip_power_w(power_prior_w(feats, time_s) * np.exp(shrink * m.boosters["power"].predict(x)
+                                                                         + local_p), feats)
     np.testing.assert_allclose(out["energy_per_sample_j"], expect, rtol=1e-12)
     np.testing.assert_allclose(out["energy_j"], expect * 300, rtol=1e-12)
     assert (out["interval_low_j"] < out["energy_j"]).all() and (out["energy_j"] < out["interval_high_j"]).all()

@@ -111,8 +111,8 @@ def test_installed_wheel_finds_and_verifies_models(tmp_path):
 
 
 def test_shipped_local_stage_covers_the_measured_pairs_only():
-    """The seen-configuration stage applies to measured (GPU, precision) pairs; "V100" resolves to the measured
-    PCIe board; an unmeasured GPU gets the main boosters alone."""
+    """The seen-configuration stage applies to measured (GPU, precision) pairs; "V100" resolves to its default
+    variant (the SXM2 board, not the measured PCIe one); an unmeasured GPU gets the main boosters alone."""
     import dataclasses
     import warnings
 
@@ -127,7 +127,8 @@ def test_shipped_local_stage_covers_the_measured_pairs_only():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         p = predict(example, gpu="V100", batch_size=64, samples_per_epoch=1000)
-    assert p.gpu == "V100-PCIE-32GB" and any("has measurements of" in w for w in p.warnings)
+    # an ambiguous name has one rule (its default variant, which the model did not measure): the full name is needed
+    assert p.gpu == "V100-SXM2-32GB" and any("default variant V100-SXM2-32GB" in w for w in p.warnings)
     from featurize import featurize, lookup_gpu
 
     row = featurize(example, batch_size=64).to_dict()
@@ -142,8 +143,10 @@ def test_shipped_local_stage_covers_the_measured_pairs_only():
 
 
 def test_shipped_model_fits_its_measured_rows(built_table):
-    """On the measured rows (canonical GPU names, their power limits) the shipped model, local stage included, is
-    within a few percent; the main boosters alone are not (Zeus: 13 % median out of fold)."""
+    """On the measured rows at their board's default limit the shipped model, local stage included, is within a few
+    percent; the main boosters alone are not (Zeus: 13 % median out of fold). Rows capped below it (Zeus sweeps)
+    are priced by the learned power-cap curve (featurize.power_cap: 3-5 % per held-out Zeus GPU on its own) on top
+    of the forecast at the default limit: within 10 %."""
     import numpy as np
     import pandas as pd
 
@@ -152,21 +155,24 @@ def test_shipped_model_fits_its_measured_rows(built_table):
     from predictor.training import prepare
 
     m = _shipped_or_skip()
+    trained_on = {src["source"] for src in m.manifest["sources"]}  # the sources the shipped model was fitted on
     rows, _, targets = prepare(built_table)
-    ok = rows["_energy_ok"].to_numpy(bool)
+    ok = rows["_energy_ok"].to_numpy(bool) & rows["source"].isin(trained_on).to_numpy()
     rows, true = rows[ok], targets["energy_per_sample_j"].to_numpy()[ok]
     specs = {g: lookup_gpu(g) for g in rows["_gpu_canonical"].unique()}
     out = predict_frame(rows, [specs[g] for g in rows["_gpu_canonical"]], batch_size=rows["batch_size"].to_numpy(),
                         precision=rows["precision"].astype(str).to_numpy(),
                         power_limit_w=rows["power_limit_w"].astype(float).to_numpy(), model=m)
     ape = pd.Series(np.abs(out["energy_per_sample_j"].to_numpy() / true - 1) * 100, index=rows.index)
-    per_source = ape.groupby(rows["source"]).median()
-    assert ape.median() < 3.0 and (per_source < 5.0).all(), per_source.to_dict()
+    capped = rows["power_limit_w"].to_numpy(float) < out["uncapped_avg_power_w"].to_numpy()
+    per_source = ape[~capped].groupby(rows["source"][~capped]).median()
+    assert ape[~capped].median() < 3.0 and (per_source < 5.0).all(), per_source.to_dict()
+    assert capped.sum() > 100 and ape[capped].median() < 10.0
 
 
 def test_shipped_fp32_on_a100_runs_gemms_in_fp32():
     """PyTorch's fp32 on an A100: GEMMs on the FP32 cores, convolutions on TF32. A GPT step in fp32 is predicted
-    well below its tf32 speed (shipped model 2.0x, per-layer prior 2.4x), and the fp32 forecast says how it runs."""
+    well below its tf32 speed (shipped model 2.0x, per-layer prior 2.4x)."""
     import sys
     import warnings
 
@@ -183,5 +189,5 @@ def test_shipped_fp32_on_a100_runs_gemms_in_fp32():
                       for p in ("fp32", "tf32"))
         v100 = predict(gpt, gpu="V100-PCIE-32GB", batch_size=8, samples_per_epoch=1000)
     assert fp32.time_s > 1.5 * tf32.time_s
-    assert any("matmuls on the FP32 cores" in w for w in fp32.warnings)
-    assert not any("matmuls on the FP32 cores" in w for w in tf32.warnings + v100.warnings)
+    # the note on cuDNN's TF32 convolutions applies to graphs with convolutions only (test_cli_consistency.py)
+    assert not any("matmuls on the FP32 cores" in w for w in fp32.warnings + tf32.warnings + v100.warnings)

@@ -77,7 +77,7 @@ def test_prediction_layers_sum_to_the_totals_and_round_trip():
 
     p = predict(RESNET18, gpu="A100-SXM4-80GB", batch_size=64, samples_per_epoch=50_000, epochs=2)
     lay = p.layers
-    assert list(lay.columns) == ["node", "op_type", "op_class", "bound", "time_s", "energy_j", "share"]
+    assert list(lay.columns) == ["node", "module", "op_type", "op_class", "bound", "time_s", "energy_j", "share"]
     assert lay["time_s"].sum() == pytest.approx(p.time_s) and lay["energy_j"].sum() == pytest.approx(p.energy_j)
     assert lay["share"].sum() == pytest.approx(1.0)
     # ResNet-18: convolutions hold most of the energy, every Conv node is there

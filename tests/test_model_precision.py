@@ -8,10 +8,12 @@ from featurize import lookup_gpu
 from featurize.errors import InvalidInputError, UnsupportedPrecisionError
 from featurize.hardware import form_factor_power_ratio, gpu_table
 from featurize.physics import clock_factor, gpu_columns
-from featurize.precision import precision_paths, supported_precisions
+from featurize.precision import has_path, precision_paths, supported_precisions
+
+ALL = ("fp32", "tf32", "fp16", "bf16", "fp8")
 
 
-@pytest.mark.parametrize("gpu, runs", [
+@pytest.mark.parametrize("gpu, fast", [
     ("A100-SXM4-80GB", ("fp32", "tf32", "fp16", "bf16")),
     ("H100-SXM5-80GB", ("fp32", "tf32", "fp16", "bf16", "fp8")),
     ("L4", ("fp32", "tf32", "fp16", "bf16", "fp8")),
@@ -26,18 +28,23 @@ from featurize.precision import precision_paths, supported_precisions
     ("MI250X", ("fp32", "fp16", "bf16")),
     ("MI300X", ("fp32", "tf32", "fp16", "bf16", "fp8")),
 ])
-def test_supported_precisions_follow_the_hardware(gpu, runs):
-    assert supported_precisions(lookup_gpu(gpu)) == runs
+def test_paths_follow_the_hardware_and_only_fp8_is_refused(gpu, fast):
+    """The GPU's own paths are those listed; frameworks run everything else but fp8 without FP8 tensor cores."""
+    spec = lookup_gpu(gpu)
+    assert tuple(p for p in ALL if has_path(spec, p)) == fast
+    assert supported_precisions(spec) == (ALL if "fp8" in fast else ALL[:-1])
 
 
-def test_every_curated_gpu_runs_fp32_and_every_listed_precision_has_a_faster_or_tensor_path():
+def test_every_curated_gpu_prices_its_paths_as_themselves_and_the_rest_on_fp32_with_a_note():
     for name in gpu_table()["name"]:
         spec = lookup_gpu(name)
-        ok = supported_precisions(spec)
-        assert ok[0] == "fp32", name
-        for prec in ok[1:]:
+        for prec in ALL[1:]:
+            if not has_path(spec, prec) and prec == "fp8":
+                continue
             paths = precision_paths(spec, prec)
-            assert paths.gemm == paths.conv == prec and not paths.note, name
+            expected = prec if has_path(spec, prec) else "fp32"
+            conv = next(p for p in ("bf16", "fp16") if has_path(spec, p)) if prec == "fp8" else expected  # TE: GEMMs
+            assert (paths.gemm, paths.conv) == (expected, conv) and bool(paths.note) == (expected != prec), (name, prec)
 
 
 def test_fp32_semantics_per_generation():
@@ -55,14 +62,19 @@ def test_fallback_paths_and_errors():
         precision_paths(a100, "fp8")
     assert isinstance(err.value, InvalidInputError)  # one project error type, also a ValueError
     assert "fp32, tf32, fp16, bf16" in str(err.value) and "--precision-fallback" in str(err.value)
-    fp8 = precision_paths(a100, "fp8", fallback=True)
+    fp8 = precision_paths(a100, "fp8", fallback=True)  # the nearest precision the framework would pick
     assert (fp8.gemm, fp8.conv) == ("bf16", "bf16") and "cannot run fp8" in fp8.note
-    assert precision_paths(v100, "bf16", fallback=True).key == "fp32"
-    assert precision_paths(gtx, "fp16", fallback=True).key == "fp32"
+    assert precision_paths(v100, "fp8", fallback=True).key == "fp16"  # no BF16 tensor cores: fp16
+    assert precision_paths(gtx, "fp8", fallback=True).key == "fp32"
+    # run by the framework, without a faster path: priced on FP32 arithmetic whatever the flag, with a note
+    for gpu, prec in ((v100, "bf16"), (gtx, "fp16"), (v100, "tf32")):
+        assert precision_paths(gpu, prec) == precision_paths(gpu, prec, fallback=True)
+        assert precision_paths(gpu, prec).key == "fp32" and precision_paths(gpu, prec).note
     with pytest.raises(InvalidInputError, match="int8"):
         precision_paths(a100, "int8")
     with pytest.raises(UnsupportedPrecisionError):
-        gpu_columns(v100, "bf16")
+        gpu_columns(a100, "fp8")
+    assert gpu_columns(v100, "bf16")["bytes_per_element"] == 2  # BF16 storage kept
 
 
 def test_geforce_fp16_is_the_fp32_accumulate_rate():
@@ -119,11 +131,11 @@ def test_predict_many_refuses_before_featurizing_and_falls_back_on_request():
     from predictor import predict_many
 
     example = str(Path(__file__).resolve().parents[1] / "models" / "examples" / "resnet18.onnx")
-    kw = dict(batch_size=64, samples_per_epoch=1000, n_jobs=1, progress=False, precision="bf16")
-    with pytest.raises(UnsupportedPrecisionError, match="T4 cannot run precision 'bf16'"):
-        predict_many([example], gpu=["A100-SXM4-80GB", "T4"], **kw)
-    df = predict_many([example], gpu=["A100-SXM4-80GB", "T4"], precision_fallback=True, **kw)
-    assert (df["error"] == "").all() and "cannot run bf16" in df.loc[df["gpu"] == "T4", "warnings"].iloc[0]
+    kw = dict(batch_size=64, samples_per_epoch=1000, n_jobs=1, progress=False, precision="fp8")
+    with pytest.raises(UnsupportedPrecisionError, match="A100-SXM4-80GB cannot run precision 'fp8'"):
+        predict_many([example], gpu=["H100-SXM5-80GB", "A100-SXM4-80GB"], **kw)
+    df = predict_many([example], gpu=["H100-SXM5-80GB", "A100-SXM4-80GB"], precision_fallback=True, **kw)
+    assert (df["error"] == "").all() and "cannot run fp8" in df.loc[df["gpu"] == "A100-SXM4-80GB", "warnings"].iloc[0]
 
 
 def test_table_builder_and_model_price_every_gpu_and_precision_alike():
@@ -150,3 +162,19 @@ def test_table_builder_and_model_price_every_gpu_and_precision_alike():
     np.testing.assert_allclose(builder, model, rtol=1e-12)
     v100 = frame.index[(frame["gpu"] == "V100-SXM2-32GB") & (frame["precision"] == "bf16")][0]
     assert builder[v100] == pytest.approx(lookup_gpu("V100-SXM2-32GB").peak_fp32_flops)
+
+
+def test_fp16_on_a_gtx_1080_ti_is_priced_like_fp32_arithmetic_with_fp16_storage():
+    """PyTorch AMP runs on a GTX 1080 Ti (the Lambda benchmark measured it): priced, not refused, with a warning;
+    FP32-rate arithmetic with FP16 storage: never slower than fp32, and far from a tensor-core speed-up; fp8 there
+    is still refused."""
+    from conftest import RESNET18
+    from predictor import predict
+
+    kw = dict(gpu="GTX-1080-Ti", batch_size=32, samples_per_epoch=10_000)
+    fp16, fp32 = predict(str(RESNET18), precision="fp16", **kw), predict(str(RESNET18), precision="fp32", **kw)
+    assert 0.5 * fp32.time_s <= fp16.time_s <= fp32.time_s  # half the bytes at most, no faster arithmetic
+    assert fp16.memory_bytes < fp32.memory_bytes  # half-size activations
+    assert any("no FP16 path faster" in w for w in fp16.warnings)
+    with pytest.raises(UnsupportedPrecisionError):
+        predict(str(RESNET18), precision="fp8", **kw)

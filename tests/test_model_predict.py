@@ -82,31 +82,38 @@ def test_extrapolation_warnings(model_dir):
     assert "extrapolation" in text and "precision bf16" in text and "not measured" in text
 
 
-@pytest.mark.parametrize("gpu, precision, runs", [
-    ("V100-SXM2-32GB", "bf16", "fp32, fp16"),        # no BF16 tensor cores before Ampere
-    ("T4", "bf16", "fp32, fp16"),
-    ("A100-SXM4-80GB", "fp8", "fp32, tf32, fp16, bf16"),  # no FP8 before Ada/Hopper
-    ("GTX-1080-Ti", "fp16", "fp32"),                 # GP102: native FP16 at 1/64 rate
-    ("V100-SXM2-32GB", "tf32", "fp32, fp16"),        # no TF32 before Ampere
+@pytest.mark.parametrize("gpu, runs", [
+    ("A100-SXM4-80GB", "fp32, tf32, fp16, bf16"),  # no FP8 tensor cores before Ada/Hopper
+    ("V100-SXM2-32GB", "fp32, tf32, fp16, bf16"),
+    ("GTX-1080-Ti", "fp32, tf32, fp16, bf16"),
 ])
-def test_precision_the_gpu_cannot_run_is_one_clear_error(model_dir, gpu, precision, runs):
+def test_only_a_precision_the_framework_refuses_is_one_clear_error(model_dir, gpu, runs):
     from featurize.errors import UnsupportedPrecisionError
 
     with pytest.raises(UnsupportedPrecisionError, match=f"runs: {runs}\\. .*precision_fallback=True"):
-        predict(RESNET18, gpu=gpu, precision=precision, batch_size=64, model_dir=model_dir)
+        predict(RESNET18, gpu=gpu, precision="fp8", batch_size=64, model_dir=model_dir)
 
 
-def test_precision_fallback_runs_as_the_framework_does_with_a_warning(model_dir):
-    kw = dict(gpu="V100-PCIE-32GB", batch_size=64, samples_per_epoch=10_000, model_dir=model_dir)
-    tf32 = predict(RESNET18, precision="tf32", precision_fallback=True, **kw)
-    fp32 = predict(RESNET18, precision="fp32", **kw)
-    assert any("cannot run tf32" in w and "fp32 path" in w for w in tf32.warnings)
-    assert not any("cannot run" in w for w in fp32.warnings)
+@pytest.mark.parametrize("gpu, precision", [
+    ("V100-SXM2-32GB", "bf16"), ("T4", "bf16"), ("GTX-1080-Ti", "fp16"), ("V100-SXM2-32GB", "tf32"),
+])
+def test_a_precision_without_a_faster_path_is_priced_with_a_warning(model_dir, gpu, precision):
+    p = predict(RESNET18, gpu=gpu, precision=precision, batch_size=64, model_dir=model_dir)
+    assert p.energy_j > 0 and any(f"{precision} on {gpu} priced as it runs there" in w for w in p.warnings)
+
+
+def test_precision_fallback_prices_the_nearest_precision_the_framework_would_pick(model_dir):
+    kw = dict(batch_size=64, samples_per_epoch=10_000, model_dir=model_dir)
+    fp8 = predict(RESNET18, gpu="V100-PCIE-32GB", precision="fp8", precision_fallback=True, **kw)
+    fp16 = predict(RESNET18, gpu="V100-PCIE-32GB", precision="fp16", **kw)
+    assert any("cannot run fp8" in w and "fp16" in w for w in fp8.warnings)
+    assert fp8.time_s == pytest.approx(fp16.time_s, rel=0.3)  # fp16 arithmetic, 1-byte storage kept
     # tf32 on a V100 is fp32 arithmetic with fp32 storage: the same prior and the same prediction
+    kw["gpu"] = "V100-PCIE-32GB"
+    tf32, fp32 = predict(RESNET18, precision="tf32", **kw), predict(RESNET18, precision="fp32", **kw)
     assert tf32.time_s == pytest.approx(fp32.time_s) and tf32.energy_j == pytest.approx(fp32.energy_j)
-    # bf16 on a V100 falls back to FP32 arithmetic but keeps 2-byte storage: no faster than fp16 (tensor cores)
-    bf16 = predict(RESNET18, precision="bf16", precision_fallback=True, **kw)
-    fp16 = predict(RESNET18, precision="fp16", **kw)
+    # bf16 on a V100 runs on FP32 arithmetic but keeps 2-byte storage: no faster than fp16 (tensor cores)
+    bf16 = predict(RESNET18, precision="bf16", **kw)
     assert fp16.time_s < bf16.time_s <= fp32.time_s * 1.0001
 
 

@@ -18,7 +18,7 @@ def test_featurize_all_is_pinned():
 
 def test_predictor_all_is_pinned():
     assert predictor.__all__ == [
-        "predict", "predict_many", "refine", "retrain", "Prediction", "JoulecastError", "ModelArtifactError",
+        "predict", "predict_many", "advise", "refine", "retrain", "Prediction", "JoulecastError", "ModelArtifactError",
         "SchemaError", "NoGPUError",
     ]
 

@@ -62,7 +62,7 @@ def test_bad_energy_names_row_and_column(tmp_path, graphs, value, needle):
     df = _runs(graphs).astype({"energy_j": object})
     df.loc[1, "energy_j"] = value
     path = _csv(tmp_path, df)
-    with pytest.raises(SchemaError, match=rf"runs\.csv: row 1 \(line 3\), column 'energy_j'.*{needle}"):
+    with pytest.raises(SchemaError, match=rf"runs\.csv: line 3, column 'energy_j'.*{needle}"):
         retrain(path, out_dir=tmp_path / "never")
     assert not (tmp_path / "never").exists()
 
@@ -82,20 +82,20 @@ def test_units_in_cells_are_converted(graphs):
 def test_unknown_gpu_lists_close_matches(graphs):
     df = _runs(graphs)
     df.loc[2, "gpu"] = "RTX 4900"
-    with pytest.raises(SchemaError, match=r"row 2, column 'gpu'.*RTX 4900.*Closest"):
+    with pytest.raises(SchemaError, match=r"row 3, column 'gpu'.*RTX 4900.*Closest"):
         validate_measurements(df)
 
 
 def test_missing_graph_and_unreadable_graph(tmp_path, graphs):
     df = _runs(graphs)
     df.loc[0, "model"] = "nowhere.onnx"
-    with pytest.raises(SchemaError, match=r"row 0, column 'model'.*nowhere\.onnx.*not found"):
+    with pytest.raises(SchemaError, match=r"row 1, column 'model'.*nowhere\.onnx.*not found"):
         validate_measurements(df, base_dir=tmp_path)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"this is not a protobuf")
     df = _runs(graphs)
     df.loc[1, "model"] = str(bad)
-    with pytest.raises(SchemaError, match=r"row 1, column 'model'.*bad\.onnx.*cannot be featurized"):
+    with pytest.raises(SchemaError, match=r"row 2, column 'model'.*bad\.onnx.*cannot be featurized"):
         retrain(df, out_dir=tmp_path / "never")
 
 
@@ -110,12 +110,12 @@ def test_relative_model_paths_resolve_against_the_csv(tmp_path, graphs):
 
 def test_duplicate_rows(graphs):
     df = pd.concat([_runs(graphs), _runs(graphs).iloc[[1]]], ignore_index=True)
-    with pytest.raises(SchemaError, match=r"row 3 duplicates row 1"):
+    with pytest.raises(SchemaError, match=r"row 4 duplicates row 2"):
         validate_measurements(df)
 
 
 def test_bad_counts_and_precision(graphs):
-    with pytest.raises(SchemaError, match=r"row 0, column 'batch_size'.*whole number"):
+    with pytest.raises(SchemaError, match=r"row 1, column 'batch_size'.*whole number"):
         validate_measurements(_runs(graphs, batch_size=[1.5, 2, 2]))
     with pytest.raises(SchemaError, match=r"column 'precision'.*'fp64'"):
         validate_measurements(_runs(graphs, precision="fp64"))

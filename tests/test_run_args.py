@@ -28,9 +28,9 @@ BAD = [
     ("batch_size", True, r"batch_size=True"),
     ("val_samples", -1, r"val_samples=-1 .*\[0, "),
     ("val_samples", NAN, r"val_samples=nan"),
-    ("power_limit_w", NAN, r"power_limit_w=nan .*\[175, 931\].*H100-SXM5-80GB"),
-    ("power_limit_w", 100, r"power_limit_w=100 .*\[175, 931\]"),   # below any H100's minimum
-    ("power_limit_w", 2000, r"power_limit_w=2000 .*\[175, 931\]"),
+    ("power_limit_w", NAN, r"power_limit_w=nan .*\[200, 700\].*H100-SXM5-80GB"),
+    ("power_limit_w", 100, r"power_limit_w=100 .*\[200, 700\]"),   # below any H100's minimum
+    ("power_limit_w", 2000, r"power_limit_w=2000 .*\[200, 700\]"),
     ("power_limit_w", -INF, r"power_limit_w=-inf"),
 ]
 
@@ -50,7 +50,7 @@ def test_predict_many_refuses_with_the_same_message(name, value, says):
 def test_settable_power_limit_range_is_accepted_and_moves_the_forecast():
     spec = lookup_gpu("H100-SXM5-80GB")
     lo, hi = power_limit_range_w(spec)
-    assert (lo, hi) == pytest.approx((175.0, 931.0))
+    assert (lo, hi) == pytest.approx((200.0, 700.0))  # nvidia-smi Min/Max Power Limit (GPU table)
     capped = predict(RESNET18, **{**RUN, "power_limit_w": 300})
     default = predict(RESNET18, **RUN)
     assert math.isfinite(capped.energy_j) and capped.avg_power_w <= 300.0 + 1e-9

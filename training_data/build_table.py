@@ -3,6 +3,7 @@
 Usage::
 
     python -m training_data.build_table [--shared ../shared/data] [--out training_data/table] [--n-jobs 2]
+                                        [--cache-dir training_data/cache]
 
 Entry points: :func:`build_table` (runs DataFrame + features) and :func:`main` (CLI). Steps: load and validate every
 source (:mod:`training_data.sources`), export each zoo graph once (cached in ``training_data/cache/``), featurize each
@@ -232,13 +233,45 @@ def _count_lines(table: pd.DataFrame, excluded: pd.DataFrame) -> list[str]:
     return lines
 
 
+MODERN_ARCHITECTURES = ("Hopper", "Blackwell", "CDNA3")
+
+
+def reason_family(reason: str) -> str:
+    """A kept-out reason without its row-specific details (figures, names after the first ':' or '(')."""
+    import re
+
+    head = re.split(r":|\(| for ", str(reason), maxsplit=1)[0].strip()
+    return re.sub(r"^implied utilisation [\d.e+-]+ of", "implied utilisation x of", head)
+
+
+def _reason_lines(dropped: pd.DataFrame, excluded: pd.DataFrame) -> list[str]:
+    reasons = pd.concat([dropped["drop_reason"] if len(dropped) else pd.Series(dtype=str),
+                         excluded["reason"] if len(excluded) else pd.Series(dtype=str)], ignore_index=True)
+    counts = reasons.map(reason_family).value_counts()
+    return ["## Kept out, per reason", "", "| reason | rows |", "|---|---|",
+            *[f"| {r.replace('|', '/')} | {n} |" for r, n in counts.items()], f"| **all** | {int(counts.sum())} |"]
+
+
+def _modern_lines(table: pd.DataFrame) -> list[str]:
+    import warnings
+
+    from featurize import lookup_gpu
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arch = {g: lookup_gpu(g).architecture for g in table["gpu"].unique()}
+    modern = table[table["gpu"].map(arch).isin(MODERN_ARCHITECTURES)]
+    return [f"- architectures: {table['architecture'].nunique()}; on {' / '.join(MODERN_ARCHITECTURES)} GPUs: "
+            f"{modern['architecture'].nunique()} ({len(modern)} rows: {', '.join(sorted(modern['architecture'].unique()))})"]
+
+
 def summary_markdown(table: pd.DataFrame, dropped: pd.DataFrame, sha: str,
                      excluded: pd.DataFrame | None = None) -> str:
     excluded = excluded if excluded is not None else pd.DataFrame(columns=["source", "architecture", "reason"])
     lines = ["# Training table summary", "", f"- rows: {len(table)}; dropped: {len(dropped)}; kept out by the "
              f"converters: {len(excluded)}", f"- table_sha256: `{sha}`",
-             "- built by `python -m training_data.build_table` (do not edit by hand)", "",
-             *_count_lines(table, excluded), "",
+             "- built by `python -m training_data.build_table` (do not edit by hand)", *_modern_lines(table), "",
+             *_count_lines(table, excluded), "", *_reason_lines(dropped, excluded), "",
              "## Rows per source x GPU x architecture", "", "| source | gpu | architecture | rows |", "|---|---|---|---|"]
     counts = table.groupby(["source", "gpu", "architecture"]).size()
     lines += [f"| {s} | {g} | {a} | {n} |" for (s, g, a), n in counts.items()]
@@ -308,11 +341,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--sources", nargs="*", default=None, help="subset of sources (default: all)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="ONNX export + feature cache (default training_data/cache/; an empty folder = from scratch)")
     args = parser.parse_args(argv)
     from featurize.errors import JoulecastError
 
     try:
-        table = build_table(args.shared, args.out, n_jobs=args.n_jobs, sources=args.sources)
+        table = build_table(args.shared, args.out, n_jobs=args.n_jobs, sources=args.sources, cache_dir=args.cache_dir)
     except JoulecastError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

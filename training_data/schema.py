@@ -67,7 +67,22 @@ RUN_COLUMNS: dict[str, str] = {
     "implementation": "string",  # framework / code base as logged (e.g. "pytorch (NGC, DeepLearningExamples)")
     "workload": "string",  # dataset and the definition of one sample (image size, sequence length, tokens/sample)
     "precision_logged": "string",  # the source's own precision label ("AMP", "mixed (not logged)"); '' = as precision
+    # parallel layout of a multi-GPU row (PARALLEL_LAYOUT below): tensor x pipeline x context x data = n_gpus
+    "tensor_parallel": "int64",  # GPUs that split each layer's matrices (Megatron TP)
+    "pipeline_parallel": "int64",  # pipeline stages (each GPU holds a slice of the layers)
+    "context_parallel": "int64",  # GPUs that split one sequence (NeMo CP)
+    "data_parallel": "int64",  # model replicas (default n_gpus / (tensor x pipeline x context))
+    "grad_accum": "int64",  # micro-batches per optimizer step per replica (pipeline: micro-batches per iteration)
+    "parallelism": "string",  # none | ddp | model+data | pipeline | hybrid_embedding (see PARALLEL_LAYOUT)
 }
+PARALLEL_LAYOUT = """Layout columns. ``batch_size`` is the micro-batch one forward pass processes on one replica's GPU;
+``time_per_sample_s`` is GPU-seconds per sample for every layout. ``parallelism``: ``none`` (one GPU), ``ddp`` (every
+GPU a full replica, gradients all-reduced), ``model+data`` (tensor/context parallel groups, replicated
+``data_parallel`` times), ``pipeline`` (stages of consecutive layers, micro-batches in flight), ``hybrid_embedding``
+(DLRM: embedding tables sharded over the GPUs, dense layers data-parallel). Only ``none`` and ``ddp`` rows have a
+per-GPU graph equal to the whole model; the others need a parallelism model and say so."""
+LAYOUT_COLUMNS: tuple[str, ...] = ("tensor_parallel", "pipeline_parallel", "context_parallel", "data_parallel",
+                                   "grad_accum", "parallelism")
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "source", "run_id", "gpu", "architecture", "model", "batch_size", "samples_per_epoch", "energy_per_epoch_j",
 )
@@ -86,7 +101,8 @@ _DEFAULTS: dict[str, Any] = {
     "trainable_fraction": np.nan, "power_limit_w": np.nan, "default_power_limit": pd.NA,
     "time_per_epoch_s": np.nan, "avg_power_w": np.nan, "energy_per_sample_j": np.nan, "energy_j": np.nan,
     "time_s": np.nan, "scope": "unknown", "phase": "all", "notes": "", "n_gpus": 1, "implementation": "",
-    "workload": "", "precision_logged": "",
+    "workload": "", "precision_logged": "", "tensor_parallel": 1, "pipeline_parallel": 1, "context_parallel": 1,
+    "data_parallel": np.nan, "grad_accum": 1, "parallelism": "",
 }
 
 
@@ -173,6 +189,26 @@ def _check_measured(out: pd.DataFrame, origin: str) -> None:
                           f"{energy.iloc[i]!r}; drop or fix the row.")
 
 
+def _check_layout(out: pd.DataFrame, origin: str) -> None:
+    """Fill and check the layout columns in place: degrees are integers >= 1 whose product is ``n_gpus``;
+    ``data_parallel`` defaults to ``n_gpus`` / the model-parallel degree; ``parallelism`` defaults to ``none`` (one
+    GPU), ``ddp`` (no model parallelism) or ``model+data``."""
+    for col in ("tensor_parallel", "pipeline_parallel", "context_parallel", "grad_accum"):
+        out[col] = _check_int(out[col].fillna(1), col, origin, minimum=1)
+    model = out["tensor_parallel"] * out["pipeline_parallel"] * out["context_parallel"]
+    out["data_parallel"] = _check_int(out["data_parallel"].fillna(out["n_gpus"] // model), "data_parallel", origin,
+                                      minimum=1)
+    bad = model * out["data_parallel"] != out["n_gpus"]
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise SchemaError(f"{_where(origin, 'data_parallel', i)}: tensor x pipeline x context x data parallel = "
+                          f"{int(model.iloc[i] * out['data_parallel'].iloc[i])} GPUs but n_gpus is "
+                          f"{int(out['n_gpus'].iloc[i])}; fix the layout.")
+    given = out["parallelism"].astype("string").fillna("").str.strip()
+    derived = np.where(out["n_gpus"] == 1, "none", np.where(model == 1, "ddp", "model+data"))
+    out["parallelism"] = given.where(given != "", pd.Series(derived, index=out.index))
+
+
 def validate_runs(df: pd.DataFrame, *, origin: str, check_gpus: bool = True) -> pd.DataFrame:
     """Return ``df`` coerced to :data:`RUN_COLUMNS` (ordered, typed, defaults filled; extra columns kept after).
 
@@ -197,6 +233,7 @@ def validate_runs(df: pd.DataFrame, *, origin: str, check_gpus: bool = True) -> 
         out[col] = _check_int(out[col], col, origin, minimum=1)
     out["val_samples"] = _check_int(out["val_samples"].fillna(0), "val_samples", origin, minimum=0)
     out["n_gpus"] = _check_int(out["n_gpus"].fillna(1), "n_gpus", origin, minimum=1)
+    _check_layout(out, origin)
     _check_measured(out, origin)
     for col in ("energy_j", "time_s", "time_per_epoch_s", "avg_power_w", "epochs", "energy_per_sample_j"):
         bad = out[col].notna() & ~(out[col] > 0) | np.isinf(out[col])

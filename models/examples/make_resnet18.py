@@ -1,9 +1,12 @@
 """Write ``resnet18.onnx``: a weightless ResNet-18 (ImageNet head, 3x224x224, symbolic batch ``batch``).
 
-Self-written torch module (no torchvision), exported with the dynamo exporter (default graph
-optimisation, which folds BatchNormalization into the convolutions), opset 18, weights as external
-data; the external ``.data`` file is then deleted, so the shipped file holds the graph and the weight *shapes* only (~100 KB) — all
-joulecast needs (``export_params=False`` would leave the weight names dangling, without shapes).
+Self-written torch module (no torchvision), exported **in training mode** (``model.train()``) with the dynamo
+exporter and without its graph optimizer (``optimize=False``): the optimizer folds BatchNormalization into the
+convolutions even for a module in training mode, which drops the BatchNorm layers, their parameters and the
+activations they save for backward from the graph -- a training run would be under-counted. Opset 18, weights as
+external data; the external ``.data`` file is then deleted and the exporter's per-node stack traces dropped, so the
+shipped file holds the graph and the weight *shapes* only -- all joulecast needs (``export_params=False`` would
+leave the weight names dangling, without shapes).
 Run: ``python models/examples/make_resnet18.py``.
 """
 
@@ -55,8 +58,11 @@ def main(out: Path = Path(__file__).with_name("resnet18.onnx")) -> Path:
     model = ResNet18().train()
     x = torch.randn(2, 3, 224, 224)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    torch.onnx.export(model, (x,), str(out), input_names=["x"], output_names=["logits"], opset_version=18,
-                      dynamo=True, external_data=True, dynamic_shapes={"x": {0: batch}})
+    program = torch.onnx.export(model, (x,), input_names=["x"], output_names=["logits"], opset_version=18,
+                                dynamo=True, optimize=False, dynamic_shapes={"x": {0: batch}})
+    for node in program.model.graph:  # the exporter's stack traces: most of the file, nothing joulecast reads
+        node.metadata_props.clear()
+    program.save(str(out), external_data=True)
     data = out.with_name(out.name + ".data")
     data.unlink(missing_ok=True)  # weightless: keep only the graph and the initializer shapes
     return out

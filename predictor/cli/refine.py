@@ -57,9 +57,27 @@ def load_epochs(path: Path):
             f"--epochs-csv {path} has columns {list(frame.columns)}; it needs an 'energy_j' column "
             f"(one row per finished epoch, joules) and optionally 'time_s'{delimiter_hint(frame.columns)}."
         )
-    energies = pd.to_numeric(frame["energy_j"], errors="coerce").tolist()
-    times = pd.to_numeric(frame["time_s"], errors="coerce").tolist() if "time_s" in frame.columns else None
+    energies = _quantities(frame, "energy_j", path, required=True)
+    times = _quantities(frame, "time_s", path, required=False) if "time_s" in frame.columns else None
     return energies, times
+
+
+def _quantities(frame, column: str, path: Path, *, required: bool) -> list[float]:
+    """A column read with the unit parser ``retrain`` uses (``9.8 kJ``, ``95 min``); a cell that is not a quantity is
+    an error naming its line (an empty ``time_s`` cell is allowed: that epoch's time is unknown)."""
+    import math
+
+    from predictor.units import parse_quantity, row_label, units_hint
+
+    out = []
+    for idx, raw in enumerate(frame[column]):
+        value = parse_quantity(raw, column)
+        empty = raw is None or (isinstance(raw, float) and math.isnan(raw)) or str(raw).strip() == ""
+        if math.isnan(value) and (required or not empty):
+            raise SchemaError(f"{row_label(f'--epochs-csv {path}', idx, True)}, column '{column}': {raw!r} is not "
+                              f"a number; give a plain number{units_hint(column)}.")
+        out.append(value)
+    return out
 
 
 def refinement_path(prior, energies, times, **kw) -> list[tuple[int, float, float, float]]:
@@ -74,10 +92,20 @@ def refinement_path(prior, energies, times, **kw) -> list[tuple[int, float, floa
 
 
 def write_plot(path: Path, prior, steps) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = refine_figure(prior, steps)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def refine_figure(prior, steps):
+    """Projected total (and its interval) against the number of epochs measured; whole-epoch ticks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     k = [s[0] for s in steps]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=90)
@@ -86,18 +114,19 @@ def write_plot(path: Path, prior, steps) -> None:
     ax.plot(k, [s[1] / 1e3 for s in steps], "-o", ms=3, label="projected total")
     ax.axhline(prior.energy_j / 1e3, color="grey", ls=":", label="prior")
     ax.set_xlabel("epochs measured")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # an epoch is measured whole
     ax.set_ylabel("total energy, kJ")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
 
 
 EXAMPLES = (
     "Examples:\n\n"
     "joulecast refine --prior-json p.json --epochs-csv epochs.csv --total-epochs 10\n\n"
     "joulecast refine --prior-json p.json --epochs-csv epochs.csv --max-epochs 90 --plot refine.png\n\n"
-    "epochs.csv: one row per finished epoch, column energy_j (joules of that epoch), optional time_s."
+    "epochs.csv: one row per finished epoch, column energy_j (joules of that epoch, or e.g. '9.8 kJ', '0.7 kWh'), "
+    "optional time_s (seconds, or e.g. '95 min')."
 )
 
 

@@ -20,11 +20,12 @@ def _fmt(stats: dict[str, Any] | None, key: str, spec: str = ".1f") -> str:
 
 
 def print_summary(path: Path, summary: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    console.print(f"[bold]new model:[/bold] {path}")
+    from predictor.cli._common import console as plain_console, styled
+
+    console = plain_console()
+    console.print(styled("new model: ", "bold", path))
     console.print(
         f"{summary['user_rows']} user runs ({summary['user_graphs']} graphs) on "
         f"{', '.join(summary['user_gpus'])}; base: {summary['base']}"
@@ -54,7 +55,12 @@ def print_summary(path: Path, summary: dict[str, Any]) -> None:
                           if k.endswith("_factor") and k not in ("energy_factor", "offset_energy_factor"))
         console.print(f"calibration for {gpu}: forecasts move x{cal['energy_factor']:.3g} (offsets {parts or 'none'}, "
                       f"within the power cap) from {cal['n_rows']} runs; the measured runs themselves are reproduced")
-    console.print(f"use it with: joulecast predict MODEL.onnx --gpu ... --model-dir {path}")
+    verdict = summary.get("verdict")
+    if verdict:
+        console.print(styled("warning: " if verdict["use"] == "base" else "", "bold red", verdict["note"] + "."),
+                      soft_wrap=True)
+    if not verdict or verdict["use"] != "base":
+        console.print(f"use it with: joulecast predict MODEL.onnx --gpu ... --model-dir {path}", soft_wrap=True)
 
 
 def _number(text: str) -> float | str:

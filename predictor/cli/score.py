@@ -2,7 +2,7 @@
 
 Thin layer over :func:`predictor.batch.predict_many`: checks every output path before any work, scores,
 ranks (lowest energy first), prints a table (or JSON records), and optionally writes the ranked table
-(CSV/Parquet) and a Pareto plot (energy vs parameters, or vs a user-supplied accuracy column) as PNG.
+(CSV/Parquet) and a Pareto plot (energy vs time, or vs a user-supplied accuracy column) as PNG.
 While scoring, finished rows are appended to ``--out`` (CSV; ``<out>.partial.csv`` for Parquet) as they
 arrive, so an interrupted run keeps them; the ranked table replaces them at the end. ``--scheduler`` runs the
 featurization on a Dask cluster; ``--time-limit`` / ``--memory-limit`` bound each graph.
@@ -20,6 +20,7 @@ import typer
 
 from featurize.errors import InvalidInputError
 from predictor.cli._common import parse_dims
+from predictor.cli.pareto import pareto_front, plot_pareto  # noqa: F401 - pareto_front re-exported
 from predictor.isolation import DEFAULT_MEMORY_LIMIT_MB, DEFAULT_TIME_LIMIT_S, check_limits
 
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -79,7 +80,8 @@ def rank(
     accuracy: dict[str, float] | None = None,
     accuracy_name: str = "accuracy",
 ):
-    """Ranked copy of a ``predict_many`` frame: ``rank`` by energy (per GPU), CO2 and accuracy when given."""
+    """Ranked copy of a ``predict_many`` frame: ``rank`` by energy within each GPU, the rows in GPU blocks (GPUs in
+    input order, lowest energy first in each), failed rows last (rank 0); CO2 and accuracy when given."""
     import numpy as np
 
     out = df.copy()
@@ -93,55 +95,15 @@ def rank(
     if accuracy is not None:
         out[accuracy_name] = [accuracy.get(n, np.nan) for n in out["name"]]
     failed = out["error"].astype(str) != ""
+    order = {g: i for i, g in enumerate(dict.fromkeys(out["gpu"]))}  # GPUs in input order, each block ranked
     out = (
-        out.assign(_failed=failed).sort_values(["_failed", "energy_j"], kind="stable").drop(columns="_failed")
+        out.assign(_failed=failed, _gpu=out["gpu"].map(order))
+        .sort_values(["_failed", "_gpu", "energy_j"], kind="stable")
+        .drop(columns=["_failed", "_gpu"])
     )
     out.insert(0, "rank", out.groupby("gpu", sort=False).cumcount() + 1)
     out.loc[out["error"].astype(str) != "", "rank"] = 0
     return out.reset_index(drop=True)
-
-
-def pareto_front(x, y) -> list[int]:
-    """Indices of points not dominated when minimising both ``x`` and ``y``."""
-    order = sorted(range(len(x)), key=lambda i: (x[i], y[i]))
-    front, best = [], math.inf
-    for i in order:
-        if y[i] < best:
-            front.append(i)
-            best = y[i]
-    return front
-
-
-def plot_pareto(ranked, path: Path, *, accuracy_name: str | None = None) -> None:
-    """Energy (kWh) vs parameters -- or vs accuracy -- per GPU, Pareto front drawn; PNG at ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ok = ranked[(ranked["error"].astype(str) == "")]
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
-    for gpu, part in ok.groupby("gpu", sort=False):
-        if accuracy_name:
-            part = part[part[accuracy_name].notna()]
-            x = part[accuracy_name].to_numpy(float)
-            front = pareto_front(list(-x), list(part["energy_kwh"]))  # maximise accuracy, minimise energy
-        else:
-            x = part["params"].to_numpy(float)
-            front = pareto_front(list(x), list(part["energy_kwh"]))
-        pts = ax.scatter(x, part["energy_kwh"], s=14, alpha=0.6, label=gpu)
-        fx = sorted((x[i], part["energy_kwh"].iloc[i]) for i in front)
-        ax.plot([p[0] for p in fx], [p[1] for p in fx], "-", color=pts.get_facecolor()[0], lw=1.2)
-    ax.set_yscale("log")
-    if not accuracy_name:
-        ax.set_xscale("log")
-    ax.set_xlabel(accuracy_name or "parameters")
-    ax.set_ylabel("forecast training energy (kWh)")
-    ax.set_title("Candidates: energy vs " + (accuracy_name or "size") + " (line = Pareto front)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def write_table(ranked, path: Path) -> None:
@@ -189,87 +151,8 @@ def records(ranked) -> list[dict[str, Any]]:
     return out
 
 
-def _si(x: float) -> str:
-    """Compact count: 25.6M, 132k, 4.1G."""
-    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
-            return f"{x / div:.3g}{suffix}"
-    return f"{x:.3g}"
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 86400:
-        return f"{seconds / 86400:.3g} d"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.3g} h"
-    if seconds >= 60:
-        return f"{seconds / 60:.3g} min"
-    return f"{seconds:.3g} s"
-
-
-def _energy_unit(ranked) -> tuple[str, float]:
-    """One unit for the whole table so rows compare at a glance."""
-    top = ranked["energy_j"].max()
-    if not top == top or top >= 0.1 * 3.6e6:  # NaN (all failed) or >= 0.1 kWh
-        return "kWh", 3.6e6
-    return ("kJ", 1e3) if top >= 1e3 else ("J", 1.0)
-
-
-def _print_table(ranked, top: int | None, caption: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    shown = ranked if top is None else ranked.groupby("gpu", sort=False).head(top)
-    unit, div = _energy_unit(ranked)
-    table = Table(title="joulecast score: lowest forecast training energy first", caption=caption)
-    cols = ["#", "model", "gpu", f"energy {unit}", f"90 % {unit}", "time", "W", "params"]
-    if "co2_kg" in ranked:
-        cols.append("CO2e kg")
-    from predictor.batch import OUTPUT_COLUMNS
-
-    known = {"rank", "name", "co2_kg", *OUTPUT_COLUMNS}
-    acc = [c for c in ranked.columns if c not in known]
-    cols += acc
-    has_notes = bool((shown["warnings"].astype(str) != "").any() or (shown["error"].astype(str) != "").any())
-    if has_notes:
-        cols.append("note")
-    for c in cols:
-        table.add_column(
-            c,
-            justify="left" if c in ("model", "gpu", "note") else "right",
-            overflow="fold",
-            min_width=8 if c == "model" else None,
-            no_wrap=c in ("#", "W"),
-        )
-    for _, r in shown.iterrows():
-        if r["error"]:  # the message goes below the table on one line: a narrow column would fold it
-            table.add_row("-", r["name"], r["gpu"], *["-"] * (len(cols) - 4), "[red]failed[/red]")
-            continue
-        cells = [
-            str(r["rank"]),
-            r["name"],
-            r["gpu"],
-            f"{r['energy_j'] / div:.3g}",
-            f"{r['interval_low_j'] / div:.2g}-{r['interval_high_j'] / div:.2g}",
-            _duration(r["time_s"]),
-            f"{r['avg_power_w']:.0f}",
-            _si(r["params"]),
-        ]
-        if "co2_kg" in ranked:
-            cells.append(f"{r['co2_kg']:.3g}")
-        cells += [f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in acc]
-        if has_notes:
-            cells.append("!" if r["warnings"] else "")
-        table.add_row(*cells)
-    console = Console()
-    console.print(table)
-    failed = shown[shown["error"].astype(str) != ""].drop_duplicates(subset=["model", "error"])
-    for _, r in failed.iterrows():
-        console.print(f"[red]failed[/red] {r['name']}: {r['error']}", soft_wrap=True, highlight=False, markup=True)
-
-
-
-
+EXIT_HELP = ("Exit status: 0 when every input was scored; 1 when any input failed (every row, failed ones with "
+             "their error, is still printed and written to --out); 2 for a usage error.")
 EXAMPLES = (
     "Examples:\n\n"
     "joulecast score candidates/ --gpu H100 --batch-size 64 --samples-per-epoch 50000 --out ranked.csv\n\n"
@@ -278,7 +161,8 @@ EXAMPLES = (
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("score", help="Rank candidate graphs (files, folders, globs) by forecast training energy.", epilog=EXAMPLES)
+    @app.command("score", help="Rank candidate graphs (files, folders, globs) by forecast training energy.\n\n"
+                 + EXIT_HELP, epilog=EXAMPLES)
     def score(
         models: list[str] = typer.Argument(
             ..., help="ONNX files, folders of .onnx files or globs ('runs/*.onnx')."
@@ -286,16 +170,21 @@ def register(app: typer.Typer) -> None:
         gpu: list[str] = typer.Option(..., "--gpu", "-g", help="GPU name; repeat for a cross-GPU what-if."),
         batch_size: int = typer.Option(32, "--batch-size", "-b", help="Training batch size."),
         samples_per_epoch: int = typer.Option(
-            ..., "--samples-per-epoch", "-n", help="Training samples per epoch."
+            None, "--samples-per-epoch", "-n", help="Training samples per epoch (or --tokens)."
         ),
         epochs: float = typer.Option(1.0, "--epochs", "-e", help="Epochs of the run."),
         val_samples: int = typer.Option(
             0, "--val-samples", help="Validation samples per epoch (forward only)."
         ),
         precision: str = typer.Option("fp32", "--precision", help="fp32, tf32, fp16, bf16 or fp8."),
+        n_gpus: int = typer.Option(1, "--n-gpus", help="GPUs on one node, data-parallel (--batch-size is per GPU)."),
+        parallelism: str = typer.Option("ddp", "--parallelism", help="ddp or fsdp (with --n-gpus > 1)."),
+        tokens: float = typer.Option(None, "--tokens",
+                                     help="Tokens per epoch instead of --samples-per-epoch (sequence models)."),
         power_limit_w: float = typer.Option(None, "--power-limit-w", help="Enforced power limit, W (every GPU)."),
         precision_fallback: bool = typer.Option(False, "--precision-fallback",
-                                                help="Price a precision a GPU cannot run as frameworks fall back."),
+                                                help="Price a precision frameworks refuse on a GPU (fp8 without FP8 "
+                                                "tensor cores) as the nearest one they would pick."),
         implementation: str = typer.Option("reference", "--implementation",
                                            help="Whose training code: reference (typical PyTorch) or tuned "
                                                 "(NVIDIA/MLPerf-class)."),
@@ -303,7 +192,8 @@ def register(app: typer.Typer) -> None:
             None, "--dim", help="Symbolic dimension value, name=value (repeatable)."
         ),
         out: Path = typer.Option(None, "--out", "-o", help="Write the ranked table (.csv or .parquet)."),
-        pareto: Path = typer.Option(None, "--pareto", help="Write a Pareto plot (.png)."),
+        pareto: Path = typer.Option(None, "--pareto", help="Write a Pareto plot (.png): energy vs time, or vs "
+                                    "accuracy with --accuracy-csv; the front's models labelled."),
         accuracy_csv: Path = typer.Option(
             None, "--accuracy-csv", help="CSV with 'model' + an accuracy column."
         ),
@@ -328,7 +218,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(
             False, "--json", help="Print JSON records (ranked) on stdout, nothing else."
         ),
-    ) -> None:
+    ) -> int:
         from predictor.batch import expand_models, predict_many
 
         # Every check that can fail cheaply runs before featurization.
@@ -368,6 +258,9 @@ def register(app: typer.Typer) -> None:
             power_limit_w=power_limit_w,
             precision_fallback=precision_fallback,
             implementation=implementation,
+            n_gpus=n_gpus,
+            parallelism=parallelism,
+            tokens=tokens,
             n_jobs=n_jobs,
             scheduler=scheduler,
             time_limit_s=time_limit or None,
@@ -394,19 +287,34 @@ def register(app: typer.Typer) -> None:
         n_err = int((ranked["error"] != "").sum())
         if as_json:
             typer.echo(json.dumps(records(ranked)))
-            if n_err == len(ranked):
-                raise InvalidInputError("no input could be scored; the error of each is in its record")
-            return
-        caption = (
-            f"{len(ranked)} rows, {n_err} failed; batch {batch_size}, {samples_per_epoch} samples/epoch, "
-            f"{epochs:g} epochs, {precision}. '!' = warnings (see --out/--json)."
-        )
-        if intensity_note:
-            caption += f" CO2e: {intensity_note}, PUE {pue:g}."
-        if out is not None:
-            caption += f" Wrote {out}."
-        if pareto is not None:
-            caption += f" Pareto plot: {pareto}."
-        _print_table(ranked, top, caption)
+        else:
+            per_epoch = (f"{tokens:,.0f} tokens/epoch" if tokens is not None
+                         else f"{samples_per_epoch:,} samples/epoch")
+            job = (f"batch {batch_size}" + (f" per GPU x {n_gpus} GPUs ({parallelism})" if n_gpus > 1 else "")
+                   + f", {per_epoch}")
+            _print(ranked, top, n_err, job, epochs, precision, intensity_note, pue, out, pareto)
         if n_err == len(ranked):
-            raise InvalidInputError("no input could be scored; the note column says why for each")
+            raise InvalidInputError("no input could be scored; " + ("the error of each is in its record" if as_json
+                                                                    else "the note column says why for each"))
+        return 1 if n_err else 0
+
+
+def _print(ranked, top, n_err, job, epochs, precision, intensity_note, pue, out, pareto) -> None:
+    from predictor.batch import OUTPUT_COLUMNS
+    from predictor.cli._common import console, styled
+    from predictor.cli.score_view import print_table
+
+    caption = f"{len(ranked)} rows, {n_err} failed; {job}, {epochs:g} epochs, {precision}."
+    if intensity_note:
+        caption += f" CO2e: {intensity_note}, PUE {pue:g}."
+    if out is not None:
+        caption += f" Wrote {out}."
+    if pareto is not None:
+        caption += f" Pareto plot: {pareto}."
+    known = {"rank", "name", "co2_kg", *OUTPUT_COLUMNS}
+    con = console()
+    print_table(ranked, top, caption, [c for c in ranked.columns if c not in known], con)
+    if n_err and n_err < len(ranked):
+        con.print(styled("exit status 1: ", "red", f"{n_err} of {len(ranked)} rows failed (every row is in the "
+                                                   "table" + (" and in --out" if out is not None else "") + ")."),
+                  soft_wrap=True)

@@ -44,7 +44,8 @@ RUN_COLUMNS: tuple[str, ...] = (
     "source", "run_id", "gpu", "architecture", "model", "input_shape", "batch_size", "samples_per_epoch",
     "val_samples", "epochs", "precision", "frozen", "trainable_fraction", "power_limit_w", "default_power_limit",
     "energy_per_epoch_j", "time_per_epoch_s", "avg_power_w", "energy_per_sample_j", "energy_j", "time_s", "scope",
-    "phase", "notes", "n_gpus", "implementation", "workload", "precision_logged",
+    "phase", "notes", "n_gpus", "implementation", "workload", "precision_logged", "tensor_parallel", "pipeline_parallel",
+    "context_parallel", "data_parallel", "grad_accum", "parallelism",
 )
 #: measurement columns written after the canonical ones
 EXTRA_COLUMNS: tuple[str, ...] = (

@@ -10,8 +10,10 @@ Entry points: :func:`load` (``shared_dir / "nvidia_dle" / "train_throughput.csv"
   README's default); ELECTRA-Base SQuAD fine-tuning (seq 384; pre-training pairs a generator with the discriminator and
   is not covered), BART-Large pre-training (seq 128 / 512; CNN-DM fine-tuning has no fixed length), VAE-CF. BERT rows whose batch is the gradient-accumulated per-GPU batch (>= 1,024 with an accumulation
   note in ``table_extras``) are kept out: the micro-batch the GPU ran is not logged.
-* Units: only ``throughput_samples_per_s`` rows (images/s, sequences/s, samples/s); tokens/s (GNMT, Transformer,
-  Transformer-XL, wav2vec2) and mel frames/s (Tacotron2, FastSpeech) have no fixed items per sample: kept out.
+* Units: ``throughput_samples_per_s`` rows (images/s, sequences/s, samples/s), and PyTorch Tacotron2's mel frames/s
+  over LJSpeech's mean utterance (566 frames); tokens/s (GNMT (TensorFlow), Transformer, Transformer-XL, wav2vec2) and
+  FastSpeech's mel frames/s have no fixed items per sample: kept out. PyTorch Mask R-CNN as MLPerf's (800 x 1333);
+  PyTorch Jasper 10x5 DR at LibriSpeech's mean utterance (12.3 s).
 * GPUs: DGX-2 V100 SXM3 32 GB (350 W) and DGX-2H (450 W) are their own GPU-table rows (:data:`GPU_NAMES`).
 """
 
@@ -22,12 +24,17 @@ from pathlib import Path
 import pandas as pd
 
 from training_data.sources.throughput import PRECISION, convert_file, samples_per_s
+from training_data.zoo.seq2seq import TACO_FRAMES, TACO_SYMBOLS
 
 SOURCE = "nvidia_dle"
 FOLDER = "nvidia_dle"
 NEEDED = ("readme", "framework", "model", "variant", "gpu", "n_gpus", "precision", "precision_raw", "batch_size",
           "throughput_unit", "throughput_per_gpu", "seq_len", "table_extras", "readme_line")
 IMAGE = ("3x224x224", "ImageNet, 224x224 image")
+NCF_MILLIONS_BELOW = 1000.0
+"""PyTorch NCF README cells are millions of samples/s (the "M" was lost in extraction, as for TensorFlow's, which the
+shared CSV already rescaled): 22.59 on one A100 TF32 next to TensorFlow's 20.18e6, 10.42 on a V100 next to 9.73e6.
+A value below this is rescaled x1e6 (a real NCF step of 1,048,576 samples cannot take 13 hours)."""
 CNNS = {"resnet50v1.5": "resnet50_v15", "RN50v1.5": "resnet50_v15", "resnext101-32x4d": "resnext101_32x4d",
         "se-resnext101-32x4d": "se_resnext101_32x4d"}
 EFFICIENTNETS = {"efficientnet-b0": (0, 0), "efficientnet-b4": (4, 0), "efficientnet-widese-b0": (0, 1),
@@ -39,6 +46,14 @@ GPU_NAMES = {"A100 SXM4 80GB": "A100-SXM4-80GB", "A100 SXM4 40GB": "A100-SXM4-40
 
 def _workload(model: str, seq_len: float, framework: str = "PyTorch") -> tuple[str, str, str, str]:
     """(architecture, zoo model, input shape, one sample) of a README model; architecture '' when not covered."""
+    if model == "MaskRCNN" and framework == "PyTorch":  # TensorFlow2's Mask R-CNN is a different (TPU) configuration
+        return ("maskrcnn_r50_fpn", "zoo:maskrcnn_r50_fpn", "3x800x1344",
+                "COCO2017 image, min side 800 / max 1333 padded to 800x1344; 512 box + 128 mask RoIs")
+    if model == "Jasper" and framework == "PyTorch":
+        return "jasper", "zoo:jasper", "64x1230", "LibriSpeech utterance of the mean 12.3 s (1,230 frames; stated)"
+    if model == "Tacotron2" and framework == "PyTorch":
+        return ("tacotron2", "zoo:tacotron2", str(TACO_SYMBOLS),
+                f"LJSpeech utterance of the mean {TACO_FRAMES} mel frames (mel frames/s / {TACO_FRAMES})")
     if model in CNNS:
         return CNNS[model], f"zoo:{CNNS[model]}", *IMAGE
     if model in EFFICIENTNETS:
@@ -65,7 +80,11 @@ def _workload(model: str, seq_len: float, framework: str = "PyTorch") -> tuple[s
 
 def _convert(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     wl = [_workload(m, s, f) for m, s, f in zip(raw["model"], raw["seq_len"], raw["framework"])]
-    conv = [samples_per_s(t, u) for t, u in zip(raw["throughput_per_gpu"], raw["throughput_unit"])]
+    per_sample = [TACO_FRAMES if w[0] == "tacotron2" else None for w in wl]
+    raw = raw.copy()
+    millions = (raw["model"] == "NCF") & (raw["framework"] == "PyTorch") & (raw["throughput_per_gpu"] < NCF_MILLIONS_BELOW)
+    raw.loc[millions, "throughput_per_gpu"] *= 1e6
+    conv = [samples_per_s(t, u, n) for t, u, n in zip(raw["throughput_per_gpu"], raw["throughput_unit"], per_sample)]
     df = pd.DataFrame({
         "run_id": raw["readme"] + ":" + raw["readme_line"].astype(str) + "/" + raw["model"] + "/" + raw["gpu"] + "/x"
                   + raw["n_gpus"].astype(str) + "/" + raw["precision_raw"] + "/b" + raw["batch_size"].map("{:g}".format)

@@ -9,8 +9,12 @@ Entry points: :func:`load` (``shared_dir / "perseus_sosp24" / "iterations_a100.c
   ``time_per_sample_s`` is GPU-seconds per sample like every multi-GPU row), ``energy_per_epoch_j`` = the iteration's
   energy summed over the 4 GPUs, ``avg_power_w`` = per-GPU mean power; ``batch_size`` = the micro-batch each stage runs.
 * ``power_limit_w`` as set; 300 W is the card's default (``default_power_limit``).
-* Workloads: GPT-3 XL, BERT-huge, T5-3B, BLOOM-3B, Wide-ResNet-101 (width 8) -- no zoo graph yet (1-3 B parameter
-  graphs), so the rows are kept out with that reason until the zoo grows.
+* Workloads (:data:`WORKLOADS`, ``training_data.zoo.perseus``): GPT-3 XL (seq 1,024), BERT-huge (seq 512), T5-3B
+  (512 + 512 tokens), BLOOM-3B (seq 1,024), Wide-ResNet-101 width 8 (224 px), as ZOO_REFERENCES.md section 8 states.
+* Layout as logged: ``pipeline_parallel`` = pp (4 stages), ``tensor_parallel`` = tp, ``data_parallel`` = dp,
+  ``grad_accum`` = micro-batches per iteration (``num_microbatches``), ``parallelism = pipeline``: the per-GPU graph
+  is 1/4 of the model, so these rows need a pipeline model (bubbles, stage imbalance) before they price a DDP job.
+  Merak checkpoints activations by default (the forward runs twice): noted on the row.
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ from training_data.sources.throughput import split
 
 SOURCE = "perseus_sosp24"
 FOLDER = "perseus_sosp24"
-NEEDED = ("model_name", "batch_size", "dp", "tp", "pp", "microbatch_size", "gpu", "n_gpus", "power_limit_W",
-          "iteration_time_s", "iteration_energy_J", "avg_power_per_gpu_W", "framework")
+NEEDED = ("model_name", "batch_size", "dp", "tp", "pp", "microbatch_size", "num_microbatches", "gpu", "n_gpus",
+          "power_limit_W", "iteration_time_s", "iteration_energy_J", "avg_power_per_gpu_W", "framework")
 DEFAULT_LIMIT_W = 300.0
-WORKLOADS = {"gpt3-xl": ("gpt3_xl", "seq2048"), "bert-huge-uncased": ("bert_huge", "seq512"),
-             "t5-3b": ("t5_3b", "seq512"), "bloom-3b": ("bloom_3b", "seq2048"),
-             "wide-resnet101_8": ("wide_resnet101_8", "3x224x224")}
+WORKLOADS = {"gpt3-xl": ("gpt3_xl", "zoo:gpt3?size=1", "seq1024"),
+             "bert-huge-uncased": ("bert_huge", "zoo:bert_huge", "seq512"),
+             "t5-3b": ("t5_3b", "zoo:t5_3b", "1024"), "bloom-3b": ("bloom_3b", "zoo:bloom_3b", "seq1024"),
+             "wide-resnet101_8": ("wide_resnet101_8", "zoo:wide_resnet101_8", "3x224x224")}
 GPU_NAMES = {"A100 PCIe 80GB": "A100-PCIE-80GB"}
 
 
@@ -40,7 +45,8 @@ def _convert(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     df = pd.DataFrame({
         "source": SOURCE, "run_id": raw["model_name"] + "/pl" + raw["power_limit_W"].map("{:g}".format),
         "gpu_logged": raw["gpu"], "gpu": raw["gpu"].map(GPU_NAMES).fillna(raw["gpu"]), "architecture": arch,
-        "model": "zoo:" + arch, "input_shape": wl.map(lambda w: w[1] if isinstance(w, tuple) else ""),
+        "model": wl.map(lambda w: w[1] if isinstance(w, tuple) else "zoo:unknown"),
+        "input_shape": wl.map(lambda w: w[2] if isinstance(w, tuple) else ""),
         "batch_size": raw["microbatch_size"].astype("int64"), "samples_per_epoch": raw["batch_size"].astype("int64"),
         "val_samples": 0, "epochs": float("nan"), "precision": "fp16", "frozen": "",
         "power_limit_w": raw["power_limit_W"], "default_power_limit": raw["power_limit_W"] == DEFAULT_LIMIT_W,
@@ -50,7 +56,10 @@ def _convert(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
         "implementation": raw["framework"], "precision_logged": "mixed (artifact README)",
         "workload": "pipeline dp=" + raw["dp"].map("{:g}".format) + " tp=" + raw["tp"].map("{:g}".format) + " pp="
                     + raw["pp"].map("{:g}".format) + ", global batch " + raw["batch_size"].map("{:g}".format),
-        "notes": "time_s = one iteration (wall); time_per_epoch_s = GPU-seconds of the iteration",
+        "notes": "time_s = one iteration (wall); time_per_epoch_s = GPU-seconds of the iteration; activation "
+                 "checkpointing on (Merak default)",
+        "tensor_parallel": raw["tp"], "pipeline_parallel": raw["pp"], "data_parallel": raw["dp"],
+        "grad_accum": raw["num_microbatches"], "parallelism": "pipeline",
     })
     df["energy_per_sample_j"] = df["energy_per_epoch_j"] / df["samples_per_epoch"]
     return df, pd.Series("", index=raw.index, dtype="object")

@@ -27,23 +27,30 @@ EXCLUDED_COLUMNS = ["source", "run_id", "architecture", "gpu", "n_gpus", "reason
 
 def samples_per_s(throughput: float, unit: str, tokens_per_sample: float | None = None) -> tuple[float, str]:
     """``(samples/s, '')`` or ``(nan, reason)``. Token-type units convert only with a defined tokens per sample
-    (``tokens/s / tokens_per_sample``: Transformer-XL's target length, WaveGlow's audio segment)."""
+    (``tokens/s / tokens_per_sample``: Transformer-XL's target length, WaveGlow's audio segment, GNMT's stated mean
+    sentence pair, Tacotron2's stated mean utterance in mel frames)."""
     if not (np.isfinite(throughput) and throughput > 0):
         return float("nan"), "no throughput logged"
     if unit in SAMPLE_UNITS:
         return float(throughput), ""
     if unit == "molecules/ms":  # one molecule = one sample (SE(3)-Transformer on QM9)
         return float(throughput) * 1e3, ""
-    if unit in ("tokens/s", "audio_samples/s") and tokens_per_sample and np.isfinite(tokens_per_sample):
+    if unit in ("tokens/s", "audio_samples/s", "mel_frames/s") and tokens_per_sample and np.isfinite(tokens_per_sample):
         return float(throughput) / float(tokens_per_sample), ""
     return float("nan"), f"unit {unit} has no defined sample (items per sample vary or are not logged)"
 
 
+OPTIONAL_COLUMNS = ("frozen", "tensor_parallel", "pipeline_parallel", "context_parallel", "data_parallel", "grad_accum",
+                    "parallelism")
+"""Carried from a converter's frame to the time rows when present (else the schema's defaults)."""
+
+
 def time_rows(df: pd.DataFrame, source: str) -> pd.DataFrame:
     """Time-only run rows from a frame with ``run_id, gpu, architecture, model, input_shape, batch_size, n_gpus,
-    precision, precision_logged, implementation, workload, samples_per_s_per_gpu, notes`` (already converted)."""
+    precision, precision_logged, implementation, workload, samples_per_s_per_gpu, notes`` (already converted) and
+    any of :data:`OPTIONAL_COLUMNS`."""
     step_s = df["batch_size"].astype(float) / df["samples_per_s_per_gpu"].astype(float)
-    return pd.DataFrame({
+    out = pd.DataFrame({
         "source": source, "run_id": df["run_id"], "gpu": df["gpu"], "architecture": df["architecture"],
         "model": df["model"], "input_shape": df["input_shape"], "batch_size": df["batch_size"].astype("int64"),
         "samples_per_epoch": df["batch_size"].astype("int64"), "val_samples": 0, "epochs": np.nan,
@@ -53,6 +60,12 @@ def time_rows(df: pd.DataFrame, source: str) -> pd.DataFrame:
         "phase": "throughput", "notes": df["notes"], "n_gpus": df["n_gpus"].astype("int64"),
         "implementation": df["implementation"], "workload": df["workload"], "precision_logged": df["precision_logged"],
     })
+    for col in OPTIONAL_COLUMNS:
+        if col in df:
+            out[col] = df[col].to_numpy()
+    given = out["frozen"].fillna("").astype(str)
+    out["frozen"] = given.where(given != "", df["model"].map(zoo_frozen).to_numpy())
+    return out
 
 
 def excluded(df: pd.DataFrame, source: str, reason) -> pd.DataFrame:
@@ -68,6 +81,14 @@ def zoo_available(model: str) -> bool:
     from training_data.zoo import ZOO
 
     return model.startswith("zoo:") and model[4:].split("?", 1)[0] in ZOO
+
+
+def zoo_frozen(model: str) -> str:
+    """The zoo entry's frozen prefix (parameters its reference training does not update), '' for none."""
+    from training_data.zoo import ZOO
+
+    base = model[4:].split("?", 1)[0] if model.startswith("zoo:") else ""
+    return ZOO[base].frozen_prefix if base in ZOO else ""
 
 
 def canonical_gpus(names: pd.Series) -> pd.Series:

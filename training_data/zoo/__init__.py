@@ -40,7 +40,7 @@ class ZooEntry:
     reference_gflops: dict[str, float] = field(default_factory=dict)  # input shape -> forward GFLOPs (2 x MACs)
     note: str = ""
     revision: int = 0  # bump when this entry's definition changes (cached exports are keyed by it)
-    optimize: bool = True  # run the exporter's optimizer (folds dynamic shape chains that ONNX inference cannot see)
+    meta: bool = False  # build on the meta device (no weight allocated: 1-70 B parameter graphs)
 
 
 def _tl(features_fn, hidden=(), **fkw):
@@ -96,9 +96,9 @@ ZOO: dict[str, ZooEntry] = {
     "bert_base_cls": ZooEntry(_lazy("seq", "bert_base", task="cls"), "seq128", input_kind="tokens",
                               dynamic_seq=True),
     "mayaki_bert": ZooEntry(_lazy("seq", "mayaki_transformer", kind="bert"), "seq512", input_kind="tokens",
-                            dynamic_seq=True, optimize=False),
+                            dynamic_seq=True),
     "mayaki_gpt": ZooEntry(_lazy("seq", "mayaki_transformer", kind="gpt"), "seq512", input_kind="tokens",
-                           dynamic_seq=True, optimize=False),
+                           dynamic_seq=True),
 }
 
 
@@ -135,14 +135,11 @@ def get_zoo_model(name: str, input_shape: str | None = None):
     entry = ZOO[base]
     shape = parse_shape(input_shape or entry.default_shape)
     torch.manual_seed(0)
-    module = entry.factory(**kwargs).eval()
-    if entry.input_kind == "tokens":
-        example = torch.zeros(2, shape[0], dtype=torch.long)
-    elif entry.input_kind == "ids":
-        example = torch.zeros(2, shape[0], dtype=torch.long)
-    else:
-        example = torch.zeros(2, *shape)
-    return module, example
+    device = torch.device("meta" if entry.meta else "cpu")
+    with device:
+        module = entry.factory(**kwargs).eval()
+    dtype = torch.long if entry.input_kind in ("tokens", "ids") else torch.float32
+    return module, torch.zeros(2, *shape, dtype=dtype, device=device)
 
 
 def _cache_key(name: str, input_shape: str) -> str:
@@ -153,8 +150,8 @@ def _cache_key(name: str, input_shape: str) -> str:
     entry = ZOO[base]
     shape = "seq*" if entry.dynamic_seq else input_shape
     parts = [ZOO_VERSION, base, sorted(kwargs.items()), shape, EXPORT_OPSET, torch.__version__, onnx.__version__]
-    if entry.optimize:
-        parts.append("optimize")
+    if not entry.meta:  # (meta entries always were) exported as featurize.torch_export exports a user's module
+        parts.append("eval-unoptimized")  # eval mode, exporter optimizer off: BatchNorm kept, as training runs it
     if entry.revision:
         parts.append(f"rev{entry.revision}")
     blob = json.dumps(parts)
@@ -184,13 +181,19 @@ def export_onnx(name: str, input_shape: str | None = None, cache_dir: Path | Non
     batch = torch.export.Dim("batch", min=1, max=65536)
     dyn = {0: batch}
     if entry.dynamic_seq:
-        dyn[1] = torch.export.Dim("seq", min=2, max=4096)
+        dyn[1] = torch.export.Dim("seq", min=2, max=32768 if entry.meta else 4096)  # LLMs train at 8,192
     arg_name = list(__import__("inspect").signature(module.forward).parameters)[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(module, (example,), dynamo=True, opset_version=EXPORT_OPSET, optimize=entry.optimize,
-                                    external_data=False, verbose=False, dynamic_shapes={arg_name: dyn})
-    proto = program.model_proto
+        program = torch.onnx.export(module, (example,), dynamo=True, opset_version=EXPORT_OPSET,
+                                    optimize=False, external_data=False, verbose=False,
+                                    dynamic_shapes={arg_name: dyn})
+    if entry.meta:  # meta weights have no bytes: every initializer becomes a reference (featurize's own rule)
+        from featurize.torch_export import _weightless_proto
+
+        proto = _weightless_proto(program.model)
+    else:
+        proto = program.model_proto
     for init in proto.graph.initializer:
         if init.HasField("raw_data") or init.float_data or init.int64_data or init.int32_data:
             if len(init.dims) == 0 or int(__import__("math").prod(init.dims)) <= 16:

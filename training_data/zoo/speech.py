@@ -1,6 +1,6 @@
 """Speech models behind the throughput sources.
 
-Entry point: :func:`waveglow` -- WaveGlow (Prenger et al. 2019) as trained by NVIDIA DeepLearningExamples
+Entry points: :func:`jasper` (Jasper 10x5 DR, see its class) and :func:`waveglow` -- WaveGlow (Prenger et al. 2019) as trained by NVIDIA DeepLearningExamples
 ``PyTorch/SpeechSynthesis/Tacotron2`` (``waveglow/model.py``, the 256-channel configuration Lambda's benchmark runs):
 80 mel channels upsampled by ConvTranspose1d(80, 80, 1024, stride 256); audio squeezed into groups of 8; 12 flows,
 2 channels output early every 4 flows; each flow = invertible 1x1 conv + affine coupling whose WN has 8 dilated
@@ -79,3 +79,60 @@ class WaveGlow(nn.Module):
 
 def waveglow() -> nn.Module:
     return WaveGlow()
+
+
+JASPER_FILTERS = (256, 256, 384, 384, 512, 512, 640, 640, 768, 768)
+JASPER_KERNELS = (11, 11, 13, 13, 17, 17, 21, 21, 25, 25)
+JASPER_FRAMES, JASPER_FEATURES = 1230, 64
+
+
+def _conv_bn1d(cin: int, cout: int, k: int = 1, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv1d(cin, cout, k, stride, dilation * (k // 2), dilation, bias=False), nn.BatchNorm1d(cout))
+
+
+class JasperBlock(nn.Module):
+    """``repeat`` x (conv + BN + ReLU); dense residual: a 1x1 conv + BN from every earlier block output, added before
+    the last ReLU."""
+
+    def __init__(self, cin: int, filters: int, kernel: int, residual_ins: list[int], repeat: int = 5):
+        super().__init__()
+        self.convs = nn.ModuleList(_conv_bn1d(cin if i == 0 else filters, filters, kernel) for i in range(repeat))
+        self.res = nn.ModuleList(_conv_bn1d(c, filters) for c in residual_ins)
+
+    def forward(self, x, earlier: list):
+        for conv in self.convs[:-1]:
+            x = torch.relu(conv(x))
+        x = self.convs[-1](x)
+        for res, e in zip(self.res, earlier):
+            x = x + res(e)
+        return torch.relu(x)
+
+
+class Jasper(nn.Module):
+    """Jasper 10x5 with dense residual (Li et al. 2019; DLE ``PyTorch/SpeechRecognition/Jasper``
+    ``jasper10x5dr``): prolog conv 11 (256, stride 2), 10 blocks of 5 convs, epilog conv 29 (896, dilation 2) + conv 1
+    (1024), 1x1 decoder to 29 characters; 64 log-mel features per 10 ms."""
+
+    def __init__(self, classes: int = 29):
+        super().__init__()
+        self.prolog = _conv_bn1d(JASPER_FEATURES, 256, 11, stride=2)
+        outs, c, blocks = [256], 256, []
+        for f, k in zip(JASPER_FILTERS, JASPER_KERNELS):
+            blocks.append(JasperBlock(c, f, k, list(outs)))
+            outs.append(f)
+            c = f
+        self.blocks = nn.ModuleList(blocks)
+        self.epilog = nn.Sequential(_conv_bn1d(c, 896, 29, dilation=2), nn.ReLU(), _conv_bn1d(896, 1024), nn.ReLU())
+        self.decoder = nn.Conv1d(1024, classes, 1)
+
+    def forward(self, x):
+        x = torch.relu(self.prolog(x))
+        earlier = [x]
+        for block in self.blocks:
+            x = block(x, earlier)
+            earlier.append(x)
+        return self.decoder(self.epilog(x))
+
+
+def jasper() -> nn.Module:
+    return Jasper()
