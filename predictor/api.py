@@ -209,7 +209,8 @@ def predict(
             is priced as it runs (bf16 on a V100: emulated, FP32 arithmetic), with a warning.
         implementation: whose training code: ``"reference"`` (typical PyTorch code, the default) or ``"tuned"``
             (NVIDIA DeepLearningExamples / MLPerf-class code); time offsets learned per implementation, listed in
-            the model card (:data:`predictor.time_model.IMPLEMENTATIONS`).
+            the model card (:data:`predictor.time_model.IMPLEMENTATIONS`); with ``n_gpus`` > 1 it also picks the
+            data-parallel constants of that class (:data:`predictor.parallel.SCALING`).
         n_gpus: GPUs on one node training data-parallel (1-16); ``batch_size`` is per GPU (global batch =
             batch_size x n_gpus); ``time_s`` is wall clock, ``energy_j`` all GPUs', ``memory_bytes`` and
             ``avg_power_w`` per GPU (:mod:`predictor.parallel`).
@@ -274,7 +275,8 @@ def predict(
                           implementation=implementation)
     if n_gpus > 1:  # data parallelism over the per-GPU forecast (issue 29)
         frame = data_parallel_frame(frame, pd.DataFrame([row]), spec, n_gpus=n_gpus, parallelism=parallelism,
-                                    batch_size=batch_size, samples_per_epoch=spe, epochs=float(epochs))
+                                    batch_size=batch_size, samples_per_epoch=spe, epochs=float(epochs),
+                                    implementation=implementation)
         notes.append(scaling_note(frame.iloc[0], spec, n_gpus=n_gpus, parallelism=parallelism,
                                   batch_size=batch_size, params=row["params"],
                                   trainable_params=row["trainable_params"]))

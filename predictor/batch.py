@@ -442,7 +442,7 @@ def _predict_ok(ok: list[tuple[int, dict[str, Any]]], specs: list[Any], model: A
     if n > 1:
         pred = data_parallel_frame(pred, rows, row_specs, n_gpus=n, parallelism=layout["parallelism"],
                                    batch_size=run["batch_size"], samples_per_epoch=pred["samples_per_epoch"],
-                                   epochs=run["epochs"])
+                                   epochs=run["epochs"], implementation=run["implementation"])
     pred["warnings"] = [
         extrapolation_warnings(model, ok[k // len(specs)][1]["features"], gpu=row_specs[k],
                                precision=run["precision"], batch_size=run["batch_size"])

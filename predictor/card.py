@@ -178,11 +178,13 @@ def time_section(m: Mapping[str, Any]) -> list[str]:
              f"offset) / bound)), bound {tm['bound']:.3f} (the learned residual moves time by at most "
              f"{_x(tm['bound'])} either way). Booster features: "
              + ", ".join(f"`{f}`" for f in m["boosters"]["time"].get("features", [])) + "; monotone "
-             + f"{m['boosters']['time'].get('monotone', {})}. Learned from every single-GPU row with a time "
+             + f"{m['boosters']['time'].get('monotone', {})}. Learned from every row with a time "
              f"({sum(tm.get('rows_per_source', {}).values())} rows: "
              + ", ".join(f"{k} {v}" for k, v in tm.get("rows_per_source", {}).items())
-             + f"); kept out: {kept.get('multi_gpu', 0)} multi-GPU rows (until a data-parallel scaling term exists)"
-             + f", {kept.get('no_energy_or_time', 0)} rows with neither energy nor time.",
+             + f"), {tm.get('multi_gpu_rows', 0)} of them single-node data-parallel rows at their per-GPU time "
+             "(the measured throughput with the data-parallel term of `predictor.parallel` taken out, with the "
+             "constants of the source's class of systems; their power is the node's and stays out). Kept out: "
+             + ", ".join(f"{v} {k}" for k, v in kept.items() if v) + ".",
              "",
              "Implementations (`implementation=`, CLI `--implementation`; default `"
              + tm.get("default_implementation", "reference") + "`): "

@@ -254,5 +254,6 @@ def time_model_entry(fit: TimeFit, params: Mapping[str, Any], interval: Mapping[
         "params": {k: v for k, v in params.items() if k in ("rounds", "lgbm", "bound")},
         "selection": {k: v for k, v in params.items() if k in ("inner_median_ape", "candidate")},
         "kept_out": dict(rows.attrs.get("kept_out", {})),
+        "multi_gpu_rows": int(rows["_multi_gpu"].sum()) if "_multi_gpu" in rows else 0,
         **({"interval": dict(interval)} if interval else {}),
     }

@@ -50,6 +50,7 @@ from featurize.errors import SchemaError
 from featurize.types import GPUSpec
 from featurize.physics import FEATURE_NAMES, power_prior_w
 from featurize.precision import precision_paths
+from predictor.power_limits import board_limits
 from predictor.spec import current_spec, write_spec
 from predictor.artifact import seal
 from predictor.model import (
@@ -242,36 +243,42 @@ def _positive(rows: pd.DataFrame, col: str) -> np.ndarray:
 
 
 def prepare(table: pd.DataFrame, *, gpu_specs: Any = None, efficiencies: Any = None,
-            multi_gpu: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+            multi_gpu: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Clean rows, physics features and log-residual targets.
 
-    Every single-GPU row with a measured energy or time is kept; multi-GPU rows (``n_gpus`` > 1: their time needs a
-    scaling term this model does not have yet) and rows with neither are left out, counted in
-    ``rows.attrs["kept_out"]`` (``multi_gpu=True`` keeps them, flagged ``rows["_multi_gpu"]``, for a data-parallel
-    scaling fit over the per-GPU time model; no fitter here uses them). Returns ``(rows, feats, targets)`` on the
-    same index; ``targets`` has ``time``
-    (log measured time per sample / the per-layer prior ``t_layers_s``, priced with ``efficiencies``), ``power``,
-    ``energy`` (NaN where a source lacks the quantity, or its power is not trusted: :data:`POWER_RELIABLE_COL`
+    Every single-GPU row with a measured energy or time is kept, and (``multi_gpu``) every single-node
+    data-parallel row at its per-GPU time (:func:`predictor.parallel_fit.per_gpu_time_rows`: the measured
+    throughput with issue 29's scaling term taken out; time only, flagged ``rows["_multi_gpu"]``). Left out, counted
+    by reason in ``rows.attrs["kept_out"]``: the other multi-GPU rows (model-parallel layouts, gradient
+    accumulation, multi-node, Perseus's 4-GPU pipeline; all of them with ``multi_gpu=False``), rows measured under
+    a power cap below the board's limit (the power-cap curve's, :func:`predictor.power_limits.capped_below_default`)
+    and rows with neither energy nor time. Returns ``(rows, feats, targets)`` on the same index; ``targets`` has
+    ``time`` (log measured time per sample / the per-layer prior ``t_layers_s``, priced with ``efficiencies``),
+    ``power``, ``energy`` (NaN where a source lacks the quantity, or its power is not trusted: :data:`POWER_RELIABLE_COL`
     False; ``rows["_energy_ok"]`` is False there and on time-only rows) and the GPU-only ``energy_per_sample_j``.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise SchemaError(f"training table lacks columns {missing}; build it with `python -m training_data.build_table`.")
     rows = table.reset_index(drop=True).copy()
-    measured = _positive(rows, "energy_per_sample_j") | _positive(rows, "time_per_sample_s")
-    multi = (pd.to_numeric(rows["n_gpus"], errors="coerce").fillna(1).to_numpy(float) > 1 if "n_gpus" in rows
-             else np.zeros(len(rows), bool))
-    kept_out = {"multi_gpu": int((measured & multi).sum()), "no_energy_or_time": int((~measured).sum())}
-    keep = measured & (~multi | multi_gpu)
-    rows = rows[keep].assign(_multi_gpu=multi[keep]).reset_index(drop=True)
+    measured = np.asarray(_positive(rows, "energy_per_sample_j") | _positive(rows, "time_per_sample_s"), bool)
+    kept_out = {"no_energy_or_time": int((~measured).sum())}
+    rows = rows[measured].reset_index(drop=True)
     resolve = _resolver(gpu_specs)
     specs = {name: resolve(name) for name in rows["gpu"].unique()}
+    keep, per_gpu_s, out = _rows_for_fit(rows, [specs[g] for g in rows["gpu"]], multi_gpu)
+    kept_out.update(out)
+    rows = rows[keep].reset_index(drop=True)
+    per_gpu_s = per_gpu_s[keep]
     for col, default in (("power_limit_w", np.nan), ("avg_power_w", np.nan), ("time_per_sample_s", np.nan),
                          ("scope", "gpu_nvml"), ("g_unsupported_op_count", 0.0)):
         if col not in rows:
             rows[col] = default
-    feats = feature_frame(rows, [specs[g] for g in rows["gpu"]], batch_size=rows["batch_size"].astype(float),
-                          precision=rows["precision"].astype(str), power_limit_w=rows["power_limit_w"].astype(float),
+    row_specs = [specs[g] for g in rows["gpu"]]
+    feats = feature_frame(rows, row_specs, batch_size=rows["batch_size"].astype(float),
+                          precision=rows["precision"].astype(str),
+                          power_limit_w=board_limits(rows["power_limit_w"].astype(float).to_numpy(), row_specs,
+                                                     len(rows)),  # as predict_frame prices: at the board's limit
                           precision_fallback=True,  # measured rows ran: price them as their framework did
                           efficiencies=efficiencies)
     # GPU-only correction for GPU + RAM-estimate scopes.
@@ -282,6 +289,9 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None, efficiencies: Any = N
     power = np.where(ram, power - RAM_EST_W, power)
     energy = energy * share
     time = rows["time_per_sample_s"].astype(float).to_numpy()
+    multi = rows["_multi_gpu"].to_numpy(bool)
+    time = np.where(multi, per_gpu_s, time)  # per-GPU time of a data-parallel row; its power is the node's
+    power, energy = np.where(multi, np.nan, power), np.where(multi, np.nan, energy)
     time = np.where(np.isfinite(time) & (time > 0), time,
                     np.where(np.isfinite(power) & (power > 0), energy / power, np.nan))
     power = np.where(np.isfinite(power) & (power > 0), power, energy / time)
@@ -309,6 +319,29 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None, efficiencies: Any = N
                       for g, p in zip(rows["gpu"], rows["precision"])]
     rows.attrs["kept_out"] = kept_out
     return rows, feats, targets
+
+
+def _rows_for_fit(rows: pd.DataFrame, specs: list[Any], multi_gpu: bool) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(rows the fit keeps, per-GPU time per sample of the kept multi-GPU rows (NaN elsewhere), the rest counted by
+    reason); adds ``rows["_multi_gpu"]``."""
+    from predictor.parallel_fit import per_gpu_time_rows
+    from predictor.power_limits import capped_below_default
+
+    n = pd.to_numeric(rows["n_gpus"], errors="coerce").fillna(1).to_numpy(float) if "n_gpus" in rows else \
+        np.ones(len(rows))
+    multi = n > 1
+    capped = capped_below_default(rows, np.array([float(s.tdp_w) for s in specs]))
+    out: dict[str, int] = {}
+    if multi_gpu:
+        keep_multi, per_gpu_s, reasons = per_gpu_time_rows(rows, specs)
+        out.update(reasons)
+    else:
+        keep_multi, per_gpu_s = np.zeros(len(rows), bool), np.full(len(rows), np.nan)
+        out["multi_gpu"] = int(multi.sum())
+    rows["_multi_gpu"] = multi
+    eligible = ~multi | keep_multi
+    out["power_capped_below_board_limit"] = int((capped & eligible).sum())
+    return eligible & ~capped, per_gpu_s, out
 
 
 def require_corrected(table: pd.DataFrame, where: Any = "the training table") -> None:
