@@ -194,8 +194,12 @@ def time_section(m: Mapping[str, Any]) -> list[str]:
              f"{tm['shrinkage']['source_prior_rows']:g} pseudo-rows; the class offset by "
              f"{tm['shrinkage']['class_prior_rows']:g}; not applied to predictions): "
              + ", ".join(f"{k} {_x(v)}" for k, v in tm.get("source_offsets", {}).items()) + ".",
-             f"Hyper-parameters {tm.get('params', {})}, chosen on inner leave-GPUs-out folds "
-             f"({tm.get('selection', {})}); every reported figure chose them inside its own outer fold (nested).",
+             (f"Hyper-parameters {tm.get('params', {})}, chosen on inner leave-GPUs-out folds "
+              f"({tm.get('selection', {})}); every reported figure chose them inside its own outer fold (nested)."
+              if m.get("metrics", {}).get("time_params_nested", True) else
+              f"Hyper-parameters {tm.get('params', {})}, kept from the previous model (chosen then on inner grouped "
+              "folds of its table); this refit did not re-select them, and the reported figures use them in every "
+              "fold (not nested)."),
              ]
     timed = {g: res["time"] for g, res in cv.items() if "time" in res}
     if timed:

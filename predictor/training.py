@@ -862,6 +862,7 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
         if design == "time_power":
             time_iv = time_interval(cv, rows_cv)
             metrics["time_kept_out"] = dict(rows.attrs.get("kept_out", {}))
+            metrics["time_params_nested"] = callable(nested)
     else:
         halfwidth = float((base_manifest or {}).get("intervals", {}).get("log_halfwidth", np.log(1.6)))
         oof_coverage = dict((base_manifest or {}).get("intervals", {}).get("coverage_on_oof", {}))
@@ -1079,6 +1080,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layer-efficiencies", default=None,
                     help="JSON of per-layer efficiencies (python -m training_data.fit_layer_efficiencies); "
                          "default: the base model's, else the defaults")
+    ap.add_argument("--shipped-time-params", action="store_true",
+                    help="keep the base model's time hyper-parameters (no selection; the card's time figures then "
+                         "use them in every fold, not nested, and say so): a quicker refit")
     args = ap.parse_args(argv)
     table = pd.read_parquet(args.table)
     require_corrected(table, args.table)
@@ -1094,9 +1098,14 @@ def main(argv: list[str] | None = None) -> int:
         eff = LayerEfficiencies(**json.loads(Path(args.layer_efficiencies).read_text(encoding="utf-8")))
     elif base is not None:
         eff = _base_efficiencies(out)
+    tp = None
+    if args.shipped_time_params:
+        tp = dict(((base or {}).get("time_model") or {}).get("params") or {}) or None
+        if tp is None:
+            raise SystemExit(f"--shipped-time-params: {out} has no time_model.params to keep")
     fit_model(table, out, seed=args.seed, base_manifest=base, overwrite=True, design=args.design,
               provenance=args.provenance, features=list(SHIPPED_FEATURES), write_table=args.with_table,
-              layer_efficiencies=eff)
+              layer_efficiencies=eff, time_params=tp)
     print(f"wrote {out}")
     return 0
 
