@@ -74,8 +74,8 @@ def prior_class(op_class: str, op_type: str) -> str:
 
 
 REFERENCE_GPU = "H100-SXM5-80GB"
-"""The GPU the workload descriptors are priced on (:data:`REFERENCE_FEATURE_NAMES`): one fixed device that runs every
-precision, so they describe the graph, batch and precision, never the GPU a prediction is for."""
+"""The GPU the workload descriptors are priced on (:data:`REFERENCE_FEATURE_NAMES`), at fp32: one fixed device and
+precision, so they describe the graph and batch, never the GPU or the precision a prediction is for."""
 REFERENCE_PREFIX = "ref_"
 REFERENCE_FEATURE_NAMES: tuple[str, ...] = tuple(
     REFERENCE_PREFIX + f for f in LAYER_FEATURE_NAMES if f not in ("log_tensor_speedup", "log_bw_per_fp32_flop")

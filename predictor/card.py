@@ -197,9 +197,11 @@ def time_section(m: Mapping[str, Any]) -> list[str]:
              (f"Hyper-parameters {tm.get('params', {})}, chosen on inner leave-GPUs-out folds "
               f"({tm.get('selection', {})}); every reported figure chose them inside its own outer fold (nested)."
               if m.get("metrics", {}).get("time_params_nested", True) else
-              f"Hyper-parameters {tm.get('params', {})}, kept from the previous model (chosen then on inner grouped "
-              "folds of its table); this refit did not re-select them, and the reported figures use them in every "
-              "fold (not nested)."),
+              (f"Hyper-parameters {tm.get('params', {})}, chosen on inner grouped folds of every row "
+               f"({tm['selection']})" if tm.get("selection") else
+               f"Hyper-parameters {tm.get('params', {})}, kept from the previous model (chosen then on inner "
+               "grouped folds of its table)")
+              + "; the reported figures use them in every outer fold (not nested: slightly optimistic)."),
              ]
     timed = {g: res["time"] for g, res in cv.items() if "time" in res}
     if timed:
@@ -210,6 +212,12 @@ def time_section(m: Mapping[str, Any]) -> list[str]:
             lines.append(f"| {g} | {t['n_rows']} | {t['median_ape']:.1f} | {t['p90_ape']:.1f} | "
                          f"{big.get('median_ape', float('nan')):.1f} / {big.get('p90_ape', float('nan')):.1f} "
                          f"({big.get('n_gpus', 0)} GPUs) |")
+        for g, t in timed.items():
+            parts = [f"{label} {t[k]['n_rows']} rows median {t[k]['median_ape']:.1f} % / p90 {t[k]['p90_ape']:.1f} %"
+                     for k, label in (("single_gpu_rows", "single-GPU"), ("multi_gpu_rows", "data-parallel"))
+                     if k in t]
+            if parts:
+                lines.append(f"- {g} (time) by layout: " + "; ".join(parts))
         for g, t in timed.items():
             lines.append(f"- {g} (time, median per held-out group): "
                          + ", ".join(f"{k} {v:.1f}" for k, v in t["per_group_median_ape"].items()))

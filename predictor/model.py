@@ -421,7 +421,11 @@ def feature_frame(
         kw = dict(batch_size=bs.astype(float), backward_ratio=bwd / np.maximum(fwd, 1.0), trainable_params=tp,
                   efficiencies=efficiencies)
         arrays.update(layered_arrays(profiles, gcols, **kw))
-        ref_cols = gpu_rows(_reference_spec(), precision, n, True)
+        # the workload priced at fp32 on the reference GPU: descriptors of the graph and batch only, so a residual
+        # over them moves every precision of one graph alike and the precision enters through the monotone
+        # tensor-path features (priced at the row's precision, fp16 ResNet-50 looked step-bound: its residual rose
+        # x1.46 over fp32's and AMP came out slower than fp32 on an RTX 3090)
+        ref_cols = gpu_rows(_reference_spec(), "fp32", n, True)
         ref = layered_arrays(profiles, ref_cols, **kw)
         ref["log_whole_over_layers"] = np.log(physics_arrays(graph_rows, ref_cols, batch_size=bs)["t_phys_s"]
                                               / ref["t_layers_s"])
