@@ -647,6 +647,7 @@ def _copy_boosters(base_model: Any, manifest: dict[str, Any], dest: Path) -> Pat
     manifest["files"] = {}
     names = [spec["file"] for spec in [*manifest["boosters"].values(),
                                        *manifest.get("local", {}).get("boosters", {}).values()]]
+    names += [spec["file"] for spec in (manifest.get("time_model") or {}).get("class_boosters", {}).values()]
     names += [manifest["intervals"]["novelty"]["file"]] if "novelty" in manifest.get("intervals", {}) else []
     names += ["prior_spec.json"]  # the base's verified prior: the kept boosters were trained over it
     for name in names:

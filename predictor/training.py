@@ -768,6 +768,12 @@ SOURCE_INFO: dict[str, dict[str, str]] = {
     "zeus": {"license": "Apache-2.0", "citation": "You et al., Zeus, NSDI 2023; github.com/ml-energy/zeus @ 75a8b93"},
     "mayaki": {"license": "MIT", "citation": "Mayaki & Charpenay, ECAI 2025; "
                                  "github.com/MansMayaki/MLEnergyConsumption @ 609d971"},
+    "lambda_dlbench": {"license": "no licence file: only the measured figures are used",
+                       "citation": "Lambda GPU benchmarks; github.com/lambdal/deeplearning-benchmark @ aa5addb"},
+    "nvidia_dle": {"license": "BSD-3-Clause / Apache-2.0 (per model folder)",
+                   "citation": "NVIDIA DeepLearningExamples READMEs; github.com/NVIDIA/DeepLearningExamples @ 729963d"},
+    "mlperf_training": {"license": "Apache-2.0",
+                        "citation": "MLCommons MLPerf Training results v3.0-v5.0; github.com/mlcommons/training_results_v*"},
 }
 
 

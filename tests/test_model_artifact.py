@@ -226,7 +226,7 @@ def test_source_corrections_licenses_and_canonical_gpus():
     assert fixed["precision"].tolist() == ["fp32", "fp32", "fp32", "tf32"]
     assert fixed["power_reliable"].tolist() == [True, True, True, False]
     assert "point sample" in fixed["power_note"].iloc[3] and fixed.attrs["source_corrections"]["precision"]
-    assert set(SOURCE_INFO) == {"seaa2023", "delrey", "zeus", "mayaki"}
+    assert set(SOURCE_INFO) == {"seaa2023", "delrey", "zeus", "mayaki", "lambda_dlbench", "nvidia_dle", "mlperf_training"}
 
 
 def test_shipped_package_names_no_data_source():
