@@ -19,7 +19,8 @@ leave-group-out conformal coverage of the 90 % interval, for:
 It also prints the error on withheld rows of measured configurations (random row folds: the way new runs of a
 known setup arrive), where the seen-configuration stage applies.
 
-Time (issue 28): the same three groupings over every single-GPU row with a measured time, with hyper-parameters
+Time (issue 28): the same three groupings over every row with a measured time (data-parallel rows at their per-GPU
+time), with hyper-parameters
 chosen inside each outer fold (nested), the per-GPU table of leave-one-GPU-out, the goals (GPU median <= 10 % and
 p90 <= 25 % over GPUs with >= 30 rows, source <= 15 %, architecture <= 12 %) and two time baselines on the same
 folds: ``layers_x_const`` (the per-layer prior x one constant fitted on the training folds) and ``whole_x_const``

@@ -205,7 +205,7 @@ def time_section(m: Mapping[str, Any]) -> list[str]:
              ]
     timed = {g: res["time"] for g, res in cv.items() if "time" in res}
     if timed:
-        lines += ["", "Time per sample on grouped folds (absolute % error; every single-GPU row with a time):", "",
+        lines += ["", "Time per sample on grouped folds (absolute % error; every row with a time: single-GPU rows, and data-parallel rows at their per-GPU time):", "",
                   "| held out | rows | median % | p90 % | GPUs with >= 30 rows: median / p90 % |", "|---|---|---|---|---|"]
         for g, t in timed.items():
             big = t.get("gpus_with_30_rows", {})
