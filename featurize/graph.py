@@ -43,6 +43,7 @@ import onnx
 from onnx import TensorProto
 
 from featurize.errors import GraphLoadError, InvalidInputError
+from featurize.layer_profile import LayerProfile, prior_class
 from featurize.limits import batch_cap_error, check_features, check_graph
 from featurize.loader import NodeFields, ShapeMap, bind_input_dims, load_graph, node_fields, resolve_shapes
 from featurize.ops import NodeView, OpCost, TensorInfo, handler_table, known_domains
@@ -470,6 +471,7 @@ def _analyse(
     info_of = infos.__getitem__
 
     rows: list[tuple] = []  # one per node, only when the node table is wanted
+    prof: list[tuple] = []  # (prior class, flops, bytes, bytes written) per kernel-launching node: the layer profile
     n_work = 0  # nodes that do work at run time
     unsupported: Counter[str] = Counter()
     unknown_domains: set[str] = set()
@@ -593,6 +595,9 @@ def _analyse(
             n_work += 1
             w = float(min(w_bytes, br))
             ws = w + (br + bw - w) * ws_scale
+        pcls = prior_class(cls, op)
+        if pcls:
+            prof.append((pcls, flops, br + bw, bw))
         if with_nodes:
             rows.append((
                 name, op, dom, cls, outs, macs, flops, cost.params, br, bw, ws, w_trainable, w,
@@ -684,6 +689,8 @@ def _analyse(
         precision=precision,
         unsupported_ops=dict(unsupported),
         nodes=LazyNodes(partial(_nodes_frame, rows, ws_scale)) if with_nodes else None,
+        layer_profile=LayerProfile.build(*(list(c) for c in zip(*prof)), b_eval) if prof else
+        LayerProfile.build([], [], [], [], b_eval),
         input_shapes={k: v for k, v in bound.items() if k not in weight_inputs},
         graph_name=g.name,
         warnings=tuple(notes),
