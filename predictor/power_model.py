@@ -63,13 +63,10 @@ def power_frame(feats: pd.DataFrame) -> pd.DataFrame:
 
 def power_mask(rows: pd.DataFrame, feats: pd.DataFrame, targets: pd.DataFrame) -> np.ndarray:
     """Rows with a trusted, finite power target measured at the board's own limit (no cap below it)."""
+    from predictor.power_limits import capped_below_default
+
     ok = np.isfinite(targets["power"].to_numpy(float))
-    pl = rows["power_limit_w"].to_numpy(float) if "power_limit_w" in rows else np.full(len(rows), np.nan)
-    default = rows["default_power_limit"] if "default_power_limit" in rows else pd.Series(pd.NA, index=rows.index)
-    capped = default.astype("boolean").fillna(True).to_numpy(bool) == False  # noqa: E712 - nullable column
-    capped |= np.isfinite(pl) & (pl < 0.999 * feats["tdp_w"].to_numpy(float)) & ~default.astype(
-        "boolean").fillna(False).to_numpy(bool)
-    return ok & ~capped
+    return ok & ~capped_below_default(rows, feats["tdp_w"].to_numpy(float))
 
 
 def fit_power(x: pd.DataFrame, y: np.ndarray, seed: int = 0, params: Mapping[str, Any] | None = None,

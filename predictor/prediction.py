@@ -24,6 +24,8 @@ class Prediction:
         time_per_epoch_s: time of one epoch, seconds.
         avg_power_w: average board power of one GPU over the run, watts (energy_j / (time_s x n_gpus)).
         interval_j: (low, high) of the nominal ``interval_level`` interval on ``energy_j``.
+        interval_s: (low, high) of the nominal ``interval_level`` interval on ``time_s`` (calibrated on the same
+            grouped folds; deadlines need it); None for a model without a calibrated time interval.
         gpu: resolved GPU name (canonical row of the hardware table).
         warnings: every default used, alias resolved and extrapolation flagged, as text.
         log_sigma: standard deviation of log(energy) implied by the interval (used by ``refine``).
@@ -71,6 +73,7 @@ class Prediction:
     fits: bool | None = None
     optimal_power_limit_w: float | None = None
     layers: Any = field(default=None, compare=False, repr=False)
+    interval_s: tuple[float, float] | None = None
     n_gpus: int = 1
     parallelism: str = "ddp"
 
@@ -125,6 +128,7 @@ class Prediction:
         out = asdict(replace(self, layers=None))
         out["layers"] = None if self.layers is None else self.layers.to_dict(orient="records")
         out["interval_j"] = list(self.interval_j)
+        out["interval_s"] = None if self.interval_s is None else list(self.interval_s)
         out["energy_kwh"] = self.energy_kwh
         return out
 
@@ -136,6 +140,8 @@ class Prediction:
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in names}
         kwargs["interval_j"] = tuple(kwargs["interval_j"])
+        if kwargs.get("interval_s") is not None:
+            kwargs["interval_s"] = tuple(kwargs["interval_s"])
         if kwargs.get("layers") is not None:
             import pandas as pd
 

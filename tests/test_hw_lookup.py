@@ -11,6 +11,7 @@ import pytest
 from featurize import GPUSpec, JoulecastError, UnknownGPUError, lookup_gpu
 from featurize.hardware.names import AmbiguousGPUWarning, normalize_gpu_name
 from featurize.hardware.table import gpu_table, list_gpus
+from featurize.hardware.precision import peak_flops
 
 REQUIRED_NAMES = [
     "RTX-3090", "RTX-3070", "GTX-750-Ti", "V100-SXM2-16GB", "V100-SXM2-32GB", "V100-PCIE-16GB", "V100-PCIE-32GB",
@@ -158,14 +159,15 @@ def test_values_of_known_gpus():
     a100 = lookup_gpu("A100-SXM4-80GB")
     assert a100.peak_fp16_tensor_flops == 312e12 and a100.peak_fp32_flops == 19.5e12
     assert a100.mem_bw_bytes_per_s == 2039e9 and a100.l2_cache_bytes == 40 * 2**20 and a100.sm_count == 108
-    assert a100.peak_flops("tf32") == 156e12 and a100.peak_flops("fp8") == 312e12
+    assert peak_flops(a100, "tf32") == 156e12 and peak_flops(a100, "fp8", fallback=True) == 312e12  # fp8 -> bf16
     h100 = lookup_gpu("H100-SXM5-80GB")
     assert h100.peak_fp16_tensor_flops == pytest.approx(989.4e12) and h100.peak_fp8_tensor_flops == pytest.approx(1978.9e12)
     rtx3090 = lookup_gpu("RTX 3090")  # GeForce: FP32-accumulate rate = half the FP16-accumulate 142 TFLOP/s
     assert rtx3090.peak_fp16_tensor_flops == pytest.approx(71e12)
     assert rtx3090.idle_power_w == 22  # measured (seaa2023_ect idle samples)
     assert lookup_gpu("V100-SXM2-32GB").peak_tf32_tensor_flops is None
-    assert lookup_gpu("GTX 750 Ti").peak_flops("fp16") == lookup_gpu("GTX 750 Ti").peak_fp32_flops
+    gtx = lookup_gpu("GTX 750 Ti")
+    assert peak_flops(gtx, "fp16", fallback=True) == gtx.peak_fp32_flops  # no fp16 path faster than FP32
 
 
 def test_gpuspec_passes_through():

@@ -11,7 +11,8 @@ import pytest
 
 from featurize.errors import ModelArtifactError
 from predictor.artifact import seal
-from predictor.model import feature_frame, load_model, predict_frame
+from featurize.physics.prior import power_prior_w
+from predictor.model import clip_power_w, feature_frame, load_model, predict_frame
 from predictor.training import conformal_quantile, fit_model, grouped_cv, prepare
 
 from test_model_synth import synth_gpus, synth_table
@@ -34,10 +35,15 @@ def test_round_trip_predictions_match_training_code(synth_dir):
     x = feats[m.features].to_numpy()
     shrink = m.manifest["shrink"]
     xl = feats[list(m.manifest["local"]["features"])].to_numpy()
-    local = m.local.boosters["time"].predict(xl) + m.local.boosters["power"].predict(xl)
-    assert np.abs(local).max() > 1e-3  # every synthetic row is a measured (GPU, precision) pair
-    expect = np.exp(shrink * (m.boosters["time"].predict(x) + m.boosters["power"].predict(x)) + local) * \
-        feats["t_phys_s"] * feats["p_phys_w"]
+    local_t, local_p = (m.local.boosters[t].predict(xl) for t in ("time", "power"))
+    assert np.abs(local_p).max() > 1e-3  # every synthetic row is a measured configuration: both terms apply
+    bound = m.manifest["time_model"]["bound"]
+    raw_t = m.boosters["time"].predict(feats[m.booster_features("time")].to_numpy())
+    # reference implementation: offset 0; the bounded shared residual, then the measured configuration's own term
+    time_s = feats["t_layers_s"] * np.exp(bound * np.tanh(shrink * raw_t / bound) + local_t)
+    # power: the prior over the predicted time (a step slower than its kernels waits at lower power)
+    expect = time_s * clip_power_w(power_prior_w(feats, time_s) * np.exp(shrink * m.boosters["power"].predict(x)
+                                                                         + local_p), feats)
     np.testing.assert_allclose(out["energy_per_sample_j"], expect, rtol=1e-12)
     np.testing.assert_allclose(out["energy_j"], expect * 300, rtol=1e-12)
     assert (out["interval_low_j"] < out["energy_j"]).all() and (out["energy_j"] < out["interval_high_j"]).all()
@@ -48,7 +54,7 @@ def test_round_trip_predictions_match_training_code(synth_dir):
 def test_manifest_contents(synth_dir):
     man = json.loads((synth_dir / "manifest.json").read_text())
     assert man["design"] == "time_power" and set(man["boosters"]) == {"time", "power"}
-    assert set(man["files"]) == {"time.txt", "power.txt", "local_time.txt", "local_power.txt",
+    assert set(man["files"]) == {"time.txt", "power.txt", "local_time.txt", "local_power.txt", "time_accuracy.png",
                                  "novelty_reference.csv", "training_table.parquet", "prior_spec.json"}
     table = synth_table()
     assert man["local"]["applies_to"] == [[g, "fp32", int(table.loc[table["gpu"] == g, "group_arch"].nunique())]
@@ -88,7 +94,7 @@ def test_local_stage_only_for_measured_gpu_precision_pairs(synth_dir):
         "measured_config"].all()
     feats = feature_frame(new_graph, spec, batch_size=32)
     xl = feats[list(m.local.features)].to_numpy()
-    term = m.local.boosters["time"].predict(xl) + m.local.boosters["power"].predict(xl)
+    term = m.local.boosters["power"].predict(xl)  # its time term applies to measured configurations only
     np.testing.assert_allclose(np.log(new_full["energy_per_sample_j"] / new_main["energy_per_sample_j"]),
                                n_arch / (n_arch + LOCAL_ARCH_PRIOR) * term, atol=1e-9)
     np.testing.assert_allclose(other_prec, other_prec_main["energy_per_sample_j"], rtol=1e-12)
@@ -147,6 +153,7 @@ def test_refuses_to_overwrite_and_is_deterministic(synth_dir, tmp_path):
                     base_manifest=json.loads((synth_dir / "manifest.json").read_text()))
     a = json.loads((synth_dir / "manifest.json").read_text())["files"]
     b = json.loads((out / "manifest.json").read_text())["files"]
+    a.pop("time_accuracy.png")  # the out-of-fold time plot comes with cross-validation only
     assert a == b  # same seed + same table -> byte-identical boosters and table copy
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dir left behind
 
@@ -219,7 +226,7 @@ def test_source_corrections_licenses_and_canonical_gpus():
     assert fixed["precision"].tolist() == ["fp32", "fp32", "fp32", "tf32"]
     assert fixed["power_reliable"].tolist() == [True, True, True, False]
     assert "point sample" in fixed["power_note"].iloc[3] and fixed.attrs["source_corrections"]["precision"]
-    assert set(SOURCE_INFO) == {"seaa2023", "delrey", "zeus", "mayaki"}
+    assert set(SOURCE_INFO) == {"seaa2023", "delrey", "zeus", "mayaki", "lambda_dlbench", "nvidia_dle", "mlperf_training"}
 
 
 def test_shipped_package_names_no_data_source():

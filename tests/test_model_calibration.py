@@ -77,21 +77,29 @@ def test_offsets_absorb_a_users_constant_factor_and_leave_other_gpus_alone():
     gpus = rows["_gpu_canonical"].to_numpy()
     boosters, offsets = fit_with_offsets(feats, targets, sample_weights(rows), gpus, user, rounds=100)
     assert set(offsets) == {"G2"} and offsets["G2"]["n_rows"] == 24
+    # the same user rows without the factor: what the boosters' extrapolation to G2 alone gives
+    table1, _ = _calibrated(1.0)
+    r1, f1, t1 = prepare(table1, gpu_specs=synth_gpus())
+    same, offsets1 = fit_with_offsets(f1, t1, sample_weights(r1), gpus, user, rounds=100)
     # the factor sits in the time offset (power was not scaled): at least the shrunk share n / (n + prior rows)
     # of log(factor) for n = 24, at most all of it
     shrunk = 24 / (24 + OFFSET_PRIOR_ROWS) * math.log(factor)
-    assert shrunk - 0.03 <= offsets["G2"]["time"] <= math.log(factor) + 0.03
-    assert abs(offsets["G2"]["power"]) < 0.08
-    # reference: the same fit without the user's factor (the base model's view of the other GPUs)
-    r0, f0, t0 = prepare(synth_table(), gpu_specs=synth_gpus())
-    plain, none = fit_with_offsets(f0, t0, sample_weights(r0), gpus, np.zeros(len(r0), bool), rounds=100)
-    assert none == {}
-    x = feats[list(plain["time"].feature_name())].to_numpy(float)
+    assert shrunk - 0.03 <= offsets["G2"]["time"] - offsets1["G2"]["time"] <= math.log(factor) + 0.03
+    # power was not scaled: its offset moves only by what the power prior over the slower measured time moved the
+    # power target (a step slower than its kernels waits at lower power), so the forecast power stays put
+    prior_shift = float(np.median(targets["power"].to_numpy()[user] - t1["power"].to_numpy()[user]))
+    assert prior_shift > 0.1
+    assert 24 / (24 + OFFSET_PRIOR_ROWS) * prior_shift - 0.05 <= offsets["G2"]["power"] - offsets1["G2"]["power"] \
+        <= prior_shift + 0.05
+    # what the factor alone does to the other GPUs' forecasts, with and without offsets
+    x = feats[list(same["time"].feature_name())].to_numpy(float)
     other = ~user
-    moved = np.median(np.abs(boosters["time"].predict(x[other]) - plain["time"].predict(x[other])))
+    moved = np.median(np.abs(boosters["time"].predict(x[other]) - same["time"].predict(x[other])))
     # without offsets the same rows shift every GPU (the boosters carry no GPU identity)
-    naive, _ = fit_with_offsets(feats, targets, sample_weights(rows), gpus, np.zeros(len(rows), bool), rounds=100)
-    leaked = np.median(np.abs(naive["time"].predict(x[other]) - plain["time"].predict(x[other])))
+    no_cal = np.zeros(len(rows), bool)
+    naive, _ = fit_with_offsets(feats, targets, sample_weights(rows), gpus, no_cal, rounds=100)
+    naive1, _ = fit_with_offsets(f1, t1, sample_weights(r1), gpus, no_cal, rounds=100)
+    leaked = np.median(np.abs(naive["time"].predict(x[other]) - naive1["time"].predict(x[other])))
     assert leaked > 0.1 and moved < 0.3 * leaked, (moved, leaked)  # other GPUs keep most of their forecast
 
 
@@ -108,8 +116,18 @@ def test_fit_model_writes_offsets_and_predict_applies_them(tmp_path):
     manifest = dict(m.manifest, gpu_offsets={})
     m_off = dataclasses.replace(m, manifest=manifest)
     without = predict_frame(g, specs["G2"], batch_size=rows["batch_size"], model=m_off)
-    ratio = on_g2["energy_j"] / without["energy_j"]
-    assert np.allclose(ratio, math.exp(off["G2"]["time"] + off["G2"]["power"]))
+    assert np.allclose(on_g2["time_s"] / without["time_s"], math.exp(off["G2"]["time"]))
+    # power: its offset times the power prior over each predicted time (slower steps wait at lower power)
+    from featurize.physics.prior import power_prior_w
+    from predictor.model import feature_frame
+
+    ff = feature_frame(g, specs["G2"], batch_size=rows["batch_size"], precision="fp32",
+                       efficiencies=m.layer_efficiencies())
+    prior_ratio = (power_prior_w(ff, on_g2["time_per_sample_s"].to_numpy())
+                   / power_prior_w(ff, without["time_per_sample_s"].to_numpy()))
+    assert np.allclose(on_g2["avg_power_w"] / without["avg_power_w"], prior_ratio * math.exp(off["G2"]["power"]))
+    assert np.allclose(on_g2["energy_j"] / without["energy_j"],
+                       math.exp(off["G2"]["time"] + off["G2"]["power"]) * prior_ratio)
     on_g1 = predict_frame(g, specs["G1"], batch_size=rows["batch_size"], model=m)
     g1_without = predict_frame(g, specs["G1"], batch_size=rows["batch_size"], model=m_off)
     assert np.allclose(on_g1["energy_j"], g1_without["energy_j"])

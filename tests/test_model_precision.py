@@ -138,6 +138,32 @@ def test_predict_many_refuses_before_featurizing_and_falls_back_on_request():
     assert (df["error"] == "").all() and "cannot run fp8" in df.loc[df["gpu"] == "A100-SXM4-80GB", "warnings"].iloc[0]
 
 
+def test_table_builder_and_model_price_every_gpu_and_precision_alike():
+    """One precision rule (featurize.hardware.precision.peak_flops): the training table's physical check prices a row's
+    training FLOPs at exactly the peak the model's prior uses (its GEMM and convolution peaks without the
+    sustained-clock factor), for every GPU of the table, every precision (with the framework fallback a measured
+    run took) and any convolution share. Before, the builder fell bf16 back to the fp16 tensor peak on V100 (125
+    TFLOP/s) while the model priced it as FP32 (15.7)."""
+    import numpy as np
+    import pandas as pd
+
+    from featurize.types import PRECISIONS
+    from training_data.build_table import priced_peak_flops
+
+    cases = [(name, prec, fc) for name in gpu_table()["name"] for prec in PRECISIONS for fc in (0.0, 0.4, 1.0)]
+    frame = pd.DataFrame(cases, columns=["gpu", "precision", "fc"])
+    builder = priced_peak_flops(frame["gpu"], frame["precision"], frame["fc"])
+    model = []
+    for name, prec, fc in cases:
+        spec = lookup_gpu(name)
+        cols = gpu_columns(spec, prec, fallback=True)
+        model.append(1.0 / (clock_factor(spec) * (fc / cols["conv_peak_flops"] + (1 - fc) / cols["peak_flops"])))
+    assert len(cases) > 300
+    np.testing.assert_allclose(builder, model, rtol=1e-12)
+    v100 = frame.index[(frame["gpu"] == "V100-SXM2-32GB") & (frame["precision"] == "bf16")][0]
+    assert builder[v100] == pytest.approx(lookup_gpu("V100-SXM2-32GB").peak_fp32_flops)
+
+
 def test_fp16_on_a_gtx_1080_ti_is_priced_like_fp32_arithmetic_with_fp16_storage():
     """PyTorch AMP runs on a GTX 1080 Ti (the Lambda benchmark measured it): priced, not refused, with a warning;
     FP32-rate arithmetic with FP16 storage: never slower than fp32, and far from a tensor-core speed-up; fp8 there

@@ -41,10 +41,16 @@ def test_a_cap_at_or_above_the_draw_changes_nothing(uncapped):
         assert any("no effect" in w for w in capped.warnings)
 
 
+def _rows(n: int) -> pd.DataFrame:
+    """The example graph's feature rows as predict passes them (with its per-layer profile)."""
+    gf = featurize(str(RESNET18), batch_size=64)
+    return pd.DataFrame([{**gf.to_dict(), "layer_profile": gf.layer_profile}] * n)
+
+
 def test_below_the_draw_power_is_the_cap_and_time_stretches(uncapped):
     draw = uncapped.avg_power_w
     caps = np.array([110.0, 150.0, 200.0, 250.0, draw - 1.0])
-    rows = pd.DataFrame([featurize(str(RESNET18), batch_size=64).to_dict()] * len(caps))
+    rows = _rows(len(caps))
     out = predict_frame(rows, lookup_gpu(RUN["gpu"]), batch_size=64, samples_per_epoch=50_000, epochs=10,
                         power_limit_w=caps)
     np.testing.assert_allclose(out["avg_power_w"], caps, rtol=1e-12)
@@ -87,7 +93,7 @@ def test_optimal_power_limit_is_the_least_energy_within_the_slowdown(uncapped):
     lo, hi = power_limit_range_w(lookup_gpu(RUN["gpu"]))
     assert lo <= opt < uncapped.avg_power_w and float(opt).is_integer()
     caps = np.arange(math.ceil(lo), math.floor(uncapped.avg_power_w) + 1.0)
-    rows = pd.DataFrame([featurize(str(RESNET18), batch_size=64).to_dict()] * len(caps))
+    rows = _rows(len(caps))
     out = predict_frame(rows, lookup_gpu(RUN["gpu"]), batch_size=64, samples_per_epoch=50_000, epochs=10,
                         power_limit_w=caps)
     ok = out["time_s"].to_numpy() <= 1.1 * uncapped.time_s * (1 + 1e-12)

@@ -1,6 +1,6 @@
 """retrain adapts the shipped model to a user's GPU: energies 1.8x what the shipped model predicts.
 
-100 user runs (25 small CNN/MLP graphs x 4 batch sizes) on an L4 -- a GPU absent from the shipped training
+100 user runs (25 small CNN/MLP graphs x 4 batch sizes) on an A10 -- a GPU absent from the shipped training
 data -- measured at 1.8x the shipped prediction; after ``retrain`` predictions for 10 *held-out* graphs at
 batch sizes never measured must be within 10 % of 1.8x the shipped prediction. The shipped model must be
 left untouched. The shipped model ships no training table, so this is the calibration path (base boosters
@@ -20,7 +20,7 @@ import pytest
 from test_batch_graphs import write_variants
 
 FACTOR = 1.8
-GPU = "L4"
+GPU = "A10"
 
 
 def _shipped():
@@ -98,7 +98,8 @@ def test_shipped_model_untouched_and_other_gpus_sane(adapted):
     else:  # calibration only: the boosters are the shipped ones, so an unmeasured GPU stays exactly put
         assert man["calibration"]["user_rows"] == 100
         assert shift["V100"] == pytest.approx(1.0, abs=1e-9), shift
-        assert {f: (out / f).read_bytes() for f in man["files"]} == before
+        kept = {f: b for f, b in before.items() if not f.endswith(".png")}  # every booster, not the card's plots
+        assert {f: (out / f).read_bytes() for f in man["files"]} == kept
     # the user's GPU got its own calibration, which carries the factor
     from featurize import lookup_gpu
     from predictor.retraining.publish import read_retrain_summary

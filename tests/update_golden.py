@@ -16,7 +16,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).with_name("golden") / "predictions.json"
 GPUS = ("A100-SXM4-80GB", "V100-SXM2-32GB", "RTX-3090", "T4")
-FIELDS = ("energy_j", "energy_per_epoch_j", "time_s", "avg_power_w", "interval_low_j", "interval_high_j")
+FIELDS = ("energy_j", "energy_per_epoch_j", "time_s", "avg_power_w", "interval_low_j", "interval_high_j",
+          "interval_low_s", "interval_high_s", "t_layers_s")
 
 
 def cases() -> list[dict]:
@@ -50,7 +51,9 @@ def compute() -> list[dict]:
                 p = predict(resolve(case["graph"], light), gpu=gpu, **args)
             out.append({**case, "gpu": gpu, "energy_j": p.energy_j, "energy_per_epoch_j": p.energy_per_epoch_j,
                         "time_s": p.time_s, "avg_power_w": p.avg_power_w, "interval_low_j": p.interval_j[0],
-                        "interval_high_j": p.interval_j[1], "model_version": p.model_version})
+                        "interval_high_j": p.interval_j[1], "interval_low_s": p.interval_s[0],
+                        "interval_high_s": p.interval_s[1], "t_layers_s": p.features["t_layers_s"],
+                        "model_version": p.model_version})
     return out
 
 

@@ -36,6 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED = REPO.parent / "shared" / "data"
 DEFAULT_OUT = REPO / "training_data" / "table"
 FEATURE_COLUMNS = [f"g_{k}" for k in GRAPH_FEATURE_KEYS] + ["g_unsupported_op_count"]
+PROFILE_COLUMN = "g_layer_profile"
+"""The graph's kernel profile (:meth:`featurize.layer_profile.LayerProfile.to_text`): the per-layer prior's input."""
 KEY = ["model", "input_shape", "batch_size", "precision", "frozen"]
 GROUP_ARCH = {"mobilenet_v2": "mobilenet_v2", "nasnet_mobile": "nasnet_mobile", "vgg16": "vgg16",
               "resnet50": "resnet50", "resnet50_v15": "resnet50", "inception_v3": "inception_v3", "shufflenet_v2": "shufflenet_v2",
@@ -100,7 +102,7 @@ def _featurize_uncached(path: str, model: str, input_shape: str, batch_size: int
                               frozen=[p for p in frozen.split(";") if p] or None)
         except Exception as err:  # noqa: BLE001 - recorded as a drop reason
             return {"error": f"featurize failed: {type(err).__name__}: {str(err)[:200]}"}
-    return {f"g_{k}": v for k, v in feats.to_dict().items()}
+    return {**{f"g_{k}": v for k, v in feats.to_dict().items()}, PROFILE_COLUMN: feats.layer_profile.to_text()}
 
 
 def featurize_runs(runs: pd.DataFrame, *, cache_dir: Path, n_jobs: int = 2, progress: bool = True) -> pd.DataFrame:
@@ -123,7 +125,7 @@ def featurize_runs(runs: pd.DataFrame, *, cache_dir: Path, n_jobs: int = 2, prog
         if not e else
         delayed(dict)(error=e) for p, e, k in jobs)
     feats = pd.DataFrame(results)
-    for col in FEATURE_COLUMNS + ["error"]:
+    for col in FEATURE_COLUMNS + [PROFILE_COLUMN, "error"]:
         if col not in feats:
             feats[col] = np.nan
     return pd.concat([keys, feats], axis=1)
@@ -139,7 +141,7 @@ def content_hash(df: pd.DataFrame) -> str:
 def finish_table(runs: pd.DataFrame, feats: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Join features, apply the per-sample convention; returns (table, dropped rows with ``drop_reason``)."""
     merged = runs.merge(feats, on=KEY, how="left", validate="many_to_one")
-    bad = merged["error"].notna() | merged[FEATURE_COLUMNS[0]].isna()
+    bad = merged["error"].notna() | merged[FEATURE_COLUMNS[0]].isna() | merged[PROFILE_COLUMN].isna()
     dropped = merged.loc[bad, list(runs.columns)].assign(drop_reason=merged.loc[bad, "error"].fillna("no features"))
     table = merged.loc[~bad].drop(columns=["error"]).copy()
     ratio = table["g_flops_forward"] / table["g_flops_train"]
@@ -159,34 +161,60 @@ UTILISATION_LIMIT = 0.95
 physically impossible for a real training step: its label (precision, sequence length, sample unit) is wrong."""
 
 
-def implied_utilisation(table: pd.DataFrame) -> np.ndarray:
-    """``g_flops_train / time_per_sample_s / peak`` per row (time per sample is per GPU), with the model pipeline's
-    per-source GPU names and precision corrections (:mod:`training_data.corrections`); NaN where time is unknown."""
+def priced_peak_flops(gpus: pd.Series, precisions: pd.Series, frac_conv: pd.Series) -> np.ndarray:
+    """Per row, the datasheet peak FLOP/s the prior prices the row's training FLOPs at: convolutions (share
+    ``frac_conv`` of the MACs) on the convolution path, the rest on the GEMM path, each from the one precision rule
+    (:func:`featurize.hardware.precision.peak_flops`, with the framework fallback a measured run took)."""
     import warnings
 
     from featurize import lookup_gpu
+    from featurize.hardware.precision import peak_flops
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        specs = {g: lookup_gpu(g) for g in pd.unique(gpus.astype(str))}
+    memo: dict[tuple[str, str], tuple[float, float]] = {}
+    gemm, conv = np.empty(len(gpus)), np.empty(len(gpus))
+    for i, (g, p) in enumerate(zip(gpus.astype(str), precisions.astype(str))):
+        if (g, p) not in memo:
+            memo[(g, p)] = (peak_flops(specs[g], p, "gemm", fallback=True),
+                            peak_flops(specs[g], p, "conv", fallback=True))
+        gemm[i], conv[i] = memo[(g, p)]
+    fc = np.clip(frac_conv.to_numpy(float), 0.0, 1.0)
+    return 1.0 / (fc / conv + (1.0 - fc) / gemm)
+
+
+def implied_utilisation(table: pd.DataFrame) -> np.ndarray:
+    """``g_flops_train / time_per_sample_s / peak`` per row (time per sample is per GPU; peak:
+    :func:`priced_peak_flops`), with the model pipeline's per-source GPU names and precision corrections
+    (:mod:`training_data.corrections`); NaN where time is unknown."""
     from training_data.corrections import SOURCE_PRECISION, source_gpu_names
 
     gpus = source_gpu_names(table)
     prec = table["precision"].astype(str).copy()
     for src, p in SOURCE_PRECISION.items():
         prec[table["source"].astype(str) == src] = p
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        specs = {g: lookup_gpu(g) for g in gpus.unique()}
-    peak = np.array([specs[g].peak_flops(p) for g, p in zip(gpus, prec)], dtype="float64")
+    peak = priced_peak_flops(gpus, prec, table["g_frac_macs_conv"])
     return table["g_flops_train"].to_numpy(float) / table["time_per_sample_s"].to_numpy(float) / peak
 
 
+UTILISATION_FLOOR = 1e-5
+"""A row whose implied utilisation is below this is a unit slip, not a slow run: the smallest real training steps in
+the table (Zeus NCF, batch 64: 1.5e-4; MobileNetV2 transfer learning: 2e-3) sit well above it, NVIDIA's PyTorch NCF
+README figures read as samples/s instead of millions of samples/s sit at 4e-8."""
+
+
 def physical_check(table: pd.DataFrame, dropped: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Add ``implied_utilisation``; rows at or above :data:`UTILISATION_LIMIT` move to ``dropped`` with the figure as
-    their reason (never silently); the table hash is recomputed."""
+    """Add ``implied_utilisation``; rows at or above :data:`UTILISATION_LIMIT` or below :data:`UTILISATION_FLOOR`
+    move to ``dropped`` with the figure as their reason (never silently); the table hash is recomputed."""
     util = implied_utilisation(table)
-    bad = np.isfinite(util) & (util >= UTILISATION_LIMIT)
+    high = np.isfinite(util) & (util >= UTILISATION_LIMIT)
+    bad = high | (np.isfinite(util) & (util < UTILISATION_FLOOR))
     table = table.drop(columns=["table_sha256"]).assign(implied_utilisation=util)
     gone = table.loc[bad, [c for c in dropped.columns if c in table.columns]].assign(
-        drop_reason=[f"implied utilisation {u:.2f} of the {p} peak >= {UTILISATION_LIMIT}"
-                     for u, p in zip(util[bad], table.loc[bad, "precision"])])
+        drop_reason=[f"implied utilisation {u:.2g} of the {p} peak "
+                     + (f">= {UTILISATION_LIMIT}" if h else f"< {UTILISATION_FLOOR:g} (a unit slip)")
+                     for u, p, h in zip(util[bad], table.loc[bad, "precision"], high[bad])])
     table = table.loc[~bad].reset_index(drop=True)
     table["table_sha256"] = content_hash(table)
     return table, pd.concat([dropped, gone], ignore_index=True) if len(gone) else dropped

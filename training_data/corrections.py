@@ -6,7 +6,12 @@ and ``python -m training_data.corrections TABLE.parquet`` (apply to a table buil
 here; rewrites it with a new ``table_sha256``).
 
 * :data:`SOURCE_GPU_NAMES` -- a source's bare GPU name resolved to the board it measured (Zeus PCIe cards).
+* :func:`canonical_gpu_names` -- every GPU name as :func:`featurize.lookup_gpu` resolves it (``NVIDIA GeForce RTX
+  3090`` and ``RTX-3090`` are one GPU, ``RTX-3090``); the name the source logged stays in ``gpu_logged``.
 * :data:`SOURCE_PRECISION` -- a recorded precision that is physically impossible, replaced (Mayaki: TF32).
+* :data:`SOURCE_IMPLEMENTATION` -- whose training code a source ran (``implementation_class``: ``tuned`` =
+  NVIDIA DeepLearningExamples / MLPerf-class code, ``reference`` otherwise): the time model learns an offset per
+  class and source instead of pooling implementations that differ up to 2x.
 * :data:`SOURCE_POWER_UNRELIABLE` -- sources whose power is not the step's: ``power_reliable`` = False on their
   rows and ``power_note`` says why; the fitter keeps their time target and drops power/energy.
 """
@@ -37,13 +42,22 @@ SOURCE_POWER_UNRELIABLE: dict[str, str] = {
         "TFLOP/s by the authors' own FLOP count); its CUDA-event step times are kept (time model only)"
     ),
 }
+SOURCE_IMPLEMENTATION: dict[str, str] = {
+    # whose training code a source ran (predictor.time_model.IMPLEMENTATIONS); every other source: "reference"
+    "lambda_dlbench": "tuned",   # NVIDIA DeepLearningExamples in NGC containers (AMP, DALI, fused optimizers)
+    "nvidia_dle": "tuned",       # NVIDIA's own published DeepLearningExamples figures
+    "mlperf_training": "tuned",  # MLPerf submissions (vendor-optimised NGC MLPerf code)
+}
+IMPLEMENTATION_COL = "implementation_class"
 POWER_RELIABLE_COL = "power_reliable"
 POWER_NOTE_COL = "power_note"
 
 
 def describe() -> dict[str, Any]:
     """The corrections as data (recorded in the model's prior spec)."""
-    return {"gpu_names": SOURCE_GPU_NAMES, "precision": SOURCE_PRECISION, "power_unreliable": SOURCE_POWER_UNRELIABLE}
+    return {"gpu_names": SOURCE_GPU_NAMES, "canonical_gpu_names": "featurize.lookup_gpu(name).name",
+            "precision": SOURCE_PRECISION, "implementation": SOURCE_IMPLEMENTATION,
+            "power_unreliable": SOURCE_POWER_UNRELIABLE}
 
 
 def source_gpu_names(rows: pd.DataFrame) -> pd.Series:
@@ -57,15 +71,31 @@ def source_gpu_names(rows: pd.DataFrame) -> pd.Series:
     return gpu
 
 
+def canonical_gpu_names(names: pd.Series) -> pd.Series:
+    """Each name as :func:`featurize.lookup_gpu` resolves it (its ``GPUSpec.name``): one GPU, one name, so grouped
+    CV holds a GPU out whole and per-GPU figures count it once."""
+    import warnings
+
+    from featurize import lookup_gpu
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # alias notes are expected for logged names
+        canon = {n: lookup_gpu(n).name for n in names.astype(str).unique()}
+    return names.astype(str).map(canon)
+
+
 def apply_corrections(table: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``table`` with every correction applied (idempotent)."""
     out = table.copy()
     src = out["source"].astype(str)
     if "gpu" in out:
-        out["gpu"] = source_gpu_names(out)
+        if "gpu_logged" not in out:
+            out["gpu_logged"] = out["gpu"].astype(str)
+        out["gpu"] = canonical_gpu_names(source_gpu_names(out))
     for name, prec in SOURCE_PRECISION.items():
         if "precision" in out:
             out.loc[src == name, "precision"] = prec
+    out[IMPLEMENTATION_COL] = src.map(SOURCE_IMPLEMENTATION).fillna("reference").astype(str)
     out[POWER_RELIABLE_COL] = ~src.isin(list(SOURCE_POWER_UNRELIABLE))
     out[POWER_NOTE_COL] = src.map(SOURCE_POWER_UNRELIABLE).fillna("").astype(str)
     out.attrs["source_corrections"] = describe()

@@ -16,7 +16,7 @@ class Totals:
     """What the walk adds up over the nodes (at the evaluated batch)."""
 
     __slots__ = ("bytes", "cls_macs", "failed", "first_unknown", "flops", "macs", "max_depth", "max_ws",
-                 "n_work", "nonmac_flops", "rows", "unknown_domains", "unknown_shapes", "unsupported", "wbytes")
+                 "n_work", "nonmac_flops", "prof", "rows", "unknown_domains", "unknown_shapes", "unsupported", "wbytes")
 
 
 def walk_notes(t: Totals) -> list[str]:
@@ -44,7 +44,7 @@ def walk_notes(t: Totals) -> list[str]:
 
 
 def graph_features(t: Totals, w: Weights, per: float, batch_size: int, precision: str, elem_bytes: int,
-              peak_bytes: float, act_bytes: float, flops_backward: float, nodes: Any, input_shapes: dict,
+              peak_bytes: float, layer_profile: Any, act_bytes: float, flops_backward: float, nodes: Any, input_shapes: dict,
               graph_name: str, notes: list[str]) -> GraphFeatures:
     """The per-sample :class:`GraphFeatures` from the walk's totals (``per`` = 1 / the evaluated batch)."""
     flops_forward = t.flops * per
@@ -62,7 +62,7 @@ def graph_features(t: Totals, w: Weights, per: float, batch_size: int, precision
         frac_macs_recurrent=frac(t.cls_macs["recurrent"], t.macs),
         frac_flops_elementwise=frac(t.nonmac_flops, t.flops), arithmetic_intensity=frac(flops_forward, bytes_moved),
         max_layer_working_set_bytes=float(t.max_ws), batch_size=batch_size, precision=precision,
-        unsupported_ops=dict(t.unsupported), nodes=nodes, input_shapes=input_shapes, graph_name=graph_name,
+        unsupported_ops=dict(t.unsupported), nodes=nodes, layer_profile=layer_profile, input_shapes=input_shapes, graph_name=graph_name,
         warnings=tuple(notes),
     )
 

@@ -44,6 +44,7 @@ from featurize.graph.shapes import resolve_shapes
 from featurize.graph.torch_export import export_module, is_torch_module
 from featurize.graph.totals import Totals, graph_features, walk_notes
 from featurize.graph.views import InfoCache, LazyAttrs, tnew
+from featurize.layer_profile import LayerProfile, prior_class
 from featurize.graph.weights import CONTROL_FLOW_OPS, Weights, check_frozen, weight_like_inputs, weight_roots
 from featurize.ops import NodeView, OpCost, TensorInfo, handler_table, known_domains
 from featurize.ops.sequence import SEQUENCE_OPS
@@ -188,7 +189,9 @@ def _analyse(
     for msg in notes:
         warnings.warn(msg, stacklevel=3)
     per = 1.0 / b_eval
-    return graph_features(t, w, per, batch_size, precision, elem_bytes, peak * per,
+    profile = LayerProfile.build(*(list(c) for c in zip(*t.prof)), b_eval) if t.prof else \
+        LayerProfile.build([], [], [], [], b_eval)
+    return graph_features(t, w, per, batch_size, precision, elem_bytes, peak * per, profile,
                      backward.saved_bytes(info_of, liveness.storage.get) * per, backward.flops * per,
                      LazyNodes(partial(nodes_frame, t.rows, batch_size / b_eval)) if with_nodes else None,
                      {k: v for k, v in bound.items() if k not in weight_inputs}, g.name, notes)
@@ -200,6 +203,7 @@ def _walk(nodes: list[NodeFields], w: Weights, info_of: Any, handlers: dict, liv
     accumulator for the backward region. Inline on purpose: this is the featurizer's hot loop."""
     t = Totals()
     rows: list[tuple] = []  # one per node, only when the node table is wanted
+    prof: list[tuple] = []  # (prior class, flops, bytes, bytes written) per kernel-launching node: the layer profile
     n_work = 0  # nodes that do work at run time
     unsupported: Counter[str] = Counter()
     unknown_domains: set[str] = set()
@@ -288,6 +292,9 @@ def _walk(nodes: list[NodeFields], w: Weights, info_of: Any, handlers: dict, liv
             n_work += 1
             wb = float(min(w_bytes, br))
             ws = wb + (br + bw - wb) * ws_scale
+        pcls = prior_class(cls, op)
+        if pcls:
+            prof.append((pcls, flops, br + bw, bw))
         if with_nodes:
             rows.append((
                 name, op, dom, cls, outs, macs, flops, cost.params, br, bw, ws, w_trainable, wb,
@@ -306,6 +313,7 @@ def _walk(nodes: list[NodeFields], w: Weights, info_of: Any, handlers: dict, liv
                 depth_of[o] = d
         if d > max_depth:
             max_depth = d
+    t.prof = prof
     t.rows, t.n_work, t.unsupported, t.unknown_domains, t.failed = rows, n_work, unsupported, unknown_domains, failed
     t.unknown_shapes, t.first_unknown, t.macs, t.flops, t.bytes = unknown_shapes, first_unknown, tot_macs, tot_flops, \
         tot_bytes

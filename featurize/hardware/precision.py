@@ -6,6 +6,9 @@ Public entry points:
 * :func:`supported_precisions` -- the precisions frameworks run on a GPU, in :data:`featurize.types.PRECISIONS` order.
 * :func:`precision_paths` -- (requested precision, GPU) -> :class:`PrecisionPaths`: the path GEMMs (matmul,
   attention, recurrent) and convolutions take, or :class:`~featurize.errors.UnsupportedPrecisionError`.
+* :func:`peak_flops` -- (GPU, precision, op class) -> the datasheet peak FLOP/s of the path that op class takes.
+  The ONLY place that maps a precision to a peak rate: the prior (:func:`featurize.physics.prior.gpu_columns`), the
+  per-layer prior and the training table's physical check (``training_data.build_table``) all call it.
 
 Only what the framework itself refuses is refused: ``fp8`` without FP8 tensor cores (Transformer Engine raises).
 PyTorch runs every other precision on every GPU; where the GPU has no path of its own that is faster than its
@@ -76,6 +79,30 @@ def path_peak(gpu: GPUSpec, path: str) -> float | None:
         return float(gpu.peak_fp32_flops)
     value = getattr(gpu, _TENSOR_FIELD[path])
     return float(value) if value else None
+
+
+OP_CLASSES: tuple[str, ...] = ("gemm", "conv", "vector")
+"""Op classes a precision routes: GEMMs (matmul, attention, recurrent), convolutions, and everything else (the
+FP32 vector units: elementwise, normalisation, reductions -- frameworks keep them in FP32 or run them at the FP32
+rate)."""
+
+
+def peak_flops(gpu: GPUSpec, precision: str, op_class: str = "gemm", *, fallback: bool = False) -> float:
+    """Datasheet peak FLOP/s of the path ``op_class`` takes when a framework trains at ``precision`` on ``gpu``
+    (:func:`precision_paths`; no sustained-clock factor).
+
+    Raises:
+        InvalidInputError: unknown precision or op class.
+        UnsupportedPrecisionError: the GPU cannot run ``precision`` and ``fallback`` is False.
+    """
+    if op_class not in OP_CLASSES:
+        raise InvalidInputError(f"op_class={op_class!r} is not one of {', '.join(OP_CLASSES)}.")
+    paths = precision_paths(gpu, precision, fallback=fallback)
+    path = {"gemm": paths.gemm, "conv": paths.conv, "vector": "fp32"}[op_class]
+    peak = path_peak(gpu, path)
+    if not peak or peak <= 0:  # pragma: no cover - precision_paths only returns paths the GPU has
+        raise InvalidInputError(f"GPU {gpu.name} has no peak FLOP/s for the {path} path; use fp32.")
+    return float(peak)
 
 
 def has_path(gpu: GPUSpec, precision: str) -> bool:

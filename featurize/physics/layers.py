@@ -35,17 +35,8 @@ import pandas as pd
 
 from featurize.errors import InvalidInputError
 
-PRIOR_CLASS: dict[str, str] = {
-    "conv": "conv", "matmul": "gemm", "attention": "attention", "recurrent": "gemm",
-    "normalization": "normalization", "elementwise": "elementwise", "softmax": "elementwise",
-    "reduction": "elementwise", "pooling": "elementwise", "data_movement": "data_movement",
-    "unsupported": "elementwise",
-}
-"""Featurizer op class -> prior op class; classes not listed (``zero``, ``constant``) launch no kernel.
-``Gather`` nodes (embedding lookups) are the ``embedding`` class."""
-COMPUTE_CLASSES = ("conv", "gemm", "attention")
-TILE_ELEMENTS = 128 * 128
-"""Output elements per thread block of a GEMM / implicit-GEMM convolution (a 128 x 128 tile)."""
+from featurize.layer_profile import (  # noqa: F401 - PRIOR_CLASS, TILE_ELEMENTS, wave_efficiency re-exported
+    COMPUTE_CLASSES, PRIOR_CLASS, PRIOR_CLASSES, TILE_ELEMENTS, node_times, prior_class, wave_efficiency)
 
 
 @dataclass(frozen=True)
@@ -67,27 +58,8 @@ class LayerEfficiencies:
 
 def node_classes(nodes: pd.DataFrame) -> np.ndarray:
     """Prior op class per node (``""`` for nodes that launch no kernel)."""
-    cls = nodes["op_class"].astype(str).map(PRIOR_CLASS).fillna("").to_numpy(object)
-    return np.where(nodes["op_type"].astype(str).to_numpy() == "Gather", "embedding", cls)
-
-
-def wave_efficiency(output_elements: np.ndarray, sm_count: float) -> np.ndarray:
-    """tiles / (waves x SMs): the share of SM slots a kernel's last wave leaves idle is lost (tile quantisation)."""
-    tiles = np.maximum(np.ceil(np.asarray(output_elements, float) / TILE_ELEMENTS), 1.0)
-    waves = np.ceil(tiles / max(sm_count, 1.0))
-    return tiles / (waves * max(sm_count, 1.0))
-
-
-def _class_rates(gpu: Mapping[str, float], cls: np.ndarray, eff: LayerEfficiencies) -> np.ndarray:
-    from featurize.physics.prior import path_rate
-
-    fp32 = float(gpu["peak_fp32_flops"])
-    gemm = float(path_rate(np.float64(gpu["peak_flops"]), np.float64(gpu["tensor_precision"]), np.float64(fp32)))
-    conv = float(path_rate(np.float64(gpu.get("conv_peak_flops", gpu["peak_flops"])),
-                           np.float64(gpu.get("conv_tensor", gpu["tensor_precision"])), np.float64(fp32)))
-    vector = float(path_rate(np.float64(fp32), np.float64(0.0), np.float64(fp32)))
-    base = {"conv": conv, "gemm": gemm, "attention": gemm}
-    return np.array([base.get(c, vector) * eff.compute.get(c, 1.0) for c in cls], float)
+    return np.array([prior_class(c, o) for c, o in zip(nodes["op_class"].astype(str), nodes["op_type"].astype(str))],
+                    object)
 
 
 def evaluated_batch(nodes: pd.DataFrame, flops_forward: float) -> float:
@@ -125,15 +97,13 @@ def layer_prior(nodes: pd.DataFrame, gpu: Mapping[str, float], *, batch_size: in
     cls = node_classes(nodes)
     keep = cls != ""
     n, cls = nodes[keep], cls[keep]
+    code = np.array([PRIOR_CLASSES.index(c) for c in cls], np.int8)
     scale = batch_size / max(eval_batch, 1.0) * (1.0 + max(backward_ratio, 0.0))
-    flops = n["flops"].to_numpy(float) * scale
-    nbytes = (n["bytes_read"].to_numpy(float) + n["bytes_written"].to_numpy(float)) * scale
-    out_elems = (n["bytes_written"].to_numpy(float) / max(float(gpu.get("bytes_per_element", 4.0)), 1.0)
-                 * batch_size / max(eval_batch, 1.0))
-    waves = np.where(np.isin(cls, COMPUTE_CLASSES), wave_efficiency(out_elems, float(gpu["sm_count"])), 1.0)
+    nbytes = n["bytes_read"].to_numpy(float) + n["bytes_written"].to_numpy(float)
+    t_c, t_m, waves = node_times(code, n["flops"].to_numpy(float), nbytes, n["bytes_written"].to_numpy(float), gpu,
+                                 batch_size=batch_size, eval_batch=eval_batch, backward_ratio=backward_ratio,
+                                 efficiencies=eff)
     bw = float(gpu["mem_bw_bytes_per_s"])
-    t_c = flops / (_class_rates(gpu, cls, eff) * waves)
-    t_m = nbytes / (bw * np.array([eff.memory.get(c, 0.8) for c in cls]))
     launch = KERNELS_PER_NODE * LAUNCH_S
     opt_bytes = OPT_BYTES_PER_PARAM * max(trainable_params, 0.0)
     t_opt = opt_bytes / (bw * eff.memory.get("optimizer", 0.8))
@@ -142,8 +112,8 @@ def layer_prior(nodes: pd.DataFrame, gpu: Mapping[str, float], *, batch_size: in
         "module": [*(n["module"].astype(str) if "module" in n else [""] * len(n)), "", ""],
         "op_type": [*n["op_type"].astype(str), "Adam", ""],
         "op_class": [*cls, "optimizer", "overhead"],
-        "flops": [*flops, 0.0, 0.0],
-        "bytes": [*nbytes, opt_bytes, 0.0],
+        "flops": [*(n["flops"].to_numpy(float) * scale), 0.0, 0.0],
+        "bytes": [*(nbytes * scale), opt_bytes, 0.0],
         "t_compute_s": [*t_c, 0.0, 0.0],
         "t_memory_s": [*t_m, t_opt, 0.0],
         "wave_efficiency": [*waves, 1.0, 1.0],

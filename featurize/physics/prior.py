@@ -48,7 +48,7 @@ import numpy as np
 
 from featurize.errors import InvalidInputError
 from featurize.hardware.names import idle_power_w
-from featurize.hardware.precision import path_peak, precision_paths
+from featurize.hardware.precision import peak_flops, precision_paths
 from featurize.types import BYTES_PER_ELEMENT, GPUSpec
 
 LAUNCH_S = 6e-6
@@ -117,7 +117,7 @@ def _col(graph: Mapping[str, Any], key: str) -> np.ndarray:
 
 CLOCK_POWER_EXPONENT = 3.0
 """Dynamic power grows ~ f x V^2 with V ~ f, so P ~ f^3: a board fed a fraction r of its chip's best-fed
-variant's power per datasheet FLOP/s (:func:`featurize.hardware.table.form_factor_power_ratio`: A100 PCIe 250 W vs
+variant's power per datasheet FLOP/s (:func:`featurize.hardware.form_factor_power_ratio`: A100 PCIe 250 W vs
 SXM4 400 W -> 0.625) sustains r^(1/3) of the clock (0.855) under training load."""
 
 
@@ -144,6 +144,7 @@ def default_power_limit_w(gpu: GPUSpec) -> float:
     return float(gpu.power_limit_default_w) if gpu.power_limit_default_w else float(gpu.tdp_w)
 
 
+
 def clock_factor(gpu: GPUSpec) -> float:
     """Sustained fraction of the datasheet clock of ``gpu`` under training load (SXM vs PCIe vs NVL)."""
     from featurize.hardware.table import form_factor_power_ratio
@@ -162,13 +163,12 @@ def gpu_columns(gpu: GPUSpec, precision: str, *, fallback: bool = False) -> dict
     paths = precision_paths(gpu, precision, fallback=fallback)
     clock = clock_factor(gpu)
     idle = idle_power_w(gpu)
-    gemm, conv = path_peak(gpu, paths.gemm), path_peak(gpu, paths.conv)
-    if not gemm or gemm <= 0 or not conv or conv <= 0:  # pragma: no cover - precision_paths only returns real paths
-        raise InvalidInputError(f"GPU {gpu.name} has no peak FLOP/s for precision {precision!r}; use fp32.")
+    gemm = peak_flops(gpu, precision, "gemm", fallback=fallback)
+    conv = peak_flops(gpu, precision, "conv", fallback=fallback)
     return {
         "peak_flops": gemm * clock,
         "conv_peak_flops": conv * clock,
-        "peak_fp32_flops": float(gpu.peak_fp32_flops) * clock,
+        "peak_fp32_flops": peak_flops(gpu, precision, "vector", fallback=fallback) * clock,
         "mem_bw_bytes_per_s": float(gpu.mem_bw_bytes_per_s),
         "l2_cache_bytes": float(gpu.l2_cache_bytes),
         "tdp_w": float(gpu.tdp_w),
@@ -291,6 +291,18 @@ def physics_arrays(
         "log_busy_time_per_step_s": np.log10(t_busy * bs),
     }
     return {k: np.broadcast_to(v, t_phys.shape).astype(float) for k, v in out.items()}
+
+
+def power_prior_w(prior: Mapping[str, Any], time_per_sample_s: Any) -> np.ndarray:
+    """The power prior over a given time per sample: ``idle + (cap - idle) x sqrt(busy)`` with ``busy`` the
+    whole-graph roofline's busy time over THAT time (at most 1). With the prior's own time it is ``p_phys_w``; over
+    the measured time (training) or the predicted one (prediction) a step that takes longer than its kernels
+    spends the difference waiting, at lower power. ``prior``: :func:`physics_arrays` output (or a frame of it)."""
+    t_busy = np.asarray(prior["busy_frac"], float) * np.asarray(prior["t_phys_s"], float)
+    cap = np.asarray(prior["power_cap_w"], float)
+    idle = np.minimum(np.asarray(prior["idle_frac"], float) * np.asarray(prior["tdp_w"], float), cap)
+    busy = np.clip(t_busy / np.asarray(time_per_sample_s, float), 0.0, 1.0)
+    return idle + (cap - idle) * np.sqrt(busy)
 
 
 def physics_features(

@@ -189,7 +189,7 @@ def _width(precision: str) -> int:
     return BYTES_PER_ELEMENT[precision]
 
 
-def _featurize(model: Any, batch: int, precision: str, kw: dict[str, Any]) -> tuple[dict[str, float], dict, list[str]]:
+def _featurize(model: Any, batch: int, precision: str, kw: dict[str, Any]) -> tuple[dict[str, Any], dict, list[str]]:
     """One featurization (no per-node table): (features row, bound input shapes, the featurizer's notes)."""
     from featurize import featurize
     from predictor.notes import featurizer_notes
@@ -198,7 +198,8 @@ def _featurize(model: Any, batch: int, precision: str, kw: dict[str, Any]) -> tu
         warnings.simplefilter("always")
         gf = featurize(model, batch_size=batch, precision=precision, with_nodes=False, **kw)
     notes = featurizer_notes([*caught, *getattr(gf, "warnings", ())], gf.unsupported_ops)
-    return gf.to_dict(), dict(getattr(gf, "input_shapes", {}) or {}), notes
+    row = {**gf.to_dict(), "layer_profile": gf.layer_profile}  # the per-layer prior's input, as predict() passes it
+    return row, dict(getattr(gf, "input_shapes", {}) or {}), notes
 
 
 def _fit_bytes(row: dict[str, float], batch: int) -> float:

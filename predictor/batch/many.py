@@ -192,6 +192,7 @@ def predict_many(
     precision: str = "fp32",
     power_limit_w: float | None = None,
     precision_fallback: bool = False,
+    implementation: str = "reference",
     n_gpus: int = 1,
     parallelism: str = "ddp",
     tokens: float | None = None,
@@ -218,6 +219,7 @@ def predict_many(
         progress: tqdm bar; ``None`` shows it for >= 50 inputs on a terminal.
         model_dir: a model directory from :func:`predictor.retrain`; ``None`` = the shipped model.
         precision_fallback: as in ``predict``: a precision a GPU cannot run is priced as frameworks fall back.
+        implementation: as in ``predict``: ``"reference"`` (typical PyTorch code) or ``"tuned"``.
         n_gpus, parallelism, tokens: as in ``predict`` (``batch_size`` per GPU; ``tokens`` instead of
             ``samples_per_epoch``, divided by each graph's sequence length; a graph without one gets an error row).
         **kw: passed to ``featurize`` (``dims=``, ``input_shapes=``, ``frozen=``; ``example_inputs=`` goes to
@@ -244,6 +246,9 @@ def predict_many(
                    val_samples=val_samples, precision=precision, n_gpus=n_gpus, parallelism=parallelism,
                    tokens=tokens)
     n_gpus, parallelism = check_parallel_args(n_gpus, parallelism)
+    from predictor.time_model import check_implementation
+
+    implementation = check_implementation(implementation)
     if samples_per_epoch is None and tokens is None:
         raise InvalidInputError("predict_many needs samples_per_epoch= (or tokens= for sequence models).")
     limits = check_limits(time_limit_s, memory_limit_mb)
@@ -258,7 +263,8 @@ def predict_many(
     items = expand_models(models)
     run = dict(batch_size=int(batch_size), samples_per_epoch=None if tokens is not None else int(samples_per_epoch),
                epochs=epochs, val_samples=int(val_samples), precision=precision, power_limit_w=power_limit_w,
-               precision_fallback=precision_fallback, n_gpus=n_gpus, parallelism=parallelism, tokens=tokens)
+               precision_fallback=precision_fallback, implementation=implementation, n_gpus=n_gpus,
+               parallelism=parallelism, tokens=tokens)
     options = {"batch_size": int(batch_size), "precision": precision, **kw,
                "_sequence_length": tokens is not None, "_largest_layer": n_gpus > 1 and parallelism == "fsdp"}
     stream = featurize_stream([src for _, src in items], n_jobs=n_jobs, backend=backend, scheduler=scheduler,
@@ -321,7 +327,7 @@ def _predict_ok(ok: list[tuple[int, dict[str, Any]]], specs: list[Any], model: A
     if n > 1:
         pred = data_parallel_frame(pred, rows, row_specs, n_gpus=n, parallelism=layout["parallelism"],
                                    batch_size=run["batch_size"], samples_per_epoch=pred["samples_per_epoch"],
-                                   epochs=run["epochs"])
+                                   epochs=run["epochs"], implementation=run["implementation"])
     pred["warnings"] = [
         extrapolation_warnings(model, ok[k // len(specs)][1]["features"], gpu=row_specs[k],
                                precision=run["precision"], batch_size=run["batch_size"])

@@ -28,7 +28,8 @@ def featurize_one(source: Any, options: dict[str, Any]) -> dict[str, Any]:
             return {"error": f"{type(err).__name__}: {err}"}
         except Exception as err:  # noqa: BLE001 - one bad file must not stop a batch of thousands
             return {"error": f"{type(err).__name__}: {err}"}
-    out = feats.to_dict()
+    out: dict[str, Any] = feats.to_dict()
+    out["layer_profile"] = feats.layer_profile.to_text()  # the per-layer prior's input (a few KB of text)
     if want_layer and feats.nodes is not None and len(feats.nodes):
         out["largest_layer_params"] = float(feats.nodes["params"].max())
     if seq is not None:

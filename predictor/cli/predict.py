@@ -30,7 +30,9 @@ def summary_text(p, grid_text: str, co2_kg: float, pue: float = 1.0) -> str:
         f"Energy         {_fmt_j(p.energy_j)} = {p.energy_kwh:.4g} kWh   "
         f"[{p.interval_level:.0%} interval {_fmt_j(lo)} - {_fmt_j(hi)}]",
         f"Per epoch      {_fmt_j(p.energy_per_epoch_j)}, {_fmt_s(p.time_per_epoch_s)}",
-        f"Time           {_fmt_s(p.time_s)}",
+        f"Time           {_fmt_s(p.time_s)}"
+        + (f"   [{p.interval_level:.0%} interval {_fmt_s(p.interval_s[0])} - {_fmt_s(p.interval_s[1])}]"
+           if p.interval_s else ""),
         f"Average power  {p.avg_power_w:.0f} W" + (" per GPU" if p.n_gpus > 1 else ""),
         *([f"Power limit    {p.optimal_power_limit_w:.0f} W saves the most energy within a 10 % slowdown "
            "(--power-limit-w to forecast it)"] if p.optimal_power_limit_w is not None else []),
@@ -84,6 +86,9 @@ def register(app: typer.Typer) -> None:
         precision_fallback: bool = typer.Option(False, "--precision-fallback",
                                                 help="Price a precision frameworks refuse on the GPU (fp8 without FP8 "
                                                 "tensor cores) as the nearest one they would pick."),
+        implementation: str = typer.Option("reference", "--implementation",
+                                           help="Whose training code: reference (typical PyTorch) or tuned "
+                                                "(NVIDIA/MLPerf-class)."),
         n_gpus: int = typer.Option(1, "--n-gpus", help="GPUs on one node, data-parallel (--batch-size is per GPU)."),
         parallelism: str = typer.Option("ddp", "--parallelism", help="ddp or fsdp (with --n-gpus > 1)."),
         tokens: Optional[float] = typer.Option(None, "--tokens",
@@ -112,7 +117,8 @@ def register(app: typer.Typer) -> None:
                     val_samples=val_samples, precision=precision, frozen=list(frozen) or None,
                     dims=parse_dims(dim), power_limit_w=power_limit_w, model_dir=model_dir,
                     input_samples_per_s=input_samples_per_s,
-                    precision_fallback=precision_fallback, n_gpus=n_gpus, parallelism=parallelism, tokens=tokens)
+                    precision_fallback=precision_fallback, implementation=implementation, n_gpus=n_gpus,
+                    parallelism=parallelism, tokens=tokens)
         intensity, where = resolve_intensity(grid_g_per_kwh, region)
         co2 = p.co2_kg(grid_g_per_kwh=intensity, pue=pue)
         if as_json:

@@ -122,6 +122,9 @@ def register(app: typer.Typer) -> None:
         precision_fallback: bool = typer.Option(False, "--precision-fallback",
                                                 help="Price a precision frameworks refuse on a GPU (fp8 without FP8 "
                                                 "tensor cores) as the nearest one they would pick."),
+        implementation: str = typer.Option("reference", "--implementation",
+                                           help="Whose training code: reference (typical PyTorch) or tuned "
+                                                "(NVIDIA/MLPerf-class)."),
         dim: list[str] = typer.Option(
             None, "--dim", help="Symbolic dimension value, name=value (repeatable)."
         ),
@@ -192,6 +195,7 @@ def register(app: typer.Typer) -> None:
             precision=precision,
             power_limit_w=power_limit_w,
             precision_fallback=precision_fallback,
+            implementation=implementation,
             n_gpus=n_gpus,
             parallelism=parallelism,
             tokens=tokens,

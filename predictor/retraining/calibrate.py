@@ -83,7 +83,9 @@ def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> 
         predict_log_energy,
         prepare,
         sample_weights,
+        stage_terms,
     )
+    from predictor.time_model import RETRAIN_BOUND
 
     rows, feats, targets = prepare(table)
     user = rows[NEW_ROW_COL].fillna(False).astype(bool).to_numpy()
@@ -102,11 +104,11 @@ def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> 
     for f in range(k):
         test = user & np.array([fold_of.get(g, -1) == f for g in groups])
         b, offsets, local = fit_all(feats[~test], targets[~test], w[~test], gpus[~test], precs[~test],
-                                    groups[~test], calibrate[~test], features=list(DEFAULT_FEATURES), seed=seed)
-        extra = local.log_terms(feats[test], gpus[test], precs[test])  # held-out graphs: never a measured run
-        off = offset_terms(offsets, gpus[test], int(test.sum()), list(extra))
-        extra = {t: extra[t] + off[t] for t in extra}
-        pred[test] = predict_log_energy(b, feats[test], list(DEFAULT_FEATURES), "time_power", extra=extra)
+                                    groups[~test], calibrate[~test], features=list(DEFAULT_FEATURES), seed=seed,
+                                    rows=rows[~test], time_params={"bound": RETRAIN_BOUND})
+        extra = stage_terms(local, b, feats[test], gpus[test], precs[test], None)  # held-out graphs: never measured
+        off = offset_terms(offsets, gpus[test], int(test.sum()), list(b))
+        pred[test] = predict_log_energy(b, feats[test], list(DEFAULT_FEATURES), "time_power", extra=extra, outer=off)
     true = targets["energy_per_sample_j"].to_numpy()
     out = _ape_stats(np.exp(pred[user]), true[user])
     out.update(n_folds=k, grouped_by="graph (architecture)")
@@ -190,6 +192,7 @@ def _copy_boosters(base_model: Any, manifest: dict[str, Any], dest: Path) -> Pat
     manifest["files"] = {}
     names = [spec["file"] for spec in [*manifest["boosters"].values(),
                                        *manifest.get("local", {}).get("boosters", {}).values()]]
+    names += [spec["file"] for spec in (manifest.get("time_model") or {}).get("class_boosters", {}).values()]
     names += [manifest["intervals"]["novelty"]["file"]] if "novelty" in manifest.get("intervals", {}) else []
     names += ["prior_spec.json"]  # the base's verified prior: the kept boosters were trained over it
     for name in names:
@@ -239,7 +242,7 @@ def calibrate_only(base_model: Any, user_rows: pd.DataFrame, out: Path, staging:
     """Retrain without a base table: the base boosters + per-GPU calibration offsets from the user's rows."""
     from predictor.training import prepare
 
-    prepared = prepare(user_rows)
+    prepared = prepare(user_rows, efficiencies=base_model.layer_efficiencies())
     offsets = calibration_offsets(base_model, *prepared)
     summary = summary_record(origin, user_rows, base_model, base="shipped", base_rows=0, seed=seed,
                        n_imputed=n_imputed, mode="calibration offsets (no base training table)")

@@ -168,6 +168,7 @@ def _retrain_staged(measurements: Any, staging: Path, out: Path, *, base: str | 
         seed=seed,
         base_manifest=base_model.manifest if base_model is not None else None,
         run_cv=cv,
+        layer_efficiencies=base_model.layer_efficiencies() if base_model is not None else None,
     )
     new_model = load_model(new_dir)
     if evaluate:
