@@ -19,8 +19,6 @@ Public entry points:
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
 import math
 import sys
@@ -93,12 +91,11 @@ def gpu_table_sha256() -> str:
     """sha256 of the hardware table's prior-relevant columns (every ``GPUSpec`` field), rows sorted by name."""
     from featurize.hardware.table import gpu_table
     from featurize.types import GPUSpec
+    from predictor.table_hash import table_sha256
 
     table = gpu_table()
     cols = sorted(c for c in table.columns if c in GPUSpec.__dataclass_fields__ and c != "source")
-    buf = io.StringIO()
-    table.sort_values("name")[cols].to_csv(buf, index=False, float_format="%.10g", lineterminator="\n")
-    return hashlib.sha256(buf.getvalue().encode()).hexdigest()
+    return table_sha256(table.sort_values("name")[cols])
 
 
 def _probe_graph() -> dict[str, float]:
@@ -149,9 +146,9 @@ def current_spec(*, efficiencies: Any = None, source_corrections: dict[str, Any]
     """The running code's prior (``efficiencies``: a ``featurize.physics.layers.LayerEfficiencies``; ``power_cap``: a
     ``featurize.power_cap.PowerCapCurve``; None = defaults)."""
     import featurize.physics.prior as physics
+    from featurize.hardware.precision import PRECISION_SEMANTICS
     from featurize.physics.layers import TILE_ELEMENTS, LayerEfficiencies
     from featurize.power_cap import DEFAULT_CURVE
-    from featurize.hardware.precision import PRECISION_SEMANTICS
 
     eff = (efficiencies or LayerEfficiencies()).to_dict()
     return PriorSpec(

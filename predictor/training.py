@@ -1066,7 +1066,7 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 
 
 def _physics_constants() -> dict[str, float]:
-    from featurize.physics.prior import prior as physics
+    from featurize.physics import prior as physics
 
     return {k: getattr(physics, k) for k in ("LAUNCH_S", "KERNELS_PER_NODE", "OPT_BYTES_PER_PARAM", "STEP_OVERHEAD_S",
                                              "COMPUTE_EFFICIENCY",

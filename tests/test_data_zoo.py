@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from featurize.errors import InvalidInputError
-from training_data.build_table import FEATURE_COLUMNS, content_hash, finish_table
+from predictor.table_hash import table_sha256
+from training_data.build_table import FEATURE_COLUMNS, finish_table
 from training_data.zoo import ZOO, get_zoo_model, parse_name
 from training_data.zoo.seq import mayaki_params
 
@@ -112,7 +113,7 @@ def test_built_table_hash_and_columns(built_table):
     table = built_table
     sha = table["table_sha256"].iloc[0]
     assert (table["table_sha256"] == sha).all()
-    assert content_hash(table.drop(columns=["table_sha256"])) == sha
+    assert table_sha256(table.drop(columns=["table_sha256"])) == sha
     assert set(FEATURE_COLUMNS) <= set(table.columns)
     assert {"time_per_sample_s", "group_arch", "n_gpus", "implementation", "workload"} <= set(table.columns)
     energy = table["energy_per_sample_j"]

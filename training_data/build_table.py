@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import os
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from featurize.types import GRAPH_FEATURE_KEYS
+from predictor.table_hash import table_sha256
 from training_data.corrections import apply_corrections
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,13 +131,6 @@ def featurize_runs(runs: pd.DataFrame, *, cache_dir: Path, n_jobs: int = 2, prog
     return pd.concat([keys, feats], axis=1)
 
 
-def content_hash(df: pd.DataFrame) -> str:
-    """sha256 of the table's CSV rendering (rows as given, floats as %.10g) -- stable across runs and platforms."""
-    buf = io.StringIO()
-    df.to_csv(buf, index=False, float_format="%.10g", lineterminator="\n")
-    return hashlib.sha256(buf.getvalue().encode()).hexdigest()
-
-
 def finish_table(runs: pd.DataFrame, feats: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Join features, apply the per-sample convention; returns (table, dropped rows with ``drop_reason``)."""
     merged = runs.merge(feats, on=KEY, how="left", validate="many_to_one")
@@ -152,7 +145,7 @@ def finish_table(runs: pd.DataFrame, feats: pd.DataFrame) -> tuple[pd.DataFrame,
     table["group_arch"] = table["architecture"].map(GROUP_ARCH).fillna(table["architecture"]).astype("string")
     table = table.sort_values(["source", "run_id"], kind="mergesort").reset_index(drop=True)
     table = apply_corrections(table)  # per-source label corrections (training_data.corrections)
-    table["table_sha256"] = content_hash(table)
+    table["table_sha256"] = table_sha256(table)
     return table, dropped
 
 
@@ -216,7 +209,7 @@ def physical_check(table: pd.DataFrame, dropped: pd.DataFrame) -> tuple[pd.DataF
                      + (f">= {UTILISATION_LIMIT}" if h else f"< {UTILISATION_FLOOR:g} (a unit slip)")
                      for u, p, h in zip(util[bad], table.loc[bad, "precision"], high[bad])])
     table = table.loc[~bad].reset_index(drop=True)
-    table["table_sha256"] = content_hash(table)
+    table["table_sha256"] = table_sha256(table)
     return table, pd.concat([dropped, gone], ignore_index=True) if len(gone) else dropped
 
 

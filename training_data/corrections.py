@@ -106,10 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training_data.corrections", description=__doc__.split("\n")[0])
     parser.add_argument("table", type=Path)
     args = parser.parse_args(argv)
-    from training_data.build_table import content_hash
+    from predictor.table_hash import table_sha256
 
     table = apply_corrections(pd.read_parquet(args.table).drop(columns=["table_sha256"], errors="ignore"))
-    table["table_sha256"] = content_hash(table)
+    table["table_sha256"] = table_sha256(table)
     table.to_parquet(args.table, index=False)
     print(f"corrected {len(table)} rows in {args.table} (table_sha256 {table['table_sha256'].iloc[0][:8]})",
           file=sys.stderr)
