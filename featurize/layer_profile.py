@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -115,8 +115,6 @@ class LayerProfile:
     @classmethod
     def from_nodes(cls, nodes: Any, flops_forward: float) -> LayerProfile:
         """From a ``GraphFeatures.nodes`` table (what :func:`featurize.physics.layers.layer_prior` reads)."""
-        from featurize.physics.layers import evaluated_batch, node_classes
-
         classes = node_classes(nodes)
         keep = classes != ""
         n = nodes[keep]
@@ -147,6 +145,36 @@ class LayerProfile:
         parts = arr[2:].reshape(5, n)
         return cls(parts[0].astype(np.int8), parts[1].copy(), parts[2].copy(), parts[3].copy(), parts[4].copy(),
                    float(arr[0]))
+
+
+@dataclass(frozen=True)
+class LayerEfficiencies:
+    """Achievable fraction of the path's rate (compute) and of DRAM bandwidth (memory) per prior op class.
+
+    Compute efficiencies multiply :func:`featurize.physics.prior.path_rate` (which already holds the whole-graph
+    COMPUTE_EFFICIENCY / TENSOR_CORE_EFFICIENCY); 1.0 = the whole-graph rate."""
+
+    compute: dict[str, float] = field(default_factory=lambda: {"conv": 1.0, "gemm": 1.0, "attention": 1.0})
+    memory: dict[str, float] = field(default_factory=lambda: {
+        "conv": 0.8, "gemm": 0.8, "attention": 0.8, "normalization": 0.8, "elementwise": 0.8,
+        "data_movement": 0.8, "embedding": 0.5, "optimizer": 0.8})
+    source: str = "default: round values (80 % of DRAM bandwidth, the whole-graph compute rates)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"compute": dict(self.compute), "memory": dict(self.memory), "source": self.source}
+
+
+def node_classes(nodes: Any) -> np.ndarray:
+    """Prior op class per node (``""`` for nodes that launch no kernel)."""
+    return np.array([prior_class(c, o) for c, o in zip(nodes["op_class"].astype(str), nodes["op_type"].astype(str))],
+                    object)
+
+
+def evaluated_batch(nodes: Any, flops_forward: float) -> float:
+    """The batch the node table was evaluated at (a graph exported with a fixed batch keeps it): node FLOPs sum
+    to ``flops_forward`` (per sample) x that batch; 1 when the graph has no FLOPs."""
+    total = float(nodes["flops"].sum()) if len(nodes) else 0.0
+    return max(1.0, round(total / flops_forward)) if flops_forward > 0 and total > 0 else 1.0
 
 
 def _graph_value(row: Mapping[str, Any], key: str) -> float:
@@ -207,7 +235,6 @@ def node_times(code: np.ndarray, flops: np.ndarray, nbytes: np.ndarray, out_byte
 
     ``flops``/``nbytes``/``out_bytes`` are the forward node's at ``eval_batch``; ``gpu`` is
     :func:`featurize.physics.prior.gpu_columns`. See :mod:`featurize.physics.layers` for the formulas."""
-    from featurize.physics.layers import LayerEfficiencies
     from featurize.physics.prior import path_rate
 
     eff = efficiencies or LayerEfficiencies()
@@ -239,7 +266,6 @@ def step_times(profile: LayerProfile, gpu: Mapping[str, float], *, batch_size: f
     (nodes whose compute time exceeds their memory time), ``memory_s`` (the others), ``launch_s`` (kernel
     launches), ``optimizer_s`` (the Adam update, launch included), ``step_s`` (fixed overhead); ``time_s`` their
     sum -- equal to ``featurize.physics.layers.layer_prior(...)["time_s"].sum()`` for the same graph -- and ``kernels``."""
-    from featurize.physics.layers import LayerEfficiencies
     from featurize.physics.prior import KERNELS_PER_NODE, LAUNCH_S, OPT_BYTES_PER_PARAM, STEP_OVERHEAD_S
 
     eff = efficiencies or LayerEfficiencies()

@@ -12,7 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from featurize.physics.layers import LayerEfficiencies, evaluated_batch, layer_prior
+from featurize.layer_profile import LayerEfficiencies, evaluated_batch
+from featurize.physics.layers import layer_prior
 from featurize.physics.prior import gpu_columns
 from featurize.types import GPUSpec, GraphFeatures
 

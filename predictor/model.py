@@ -180,8 +180,8 @@ class LoadedModel:
     """Implementation -> its own time booster (manifest ``time_model.class_boosters``)."""
 
     def layer_efficiencies(self) -> Any:
-        """The per-layer efficiencies the model carries (``featurize.physics.layers.LayerEfficiencies``)."""
-        from featurize.physics.layers import LayerEfficiencies
+        """The per-layer efficiencies the model carries (``featurize.layer_profile.LayerEfficiencies``)."""
+        from featurize.layer_profile import LayerEfficiencies
 
         if self.prior is None:
             return LayerEfficiencies()
@@ -405,7 +405,7 @@ def feature_frame(
 ) -> pd.DataFrame:
     """Physics features (:data:`featurize.physics.prior.FEATURE_NAMES` + prior columns) and the per-layer prior
     (``t_layers_s`` + :data:`featurize.layer_profile.LAYER_FEATURE_NAMES`, from each row's layer profile, priced
-    with ``efficiencies``: a ``featurize.physics.layers.LayerEfficiencies``, None = defaults; the same on the reference GPU:
+    with ``efficiencies``: a ``featurize.layer_profile.LayerEfficiencies``, None = defaults; the same on the reference GPU:
     :data:`featurize.layer_profile.REFERENCE_FEATURE_NAMES`), one row per graph row."""
     n = len(graph_rows)
     gcols = gpu_rows(gpus, precision, n, precision_fallback)

@@ -143,11 +143,11 @@ def _layer_probe() -> dict[str, dict[str, float]]:
 
 def current_spec(*, efficiencies: Any = None, source_corrections: dict[str, Any] | None = None,
                  note: str = "", power_cap: Any = None) -> PriorSpec:
-    """The running code's prior (``efficiencies``: a ``featurize.physics.layers.LayerEfficiencies``; ``power_cap``: a
+    """The running code's prior (``efficiencies``: a ``featurize.layer_profile.LayerEfficiencies``; ``power_cap``: a
     ``featurize.power_cap.PowerCapCurve``; None = defaults)."""
     import featurize.physics.prior as physics
     from featurize.hardware.precision import PRECISION_SEMANTICS
-    from featurize.physics.layers import TILE_ELEMENTS, LayerEfficiencies
+    from featurize.layer_profile import TILE_ELEMENTS, LayerEfficiencies
     from featurize.power_cap import DEFAULT_CURVE
 
     eff = (efficiencies or LayerEfficiencies()).to_dict()
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     mpath = args.model_dir / "manifest.json"
     manifest = json.loads(mpath.read_text(encoding="utf-8"))
     if args.write:
-        from featurize.physics.layers import LayerEfficiencies
+        from featurize.layer_profile import LayerEfficiencies
         from predictor.model import hash_file
 
         old = read_spec(args.model_dir) if (args.model_dir / SPEC_FILE).is_file() else None

@@ -1078,7 +1078,7 @@ from predictor.card import model_card, write_card  # noqa: E402,F401 - re-export
 
 def _base_efficiencies(model_dir: Path) -> Any:
     """The per-layer efficiencies a model directory's prior spec carries (None without a readable spec)."""
-    from featurize.physics.layers import LayerEfficiencies
+    from featurize.layer_profile import LayerEfficiencies
     from predictor.spec import SPEC_FILE, read_spec
 
     if not (model_dir / SPEC_FILE).is_file():
@@ -1116,7 +1116,7 @@ def main(argv: list[str] | None = None) -> int:
         base.get("metrics", {}).pop("cv", None)
     eff = None
     if args.layer_efficiencies:
-        from featurize.physics.layers import LayerEfficiencies
+        from featurize.layer_profile import LayerEfficiencies
 
         eff = LayerEfficiencies(**json.loads(Path(args.layer_efficiencies).read_text(encoding="utf-8")))
     elif base is not None:

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from featurize import GPUSpec, featurize
-from featurize.physics.layers import TILE_ELEMENTS, LayerEfficiencies, evaluated_batch, layer_prior, wave_efficiency
+from featurize.layer_profile import TILE_ELEMENTS, LayerEfficiencies, evaluated_batch, wave_efficiency
+from featurize.physics.layers import layer_prior
 from featurize.physics.prior import KERNELS_PER_NODE, LAUNCH_S, OPT_BYTES_PER_PARAM, STEP_OVERHEAD_S, gpu_columns
 
 from _graphs import RESNET50, gpt_onnx

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from featurize.graph.weights import frozen_from_text
-from featurize.physics.layers import COMPUTE_CLASSES, LayerEfficiencies, evaluated_batch, layer_prior
+from featurize.layer_profile import COMPUTE_CLASSES, LayerEfficiencies, evaluated_batch
+from featurize.physics.layers import layer_prior
 from predictor.stats import ape_pct
 
 REPO = Path(__file__).resolve().parents[1]

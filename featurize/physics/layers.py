@@ -27,46 +27,15 @@ node's non-launch share, as in the whole-graph prior.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from featurize.errors import InvalidInputError
 
-from featurize.layer_profile import (  # noqa: F401 - PRIOR_CLASS, TILE_ELEMENTS, wave_efficiency re-exported
-    COMPUTE_CLASSES, PRIOR_CLASS, PRIOR_CLASSES, TILE_ELEMENTS, node_times, prior_class, wave_efficiency)
-
-
-@dataclass(frozen=True)
-class LayerEfficiencies:
-    """Achievable fraction of the path's rate (compute) and of DRAM bandwidth (memory) per prior op class.
-
-    Compute efficiencies multiply :func:`featurize.physics.prior.path_rate` (which already holds the whole-graph
-    COMPUTE_EFFICIENCY / TENSOR_CORE_EFFICIENCY); 1.0 = the whole-graph rate."""
-
-    compute: dict[str, float] = field(default_factory=lambda: {"conv": 1.0, "gemm": 1.0, "attention": 1.0})
-    memory: dict[str, float] = field(default_factory=lambda: {
-        "conv": 0.8, "gemm": 0.8, "attention": 0.8, "normalization": 0.8, "elementwise": 0.8,
-        "data_movement": 0.8, "embedding": 0.5, "optimizer": 0.8})
-    source: str = "default: round values (80 % of DRAM bandwidth, the whole-graph compute rates)"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"compute": dict(self.compute), "memory": dict(self.memory), "source": self.source}
-
-
-def node_classes(nodes: pd.DataFrame) -> np.ndarray:
-    """Prior op class per node (``""`` for nodes that launch no kernel)."""
-    return np.array([prior_class(c, o) for c, o in zip(nodes["op_class"].astype(str), nodes["op_type"].astype(str))],
-                    object)
-
-
-def evaluated_batch(nodes: pd.DataFrame, flops_forward: float) -> float:
-    """The batch the node table was evaluated at (a graph exported with a fixed batch keeps it): node FLOPs sum
-    to ``flops_forward`` (per sample) x that batch; 1 when the graph has no FLOPs."""
-    total = float(nodes["flops"].sum()) if len(nodes) else 0.0
-    return max(1.0, round(total / flops_forward)) if flops_forward > 0 and total > 0 else 1.0
+from featurize.layer_profile import (
+    PRIOR_CLASSES, LayerEfficiencies, node_classes,
+    node_times)
 
 
 def layer_prior(nodes: pd.DataFrame, gpu: Mapping[str, float], *, batch_size: int, backward_ratio: float,
