@@ -51,14 +51,8 @@ from predictor.artifact import seal
 from predictor.card import TIME_PLOT, time_plot
 from predictor.model import MANIFEST
 from predictor.time_select import nested_selector
-from predictor.training import (
-    ROW_FOLDS,
-    cross_validate_all,
-    grouped_cv,
-    prepare,
-    summarize,
-    write_card,
-)
+from predictor.fit.rows import ROW_FOLDS
+from predictor.training import cross_validate_all, grouped_cv, prepare, summarize, write_card
 
 
 def _image_size(shape: str) -> float:

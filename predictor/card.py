@@ -18,7 +18,7 @@ from predictor.model import LOCAL_ARCH_PRIOR, MANIFEST
 
 def model_card(manifest: Mapping[str, Any]) -> str:
     """MODEL_CARD.md text generated from the manifest (never edited by hand)."""
-    from predictor.training import N_ROW_FOLDS, TABLE_REBUILD
+    from predictor.fit.rows import N_ROW_FOLDS, TABLE_REBUILD
 
     m = manifest
     iv = m["intervals"]

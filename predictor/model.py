@@ -657,7 +657,7 @@ def predict_frame(
         (the forecast at the board's default limit), ``optimal_power_limit_w`` (the cap with the least energy
         within a 10 % slowdown, :mod:`predictor.power_limits`) and the prior columns (uncapped).
     """
-    from predictor.power_limits import board_limits, cap_forecast, optimal_limits
+    from predictor.power_cap_rows import board_limits, cap_forecast, optimal_limits
 
     m = load_model(model)
     n = len(graph_feature_rows)

@@ -63,7 +63,7 @@ def power_frame(feats: pd.DataFrame) -> pd.DataFrame:
 
 def power_mask(rows: pd.DataFrame, feats: pd.DataFrame, targets: pd.DataFrame) -> np.ndarray:
     """Rows with a trusted, finite power target measured at the board's own limit (no cap below it)."""
-    from predictor.power_limits import capped_below_default
+    from predictor.power_cap_rows import capped_below_default
 
     ok = np.isfinite(targets["power"].to_numpy(float))
     return ok & ~capped_below_default(rows, feats["tdp_w"].to_numpy(float))
@@ -103,8 +103,9 @@ def _candidates(f: pd.DataFrame, x: pd.DataFrame, y: np.ndarray, power: np.ndarr
                 test: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """Power (W) of the test rows from each candidate fit on the training rows."""
     from predictor.model import clip_power_w
-    from predictor.training import DEFAULT_FEATURES, LGB_PARAMS, NUM_ROUNDS
-    from predictor.training import MONOTONE as SHIPPED_MONO
+    from predictor.fit.boosters import LGB_PARAMS, NUM_ROUNDS
+    from predictor.training import DEFAULT_FEATURES
+    from predictor.fit.boosters import MONOTONE as SHIPPED_MONO
 
     prior, ft = f["p_phys_w"].to_numpy(float), f[test]
     theta = fit_recalibration(f[train], power[train])
@@ -150,7 +151,8 @@ def energy_cv(rows: pd.DataFrame, feats: pd.DataFrame, targets: pd.DataFrame, gr
     """Leave-one-``group_col``-out energy per sample: the shipped design's time booster (refit per fold) x each
     power candidate of :func:`_candidates`, on the energy rows at the board's limit. Median APE, pooled and of the
     per-group medians."""
-    from predictor.training import DEFAULT_FEATURES, fit_boosters, sample_weights
+    from predictor.fit.rows import sample_weights
+    from predictor.training import DEFAULT_FEATURES, fit_boosters
 
     mask = power_mask(rows, feats, targets)
     r, f, t = rows[mask], feats[mask], targets[mask]

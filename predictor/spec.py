@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads(mpath.read_text(encoding="utf-8"))
     if args.write:
         from featurize.layer_profile import LayerEfficiencies
-        from predictor.model import hash_file
+        from predictor.artifact import hash_file
 
         old = read_spec(args.model_dir) if (args.model_dir / SPEC_FILE).is_file() else None
         eff = None if old is None else LayerEfficiencies(old.layer_efficiencies.compute,

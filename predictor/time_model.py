@@ -180,7 +180,7 @@ def _backfit(feats: pd.DataFrame, y: np.ndarray, weights: np.ndarray, classes: n
     """(booster, class offsets, source offsets) on the rows with a finite ``y``: the booster learns ``y - class
     offset - source offset`` (clipped to +-bound); the non-reference class offset is the shrunk mean residual of its
     rows, each source's the shrunk mean of what its class offset leaves (centred in its class)."""
-    from predictor.training import _fit_one
+    from predictor.fit.boosters import fit_one
 
     ok = np.isfinite(y)
     off_c = {c: 0.0 for c in np.unique(classes[ok])}
@@ -189,7 +189,7 @@ def _backfit(feats: pd.DataFrame, y: np.ndarray, weights: np.ndarray, classes: n
     for _ in range(BACKFIT_ITERATIONS):
         shift = np.array([off_c.get(c, 0.0) + off_s.get(s, 0.0) for c, s in zip(classes, sources)])
         target = np.where(ok, np.clip(y - shift, -bound, bound), np.nan)
-        booster = _fit_one(feats, target, weights, list(TIME_FEATURES), "time", seed, params, rounds,
+        booster = fit_one(feats, target, weights, list(TIME_FEATURES), "time", seed, params, rounds,
                            monotone=TIME_MONOTONE)
         resid = (y - booster.predict(feats[list(TIME_FEATURES)].to_numpy(float)))[ok]
         off_c = {c: (0.0 if c == DEFAULT_IMPLEMENTATION else v)
@@ -208,7 +208,7 @@ def fit_time(feats: pd.DataFrame, y: np.ndarray, weights: np.ndarray, rows: pd.D
     offset), the reference booster from the reference rows alone -- tuned code's rows made held-out reference
     architectures worse (leave-one-architecture-out time on the energy sources' rows, median %: 24.8 reference rows
     only, 39.8 pooled, 37.6 pooled with tuned rows weighted 0.3)."""
-    from predictor.training import NUM_ROUNDS
+    from predictor.fit.boosters import NUM_ROUNDS
 
     rounds = rounds or NUM_ROUNDS
     ok = np.isfinite(y)

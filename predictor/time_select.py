@@ -39,7 +39,7 @@ def inner_score(rows: pd.DataFrame, feats: pd.DataFrame, targets: pd.DataFrame, 
     """Median absolute % error of time per sample over inner leave-groups-out folds (``group``: gpu, group_arch or
     source) with ``params``."""
     from predictor.time_model import fit_time
-    from predictor.training import implementation_of, sample_weights
+    from predictor.fit.rows import implementation_of, sample_weights
 
     y = targets["time"].to_numpy(float)
     ok = np.isfinite(y)

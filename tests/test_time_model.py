@@ -17,7 +17,8 @@ from predictor.time_model import (
     log_time_residual,
 )
 from predictor.time_select import inner_score, select_time_params
-from predictor.training import grouped_cv, prepare, sample_weights
+from predictor.fit.rows import sample_weights
+from predictor.training import grouped_cv, prepare
 
 from test_model_synth import synth_gpus, synth_table
 

@@ -75,16 +75,8 @@ def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> 
     so the figure is what to expect for a new graph on the user's GPU(s).
     """
     from predictor.model import offset_terms
-    from predictor.training import (
-        CALIBRATE_COL,
-        DEFAULT_FEATURES,
-        PATH_COL,
-        fit_all,
-        predict_log_energy,
-        prepare,
-        sample_weights,
-        stage_terms,
-    )
+    from predictor.fit.rows import sample_weights
+    from predictor.training import CALIBRATE_COL, DEFAULT_FEATURES, PATH_COL, fit_all, predict_log_energy, prepare, stage_terms
     from predictor.time_model import RETRAIN_BOUND
 
     rows, feats, targets = prepare(table)

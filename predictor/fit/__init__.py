@@ -1,0 +1,1 @@
+"""Fitting the model: the building blocks shared by the fit (predictor.training), the time model and retrain."""
