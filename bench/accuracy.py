@@ -47,9 +47,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from predictor.artifact import seal
+from predictor.model.artifact import seal
 from predictor.card import TIME_PLOT, time_plot
-from predictor.model import MANIFEST
+from predictor.model.loaded import MANIFEST
 from predictor.time_select import nested_selector
 from predictor.fit.rows import ROW_FOLDS
 from predictor.training import cross_validate_all, grouped_cv, prepare, summarize, write_card

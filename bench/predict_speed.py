@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.simplefilter("ignore")
     from predictor import predict
-    from predictor.model import load_model, predict_frame
+    from predictor.model.inference import predict_frame
+    from predictor.model.loaded import load_model
 
     r50 = resnet50_path()
     predict(r50, gpu="V100", batch_size=16, model_dir=args.model_dir)

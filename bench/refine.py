@@ -182,7 +182,7 @@ def main() -> None:
         traces = trace_summary(load_series(args.shared))
         (args.out / "REFINE.md").write_text(report(t, err.run_id.nunique(), traces))
         if (args.out / "manifest.json").is_file():  # a model directory: re-seal its SHA256SUMS
-            from predictor.artifact import seal
+            from predictor.model.artifact import seal
 
             seal(args.out)
         print(f"wrote {args.out / 'REFINE.md'} and {args.out / 'refine_eval.png'}")

@@ -3,7 +3,7 @@
 Public entry points:
 
 * :class:`PowerCapCurve` -- the learned constants of the response (a typed record the model's prior spec
-  carries, :mod:`predictor.spec`); :data:`DEFAULT_CURVE` is the fit on the Zeus sweeps
+  carries, :mod:`predictor.model.spec`); :data:`DEFAULT_CURVE` is the fit on the Zeus sweeps
   (``training_data/fit_power_cap.py``).
 * :func:`capped_power_w` -- average board power under a cap; :func:`clock_ratio` -- the sustained clock that power
   buys; :func:`time_stretch` -- the step time at that clock; :func:`apply_power_cap` -- all three, vectorised.

@@ -85,7 +85,7 @@ def featurize_cached(model: Any, **kw: Any):
     Returns ``(GraphFeatures, notes)``: the featurizer's warnings as text (kept with the cached features, so a
     cache hit reports them too)."""
     from featurize import featurize
-    from predictor.notes import featurizer_notes
+    from predictor.model.notes import featurizer_notes
 
     key = _cache_key(model, **dict(kw))
     if key is not None and key in _FEATURE_CACHE:
@@ -219,7 +219,9 @@ def predict(
     start_worker()  # the isolated shape-inference worker imports while this process loads the model
     from predictor.carbon import resolve_intensity
     from predictor.layers import layer_prior_for
-    from predictor.model import extrapolation_warnings, load_model, predict_frame
+    from predictor.model.extrapolation import extrapolation_warnings
+    from predictor.model.inference import predict_frame
+    from predictor.model.loaded import load_model
 
     from predictor.time_model import check_implementation
 
@@ -258,7 +260,7 @@ def predict(
         row["largest_layer_params"] = float(gf.nodes["params"].max())
     notes += feat_notes  # unknown shapes, non-strict inference, unsupported ops (+ featurize.ops.register)
     if row.get("flops_train", 0) <= 0:
-        from predictor.notes import no_flops_message
+        from predictor.model.notes import no_flops_message
 
         raise GraphLoadError(no_flops_message(gf.unsupported_ops))
     notes += extrapolation_warnings(loaded, row, gpu=spec, precision=precision, batch_size=batch_size)

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from predictor.artifact import seal
-from predictor.model import LOCAL_ARCH_PRIOR, MANIFEST
+from predictor.model.artifact import seal
+from predictor.model.loaded import LOCAL_ARCH_PRIOR, MANIFEST
 
 
 def model_card(manifest: Mapping[str, Any]) -> str:

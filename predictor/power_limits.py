@@ -26,7 +26,7 @@ def optimal_power_limit_w(prediction: Any, max_slowdown: float = DEFAULT_MAX_SLO
     """The cap (W) that minimises a :class:`~predictor.prediction.Prediction`'s energy while its time grows by at
     most ``max_slowdown`` (0.1 = 10 %), from its uncapped forecast and the model's power-cap curve."""
     from featurize import lookup_gpu
-    from predictor.model import load_model
+    from predictor.model.loaded import load_model
 
     f = prediction.features
     feats = pd.DataFrame({"tdp_w": [f["tdp_w"]], **{k: [f[k]] for k in SPLIT}})

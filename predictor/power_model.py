@@ -102,7 +102,7 @@ def fit_recalibration(feats: pd.DataFrame, power_w: np.ndarray) -> np.ndarray:
 def _candidates(f: pd.DataFrame, x: pd.DataFrame, y: np.ndarray, power: np.ndarray, train: np.ndarray,
                 test: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """Power (W) of the test rows from each candidate fit on the training rows."""
-    from predictor.model import clip_power_w
+    from predictor.model.inference import clip_power_w
     from predictor.fit.boosters import LGB_PARAMS, NUM_ROUNDS
     from predictor.training import DEFAULT_FEATURES
     from predictor.fit.boosters import MONOTONE as SHIPPED_MONO

@@ -50,7 +50,7 @@ from featurize.errors import SchemaError
 from featurize.hardware.precision import precision_paths
 from featurize.physics.prior import FEATURE_NAMES, power_prior_w
 from featurize.types import GPUSpec
-from predictor.artifact import seal
+from predictor.model.artifact import seal
 from predictor.card import model_card, write_card  # noqa: E402,F401 - re-exported (bench, tests)
 from predictor.conformal import (  # noqa: E402,F401 - re-exported (tests, retrain, bench)
     INTERVAL_FLOOR_LEVEL,
@@ -64,28 +64,13 @@ from predictor.conformal import (  # noqa: E402,F401 - re-exported (tests, retra
 )
 from predictor.fit.boosters import LGB_PARAMS, MONOTONE, NUM_ROUNDS, fit_one
 from predictor.fit.rows import ROW_FOLDS, TABLE_REBUILD, implementation_of, row_folds, sample_weights
-from predictor.model import (
-    DESIGNS,
-    MANIFEST,
-    MEASURED_RTOL,
-    NOVELTY_K,
-    NOVELTY_SCALE,
-    NOVELTY_SCALE_MAX,
-    SCHEMA_VERSION,
-    Z90,
-    LocalStage,
-    clip_power_w,
-    feature_frame,
-    group_measured,
-    hash_file,
-    load_model,
-    match_measured,
-    novelty,
-    novelty_scale,
-    offset_terms,
-)
+from predictor.model.artifact import hash_file
+from predictor.model.inference import clip_power_w, feature_frame, offset_terms
+from predictor.model.intervals import Z90
+from predictor.model.loaded import DESIGNS, MANIFEST, NOVELTY_K, NOVELTY_SCALE, NOVELTY_SCALE_MAX, SCHEMA_VERSION, LocalStage, load_model, novelty, novelty_scale
+from predictor.model.rows import MEASURED_RTOL, group_measured, match_measured
 from predictor.power_cap_rows import board_limits
-from predictor.spec import current_spec, write_spec
+from predictor.model.spec import current_spec, write_spec
 
 RAM_EST_W = 1.5
 """GPU-only correction for ``*ram_est`` scopes: a RAM term of process RSS x 3.75e-4 W/MB for a ~4 GB process."""
@@ -1018,7 +1003,7 @@ def _physics_constants() -> dict[str, float]:
 def _base_efficiencies(model_dir: Path) -> Any:
     """The per-layer efficiencies a model directory's prior spec carries (None without a readable spec)."""
     from featurize.layer_profile import LayerEfficiencies
-    from predictor.spec import SPEC_FILE, read_spec
+    from predictor.model.spec import SPEC_FILE, read_spec
 
     if not (model_dir / SPEC_FILE).is_file():
         return None

@@ -52,7 +52,7 @@ def test_dim_batch_and_a_different_batch_size_is_one_error_naming_both(capsys):
 
 
 def test_an_ambiguous_gpu_name_resolves_to_its_stated_default_whatever_the_model_measured():
-    from predictor.model import load_model
+    from predictor.model.loaded import load_model
 
     seen = load_model().manifest["gpus_seen"]  # the shipped model measured other A100 variants too (PCIe, 40 GB)
     assert any(g.startswith("A100") and g != "A100-SXM4-80GB" for g in seen)

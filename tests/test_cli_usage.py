@@ -50,7 +50,7 @@ def test_bare_command_shows_the_commands_and_exits_2(capsys):
 def test_version_prints_package_and_model_version(capsys):
     from importlib.metadata import version
 
-    from predictor.model import load_model
+    from predictor.model.loaded import load_model
 
     assert main(["--version"]) == 0
     out, err = capsys.readouterr()

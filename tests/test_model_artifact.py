@@ -8,14 +8,14 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from test_model_synth import synth_gpus, synth_table
 
 from featurize.errors import ModelArtifactError
-from predictor.artifact import seal
 from featurize.physics.prior import power_prior_w
-from predictor.model import clip_power_w, feature_frame, load_model, predict_frame
+from predictor.model.artifact import seal
+from predictor.model.inference import clip_power_w, feature_frame, predict_frame
+from predictor.model.loaded import load_model
 from predictor.training import conformal_quantile, fit_model, grouped_cv, prepare
-
-from test_model_synth import synth_gpus, synth_table
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_local_stage_only_for_measured_gpu_precision_pairs(synth_dir):
     other_prec_main = predict_frame(table, spec, batch_size=32, precision="fp16", model=main_only)
     np.testing.assert_allclose(unseen, seen_main, rtol=1e-12)
     # a graph matching no measured run on a measured pair: the stage weighs n_arch / (n_arch + prior)
-    from predictor.model import LOCAL_ARCH_PRIOR
+    from predictor.model.loaded import LOCAL_ARCH_PRIOR
 
     n_arch = m.local.applies_to[(spec.name, "fp32")]
     new_graph = table.assign(g_params=table["g_params"] * 1.5)
@@ -194,7 +194,7 @@ def test_conformal_quantile():
 def test_numpy_tree_walker_matches_lightgbm(objective):
     import lightgbm as lgb
 
-    from predictor.model import TreeEnsemble
+    from predictor.model.trees import TreeEnsemble
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(600, 5))

@@ -8,16 +8,23 @@ import math
 
 import numpy as np
 import pytest
-
-from featurize.errors import ModelArtifactError
-from predictor.artifact import seal
-from featurize.physics.prior import COMPUTE_EFFICIENCY, TENSOR_CORE_EFFICIENCY, physics_features
-from predictor.model import load_model, predict_frame
-from predictor.fit.rows import sample_weights
-from predictor.training import CALIBRATE_COL, OFFSET_PRIOR_ROWS, fit_model, fit_with_offsets, grouped_cv, prepare
-
 from test_model_physics import GPU, graph
 from test_model_synth import synth_gpus, synth_table
+
+from featurize.errors import ModelArtifactError
+from featurize.physics.prior import COMPUTE_EFFICIENCY, TENSOR_CORE_EFFICIENCY, physics_features
+from predictor.fit.rows import sample_weights
+from predictor.model.artifact import seal
+from predictor.model.inference import predict_frame
+from predictor.model.loaded import load_model
+from predictor.training import (
+    CALIBRATE_COL,
+    OFFSET_PRIOR_ROWS,
+    fit_model,
+    fit_with_offsets,
+    grouped_cv,
+    prepare,
+)
 
 
 def test_tensor_precisions_reach_a_smaller_share_of_their_peak():
@@ -112,7 +119,7 @@ def test_fit_model_writes_offsets_and_predict_applies_them(tmp_path):
     assert np.allclose(on_g2["time_s"] / without["time_s"], math.exp(off["G2"]["time"]))
     # power: its offset times the power prior over each predicted time (slower steps wait at lower power)
     from featurize.physics.prior import power_prior_w
-    from predictor.model import feature_frame
+    from predictor.model.inference import feature_frame
 
     ff = feature_frame(g, specs["G2"], batch_size=rows["batch_size"], precision="fp32",
                        efficiencies=m.layer_efficiencies())
@@ -176,7 +183,7 @@ def test_interval_halfwidth_keeps_every_grouping_above_the_floor():
 
 
 def test_novelty_is_the_mean_distance_to_the_k_nearest_reference_rows():
-    from predictor.model import novelty, novelty_scale
+    from predictor.model.loaded import novelty, novelty_scale
 
     ref = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [0.0, 4.0]])
     x = np.array([[0.0, 0.0], [2.0, 0.0], [10.0, 0.0]])

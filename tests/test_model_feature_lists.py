@@ -4,8 +4,8 @@ fitted on the selection the code ships (a changed selection without a refit fail
 import json
 
 from featurize.physics.prior import FEATURE_NAMES
-from predictor.model import MANIFEST, shipped_model_dir
 from predictor.fit.boosters import MONOTONE
+from predictor.model.loaded import MANIFEST, shipped_model_dir
 from predictor.training import LOCAL_FEATURES, SHIPPED_FEATURES
 
 

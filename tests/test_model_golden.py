@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from predictor.model import MANIFEST, load_model, shipped_model_dir
+from predictor.model.loaded import MANIFEST, load_model, shipped_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).with_name("golden") / "predictions.json"
@@ -92,7 +92,7 @@ def test_installed_wheel_finds_and_verifies_models(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
                    check=True, capture_output=True, cwd=tmp_path)
     code = textwrap.dedent(f"""
-        import predictor.model as pm, featurize
+        import predictor.model.loaded as pm, featurize
         m = pm.load_model()
         assert str(m.path).startswith({str(site)!r}), m.path
         assert pm.__file__.startswith({str(site)!r}), pm.__file__
@@ -117,7 +117,7 @@ def test_shipped_local_stage_covers_the_measured_pairs_only():
     import warnings
 
     from predictor import predict
-    from predictor.model import predict_frame
+    from predictor.model.inference import predict_frame
 
     m = _shipped_or_skip()
     pairs = {(g, p) for g, p, _ in m.manifest["local"]["applies_to"]}
@@ -157,7 +157,7 @@ def test_shipped_model_fits_its_measured_rows(built_table):
     import pandas as pd
 
     from featurize import lookup_gpu
-    from predictor.model import predict_frame
+    from predictor.model.inference import predict_frame
     from predictor.training import prepare
 
     m = _shipped_or_skip()

@@ -13,7 +13,7 @@ import pytest
 
 from featurize import lookup_gpu
 from featurize.hardware.names import idle_power_w
-from predictor.model import MANIFEST, shipped_model_dir
+from predictor.model.loaded import MANIFEST, shipped_model_dir
 
 sys.path.insert(0, str(Path(__file__).parent))
 from update_golden import GPUS, cases, compute, resolve

@@ -10,8 +10,8 @@ import shutil
 import pytest
 
 from featurize.errors import ModelArtifactError
-from predictor.artifact import CHECKSUMS, _files, seal, validate_manifest, verify
-from predictor.model import MANIFEST, load_model, shipped_model_dir
+from predictor.model.artifact import CHECKSUMS, _files, seal, validate_manifest, verify
+from predictor.model.loaded import MANIFEST, load_model, shipped_model_dir
 
 
 @pytest.fixture()

@@ -8,13 +8,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from _graphs import RESNET50, gpt_onnx
 
 from featurize import GPUSpec, featurize
 from featurize.layer_profile import TILE_ELEMENTS, LayerEfficiencies, evaluated_batch, wave_efficiency
 from featurize.physics.layers import layer_prior
-from featurize.physics.prior import KERNELS_PER_NODE, LAUNCH_S, OPT_BYTES_PER_PARAM, STEP_OVERHEAD_S, gpu_columns
-
-from _graphs import RESNET50, gpt_onnx
+from featurize.physics.prior import (
+    KERNELS_PER_NODE,
+    LAUNCH_S,
+    OPT_BYTES_PER_PARAM,
+    STEP_OVERHEAD_S,
+    gpu_columns,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RESNET18 = str(REPO / "models" / "examples" / "resnet18.onnx")

@@ -11,11 +11,10 @@ import functools
 import warnings
 
 import pytest
+from _graphs import RESNET50, conv_stack_onnx, gpt_onnx
 
 from featurize import featurize, lookup_gpu
 from predictor.layers import layer_prior_for
-
-from _graphs import RESNET50, conv_stack_onnx, gpt_onnx
 
 GRAPHS = {"resnet50": (lambda: str(RESNET50), 64), "convs": (conv_stack_onnx, 64),
           "gpt": (lambda: gpt_onnx(layers=12, seq=512, batch=8), 8)}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from featurize.errors import InvalidInputError
-from featurize.physics.prior import FEATURE_NAMES, PRIOR_NAMES, physics_arrays, physics_features, gpu_columns
+from featurize.physics.prior import FEATURE_NAMES, PRIOR_NAMES, gpu_columns, physics_arrays, physics_features
 from featurize.types import GRAPH_FEATURE_KEYS, GPUSpec
 
 GPU = GPUSpec(name="T", vendor="NVIDIA", architecture="x", tdp_w=300.0, peak_fp32_flops=10e12,

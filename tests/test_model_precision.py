@@ -6,9 +6,9 @@ import pytest
 
 from featurize import lookup_gpu
 from featurize.errors import InvalidInputError, UnsupportedPrecisionError
+from featurize.hardware.precision import has_path, precision_paths, supported_precisions
 from featurize.hardware.table import form_factor_power_ratio, gpu_table
 from featurize.physics.prior import clock_factor, gpu_columns
-from featurize.hardware.precision import has_path, precision_paths, supported_precisions
 
 ALL = ("fp32", "tf32", "fp16", "bf16", "fp8")
 
@@ -169,6 +169,7 @@ def test_fp16_on_a_gtx_1080_ti_is_priced_like_fp32_arithmetic_with_fp16_storage(
     FP32-rate arithmetic with FP16 storage: never slower than fp32, and far from a tensor-core speed-up; fp8 there
     is still refused."""
     from conftest import RESNET18
+
     from predictor import predict
 
     kw = dict(gpu="GTX-1080-Ti", batch_size=32, samples_per_epoch=10_000)

@@ -9,12 +9,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from test_model_synth import synth_gpus, synth_table
 
 from featurize.errors import InvalidInputError, JoulecastError, UnknownGPUError
 from predictor import predict
 from predictor.training import fit_model
-
-from test_model_synth import synth_gpus, synth_table
 
 REPO = Path(__file__).resolve().parents[1]
 RESNET18 = str(REPO / "models" / "examples" / "resnet18.onnx")

@@ -7,12 +7,19 @@ import shutil
 
 import pytest
 
-import featurize.physics.prior as physics
 import featurize.hardware.precision as precision
+import featurize.physics.prior as physics
 from featurize.errors import ModelArtifactError
-from predictor.artifact import seal
-from predictor.model import MANIFEST, hash_file, load_model, shipped_model_dir
-from predictor.spec import SPEC_FILE, PriorSpec, current_spec, gpu_table_sha256, read_spec, spec_differences
+from predictor.model.artifact import hash_file, seal
+from predictor.model.loaded import MANIFEST, load_model, shipped_model_dir
+from predictor.model.spec import (
+    SPEC_FILE,
+    PriorSpec,
+    current_spec,
+    gpu_table_sha256,
+    read_spec,
+    spec_differences,
+)
 
 
 @pytest.fixture()
@@ -100,7 +107,7 @@ def test_spec_must_be_checksummed_present_and_well_formed(model_copy):
 
 
 def test_spec_round_trip_and_self_consistency(tmp_path):
-    from predictor.spec import write_spec
+    from predictor.model.spec import write_spec
 
     spec = current_spec(source_corrections={"precision": {"x": "tf32"}}, note="test")
     write_spec(tmp_path, spec)

@@ -10,13 +10,13 @@ import numpy as np
 import onnx
 import pandas as pd
 import pytest
+from _graphs import RESNET50, conv_stack_onnx, gpt_onnx
 
 from featurize import featurize, lookup_gpu
-from featurize.hardware.table import gpu_table
 from featurize.hardware.precision import has_path, supported_precisions
-from predictor.model import load_model, predict_frame
-
-from _graphs import RESNET50, conv_stack_onnx, gpt_onnx
+from featurize.hardware.table import gpu_table
+from predictor.model.inference import predict_frame
+from predictor.model.loaded import load_model
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 REPO = Path(__file__).resolve().parents[1]

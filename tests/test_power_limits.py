@@ -14,7 +14,7 @@ from featurize.errors import InvalidInputError
 from featurize.physics.prior import power_limit_range_w
 from featurize.power_cap import DEFAULT_CURVE, PowerCapCurve, apply_power_cap, optimal_power_limit_w
 from predictor import predict
-from predictor.model import predict_frame
+from predictor.model.inference import predict_frame
 from predictor.power_limits import optimal_power_limit_w as prediction_optimum
 from tests._graphs import conv_stack_onnx
 from tests.conftest import RESNET18
@@ -144,9 +144,10 @@ def test_the_model_carries_its_power_cap_curve_and_uses_it(tmp_path):
     import shutil
 
     from featurize.errors import ModelArtifactError
-    from predictor.artifact import seal
-    from predictor.model import MANIFEST, hash_file, load_model, shipped_model_dir
-    from predictor.spec import SPEC_FILE
+    from predictor.model.artifact import seal
+    from predictor.model.artifact import hash_file
+    from predictor.model.loaded import MANIFEST, load_model, shipped_model_dir
+    from predictor.model.spec import SPEC_FILE
 
     assert load_model(None).power_cap_curve() == DEFAULT_CURVE  # recorded in prior_spec.json when the model was made
 

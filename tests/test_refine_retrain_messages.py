@@ -62,7 +62,7 @@ def test_retrain_messages_use_one_row_base(tmp_path):
 
 
 def test_info_shows_the_retrained_models_own_rows_and_no_borrowed_cv(synthetic_model, capsys):
-    from predictor.model import load_model
+    from predictor.model.loaded import load_model
 
     model_dir, csv, _ = synthetic_model
     assert main(["info", "--model-dir", str(model_dir), "--json"]) == 0
@@ -98,7 +98,7 @@ def test_a_retrained_model_worse_on_held_out_graphs_says_so_and_recommends_the_b
 
 
 def test_an_edited_model_card_is_refused_naming_the_file(synthetic_model, tmp_path):
-    from predictor.model import load_model
+    from predictor.model.loaded import load_model
 
     copy = tmp_path / "model"
     shutil.copytree(synthetic_model[0], copy)

@@ -25,7 +25,7 @@ GPU = "A10"
 
 def _shipped():
     from featurize.errors import ModelArtifactError
-    from predictor.model import load_model
+    from predictor.model.loaded import load_model
 
     try:
         return load_model(os.environ.get("JOULECAST_TEST_BASE_MODEL") or None)

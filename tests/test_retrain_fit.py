@@ -17,7 +17,7 @@ import pytest
 from featurize.errors import InvalidInputError
 
 def test_retrain_writes_a_complete_verified_model(synthetic_model):
-    from predictor.model import load_model
+    from predictor.model.loaded import load_model
     from predictor.retraining.publish import read_retrain_summary
 
     out, csv, paths = synthetic_model
@@ -57,7 +57,7 @@ def test_retrain_is_deterministic(synthetic_model, tmp_path):
 
 
 def test_overwrite_swaps_atomically_and_refuses_without_flag(synthetic_model, tmp_path):
-    from predictor.model import load_model
+    from predictor.model.loaded import load_model
     from predictor.retraining.publish import retrain
 
     _, csv, _ = synthetic_model
@@ -155,8 +155,9 @@ def test_tableless_base_is_calibrated_per_gpu(synthetic_model, tmp_path):
     import shutil
 
     from predictor import predict_many
-    from predictor.artifact import seal
-    from predictor.model import MANIFEST, hash_file
+    from predictor.model.artifact import seal
+    from predictor.model.artifact import hash_file
+    from predictor.model.loaded import MANIFEST
     from predictor.retraining.publish import read_retrain_summary, retrain
 
     base_dir, _, paths = synthetic_model

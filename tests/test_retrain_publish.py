@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from featurize.errors import InvalidInputError
-from predictor.artifact import seal
-from predictor.model import load_model, shipped_model_dir
-from predictor.publish import OLD_TAG, STAGING_TAG, OutputLock, publication, publish
+from predictor.model.artifact import seal
+from predictor.model.loaded import load_model, shipped_model_dir
+from predictor.model.publish import OLD_TAG, STAGING_TAG, OutputLock, publication, publish
 from predictor.retraining.publish import retrain
 
 REPO = Path(__file__).resolve().parents[1]

@@ -136,7 +136,7 @@ def test_out_dir_rules(tmp_path, graphs):
     (tmp_path / "exists").mkdir()
     with pytest.raises(InvalidInputError, match="already exists.*overwrite"):
         retrain(_runs(graphs), out_dir=tmp_path / "exists")
-    from predictor.model import shipped_model_dir
+    from predictor.model.loaded import shipped_model_dir
 
     with pytest.raises(InvalidInputError, match="never writes there"):
         retrain(_runs(graphs), out_dir=shipped_model_dir(), overwrite=True)

@@ -126,7 +126,7 @@ def runs_from_sources(shared: Path, max_rows_per_source: int) -> pd.DataFrame:
 def whole_graph_prior(table: pd.DataFrame) -> np.ndarray:
     """The whole-graph prior ``t_phys_s`` per row (what the shipped boosters multiply)."""
     from featurize import lookup_gpu
-    from predictor.model import feature_frame
+    from predictor.model.inference import feature_frame
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -79,7 +79,7 @@ def ac_dc_ratio(runs: pd.DataFrame) -> float:
 def gpu_power_forecast(runs: pd.DataFrame, cache_dir: Path | None = None, model_dir: Path | None = None) -> np.ndarray:
     """The model's average power of one GPU per run (its graph at the per-GPU batch; NaN without a zoo graph)."""
     from featurize import featurize, lookup_gpu
-    from predictor.model import predict_frame
+    from predictor.model.inference import predict_frame
     from training_data.zoo import bind_export, export_onnx
 
     out = np.full(len(runs), np.nan)

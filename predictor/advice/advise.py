@@ -117,7 +117,8 @@ def forecast(grid: pd.DataFrame, feats: pd.DataFrame, job: Job, *, model_dir: An
     The only place options meet the model: issue 28's time model arrives through ``predict_frame``; a time
     interval (``interval_low_s``/``interval_high_s``) is used when the model gives one, else the energy interval's
     relative width is applied to time (stated in the notes)."""
-    from predictor.model import load_model, predict_frame
+    from predictor.model.inference import predict_frame
+    from predictor.model.loaded import load_model
 
     loaded = load_model(model_dir)
     rows = feats.loc[grid["feature_row"].to_numpy()].reset_index(drop=True)

@@ -192,7 +192,7 @@ def _width(precision: str) -> int:
 def _featurize(model: Any, batch: int, precision: str, kw: dict[str, Any]) -> tuple[dict[str, Any], dict, list[str]]:
     """One featurization (no per-node table): (features row, bound input shapes, the featurizer's notes)."""
     from featurize import featurize
-    from predictor.notes import featurizer_notes
+    from predictor.model.notes import featurizer_notes
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

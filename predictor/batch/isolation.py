@@ -192,7 +192,7 @@ class IsolatedPool:
         self.limits = limits
         self.header = {"target": target, "context": context, "memory_mb": limits.memory_mb, "path": sys.path,
                        "parent": os.getpid(), "warmup": warmup}
-        root = str(Path(__file__).resolve().parents[1])  # so that `-m predictor.batch.isolation` finds this copy
+        root = str(Path(__file__).resolve().parents[2])  # so that `-m predictor.batch.isolation` finds this copy
         paths = [root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
         # One thread per child (parallelism is across children, as loky does), which also keeps thread stacks
         # and malloc arenas from eating the address-space limit on many-core machines.

@@ -240,7 +240,7 @@ def predict_many(
     from featurize import lookup_gpu
     from featurize.hardware.precision import precision_paths
     from predictor.run import check_parallel_args, check_power_limit, check_run_args
-    from predictor.model import load_model
+    from predictor.model.loaded import load_model
 
     check_run_args(batch_size=batch_size, samples_per_epoch=samples_per_epoch, epochs=epochs,
                    val_samples=val_samples, precision=precision, n_gpus=n_gpus, parallelism=parallelism,
@@ -309,7 +309,8 @@ def _predict_ok(ok: list[tuple[int, dict[str, Any]]], specs: list[Any], model: A
     """Vectorised predictions for the featurized graphs ``ok``: graph-major, GPU-minor rows."""
     import pandas as pd
 
-    from predictor.model import extrapolation_warnings, predict_frame
+    from predictor.model.extrapolation import extrapolation_warnings
+    from predictor.model.inference import predict_frame
     from predictor.parallel import data_parallel_frame, scaling_note
 
     feats = pd.DataFrame([res["features"] for _, res in ok])

@@ -15,7 +15,7 @@ def featurize_one(source: Any, options: dict[str, Any]) -> dict[str, Any]:
     Runs in a worker process; only small dicts travel back (never the node table).
     """
     from featurize import featurize
-    from predictor.notes import featurizer_notes, no_flops_message
+    from predictor.model.notes import featurizer_notes, no_flops_message
 
     options = dict(options)
     want_seq, want_layer = options.pop("_sequence_length", False), options.pop("_largest_layer", False)

@@ -40,7 +40,7 @@ def version_text() -> str:
     except PackageNotFoundError:  # pragma: no cover - running from an uninstalled tree
         pkg = "unknown (not installed)"
     try:
-        from predictor.model import MANIFEST, shipped_model_dir
+        from predictor.model.loaded import MANIFEST, shipped_model_dir
 
         man = json.loads((shipped_model_dir() / MANIFEST).read_text(encoding="utf-8"))
         model = f" (model {man['model_name']} {man['model_version']})"

@@ -16,7 +16,7 @@ def collect_info(model_dir: Path | None = None) -> dict[str, Any]:
     """JSON-ready description of the installed package and a (verified) model directory."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from predictor.model import load_model
+    from predictor.model.loaded import load_model
 
     try:
         pkg = version("joulecast")

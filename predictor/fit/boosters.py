@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from predictor.trees import unique_rows
+from predictor.model.trees import unique_rows
 
 MONOTONE: dict[str, dict[str, int]] = {
     # residual log(time / t_phys): bigger kernels run closer to peak; a higher power cap is never slower.

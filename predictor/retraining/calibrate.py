@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from predictor.publish import publish
+from predictor.model.publish import publish
 from predictor.retraining.rows import NEW_ROW_COL, reference_frame
 from predictor.stats import ape_pct
 
@@ -74,7 +74,7 @@ def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> 
     Each fold trains on the whole base table + the other folds' user rows and predicts the held-out graphs,
     so the figure is what to expect for a new graph on the user's GPU(s).
     """
-    from predictor.model import offset_terms
+    from predictor.model.inference import offset_terms
     from predictor.fit.rows import sample_weights
     from predictor.training import CALIBRATE_COL, DEFAULT_FEATURES, PATH_COL, fit_all, predict_log_energy, prepare, stage_terms
     from predictor.time_model import RETRAIN_BOUND
@@ -117,7 +117,8 @@ def calibration_offsets(model: Any, rows: pd.DataFrame, feats: pd.DataFrame,
     taken against the base model's whole prediction (its seen-configuration stage included, on the pairs
     it covers) without any earlier offsets, which the new ones replace.
     """
-    from predictor.model import log_residuals, measured_rows
+    from predictor.model.inference import log_residuals
+    from predictor.model.rows import measured_rows
     from predictor.training import DESIGNS, PATH_COL, _offset_table
 
     gpus = rows["_gpu_canonical"].astype(str).to_numpy()
@@ -178,7 +179,7 @@ def _calibrated_manifest(base_manifest: dict[str, Any], offsets: dict[str, dict[
 def _copy_boosters(base_model: Any, manifest: dict[str, Any], dest: Path) -> Path:
     """``dest`` with the base model's booster files (and novelty reference); ``manifest["files"]`` set to their
     hashes."""
-    from predictor.model import hash_file
+    from predictor.model.artifact import hash_file
 
     dest.mkdir(parents=True)
     manifest["files"] = {}
@@ -254,7 +255,7 @@ def calibrate_only(base_model: Any, user_rows: pd.DataFrame, out: Path, staging:
 
 def seal_and_publish(new_dir: Path, manifest: dict[str, Any], out: Path, *, overwrite: bool) -> None:
     """Write the final manifest and card into ``new_dir``, verify it loads, then move it to ``out``."""
-    from predictor.model import MANIFEST, load_model
+    from predictor.model.loaded import MANIFEST, load_model
     from predictor.training import write_card
 
     (new_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")

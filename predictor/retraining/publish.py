@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from predictor.publish import publication
+from predictor.model.publish import publication
 from predictor.retraining.calibrate import (
     SUMMARY_KEY,
     base_model_error,
@@ -97,13 +97,13 @@ def retrain(
         InvalidInputError: ``out_dir`` exists (without ``overwrite``) or is the base model directory.
     """
     from featurize.errors import InvalidInputError
-    from predictor.model import shipped_model_dir
+    from predictor.model.loaded import shipped_model_dir
 
     if base not in ("shipped", None, "none"):
         raise InvalidInputError(f"base must be 'shipped' or None, got {base!r}")
     base = None if base == "none" else base
     protected = [shipped_model_dir()] + ([Path(model_dir)] if model_dir is not None else [])
-    # Output checks, the per-directory lock and stale-staging cleanup before any work (predictor.publish).
+    # Output checks, the per-directory lock and stale-staging cleanup before any work (predictor.model.publish).
     with publication(out_dir, protected=protected, overwrite=overwrite) as (staging, out):
         return _retrain_staged(measurements, staging, out, base=base, overwrite=overwrite, seed=seed,
                                model_dir=model_dir, evaluate=evaluate, cv=cv, n_jobs=n_jobs,
@@ -115,7 +115,7 @@ def _retrain_staged(measurements: Any, staging: Path, out: Path, *, base: str | 
                     base_table: Any) -> Path:
     """:func:`retrain`'s work, inside its publication: writes under ``staging``, publishes to ``out``."""
     from featurize.errors import InvalidInputError
-    from predictor.model import MANIFEST, load_model
+    from predictor.model.loaded import MANIFEST, load_model
     from predictor.training import fit_model
 
     # Cheap checks first: the measurements, then the graphs, then the base model.
@@ -189,7 +189,7 @@ def _retrain_staged(measurements: Any, staging: Path, out: Path, *, base: str | 
 def _try_shipped():
     """The shipped model for comparison, or None when it is not available (base=None needs no base)."""
     from featurize.errors import ModelArtifactError
-    from predictor.model import load_model
+    from predictor.model.loaded import load_model
 
     try:
         return load_model(None)
@@ -200,7 +200,7 @@ def _try_shipped():
 def read_retrain_summary(model_dir: str | os.PathLike) -> dict[str, Any]:
     """The ``"retrain"`` section of a retrained model's manifest (empty for the shipped model), with its
     :func:`held_out_verdict` under ``"verdict"`` when both errors were measured."""
-    from predictor.model import load_model
+    from predictor.model.loaded import load_model
 
     summary = dict(load_model(model_dir).manifest.get(SUMMARY_KEY, {}))
     verdict = held_out_verdict(summary)

@@ -186,7 +186,7 @@ def reference_frame(user_rows: pd.DataFrame, model: Any) -> pd.DataFrame:
 
 def _reference_frame_rows(user_rows: pd.DataFrame, model: Any) -> pd.DataFrame:
     from featurize import lookup_gpu
-    from predictor.model import predict_frame
+    from predictor.model.inference import predict_frame
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -11,7 +11,7 @@ Public entry points:
   wrong types and absurd values are refused naming the file and the key.
 
 The only files not listed are Python's bytecode caches (``__pycache__/*.pyc``, written by the interpreter
-for the shipped model's package ``__init__.py``). ``python -m predictor.artifact seal DIR`` re-seals a
+for the shipped model's package ``__init__.py``). ``python -m predictor.model.artifact seal DIR`` re-seals a
 directory after a deliberate edit (e.g. ``bench/accuracy.py`` rewriting ``models/``).
 """
 
@@ -35,7 +35,7 @@ __all__ = ["CHECKSUMS", "seal", "verify", "checksum_lines", "validate_manifest",
 CHECKSUMS = "SHA256SUMS"
 _LINE = re.compile(r"([0-9a-f]{64})  ([^\x00-\x1f/][^\x00-\x1f]*)")
 _FIX = ("reinstall joulecast or regenerate the model directory (`joulecast retrain`); after a deliberate edit, "
-        "re-seal it with `python -m predictor.artifact seal DIR`")
+        "re-seal it with `python -m predictor.model.artifact seal DIR`")
 
 
 def hash_file(path: Path) -> str:
@@ -306,10 +306,10 @@ def validate_manifest(text: str | bytes, where: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m predictor.artifact seal|verify DIR``."""
+    """``python -m predictor.model.artifact seal|verify DIR``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] not in ("seal", "verify"):
-        print("usage: python -m predictor.artifact seal|verify MODEL_DIR", file=sys.stderr)
+        print("usage: python -m predictor.model.artifact seal|verify MODEL_DIR", file=sys.stderr)
         return 2
     if args[0] == "seal":
         print(f"wrote {seal(args[1])}")

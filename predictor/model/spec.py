@@ -11,7 +11,7 @@ Public entry points:
   listed (hence checksummed) in the manifest's ``files`` and agree with the running code; any disagreement raises
   :class:`~featurize.errors.ModelArtifactError` naming each field and the fix. Per-layer efficiencies and
   corrections are the model's own (learned / build-time data), carried, not compared.
-* ``python -m predictor.spec DIR`` checks a directory; ``--write`` records the running code's prior there (only
+* ``python -m predictor.model.spec DIR`` checks a directory; ``--write`` records the running code's prior there (only
   after a deliberate prior change the boosters were refitted for, or to adopt a table edit that moves no trained
   row; the file's hash in the manifest is updated).
 """
@@ -230,7 +230,7 @@ def verify_spec(model_dir: Path, manifest: dict[str, Any]) -> PriorSpec:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m predictor.spec", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m predictor.model.spec", description=__doc__.split("\n")[0])
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--write", action="store_true", help="record the running code's prior in the directory")
     parser.add_argument("--note", default="", help="why the spec was (re)written (with --write)")
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads(mpath.read_text(encoding="utf-8"))
     if args.write:
         from featurize.layer_profile import LayerEfficiencies
-        from predictor.artifact import hash_file
+        from predictor.model.artifact import hash_file
 
         old = read_spec(args.model_dir) if (args.model_dir / SPEC_FILE).is_file() else None
         eff = None if old is None else LayerEfficiencies(old.layer_efficiencies.compute,
