@@ -6,7 +6,7 @@ shipped model ships no table). For each held-out grouping (leave-one-GPU-out, le
 ``group_arch``, leave-one-source-out) it prints median and p90 absolute % error of energy per epoch and per sample, and the
 leave-group-out conformal coverage of the 90 % interval, for:
 
-* ``joulecast`` — the shipped design (:mod:`predictor.training`), and the alternative design;
+* ``joulecast`` — the shipped design (:mod:`predictor.fit`), and the alternative design;
 * ``hand`` — TDP x flops_train / peak FP32 (no fitting);
 * ``flops_linear`` — per-GPU least-squares fit (relative error) of energy per sample = a x flops_train + b on
   the training folds; a GPU absent from the training folds falls back to one pooled fit of
@@ -52,7 +52,9 @@ from predictor.card import TIME_PLOT, time_plot
 from predictor.model.loaded import MANIFEST
 from predictor.time_select import nested_selector
 from predictor.fit.rows import ROW_FOLDS
-from predictor.training import cross_validate_all, grouped_cv, prepare, summarize, write_card
+from predictor.card import write_card
+from predictor.fit.cv import cross_validate_all, grouped_cv, summarize
+from predictor.fit.prepare import prepare
 
 
 def _image_size(shape: str) -> float:
@@ -64,7 +66,7 @@ def _image_size(shape: str) -> float:
 
 def baseline_inputs(rows: pd.DataFrame, feats: pd.DataFrame, gpu_specs=None) -> pd.DataFrame:
     """Columns the baselines need: hand estimate and del Rey's feature set."""
-    from predictor.training import _resolver
+    from predictor.fit.prepare import _resolver
 
     resolve = _resolver(gpu_specs)
     specs = {g: resolve(g) for g in rows["gpu"].unique()}

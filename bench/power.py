@@ -30,7 +30,7 @@ def zeus_curve(table) -> dict:
 
 def power_cv(table) -> dict:
     from predictor.power_model import grouped_power_cv
-    from predictor.training import prepare
+    from predictor.fit.prepare import prepare
 
     rows, feats, targets = prepare(table)
     return {g: grouped_power_cv(rows, feats, targets, g) for g in ("_gpu_canonical", "source", "group_arch")}

@@ -104,7 +104,7 @@ def _candidates(f: pd.DataFrame, x: pd.DataFrame, y: np.ndarray, power: np.ndarr
     """Power (W) of the test rows from each candidate fit on the training rows."""
     from predictor.model.inference import clip_power_w
     from predictor.fit.boosters import LGB_PARAMS, NUM_ROUNDS
-    from predictor.training import DEFAULT_FEATURES
+    from predictor.fit.stages import DEFAULT_FEATURES
     from predictor.fit.boosters import MONOTONE as SHIPPED_MONO
 
     prior, ft = f["p_phys_w"].to_numpy(float), f[test]
@@ -152,7 +152,7 @@ def energy_cv(rows: pd.DataFrame, feats: pd.DataFrame, targets: pd.DataFrame, gr
     power candidate of :func:`_candidates`, on the energy rows at the board's limit. Median APE, pooled and of the
     per-group medians."""
     from predictor.fit.rows import sample_weights
-    from predictor.training import DEFAULT_FEATURES, fit_boosters
+    from predictor.fit.stages import DEFAULT_FEATURES, fit_boosters
 
     mask = power_mask(rows, feats, targets)
     r, f, t = rows[mask], feats[mask], targets[mask]
@@ -176,7 +176,7 @@ def energy_cv(rows: pd.DataFrame, feats: pd.DataFrame, targets: pd.DataFrame, gr
 
 
 def main(argv: list[str] | None = None) -> int:
-    from predictor.training import prepare
+    from predictor.fit.prepare import prepare
 
     ap = argparse.ArgumentParser(prog="python -m predictor.power_model", description=__doc__.splitlines()[0])
     ap.add_argument("table")

@@ -2,7 +2,7 @@
 
 Public entry points: :data:`TIME_GRID` (the candidates), :func:`select_time_params` (training rows -> the candidate
 with the lowest median absolute % error of time per sample over inner leave-GPUs-out folds) and
-:func:`nested_selector` (the callable :func:`predictor.training.grouped_cv` calls inside each outer fold, so the
+:func:`nested_selector` (the callable :func:`predictor.fit.cv.grouped_cv` calls inside each outer fold, so the
 reported figures never see a hyper-parameter chosen on the held-out group).
 """
 
@@ -74,7 +74,7 @@ def select_time_params(rows: pd.DataFrame, feats: pd.DataFrame, targets: pd.Data
 
 
 class NestedSelector:
-    """``(rows, feats, targets) -> params`` for :func:`predictor.training.grouped_cv`: one selection per outer fold,
+    """``(rows, feats, targets) -> params`` for :func:`predictor.fit.cv.grouped_cv`: one selection per outer fold,
     on its training rows only, with inner folds of the outer fold's kind (:meth:`for_group`)."""
 
     def __init__(self, seed: int = 0, grid: tuple[dict[str, Any], ...] = TIME_GRID, group: str = "gpu") -> None:

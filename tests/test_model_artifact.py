@@ -15,7 +15,10 @@ from featurize.physics.prior import power_prior_w
 from predictor.model.artifact import seal
 from predictor.model.inference import clip_power_w, feature_frame, predict_frame
 from predictor.model.loaded import load_model
-from predictor.training import conformal_quantile, fit_model, grouped_cv, prepare
+from predictor.conformal import conformal_quantile
+from predictor.fit.cv import grouped_cv
+from predictor.fit.prepare import prepare
+from predictor.fit.write import fit_model
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +179,7 @@ def test_grouped_cv_holds_out_each_group():
 
 
 def test_leave_group_out_coverage_by_hand():
-    from predictor.training import loo_group_coverage
+    from predictor.conformal import loo_group_coverage
 
     # group a's residuals (0.1) are all inside b's quantile (1.0); b's (1.0) all outside a's (0.1)
     oof = pd.DataFrame({"group": ["a"] * 10 + ["b"] * 10, "log_resid": [0.1] * 10 + [-1.0] * 10,
@@ -215,7 +218,7 @@ def test_numpy_tree_walker_matches_lightgbm(objective):
 def test_source_corrections_licenses_and_canonical_gpus():
     import pandas as pd
 
-    from predictor.training import SOURCE_INFO
+    from predictor.fit.write import SOURCE_INFO
     from training_data.corrections import apply_corrections, source_gpu_names
 
     rows = pd.DataFrame({"source": ["zeus", "zeus", "delrey", "mayaki"],
@@ -294,7 +297,7 @@ def test_a_table_built_before_the_corrections_moved_is_refused():
     import pandas as pd
 
     from featurize.errors import SchemaError
-    from predictor.training import require_corrected
+    from predictor.fit.prepare import require_corrected
     from training_data.corrections import apply_corrections
 
     old = pd.DataFrame({"source": ["mayaki"], "gpu": ["A100-PCIE-80GB"], "precision": ["fp32"]})

@@ -17,14 +17,10 @@ from predictor.fit.rows import sample_weights
 from predictor.model.artifact import seal
 from predictor.model.inference import predict_frame
 from predictor.model.loaded import load_model
-from predictor.training import (
-    CALIBRATE_COL,
-    OFFSET_PRIOR_ROWS,
-    fit_model,
-    fit_with_offsets,
-    grouped_cv,
-    prepare,
-)
+from predictor.fit.cv import grouped_cv
+from predictor.fit.prepare import CALIBRATE_COL, prepare
+from predictor.fit.stages import OFFSET_PRIOR_ROWS, fit_with_offsets
+from predictor.fit.write import fit_model
 
 
 def test_tensor_precisions_reach_a_smaller_share_of_their_peak():
@@ -167,7 +163,7 @@ def test_intervals_widen_outside_the_trained_generations_and_precisions(tmp_path
 
 
 def test_interval_halfwidth_keeps_every_grouping_above_the_floor():
-    from predictor.training import INTERVAL_FLOOR_LEVEL, conformal_quantile, interval_halfwidth
+    from predictor.conformal import INTERVAL_FLOOR_LEVEL, conformal_quantile, interval_halfwidth
 
     rng = np.random.default_rng(0)
     narrow = rng.normal(0, 0.2, 2000)  # two well-predicted groupings

@@ -6,7 +6,7 @@ import json
 from featurize.physics.prior import FEATURE_NAMES
 from predictor.fit.boosters import MONOTONE
 from predictor.model.loaded import MANIFEST, shipped_model_dir
-from predictor.training import LOCAL_FEATURES, SHIPPED_FEATURES
+from predictor.fit.stages import LOCAL_FEATURES, SHIPPED_FEATURES
 
 
 def test_selected_features_come_from_the_physics_catalogue():

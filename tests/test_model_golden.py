@@ -20,7 +20,7 @@ RTOL = 1e-4
 
 def _shipped_or_skip():
     if not (shipped_model_dir() / MANIFEST).is_file():
-        pytest.skip("no shipped model in models/ yet (python -m predictor.training)")
+        pytest.skip("no shipped model in models/ yet (python -m training_data.build_model)")
     return load_model()
 
 
@@ -158,7 +158,7 @@ def test_shipped_model_fits_its_measured_rows(built_table):
 
     from featurize import lookup_gpu
     from predictor.model.inference import predict_frame
-    from predictor.training import prepare
+    from predictor.fit.prepare import prepare
 
     m = _shipped_or_skip()
     trained_on = {src["source"] for src in m.manifest["sources"]}  # the sources the shipped model was fitted on

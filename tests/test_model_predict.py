@@ -13,7 +13,7 @@ from test_model_synth import synth_gpus, synth_table
 
 from featurize.errors import InvalidInputError, JoulecastError, UnknownGPUError
 from predictor import predict
-from predictor.training import fit_model
+from predictor.fit.write import fit_model
 
 REPO = Path(__file__).resolve().parents[1]
 RESNET18 = str(REPO / "models" / "examples" / "resnet18.onnx")

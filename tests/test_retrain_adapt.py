@@ -29,7 +29,7 @@ def _shipped():
 
     try:
         return load_model(os.environ.get("JOULECAST_TEST_BASE_MODEL") or None)
-    except ModelArtifactError as err:  # the artifact is built by `python -m predictor.training`
+    except ModelArtifactError as err:  # the artifact is built by `python -m training_data.build_model`
         pytest.skip(f"shipped model not available: {err}")
 
 

@@ -18,7 +18,8 @@ from predictor.time_model import (
 )
 from predictor.time_select import inner_score, select_time_params
 from predictor.fit.rows import sample_weights
-from predictor.training import grouped_cv, prepare
+from predictor.fit.cv import grouped_cv
+from predictor.fit.prepare import prepare
 
 from test_model_synth import synth_gpus, synth_table
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from predictor.parallel import single_gpu_time_per_sample_s
-from predictor.training import prepare
+from predictor.fit.prepare import prepare
 
 from test_model_synth import synth_gpus, synth_table
 

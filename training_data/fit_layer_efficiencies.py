@@ -11,7 +11,7 @@ multipliers -- convolution compute, GEMM (matmul / attention / recurrent) comput
 (all memory classes, at most 1) -- fitted by minimising the mean |log(measured / prior)| time over rows, each source weighted equally
 (Nelder-Mead on the logs). Leave-one-GPU-out folds refit on the other GPUs and report the held-out median error
 next to the defaults', so the printed figures are out-of-sample. Writes the efficiencies as JSON
-(``fit_model(..., layer_efficiencies=)`` / ``python -m predictor.training --layer-efficiencies``).
+(``fit_model(..., layer_efficiencies=)`` / ``python -m training_data.build_model --layer-efficiencies``).
 """
 
 from __future__ import annotations

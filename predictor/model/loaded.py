@@ -250,7 +250,7 @@ def check_manifest(manifest: Any, where: Path) -> dict[str, Any]:
         raise ModelArtifactError(f"{where}: manifest is not a JSON object; regenerate the model directory.")
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if missing:
-        raise ModelArtifactError(f"{where}: manifest lacks {missing}; regenerate it with `python -m predictor.training`.")
+        raise ModelArtifactError(f"{where}: manifest lacks {missing}; regenerate it with `python -m training_data.build_model`.")
     if manifest["schema_version"] != SCHEMA_VERSION:
         raise ModelArtifactError(
             f"{where}: manifest schema_version {manifest['schema_version']} is not {SCHEMA_VERSION}, the version this "

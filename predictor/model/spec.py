@@ -175,7 +175,7 @@ def read_spec(model_dir: Path) -> PriorSpec:
     if not path.is_file():
         raise ModelArtifactError(
             f"{model_dir}: no {SPEC_FILE}: the model does not carry its physics prior (a directory written before "
-            "joulecast 0.2 model v2); retrain it (`joulecast retrain`, `python -m predictor.training`).")
+            "joulecast 0.2 model v2); retrain it (`joulecast retrain`, `python -m training_data.build_model`).")
     try:
         return PriorSpec.model_validate_json(path.read_text(encoding="utf-8"))
     except ValidationError as err:
@@ -225,7 +225,7 @@ def verify_spec(model_dir: Path, manifest: dict[str, Any]) -> PriorSpec:
             f"{model_dir}: the model's physics prior does not match this joulecast's ({'; '.join(diffs[:6])}"
             f"{'; ...' if len(diffs) > 6 else ''}). Its boosters learned residuals over the prior they were "
             "trained with: install the joulecast that made the model, or retrain it "
-            "(`python -m predictor.training --table ... --out DIR`, `joulecast retrain`).")
+            "(`python -m training_data.build_model --table ... --out DIR`, `joulecast retrain`).")
     return saved
 
 

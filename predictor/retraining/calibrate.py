@@ -74,9 +74,10 @@ def user_grouped_cv(table: pd.DataFrame, *, seed: int = 0, n_folds: int = 5) -> 
     Each fold trains on the whole base table + the other folds' user rows and predicts the held-out graphs,
     so the figure is what to expect for a new graph on the user's GPU(s).
     """
-    from predictor.model.inference import offset_terms
+    from predictor.fit.prepare import CALIBRATE_COL, PATH_COL, prepare
     from predictor.fit.rows import sample_weights
-    from predictor.training import CALIBRATE_COL, DEFAULT_FEATURES, PATH_COL, fit_all, predict_log_energy, prepare, stage_terms
+    from predictor.fit.stages import DEFAULT_FEATURES, fit_all, predict_log_energy, stage_terms
+    from predictor.model.inference import offset_terms
     from predictor.time_model import RETRAIN_BOUND
 
     rows, feats, targets = prepare(table)
@@ -117,9 +118,11 @@ def calibration_offsets(model: Any, rows: pd.DataFrame, feats: pd.DataFrame,
     taken against the base model's whole prediction (its seen-configuration stage included, on the pairs
     it covers) without any earlier offsets, which the new ones replace.
     """
+    from predictor.fit.prepare import PATH_COL
+    from predictor.fit.stages import _offset_table
     from predictor.model.inference import log_residuals
+    from predictor.model.loaded import DESIGNS
     from predictor.model.rows import measured_rows
-    from predictor.training import DESIGNS, PATH_COL, _offset_table
 
     gpus = rows["_gpu_canonical"].astype(str).to_numpy()
     precs = rows[PATH_COL].astype(str).to_numpy()
@@ -233,7 +236,7 @@ def summary_record(origin: str, user_rows: pd.DataFrame, base_model: Any, *, bas
 def calibrate_only(base_model: Any, user_rows: pd.DataFrame, out: Path, staging: Path, *, origin: str, seed: int,
                     evaluate: bool, n_imputed: int, overwrite: bool) -> Path:
     """Retrain without a base table: the base boosters + per-GPU calibration offsets from the user's rows."""
-    from predictor.training import prepare
+    from predictor.fit.prepare import prepare
 
     prepared = prepare(user_rows, efficiencies=base_model.layer_efficiencies())
     offsets = calibration_offsets(base_model, *prepared)
@@ -255,8 +258,8 @@ def calibrate_only(base_model: Any, user_rows: pd.DataFrame, out: Path, staging:
 
 def seal_and_publish(new_dir: Path, manifest: dict[str, Any], out: Path, *, overwrite: bool) -> None:
     """Write the final manifest and card into ``new_dir``, verify it loads, then move it to ``out``."""
+    from predictor.card import write_card
     from predictor.model.loaded import MANIFEST, load_model
-    from predictor.training import write_card
 
     (new_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     write_card(new_dir)

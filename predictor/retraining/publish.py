@@ -51,7 +51,7 @@ from predictor.retraining.rows import (
     to_training_rows,
     user_row_weight,
 )
-from predictor.training import CALIBRATE_COL
+from predictor.fit.prepare import CALIBRATE_COL
 
 
 def retrain(
@@ -116,7 +116,7 @@ def _retrain_staged(measurements: Any, staging: Path, out: Path, *, base: str | 
     """:func:`retrain`'s work, inside its publication: writes under ``staging``, publishes to ``out``."""
     from featurize.errors import InvalidInputError
     from predictor.model.loaded import MANIFEST, load_model
-    from predictor.training import fit_model
+    from predictor.fit.write import fit_model
 
     # Cheap checks first: the measurements, then the graphs, then the base model.
     raw, origin, base_dir = load_measurements(measurements)

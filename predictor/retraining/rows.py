@@ -248,8 +248,8 @@ def merge_tables(base: pd.DataFrame | None, user: pd.DataFrame) -> pd.DataFrame:
 def read_base_table(base_table: Any) -> pd.DataFrame:
     """A training table given as a DataFrame or a Parquet/CSV path (``python -m training_data.build_table``)."""
     from featurize.errors import InvalidInputError
-    from predictor.training import REQUIRED_COLUMNS as TABLE_COLUMNS
-    from predictor.training import require_corrected
+    from predictor.fit.prepare import REQUIRED_COLUMNS as TABLE_COLUMNS
+    from predictor.fit.prepare import require_corrected
 
     if isinstance(base_table, pd.DataFrame):
         table = base_table.copy()
