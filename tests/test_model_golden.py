@@ -156,7 +156,7 @@ def _measured_row_errors(built_table):
     trained_on = {src["source"] for src in m.manifest["sources"]}  # the sources the shipped model was fitted on
     # prepare keeps rows capped below the board's limit out of the fit: read every row as if uncapped, then price
     # each at its measured cap (predict_frame's power_limit_w), as a user asking for that cap gets it
-    from predictor.power_limits import capped_below_default
+    from predictor.power_cap_rows import capped_below_default
 
     tdp_w = [lookup_gpu(g).tdp_w for g in built_table["gpu"]]
     table = built_table.assign(_cap_w=built_table["power_limit_w"], power_limit_w=np.nan, default_power_limit=True,
