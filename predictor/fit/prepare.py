@@ -13,17 +13,6 @@ from featurize.errors import SchemaError
 from featurize.hardware.precision import precision_paths
 from featurize.physics.prior import power_prior_w
 from featurize.types import GPUSpec
-from predictor.card import model_card, write_card  # noqa: E402,F401 - re-exported (bench, tests)
-from predictor.conformal import (  # noqa: E402,F401 - re-exported (tests, retrain, bench)
-    INTERVAL_FLOOR_LEVEL,
-    INTERVAL_LEVEL,
-    conformal_quantile,
-    interval_halfwidth,
-    loo_group_coverage,
-    measured_halfwidth,
-    normalised_resid,
-    novelty_stats,
-)
 from predictor.model.inference import feature_frame
 from predictor.power_cap_rows import board_limits
 

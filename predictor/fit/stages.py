@@ -10,17 +10,6 @@ import numpy as np
 import pandas as pd
 
 from featurize.physics.prior import FEATURE_NAMES, power_prior_w
-from predictor.card import model_card, write_card  # noqa: E402,F401 - re-exported (bench, tests)
-from predictor.conformal import (  # noqa: E402,F401 - re-exported (tests, retrain, bench)
-    INTERVAL_FLOOR_LEVEL,
-    INTERVAL_LEVEL,
-    conformal_quantile,
-    interval_halfwidth,
-    loo_group_coverage,
-    measured_halfwidth,
-    normalised_resid,
-    novelty_stats,
-)
 from predictor.fit.boosters import LGB_PARAMS, NUM_ROUNDS, fit_one
 from predictor.fit.rows import implementation_of
 from predictor.model.inference import clip_power_w, offset_terms

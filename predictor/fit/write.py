@@ -15,13 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from predictor.card import model_card, write_card  # noqa: E402,F401 - re-exported (bench, tests)
-from predictor.conformal import (  # noqa: E402,F401 - re-exported (tests, retrain, bench)
+from predictor.card import model_card
+from predictor.conformal import (
     INTERVAL_FLOOR_LEVEL,
     INTERVAL_LEVEL,
-    conformal_quantile,
     interval_halfwidth,
-    loo_group_coverage,
     measured_halfwidth,
     normalised_resid,
     novelty_stats,
