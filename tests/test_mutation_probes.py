@@ -18,7 +18,7 @@ from predictor import Prediction, predict, refine
 from predictor.refinement.params import PARAMS, RefineParams
 
 physics = importlib.import_module("featurize.physics.prior")
-model_mod = importlib.import_module("predictor.model")
+model_mod = importlib.import_module("predictor.model.inference")  # predict_frame looks its helpers up here
 
 GPU = GPUSpec(name="T", vendor="NVIDIA", architecture="x", tdp_w=300.0, peak_fp32_flops=10e12,
               peak_fp16_tensor_flops=80e12, mem_bw_bytes_per_s=1e12, mem_bytes=16e9, l2_cache_bytes=4e6,
