@@ -1,7 +1,7 @@
 """Fit the refinement model's constants (:class:`predictor.refinement.params.RefineParams`) on real epoch series.
 
 Run: ``python -m training_data.fit_refine [--shared ../shared/data]``; prints the fitted values and a
-``PARAMS = RefineParams(...)`` block to paste into ``predictor/refine_model.py`` (build time only).
+``PARAMS = RefineParams(...)`` block to paste into ``predictor/refinement/params.py`` (build time only).
 
 Data: the per-epoch series of the 249 seaa2023 runs (:mod:`training_data.epoch_series`). Statistics:
 
