@@ -173,7 +173,7 @@ def fitted_log_terms(boosters: Mapping[str, Any], feats: pd.DataFrame, features:
     return out
 
 
-def _offset_table(resid: Mapping[str, np.ndarray], gpus: np.ndarray, mask: np.ndarray) -> dict[str, dict[str, float]]:
+def offset_table(resid: Mapping[str, np.ndarray], gpus: np.ndarray, mask: np.ndarray) -> dict[str, dict[str, float]]:
     """Shrunk mean log residual per GPU over the ``mask`` rows, per booster target."""
     out: dict[str, dict[str, float]] = {}
     for g in sorted(set(gpus[mask])):
@@ -209,7 +209,7 @@ def fit_with_offsets(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.nda
     first = fit_boosters(feats[ref], targets[ref], weights[ref], rows=None if rows is None else rows[ref], **kw)
     pred = log_terms(first, feats, features)
     resid = {t: np.where(calibrate, targets[t].to_numpy() - pred[t], np.nan) for t in names}
-    offsets = _offset_table(resid, gpus, calibrate)
+    offsets = offset_table(resid, gpus, calibrate)
     adjusted = targets.copy()
     for t in names:
         shift = np.array([offsets.get(str(g), {}).get(t, 0.0) if c else 0.0 for g, c in zip(gpus, calibrate)])
@@ -217,7 +217,7 @@ def fit_with_offsets(feats: pd.DataFrame, targets: pd.DataFrame, weights: np.nda
     boosters = fit_boosters(feats, adjusted, weights, rows=rows, **kw)
     pred = log_terms(boosters, feats, features)
     rest = {t: np.where(calibrate, adjusted[t].to_numpy() - pred[t], np.nan) for t in names}
-    extra = _offset_table(rest, gpus, calibrate)
+    extra = offset_table(rest, gpus, calibrate)
     for g, entry in offsets.items():
         for t in names:
             entry[t] += extra[g][t]

@@ -119,7 +119,7 @@ def calibration_offsets(model: Any, rows: pd.DataFrame, feats: pd.DataFrame,
     it covers) without any earlier offsets, which the new ones replace.
     """
     from predictor.fit.prepare import PATH_COL
-    from predictor.fit.stages import _offset_table
+    from predictor.fit.stages import offset_table
     from predictor.model.inference import log_residuals
     from predictor.model.loaded import DESIGNS
     from predictor.model.rows import measured_rows
@@ -131,7 +131,7 @@ def calibration_offsets(model: Any, rows: pd.DataFrame, feats: pd.DataFrame,
     pred = log_residuals(base, feats, gpus, precs, measured)
     names = DESIGNS[model.manifest["design"]]
     resid = {t: targets[t].to_numpy(float) - pred[t] for t in names}
-    return _offset_table(resid, gpus, np.ones(len(rows), bool))
+    return offset_table(resid, gpus, np.ones(len(rows), bool))
 
 
 def calibration_cv(model: Any, user_rows: pd.DataFrame, prepared: tuple, *,

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from predictor.fit.prepare import CALIBRATE_COL
 from predictor.model.publish import publication
 from predictor.retraining.calibrate import (
     SUMMARY_KEY,
@@ -51,7 +52,6 @@ from predictor.retraining.rows import (
     to_training_rows,
     user_row_weight,
 )
-from predictor.fit.prepare import CALIBRATE_COL
 
 
 def retrain(
@@ -115,8 +115,8 @@ def _retrain_staged(measurements: Any, staging: Path, out: Path, *, base: str | 
                     base_table: Any) -> Path:
     """:func:`retrain`'s work, inside its publication: writes under ``staging``, publishes to ``out``."""
     from featurize.errors import InvalidInputError
-    from predictor.model.loaded import MANIFEST, load_model
     from predictor.fit.write import fit_model
+    from predictor.model.loaded import MANIFEST, load_model
 
     # Cheap checks first: the measurements, then the graphs, then the base model.
     raw, origin, base_dir = load_measurements(measurements)
