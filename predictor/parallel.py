@@ -65,6 +65,16 @@ COMM_WAIT_POWER_SHARE = 0.5
 """Share of the compute power above idle a GPU draws while it waits on exposed communication (stated rule)."""
 
 
+def scaling_record() -> dict[str, dict[str, float]]:
+    """The data-parallel constants as the model's prior spec records them (class -> field -> value, and the
+    waiting-power share under ``"power"``): a shipped model carries the constants its forecasts were checked with."""
+    from dataclasses import asdict
+
+    out = {name: {k: float(v) for k, v in asdict(c).items()} for name, c in sorted(SCALING.items())}
+    out["power"] = {"comm_wait_power_share": float(COMM_WAIT_POWER_SHARE)}
+    return out
+
+
 def step_extra_s(t_compute_s: Any, hideable_share: Any, comm_s: Any, pcie: Any, n_gpus: Any,
                  constants: ScalingConstants) -> np.ndarray:
     """Seconds each data-parallel step adds to the per-GPU compute ``t_compute_s`` (module formula): the

@@ -68,6 +68,23 @@ def test_changed_precision_semantics_are_refused(model_copy, monkeypatch):
         load_model(model_copy)
 
 
+def test_the_data_parallel_constants_are_the_models(model_copy, monkeypatch):
+    """Issue 29's N-GPU constants live in the shipped spec; code that changes one no longer matches the model."""
+    import dataclasses
+
+    import predictor.parallel as parallel
+
+    m = load_model(None)
+    assert m.prior.data_parallel["reference"]["overlap"] == parallel.SCALING["reference"].overlap
+    assert m.prior.data_parallel["tuned"]["scale"] == parallel.SCALING["tuned"].scale
+    changed = {**parallel.SCALING, "tuned": dataclasses.replace(parallel.SCALING["tuned"], overlap=0.2)}
+    monkeypatch.setattr(parallel, "SCALING", changed)
+    with pytest.raises(ModelArtifactError, match="data-parallel constant tuned.overlap"):
+        load_model(model_copy)
+    _rewrite_spec(model_copy, lambda d: d.pop("data_parallel"))  # a model written before them: nothing to compare
+    assert load_model(model_copy).prior.data_parallel is None
+
+
 def test_a_model_made_with_another_gpu_table_is_refused(model_copy):
     _rewrite_spec(model_copy, lambda d: d.update(gpu_table_sha256="0" * 64))
     with pytest.raises(ModelArtifactError, match="GPU table sha256"):

@@ -84,6 +84,8 @@ class PriorSpec(BaseModel):
     source_corrections: dict[str, Any] = Field(default_factory=dict)
     power_cap: PowerCapSpec | None = None
     """None in a model written before the power-cap curve: :data:`featurize.power_cap.DEFAULT_CURVE` applies."""
+    data_parallel: dict[str, dict[str, float]] | None = None
+    """The N-GPU constants (:func:`predictor.parallel.scaling_record`); None in a model written before them."""
     note: str = ""
 
 
@@ -149,6 +151,7 @@ def current_spec(*, efficiencies: Any = None, source_corrections: dict[str, Any]
     from featurize.hardware.precision import PRECISION_SEMANTICS
     from featurize.layer_profile import TILE_ELEMENTS, LayerEfficiencies
     from featurize.power_cap import DEFAULT_CURVE
+    from predictor.parallel import scaling_record
 
     eff = (efficiencies or LayerEfficiencies()).to_dict()
     return PriorSpec(
@@ -160,6 +163,7 @@ def current_spec(*, efficiencies: Any = None, source_corrections: dict[str, Any]
         precision_semantics=dict(PRECISION_SEMANTICS),
         source_corrections=dict(source_corrections or {}),
         power_cap=PowerCapSpec(**(power_cap or DEFAULT_CURVE).to_dict()),
+        data_parallel=scaling_record(),
         note=note,
     )
 
@@ -209,7 +213,20 @@ def spec_differences(saved: PriorSpec, running: PriorSpec) -> list[str]:
         diff = [p for p in set(saved.precision_semantics) | set(running.precision_semantics)
                 if saved.precision_semantics.get(p) != running.precision_semantics.get(p)]
         out.append(f"precision semantics of {', '.join(sorted(diff))}")
-    return out
+    return out + _scaling_differences(saved.data_parallel, running.data_parallel)
+
+
+def _scaling_differences(saved: dict[str, dict[str, float]] | None,
+                         running: dict[str, dict[str, float]] | None) -> list[str]:
+    """The N-GPU constants that differ (a model written before them carries none: nothing to compare)."""
+    if saved is None:
+        return []
+    running = running or {}
+    keys = sorted({(c, k) for c, d in (*saved.items(), *running.items()) for k in d})
+    return [f"data-parallel constant {c}.{k}: model {saved.get(c, {}).get(k)}, running code "
+            f"{running.get(c, {}).get(k)}" for c, k in keys
+            if c not in saved or c not in running or k not in saved[c] or k not in running[c]
+            or not _close(saved[c][k], running[c][k])]
 
 
 def verify_spec(model_dir: Path, manifest: dict[str, Any]) -> PriorSpec:
