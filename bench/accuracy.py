@@ -251,7 +251,7 @@ def target_notes(cv: dict, baselines: dict, design: str, other: str, cv_other: d
     notes.append(f"design `{design}` shipped over `{other}`: medians " + ", ".join(
         f"{g} {cv[g]['metrics']['median_ape']:.1f} vs {alt[g]:.1f} %" for g in cv if g in alt)
         + "; the two-model design gives time and power separately and learns time from sources whose power "
-        "is not usable (Mayaki's A100 steps); see predictor.training.SHIPPED_DESIGN.")
+        "is not usable (Mayaki's A100 steps); see predictor.fit.stages.SHIPPED_DESIGN.")
     return notes
 
 

@@ -25,7 +25,7 @@ def model_card(manifest: Mapping[str, Any]) -> str:
     lines = [
         f"# {m['model_name']} {m['model_version']} — model card",
         "",
-        "_Generated from `manifest.json` by `predictor.training.model_card`; do not edit by hand._",
+        "_Generated from `manifest.json` by `predictor.card.model_card`; do not edit by hand._",
         "",
         "## What it predicts",
         "Energy, time and average GPU board power (NVML scope) of one training sample on a given GPU, from the "
@@ -33,7 +33,7 @@ def model_card(manifest: Mapping[str, Any]) -> str:
         "flops_forward / flops_train): validation passes cost a forward pass only.",
         "",
         f"Design `{m['design']}`: " + "; ".join(f"`{k}`: {v['target']}" for k, v in m["boosters"].items())
-        + ". Physics prior (featurize/physics.py): time `t_phys = max(flops_train / (eff x peak_flops(precision)), "
+        + ". Physics prior (featurize/physics/prior.py): time `t_phys = max(flops_train / (eff x peak_flops(precision)), "
         "bytes / bandwidth) + (kernels x launch_s + step_overhead_s) / batch_size` (eff = COMPUTE_EFFICIENCY for fp32, "
         "TENSOR_CORE_EFFICIENCY for tf32/fp16/bf16/fp8); power `p_phys = idle + "
         "(cap - idle) x sqrt(busy_frac)` with `busy_frac` = roofline time / t_phys (utilisation proxy); "
