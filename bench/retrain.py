@@ -23,7 +23,7 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 ROOT = _HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]  # bench/featurize.py shadows the package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]  # (bench/ once held a script named like the package)
 sys.path.insert(0, str(ROOT))
 
 GPUS = ("A100", "V100", "T4", "L4", "H100")

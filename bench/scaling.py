@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # ahead of bench/ (bench/featurize.py would shadow the package)
+sys.path.insert(0, str(REPO))  # the repository ahead of bench/
 
 from predictor.parallel_fit import (  # noqa: E402
     choose_variant, class_constants, fit_constants, held_out_speedups, pair_rows, scaling_rows)

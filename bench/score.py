@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-# bench/ holds scripts named like the packages (bench/featurize.py): keep it off the import path.
+# keep bench/ off the import path (no script may shadow a package)
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 

@@ -1,6 +1,6 @@
 """Benchmark: featurize time next to the floor and next to onnx-tool's profile.
 
-Run: ``python bench/featurize.py [--repeat N]``. Prints, per graph, the best-of-N wall time of
+Run: ``python bench/featurize_speed.py [--repeat N]``. Prints, per graph, the best-of-N wall time of
 
 * floor: ``onnx.load(load_external_data=False)`` + ``infer_shapes(strict_mode=True, data_prop=True)``,
 * ``featurize.featurize`` (same input path; the ``nodes`` table is lazy, so this is what ``predict`` pays),
@@ -20,22 +20,18 @@ floor, featurize and reads timings are interleaved (best-of-N each); compare run
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-# This script is named like the package: drop its own folder from sys.path so `featurize` is the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
-import numpy as np  # noqa: E402
-import onnx  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
-from featurize import featurize  # noqa: E402
-from featurize.graph.load import node_fields  # noqa: E402
-from featurize.graph.shapes import _c_infer_shapes, _shapes_from_bytes  # noqa: E402
+from featurize import featurize
+from featurize.graph.load import node_fields
+from featurize.graph.shapes import _c_infer_shapes, _shapes_from_bytes
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 
